@@ -1,0 +1,113 @@
+//! The desired-state file `testbed.toml`: its model and defaults ([`model`]), strict parsing with
+//! file:line:col errors, semantic validation ([`validate`]), and its JSON Schema ([`schema`]).
+//!
+//! Data flows one way through testbed: this crate turns text into a validated [`Config`]; the planner
+//! reads nothing else from the file.
+
+pub mod error;
+pub mod image_ref;
+pub mod karmada_release;
+pub mod model;
+pub mod net;
+pub mod source;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, Problem};
+pub use model::*;
+pub use validate::lxd_instance_name_problem;
+
+/// A desired-state file that parsed and passed every check. Only [`parse`] and [`load`] make one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub file: TestbedFile,
+    /// The file's path as the user gave it.
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// The directory relative paths in the file are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// A member's join mode, after defaults.
+    pub fn join_mode(&self, member: &Member) -> JoinMode {
+        member.join_mode.unwrap_or(self.file.karmada.join_mode)
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates `text`, naming it `path` in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let shown = path.display().to_string();
+    let file: TestbedFile = toml::from_str(text).map_err(|e| syntax_error(&shown, text, &e))?;
+    let map = source::SourceMap::new(text);
+    let mut reporter = error::Reporter {
+        path: &shown,
+        map: &map,
+        problems: Vec::new(),
+    };
+    validate::check(&file, &mut reporter);
+    if reporter.problems.is_empty() {
+        Ok(Config {
+            file,
+            path: path.to_path_buf(),
+        })
+    } else {
+        let problems = reporter.problems;
+        Err(ConfigError::Invalid {
+            path: shown.clone(),
+            problems,
+        })
+    }
+}
+
+fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let span = e.span().unwrap_or(0..0);
+    let (line, col) = source::line_col(text, span.start);
+    let raw = e.message().trim().to_owned();
+    let (message, label, help) = if let Some(rest) = raw.strip_prefix("unknown field ") {
+        let (key, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+        let help =
+            (!expected.is_empty()).then(|| format!("expected{}", expected.trim_end_matches('.')));
+        (format!("unknown key {key}"), "unknown key".to_owned(), help)
+    } else {
+        (raw, "here".to_owned(), None)
+    };
+    ConfigError::Syntax {
+        location: format!("{path}:{line}:{col}"),
+        message,
+        src: miette::NamedSource::new(path, text.to_owned()),
+        span: (span.start, span.end.saturating_sub(span.start)).into(),
+        label,
+        help,
+    }
+}
+
+/// The name an `[[images]]` entry goes by in addresses: its `name`, else the repository's last component.
+pub fn image_name(img: &Image) -> String {
+    if let Some(n) = &img.name {
+        return n.clone();
+    }
+    image_ref::ImageRef::parse(&img.source)
+        .map(|r| r.short_name().to_owned())
+        .unwrap_or_else(|_| img.source.clone())
+}
+
+/// The JSON Schema of `testbed.toml`, for editors (see docs/reference.md).
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(TestbedFile)
+}

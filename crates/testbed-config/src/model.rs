@@ -1,0 +1,248 @@
+//! The shape of `testbed.toml`. Every section has defaults that reproduce the seeds' testbed, so an empty
+//! file already describes a host, a Karmada control plane and no members.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole desired-state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestbedFile {
+    /// The host server: its own MicroK8s cluster and the tools testbed needs there.
+    #[serde(default)]
+    pub host: Host,
+    /// LXD (or Incus), which runs one container per member.
+    #[serde(default)]
+    pub lxd: Lxd,
+    /// The local image registry served by the host MicroK8s `registry` addon.
+    #[serde(default)]
+    pub registry: Registry,
+    /// The Karmada control plane on the host cluster and how members join it.
+    #[serde(default)]
+    pub karmada: Karmada,
+    /// Member clusters: one LXD container running MicroK8s each.
+    #[serde(default)]
+    pub members: Vec<Member>,
+    /// Extra images: copied into the local registry, or side-loaded into members.
+    #[serde(default)]
+    pub images: Vec<Image>,
+    /// Application proxies: a host port forwarded into a member (e.g. straight to a pod's address).
+    #[serde(default)]
+    pub proxies: Vec<Proxy>,
+}
+
+/// `[host]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Host {
+    /// Snap channel of the host MicroK8s, e.g. `1.32/stable`.
+    pub microk8s_channel: String,
+    /// Addons enabled on the host MicroK8s (the registry addon is managed by `[registry]`).
+    pub addons: Vec<String>,
+    /// Directory for member kubeconfig files (mode 0600), relative to this file unless absolute.
+    pub kubeconfig_dir: String,
+    /// `fs.inotify.max_user_instances` wanted on the host (raised, never lowered).
+    pub inotify_max_user_instances: u64,
+    /// `fs.inotify.max_user_watches` wanted on the host (raised, never lowered).
+    pub inotify_max_user_watches: u64,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host {
+            microk8s_channel: "1.32/stable".into(),
+            addons: vec!["dns".into(), "hostpath-storage".into()],
+            kubeconfig_dir: ".testbed/kubeconfigs".into(),
+            inotify_max_user_instances: 1_048_576,
+            inotify_max_user_watches: 1_048_576,
+        }
+    }
+}
+
+/// Which container manager runs the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Lxd,
+    Incus,
+}
+
+/// `[lxd]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lxd {
+    /// `lxd` or `incus`.
+    pub backend: Backend,
+    /// Bridge network the members attach to.
+    pub bridge: String,
+    /// The bridge's own address with prefix length, as LXD's `ipv4.address` (e.g. `10.123.45.1/24`).
+    /// Always explicit: LXD's automatic subnet probe fails on many hosts.
+    pub ipv4_address: String,
+    /// Storage pool for the members' root disks.
+    pub storage_pool: String,
+    /// Driver used if testbed has to create the pool.
+    pub storage_driver: String,
+    /// Default image for members (`ubuntu:22.04` from the image server, or a local alias).
+    pub image: String,
+    /// Name of the member profile testbed manages.
+    pub profile: String,
+    /// Overrides of the member profile's config keys (e.g. a reduced `linux.kernel_modules`).
+    pub profile_config: BTreeMap<String, String>,
+}
+
+impl Default for Lxd {
+    fn default() -> Self {
+        Lxd {
+            backend: Backend::Lxd,
+            bridge: "lxdbr0".into(),
+            ipv4_address: "10.123.45.1/24".into(),
+            storage_pool: "default".into(),
+            storage_driver: "dir".into(),
+            image: "ubuntu:22.04".into(),
+            profile: "microk8s".into(),
+            profile_config: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[registry]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registry {
+    /// Host port of the registry (the MicroK8s addon's NodePort).
+    pub port: u16,
+    /// Platforms copied from multi-platform images.
+    pub platforms: Vec<String>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            port: 32000,
+            platforms: vec!["linux/amd64".into()],
+        }
+    }
+}
+
+/// How members become part of Karmada.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinMode {
+    /// `karmadactl join`: the control plane reaches each member's API.
+    #[default]
+    Push,
+    /// `karmadactl register`: a karmada-agent in each member reaches the control plane.
+    Pull,
+}
+
+/// `[karmada]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Karmada {
+    /// karmadactl release; its image table decides which images the control plane needs.
+    pub version: String,
+    /// Default join mode for members: `push` or `pull`.
+    pub join_mode: JoinMode,
+    /// NodePort of the Karmada API server on the host (`karmadactl init --port`).
+    pub api_port: u16,
+    /// Where `karmadactl init` writes its data; init wipes this folder.
+    pub data_dir: String,
+}
+
+impl Default for Karmada {
+    fn default() -> Self {
+        Karmada {
+            version: "v1.15.9".into(),
+            join_mode: JoinMode::Push,
+            api_port: 32443,
+            data_dir: "/etc/karmada".into(),
+        }
+    }
+}
+
+/// `[[members]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Member and container name: a valid LXD instance name.
+    pub name: String,
+    /// Host port of the proxy to this member's API server (container port 16443).
+    pub api_port: u16,
+    /// Address the API proxy listens on, `127.0.0.1` unless the file asks otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Static IPv4 address on the bridge; derived from the subnet (and kept stable) when absent.
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    /// Image for this member's container; `[lxd] image` when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// CPU limit (`limits.cpu`), e.g. `"2"`.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Memory limit (`limits.memory`), e.g. `"4GiB"`.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// MicroK8s snap channel inside the member; the host's channel when absent.
+    #[serde(default)]
+    pub microk8s_channel: Option<String>,
+    /// MicroK8s addons in the member.
+    #[serde(default = "default_member_addons")]
+    pub addons: Vec<String>,
+    /// Join mode for this member; `[karmada] join_mode` when absent.
+    #[serde(default)]
+    pub join_mode: Option<JoinMode>,
+}
+
+pub(crate) fn default_listen() -> String {
+    "127.0.0.1".into()
+}
+
+fn default_member_addons() -> Vec<String> {
+    vec!["dns".into(), "hostpath-storage".into()]
+}
+
+/// `[[images]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Short name used in resource addresses (`image.NAME`); derived from the reference when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Source reference, e.g. `docker.io/library/nginx:1.27`.
+    pub source: String,
+    /// Side-load into members (through a tar archive) instead of copying into the local registry.
+    #[serde(default)]
+    pub sideload: bool,
+    /// A docker-archive or OCI tar to side-load, relative to this file unless absolute.
+    #[serde(default)]
+    pub archive: Option<String>,
+    /// Members that receive a side-loaded image; all members when absent.
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+}
+
+/// `[[proxies]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// Proxy name, unique within its member (`proxy.MEMBER.NAME`).
+    pub name: String,
+    /// The member whose container the proxy forwards into.
+    pub member: String,
+    /// Port on the host.
+    pub host_port: u16,
+    /// Where connections go, seen from inside the container: `tcp:ADDRESS:PORT`.
+    pub target: String,
+    /// Address the proxy listens on, `127.0.0.1` unless the file asks otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+/// Ports the host itself uses: host MicroK8s API server.
+pub const HOST_MICROK8S_API_PORT: u16 = 16443;
+/// The port every member's API server listens on inside its container.
+pub const MEMBER_API_PORT: u16 = 16443;

@@ -1,0 +1,153 @@
+//! Addresses and sizes as the file writes them.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The bridge's IPv4 address with its prefix, e.g. `10.123.45.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    /// The bridge's own (gateway) address.
+    pub gateway: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn parse(s: &str) -> Result<Subnet, String> {
+        let (addr, prefix) = s.split_once('/').ok_or("has no /PREFIX")?;
+        let gateway: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("has {addr:?}, which is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| format!("has prefix {prefix:?}, which is not a number"))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(format!("has prefix /{prefix}; use /8 to /30"));
+        }
+        let subnet = Subnet { gateway, prefix };
+        if gateway == subnet.network() || gateway == subnet.broadcast() {
+            return Err("is the network or broadcast address, not a host address".into());
+        }
+        Ok(subnet)
+    }
+
+    fn mask(&self) -> u32 {
+        u32::MAX << (32 - self.prefix as u32)
+    }
+
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.gateway) & self.mask())
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.gateway) | !self.mask())
+    }
+
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.gateway) & self.mask()
+    }
+
+    /// Whether `a` can be given to a container on this bridge.
+    pub fn check_host(&self, a: Ipv4Addr) -> Result<(), String> {
+        if !self.contains(a) {
+            return Err(format!(
+                "is outside the bridge subnet {}/{}",
+                self.network(),
+                self.prefix
+            ));
+        }
+        if a == self.network() || a == self.broadcast() {
+            return Err("is the subnet's network or broadcast address".into());
+        }
+        if a == self.gateway {
+            return Err("is the bridge's own address".into());
+        }
+        Ok(())
+    }
+
+    /// Host addresses usable for members, in order, starting at the 10th address of the subnet (the low
+    /// ones are left for the bridge and whatever the user places there by hand).
+    pub fn member_candidates(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let first = u32::from(self.network()) + 10;
+        let last = u32::from(self.broadcast()).saturating_sub(1);
+        (first..=last)
+            .map(Ipv4Addr::from)
+            .filter(move |a| *a != self.gateway)
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network(), self.prefix)
+    }
+}
+
+/// A proxy target `tcp:ADDRESS:PORT` (or `udp:`), as LXD's proxy `connect` key.
+pub fn parse_connect(s: &str) -> Result<(String, String, u16), String> {
+    let (proto, rest) = s.split_once(':').ok_or("has no protocol (tcp: or udp:)")?;
+    if proto != "tcp" && proto != "udp" {
+        return Err(format!("has protocol {proto:?}; use tcp or udp"));
+    }
+    let (addr, port) = rest.rsplit_once(':').ok_or("has no :PORT")?;
+    let addr_ok = addr.parse::<std::net::IpAddr>().is_ok()
+        || addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    if !addr_ok {
+        return Err(format!("has address {addr:?}, which is not an IP address"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("has port {port:?}, which is not a port number"))?;
+    if port == 0 {
+        return Err("has port 0".into());
+    }
+    Ok((proto.to_owned(), addr.to_owned(), port))
+}
+
+/// LXD's `limits.memory`: a size with a unit (`512MiB`, `4GB`) or a percentage (`50%`).
+pub fn is_memory_limit(s: &str) -> bool {
+    if let Some(p) = s.strip_suffix('%') {
+        return p.parse::<u8>().is_ok_and(|n| (1..=100).contains(&n));
+    }
+    let digits = s.bytes().take_while(|b| b.is_ascii_digit()).count();
+    let unit = &s[digits..];
+    digits > 0 && ["B", "kB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"].contains(&unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_bounds() {
+        let s = Subnet::parse("10.123.45.1/24").unwrap();
+        assert_eq!(s.network().to_string(), "10.123.45.0");
+        assert_eq!(s.broadcast().to_string(), "10.123.45.255");
+        assert!(s.check_host("10.123.45.11".parse().unwrap()).is_ok());
+        assert!(s.check_host("10.123.45.1".parse().unwrap()).is_err());
+        assert!(s.check_host("10.123.46.1".parse().unwrap()).is_err());
+        assert_eq!(
+            s.member_candidates().next().unwrap().to_string(),
+            "10.123.45.10"
+        );
+        assert!(Subnet::parse("10.123.45.0/24").is_err());
+        assert!(Subnet::parse("10.123.45.1").is_err());
+    }
+
+    #[test]
+    fn connect_targets() {
+        assert!(parse_connect("tcp:10.1.33.11:9090").is_ok());
+        assert!(parse_connect("tcp:[::1]:80").is_ok());
+        assert!(parse_connect("http://x").is_err());
+        assert!(parse_connect("tcp:pod:80").is_err());
+    }
+
+    #[test]
+    fn memory_limits() {
+        assert!(is_memory_limit("4GiB"));
+        assert!(is_memory_limit("50%"));
+        assert!(!is_memory_limit("4 gigs"));
+        assert!(!is_memory_limit("GiB"));
+    }
+}

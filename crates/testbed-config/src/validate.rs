@@ -1,0 +1,451 @@
+//! Semantic checks: everything that parses but cannot be built. Each problem points at its line.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::error::Reporter;
+use crate::model::{TestbedFile, HOST_MICROK8S_API_PORT};
+use crate::source::Seg::{self, Index, Key};
+use crate::{karmada_release, net};
+
+/// Runs every check and records each problem once.
+pub(crate) fn check(file: &TestbedFile, r: &mut Reporter<'_>) {
+    check_names(file, r);
+    check_ports(file, r);
+    check_network(file, r);
+    check_karmada(file, r);
+    check_images(file, r);
+    check_proxies(file, r);
+    check_members(file, r);
+}
+
+/// An LXD instance name: 1 to 63 characters of ASCII letters, digits and hyphens, not starting with a digit
+/// or a hyphen, not ending with a hyphen (LXD's own rule, which also makes it a valid hostname).
+pub fn lxd_instance_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Some("may contain only ASCII letters, digits and hyphens");
+    }
+    if name.starts_with('-') || name.as_bytes()[0].is_ascii_digit() {
+        return Some("must not start with a digit or a hyphen");
+    }
+    if name.ends_with('-') {
+        return Some("must not end with a hyphen");
+    }
+    None
+}
+
+/// A name used as one segment of a resource address (proxy and image names): lowercase letters, digits,
+/// hyphens and underscores.
+fn segment_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Some("must be 1 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Some("may contain only lowercase letters, digits, '-' and '_'");
+    }
+    None
+}
+
+fn check_names(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, m) in file.members.iter().enumerate() {
+        let path = [Key("members"), Index(i), Key("name")];
+        let span = r.map.value_span(&path);
+        if let Some(why) = lxd_instance_name_problem(&m.name) {
+            r.report(
+                span.clone(),
+                format!("member name {:?} is not a valid LXD instance name: it {why}", m.name),
+                "not a valid instance name",
+                Some("use 1-63 letters, digits and hyphens, starting with a letter, e.g. \"member4\"".into()),
+            );
+        }
+        if let Some(first) = seen.insert(&m.name, i) {
+            let first_span = r
+                .map
+                .value_span(&[Key("members"), Index(first), Key("name")]);
+            let first_at = r.location(&first_span);
+            r.report(
+                span,
+                format!(
+                    "duplicate member name {:?} (first defined at {first_at})",
+                    m.name
+                ),
+                "defined twice",
+                Some("give each [[members]] block its own name".into()),
+            );
+        }
+    }
+}
+
+/// Something that occupies a host port.
+struct PortUse<'p> {
+    port: u16,
+    what: String,
+    path: Option<Vec<Seg<'p>>>,
+}
+
+fn check_ports(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let mut uses: Vec<PortUse<'_>> = vec![PortUse {
+        port: HOST_MICROK8S_API_PORT,
+        what: "the host MicroK8s API server".into(),
+        path: None,
+    }];
+    uses.push(PortUse {
+        port: file.registry.port,
+        what: "the registry ([registry] port)".into(),
+        path: Some(vec![Key("registry"), Key("port")]),
+    });
+    uses.push(PortUse {
+        port: file.karmada.api_port,
+        what: "the Karmada API NodePort ([karmada] api_port)".into(),
+        path: Some(vec![Key("karmada"), Key("api_port")]),
+    });
+    for (i, m) in file.members.iter().enumerate() {
+        uses.push(PortUse {
+            port: m.api_port,
+            what: format!("the API proxy of member {:?}", m.name),
+            path: Some(vec![Key("members"), Index(i), Key("api_port")]),
+        });
+    }
+    for (i, p) in file.proxies.iter().enumerate() {
+        uses.push(PortUse {
+            port: p.host_port,
+            what: format!("proxy {:?} of member {:?}", p.name, p.member),
+            path: Some(vec![Key("proxies"), Index(i), Key("host_port")]),
+        });
+    }
+
+    let mut taken: BTreeMap<u16, usize> = BTreeMap::new();
+    for (idx, u) in uses.iter().enumerate() {
+        let span = u.path.as_ref().map(|p| r.map.value_span(p)).unwrap_or(0..0);
+        if u.path.is_some() && u.port < 1024 {
+            r.report(
+                span.clone(),
+                format!("port {} for {} is outside 1024-65535", u.port, u.what),
+                "privileged or invalid port",
+                Some("pick a port from 1024 to 65535".into()),
+            );
+        }
+        match taken.get(&u.port) {
+            Some(&first) if u.path.is_some() => {
+                let other = &uses[first];
+                let at = other
+                    .path
+                    .as_ref()
+                    .map(|p| format!(" at {}", r.location(&r.map.value_span(p))))
+                    .unwrap_or_default();
+                r.report(
+                    span,
+                    format!(
+                        "host port {} is used twice: by {} and by {}{at}",
+                        u.port, u.what, other.what
+                    ),
+                    "port already taken",
+                    Some("every member, proxy and host service needs its own host port".into()),
+                );
+            }
+            _ => {
+                taken.insert(u.port, idx);
+            }
+        }
+    }
+}
+
+fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let subnet_path = [Key("lxd"), Key("ipv4_address")];
+    let subnet = match net::Subnet::parse(&file.lxd.ipv4_address) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            r.report(
+                r.map.value_span(&subnet_path),
+                format!("[lxd] ipv4_address {:?} {why}", file.lxd.ipv4_address),
+                "not a bridge address",
+                Some("write the bridge's own address with its prefix length, e.g. \"10.123.45.1/24\"".into()),
+            );
+            None
+        }
+    };
+    if let Some(why) = lxd_instance_name_problem(&file.lxd.bridge) {
+        r.report(
+            r.map.value_span(&[Key("lxd"), Key("bridge")]),
+            format!(
+                "[lxd] bridge {:?} is not a valid network name: it {why}",
+                file.lxd.bridge
+            ),
+            "invalid name",
+            None,
+        );
+    } else if file.lxd.bridge.len() > 15 {
+        r.report(
+            r.map.value_span(&[Key("lxd"), Key("bridge")]),
+            format!(
+                "[lxd] bridge {:?} is longer than 15 characters (a Linux interface name)",
+                file.lxd.bridge
+            ),
+            "too long",
+            None,
+        );
+    }
+
+    let mut addrs: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for (i, m) in file.members.iter().enumerate() {
+        let Some(ip) = &m.ipv4 else { continue };
+        let path = [Key("members"), Index(i), Key("ipv4")];
+        let span = r.map.value_span(&path);
+        let addr: Ipv4Addr = match ip.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                r.report(
+                    span,
+                    format!("ipv4 {ip:?} of member {:?} is not an IPv4 address", m.name),
+                    "not an IPv4 address",
+                    None,
+                );
+                continue;
+            }
+        };
+        if let Some(s) = &subnet {
+            if let Err(why) = s.check_host(addr) {
+                r.report(
+                    span.clone(),
+                    format!("ipv4 {addr} of member {:?} {why}", m.name),
+                    "unusable address",
+                    Some(format!(
+                        "pick an address in {} other than the bridge's own",
+                        s
+                    )),
+                );
+            }
+        }
+        if let Some(first) = addrs.insert(addr, i) {
+            r.report(
+                span,
+                format!(
+                    "ipv4 {addr} is given to both {:?} and {:?}",
+                    file.members[first].name, m.name
+                ),
+                "address used twice",
+                None,
+            );
+        }
+    }
+}
+
+fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let v = &file.karmada.version;
+    if karmada_release::images(v).is_none() {
+        let why = if karmada_release::is_release_tag(v) {
+            format!(
+                "karmada version {v:?} has no image table in this testbed (known: {})",
+                karmada_release::known_minors()
+                    .iter()
+                    .map(|m| format!("{m}.x"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!("karmada version {v:?} is not a release tag like \"v1.15.9\"")
+        };
+        r.report(
+            r.map.value_span(&[Key("karmada"), Key("version")]),
+            why,
+            "unknown version",
+            Some("use a release listed above; a version without a table needs its images listed in [[images]] (coming with the images layer)".into()),
+        );
+    }
+    if !file.karmada.data_dir.starts_with('/') {
+        r.report(
+            r.map.value_span(&[Key("karmada"), Key("data_dir")]),
+            format!(
+                "[karmada] data_dir {:?} must be an absolute path",
+                file.karmada.data_dir
+            ),
+            "relative path",
+            None,
+        );
+    }
+}
+
+fn check_images(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, img) in file.images.iter().enumerate() {
+        let source_span = r.map.value_span(&[Key("images"), Index(i), Key("source")]);
+        if let Err(why) = crate::image_ref::ImageRef::parse(&img.source) {
+            r.report(
+                source_span.clone(),
+                format!("image source {:?} {why}", img.source),
+                "not an image reference",
+                Some("write e.g. \"docker.io/library/nginx:1.27\"".into()),
+            );
+            continue;
+        }
+        let name = crate::image_name(img);
+        let name_path = [Key("images"), Index(i), Key("name")];
+        let name_span = if img.name.is_some() {
+            r.map.value_span(&name_path)
+        } else {
+            source_span.clone()
+        };
+        if let Some(why) = segment_problem(&name) {
+            r.report(
+                name_span.clone(),
+                format!("image name {name:?} {why}"),
+                "invalid name",
+                Some("set `name` to a short lowercase name".into()),
+            );
+        }
+        if let Some(first) = names.insert(name.clone(), i) {
+            let at = r.location(
+                &r.map
+                    .value_span(&[Key("images"), Index(first), Key("source")]),
+            );
+            r.report(
+                name_span,
+                format!("two images are named {name:?} (the other at {at})"),
+                "duplicate image name",
+                Some("set a distinct `name` on one of them".into()),
+            );
+        }
+        if img.archive.is_some() && !img.sideload {
+            r.report(
+                r.map.value_span(&[Key("images"), Index(i), Key("archive")]),
+                "`archive` is only used with `sideload = true`",
+                "unused",
+                Some("add `sideload = true`, or remove `archive`".into()),
+            );
+        }
+        if let Some(members) = &img.members {
+            for (j, m) in members.iter().enumerate() {
+                if !file.members.iter().any(|x| &x.name == m) {
+                    r.report(
+                        r.map
+                            .value_span(&[Key("images"), Index(i), Key("members"), Index(j)]),
+                        format!("image {name:?} names member {m:?}, which is not in [[members]]"),
+                        "no such member",
+                        None,
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (i, p) in file.proxies.iter().enumerate() {
+        let at = |k: &'static str| [Key("proxies"), Index(i), Key(k)];
+        if let Some(why) = segment_problem(&p.name) {
+            r.report(
+                r.map.value_span(&at("name")),
+                format!("proxy name {:?} {why}", p.name),
+                "invalid name",
+                None,
+            );
+        } else if p.name == "api" {
+            r.report(
+                r.map.value_span(&at("name")),
+                "proxy name \"api\" is reserved for the member's API proxy",
+                "reserved",
+                Some("the API proxy comes from the member's api_port; name this one after the application".into()),
+            );
+        }
+        if !file.members.iter().any(|m| m.name == p.member) {
+            r.report(
+                r.map.value_span(&at("member")),
+                format!(
+                    "proxy {:?} forwards into member {:?}, which is not in [[members]]",
+                    p.name, p.member
+                ),
+                "no such member",
+                None,
+            );
+        }
+        if let Err(why) = net::parse_connect(&p.target) {
+            r.report(
+                r.map.value_span(&at("target")),
+                format!("proxy target {:?} {why}", p.target),
+                "not tcp:ADDRESS:PORT",
+                Some("write e.g. \"tcp:10.1.33.11:9090\"".into()),
+            );
+        }
+        if p.listen.parse::<IpAddr>().is_err() {
+            r.report(
+                r.map.value_span(&at("listen")),
+                format!("listen address {:?} is not an IP address", p.listen),
+                "not an IP address",
+                None,
+            );
+        }
+        if let Some(first) = seen.insert((&p.member, &p.name), i) {
+            let first_at =
+                r.location(
+                    &r.map
+                        .value_span(&[Key("proxies"), Index(first), Key("name")]),
+                );
+            r.report(
+                r.map.value_span(&at("name")),
+                format!(
+                    "member {:?} has two proxies named {:?} (the other at {first_at})",
+                    p.member, p.name
+                ),
+                "duplicate proxy",
+                None,
+            );
+        }
+    }
+}
+
+fn check_members(file: &TestbedFile, r: &mut Reporter<'_>) {
+    for (i, m) in file.members.iter().enumerate() {
+        let at = |k: &'static str| [Key("members"), Index(i), Key(k)];
+        if m.listen.parse::<IpAddr>().is_err() {
+            r.report(
+                r.map.value_span(&at("listen")),
+                format!(
+                    "listen address {:?} of member {:?} is not an IP address",
+                    m.listen, m.name
+                ),
+                "not an IP address",
+                None,
+            );
+        }
+        if let Some(cpu) = &m.cpu {
+            let ok = !cpu.is_empty()
+                && cpu
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b',');
+            if !ok {
+                r.report(r.map.value_span(&at("cpu")), format!("cpu limit {cpu:?} of member {:?} is not a count or a CPU set (\"2\", \"0-3\")", m.name), "invalid limit", None);
+            }
+        }
+        if let Some(mem) = &m.memory {
+            if !net::is_memory_limit(mem) {
+                r.report(r.map.value_span(&at("memory")), format!("memory limit {mem:?} of member {:?} is not a size (\"4GiB\", \"512MiB\") or a percentage", m.name), "invalid limit", None);
+            }
+        }
+        for (j, a) in m.addons.iter().enumerate() {
+            if a.is_empty()
+                || !a
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                r.report(
+                    r.map
+                        .value_span(&[Key("members"), Index(i), Key("addons"), Index(j)]),
+                    format!("addon {a:?} is not a MicroK8s addon name"),
+                    "invalid addon",
+                    None,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! From a validated file to the set of resources it wants, with their settings and dependencies.
+//!
+//! Pure: the only input besides the file is what observation saw of member addresses, so that an address
+//! derived from the subnet stays the one the container already has.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use testbed_config::image_ref::ImageRef;
+use testbed_config::net::Subnet;
+use testbed_config::{karmada_release, Config, JoinMode, MEMBER_API_PORT};
+
+use crate::observed::{ObservedState, Owner};
+use crate::resource::{Address, Kind, Resource, Spec};
+
+/// Every resource the file wants, by address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub resources: BTreeMap<Address, Resource>,
+}
+
+impl DesiredState {
+    /// The empty state: what `destroy` plans against.
+    pub fn nothing() -> DesiredState {
+        DesiredState::default()
+    }
+
+    fn add(
+        &mut self,
+        kind: Kind,
+        member: Option<&str>,
+        name: &str,
+        spec: Spec,
+        depends_on: Vec<Address>,
+    ) -> Address {
+        let address = match (member, kind.is_member_scoped()) {
+            (Some(m), true) if matches!(kind, Kind::Proxy | Kind::Sideload) => {
+                Address::new(kind, &[m, name])
+            }
+            (Some(m), true) => Address::new(kind, &[m]),
+            _ => Address::new(kind, &[name]),
+        };
+        let r = Resource {
+            address: address.clone(),
+            kind,
+            member: member.map(str::to_owned),
+            name: name.to_owned(),
+            spec,
+            depends_on,
+        };
+        self.resources.insert(address.clone(), r);
+        address
+    }
+}
+
+fn spec<const N: usize>(pairs: [(&str, String); N]) -> Spec {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn sorted_list(items: &[String]) -> String {
+    let set: BTreeSet<&str> = items.iter().map(String::as_str).collect();
+    set.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// The member profile's settings: MicroK8s' published LXD profile, with the file's overrides on top.
+pub fn member_profile(config: &Config) -> Spec {
+    let mut s = spec([
+        ("security.nesting", "true".into()),
+        ("security.privileged", "true".into()),
+        ("boot.autostart", "true".into()),
+        (
+            "linux.kernel_modules",
+            "ip_vs,ip_vs_rr,ip_vs_wrr,ip_vs_sh,ip_tables,ip6_tables,netlink_diag,nf_nat,overlay,br_netfilter".into(),
+        ),
+        (
+            "raw.lxc",
+            "lxc.apparmor.profile=unconfined\nlxc.mount.auto=proc:rw sys:rw cgroup:rw\nlxc.cgroup.devices.allow=a\nlxc.cap.drop="
+                .into(),
+        ),
+        ("devices.aadisable.source", "/sys/module/nf_conntrack/parameters/hashsize".into()),
+        ("devices.aadisable1.source", "/sys/fs/bpf".into()),
+        ("devices.aadisable2.source", "/proc/sys/net/netfilter/nf_conntrack_max".into()),
+        ("devices.aadisable3.source", "/dev/kmsg".into()),
+    ]);
+    for (k, v) in &config.file.lxd.profile_config {
+        s.insert(k.clone(), v.clone());
+    }
+    s
+}
+
+/// Where an image lands in the local registry: `localhost:PORT/REPOSITORY:TAG`, with Docker Hub's
+/// `library/` dropped. Release images keep only their last path component, which is what
+/// `karmadactl init --private-image-registry` asks for.
+fn registry_target(port: u16, r: &ImageRef, short: bool) -> String {
+    let repo = if short {
+        r.short_name().to_owned()
+    } else {
+        r.repository
+            .strip_prefix("library/")
+            .unwrap_or(&r.repository)
+            .to_owned()
+    };
+    let reference = match (&r.tag, &r.digest) {
+        (_, Some(d)) => format!("@{d}"),
+        (Some(t), None) => format!(":{t}"),
+        (None, None) => ":latest".to_owned(),
+    };
+    format!("localhost:{port}/{repo}{reference}")
+}
+
+/// Member addresses: the file's where given; otherwise the address the member's own container already
+/// has (if testbed owns it and it is still usable); otherwise the lowest free address in the subnet.
+fn member_addresses(config: &Config, observed: &ObservedState) -> BTreeMap<String, Ipv4Addr> {
+    let Ok(subnet) = Subnet::parse(&config.file.lxd.ipv4_address) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    let mut used: BTreeSet<Ipv4Addr> = observed.bridge_addresses.clone();
+    for m in &config.file.members {
+        if let Some(ip) = m.ipv4.as_deref().and_then(|s| s.parse().ok()) {
+            out.insert(m.name.clone(), ip);
+            used.insert(ip);
+        }
+    }
+    let explicit: BTreeSet<Ipv4Addr> = out.values().copied().collect();
+    let mut kept: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    for m in config.file.members.iter().filter(|m| m.ipv4.is_none()) {
+        let current = observed
+            .get(&Address::new(Kind::LxdInstance, &[&m.name]))
+            .filter(|o| o.owner == Owner::Testbed)
+            .and_then(|o| o.spec.get("ipv4"))
+            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            .filter(|ip| {
+                subnet.check_host(*ip).is_ok() && !explicit.contains(ip) && !kept.contains(ip)
+            });
+        if let Some(ip) = current {
+            out.insert(m.name.clone(), ip);
+            kept.insert(ip);
+        }
+    }
+    used.extend(kept.iter().copied());
+    for m in &config.file.members {
+        if out.contains_key(&m.name) {
+            continue;
+        }
+        if let Some(ip) = subnet.member_candidates().find(|a| !used.contains(a)) {
+            used.insert(ip);
+            out.insert(m.name.clone(), ip);
+        }
+    }
+    out
+}
+
+/// Builds the desired state of a validated file.
+pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
+    let f = &config.file;
+    let mut d = DesiredState::default();
+
+    // Host.
+    let lxd_pkg = match f.lxd.backend {
+        testbed_config::Backend::Lxd => "lxd",
+        testbed_config::Backend::Incus => "incus",
+    };
+    let packages = d.add(
+        Kind::HostPackages,
+        None,
+        "packages",
+        spec([
+            ("packages", format!("karmadactl,kubectl,{lxd_pkg},snapd")),
+            ("karmadactl.version", f.karmada.version.clone()),
+        ]),
+        vec![],
+    );
+    let sysctl = d.add(
+        Kind::HostSysctl,
+        None,
+        "sysctl",
+        spec([
+            (
+                "fs.inotify.max_user_instances",
+                f.host.inotify_max_user_instances.to_string(),
+            ),
+            (
+                "fs.inotify.max_user_watches",
+                f.host.inotify_max_user_watches.to_string(),
+            ),
+        ]),
+        vec![],
+    );
+
+    // LXD.
+    let network = d.add(
+        Kind::LxdNetwork,
+        None,
+        &f.lxd.bridge,
+        spec([
+            ("ipv4.address", f.lxd.ipv4_address.clone()),
+            ("ipv4.nat", "true".into()),
+            ("ipv6.address", "none".into()),
+        ]),
+        vec![packages.clone()],
+    );
+    let firewall = d.add(
+        Kind::HostFirewall,
+        None,
+        "firewall",
+        spec([("bridge", f.lxd.bridge.clone())]),
+        vec![network.clone()],
+    );
+    let pool = d.add(
+        Kind::LxdStoragePool,
+        None,
+        &f.lxd.storage_pool,
+        spec([("driver", f.lxd.storage_driver.clone())]),
+        vec![packages.clone()],
+    );
+    let profile = d.add(
+        Kind::LxdProfile,
+        None,
+        &f.lxd.profile,
+        member_profile(config),
+        vec![packages.clone()],
+    );
+
+    // Host MicroK8s, registry, images, Karmada.
+    let host_mk8s = d.add(
+        Kind::HostMicrok8s,
+        None,
+        "microk8s",
+        spec([("channel", f.host.microk8s_channel.clone())]),
+        vec![packages.clone()],
+    );
+    let host_addons = d.add(
+        Kind::HostAddons,
+        None,
+        "addons",
+        spec([("addons", sorted_list(&f.host.addons))]),
+        vec![host_mk8s.clone()],
+    );
+    let registry = d.add(
+        Kind::Registry,
+        None,
+        "local",
+        spec([("port", f.registry.port.to_string())]),
+        vec![host_mk8s.clone()],
+    );
+
+    let any_pull = f
+        .members
+        .iter()
+        .any(|m| config.join_mode(m) == JoinMode::Pull);
+    let mut control_plane_images = Vec::new();
+    let mut agent_image = None;
+    for img in karmada_release::images(&f.karmada.version).unwrap_or_default() {
+        if img.pull_mode_only && !any_pull {
+            continue;
+        }
+        let Ok(r) = ImageRef::parse(&img.source) else {
+            continue;
+        };
+        let a = d.add(
+            Kind::Image,
+            None,
+            img.name,
+            spec([
+                ("source", img.source.clone()),
+                ("target", registry_target(f.registry.port, &r, true)),
+                ("platforms", sorted_list(&f.registry.platforms)),
+            ]),
+            vec![registry.clone()],
+        );
+        if img.pull_mode_only {
+            agent_image = Some(a);
+        } else {
+            control_plane_images.push(a);
+        }
+    }
+    for img in f.images.iter().filter(|i| !i.sideload) {
+        let Ok(r) = ImageRef::parse(&img.source) else {
+            continue;
+        };
+        d.add(
+            Kind::Image,
+            None,
+            &testbed_config::image_name(img),
+            spec([
+                ("source", img.source.clone()),
+                ("target", registry_target(f.registry.port, &r, false)),
+                ("platforms", sorted_list(&f.registry.platforms)),
+            ]),
+            vec![registry.clone()],
+        );
+    }
+
+    let gateway = Subnet::parse(&f.lxd.ipv4_address)
+        .map(|s| s.gateway.to_string())
+        .unwrap_or_default();
+    let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone()];
+    cp_deps.extend(control_plane_images);
+    let control_plane = d.add(
+        Kind::KarmadaControlPlane,
+        None,
+        "control_plane",
+        spec([
+            ("version", f.karmada.version.clone()),
+            ("api_port", f.karmada.api_port.to_string()),
+            ("data_dir", f.karmada.data_dir.clone()),
+            ("advertise_address", gateway),
+            ("image_registry", format!("localhost:{}", f.registry.port)),
+        ]),
+        cp_deps,
+    );
+
+    // Members.
+    let addresses = member_addresses(config, observed);
+    let kubeconfig_dir = {
+        let p = std::path::Path::new(&f.host.kubeconfig_dir);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            config.base_dir().join(p)
+        }
+    };
+    for m in &f.members {
+        let name = m.name.as_str();
+        let ip = addresses
+            .get(name)
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut inst_spec = spec([
+            (
+                "image",
+                m.image.clone().unwrap_or_else(|| f.lxd.image.clone()),
+            ),
+            ("ipv4", ip.clone()),
+            ("profiles", format!("default,{}", f.lxd.profile)),
+            ("network", f.lxd.bridge.clone()),
+            ("storage_pool", f.lxd.storage_pool.clone()),
+        ]);
+        if let Some(c) = &m.cpu {
+            inst_spec.insert("limits.cpu".into(), c.clone());
+        }
+        if let Some(mem) = &m.memory {
+            inst_spec.insert("limits.memory".into(), mem.clone());
+        }
+        let instance = d.add(
+            Kind::LxdInstance,
+            Some(name),
+            name,
+            inst_spec,
+            vec![
+                network.clone(),
+                pool.clone(),
+                profile.clone(),
+                sysctl.clone(),
+            ],
+        );
+        let api_proxy = d.add(
+            Kind::Proxy,
+            Some(name),
+            "api",
+            spec([
+                ("listen", format!("tcp:{}:{}", m.listen, m.api_port)),
+                ("connect", format!("tcp:127.0.0.1:{MEMBER_API_PORT}")),
+                ("bind", "host".into()),
+            ]),
+            vec![instance.clone()],
+        );
+        let mk8s = d.add(
+            Kind::Microk8s,
+            Some(name),
+            name,
+            spec([(
+                "channel",
+                m.microk8s_channel
+                    .clone()
+                    .unwrap_or_else(|| f.host.microk8s_channel.clone()),
+            )]),
+            vec![instance.clone(), firewall.clone()],
+        );
+        let addons = d.add(
+            Kind::Microk8sAddons,
+            Some(name),
+            name,
+            spec([("addons", sorted_list(&m.addons))]),
+            vec![mk8s.clone()],
+        );
+        let kubeconfig = d.add(
+            Kind::Kubeconfig,
+            Some(name),
+            name,
+            spec([
+                (
+                    "path",
+                    kubeconfig_dir
+                        .join(format!("{name}.config"))
+                        .display()
+                        .to_string(),
+                ),
+                ("server", format!("https://127.0.0.1:{}", m.api_port)),
+                (
+                    "karmada_path",
+                    kubeconfig_dir
+                        .join(format!("{name}-karmada.config"))
+                        .display()
+                        .to_string(),
+                ),
+                ("karmada_server", format!("https://{ip}:{MEMBER_API_PORT}")),
+                ("mode", "0600".into()),
+            ]),
+            vec![mk8s.clone(), api_proxy.clone()],
+        );
+        let mode = config.join_mode(m);
+        let mut member_deps = vec![control_plane.clone(), kubeconfig.clone()];
+        let mut member_spec = spec([(
+            "mode",
+            match mode {
+                JoinMode::Push => "push".into(),
+                JoinMode::Pull => "pull".into(),
+            },
+        )]);
+        match mode {
+            JoinMode::Push => {
+                member_spec.insert(
+                    "api_endpoint".into(),
+                    format!("https://{ip}:{MEMBER_API_PORT}"),
+                );
+            }
+            JoinMode::Pull => {
+                member_deps.push(addons.clone());
+                if let Some(a) = &agent_image {
+                    member_deps.push(a.clone());
+                }
+            }
+        }
+        d.add(
+            Kind::KarmadaMember,
+            Some(name),
+            name,
+            member_spec,
+            member_deps,
+        );
+    }
+
+    for p in &f.proxies {
+        d.add(
+            Kind::Proxy,
+            Some(&p.member),
+            &p.name,
+            spec([
+                ("listen", format!("tcp:{}:{}", p.listen, p.host_port)),
+                ("connect", p.target.clone()),
+                ("bind", "host".into()),
+            ]),
+            vec![Address::new(Kind::LxdInstance, &[&p.member])],
+        );
+    }
+
+    for img in f.images.iter().filter(|i| i.sideload) {
+        let img_name = testbed_config::image_name(img);
+        for m in &f.members {
+            if img.members.as_ref().is_some_and(|ms| !ms.contains(&m.name)) {
+                continue;
+            }
+            let mut s = spec([("source", img.source.clone())]);
+            if let Some(a) = &img.archive {
+                s.insert("archive".into(), a.clone());
+            }
+            d.add(
+                Kind::Sideload,
+                Some(&m.name),
+                &img_name,
+                s,
+                vec![Address::new(Kind::Microk8s, &[&m.name])],
+            );
+        }
+    }
+    d
+}
+
+/// Dependencies of a resource testbed owns but the file no longer describes, reconstructed from its kind
+/// and member so that deletes can be ordered.
+pub fn structural_dependencies(kind: Kind, member: Option<&str>) -> Vec<Address> {
+    let Some(m) = member else { return vec![] };
+    let inst = Address::new(Kind::LxdInstance, &[m]);
+    match kind {
+        Kind::Proxy | Kind::Microk8s => vec![inst],
+        Kind::Microk8sAddons | Kind::Sideload => vec![Address::new(Kind::Microk8s, &[m])],
+        Kind::Kubeconfig => vec![
+            Address::new(Kind::Microk8s, &[m]),
+            Address::new(Kind::Proxy, &[m, "api"]),
+        ],
+        Kind::KarmadaMember => vec![Address::new(Kind::Kubeconfig, &[m])],
+        _ => vec![],
+    }
+}

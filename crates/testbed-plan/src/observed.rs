@@ -1,0 +1,64 @@
+//! What observation found on the machine. Providers produce it; the planner only reads it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::{Address, Kind, Layer, Spec};
+
+/// Who a live resource belongs to, as recorded on the resource itself (LXD `user.testbed.*` keys, a
+/// label on a Kubernetes object, a marker line in a file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "owner", content = "detail")]
+pub enum Owner {
+    Testbed,
+    /// Someone else made it; the string says what was found, for messages.
+    Other(String),
+}
+
+/// Whether a present resource works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "health", content = "reason")]
+pub enum Health {
+    Ok,
+    /// Present but not working in a way apply can repair (a stopped container, a stopped MicroK8s).
+    NeedsRepair(String),
+}
+
+/// One live resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub address: Address,
+    pub kind: Kind,
+    pub member: Option<String>,
+    pub owner: Owner,
+    pub spec: Spec,
+    pub health: Health,
+}
+
+/// A layer could not be observed at all (daemon not running, API unreachable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unobservable {
+    pub layer: Layer,
+    pub reason: String,
+}
+
+/// Everything observation found, keyed by address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedState {
+    pub resources: BTreeMap<Address, Observed>,
+    /// Every IPv4 address in use on the member bridge, whoever's instance holds it.
+    pub bridge_addresses: BTreeSet<Ipv4Addr>,
+    pub unobservable: Vec<Unobservable>,
+}
+
+impl ObservedState {
+    pub fn get(&self, a: &Address) -> Option<&Observed> {
+        self.resources.get(a)
+    }
+
+    pub fn insert(&mut self, o: Observed) {
+        self.resources.insert(o.address.clone(), o);
+    }
+}

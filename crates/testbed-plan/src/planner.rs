@@ -1,0 +1,333 @@
+//! The planner: a pure function of (desired, observed) to a plan DAG. No I/O, no clock, no randomness.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::desired::DesiredState;
+use crate::observed::{Health, Observed, ObservedState, Owner};
+use crate::plan::{Action, Change, Conflict, Op, Plan, PlanError};
+use crate::resource::{Address, Kind, Lifecycle, Resource, Spec};
+
+/// Plans what it takes to turn `observed` into `desired`.
+pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, PlanError> {
+    let mut notes: Vec<String> = observed
+        .unobservable
+        .iter()
+        .map(|u| {
+            format!(
+                "{} could not be observed ({}); its resources are shown as missing",
+                u.layer.name(),
+                u.reason
+            )
+        })
+        .collect();
+
+    // 1. Wanted addresses held by someone else.
+    let conflicts: Vec<Conflict> = desired
+        .resources
+        .values()
+        .filter_map(|r| match observed.get(&r.address).map(|o| &o.owner) {
+            Some(Owner::Other(found)) if !r.kind.uses_foreign() => Some(Conflict {
+                address: r.address.clone(),
+                found: found.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(PlanError::Conflicts(conflicts));
+    }
+
+    // 2. What each wanted resource needs, in dependency order so that rebuilds propagate.
+    let mut ops: BTreeMap<&Address, (Op, String, Vec<Change>)> = BTreeMap::new();
+    for r in desired_order(desired)? {
+        let o = observed.get(&r.address);
+        let decided = match o {
+            None => Some((Op::Create, "not present".to_owned(), Vec::new())),
+            Some(o) => {
+                let changes = diff(&r.spec, &o.spec);
+                let foreign = matches!(o.owner, Owner::Other(_));
+                if foreign && r.kind.lifecycle() == Lifecycle::Owned {
+                    // Someone else's bridge, pool, MicroK8s or registry: used, never changed.
+                    if !changes.is_empty() {
+                        notes.push(format!(
+                            "{} exists and is not testbed's; used as it is, although {}",
+                            r.address,
+                            describe(&changes)
+                        ));
+                    }
+                    None
+                } else if let Some(c) = changes.iter().find(|c| r.kind.forces_replacement(&c.key)) {
+                    Some((
+                        Op::Replace,
+                        format!("{} (forces replacement)", describe(std::slice::from_ref(c))),
+                        changes,
+                    ))
+                } else if !changes.is_empty() {
+                    Some((Op::Update, describe(&changes), changes))
+                } else if let Health::NeedsRepair(why) = &o.health {
+                    Some((Op::Update, why.clone(), changes))
+                } else {
+                    None
+                }
+            }
+        };
+        // What lives in a rebuilt container, or carries a rebuilt cluster's credentials, is rebuilt too.
+        let rebuilt_dep = (r.kind.follows_replacement() && o.is_some())
+            .then(|| {
+                r.depends_on
+                    .iter()
+                    .find(|d| matches!(ops.get(d), Some((Op::Create | Op::Replace, _, _))))
+            })
+            .flatten();
+        let decided = match (decided, rebuilt_dep) {
+            (None, Some(d)) => Some((
+                Op::Replace,
+                format!("rebuilt because {d} is {}", rebuilt_word(ops[d].0)),
+                Vec::new(),
+            )),
+            (Some((Op::Update, why, ch)), Some(d)) => Some((
+                Op::Replace,
+                format!("{why}; rebuilt because {d} is {}", rebuilt_word(ops[d].0)),
+                ch,
+            )),
+            (decided, _) => decided,
+        };
+        if let Some(d) = decided {
+            ops.insert(&r.address, d);
+        }
+    }
+
+    // 3. Owned resources the file no longer wants.
+    let mut orphans: Vec<&Observed> = observed
+        .resources
+        .values()
+        .filter(|o| {
+            o.owner == Owner::Testbed
+                && o.kind.lifecycle() == Lifecycle::Owned
+                && !desired.resources.contains_key(&o.address)
+        })
+        .collect();
+    orphans.sort_by(|a, b| a.address.cmp(&b.address));
+
+    // 4. Nodes.
+    let mut graph: DiGraph<Action, ()> = DiGraph::new();
+    let mut index: BTreeMap<Address, NodeIndex> = BTreeMap::new();
+    for r in desired.resources.values() {
+        if let Some((op, reason, changes)) = ops.remove(&r.address) {
+            let n = graph.add_node(Action {
+                address: r.address.clone(),
+                kind: r.kind,
+                member: r.member.clone(),
+                op,
+                reason,
+                changes,
+                desired: Some(r.clone()),
+                observed: observed.get(&r.address).cloned(),
+                cascade: None,
+            });
+            index.insert(r.address.clone(), n);
+        }
+    }
+    for o in &orphans {
+        let container = o
+            .member
+            .as_deref()
+            .filter(|_| o.kind.lives_in_container())
+            .map(|m| Address::new(Kind::LxdInstance, &[m]))
+            .filter(|c| {
+                index
+                    .get(c)
+                    .is_some_and(|n| matches!(graph[*n].op, Op::Delete | Op::Replace))
+                    || is_orphan(&orphans, c)
+            });
+        let reason = match &container {
+            Some(c) => format!("no longer in the file; goes with {c}"),
+            None => "owned by testbed and no longer in the file".to_owned(),
+        };
+        let n = graph.add_node(Action {
+            address: o.address.clone(),
+            kind: o.kind,
+            member: o.member.clone(),
+            op: Op::Delete,
+            reason,
+            changes: Vec::new(),
+            desired: None,
+            observed: Some((*o).clone()),
+            cascade: container,
+        });
+        index.insert(o.address.clone(), n);
+    }
+
+    // 5. Edges.
+    let nodes: Vec<NodeIndex> = graph.node_indices().collect();
+    let mut edges: BTreeSet<(NodeIndex, NodeIndex)> = BTreeSet::new();
+    for &x in &nodes {
+        let ax = &graph[x];
+        match ax.op {
+            Op::Create | Op::Update | Op::Replace => {
+                // Forward actions follow the file's dependencies.
+                if let Some(r) = &ax.desired {
+                    for d in &r.depends_on {
+                        if let Some(&y) = index.get(d) {
+                            if graph[y].op != Op::Delete {
+                                edges.insert((y, x));
+                            }
+                        }
+                    }
+                }
+                // A create must wait for the delete that frees what it claims (a host port, an address).
+                let claims = claims(ax.kind, ax.desired.as_ref().map(|r| &r.spec));
+                for &z in &nodes {
+                    let az = &graph[z];
+                    if az.op == Op::Delete && az.kind == ax.kind {
+                        let theirs = claims_of_observed(az);
+                        if claims.iter().any(|c| theirs.contains(c)) {
+                            edges.insert((z, x));
+                        }
+                    }
+                }
+            }
+            Op::Delete => {
+                if let Some(c) = &ax.cascade {
+                    if let Some(&p) = index.get(c) {
+                        edges.insert((p, x));
+                    }
+                }
+            }
+        }
+    }
+    // Deletes wait for whatever needs the deleted resource: its dependents' deletes and changes.
+    for &x in &nodes {
+        let ax = &graph[x];
+        if ax.op != Op::Delete || ax.cascade.is_some() {
+            continue;
+        }
+        for &z in &nodes {
+            if z == x {
+                continue;
+            }
+            let az = &graph[z];
+            let same_scope = ax.member.is_none() || az.member == ax.member;
+            if !same_scope || !az.kind.needs_transitively(ax.kind) {
+                continue;
+            }
+            if az.op == Op::Delete && az.cascade.as_ref() == Some(&ax.address) {
+                continue;
+            }
+            edges.insert((z, x));
+        }
+    }
+    for (a, b) in edges {
+        graph.add_edge(a, b, ());
+    }
+
+    if let Err(cycle) = petgraph::algo::toposort(&graph, None) {
+        return Err(PlanError::Cycle(graph[cycle.node_id()].address.clone()));
+    }
+    Ok(Plan { graph, notes })
+}
+
+fn is_orphan(orphans: &[&Observed], a: &Address) -> bool {
+    orphans.iter().any(|o| &o.address == a)
+}
+
+fn rebuilt_word(op: Op) -> &'static str {
+    match op {
+        Op::Create => "created",
+        _ => "replaced",
+    }
+}
+
+/// Settings that differ, key by key. Keys only the machine has are not drift: the file says nothing of
+/// them (LXD adds its own keys, for one).
+pub fn diff(want: &Spec, have: &Spec) -> Vec<Change> {
+    want.iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| Change {
+            key: k.clone(),
+            from: have.get(k).cloned(),
+            to: Some(v.clone()),
+        })
+        .collect()
+}
+
+/// `key: "old" → "new"`, joined.
+pub fn describe(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(|c| match &c.from {
+            Some(f) => format!("{}: {:?} → {:?}", c.key, f, c.to.as_deref().unwrap_or("")),
+            None => format!("{}: unset → {:?}", c.key, c.to.as_deref().unwrap_or("")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a resource holds exclusively on the machine: a host port, a bridge address.
+fn claims(kind: Kind, spec: Option<&Spec>) -> Vec<String> {
+    let Some(spec) = spec else { return vec![] };
+    match kind {
+        Kind::Proxy => spec
+            .get("listen")
+            .and_then(|l| l.rsplit(':').next())
+            .map(|p| vec![format!("port {p}")])
+            .unwrap_or_default(),
+        Kind::LxdInstance => spec
+            .get("ipv4")
+            .filter(|s| !s.is_empty())
+            .map(|ip| vec![format!("address {ip}")])
+            .unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
+fn claims_of_observed(a: &Action) -> Vec<String> {
+    claims(a.kind, a.observed.as_ref().map(|o| &o.spec))
+}
+
+/// Desired resources in dependency order (ties by address), so each one sees its dependencies' decisions.
+fn desired_order(desired: &DesiredState) -> Result<Vec<&Resource>, PlanError> {
+    let mut remaining: BTreeMap<&Address, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&Address, Vec<&Address>> = BTreeMap::new();
+    for r in desired.resources.values() {
+        let deps: Vec<&Address> = r
+            .depends_on
+            .iter()
+            .filter(|d| desired.resources.contains_key(*d))
+            .collect();
+        remaining.insert(&r.address, deps.len());
+        for d in deps {
+            dependents.entry(d).or_default().push(&r.address);
+        }
+    }
+    let mut ready: BTreeSet<&Address> = remaining
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(a, _)| *a)
+        .collect();
+    let mut out = Vec::with_capacity(desired.resources.len());
+    while let Some(a) = ready.pop_first() {
+        out.push(&desired.resources[a]);
+        for d in dependents.get(a).into_iter().flatten() {
+            let n = remaining
+                .get_mut(d)
+                .expect("dependent is a desired resource");
+            *n -= 1;
+            if *n == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    if out.len() != desired.resources.len() {
+        let stuck = remaining
+            .iter()
+            .find(|(_, n)| **n > 0)
+            .map(|(a, _)| (*a).clone());
+        return Err(PlanError::Cycle(stuck.unwrap_or_else(|| {
+            Address::new(Kind::HostPackages, &["packages"])
+        })));
+    }
+    Ok(out)
+}

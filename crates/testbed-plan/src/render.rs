@@ -1,0 +1,133 @@
+//! Plans as people and programs read them: text, JSON (see docs/plan-json.md) and DOT.
+
+use serde::Serialize;
+
+use crate::plan::{Change, Op, Plan, Summary};
+
+/// The version of the JSON format `testbed plan --json` prints.
+pub const FORMAT_VERSION: &str = "1.0";
+
+/// One line per action with its symbol and reason, then the summary line.
+pub fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    for n in &plan.notes {
+        out.push_str(&format!("Note: {n}\n"));
+    }
+    if !plan.notes.is_empty() {
+        out.push('\n');
+    }
+    if plan.is_empty() {
+        out.push_str("No changes.\n");
+        return out;
+    }
+    let actions = plan.actions();
+    let width = actions
+        .iter()
+        .map(|a| a.address.as_str().len())
+        .max()
+        .unwrap_or(0);
+    out.push_str("testbed will perform these actions, in dependency order:\n\n");
+    for a in actions {
+        out.push_str(&format!(
+            "  {:>3} {:<width$}  {}: {}\n",
+            a.op.symbol(),
+            a.address.as_str(),
+            a.op.name(),
+            a.reason,
+            width = width
+        ));
+    }
+    out.push('\n');
+    out.push_str(&summary_line(&plan.summary()));
+    out.push('\n');
+    out
+}
+
+/// `Plan: N to create, N to update, N to replace, N to destroy.` or `No changes.`
+pub fn summary_line(s: &Summary) -> String {
+    if s.total() == 0 {
+        return "No changes.".to_owned();
+    }
+    format!(
+        "Plan: {} to create, {} to update, {} to replace, {} to destroy.",
+        s.create, s.update, s.replace, s.delete
+    )
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    format_version: &'static str,
+    actions: Vec<JsonAction<'a>>,
+    summary: Summary,
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonAction<'a> {
+    address: &'a str,
+    action: Op,
+    depends_on: Vec<&'a str>,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[Change]>::is_empty")]
+    changes: &'a [Change],
+}
+
+/// The plan as one JSON object (pretty-printed, with a final newline).
+pub fn json(plan: &Plan) -> String {
+    let actions = plan
+        .order()
+        .into_iter()
+        .map(|n| {
+            let a = &plan.graph[n];
+            JsonAction {
+                address: a.address.as_str(),
+                action: a.op,
+                depends_on: plan.depends_on(n).into_iter().map(|d| d.as_str()).collect(),
+                reason: &a.reason,
+                member: a.member.as_deref(),
+                changes: &a.changes,
+            }
+        })
+        .collect();
+    let doc = JsonPlan {
+        format_version: FORMAT_VERSION,
+        actions,
+        summary: plan.summary(),
+        notes: &plan.notes,
+    };
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+/// The plan's DAG in Graphviz DOT: one node per action, an edge from each action to those that wait on it.
+pub fn dot(plan: &Plan) -> String {
+    let mut out = String::from(
+        "digraph testbed {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
+    let order = plan.order();
+    for &n in &order {
+        let a = &plan.graph[n];
+        let color = match a.op {
+            Op::Create => "darkgreen",
+            Op::Update => "goldenrod",
+            Op::Replace => "darkorange",
+            Op::Delete => "firebrick",
+        };
+        out.push_str(&format!(
+            "  \"{addr}\" [label=\"{sym} {addr}\", color={color}];\n",
+            addr = a.address,
+            sym = a.op.symbol()
+        ));
+    }
+    for &n in &order {
+        for d in plan.depends_on(n) {
+            out.push_str(&format!("  \"{d}\" -> \"{}\";\n", plan.graph[n].address));
+        }
+    }
+    out.push_str("}\n");
+    out
+}

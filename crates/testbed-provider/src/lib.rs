@@ -1,0 +1,270 @@
+//! The seam between the plan and the world.
+//!
+//! Each [`Layer`] (host, LXD, MicroK8s, registry, Karmada) has a [`Provider`] that observes the live
+//! resources of that layer and carries out actions on them. A layer's provider is either real or
+//! simulated; [`Providers`] holds one per layer, so any mix of real and simulated layers can run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use testbed_plan::{Action, Layer, Observed, ObservedState, Resource, Unobservable};
+
+/// What one layer saw.
+#[derive(Debug, Clone, Default)]
+pub struct LayerObservation {
+    /// Wanted resources that exist, and every resource of the layer testbed owns.
+    pub resources: Vec<Observed>,
+    /// IPv4 addresses in use on the member bridge (LXD layer only).
+    pub bridge_addresses: BTreeSet<Ipv4Addr>,
+}
+
+/// Why an action or an observation failed, with what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The step cannot run yet: what it needs is not there (as the real tool would fail).
+    #[error("{message}")]
+    Precondition {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The step ran and failed.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The layer cannot be reached at all (daemon not running, API unreachable).
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Stopped by the user (a second Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl ProviderError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        ProviderError::Failed {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn precondition(message: impl Into<String>) -> Self {
+        ProviderError::Precondition {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The next step to try, if the provider knows one.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ProviderError::Precondition { hint, .. }
+            | ProviderError::Failed { hint, .. }
+            | ProviderError::Unavailable { hint, .. } => hint.as_deref(),
+            ProviderError::Interrupted => None,
+        }
+    }
+
+    pub fn with_hint(self, h: impl Into<String>) -> Self {
+        match self {
+            ProviderError::Precondition { message, .. } => ProviderError::Precondition {
+                message,
+                hint: Some(h.into()),
+            },
+            ProviderError::Failed { message, .. } => ProviderError::Failed {
+                message,
+                hint: Some(h.into()),
+            },
+            ProviderError::Unavailable { message, .. } => ProviderError::Unavailable {
+                message,
+                hint: Some(h.into()),
+            },
+            ProviderError::Interrupted => ProviderError::Interrupted,
+        }
+    }
+}
+
+/// One entry of an action's log: what it ran and what came back. Secrets never go in here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A command as its argument vector (never a shell string).
+    Command(Vec<String>),
+    /// An API call: method and path.
+    Api { method: String, path: String },
+    /// Output of the last command or call.
+    Output(String),
+    /// A free-form note.
+    Note(String),
+}
+
+/// Where an action writes its log; the executor forwards entries to the run's log file.
+#[derive(Clone)]
+pub struct ActionLog {
+    sink: Arc<dyn Fn(LogEntry) + Send + Sync>,
+}
+
+impl ActionLog {
+    pub fn new(sink: impl Fn(LogEntry) + Send + Sync + 'static) -> Self {
+        ActionLog {
+            sink: Arc::new(sink),
+        }
+    }
+
+    /// A log that drops everything (for observation-only tools and tests).
+    pub fn discard() -> Self {
+        ActionLog::new(|_| {})
+    }
+
+    pub fn command<S: AsRef<str>>(&self, argv: &[S]) {
+        (self.sink)(LogEntry::Command(
+            argv.iter().map(|s| s.as_ref().to_owned()).collect(),
+        ));
+    }
+
+    pub fn api(&self, method: &str, path: &str) {
+        (self.sink)(LogEntry::Api {
+            method: method.to_owned(),
+            path: path.to_owned(),
+        });
+    }
+
+    pub fn output(&self, text: impl Into<String>) {
+        (self.sink)(LogEntry::Output(text.into()));
+    }
+
+    pub fn note(&self, text: impl Into<String>) {
+        (self.sink)(LogEntry::Note(text.into()));
+    }
+}
+
+/// One layer of the world, real or simulated.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn layer(&self) -> Layer;
+
+    /// Whether this provider acts on a simulated machine (reported to the user, never hidden).
+    fn simulated(&self) -> bool;
+
+    /// Observes `wanted` (the file's resources of this layer) and every resource of this layer that testbed
+    /// owns. Read-only.
+    async fn observe(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError>;
+
+    /// Carries out one action of this layer.
+    async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError>;
+
+    /// How long the action is expected to take, if the provider knows (the simulation does; it is used for
+    /// critical-path figures, never for timeouts).
+    fn expected_duration(&self, _action: &Action) -> Option<Duration> {
+        None
+    }
+}
+
+/// Runs actions; the executor needs nothing else from the world.
+#[async_trait]
+pub trait ActionRunner: Send + Sync {
+    async fn run(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError>;
+}
+
+/// One provider per layer.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_layer: BTreeMap<Layer, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn new() -> Self {
+        Providers::default()
+    }
+
+    pub fn with(mut self, p: Arc<dyn Provider>) -> Self {
+        self.by_layer.insert(p.layer(), p);
+        self
+    }
+
+    pub fn get(&self, layer: Layer) -> Option<&Arc<dyn Provider>> {
+        self.by_layer.get(&layer)
+    }
+
+    /// Layers whose provider is simulated.
+    pub fn simulated_layers(&self) -> Vec<Layer> {
+        self.by_layer
+            .values()
+            .filter(|p| p.simulated())
+            .map(|p| p.layer())
+            .collect()
+    }
+
+    /// Observes every layer concurrently. A layer that cannot be observed is recorded, not fatal: the plan
+    /// says so.
+    pub async fn observe(&self, wanted: &[Resource]) -> ObservedState {
+        let mut set = tokio::task::JoinSet::new();
+        for (layer, p) in &self.by_layer {
+            let p = Arc::clone(p);
+            let layer = *layer;
+            let mine: Vec<Resource> = wanted
+                .iter()
+                .filter(|r| r.kind.layer() == layer)
+                .cloned()
+                .collect();
+            set.spawn(async move { (layer, p.observe(&mine).await) });
+        }
+        let mut state = ObservedState::default();
+        let mut missing: BTreeSet<Layer> = Layer::ALL.into_iter().collect();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((layer, Ok(obs))) => {
+                    missing.remove(&layer);
+                    for o in obs.resources {
+                        state.insert(o);
+                    }
+                    state.bridge_addresses.extend(obs.bridge_addresses);
+                }
+                Ok((layer, Err(e))) => {
+                    missing.remove(&layer);
+                    state.unobservable.push(Unobservable {
+                        layer,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(join) => state.unobservable.push(Unobservable {
+                    layer: Layer::Host,
+                    reason: format!("an observer stopped unexpectedly: {join}"),
+                }),
+            }
+        }
+        for layer in missing {
+            state.unobservable.push(Unobservable {
+                layer,
+                reason: "no provider configured".into(),
+            });
+        }
+        state.unobservable.sort_by_key(|u| u.layer);
+        state
+    }
+
+    pub fn expected_duration(&self, action: &Action) -> Option<Duration> {
+        self.get(action.kind.layer())
+            .and_then(|p| p.expected_duration(action))
+    }
+}
+
+#[async_trait]
+impl ActionRunner for Providers {
+    async fn run(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
+        let layer = action.kind.layer();
+        match self.get(layer) {
+            Some(p) => p.apply(action, log).await,
+            None => Err(ProviderError::Unavailable {
+                message: format!("no provider for the {} layer", layer.name()),
+                hint: None,
+            }),
+        }
+    }
+}
