@@ -36,10 +36,7 @@ pub enum ConfigError {
 
     /// The file parsed but says something testbed cannot build.
     #[error("{path}: {} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" })]
-    #[diagnostic(
-        code(testbed::config::invalid),
-        help("fix the lines shown, then run `testbed validate`")
-    )]
+    #[diagnostic(code(testbed::config::invalid), help("fix the lines shown, then run `testbed validate`"))]
     Invalid {
         path: String,
         #[related]
@@ -51,9 +48,7 @@ impl ConfigError {
     /// Every problem's one-line form (`file:line:col: message`), for tests and plain output.
     pub fn lines(&self) -> Vec<String> {
         match self {
-            ConfigError::Invalid { problems, .. } => {
-                problems.iter().map(|p| p.to_string()).collect()
-            }
+            ConfigError::Invalid { problems, .. } => problems.iter().map(|p| p.to_string()).collect(),
             other => vec![other.to_string()],
         }
     }

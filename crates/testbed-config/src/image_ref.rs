@@ -32,9 +32,7 @@ impl ImageRef {
             _ => (rest, None),
         };
         let (registry, repository) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 (first.to_owned(), path.to_owned())
             }
             _ if name.contains('/') => ("docker.io".to_owned(), name.to_owned()),
@@ -42,44 +40,25 @@ impl ImageRef {
         };
         let repo_ok = !repository.is_empty()
             && repository.split('/').all(|c| {
-                !c.is_empty()
-                    && c.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
-                    })
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
             });
         if !repo_ok {
             return Err(format!("has repository {repository:?}; use lowercase letters, digits, '.', '_', '-' and '/'"));
         }
         if let Some(t) = &tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            let ok =
+                !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
             if !ok {
-                return Err(format!(
-                    "has tag {t:?}; use letters, digits, '.', '_' and '-'"
-                ));
+                return Err(format!("has tag {t:?}; use letters, digits, '.', '_' and '-'"));
             }
         }
-        let tag = if tag.is_none() && digest.is_none() {
-            Some("latest".to_owned())
-        } else {
-            tag
-        };
-        Ok(ImageRef {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        let tag = if tag.is_none() && digest.is_none() { Some("latest".to_owned()) } else { tag };
+        Ok(ImageRef { registry, repository, tag, digest })
     }
 
     /// The last path component of the repository (`karmada-scheduler` for `docker.io/karmada/karmada-scheduler`).
     pub fn short_name(&self) -> &str {
-        self.repository
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.repository)
+        self.repository.rsplit('/').next().unwrap_or(&self.repository)
     }
 }
 
@@ -99,12 +78,7 @@ mod tests {
             (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
             ("localhost:32000", "flask-demo", Some("2"))
         );
-        assert_eq!(
-            ImageRef::parse("registry.k8s.io/etcd:3.5.16-0")
-                .unwrap()
-                .short_name(),
-            "etcd"
-        );
+        assert_eq!(ImageRef::parse("registry.k8s.io/etcd:3.5.16-0").unwrap().short_name(), "etcd");
         assert!(ImageRef::parse("nginx; rm -rf /").is_err());
         assert!(ImageRef::parse("Nginx").is_err());
     }

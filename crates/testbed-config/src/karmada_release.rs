@@ -24,42 +24,12 @@ struct Defaults {
 }
 
 const TABLE: &[Defaults] = &[
-    Defaults {
-        minor: "v1.11",
-        kube: "v1.29.6",
-        etcd: "3.5.13-0",
-        alpine: Some("3.19.1"),
-    },
-    Defaults {
-        minor: "v1.12",
-        kube: "v1.31.3",
-        etcd: "3.5.16-0",
-        alpine: Some("3.19.1"),
-    },
-    Defaults {
-        minor: "v1.13",
-        kube: "v1.31.3",
-        etcd: "3.5.16-0",
-        alpine: Some("3.21.0"),
-    },
-    Defaults {
-        minor: "v1.14",
-        kube: "v1.31.3",
-        etcd: "3.5.16-0",
-        alpine: Some("3.21.3"),
-    },
-    Defaults {
-        minor: "v1.15",
-        kube: "v1.31.3",
-        etcd: "3.5.16-0",
-        alpine: Some("3.21.3"),
-    },
-    Defaults {
-        minor: "v1.16",
-        kube: "v1.34.1",
-        etcd: "3.6.0-0",
-        alpine: Some("3.21.3"),
-    },
+    Defaults { minor: "v1.11", kube: "v1.29.6", etcd: "3.5.13-0", alpine: Some("3.19.1") },
+    Defaults { minor: "v1.12", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.19.1") },
+    Defaults { minor: "v1.13", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.0") },
+    Defaults { minor: "v1.14", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.3") },
+    Defaults { minor: "v1.15", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.3") },
+    Defaults { minor: "v1.16", kube: "v1.34.1", etcd: "3.6.0-0", alpine: Some("3.21.3") },
 ];
 
 /// Versions with a table entry, for messages.
@@ -73,10 +43,7 @@ pub fn is_release_tag(version: &str) -> bool {
         return false;
     };
     let parts: Vec<&str> = rest.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The images `karmadactl init` at `version` pulls, or `None` if the release has no table entry.
@@ -106,11 +73,7 @@ pub fn images(version: &str) -> Option<Vec<ReleaseImage>> {
             source: format!("registry.k8s.io/kube-controller-manager:{}", d.kube),
             pull_mode_only: false,
         },
-        ReleaseImage {
-            name: "etcd",
-            source: format!("registry.k8s.io/etcd:{}", d.etcd),
-            pull_mode_only: false,
-        },
+        ReleaseImage { name: "etcd", source: format!("registry.k8s.io/etcd:{}", d.etcd), pull_mode_only: false },
     ];
     if let Some(alpine) = d.alpine {
         out.push(ReleaseImage {

@@ -43,10 +43,8 @@ impl Config {
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     parse(path, &text)
 }
 
@@ -55,23 +53,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
     let file: TestbedFile = toml::from_str(text).map_err(|e| syntax_error(&shown, text, &e))?;
     let map = source::SourceMap::new(text);
-    let mut reporter = error::Reporter {
-        path: &shown,
-        map: &map,
-        problems: Vec::new(),
-    };
+    let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new() };
     validate::check(&file, &mut reporter);
     if reporter.problems.is_empty() {
-        Ok(Config {
-            file,
-            path: path.to_path_buf(),
-        })
+        Ok(Config { file, path: path.to_path_buf() })
     } else {
         let problems = reporter.problems;
-        Err(ConfigError::Invalid {
-            path: shown.clone(),
-            problems,
-        })
+        Err(ConfigError::Invalid { path: shown.clone(), problems })
     }
 }
 
@@ -81,8 +69,7 @@ fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let raw = e.message().trim().to_owned();
     let (message, label, help) = if let Some(rest) = raw.strip_prefix("unknown field ") {
         let (key, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
-        let help =
-            (!expected.is_empty()).then(|| format!("expected{}", expected.trim_end_matches('.')));
+        let help = (!expected.is_empty()).then(|| format!("expected{}", expected.trim_end_matches('.')));
         (format!("unknown key {key}"), "unknown key".to_owned(), help)
     } else {
         (raw, "here".to_owned(), None)
@@ -102,9 +89,7 @@ pub fn image_name(img: &Image) -> String {
     if let Some(n) = &img.name {
         return n.clone();
     }
-    image_ref::ImageRef::parse(&img.source)
-        .map(|r| r.short_name().to_owned())
-        .unwrap_or_else(|_| img.source.clone())
+    image_ref::ImageRef::parse(&img.source).map(|r| r.short_name().to_owned()).unwrap_or_else(|_| img.source.clone())
 }
 
 /// The JSON Schema of `testbed.toml`, for editors (see docs/reference.md).

@@ -120,10 +120,7 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry {
-            port: 32000,
-            platforms: vec!["linux/amd64".into()],
-        }
+        Registry { port: 32000, platforms: vec!["linux/amd64".into()] }
     }
 }
 

@@ -14,12 +14,8 @@ pub struct Subnet {
 impl Subnet {
     pub fn parse(s: &str) -> Result<Subnet, String> {
         let (addr, prefix) = s.split_once('/').ok_or("has no /PREFIX")?;
-        let gateway: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("has {addr:?}, which is not an IPv4 address"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| format!("has prefix {prefix:?}, which is not a number"))?;
+        let gateway: Ipv4Addr = addr.parse().map_err(|_| format!("has {addr:?}, which is not an IPv4 address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| format!("has prefix {prefix:?}, which is not a number"))?;
         if !(8..=30).contains(&prefix) {
             return Err(format!("has prefix /{prefix}; use /8 to /30"));
         }
@@ -49,11 +45,7 @@ impl Subnet {
     /// Whether `a` can be given to a container on this bridge.
     pub fn check_host(&self, a: Ipv4Addr) -> Result<(), String> {
         if !self.contains(a) {
-            return Err(format!(
-                "is outside the bridge subnet {}/{}",
-                self.network(),
-                self.prefix
-            ));
+            return Err(format!("is outside the bridge subnet {}/{}", self.network(), self.prefix));
         }
         if a == self.network() || a == self.broadcast() {
             return Err("is the subnet's network or broadcast address".into());
@@ -69,9 +61,7 @@ impl Subnet {
     pub fn member_candidates(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         let first = u32::from(self.network()) + 10;
         let last = u32::from(self.broadcast()).saturating_sub(1);
-        (first..=last)
-            .map(Ipv4Addr::from)
-            .filter(move |a| *a != self.gateway)
+        (first..=last).map(Ipv4Addr::from).filter(move |a| *a != self.gateway)
     }
 }
 
@@ -96,9 +86,7 @@ pub fn parse_connect(s: &str) -> Result<(String, String, u16), String> {
     if !addr_ok {
         return Err(format!("has address {addr:?}, which is not an IP address"));
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("has port {port:?}, which is not a port number"))?;
+    let port: u16 = port.parse().map_err(|_| format!("has port {port:?}, which is not a port number"))?;
     if port == 0 {
         return Err("has port 0".into());
     }
@@ -127,10 +115,7 @@ mod tests {
         assert!(s.check_host("10.123.45.11".parse().unwrap()).is_ok());
         assert!(s.check_host("10.123.45.1".parse().unwrap()).is_err());
         assert!(s.check_host("10.123.46.1".parse().unwrap()).is_err());
-        assert_eq!(
-            s.member_candidates().next().unwrap().to_string(),
-            "10.123.45.10"
-        );
+        assert_eq!(s.member_candidates().next().unwrap().to_string(), "10.123.45.10");
         assert!(Subnet::parse("10.123.45.0/24").is_err());
         assert!(Subnet::parse("10.123.45.1").is_err());
     }

@@ -17,10 +17,7 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn new(text: &str) -> Self {
-        SourceMap {
-            doc: toml_edit::Document::parse(text.to_owned()).ok(),
-            text: text.to_owned(),
-        }
+        SourceMap { doc: toml_edit::Document::parse(text.to_owned()).ok(), text: text.to_owned() }
     }
 
     /// The span of the value at `path`; falls back to the nearest enclosing item that exists, then to the
@@ -71,12 +68,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..floor_char_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, col)
 }
 
@@ -111,13 +103,9 @@ impl<'a> Node<'a> {
 
     fn child(self, seg: Seg<'_>) -> Option<Step<'a>> {
         match (self, seg) {
-            (Node::Item(toml_edit::Item::Table(t)), Seg::Key(k))
-            | (Node::Table(t), Seg::Key(k)) => {
+            (Node::Item(toml_edit::Item::Table(t)), Seg::Key(k)) | (Node::Table(t), Seg::Key(k)) => {
                 let (key, item) = t.get_key_value(k)?;
-                Some(Step {
-                    node: Node::Item(item),
-                    key_span: key.span(),
-                })
+                Some(Step { node: Node::Item(item), key_span: key.span() })
             }
             (Node::Item(toml_edit::Item::Value(v)), _) => Node::Value(v).child(seg),
             (Node::Value(toml_edit::Value::InlineTable(t)), Seg::Key(k)) => {
@@ -126,19 +114,14 @@ impl<'a> Node<'a> {
                     toml_edit::Item::Value(v) => Node::Value(v),
                     other => Node::Item(other),
                 };
-                Some(Step {
-                    node,
-                    key_span: key.span(),
-                })
+                Some(Step { node, key_span: key.span() })
             }
-            (Node::Item(toml_edit::Item::ArrayOfTables(a)), Seg::Index(n)) => Some(Step {
-                node: Node::Table(a.get(n)?),
-                key_span: None,
-            }),
-            (Node::Value(toml_edit::Value::Array(a)), Seg::Index(n)) => Some(Step {
-                node: Node::Value(a.get(n)?),
-                key_span: None,
-            }),
+            (Node::Item(toml_edit::Item::ArrayOfTables(a)), Seg::Index(n)) => {
+                Some(Step { node: Node::Table(a.get(n)?), key_span: None })
+            }
+            (Node::Value(toml_edit::Value::Array(a)), Seg::Index(n)) => {
+                Some(Step { node: Node::Value(a.get(n)?), key_span: None })
+            }
             _ => None,
         }
     }

@@ -46,10 +46,7 @@ fn segment_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() > 63 {
         return Some("must be 1 to 63 characters long");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
         return Some("may contain only lowercase letters, digits, '-' and '_'");
     }
     None
@@ -69,16 +66,11 @@ fn check_names(file: &TestbedFile, r: &mut Reporter<'_>) {
             );
         }
         if let Some(first) = seen.insert(&m.name, i) {
-            let first_span = r
-                .map
-                .value_span(&[Key("members"), Index(first), Key("name")]);
+            let first_span = r.map.value_span(&[Key("members"), Index(first), Key("name")]);
             let first_at = r.location(&first_span);
             r.report(
                 span,
-                format!(
-                    "duplicate member name {:?} (first defined at {first_at})",
-                    m.name
-                ),
+                format!("duplicate member name {:?} (first defined at {first_at})", m.name),
                 "defined twice",
                 Some("give each [[members]] block its own name".into()),
             );
@@ -94,11 +86,8 @@ struct PortUse<'p> {
 }
 
 fn check_ports(file: &TestbedFile, r: &mut Reporter<'_>) {
-    let mut uses: Vec<PortUse<'_>> = vec![PortUse {
-        port: HOST_MICROK8S_API_PORT,
-        what: "the host MicroK8s API server".into(),
-        path: None,
-    }];
+    let mut uses: Vec<PortUse<'_>> =
+        vec![PortUse { port: HOST_MICROK8S_API_PORT, what: "the host MicroK8s API server".into(), path: None }];
     uses.push(PortUse {
         port: file.registry.port,
         what: "the registry ([registry] port)".into(),
@@ -145,10 +134,7 @@ fn check_ports(file: &TestbedFile, r: &mut Reporter<'_>) {
                     .unwrap_or_default();
                 r.report(
                     span,
-                    format!(
-                        "host port {} is used twice: by {} and by {}{at}",
-                        u.port, u.what, other.what
-                    ),
+                    format!("host port {} is used twice: by {} and by {}{at}", u.port, u.what, other.what),
                     "port already taken",
                     Some("every member, proxy and host service needs its own host port".into()),
                 );
@@ -177,20 +163,14 @@ fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
     if let Some(why) = lxd_instance_name_problem(&file.lxd.bridge) {
         r.report(
             r.map.value_span(&[Key("lxd"), Key("bridge")]),
-            format!(
-                "[lxd] bridge {:?} is not a valid network name: it {why}",
-                file.lxd.bridge
-            ),
+            format!("[lxd] bridge {:?} is not a valid network name: it {why}", file.lxd.bridge),
             "invalid name",
             None,
         );
     } else if file.lxd.bridge.len() > 15 {
         r.report(
             r.map.value_span(&[Key("lxd"), Key("bridge")]),
-            format!(
-                "[lxd] bridge {:?} is longer than 15 characters (a Linux interface name)",
-                file.lxd.bridge
-            ),
+            format!("[lxd] bridge {:?} is longer than 15 characters (a Linux interface name)", file.lxd.bridge),
             "too long",
             None,
         );
@@ -219,20 +199,14 @@ fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
                     span.clone(),
                     format!("ipv4 {addr} of member {:?} {why}", m.name),
                     "unusable address",
-                    Some(format!(
-                        "pick an address in {} other than the bridge's own",
-                        s
-                    )),
+                    Some(format!("pick an address in {} other than the bridge's own", s)),
                 );
             }
         }
         if let Some(first) = addrs.insert(addr, i) {
             r.report(
                 span,
-                format!(
-                    "ipv4 {addr} is given to both {:?} and {:?}",
-                    file.members[first].name, m.name
-                ),
+                format!("ipv4 {addr} is given to both {:?} and {:?}", file.members[first].name, m.name),
                 "address used twice",
                 None,
             );
@@ -246,11 +220,7 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
         let why = if karmada_release::is_release_tag(v) {
             format!(
                 "karmada version {v:?} has no image table in this testbed (known: {})",
-                karmada_release::known_minors()
-                    .iter()
-                    .map(|m| format!("{m}.x"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                karmada_release::known_minors().iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ")
             )
         } else {
             format!("karmada version {v:?} is not a release tag like \"v1.15.9\"")
@@ -265,10 +235,7 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
     if !file.karmada.data_dir.starts_with('/') {
         r.report(
             r.map.value_span(&[Key("karmada"), Key("data_dir")]),
-            format!(
-                "[karmada] data_dir {:?} must be an absolute path",
-                file.karmada.data_dir
-            ),
+            format!("[karmada] data_dir {:?} must be an absolute path", file.karmada.data_dir),
             "relative path",
             None,
         );
@@ -290,11 +257,7 @@ fn check_images(file: &TestbedFile, r: &mut Reporter<'_>) {
         }
         let name = crate::image_name(img);
         let name_path = [Key("images"), Index(i), Key("name")];
-        let name_span = if img.name.is_some() {
-            r.map.value_span(&name_path)
-        } else {
-            source_span.clone()
-        };
+        let name_span = if img.name.is_some() { r.map.value_span(&name_path) } else { source_span.clone() };
         if let Some(why) = segment_problem(&name) {
             r.report(
                 name_span.clone(),
@@ -304,10 +267,7 @@ fn check_images(file: &TestbedFile, r: &mut Reporter<'_>) {
             );
         }
         if let Some(first) = names.insert(name.clone(), i) {
-            let at = r.location(
-                &r.map
-                    .value_span(&[Key("images"), Index(first), Key("source")]),
-            );
+            let at = r.location(&r.map.value_span(&[Key("images"), Index(first), Key("source")]));
             r.report(
                 name_span,
                 format!("two images are named {name:?} (the other at {at})"),
@@ -327,8 +287,7 @@ fn check_images(file: &TestbedFile, r: &mut Reporter<'_>) {
             for (j, m) in members.iter().enumerate() {
                 if !file.members.iter().any(|x| &x.name == m) {
                     r.report(
-                        r.map
-                            .value_span(&[Key("images"), Index(i), Key("members"), Index(j)]),
+                        r.map.value_span(&[Key("images"), Index(i), Key("members"), Index(j)]),
                         format!("image {name:?} names member {m:?}, which is not in [[members]]"),
                         "no such member",
                         None,
@@ -344,12 +303,7 @@ fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
     for (i, p) in file.proxies.iter().enumerate() {
         let at = |k: &'static str| [Key("proxies"), Index(i), Key(k)];
         if let Some(why) = segment_problem(&p.name) {
-            r.report(
-                r.map.value_span(&at("name")),
-                format!("proxy name {:?} {why}", p.name),
-                "invalid name",
-                None,
-            );
+            r.report(r.map.value_span(&at("name")), format!("proxy name {:?} {why}", p.name), "invalid name", None);
         } else if p.name == "api" {
             r.report(
                 r.map.value_span(&at("name")),
@@ -361,10 +315,7 @@ fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
         if !file.members.iter().any(|m| m.name == p.member) {
             r.report(
                 r.map.value_span(&at("member")),
-                format!(
-                    "proxy {:?} forwards into member {:?}, which is not in [[members]]",
-                    p.name, p.member
-                ),
+                format!("proxy {:?} forwards into member {:?}, which is not in [[members]]", p.name, p.member),
                 "no such member",
                 None,
             );
@@ -386,17 +337,10 @@ fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
             );
         }
         if let Some(first) = seen.insert((&p.member, &p.name), i) {
-            let first_at =
-                r.location(
-                    &r.map
-                        .value_span(&[Key("proxies"), Index(first), Key("name")]),
-                );
+            let first_at = r.location(&r.map.value_span(&[Key("proxies"), Index(first), Key("name")]));
             r.report(
                 r.map.value_span(&at("name")),
-                format!(
-                    "member {:?} has two proxies named {:?} (the other at {first_at})",
-                    p.member, p.name
-                ),
+                format!("member {:?} has two proxies named {:?} (the other at {first_at})", p.member, p.name),
                 "duplicate proxy",
                 None,
             );
@@ -410,37 +354,39 @@ fn check_members(file: &TestbedFile, r: &mut Reporter<'_>) {
         if m.listen.parse::<IpAddr>().is_err() {
             r.report(
                 r.map.value_span(&at("listen")),
-                format!(
-                    "listen address {:?} of member {:?} is not an IP address",
-                    m.listen, m.name
-                ),
+                format!("listen address {:?} of member {:?} is not an IP address", m.listen, m.name),
                 "not an IP address",
                 None,
             );
         }
         if let Some(cpu) = &m.cpu {
-            let ok = !cpu.is_empty()
-                && cpu
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b',');
+            let ok = !cpu.is_empty() && cpu.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b',');
             if !ok {
-                r.report(r.map.value_span(&at("cpu")), format!("cpu limit {cpu:?} of member {:?} is not a count or a CPU set (\"2\", \"0-3\")", m.name), "invalid limit", None);
+                r.report(
+                    r.map.value_span(&at("cpu")),
+                    format!("cpu limit {cpu:?} of member {:?} is not a count or a CPU set (\"2\", \"0-3\")", m.name),
+                    "invalid limit",
+                    None,
+                );
             }
         }
         if let Some(mem) = &m.memory {
             if !net::is_memory_limit(mem) {
-                r.report(r.map.value_span(&at("memory")), format!("memory limit {mem:?} of member {:?} is not a size (\"4GiB\", \"512MiB\") or a percentage", m.name), "invalid limit", None);
+                r.report(
+                    r.map.value_span(&at("memory")),
+                    format!(
+                        "memory limit {mem:?} of member {:?} is not a size (\"4GiB\", \"512MiB\") or a percentage",
+                        m.name
+                    ),
+                    "invalid limit",
+                    None,
+                );
             }
         }
         for (j, a) in m.addons.iter().enumerate() {
-            if a.is_empty()
-                || !a
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
+            if a.is_empty() || !a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
                 r.report(
-                    r.map
-                        .value_span(&[Key("members"), Index(i), Key("addons"), Index(j)]),
+                    r.map.value_span(&[Key("members"), Index(i), Key("addons"), Index(j)]),
                     format!("addon {a:?} is not a MicroK8s addon name"),
                     "invalid addon",
                     None,

@@ -25,18 +25,9 @@ impl DesiredState {
         DesiredState::default()
     }
 
-    fn add(
-        &mut self,
-        kind: Kind,
-        member: Option<&str>,
-        name: &str,
-        spec: Spec,
-        depends_on: Vec<Address>,
-    ) -> Address {
+    fn add(&mut self, kind: Kind, member: Option<&str>, name: &str, spec: Spec, depends_on: Vec<Address>) -> Address {
         let address = match (member, kind.is_member_scoped()) {
-            (Some(m), true) if matches!(kind, Kind::Proxy | Kind::Sideload) => {
-                Address::new(kind, &[m, name])
-            }
+            (Some(m), true) if matches!(kind, Kind::Proxy | Kind::Sideload) => Address::new(kind, &[m, name]),
             (Some(m), true) => Address::new(kind, &[m]),
             _ => Address::new(kind, &[name]),
         };
@@ -95,10 +86,7 @@ fn registry_target(port: u16, r: &ImageRef, short: bool) -> String {
     let repo = if short {
         r.short_name().to_owned()
     } else {
-        r.repository
-            .strip_prefix("library/")
-            .unwrap_or(&r.repository)
-            .to_owned()
+        r.repository.strip_prefix("library/").unwrap_or(&r.repository).to_owned()
     };
     let reference = match (&r.tag, &r.digest) {
         (_, Some(d)) => format!("@{d}"),
@@ -130,9 +118,7 @@ fn member_addresses(config: &Config, observed: &ObservedState) -> BTreeMap<Strin
             .filter(|o| o.owner == Owner::Testbed)
             .and_then(|o| o.spec.get("ipv4"))
             .and_then(|s| s.parse::<Ipv4Addr>().ok())
-            .filter(|ip| {
-                subnet.check_host(*ip).is_ok() && !explicit.contains(ip) && !kept.contains(ip)
-            });
+            .filter(|ip| subnet.check_host(*ip).is_ok() && !explicit.contains(ip) && !kept.contains(ip));
         if let Some(ip) = current {
             out.insert(m.name.clone(), ip);
             kept.insert(ip);
@@ -176,14 +162,8 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         None,
         "sysctl",
         spec([
-            (
-                "fs.inotify.max_user_instances",
-                f.host.inotify_max_user_instances.to_string(),
-            ),
-            (
-                "fs.inotify.max_user_watches",
-                f.host.inotify_max_user_watches.to_string(),
-            ),
+            ("fs.inotify.max_user_instances", f.host.inotify_max_user_instances.to_string()),
+            ("fs.inotify.max_user_watches", f.host.inotify_max_user_watches.to_string()),
         ]),
         vec![],
     );
@@ -200,13 +180,8 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         ]),
         vec![packages.clone()],
     );
-    let firewall = d.add(
-        Kind::HostFirewall,
-        None,
-        "firewall",
-        spec([("bridge", f.lxd.bridge.clone())]),
-        vec![network.clone()],
-    );
+    let firewall =
+        d.add(Kind::HostFirewall, None, "firewall", spec([("bridge", f.lxd.bridge.clone())]), vec![network.clone()]);
     let pool = d.add(
         Kind::LxdStoragePool,
         None,
@@ -214,13 +189,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         spec([("driver", f.lxd.storage_driver.clone())]),
         vec![packages.clone()],
     );
-    let profile = d.add(
-        Kind::LxdProfile,
-        None,
-        &f.lxd.profile,
-        member_profile(config),
-        vec![packages.clone()],
-    );
+    let profile = d.add(Kind::LxdProfile, None, &f.lxd.profile, member_profile(config), vec![packages.clone()]);
 
     // Host MicroK8s, registry, images, Karmada.
     let host_mk8s = d.add(
@@ -237,18 +206,10 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         spec([("addons", sorted_list(&f.host.addons))]),
         vec![host_mk8s.clone()],
     );
-    let registry = d.add(
-        Kind::Registry,
-        None,
-        "local",
-        spec([("port", f.registry.port.to_string())]),
-        vec![host_mk8s.clone()],
-    );
+    let registry =
+        d.add(Kind::Registry, None, "local", spec([("port", f.registry.port.to_string())]), vec![host_mk8s.clone()]);
 
-    let any_pull = f
-        .members
-        .iter()
-        .any(|m| config.join_mode(m) == JoinMode::Pull);
+    let any_pull = f.members.iter().any(|m| config.join_mode(m) == JoinMode::Pull);
     let mut control_plane_images = Vec::new();
     let mut agent_image = None;
     for img in karmada_release::images(&f.karmada.version).unwrap_or_default() {
@@ -292,9 +253,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         );
     }
 
-    let gateway = Subnet::parse(&f.lxd.ipv4_address)
-        .map(|s| s.gateway.to_string())
-        .unwrap_or_default();
+    let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
     let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone()];
     cp_deps.extend(control_plane_images);
     let control_plane = d.add(
@@ -323,15 +282,9 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     };
     for m in &f.members {
         let name = m.name.as_str();
-        let ip = addresses
-            .get(name)
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let ip = addresses.get(name).map(|a| a.to_string()).unwrap_or_default();
         let mut inst_spec = spec([
-            (
-                "image",
-                m.image.clone().unwrap_or_else(|| f.lxd.image.clone()),
-            ),
+            ("image", m.image.clone().unwrap_or_else(|| f.lxd.image.clone())),
             ("ipv4", ip.clone()),
             ("profiles", format!("default,{}", f.lxd.profile)),
             ("network", f.lxd.bridge.clone()),
@@ -348,12 +301,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             Some(name),
             name,
             inst_spec,
-            vec![
-                network.clone(),
-                pool.clone(),
-                profile.clone(),
-                sysctl.clone(),
-            ],
+            vec![network.clone(), pool.clone(), profile.clone(), sysctl.clone()],
         );
         let api_proxy = d.add(
             Kind::Proxy,
@@ -370,12 +318,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             Kind::Microk8s,
             Some(name),
             name,
-            spec([(
-                "channel",
-                m.microk8s_channel
-                    .clone()
-                    .unwrap_or_else(|| f.host.microk8s_channel.clone()),
-            )]),
+            spec([("channel", m.microk8s_channel.clone().unwrap_or_else(|| f.host.microk8s_channel.clone()))]),
             vec![instance.clone(), firewall.clone()],
         );
         let addons = d.add(
@@ -390,21 +333,9 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             Some(name),
             name,
             spec([
-                (
-                    "path",
-                    kubeconfig_dir
-                        .join(format!("{name}.config"))
-                        .display()
-                        .to_string(),
-                ),
+                ("path", kubeconfig_dir.join(format!("{name}.config")).display().to_string()),
                 ("server", format!("https://127.0.0.1:{}", m.api_port)),
-                (
-                    "karmada_path",
-                    kubeconfig_dir
-                        .join(format!("{name}-karmada.config"))
-                        .display()
-                        .to_string(),
-                ),
+                ("karmada_path", kubeconfig_dir.join(format!("{name}-karmada.config")).display().to_string()),
                 ("karmada_server", format!("https://{ip}:{MEMBER_API_PORT}")),
                 ("mode", "0600".into()),
             ]),
@@ -421,10 +352,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         )]);
         match mode {
             JoinMode::Push => {
-                member_spec.insert(
-                    "api_endpoint".into(),
-                    format!("https://{ip}:{MEMBER_API_PORT}"),
-                );
+                member_spec.insert("api_endpoint".into(), format!("https://{ip}:{MEMBER_API_PORT}"));
             }
             JoinMode::Pull => {
                 member_deps.push(addons.clone());
@@ -433,13 +361,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
                 }
             }
         }
-        d.add(
-            Kind::KarmadaMember,
-            Some(name),
-            name,
-            member_spec,
-            member_deps,
-        );
+        d.add(Kind::KarmadaMember, Some(name), name, member_spec, member_deps);
     }
 
     for p in &f.proxies {
@@ -466,13 +388,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             if let Some(a) = &img.archive {
                 s.insert("archive".into(), a.clone());
             }
-            d.add(
-                Kind::Sideload,
-                Some(&m.name),
-                &img_name,
-                s,
-                vec![Address::new(Kind::Microk8s, &[&m.name])],
-            );
+            d.add(Kind::Sideload, Some(&m.name), &img_name, s, vec![Address::new(Kind::Microk8s, &[&m.name])]);
         }
     }
     d
@@ -486,10 +402,7 @@ pub fn structural_dependencies(kind: Kind, member: Option<&str>) -> Vec<Address>
     match kind {
         Kind::Proxy | Kind::Microk8s => vec![inst],
         Kind::Microk8sAddons | Kind::Sideload => vec![Address::new(Kind::Microk8s, &[m])],
-        Kind::Kubeconfig => vec![
-            Address::new(Kind::Microk8s, &[m]),
-            Address::new(Kind::Proxy, &[m, "api"]),
-        ],
+        Kind::Kubeconfig => vec![Address::new(Kind::Microk8s, &[m]), Address::new(Kind::Proxy, &[m, "api"])],
         Kind::KarmadaMember => vec![Address::new(Kind::Kubeconfig, &[m])],
         _ => vec![],
     }

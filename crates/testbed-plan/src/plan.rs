@@ -119,23 +119,16 @@ impl Plan {
     /// Node indices in a deterministic topological order: among ready actions, by address.
     pub fn order(&self) -> Vec<NodeIndex> {
         let g = &self.graph;
-        let mut indegree: BTreeMap<NodeIndex, usize> = g
-            .node_indices()
-            .map(|n| (n, g.neighbors_directed(n, Direction::Incoming).count()))
-            .collect();
-        let mut ready: BTreeSet<(&Address, NodeIndex)> = indegree
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(n, _)| (&g[*n].address, *n))
-            .collect();
+        let mut indegree: BTreeMap<NodeIndex, usize> =
+            g.node_indices().map(|n| (n, g.neighbors_directed(n, Direction::Incoming).count())).collect();
+        let mut ready: BTreeSet<(&Address, NodeIndex)> =
+            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| (&g[*n].address, *n)).collect();
         let mut out = Vec::with_capacity(g.node_count());
         while let Some(first) = ready.iter().next().copied() {
             ready.remove(&first);
             out.push(first.1);
             for next in g.neighbors_directed(first.1, Direction::Outgoing) {
-                let d = indegree
-                    .get_mut(&next)
-                    .expect("every node has an indegree entry");
+                let d = indegree.get_mut(&next).expect("every node has an indegree entry");
                 *d -= 1;
                 if *d == 0 {
                     ready.insert((&g[next].address, next));
@@ -152,19 +145,14 @@ impl Plan {
 
     /// Addresses of the actions that must finish before `n`.
     pub fn depends_on(&self, n: NodeIndex) -> Vec<&Address> {
-        let mut v: Vec<&Address> = self
-            .graph
-            .neighbors_directed(n, Direction::Incoming)
-            .map(|p| &self.graph[p].address)
-            .collect();
+        let mut v: Vec<&Address> =
+            self.graph.neighbors_directed(n, Direction::Incoming).map(|p| &self.graph[p].address).collect();
         v.sort();
         v
     }
 
     pub fn find(&self, address: &str) -> Option<NodeIndex> {
-        self.graph
-            .node_indices()
-            .find(|n| self.graph[*n].address.as_str() == address)
+        self.graph.node_indices().find(|n| self.graph[*n].address.as_str() == address)
     }
 
     /// Keeps the actions matching any target and everything they need first (their ancestors in the DAG).
@@ -175,10 +163,8 @@ impl Plan {
         }
         let g = &self.graph;
         let mut keep: BTreeSet<NodeIndex> = BTreeSet::new();
-        let mut stack: Vec<NodeIndex> = g
-            .node_indices()
-            .filter(|n| targets.iter().any(|t| matches_target(&g[*n], t)))
-            .collect();
+        let mut stack: Vec<NodeIndex> =
+            g.node_indices().filter(|n| targets.iter().any(|t| matches_target(&g[*n], t))).collect();
         while let Some(n) = stack.pop() {
             if keep.insert(n) {
                 stack.extend(g.neighbors_directed(n, Direction::Incoming));
@@ -195,10 +181,7 @@ impl Plan {
                 graph.add_edge(*x, *y, ());
             }
         }
-        Plan {
-            graph,
-            notes: self.notes.clone(),
-        }
+        Plan { graph, notes: self.notes.clone() }
     }
 }
 
@@ -206,9 +189,7 @@ impl Plan {
 pub fn matches_target(a: &Action, target: &str) -> bool {
     let addr = a.address.as_str();
     addr == target
-        || addr
-            .strip_prefix(target)
-            .is_some_and(|rest| rest.starts_with('.'))
+        || addr.strip_prefix(target).is_some_and(|rest| rest.starts_with('.'))
         || a.member.as_deref() == Some(target)
 }
 

@@ -14,13 +14,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
     let mut notes: Vec<String> = observed
         .unobservable
         .iter()
-        .map(|u| {
-            format!(
-                "{} could not be observed ({}); its resources are shown as missing",
-                u.layer.name(),
-                u.reason
-            )
-        })
+        .map(|u| format!("{} could not be observed ({}); its resources are shown as missing", u.layer.name(), u.reason))
         .collect();
 
     // 1. Wanted addresses held by someone else.
@@ -28,10 +22,9 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         .resources
         .values()
         .filter_map(|r| match observed.get(&r.address).map(|o| &o.owner) {
-            Some(Owner::Other(found)) if !r.kind.uses_foreign() => Some(Conflict {
-                address: r.address.clone(),
-                found: found.clone(),
-            }),
+            Some(Owner::Other(found)) if !r.kind.uses_foreign() => {
+                Some(Conflict { address: r.address.clone(), found: found.clone() })
+            }
             _ => None,
         })
         .collect();
@@ -59,11 +52,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                     }
                     None
                 } else if let Some(c) = changes.iter().find(|c| r.kind.forces_replacement(&c.key)) {
-                    Some((
-                        Op::Replace,
-                        format!("{} (forces replacement)", describe(std::slice::from_ref(c))),
-                        changes,
-                    ))
+                    Some((Op::Replace, format!("{} (forces replacement)", describe(std::slice::from_ref(c))), changes))
                 } else if !changes.is_empty() {
                     Some((Op::Update, describe(&changes), changes))
                 } else if let Health::NeedsRepair(why) = &o.health {
@@ -75,23 +64,15 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         };
         // What lives in a rebuilt container, or carries a rebuilt cluster's credentials, is rebuilt too.
         let rebuilt_dep = (r.kind.follows_replacement() && o.is_some())
-            .then(|| {
-                r.depends_on
-                    .iter()
-                    .find(|d| matches!(ops.get(d), Some((Op::Create | Op::Replace, _, _))))
-            })
+            .then(|| r.depends_on.iter().find(|d| matches!(ops.get(d), Some((Op::Create | Op::Replace, _, _)))))
             .flatten();
         let decided = match (decided, rebuilt_dep) {
-            (None, Some(d)) => Some((
-                Op::Replace,
-                format!("rebuilt because {d} is {}", rebuilt_word(ops[d].0)),
-                Vec::new(),
-            )),
-            (Some((Op::Update, why, ch)), Some(d)) => Some((
-                Op::Replace,
-                format!("{why}; rebuilt because {d} is {}", rebuilt_word(ops[d].0)),
-                ch,
-            )),
+            (None, Some(d)) => {
+                Some((Op::Replace, format!("rebuilt because {d} is {}", rebuilt_word(ops[d].0)), Vec::new()))
+            }
+            (Some((Op::Update, why, ch)), Some(d)) => {
+                Some((Op::Replace, format!("{why}; rebuilt because {d} is {}", rebuilt_word(ops[d].0)), ch))
+            }
             (decided, _) => decided,
         };
         if let Some(d) = decided {
@@ -137,10 +118,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
             .filter(|_| o.kind.lives_in_container())
             .map(|m| Address::new(Kind::LxdInstance, &[m]))
             .filter(|c| {
-                index
-                    .get(c)
-                    .is_some_and(|n| matches!(graph[*n].op, Op::Delete | Op::Replace))
-                    || is_orphan(&orphans, c)
+                index.get(c).is_some_and(|n| matches!(graph[*n].op, Op::Delete | Op::Replace)) || is_orphan(&orphans, c)
             });
         let reason = match &container {
             Some(c) => format!("no longer in the file; goes with {c}"),
@@ -245,11 +223,7 @@ fn rebuilt_word(op: Op) -> &'static str {
 pub fn diff(want: &Spec, have: &Spec) -> Vec<Change> {
     want.iter()
         .filter(|(k, v)| have.get(*k) != Some(*v))
-        .map(|(k, v)| Change {
-            key: k.clone(),
-            from: have.get(k).cloned(),
-            to: Some(v.clone()),
-        })
+        .map(|(k, v)| Change { key: k.clone(), from: have.get(k).cloned(), to: Some(v.clone()) })
         .collect()
 }
 
@@ -269,16 +243,12 @@ pub fn describe(changes: &[Change]) -> String {
 fn claims(kind: Kind, spec: Option<&Spec>) -> Vec<String> {
     let Some(spec) = spec else { return vec![] };
     match kind {
-        Kind::Proxy => spec
-            .get("listen")
-            .and_then(|l| l.rsplit(':').next())
-            .map(|p| vec![format!("port {p}")])
-            .unwrap_or_default(),
-        Kind::LxdInstance => spec
-            .get("ipv4")
-            .filter(|s| !s.is_empty())
-            .map(|ip| vec![format!("address {ip}")])
-            .unwrap_or_default(),
+        Kind::Proxy => {
+            spec.get("listen").and_then(|l| l.rsplit(':').next()).map(|p| vec![format!("port {p}")]).unwrap_or_default()
+        }
+        Kind::LxdInstance => {
+            spec.get("ipv4").filter(|s| !s.is_empty()).map(|ip| vec![format!("address {ip}")]).unwrap_or_default()
+        }
         _ => vec![],
     }
 }
@@ -292,28 +262,18 @@ fn desired_order(desired: &DesiredState) -> Result<Vec<&Resource>, PlanError> {
     let mut remaining: BTreeMap<&Address, usize> = BTreeMap::new();
     let mut dependents: BTreeMap<&Address, Vec<&Address>> = BTreeMap::new();
     for r in desired.resources.values() {
-        let deps: Vec<&Address> = r
-            .depends_on
-            .iter()
-            .filter(|d| desired.resources.contains_key(*d))
-            .collect();
+        let deps: Vec<&Address> = r.depends_on.iter().filter(|d| desired.resources.contains_key(*d)).collect();
         remaining.insert(&r.address, deps.len());
         for d in deps {
             dependents.entry(d).or_default().push(&r.address);
         }
     }
-    let mut ready: BTreeSet<&Address> = remaining
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(a, _)| *a)
-        .collect();
+    let mut ready: BTreeSet<&Address> = remaining.iter().filter(|(_, n)| **n == 0).map(|(a, _)| *a).collect();
     let mut out = Vec::with_capacity(desired.resources.len());
     while let Some(a) = ready.pop_first() {
         out.push(&desired.resources[a]);
         for d in dependents.get(a).into_iter().flatten() {
-            let n = remaining
-                .get_mut(d)
-                .expect("dependent is a desired resource");
+            let n = remaining.get_mut(d).expect("dependent is a desired resource");
             *n -= 1;
             if *n == 0 {
                 ready.insert(d);
@@ -321,13 +281,8 @@ fn desired_order(desired: &DesiredState) -> Result<Vec<&Resource>, PlanError> {
         }
     }
     if out.len() != desired.resources.len() {
-        let stuck = remaining
-            .iter()
-            .find(|(_, n)| **n > 0)
-            .map(|(a, _)| (*a).clone());
-        return Err(PlanError::Cycle(stuck.unwrap_or_else(|| {
-            Address::new(Kind::HostPackages, &["packages"])
-        })));
+        let stuck = remaining.iter().find(|(_, n)| **n > 0).map(|(a, _)| (*a).clone());
+        return Err(PlanError::Cycle(stuck.unwrap_or_else(|| Address::new(Kind::HostPackages, &["packages"]))));
     }
     Ok(out)
 }

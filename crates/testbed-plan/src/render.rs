@@ -21,11 +21,7 @@ pub fn text(plan: &Plan) -> String {
         return out;
     }
     let actions = plan.actions();
-    let width = actions
-        .iter()
-        .map(|a| a.address.as_str().len())
-        .max()
-        .unwrap_or(0);
+    let width = actions.iter().map(|a| a.address.as_str().len()).max().unwrap_or(0);
     out.push_str("testbed will perform these actions, in dependency order:\n\n");
     for a in actions {
         out.push_str(&format!(
@@ -48,10 +44,7 @@ pub fn summary_line(s: &Summary) -> String {
     if s.total() == 0 {
         return "No changes.".to_owned();
     }
-    format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to destroy.",
-        s.create, s.update, s.replace, s.delete
-    )
+    format!("Plan: {} to create, {} to update, {} to replace, {} to destroy.", s.create, s.update, s.replace, s.delete)
 }
 
 #[derive(Serialize)]
@@ -91,23 +84,15 @@ pub fn json(plan: &Plan) -> String {
             }
         })
         .collect();
-    let doc = JsonPlan {
-        format_version: FORMAT_VERSION,
-        actions,
-        summary: plan.summary(),
-        notes: &plan.notes,
-    };
-    let mut s =
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let doc = JsonPlan { format_version: FORMAT_VERSION, actions, summary: plan.summary(), notes: &plan.notes };
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }
 
 /// The plan's DAG in Graphviz DOT: one node per action, an edge from each action to those that wait on it.
 pub fn dot(plan: &Plan) -> String {
-    let mut out = String::from(
-        "digraph testbed {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
-    );
+    let mut out = String::from("digraph testbed {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
     let order = plan.order();
     for &n in &order {
         let a = &plan.graph[n];

@@ -79,13 +79,7 @@ pub enum Layer {
 }
 
 impl Layer {
-    pub const ALL: [Layer; 5] = [
-        Layer::Host,
-        Layer::Lxd,
-        Layer::Microk8s,
-        Layer::Registry,
-        Layer::Karmada,
-    ];
+    pub const ALL: [Layer; 5] = [Layer::Host, Layer::Lxd, Layer::Microk8s, Layer::Registry, Layer::Karmada];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -179,11 +173,9 @@ impl Kind {
     /// The first address segment.
     pub fn prefix(self) -> &'static str {
         match self {
-            Kind::HostPackages
-            | Kind::HostSysctl
-            | Kind::HostFirewall
-            | Kind::HostMicrok8s
-            | Kind::HostAddons => "host",
+            Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall | Kind::HostMicrok8s | Kind::HostAddons => {
+                "host"
+            }
             Kind::LxdNetwork => "lxd_network",
             Kind::LxdStoragePool => "lxd_storage_pool",
             Kind::LxdProfile => "lxd_profile",
@@ -203,16 +195,10 @@ impl Kind {
     pub fn layer(self) -> Layer {
         match self {
             Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall => Layer::Host,
-            Kind::LxdNetwork
-            | Kind::LxdStoragePool
-            | Kind::LxdProfile
-            | Kind::LxdInstance
-            | Kind::Proxy => Layer::Lxd,
-            Kind::HostMicrok8s
-            | Kind::HostAddons
-            | Kind::Microk8s
-            | Kind::Microk8sAddons
-            | Kind::Kubeconfig => Layer::Microk8s,
+            Kind::LxdNetwork | Kind::LxdStoragePool | Kind::LxdProfile | Kind::LxdInstance | Kind::Proxy => Layer::Lxd,
+            Kind::HostMicrok8s | Kind::HostAddons | Kind::Microk8s | Kind::Microk8sAddons | Kind::Kubeconfig => {
+                Layer::Microk8s
+            }
             Kind::Registry | Kind::Image | Kind::Sideload => Layer::Registry,
             Kind::KarmadaControlPlane | Kind::KarmadaMember => Layer::Karmada,
         }
@@ -233,10 +219,7 @@ impl Kind {
                 | (Kind::LxdStoragePool, "driver")
                 | (Kind::LxdNetwork, "type")
                 | (Kind::Registry, "port")
-                | (
-                    Kind::KarmadaControlPlane,
-                    "version" | "api_port" | "data_dir"
-                )
+                | (Kind::KarmadaControlPlane, "version" | "api_port" | "data_dir")
                 | (Kind::KarmadaMember, "mode")
         )
     }
@@ -279,36 +262,19 @@ impl Kind {
     pub fn needs(self) -> &'static [Kind] {
         match self {
             Kind::HostPackages => &[],
-            Kind::HostSysctl
-            | Kind::LxdNetwork
-            | Kind::LxdStoragePool
-            | Kind::LxdProfile
-            | Kind::HostMicrok8s => &[Kind::HostPackages],
+            Kind::HostSysctl | Kind::LxdNetwork | Kind::LxdStoragePool | Kind::LxdProfile | Kind::HostMicrok8s => {
+                &[Kind::HostPackages]
+            }
             Kind::HostFirewall => &[Kind::LxdNetwork],
-            Kind::LxdInstance => &[
-                Kind::LxdNetwork,
-                Kind::LxdStoragePool,
-                Kind::LxdProfile,
-                Kind::HostSysctl,
-            ],
+            Kind::LxdInstance => &[Kind::LxdNetwork, Kind::LxdStoragePool, Kind::LxdProfile, Kind::HostSysctl],
             Kind::Proxy => &[Kind::LxdInstance],
             Kind::Microk8s => &[Kind::LxdInstance, Kind::HostFirewall],
             Kind::Microk8sAddons | Kind::Sideload => &[Kind::Microk8s],
             Kind::Kubeconfig => &[Kind::Microk8s, Kind::Proxy],
             Kind::HostAddons | Kind::Registry => &[Kind::HostMicrok8s],
             Kind::Image => &[Kind::Registry],
-            Kind::KarmadaControlPlane => &[
-                Kind::HostPackages,
-                Kind::HostAddons,
-                Kind::Registry,
-                Kind::Image,
-            ],
-            Kind::KarmadaMember => &[
-                Kind::KarmadaControlPlane,
-                Kind::Kubeconfig,
-                Kind::Microk8sAddons,
-                Kind::Image,
-            ],
+            Kind::KarmadaControlPlane => &[Kind::HostPackages, Kind::HostAddons, Kind::Registry, Kind::Image],
+            Kind::KarmadaMember => &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
         }
     }
 
@@ -329,10 +295,7 @@ impl Kind {
 
     /// Whether this kind lives inside its member's container, so that deleting the container deletes it.
     pub fn lives_in_container(self) -> bool {
-        matches!(
-            self,
-            Kind::Proxy | Kind::Microk8s | Kind::Microk8sAddons | Kind::Sideload
-        )
+        matches!(self, Kind::Proxy | Kind::Microk8s | Kind::Microk8sAddons | Kind::Sideload)
     }
 
     /// Whether resources of this kind belong to one member.
@@ -372,9 +335,7 @@ impl Resource {
     /// The container this resource lives in, if any.
     pub fn container(&self) -> Option<Address> {
         if self.kind.lives_in_container() {
-            self.member
-                .as_deref()
-                .map(|m| Address::new(Kind::LxdInstance, &[m]))
+            self.member.as_deref().map(|m| Address::new(Kind::LxdInstance, &[m]))
         } else {
             None
         }

@@ -26,22 +26,13 @@ pub struct LayerObservation {
 pub enum ProviderError {
     /// The step cannot run yet: what it needs is not there (as the real tool would fail).
     #[error("{message}")]
-    Precondition {
-        message: String,
-        hint: Option<String>,
-    },
+    Precondition { message: String, hint: Option<String> },
     /// The step ran and failed.
     #[error("{message}")]
-    Failed {
-        message: String,
-        hint: Option<String>,
-    },
+    Failed { message: String, hint: Option<String> },
     /// The layer cannot be reached at all (daemon not running, API unreachable).
     #[error("{message}")]
-    Unavailable {
-        message: String,
-        hint: Option<String>,
-    },
+    Unavailable { message: String, hint: Option<String> },
     /// Stopped by the user (a second Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -49,17 +40,11 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn failed(message: impl Into<String>) -> Self {
-        ProviderError::Failed {
-            message: message.into(),
-            hint: None,
-        }
+        ProviderError::Failed { message: message.into(), hint: None }
     }
 
     pub fn precondition(message: impl Into<String>) -> Self {
-        ProviderError::Precondition {
-            message: message.into(),
-            hint: None,
-        }
+        ProviderError::Precondition { message: message.into(), hint: None }
     }
 
     /// The next step to try, if the provider knows one.
@@ -74,18 +59,11 @@ impl ProviderError {
 
     pub fn with_hint(self, h: impl Into<String>) -> Self {
         match self {
-            ProviderError::Precondition { message, .. } => ProviderError::Precondition {
-                message,
-                hint: Some(h.into()),
-            },
-            ProviderError::Failed { message, .. } => ProviderError::Failed {
-                message,
-                hint: Some(h.into()),
-            },
-            ProviderError::Unavailable { message, .. } => ProviderError::Unavailable {
-                message,
-                hint: Some(h.into()),
-            },
+            ProviderError::Precondition { message, .. } => {
+                ProviderError::Precondition { message, hint: Some(h.into()) }
+            }
+            ProviderError::Failed { message, .. } => ProviderError::Failed { message, hint: Some(h.into()) },
+            ProviderError::Unavailable { message, .. } => ProviderError::Unavailable { message, hint: Some(h.into()) },
             ProviderError::Interrupted => ProviderError::Interrupted,
         }
     }
@@ -112,9 +90,7 @@ pub struct ActionLog {
 
 impl ActionLog {
     pub fn new(sink: impl Fn(LogEntry) + Send + Sync + 'static) -> Self {
-        ActionLog {
-            sink: Arc::new(sink),
-        }
+        ActionLog { sink: Arc::new(sink) }
     }
 
     /// A log that drops everything (for observation-only tools and tests).
@@ -123,16 +99,11 @@ impl ActionLog {
     }
 
     pub fn command<S: AsRef<str>>(&self, argv: &[S]) {
-        (self.sink)(LogEntry::Command(
-            argv.iter().map(|s| s.as_ref().to_owned()).collect(),
-        ));
+        (self.sink)(LogEntry::Command(argv.iter().map(|s| s.as_ref().to_owned()).collect()));
     }
 
     pub fn api(&self, method: &str, path: &str) {
-        (self.sink)(LogEntry::Api {
-            method: method.to_owned(),
-            path: path.to_owned(),
-        });
+        (self.sink)(LogEntry::Api { method: method.to_owned(), path: path.to_owned() });
     }
 
     pub fn output(&self, text: impl Into<String>) {
@@ -194,11 +165,7 @@ impl Providers {
 
     /// Layers whose provider is simulated.
     pub fn simulated_layers(&self) -> Vec<Layer> {
-        self.by_layer
-            .values()
-            .filter(|p| p.simulated())
-            .map(|p| p.layer())
-            .collect()
+        self.by_layer.values().filter(|p| p.simulated()).map(|p| p.layer()).collect()
     }
 
     /// Observes every layer concurrently. A layer that cannot be observed is recorded, not fatal: the plan
@@ -208,11 +175,7 @@ impl Providers {
         for (layer, p) in &self.by_layer {
             let p = Arc::clone(p);
             let layer = *layer;
-            let mine: Vec<Resource> = wanted
-                .iter()
-                .filter(|r| r.kind.layer() == layer)
-                .cloned()
-                .collect();
+            let mine: Vec<Resource> = wanted.iter().filter(|r| r.kind.layer() == layer).cloned().collect();
             set.spawn(async move { (layer, p.observe(&mine).await) });
         }
         let mut state = ObservedState::default();
@@ -228,10 +191,7 @@ impl Providers {
                 }
                 Ok((layer, Err(e))) => {
                     missing.remove(&layer);
-                    state.unobservable.push(Unobservable {
-                        layer,
-                        reason: e.to_string(),
-                    });
+                    state.unobservable.push(Unobservable { layer, reason: e.to_string() });
                 }
                 Err(join) => state.unobservable.push(Unobservable {
                     layer: Layer::Host,
@@ -240,18 +200,14 @@ impl Providers {
             }
         }
         for layer in missing {
-            state.unobservable.push(Unobservable {
-                layer,
-                reason: "no provider configured".into(),
-            });
+            state.unobservable.push(Unobservable { layer, reason: "no provider configured".into() });
         }
         state.unobservable.sort_by_key(|u| u.layer);
         state
     }
 
     pub fn expected_duration(&self, action: &Action) -> Option<Duration> {
-        self.get(action.kind.layer())
-            .and_then(|p| p.expected_duration(action))
+        self.get(action.kind.layer()).and_then(|p| p.expected_duration(action))
     }
 }
 
