@@ -1,0 +1,231 @@
+//! The planner's rules, on hand-made observed states (no simulation involved).
+
+use std::path::Path;
+
+use testbed_config::Config;
+use testbed_plan::desired::{self, DesiredState};
+use testbed_plan::{plan, Address, Health, Observed, ObservedState, Op, Owner, Plan, PlanError};
+
+fn config(members: &[(&str, u16)]) -> Config {
+    let mut text = String::new();
+    for (name, port) in members {
+        text.push_str(&format!("[[members]]\nname = \"{name}\"\napi_port = {port}\n\n"));
+    }
+    testbed_config::parse(Path::new("testbed.toml"), &text).expect("valid test config")
+}
+
+/// What a machine that exactly matches `d` looks like to observation.
+fn converged(d: &DesiredState) -> ObservedState {
+    let mut o = ObservedState::default();
+    for r in d.resources.values() {
+        o.insert(Observed {
+            address: r.address.clone(),
+            kind: r.kind,
+            member: r.member.clone(),
+            owner: Owner::Testbed,
+            spec: r.spec.clone(),
+            health: Health::Ok,
+        });
+        if let Some(ip) = r.spec.get("ipv4").and_then(|s| s.parse().ok()) {
+            o.bridge_addresses.insert(ip);
+        }
+    }
+    o
+}
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap_or_else(|| panic!("{s} is not an address"))
+}
+
+fn ops(p: &Plan) -> Vec<(String, Op)> {
+    p.actions().iter().map(|a| (a.address.to_string(), a.op)).collect()
+}
+
+fn position(p: &Plan, a: &str) -> usize {
+    p.actions().iter().position(|x| x.address.as_str() == a).unwrap_or_else(|| panic!("{a} not in plan"))
+}
+
+fn three() -> Config {
+    config(&[("member1", 16441), ("member2", 16442), ("member3", 16444)])
+}
+
+#[test]
+fn a_converged_machine_plans_nothing() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let p = plan(&d, &converged(&d)).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+}
+
+#[test]
+fn an_empty_machine_plans_every_resource_as_a_create_in_dependency_order() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let p = plan(&d, &ObservedState::default()).unwrap();
+    assert_eq!(p.summary().create, d.resources.len());
+    assert!(position(&p, "host.packages") < position(&p, "lxd_network.lxdbr0"));
+    assert!(position(&p, "lxd_instance.member1") < position(&p, "microk8s.member1"));
+    assert!(position(&p, "image.etcd") < position(&p, "karmada.control_plane"));
+    assert!(position(&p, "karmada.control_plane") < position(&p, "karmada_member.member1"));
+    assert!(position(&p, "kubeconfig.member1") < position(&p, "karmada_member.member1"));
+}
+
+#[test]
+fn a_stopped_container_is_an_update_that_says_why() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let mut o = converged(&d);
+    o.resources.get_mut(&addr("lxd_instance.member1")).unwrap().health =
+        Health::NeedsRepair("container is stopped; will be started".into());
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), [("lxd_instance.member1".to_owned(), Op::Update)]);
+    assert_eq!(p.actions()[0].reason, "container is stopped; will be started");
+}
+
+#[test]
+fn a_changed_image_replaces_the_container_and_rebuilds_what_lives_in_it() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let mut o = converged(&d);
+    o.resources.get_mut(&addr("lxd_instance.member2")).unwrap().spec.insert("image".into(), "ubuntu:20.04".into());
+    let p = plan(&d, &o).unwrap();
+    let got = ops(&p);
+    for a in [
+        "lxd_instance.member2",
+        "proxy.member2.api",
+        "microk8s.member2",
+        "microk8s_addons.member2",
+        "kubeconfig.member2",
+        "karmada_member.member2",
+    ] {
+        assert!(got.contains(&(a.to_owned(), Op::Replace)), "{a} missing from {got:?}");
+    }
+    assert_eq!(got.len(), 6, "nothing of member1, member3 or the host: {got:?}");
+    let inst = &p.actions()[position(&p, "lxd_instance.member2")];
+    assert!(inst.reason.contains("forces replacement"), "{}", inst.reason);
+    let m = &p.actions()[position(&p, "microk8s.member2")];
+    assert!(m.reason.contains("rebuilt because lxd_instance.member2 is replaced"), "{}", m.reason);
+}
+
+#[test]
+fn a_changed_limit_is_an_update_of_that_container_only() {
+    let text = "[[members]]\nname = \"member1\"\napi_port = 16441\nmemory = \"8GiB\"\n";
+    let c = testbed_config::parse(Path::new("testbed.toml"), text).unwrap();
+    let d = desired::build(&c, &ObservedState::default());
+    let mut o = converged(&d);
+    o.resources.get_mut(&addr("lxd_instance.member1")).unwrap().spec.insert("limits.memory".into(), "4GiB".into());
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), [("lxd_instance.member1".to_owned(), Op::Update)]);
+    assert_eq!(p.actions()[0].reason, "limits.memory: \"4GiB\" → \"8GiB\"");
+}
+
+#[test]
+fn removing_a_member_deletes_only_its_resources_membership_first() {
+    let before = desired::build(&three(), &ObservedState::default());
+    let o = converged(&before);
+    let two = config(&[("member1", 16441), ("member2", 16442)]);
+    let d = desired::build(&two, &o);
+    let p = plan(&d, &o).unwrap();
+    for (a, op) in ops(&p) {
+        assert_eq!(op, Op::Delete, "{a}");
+        assert!(addr(&a).has_segment("member3"), "{a}");
+    }
+    assert_eq!(p.summary().delete, 6, "instance, api proxy, MicroK8s, addons, kubeconfig, membership");
+    assert!(position(&p, "karmada_member.member3") < position(&p, "kubeconfig.member3"));
+    assert!(position(&p, "kubeconfig.member3") < position(&p, "lxd_instance.member3"));
+    // What lives in the container goes with it: no work of its own, after the container.
+    let mk = &p.actions()[position(&p, "microk8s.member3")];
+    assert_eq!(mk.cascade, Some(addr("lxd_instance.member3")));
+    assert!(position(&p, "lxd_instance.member3") < position(&p, "microk8s.member3"));
+}
+
+#[test]
+fn destroy_deletes_everything_owned_except_retained_host_settings() {
+    let d = desired::build(&three(), &ObservedState::default());
+    let o = converged(&d);
+    let p = plan(&DesiredState::nothing(), &o).unwrap();
+    assert_eq!(p.summary().delete, d.resources.len() - 2);
+    assert!(p.find("host.packages").is_none() && p.find("host.sysctl").is_none());
+    // Reverse dependency order.
+    assert!(position(&p, "karmada_member.member1") < position(&p, "karmada.control_plane"));
+    assert!(position(&p, "karmada.control_plane") < position(&p, "image.etcd"));
+    assert!(position(&p, "lxd_instance.member1") < position(&p, "lxd_profile.microk8s"));
+    assert!(position(&p, "image.etcd") < position(&p, "registry.local"));
+}
+
+#[test]
+fn a_foreign_container_with_a_wanted_name_is_a_conflict() {
+    let d = desired::build(&three(), &ObservedState::default());
+    let mut o = ObservedState::default();
+    let found = "a container named member2 that testbed did not create".to_owned();
+    o.insert(Observed {
+        address: addr("lxd_instance.member2"),
+        kind: testbed_plan::Kind::LxdInstance,
+        member: Some("member2".into()),
+        owner: Owner::Other(found.clone()),
+        spec: Default::default(),
+        health: Health::Ok,
+    });
+    match plan(&d, &o) {
+        Err(PlanError::Conflicts(c)) => {
+            assert_eq!(c.len(), 1);
+            assert_eq!(c[0].address, addr("lxd_instance.member2"));
+            assert!(c[0].to_string().contains(&found));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Destroy never touches it.
+    let p = plan(&DesiredState::nothing(), &o).unwrap();
+    assert!(p.is_empty());
+}
+
+#[test]
+fn a_foreign_bridge_is_used_as_it_is() {
+    let d = desired::build(&three(), &ObservedState::default());
+    let mut o = converged(&d);
+    let bridge = o.resources.get_mut(&addr("lxd_network.lxdbr0")).unwrap();
+    bridge.owner = Owner::Other("bridge lxdbr0 made by hand".into());
+    bridge.spec.insert("ipv4.address".into(), "10.0.3.1/24".into());
+    let p = plan(&d, &o).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+    assert!(p.notes[0].contains("lxd_network.lxdbr0 exists and is not testbed's"), "{:?}", p.notes);
+}
+
+#[test]
+fn renaming_a_member_that_keeps_its_port_creates_after_the_old_proxy_goes() {
+    let before = desired::build(&three(), &ObservedState::default());
+    let o = converged(&before);
+    let renamed = config(&[("member1", 16441), ("member2", 16442), ("member9", 16444)]);
+    let d = desired::build(&renamed, &o);
+    let p = plan(&d, &o).unwrap();
+    assert!(position(&p, "proxy.member3.api") < position(&p, "proxy.member9.api"));
+    // And member9 does not take member3's address while member3 still holds it.
+    let ip9 = &d.resources[&addr("lxd_instance.member9")].spec["ipv4"];
+    let ip3 = &before.resources[&addr("lxd_instance.member3")].spec["ipv4"];
+    assert_ne!(ip9, ip3);
+}
+
+#[test]
+fn derived_addresses_stay_with_their_containers() {
+    let before = desired::build(&three(), &ObservedState::default());
+    let o = converged(&before);
+    // Drop member1 from the file: member2 and member3 keep their addresses.
+    let two = config(&[("member2", 16442), ("member3", 16444)]);
+    let d = desired::build(&two, &o);
+    for m in ["member2", "member3"] {
+        let a = addr(&format!("lxd_instance.{m}"));
+        assert_eq!(d.resources[&a].spec["ipv4"], before.resources[&a].spec["ipv4"], "{m}");
+    }
+}
+
+#[test]
+fn target_keeps_what_the_target_needs() {
+    let d = desired::build(&three(), &ObservedState::default());
+    let p = plan(&d, &ObservedState::default()).unwrap().targeted(&["kubeconfig.member1".into()]);
+    let got: Vec<String> = ops(&p).into_iter().map(|(a, _)| a).collect();
+    assert!(got.contains(&"kubeconfig.member1".to_owned()));
+    assert!(got.contains(&"lxd_instance.member1".to_owned()));
+    assert!(got.contains(&"host.packages".to_owned()));
+    assert!(!got.iter().any(|a| a.contains("member2")), "{got:?}");
+    assert!(!got.contains(&"karmada.control_plane".to_owned()), "{got:?}");
+}
