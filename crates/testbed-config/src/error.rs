@@ -20,19 +20,9 @@ pub enum ConfigError {
     },
 
     /// Malformed TOML, a wrong type, or an unknown key.
-    #[error("{location}: {message}")]
-    #[diagnostic(code(testbed::config::syntax))]
-    Syntax {
-        location: String,
-        message: String,
-        #[source_code]
-        src: NamedSource<String>,
-        #[label("{label}")]
-        span: SourceSpan,
-        label: String,
-        #[help]
-        help: Option<String>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Syntax(Box<SyntaxError>),
 
     /// The file parsed but says something testbed cannot build.
     #[error("{path}: {} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" })]
@@ -52,6 +42,23 @@ impl ConfigError {
             other => vec![other.to_string()],
         }
     }
+}
+
+/// Malformed TOML, a wrong type, or an unknown key.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{location}: {message}")]
+#[diagnostic(code(testbed::config::syntax))]
+pub struct SyntaxError {
+    /// `file:line:col`.
+    pub location: String,
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
 }
 
 /// One semantic problem in the file.

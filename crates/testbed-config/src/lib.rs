@@ -14,7 +14,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use error::{ConfigError, Problem};
+pub use error::{ConfigError, Problem, SyntaxError};
 pub use model::*;
 pub use validate::lxd_instance_name_problem;
 
@@ -74,14 +74,14 @@ fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     } else {
         (raw, "here".to_owned(), None)
     };
-    ConfigError::Syntax {
+    ConfigError::Syntax(Box::new(error::SyntaxError {
         location: format!("{path}:{line}:{col}"),
         message,
         src: miette::NamedSource::new(path, text.to_owned()),
         span: (span.start, span.end.saturating_sub(span.start)).into(),
         label,
         help,
-    }
+    }))
 }
 
 /// The name an `[[images]]` entry goes by in addresses: its `name`, else the repository's last component.
