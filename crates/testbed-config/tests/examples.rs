@@ -1,0 +1,113 @@
+//! The repository's `testbed.toml` and every file in `examples/` parse and validate, and say what their
+//! comments say.
+
+use std::path::{Path, PathBuf};
+
+use testbed_config::{Config, JoinMode};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn load(rel: &str) -> Config {
+    let path = repo().join(rel);
+    testbed_config::load(&path).unwrap_or_else(|e| panic!("{rel} does not validate:\n{}", e.lines().join("\n")))
+}
+
+fn members(c: &Config) -> Vec<(&str, u16)> {
+    c.file.members.iter().map(|m| (m.name.as_str(), m.api_port)).collect()
+}
+
+/// The `#:schema` directive on the first line must name the committed schema, relative to the file.
+fn assert_schema_directive(rel: &str) {
+    let path = repo().join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    let target = first
+        .strip_prefix("#:schema ")
+        .unwrap_or_else(|| panic!("{rel}: the first line must be a `#:schema` directive, found {first:?}"));
+    let schema = path.parent().unwrap().join(target);
+    assert!(
+        schema.canonicalize().ok() == repo().join("testbed.schema.json").canonicalize().ok(),
+        "{rel}: `{first}` does not point at testbed.schema.json"
+    );
+}
+
+#[test]
+fn root_file_is_the_seeds_testbed() {
+    let c = load("testbed.toml");
+    assert_schema_directive("testbed.toml");
+    assert_eq!(members(&c), [("member1", 16441), ("member2", 16442), ("member3", 16444)]);
+    assert!(c.file.members.iter().all(|m| c.join_mode(m) == JoinMode::Push));
+    assert_eq!(c.file.registry.port, 32000);
+    assert_eq!(c.file.karmada.api_port, 32443);
+    // The file spells out the defaults; keep it honest when a default changes.
+    assert_eq!(c.file.host, testbed_config::Host::default());
+    assert_eq!(c.file.lxd, testbed_config::Lxd::default());
+    assert_eq!(c.file.registry, testbed_config::Registry::default());
+    assert_eq!(c.file.karmada, testbed_config::Karmada::default());
+    assert!(c.file.images.is_empty() && c.file.proxies.is_empty());
+}
+
+#[test]
+fn every_example_validates() {
+    let dir = repo().join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["custom-image.toml", "four-members.toml", "pull-mode.toml", "three-members.toml"]);
+    for n in &names {
+        let rel = format!("examples/{n}");
+        load(&rel);
+        assert_schema_directive(&rel);
+    }
+}
+
+#[test]
+fn three_members_is_the_root_file() {
+    let root = std::fs::read_to_string(repo().join("testbed.toml")).unwrap();
+    let example = std::fs::read_to_string(repo().join("examples/three-members.toml")).unwrap();
+    let body = |s: &str| s.split_once('\n').map(|(_, rest)| rest.to_owned()).unwrap_or_default();
+    assert!(
+        body(&root) == body(&example),
+        "examples/three-members.toml must be testbed.toml with only the `#:schema` path changed"
+    );
+    assert_eq!(load("examples/three-members.toml").file, load("testbed.toml").file);
+}
+
+#[test]
+fn four_members_adds_member4() {
+    let c = load("examples/four-members.toml");
+    assert_eq!(members(&c), [("member1", 16441), ("member2", 16442), ("member3", 16444), ("member4", 16445)]);
+    let root = load("testbed.toml");
+    assert_eq!(c.file.members[..3], root.file.members[..]);
+    assert_eq!(c.file.karmada, root.file.karmada);
+}
+
+#[test]
+fn pull_mode_with_one_push_member() {
+    let c = load("examples/pull-mode.toml");
+    assert_eq!(c.file.karmada.join_mode, JoinMode::Pull);
+    let modes: Vec<(&str, JoinMode)> = c.file.members.iter().map(|m| (m.name.as_str(), c.join_mode(m))).collect();
+    assert_eq!(modes, [("member1", JoinMode::Pull), ("member2", JoinMode::Pull), ("member3", JoinMode::Push)]);
+}
+
+#[test]
+fn custom_image_has_a_registry_image_a_sideload_and_a_proxy() {
+    let c = load("examples/custom-image.toml");
+    let images: Vec<(String, bool)> =
+        c.file.images.iter().map(|i| (testbed_config::image_name(i), i.sideload)).collect();
+    assert_eq!(images, [("nginx".to_owned(), false), ("flask-demo".to_owned(), true)]);
+    let flask = &c.file.images[1];
+    assert_eq!(flask.archive.as_deref(), Some("images/flask-demo-2.0.tar"));
+    assert_eq!(c.file.proxies.len(), 1);
+    let p = &c.file.proxies[0];
+    assert_eq!(
+        (p.name.as_str(), p.member.as_str(), p.host_port, p.target.as_str()),
+        ("prometheus", "member1", 9091, "tcp:10.1.33.11:9090")
+    );
+    assert_eq!(c.base_dir(), Path::new(&repo()).join("examples"));
+}

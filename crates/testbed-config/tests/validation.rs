@@ -1,0 +1,788 @@
+//! One small file per validation rule, with a snapshot of the exact `file:line:col: message` lines it produces.
+//!
+//! Each snapshot holds the input with line numbers, then the problem lines, so a reviewer checks every
+//! `line:col` at a glance. Update with `INSTA_UPDATE=always cargo test -p testbed-config`, then read every changed
+//! `.snap` file.
+
+use std::path::Path;
+
+const FILE: &str = "testbed.toml";
+
+/// The one-line problems `text` produces; panics if it validates.
+fn problems(text: &str) -> Vec<String> {
+    match testbed_config::parse(Path::new(FILE), text) {
+        Ok(_) => panic!("expected problems, but this validated:\n{text}"),
+        Err(e) => e.lines(),
+    }
+}
+
+/// The input with line numbers, a separator, then the problem lines exactly as `ConfigError::lines` gives them:
+/// the reviewer checks every `line:col` against the numbered input.
+fn report(text: &str, lines: &[String]) -> String {
+    let mut out = String::new();
+    for (i, l) in text.lines().enumerate() {
+        out.push_str(format!("{:>3} | {l}", i + 1).trim_end());
+        out.push('\n');
+    }
+    out.push_str("----- problems -----\n");
+    out.push_str(&lines.join("\n"));
+    out
+}
+
+/// Snapshots the problems of `text` (after the numbered input) and returns them.
+macro_rules! check {
+    ($text:expr) => {{
+        let text: &str = $text;
+        let lines = problems(text);
+        insta::with_settings!({ omit_expression => true }, {
+            insta::assert_snapshot!(report(text, &lines));
+        });
+        lines
+    }};
+}
+
+/// The `line:col` of the `nth` (0-based) occurrence of `needle` in `text`, as the messages count them.
+fn pos(text: &str, needle: &str, nth: usize) -> String {
+    let offset = text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("{needle:?} #{nth} not in input")).0;
+    let (line, col) = testbed_config::source::line_col(text, offset);
+    format!("{line}:{col}")
+}
+
+/// Asserts that exactly one problem starts at the `nth` occurrence of `needle`.
+fn assert_at(lines: &[String], text: &str, needle: &str, nth: usize) {
+    let want = format!("{FILE}:{}: ", pos(text, needle, nth));
+    let hits = lines.iter().filter(|l| l.starts_with(&want)).count();
+    assert_eq!(hits, 1, "expected one problem at {want}, got:\n{}", lines.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Member names
+
+#[test]
+fn duplicate_member_names() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member1"
+api_port = 16442
+"#;
+    let lines = check!(text);
+    // The second `name = "member1"` is on line 6; its value starts at column 8 (after `name = `). The first is
+    // named as line 2, column 8.
+    assert_eq!(lines, ["testbed.toml:6:8: duplicate member name \"member1\" (first defined at testbed.toml:2:8)"]);
+    assert_at(&lines, text, "\"member1\"", 1);
+}
+
+#[test]
+fn invalid_member_names() {
+    let text = r#"[[members]]
+name = "1member"
+api_port = 16441
+
+[[members]]
+name = "member_2"
+api_port = 16442
+
+[[members]]
+name = "member-3-with-a-name-that-is-far-too-long-for-an-lxd-instance-name"
+api_port = 16444
+
+[[members]]
+name = "-member4"
+api_port = 16445
+
+[[members]]
+name = "member5-"
+api_port = 16446
+
+[[members]]
+name = ""
+api_port = 16447
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert_at(&lines, text, "\"1member\"", 0);
+    assert_at(&lines, text, "\"member_2\"", 0);
+    assert_at(&lines, text, "\"member-3-", 0);
+}
+
+/// A member's name is also its Karmada cluster name (`karmadactl join NAME`), which Karmada requires to be a
+/// lowercase RFC 1123 label of at most 48 characters (karmada pkg/apis/cluster/validation ValidateClusterName).
+/// "Member1" passes the LXD rule the config crate checks today, then fails at join time.
+#[test]
+#[ignore = "config crate bug: member names are not checked against Karmada's cluster-name rule (see the report)"]
+fn member_names_must_be_valid_karmada_cluster_names() {
+    for name in ["Member1", &format!("m{}", "x".repeat(48))] {
+        let text = format!("[[members]]\nname = \"{name}\"\napi_port = 16441\n");
+        let lines = problems(&text);
+        assert_eq!(lines.len(), 1, "{name}: {lines:#?}");
+        assert!(lines[0].starts_with("testbed.toml:2:8: "), "{}", lines[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Host ports
+
+#[test]
+fn port_clash_between_two_members() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_port = 16441
+"#;
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        ["testbed.toml:7:12: host port 16441 is used twice: by the API proxy of member \"member2\" and by the API proxy of member \"member1\" at testbed.toml:3:12"]
+    );
+}
+
+#[test]
+fn member_port_clashes_with_host_microk8s_api() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16443
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "16443", 0);
+}
+
+#[test]
+fn member_port_clashes_with_registry_port_set_in_file() {
+    let text = r#"[registry]
+port = 32000
+
+[[members]]
+name = "member1"
+api_port = 32000
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "32000", 1);
+    assert!(lines[0].ends_with("at testbed.toml:2:8"), "{}", lines[0]);
+}
+
+/// The registry is not in the file: its port is the default, and no place in the file defines it.
+#[test]
+fn member_port_clashes_with_default_registry_port() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 32000
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "32000", 0);
+}
+
+#[test]
+fn member_port_clashes_with_karmada_nodeport() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 32443
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "32443", 0);
+}
+
+#[test]
+fn proxy_port_clashes_with_member_api_port() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+
+[[proxies]]
+name = "prometheus"
+member = "member1"
+host_port = 16441
+target = "tcp:10.1.33.11:9090"
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "16441", 1);
+}
+
+#[test]
+fn ports_below_1024() {
+    let text = r#"[registry]
+port = 80
+
+[karmada]
+api_port = 443
+
+[[members]]
+name = "member1"
+api_port = 0
+
+[[proxies]]
+name = "web"
+member = "member1"
+host_port = 1023
+target = "tcp:10.1.33.11:80"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_at(&lines, text, "80", 0);
+    assert_at(&lines, text, "443", 0);
+    assert_at(&lines, text, "1023", 0);
+}
+
+/// Ports are `u16`: a larger number is a type error from the TOML deserializer, reported as a syntax error
+/// with the place of the value.
+#[test]
+fn port_above_65535() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 70000
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with(&format!("{FILE}:{}: ", pos(text, "70000", 0))), "{}", lines[0]);
+}
+
+#[test]
+fn negative_port() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = -1
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with(&format!("{FILE}:{}: ", pos(text, "-1", 0))), "{}", lines[0]);
+}
+
+#[test]
+fn port_written_as_a_string() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = "16441"
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with(&format!("{FILE}:{}: ", pos(text, "\"16441\"", 0))), "{}", lines[0]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Keys and syntax
+
+#[test]
+fn unknown_key_at_top_level() {
+    let text = r#"version = 2
+
+[[members]]
+name = "member1"
+api_port = 16441
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("testbed.toml:1:1: "), "{}", lines[0]);
+    assert!(lines[0].contains("`version`"), "{}", lines[0]);
+}
+
+#[test]
+fn unknown_key_in_members() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_prot = 16442
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("testbed.toml:7:1: "), "{}", lines[0]);
+    assert!(lines[0].contains("`api_prot`"), "{}", lines[0]);
+}
+
+#[test]
+fn unknown_key_in_a_section() {
+    let text = r#"[karmada]
+version = "v1.15.9"
+mode = "pull"
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with("testbed.toml:3:1: "), "{}", lines[0]);
+    assert!(lines[0].contains("`mode`"), "{}", lines[0]);
+}
+
+#[test]
+fn unknown_section() {
+    let text = r#"[member]
+name = "member1"
+api_port = 16441
+"#;
+    let lines = check!(text);
+    assert!(lines[0].contains("`member`"), "{}", lines[0]);
+}
+
+#[test]
+fn missing_required_key() {
+    let text = r#"[[members]]
+name = "member1"
+"#;
+    let lines = check!(text);
+    assert!(lines[0].contains("api_port"), "{}", lines[0]);
+}
+
+#[test]
+fn unknown_join_mode() {
+    let text = r#"[karmada]
+join_mode = "pul"
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with(&format!("{FILE}:{}: ", pos(text, "\"pul\"", 0))), "{}", lines[0]);
+}
+
+#[test]
+fn malformed_toml_unclosed_table_header() {
+    let text = r#"[[members]
+name = "member1"
+api_port = 16441
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with("testbed.toml:1:"), "{}", lines[0]);
+}
+
+#[test]
+fn malformed_toml_unquoted_string() {
+    let text = r#"[[members]]
+name = member1
+api_port = 16441
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with(&format!("{FILE}:{}: ", pos(text, "member1", 0))), "{}", lines[0]);
+}
+
+#[test]
+fn malformed_toml_duplicate_key() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+api_port = 16442
+"#;
+    let lines = check!(text);
+    assert!(lines[0].starts_with("testbed.toml:4:"), "{}", lines[0]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Network
+
+#[test]
+fn member_ipv4_outside_subnet() {
+    let text = r#"[lxd]
+ipv4_address = "10.123.45.1/24"
+
+[[members]]
+name = "member1"
+api_port = 16441
+ipv4 = "10.123.46.20"
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "\"10.123.46.20\"", 0);
+}
+
+#[test]
+fn member_ipv4_is_the_bridge_address() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+ipv4 = "10.123.45.1"
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "\"10.123.45.1\"", 0);
+}
+
+#[test]
+fn member_ipv4_is_network_or_broadcast_address() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+ipv4 = "10.123.45.0"
+
+[[members]]
+name = "member2"
+api_port = 16442
+ipv4 = "10.123.45.255"
+"#;
+    check!(text);
+}
+
+#[test]
+fn member_ipv4_duplicated() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+ipv4 = "10.123.45.20"
+
+[[members]]
+name = "member2"
+api_port = 16442
+ipv4 = "10.123.45.20"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1);
+    assert_at(&lines, text, "\"10.123.45.20\"", 1);
+}
+
+#[test]
+fn member_ipv4_not_an_address() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+ipv4 = "10.123.45.20/24"
+"#;
+    check!(text);
+}
+
+#[test]
+fn bridge_address_without_prefix_or_not_a_host() {
+    let text = r#"[lxd]
+ipv4_address = "10.123.45.1"
+"#;
+    check!(text);
+    let text = r#"[lxd]
+ipv4_address = "10.123.45.0/24"
+"#;
+    let lines = problems(text);
+    assert_eq!(
+        lines,
+        ["testbed.toml:2:16: [lxd] ipv4_address \"10.123.45.0/24\" is the network or broadcast address, not a host address"]
+    );
+}
+
+#[test]
+fn bridge_name_invalid_or_too_long() {
+    let text = r#"[lxd]
+bridge = "lxd_br0"
+"#;
+    check!(text);
+    let lines = problems("[lxd]\nbridge = \"testbed-bridge-01\"\n");
+    assert_eq!(
+        lines,
+        ["testbed.toml:2:10: [lxd] bridge \"testbed-bridge-01\" is longer than 15 characters (a Linux interface name)"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Karmada
+
+#[test]
+fn unknown_karmada_version() {
+    let text = r#"[karmada]
+version = "v1.99.0"
+"#;
+    let lines = check!(text);
+    assert_at(&lines, text, "\"v1.99.0\"", 0);
+}
+
+#[test]
+fn karmada_version_not_a_release_tag() {
+    let text = r#"[karmada]
+version = "1.15"
+"#;
+    check!(text);
+}
+
+#[test]
+fn karmada_data_dir_relative() {
+    let text = r#"[karmada]
+data_dir = "etc/karmada"
+"#;
+    check!(text);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Proxies
+
+const ONE_MEMBER: &str = r#"[[members]]
+name = "member1"
+api_port = 16441
+"#;
+
+#[test]
+fn proxy_points_at_unknown_member() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "prometheus"
+member = "member9"
+host_port = 9091
+target = "tcp:10.1.33.11:9090"
+"#
+    );
+    let lines = check!(text);
+    assert_at(&lines, text, "\"member9\"", 0);
+}
+
+#[test]
+fn proxy_named_api() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "api"
+member = "member1"
+host_port = 9091
+target = "tcp:10.1.33.11:9090"
+"#
+    );
+    let lines = check!(text);
+    assert_at(&lines, text, "\"api\"", 0);
+}
+
+#[test]
+fn proxy_bad_targets() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "a"
+member = "member1"
+host_port = 9091
+target = "http://10.1.33.11:9090"
+
+[[proxies]]
+name = "b"
+member = "member1"
+host_port = 9092
+target = "tcp:prometheus:9090"
+
+[[proxies]]
+name = "c"
+member = "member1"
+host_port = 9093
+target = "tcp:10.1.33.11"
+
+[[proxies]]
+name = "d"
+member = "member1"
+host_port = 9094
+target = "tcp:10.1.33.11:0"
+
+[[proxies]]
+name = "e"
+member = "member1"
+host_port = 9095
+target = "10.1.33.11:9090"
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_at(&lines, text, "\"http://10.1.33.11:9090\"", 0);
+    assert_at(&lines, text, "\"tcp:prometheus:9090\"", 0);
+}
+
+#[test]
+fn proxy_bad_name_listen_and_duplicate() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "Prometheus"
+member = "member1"
+host_port = 9091
+target = "tcp:10.1.33.11:9090"
+
+[[proxies]]
+name = "grafana"
+member = "member1"
+host_port = 3000
+target = "tcp:10.1.33.12:3000"
+listen = "localhost"
+
+[[proxies]]
+name = "grafana"
+member = "member1"
+host_port = 3001
+target = "tcp:10.1.33.12:3000"
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_at(&lines, text, "\"Prometheus\"", 0);
+    assert_at(&lines, text, "\"localhost\"", 0);
+    assert_at(&lines, text, "\"grafana\"", 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Images
+
+#[test]
+fn image_bad_references() {
+    let text = r#"[[images]]
+source = "Nginx:1.27"
+
+[[images]]
+source = "nginx:1.27 latest"
+
+[[images]]
+source = "nginx@sha256:1234"
+
+[[images]]
+source = ""
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_at(&lines, text, "\"Nginx:1.27\"", 0);
+}
+
+#[test]
+fn image_duplicate_names() {
+    let text = r#"[[images]]
+source = "docker.io/library/nginx:1.27"
+
+[[images]]
+source = "quay.io/nginx/nginx:1.27"
+
+[[images]]
+name = "demo"
+source = "flask-demo:1.0"
+
+[[images]]
+name = "demo"
+source = "flask-demo:2.0"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    // A derived name is reported at the `source` it comes from, an explicit one at its `name`.
+    assert_at(&lines, text, "\"quay.io/nginx/nginx:1.27\"", 0);
+    assert_at(&lines, text, "\"demo\"", 1);
+}
+
+#[test]
+fn image_bad_name_archive_without_sideload_and_unknown_member() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[images]]
+name = "Flask Demo"
+source = "flask-demo:2.0"
+archive = "images/flask-demo-2.0.tar"
+
+[[images]]
+source = "flask-demo:3.0"
+name = "flask-demo-3"
+sideload = true
+archive = "images/flask-demo-3.0.tar"
+members = ["member1", "member2"]
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_at(&lines, text, "\"Flask Demo\"", 0);
+    assert_at(&lines, text, "\"images/flask-demo-2.0.tar\"", 0);
+    assert_at(&lines, text, "\"member2\"", 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Member settings
+
+#[test]
+fn member_limits_addons_and_listen() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+listen = "0.0.0.0:16441"
+cpu = "two"
+memory = "4 GiB"
+addons = ["dns", "Hostpath_Storage", ""]
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_at(&lines, text, "\"0.0.0.0:16441\"", 0);
+    assert_at(&lines, text, "\"two\"", 0);
+    assert_at(&lines, text, "\"4 GiB\"", 0);
+    assert_at(&lines, text, "\"Hostpath_Storage\"", 0);
+    assert_at(&lines, text, "\"\"", 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Several problems at once, and what is fine
+
+/// Every problem is reported in one run, each at its own line.
+#[test]
+fn several_problems_in_one_file() {
+    let text = r#"[karmada]
+version = "v2.0.0"
+
+[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member1"
+api_port = 16441
+ipv4 = "192.168.1.10"
+
+[[proxies]]
+name = "api"
+member = "member3"
+host_port = 16441
+target = "tcp:10.1.33.11"
+"#;
+    check!(text);
+}
+
+#[test]
+fn an_empty_file_is_valid() {
+    let config = testbed_config::parse(Path::new(FILE), "").expect("an empty file describes a host and no members");
+    assert!(config.file.members.is_empty());
+    assert_eq!(config.file.registry.port, 32000);
+}
+
+#[test]
+fn the_error_summary_counts_problems() {
+    let err =
+        testbed_config::parse(Path::new(FILE), "[karmada]\nversion = \"v9.9.9\"\ndata_dir = \"x\"\n").unwrap_err();
+    assert_eq!(err.to_string(), "testbed.toml: 2 problems found");
+    let err = testbed_config::parse(Path::new(FILE), "[karmada]\nversion = \"v9.9.9\"\n").unwrap_err();
+    assert_eq!(err.to_string(), "testbed.toml: 1 problem found");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The graphical report (what `testbed validate` shows)
+
+fn render(err: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .render_report(&mut out, err)
+        .expect("render");
+    out
+}
+
+#[test]
+fn graphical_report_of_a_validation_problem_shows_the_source_line() {
+    let text = r#"[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member1"
+api_port = 16442
+"#;
+    let err = testbed_config::parse(Path::new(FILE), text).unwrap_err();
+    let out = render(&err);
+    assert!(out.contains(r#"name = "member1""#), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn graphical_report_of_an_unknown_key_shows_the_source_line() {
+    let text = r#"[[members]]
+name = "member1"
+api_prot = 16441
+"#;
+    let err = testbed_config::parse(Path::new(FILE), text).unwrap_err();
+    let out = render(&err);
+    assert!(out.contains("api_prot = 16441"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+/// An `[[images]]` entry whose name equals one of the Karmada release images (`etcd`, `alpine`,
+/// `kube-apiserver`, `karmada-scheduler`, ...) gets the same resource address `image.NAME` as the release image,
+/// and the planner's `DesiredState::add` silently replaces the release image with it: `karmadactl init` then
+/// misses its own image in the local registry.
+#[test]
+#[ignore = "config crate bug: [[images]] names may collide with the Karmada release images (see the report)"]
+fn image_name_must_not_shadow_a_karmada_release_image() {
+    let lines = problems("[[images]]\nsource = \"docker.io/library/alpine:3.20\"\n");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("testbed.toml:2:10: "), "{}", lines[0]);
+}
