@@ -55,6 +55,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let map = source::SourceMap::new(text);
     let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new() };
     validate::check(&file, &mut reporter);
+    reporter.problems.sort_by_key(|p| p.span.offset());
     if reporter.problems.is_empty() {
         Ok(Config { file, path: path.to_path_buf() })
     } else {
@@ -71,6 +72,11 @@ fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
         let (key, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
         let help = (!expected.is_empty()).then(|| format!("expected{}", expected.trim_end_matches('.')));
         (format!("unknown key {key}"), "unknown key".to_owned(), help)
+    } else if let Some(rest) = raw.strip_prefix("missing field ") {
+        (format!("missing required key {rest}"), "in this table".to_owned(), None)
+    } else if raw.contains("expected u16") {
+        let msg = raw.replace("expected u16", "expected a port number (1024-65535)");
+        (msg, "not a port".to_owned(), None)
     } else {
         (raw, "here".to_owned(), None)
     };

@@ -112,7 +112,8 @@ impl Default for Lxd {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Registry {
-    /// Host port of the registry (the MicroK8s addon's NodePort).
+    /// Host port of the registry: the MicroK8s registry addon's NodePort, which MicroK8s fixes at 32000.
+    #[schemars(range(min = 1024))]
     pub port: u16,
     /// Platforms copied from multi-platform images.
     pub platforms: Vec<String>,
@@ -143,7 +144,8 @@ pub struct Karmada {
     pub version: String,
     /// Default join mode for members: `push` or `pull`.
     pub join_mode: JoinMode,
-    /// NodePort of the Karmada API server on the host (`karmadactl init --port`).
+    /// NodePort of the Karmada API server on the host (`karmadactl init --port`), 30000-32767.
+    #[schemars(range(min = 1024))]
     pub api_port: u16,
     /// Where `karmadactl init` writes its data; init wipes this folder.
     pub data_dir: String,
@@ -164,9 +166,11 @@ impl Default for Karmada {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    /// Member and container name: a valid LXD instance name.
+    /// Member, container and Karmada cluster name: 1-48 lowercase letters, digits and hyphens, starting with
+    /// a letter.
     pub name: String,
     /// Host port of the proxy to this member's API server (container port 16443).
+    #[schemars(range(min = 1024))]
     pub api_port: u16,
     /// Address the API proxy listens on, `127.0.0.1` unless the file asks otherwise.
     #[serde(default = "default_listen")]
@@ -231,6 +235,7 @@ pub struct Proxy {
     /// The member whose container the proxy forwards into.
     pub member: String,
     /// Port on the host.
+    #[schemars(range(min = 1024))]
     pub host_port: u16,
     /// Where connections go, seen from inside the container: `tcp:ADDRESS:PORT`.
     pub target: String,

@@ -75,6 +75,9 @@ impl fmt::Display for Subnet {
 pub fn parse_connect(s: &str) -> Result<(String, String, u16), String> {
     let (proto, rest) = s.split_once(':').ok_or("has no protocol (tcp: or udp:)")?;
     if proto != "tcp" && proto != "udp" {
+        if proto.parse::<std::net::IpAddr>().is_ok() || proto.contains('.') {
+            return Err(format!("has no protocol; write \"tcp:{s}\""));
+        }
         return Err(format!("has protocol {proto:?}; use tcp or udp"));
     }
     let (addr, port) = rest.rsplit_once(':').ok_or("has no :PORT")?;

@@ -26,6 +26,16 @@ impl SourceMap {
         self.find(path, false)
     }
 
+    /// The span of the value at `path`, only if the file writes that value (None when a default applies).
+    pub fn try_value_span(&self, path: &[Seg<'_>]) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let mut node = Node::Table(doc.as_table());
+        for seg in path {
+            node = node.child(*seg)?.node;
+        }
+        node.span()
+    }
+
     /// The span of the key that names the value at `path` (for "unknown key" style messages).
     pub fn key_span(&self, path: &[Seg<'_>]) -> Range<usize> {
         self.find(path, true)

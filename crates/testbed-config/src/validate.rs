@@ -40,6 +40,18 @@ pub fn lxd_instance_name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// The member name is also its Karmada cluster name: lowercase, at most 48 characters (Karmada's own
+/// cluster-name validation).
+fn karmada_cluster_name_problem(name: &str) -> Option<&'static str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some("contains uppercase letters");
+    }
+    if name.len() > 48 {
+        return Some("is longer than 48 characters");
+    }
+    None
+}
+
 /// A name used as one segment of a resource address (proxy and image names): lowercase letters, digits,
 /// hyphens and underscores.
 fn segment_problem(name: &str) -> Option<&'static str> {
@@ -63,6 +75,13 @@ fn check_names(file: &TestbedFile, r: &mut Reporter<'_>) {
                 format!("member name {:?} is not a valid LXD instance name: it {why}", m.name),
                 "not a valid instance name",
                 Some("use 1-63 letters, digits and hyphens, starting with a letter, e.g. \"member4\"".into()),
+            );
+        } else if let Some(why) = karmada_cluster_name_problem(&m.name) {
+            r.report(
+                span.clone(),
+                format!("member name {:?} cannot be a Karmada cluster name: it {why}", m.name),
+                "not a valid cluster name",
+                Some("Karmada cluster names are lowercase and at most 48 characters, e.g. \"member4\"".into()),
             );
         }
         if let Some(first) = seen.insert(&m.name, i) {
@@ -127,11 +146,11 @@ fn check_ports(file: &TestbedFile, r: &mut Reporter<'_>) {
         match taken.get(&u.port) {
             Some(&first) if u.path.is_some() => {
                 let other = &uses[first];
-                let at = other
-                    .path
-                    .as_ref()
-                    .map(|p| format!(" at {}", r.location(&r.map.value_span(p))))
-                    .unwrap_or_default();
+                let at = match other.path.as_ref().map(|p| r.map.try_value_span(p)) {
+                    Some(Some(span)) => format!(" at {}", r.location(&span)),
+                    Some(None) => ", which is its default".to_owned(),
+                    None => String::new(),
+                };
                 r.report(
                     span,
                     format!("host port {} is used twice: by {} and by {}{at}", u.port, u.what, other.what),
@@ -204,9 +223,10 @@ fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
             }
         }
         if let Some(first) = addrs.insert(addr, i) {
+            let at = r.location(&r.map.value_span(&[Key("members"), Index(first), Key("ipv4")]));
             r.report(
                 span,
-                format!("ipv4 {addr} is given to both {:?} and {:?}", file.members[first].name, m.name),
+                format!("ipv4 {addr} is given to both {:?} (at {at}) and {:?}", file.members[first].name, m.name),
                 "address used twice",
                 None,
             );
@@ -229,7 +249,27 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
             r.map.value_span(&[Key("karmada"), Key("version")]),
             why,
             "unknown version",
-            Some("use a release listed above; a version without a table needs its images listed in [[images]] (coming with the images layer)".into()),
+            Some("use a release of one of the listed minors; any patch release of a listed minor works".into()),
+        );
+    }
+    // Below 1024 is already reported with the other ports: one problem per value.
+    if file.karmada.api_port >= 1024 && !(30000..=32767).contains(&file.karmada.api_port) {
+        r.report(
+            r.map.value_span(&[Key("karmada"), Key("api_port")]),
+            format!("[karmada] api_port {} is outside the NodePort range 30000-32767", file.karmada.api_port),
+            "not a NodePort",
+            Some("karmadactl init exposes the Karmada API as a NodePort; the default is 32443".into()),
+        );
+    }
+    if file.registry.port >= 1024 && file.registry.port != 32000 {
+        r.report(
+            r.map.value_span(&[Key("registry"), Key("port")]),
+            format!(
+                "[registry] port {} cannot be served: the MicroK8s registry addon always listens on NodePort 32000",
+                file.registry.port
+            ),
+            "fixed by MicroK8s",
+            Some("remove the key or set it to 32000".into()),
         );
     }
     if !file.karmada.data_dir.starts_with('/') {
@@ -243,7 +283,9 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
 }
 
 fn check_images(file: &TestbedFile, r: &mut Reporter<'_>) {
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let release: Vec<&'static str> =
+        karmada_release::images(&file.karmada.version).unwrap_or_default().iter().map(|i| i.name).collect();
+    let mut names: BTreeMap<String, std::ops::Range<usize>> = BTreeMap::new();
     for (i, img) in file.images.iter().enumerate() {
         let source_span = r.map.value_span(&[Key("images"), Index(i), Key("source")]);
         if let Err(why) = crate::image_ref::ImageRef::parse(&img.source) {
@@ -266,13 +308,32 @@ fn check_images(file: &TestbedFile, r: &mut Reporter<'_>) {
                 Some("set `name` to a short lowercase name".into()),
             );
         }
-        if let Some(first) = names.insert(name.clone(), i) {
-            let at = r.location(&r.map.value_span(&[Key("images"), Index(first), Key("source")]));
+        if !img.sideload && release.contains(&name.as_str()) {
+            r.report(
+                name_span.clone(),
+                format!(
+                    "image name {name:?} is taken by the Karmada {} release image of that name",
+                    file.karmada.version
+                ),
+                "shadows a release image",
+                Some("set `name` to something else; the control plane's images are added for you".into()),
+            );
+        }
+        if let Some(first) = names.insert(name.clone(), name_span.clone()) {
+            let at = r.location(&first);
             r.report(
                 name_span,
                 format!("two images are named {name:?} (the other at {at})"),
                 "duplicate image name",
                 Some("set a distinct `name` on one of them".into()),
+            );
+        }
+        if img.members.is_some() && !img.sideload {
+            r.report(
+                r.map.value_span(&[Key("images"), Index(i), Key("members")]),
+                "`members` is only used with `sideload = true`; registry images serve every member",
+                "unused",
+                Some("add `sideload = true`, or remove `members`".into()),
             );
         }
         if img.archive.is_some() && !img.sideload {
@@ -331,7 +392,7 @@ fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
         if p.listen.parse::<IpAddr>().is_err() {
             r.report(
                 r.map.value_span(&at("listen")),
-                format!("listen address {:?} is not an IP address", p.listen),
+                format!("listen address {:?} of proxy {:?} is not an IP address", p.listen, p.name),
                 "not an IP address",
                 None,
             );

@@ -112,7 +112,6 @@ api_port = 16447
 /// lowercase RFC 1123 label of at most 48 characters (karmada pkg/apis/cluster/validation ValidateClusterName).
 /// "Member1" passes the LXD rule the config crate checks today, then fails at join time.
 #[test]
-#[ignore = "config crate bug: member names are not checked against Karmada's cluster-name rule (see the report)"]
 fn member_names_must_be_valid_karmada_cluster_names() {
     for name in ["Member1", &format!("m{}", "x".repeat(48))] {
         let text = format!("[[members]]\nname = \"{name}\"\napi_port = 16441\n");
@@ -780,7 +779,6 @@ api_prot = 16441
 /// and the planner's `DesiredState::add` silently replaces the release image with it: `karmadactl init` then
 /// misses its own image in the local registry.
 #[test]
-#[ignore = "config crate bug: [[images]] names may collide with the Karmada release images (see the report)"]
 fn image_name_must_not_shadow_a_karmada_release_image() {
     let lines = problems("[[images]]\nsource = \"docker.io/library/alpine:3.20\"\n");
     assert_eq!(lines.len(), 1, "{lines:#?}");
