@@ -1,0 +1,41 @@
+//! Apply makespan against the serial sum of the same steps (what the seed scripts pay, one step after
+//! another), on the simulated machine with real-magnitude latencies, in virtual time (tokio's paused clock:
+//! deterministic, independent of this machine's speed). Prints a Markdown table for docs/performance.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use testbed_exec::{critical_path, serial_sum};
+
+fn main() {
+    println!(
+        "| members | actions | serial sum (seed scripts) | critical path | apply makespan (parallelism 8) | speed-up |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [1usize, 3, 8, 30] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let c = config(&file(&numbered(n), false));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("rt");
+        rt.block_on(async {
+            let m = machine(dir.path(), 1.0, &[]);
+            let (_, _, p) = plan(&m, &c).await;
+            let providers = m.providers();
+            let estimate = |a: &testbed_plan::Action| providers.expected_duration(a).unwrap_or(Duration::ZERO);
+            let serial = serial_sum(&p, estimate);
+            let cp = critical_path(&p, estimate);
+            let r = run(&m, &p, 8).await;
+            assert!(r.success(), "{}", r.summary_line("Apply"));
+            println!(
+                "| {n} | {} | {:.0} s | {:.0} s | {:.0} s | {:.1}x |",
+                p.graph.node_count(),
+                serial.as_secs_f64(),
+                cp.as_secs_f64(),
+                r.makespan.as_secs_f64(),
+                serial.as_secs_f64() / r.makespan.as_secs_f64()
+            );
+        });
+    }
+}

@@ -1,0 +1,240 @@
+//! The subcommands. Each returns the process exit code or an error that main renders.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde::Serialize;
+use testbed_exec::{execute, ExecOptions, Interrupt};
+use testbed_plan::{render, Health, Owner};
+
+use crate::cli::Cli;
+use crate::error::CliError;
+use crate::lock::RunLock;
+use crate::progress::Progress;
+use crate::runlog::RunLog;
+use crate::session::{Goal, Session};
+
+fn banner(session: &Session) {
+    if let Some(b) = session.simulation_banner() {
+        eprintln!("{b}");
+    }
+}
+
+pub async fn plan(cli: &Cli, json: bool, detailed: bool, targets: &[String]) -> Result<ExitCode, CliError> {
+    let session = Session::open(cli)?;
+    if !json {
+        banner(&session);
+    }
+    let plan = session.plan(Goal::Converge, targets).await?;
+    if json {
+        print!("{}", render::json(&plan));
+    } else {
+        print!("{}", render::text(&plan));
+    }
+    Ok(if detailed && !plan.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+pub async fn graph(cli: &Cli, targets: &[String]) -> Result<ExitCode, CliError> {
+    let session = Session::open(cli)?;
+    let plan = session.plan(Goal::Converge, targets).await?;
+    print!("{}", render::dot(&plan));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(cli: &Cli) -> Result<ExitCode, CliError> {
+    let config = testbed_config::load(&cli.config)?;
+    println!(
+        "{} is valid: {} member{}, {} image{} listed, {} application prox{}.",
+        cli.config.display(),
+        config.file.members.len(),
+        if config.file.members.len() == 1 { "" } else { "s" },
+        config.file.images.len(),
+        if config.file.images.len() == 1 { "" } else { "s" },
+        config.file.proxies.len(),
+        if config.file.proxies.len() == 1 { "y" } else { "ies" },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn schema() -> Result<ExitCode, CliError> {
+    let text = serde_json::to_string_pretty(&testbed_config::schema())
+        .map_err(|e| CliError::usage(format!("cannot print the schema: {e}"), None))?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applies the plan towards `goal`: converge (apply) or destroy.
+pub async fn run(
+    cli: &Cli,
+    goal: Goal,
+    yes: bool,
+    parallelism: Option<usize>,
+    targets: &[String],
+) -> Result<ExitCode, CliError> {
+    let what = match goal {
+        Goal::Converge => "apply",
+        Goal::Destroy => "destroy",
+    };
+    let parallelism = parallelism.unwrap_or_else(testbed_exec::default_parallelism);
+    if parallelism == 0 {
+        return Err(CliError::usage("--parallelism must be at least 1", None));
+    }
+    let session = Session::open(cli)?;
+    let (_lock, note) = RunLock::acquire(&session.state_dir, what)?;
+    if let Some(n) = note {
+        eprintln!("Note: {n}");
+    }
+    banner(&session);
+    let plan = session.plan(goal, targets).await?;
+    print!("{}", render::text(&plan));
+    if plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    confirm(yes, what)?;
+
+    let log = Arc::new(RunLog::create(&session.state_dir, what)?);
+    log.raw(&format!(
+        "testbed {} {what}\nconfig: {}\n{}\n\n{}",
+        env!("CARGO_PKG_VERSION"),
+        session.config.path.display(),
+        session.simulation_banner().unwrap_or_else(|| "All layers real.".into()),
+        render::text(&plan)
+    ));
+
+    let estimates = session.providers.clone();
+    let options = ExecOptions::new(parallelism)
+        .with_estimate(move |a| estimates.expected_duration(a).unwrap_or(std::time::Duration::from_secs(1)));
+    let interrupt = Interrupt::new();
+    interrupt.listen_for_ctrl_c();
+    let mut presses = interrupt.subscribe();
+    tokio::spawn(async move {
+        while presses.changed().await.is_ok() {
+            match *presses.borrow() {
+                1 => eprintln!(
+                    "\nInterrupt: starting no new actions; running ones finish. Press Ctrl-C again to abort them."
+                ),
+                _ => eprintln!("\nInterrupt: aborting running actions."),
+            }
+        }
+    });
+    let progress = Arc::new(Progress::new());
+    let sink = {
+        let log = Arc::clone(&log);
+        let progress = Arc::clone(&progress);
+        move |e: testbed_exec::Event| {
+            log.event(&e);
+            progress.event(&e);
+        }
+    };
+    let runner: Arc<dyn testbed_provider::ActionRunner> = Arc::new(session.providers.clone());
+    let report = execute(&plan, runner, &options, &interrupt, sink).await;
+
+    let summary = report.summary_line(match goal {
+        Goal::Converge => "Apply",
+        Goal::Destroy => "Destroy",
+    });
+    log.raw(&format!("\n{summary}\nmakespan: {:.3}s", report.makespan.as_secs_f64()));
+    log.finish();
+    println!();
+    println!("{summary}");
+    if !report.success() {
+        println!("Run `testbed {what}` again to pick up what is left; the log is {}", log.path().display());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("Log: {}", log.path().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(yes: bool, what: &'static str) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NoTerminal { what });
+    }
+    print!("\nDo you want to {what} these actions? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::io(std::path::Path::new("<stdin>"), e))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CliError::Declined { what })
+    }
+}
+
+#[derive(Serialize)]
+struct StatusEntry<'a> {
+    address: &'a str,
+    kind: testbed_plan::Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<&'a str>,
+    wanted: bool,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    simulated: Vec<&'static str>,
+    resources: Vec<StatusEntry<'a>>,
+    unobservable: &'a [testbed_plan::Unobservable],
+}
+
+pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
+    let session = Session::open(cli)?;
+    let (desired, observed) = session.observe().await;
+
+    let mut entries = Vec::new();
+    let mut addresses: Vec<_> = desired.resources.keys().chain(observed.resources.keys()).collect();
+    addresses.sort();
+    addresses.dedup();
+    for a in addresses {
+        let want = desired.resources.get(a);
+        let have = observed.get(a);
+        let (state, detail) = match (want, have) {
+            (Some(_), None) => ("missing".to_owned(), None),
+            (_, Some(testbed_plan::Observed { owner: Owner::Other(d), .. })) => {
+                ("not testbed's".to_owned(), Some(d.clone()))
+            }
+            (None, Some(_)) => ("owned, not in the file".to_owned(), None),
+            (Some(w), Some(o)) => {
+                let changes = testbed_plan::planner::diff(&w.spec, &o.spec);
+                match (&o.health, changes.is_empty()) {
+                    (Health::NeedsRepair(why), _) => ("needs repair".to_owned(), Some(why.clone())),
+                    (Health::Ok, true) => ("ok".to_owned(), None),
+                    (Health::Ok, false) => ("differs".to_owned(), Some(testbed_plan::planner::describe(&changes))),
+                }
+            }
+            (None, None) => continue,
+        };
+        let kind = want.map(|w| w.kind).or(have.map(|h| h.kind)).unwrap_or(testbed_plan::Kind::HostPackages);
+        let member = want.and_then(|w| w.member.as_deref()).or(have.and_then(|h| h.member.as_deref()));
+        entries.push(StatusEntry { address: a.as_str(), kind, member, wanted: want.is_some(), state, detail });
+    }
+
+    if json {
+        let doc = StatusDoc {
+            simulated: session.simulated.iter().map(|l| l.name()).collect(),
+            resources: entries,
+            unobservable: &observed.unobservable,
+        };
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| CliError::usage(e.to_string(), None))?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    banner(&session);
+    for u in &observed.unobservable {
+        println!("Note: {} could not be observed: {}", u.layer.name(), u.reason);
+    }
+    let width = entries.iter().map(|e| e.address.len()).max().unwrap_or(0);
+    for e in &entries {
+        let detail = e.detail.as_ref().map(|d| format!("  ({d})")).unwrap_or_default();
+        println!("{:<width$}  {}{detail}", e.address, e.state, width = width);
+    }
+    let ok = entries.iter().filter(|e| e.state == "ok").count();
+    println!("\n{ok} of {} wanted resources are in place.", entries.iter().filter(|e| e.wanted).count());
+    Ok(ExitCode::SUCCESS)
+}

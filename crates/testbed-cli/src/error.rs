@@ -1,0 +1,58 @@
+//! What the command line reports when it cannot go on: what went wrong, where, and what to do next.
+
+use std::path::{Path, PathBuf};
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum CliError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] testbed_config::ConfigError),
+
+    #[error("{0}")]
+    #[diagnostic(code(testbed::plan::conflict), help("testbed only changes what it created; nothing was changed"))]
+    Plan(#[from] testbed_plan::PlanError),
+
+    #[error("the simulated machine's state cannot be used: {0}")]
+    #[diagnostic(code(testbed::sim::state))]
+    Sim(#[from] testbed_sim::SimError),
+
+    #[error("{path}: {source}")]
+    #[diagnostic(code(testbed::io))]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("another `testbed {holder}` (process {pid}) is already running for this config")]
+    #[diagnostic(
+        code(testbed::locked),
+        help("wait for it to finish; if it is gone, remove {}", path.display())
+    )]
+    Locked { path: PathBuf, pid: u32, holder: String },
+
+    #[error("{message}")]
+    #[diagnostic(code(testbed::usage))]
+    Usage {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("refusing to {what} without confirmation: there is no terminal to ask on")]
+    #[diagnostic(code(testbed::confirm), help("review `testbed plan`, then run again with --yes"))]
+    NoTerminal { what: &'static str },
+
+    #[error("{what} cancelled; nothing was changed")]
+    #[diagnostic(code(testbed::cancelled))]
+    Declined { what: &'static str },
+}
+
+impl CliError {
+    pub fn io(path: &Path, source: std::io::Error) -> CliError {
+        CliError::Io { path: path.to_path_buf(), source }
+    }
+
+    pub fn usage(message: impl Into<String>, help: Option<String>) -> CliError {
+        CliError::Usage { message: message.into(), help }
+    }
+}

@@ -1,0 +1,80 @@
+//! `testbed`: the command-line entry point. Parses arguments, sets up tracing and diagnostics, and runs one
+//! subcommand. Exit codes: 0 success, 1 error or failed actions, 2 changes pending (`plan --detailed-exitcode`).
+
+mod cli;
+mod commands;
+mod error;
+mod lock;
+mod progress;
+mod runlog;
+mod session;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use session::Goal;
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,testbed_cli=debug,testbed_exec=debug,testbed_sim=debug,testbed_provider=debug",
+        _ => "debug,testbed_cli=trace,testbed_exec=trace,testbed_sim=trace,testbed_provider=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn init_diagnostics() {
+    let terminal = std::io::stderr().is_terminal();
+    let _ = miette::set_hook(Box::new(move |_| {
+        let opts = miette::MietteHandlerOpts::new().color(terminal).terminal_links(false).context_lines(1);
+        // Lines are wrapped to the terminal; into a file or a pipe each message stays on one line.
+        let opts = if terminal { opts } else { opts.width(usize::MAX / 4) };
+        Box::new(opts.build())
+    }));
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    init_diagnostics();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Plan { json, detailed_exitcode, target } => {
+                commands::plan(&cli, *json, *detailed_exitcode, target).await
+            }
+            Command::Apply { yes, parallelism, target } => {
+                commands::run(&cli, Goal::Converge, *yes, *parallelism, target).await
+            }
+            Command::Destroy { yes, parallelism, target } => {
+                commands::run(&cli, Goal::Destroy, *yes, *parallelism, target).await
+            }
+            Command::Status { json } => commands::status(&cli, *json).await,
+            Command::Graph { target } => commands::graph(&cli, target).await,
+            Command::Validate => commands::validate(&cli),
+            Command::Schema => commands::schema(),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            ExitCode::FAILURE
+        }
+    }
+}

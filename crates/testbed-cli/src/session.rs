@@ -1,0 +1,151 @@
+//! One run of the command: the validated file, the providers for each layer, and the observe → plan step.
+//!
+//! Data flows one way: file → desired state → observed state → plan. Nothing here touches the world except
+//! through the providers.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use testbed_config::Config;
+use testbed_plan::{desired, DesiredState, Layer, ObservedState, Plan};
+use testbed_provider::Providers;
+use testbed_sim::{SimMachine, SimOptions};
+
+use crate::cli::Cli;
+use crate::error::CliError;
+
+/// What the plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Make the machine match the file.
+    Converge,
+    /// Remove everything testbed owns.
+    Destroy,
+}
+
+pub struct Session {
+    pub config: Config,
+    pub providers: Providers,
+    pub simulated: Vec<Layer>,
+    /// `.testbed/` beside the config: lock, logs, default sim state.
+    pub state_dir: PathBuf,
+    pub sim_state: Option<PathBuf>,
+}
+
+/// Parses `--simulate`: `all` or a comma-separated list of layers.
+pub fn parse_layers(s: &str) -> Result<BTreeSet<Layer>, CliError> {
+    let mut out = BTreeSet::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "all" {
+            out.extend(Layer::ALL);
+            continue;
+        }
+        match Layer::parse(part) {
+            Some(l) => {
+                out.insert(l);
+            }
+            None => {
+                return Err(CliError::usage(
+                    format!("--simulate: unknown layer {part:?}"),
+                    Some("use `all` or a comma-separated list of host, lxd, microk8s, registry, karmada".into()),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Session {
+    /// Loads the file and sets up one provider per layer.
+    pub fn open(cli: &Cli) -> Result<Session, CliError> {
+        let config = testbed_config::load(&cli.config)?;
+        let state_dir = config.base_dir().join(".testbed");
+        let simulate = match &cli.simulate {
+            Some(s) => parse_layers(s)?,
+            None => BTreeSet::new(),
+        };
+        let real: Vec<&str> = Layer::ALL.iter().filter(|l| !simulate.contains(l)).map(|l| l.name()).collect();
+        if !real.is_empty() {
+            return Err(CliError::usage(
+                format!(
+                    "the real {} layer{} not built yet in this version of testbed",
+                    real.join(", "),
+                    if real.len() == 1 { " is" } else { "s are" }
+                ),
+                Some(
+                    "rehearse on the simulated machine with `--simulate all` (nothing on this host is changed)".into(),
+                ),
+            ));
+        }
+        let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
+        let options = SimOptions::from_env()?;
+        let machine = SimMachine::open(&sim_state, options)?;
+        let providers = machine.providers();
+        Ok(Session {
+            config,
+            simulated: simulate.into_iter().collect(),
+            providers,
+            state_dir,
+            sim_state: Some(sim_state),
+        })
+    }
+
+    /// A line telling the user which layers are simulated, or None when everything is real.
+    pub fn simulation_banner(&self) -> Option<String> {
+        if self.simulated.is_empty() {
+            return None;
+        }
+        let which = if self.simulated.len() == Layer::ALL.len() {
+            "all layers".to_owned()
+        } else {
+            self.simulated.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+        };
+        let state = self.sim_state.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default();
+        Some(format!("Simulated: {which} run on the simulated machine{state}; nothing on this host is changed."))
+    }
+
+    /// Observes the machine: what the file wants (with addresses resolved against what is there) and what is
+    /// there.
+    pub async fn observe(&self) -> (DesiredState, ObservedState) {
+        // Addresses come from the file alone; observation then fills in what the machine has.
+        let skeleton = desired::build(&self.config, &ObservedState::default());
+        let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
+        let observed = self.providers.observe(&wanted).await;
+        (desired::build(&self.config, &observed), observed)
+    }
+
+    /// Observes the machine and plans towards `goal`, limited to `targets`.
+    pub async fn plan(&self, goal: Goal, targets: &[String]) -> Result<Plan, CliError> {
+        let (wanted, observed) = self.observe().await;
+        check_targets(targets, &wanted, &observed, &self.config)?;
+        let desired = match goal {
+            Goal::Converge => wanted,
+            Goal::Destroy => DesiredState::nothing(),
+        };
+        Ok(testbed_plan::plan(&desired, &observed)?.targeted(targets))
+    }
+}
+
+/// A target must name something: an address or prefix of a wanted or observed resource, or a member.
+fn check_targets(
+    targets: &[String],
+    desired: &DesiredState,
+    observed: &ObservedState,
+    config: &Config,
+) -> Result<(), CliError> {
+    for t in targets {
+        let is_member = config.file.members.iter().any(|m| &m.name == t)
+            || observed.resources.values().any(|o| o.member.as_deref() == Some(t.as_str()));
+        let matches = |a: &str| a == t || a.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('.'));
+        let known = is_member
+            || desired.resources.keys().any(|a| matches(a.as_str()))
+            || observed.resources.keys().any(|a| matches(a.as_str()));
+        if !known {
+            return Err(CliError::usage(
+                format!("--target {t:?} matches no resource and no member"),
+                Some("targets are addresses (lxd_instance.member1), prefixes (proxy.member1) or member names; `testbed status` lists them".into()),
+            ));
+        }
+    }
+    Ok(())
+}

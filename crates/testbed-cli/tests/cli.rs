@@ -1,0 +1,301 @@
+//! The command line as a user meets it: exit codes, messages, confirmation, lock, logs, targets.
+//! Every run here uses `--simulate all` with a simulated machine in a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const THREE: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_port = 16442
+
+[[members]]
+name = "member3"
+api_port = 16444
+"#;
+
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(config: &str) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("testbed.toml"), config).expect("write config");
+        Lab { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path().join("testbed.toml")
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config(), text).expect("write config");
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_testbed"));
+        cmd.arg("-c").arg(self.config()).arg("--simulate").arg("all").args(args);
+        cmd.env("TESTBED_SIM_SPEED", "0").env_remove("TESTBED_SIM_FAIL").env_remove("RUST_LOG");
+        cmd.stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run testbed")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    fn sim_state(&self) -> Option<String> {
+        std::fs::read_to_string(self.path().join(".testbed/sim.json")).ok()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn apply_then_plan_says_no_changes_and_detailed_exitcode_follows() {
+    let lab = Lab::new(THREE);
+    let plan = lab.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "{}{}", stdout(&plan), stderr(&plan));
+    assert!(stdout(&plan).contains("+ lxd_instance.member1"), "{}", stdout(&plan));
+    assert!(stderr(&plan).contains("Simulated: all layers"), "the simulation is never hidden: {}", stderr(&plan));
+
+    let apply = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&apply), 0, "{}{}", stdout(&apply), stderr(&apply));
+    assert!(stdout(&apply).contains("failed"), "summary names the counts: {}", stdout(&apply));
+
+    let again = lab.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&again), 0, "{}{}", stdout(&again), stderr(&again));
+    assert_eq!(stdout(&again).trim(), "No changes.");
+}
+
+#[test]
+fn apply_without_a_terminal_refuses_unless_yes_and_changes_nothing() {
+    let lab = Lab::new(THREE);
+    let out = lab.run(&["apply"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("without confirmation"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    let plan = lab.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "nothing was applied");
+}
+
+#[test]
+fn plan_json_is_one_object_with_the_documented_fields() {
+    let lab = Lab::new(THREE);
+    let out = lab.run(&["plan", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is one JSON object");
+    assert_eq!(v["format_version"], "1.0");
+    let actions = v["actions"].as_array().expect("actions");
+    assert!(!actions.is_empty());
+    for a in actions {
+        assert!(a["address"].is_string() && a["reason"].is_string() && a["depends_on"].is_array(), "{a}");
+        assert!(["create", "update", "replace", "delete"].contains(&a["action"].as_str().unwrap_or("")), "{a}");
+    }
+    // Dependency order: every dependency appears earlier.
+    let mut seen = std::collections::BTreeSet::new();
+    for a in actions {
+        for d in a["depends_on"].as_array().unwrap() {
+            assert!(seen.contains(d.as_str().unwrap()), "{} listed before its dependency {d}", a["address"]);
+        }
+        seen.insert(a["address"].as_str().unwrap().to_owned());
+    }
+    let s = &v["summary"];
+    let total: u64 = ["create", "update", "replace", "delete"].iter().map(|k| s[k].as_u64().unwrap()).sum();
+    assert_eq!(total as usize, actions.len());
+}
+
+#[test]
+fn an_injected_failure_fails_the_run_and_the_next_apply_converges() {
+    let lab = Lab::new(THREE);
+    let out = lab.run_with(&["apply", "--yes"], &[("TESTBED_SIM_FAIL", "microk8s.member2")]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("microk8s.member2: FAILED"), "{text}");
+    assert!(text.contains("karmada_member.member2: skipped, because"), "{text}");
+    assert!(text.contains("karmada_member.member1: created"), "independent branches finish: {text}");
+    assert!(text.contains("1 failed"), "{text}");
+
+    let plan = lab.run(&["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    let left: Vec<&str> = v["actions"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    assert!(left.iter().all(|a| a.split('.').any(|s| s == "member2")), "only member2's steps are left: {left:?}");
+
+    let again = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&again), 0, "{}", stdout(&again));
+    assert_eq!(stdout(&lab.run(&["plan"])).trim(), "No changes.");
+}
+
+#[test]
+fn every_apply_and_destroy_writes_a_complete_log() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    assert_eq!(code(&lab.run(&["destroy", "--yes"])), 0);
+    let logs: Vec<PathBuf> =
+        std::fs::read_dir(lab.path().join(".testbed/logs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let apply_log = logs.iter().find(|p| p.to_string_lossy().ends_with("-apply.log")).expect("apply log");
+    let text = std::fs::read_to_string(apply_log).unwrap();
+    assert!(text.contains("Simulated: all layers"), "{text}");
+    assert!(text.contains("start   create lxd_instance.member1"), "{text}");
+    assert!(text.contains("done    create lxd_instance.member1 in"), "{text}");
+    assert!(text.contains("karmada.control_plane: $ karmadactl init"), "each command is logged: {text}");
+}
+
+#[test]
+fn a_second_apply_while_one_runs_is_refused() {
+    let lab = Lab::new(THREE);
+    std::fs::create_dir_all(lab.path().join(".testbed")).unwrap();
+    // A lock held by a live process (this test's own parent, which outlives the command).
+    std::fs::write(lab.path().join(".testbed/lock"), format!("{} apply\n", std::process::id())).unwrap();
+    let out = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("is already running for this config"), "{}", stderr(&out));
+    assert!(lab.sim_state().is_none(), "nothing was changed");
+}
+
+#[test]
+fn destroy_removes_every_owned_resource() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let out = lab.run(&["destroy", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let status = lab.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    for r in v["resources"].as_array().unwrap() {
+        let state = r["state"].as_str().unwrap();
+        let addr = r["address"].as_str().unwrap();
+        let retained = addr == "host.packages" || addr == "host.sysctl";
+        assert!(state == "missing" || retained, "{addr} is {state} after destroy");
+    }
+    assert_eq!(stdout(&lab.run(&["destroy", "--yes"])).trim(), "No changes.");
+}
+
+#[test]
+fn destroy_target_member_removes_only_that_member() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let out = lab.run(&["destroy", "--yes", "--target", "member2"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let plan = lab.run(&["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    let actions = v["actions"].as_array().unwrap();
+    assert!(!actions.is_empty());
+    for a in actions {
+        assert_eq!(a["action"], "create", "{a}");
+        assert!(a["address"].as_str().unwrap().split('.').any(|s| s == "member2"), "{a}");
+    }
+}
+
+#[test]
+fn an_unknown_target_is_an_error() {
+    let lab = Lab::new(THREE);
+    let out = lab.run(&["plan", "--target", "member9"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("matches no resource"), "{}", stderr(&out));
+}
+
+#[test]
+fn adding_member4_plans_only_member4() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    lab.write_config(&format!("{THREE}\n[[members]]\nname = \"member4\"\napi_port = 16445\n"));
+    let plan = lab.run(&["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
+    let addrs: Vec<&str> = v["actions"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "lxd_instance.member4",
+            "microk8s.member4",
+            "microk8s_addons.member4",
+            "proxy.member4.api",
+            "kubeconfig.member4",
+            "karmada_member.member4",
+        ],
+        "only member4's steps, in dependency order"
+    );
+}
+
+#[test]
+fn bad_files_exit_1_with_the_line_and_change_nothing() {
+    let cases = [
+        ("[[members]]\nname = \"member1\"\napi_port = 16441\ncolour = \"red\"\n", "unknown key `colour`", ":4:1"),
+        (
+            "[[members]]\nname = \"member1\"\napi_port = 16441\n[[members]]\nname = \"member1\"\napi_port = 16442\n",
+            "duplicate member name",
+            ":5:8",
+        ),
+        ("[[members]]\nname = \"m1\"\napi_port = 32443\n", "host port 32443 is used twice", ":3:12"),
+        ("[[members]]\nname = \"Member_1\"\napi_port = 16441\n", "not a valid LXD instance name", ":2:8"),
+        ("[[members]\nname = \"m\"\n", "testbed.toml:1:", ""),
+    ];
+    for (text, needle, at) in cases {
+        let lab = Lab::new(text);
+        for cmd in [&["validate"][..], &["plan"], &["apply", "--yes"]] {
+            let out = lab.run(cmd);
+            assert_eq!(code(&out), 1, "{cmd:?} on {text:?}");
+            let err = stderr(&out);
+            assert!(err.contains(needle), "{cmd:?}: missing {needle:?} in:\n{err}");
+            assert!(err.contains(at), "{cmd:?}: missing location {at:?} in:\n{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+        assert!(lab.sim_state().is_none(), "nothing changed for {text:?}");
+    }
+}
+
+#[test]
+fn a_corrupted_sim_state_is_a_clear_error_and_is_left_alone() {
+    let lab = Lab::new(THREE);
+    std::fs::create_dir_all(lab.path().join(".testbed")).unwrap();
+    std::fs::write(lab.path().join(".testbed/sim.json"), "{ not json").unwrap();
+    for cmd in [&["plan"][..], &["apply", "--yes"], &["status"], &["destroy", "--yes"]] {
+        let out = lab.run(cmd);
+        assert_eq!(code(&out), 1, "{cmd:?}");
+        assert!(stderr(&out).contains("sim.json"), "names the file: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    assert_eq!(lab.sim_state().unwrap(), "{ not json");
+}
+
+#[test]
+fn without_simulate_it_says_the_real_layers_are_not_built_yet() {
+    let lab = Lab::new(THREE);
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed")).arg("-c").arg(lab.config()).arg("plan").output().unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--simulate all"), "{}", stderr(&out));
+}
+
+#[test]
+fn validate_and_schema() {
+    let lab = Lab::new(THREE);
+    let out = lab.run(&["validate"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("is valid: 3 members"), "{}", stdout(&out));
+    let schema = lab.run(&["schema"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&schema)).unwrap();
+    assert!(v["properties"]["members"].is_object(), "{v}");
+}

@@ -1,0 +1,194 @@
+//! The reconciler's laws on the simulated machine: apply converges, a second apply changes nothing, a plan
+//! touches only what changed, a failure costs only its dependents, and destroy removes exactly what testbed
+//! owns. The simulated machine enforces each real step's preconditions, so an executor that started an
+//! action too early would fail these runs.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use petgraph::Direction;
+use proptest::prelude::*;
+use support::*;
+use testbed_exec::{critical_path, serial_sum, Outcome};
+use testbed_plan::Op;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// 1 to 8 members with varied valid names and distinct ports.
+fn members() -> impl Strategy<Value = Vec<(String, u16)>> {
+    prop::collection::btree_set("[a-z][a-z0-9]{0,5}(-[a-z0-9]{1,3})?", 1..=8).prop_flat_map(|names| {
+        let n = names.len();
+        (Just(names), prop::collection::btree_set(17000u16..30000, n)).prop_map(|(names, ports)| {
+            names.into_iter().zip(ports).filter(|(name, _)| name != "host").collect::<Vec<_>>()
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
+
+    /// From any half-built machine, apply converges; the next plan is empty; a second apply does nothing.
+    #[test]
+    fn apply_converges_from_any_half_built_machine(
+        ms in members(),
+        pull in any::<bool>(),
+        mask in prop::collection::vec(any::<bool>(), 0..120),
+        parallelism in 1usize..12,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&file(&ms, pull));
+        rt().block_on(async {
+            let m = machine(dir.path(), 0.0, &[]);
+            // Half-build: apply a random subset of the steps (with whatever they need first).
+            let (_, _, full) = plan(&m, &c).await;
+            let targets: Vec<String> = addresses(&full).into_iter().zip(mask.iter().chain(std::iter::repeat(&false)))
+                .filter(|(_, keep)| **keep).map(|(a, _)| a).collect();
+            if !targets.is_empty() {
+                let partial = full.targeted(&targets);
+                let r = run(&m, &partial, parallelism).await;
+                prop_assert!(r.success(), "{}", r.summary_line("Apply"));
+            }
+            let r = apply(&m, &c, parallelism).await;
+            prop_assert!(r.success(), "{}", r.summary_line("Apply"));
+            let (_, _, after) = plan(&m, &c).await;
+            prop_assert!(after.is_empty(), "not converged: {:?}", addresses(&after));
+            let again = apply(&m, &c, parallelism).await;
+            prop_assert_eq!(again.actions.len(), 0);
+            Ok(())
+        })?;
+    }
+
+    /// Adding a member plans only that member's creates; removing one plans only its deletes.
+    #[test]
+    fn a_plan_touches_only_what_changed(ms in members(), pull in any::<bool>()) {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let m = machine(dir.path(), 0.0, &[]);
+            let before = config(&file(&ms, pull));
+            prop_assert!(apply(&m, &before, 8).await.success());
+
+            let mut more = ms.clone();
+            more.push(("added-member".into(), 16999));
+            let (_, _, p) = plan(&m, &config(&file(&more, pull))).await;
+            prop_assert!(!p.is_empty());
+            for a in p.actions() {
+                prop_assert!(a.address.has_segment("added-member") && a.op == Op::Create, "{} {:?}", a.address, a.op);
+            }
+
+            let gone = ms[0].0.clone();
+            let fewer: Vec<_> = ms[1..].to_vec();
+            let (_, _, p) = plan(&m, &config(&file(&fewer, pull))).await;
+            let deletes: Vec<_> = p.actions().iter().filter(|a| a.op == Op::Delete).map(|a| a.address.to_string()).collect();
+            prop_assert!(!deletes.is_empty());
+            for a in p.actions() {
+                // The last pull-mode member leaving also frees the agent image; nothing else may change.
+                let agent_image = a.address.as_str() == "image.karmada-agent" && fewer.is_empty();
+                prop_assert!((a.address.has_segment(&gone) || agent_image) && a.op == Op::Delete, "{} {:?}", a.address, a.op);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// A failure at any single action: the run fails, exactly its dependents are skipped, every independent
+/// branch completes; the next apply does exactly what was left and converges.
+#[test]
+fn a_failure_anywhere_costs_only_its_dependents() {
+    let c = config(&file(&numbered(3), false));
+    let all = rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, p) = plan(&machine(dir.path(), 0.0, &[]), &c).await;
+        p
+    });
+    for failing in addresses(&all) {
+        let dir = tempfile::tempdir().unwrap();
+        rt().block_on(async {
+            let m = machine(dir.path(), 0.0, &[failing.as_str()]);
+            let (_, _, p) = plan(&m, &c).await;
+            let n = p.find(&failing).unwrap();
+            let mut dependents = BTreeSet::new();
+            let mut stack = vec![n];
+            while let Some(x) = stack.pop() {
+                for d in p.graph.neighbors_directed(x, Direction::Outgoing) {
+                    if dependents.insert(p.graph[d].address.to_string()) {
+                        stack.push(d);
+                    }
+                }
+            }
+            let r = run(&m, &p, 8).await;
+            assert!(!r.success(), "{failing}: the run must fail");
+            let mut left = BTreeSet::new();
+            for a in &r.actions {
+                let addr = a.address.to_string();
+                match &a.outcome {
+                    Outcome::Failed { .. } => assert_eq!(addr, failing),
+                    Outcome::Skipped { .. } => {
+                        assert!(dependents.contains(&addr), "{addr} skipped but independent of {failing}")
+                    }
+                    Outcome::Done => assert!(!dependents.contains(&addr), "{addr} ran although {failing} failed"),
+                    other => panic!("{addr}: unexpected {other:?}"),
+                }
+                if !matches!(a.outcome, Outcome::Done) {
+                    left.insert(addr);
+                }
+            }
+            let (_, _, next) = plan(&m, &c).await;
+            let planned: BTreeSet<String> = addresses(&next).into_iter().collect();
+            assert_eq!(planned, left, "after {failing} failed, the next plan is exactly what was left");
+            let r = run(&m, &next, 8).await;
+            assert!(r.success(), "{failing}: {}", r.summary_line("Apply"));
+            let (_, _, last) = plan(&m, &c).await;
+            assert!(last.is_empty(), "{failing}: {:?}", addresses(&last));
+        });
+    }
+}
+
+/// Running a plan's actions in the wrong order is caught by the simulated preconditions: the safety net the
+/// other laws rely on is real.
+#[test]
+fn the_simulated_preconditions_catch_an_action_started_too_early() {
+    let c = config(&file(&numbered(1), false));
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let m = machine(dir.path(), 0.0, &[]);
+        let (_, _, p) = plan(&m, &c).await;
+        let providers = m.providers();
+        for early in ["microk8s.member1", "karmada.control_plane", "karmada_member.member1", "kubeconfig.member1"] {
+            let action = &p.graph[p.find(early).unwrap()];
+            let err = testbed_provider::ActionRunner::run(&providers, action, &testbed_provider::ActionLog::discard())
+                .await
+                .expect_err(early);
+            assert!(matches!(err, testbed_provider::ProviderError::Precondition { .. }), "{early}: {err:?}");
+        }
+    });
+}
+
+/// With enough parallelism, the makespan of apply is within 10% of the DAG's critical path (virtual time).
+#[test]
+fn apply_makespan_is_close_to_the_critical_path() {
+    for n in [3, 8] {
+        let c = config(&file(&numbered(n), false));
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let m = machine(dir.path(), 1.0, &[]);
+            let (_, _, p) = plan(&m, &c).await;
+            let providers = m.providers();
+            let estimate = |a: &testbed_plan::Action| providers.expected_duration(a).unwrap_or(Duration::ZERO);
+            let cp = critical_path(&p, estimate);
+            let serial = serial_sum(&p, estimate);
+            let r = run(&m, &p, 64).await;
+            assert!(r.success(), "{}", r.summary_line("Apply"));
+            assert!(
+                r.makespan.as_secs_f64() <= cp.as_secs_f64() * 1.10,
+                "{n} members: makespan {:?} vs critical path {cp:?}",
+                r.makespan
+            );
+            assert!(r.makespan < serial, "{n} members: parallel {:?} is not faster than serial {serial:?}", r.makespan);
+        });
+    }
+}

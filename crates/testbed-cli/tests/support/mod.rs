@@ -1,0 +1,79 @@
+//! Shared by the law tests and the benchmarks: files, a simulated machine, and the observe → plan → apply
+//! loop exactly as the CLI runs it.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use testbed_config::Config;
+use testbed_exec::{execute, ExecOptions, Interrupt, Report};
+use testbed_plan::{desired, DesiredState, ObservedState, Plan};
+use testbed_provider::ActionRunner;
+use testbed_sim::{SimMachine, SimOptions};
+
+/// A file with the given members (name, api_port) and join mode.
+pub fn file(members: &[(String, u16)], pull: bool) -> String {
+    let mut text = String::from("[lxd]\nipv4_address = \"10.100.0.1/16\"\n\n");
+    if pull {
+        text.push_str("[karmada]\njoin_mode = \"pull\"\n\n");
+    }
+    for (name, port) in members {
+        text.push_str(&format!("[[members]]\nname = \"{name}\"\napi_port = {port}\n\n"));
+    }
+    text
+}
+
+pub fn config(text: &str) -> Config {
+    testbed_config::parse(Path::new("testbed.toml"), text).expect("test file is valid")
+}
+
+pub fn numbered(n: usize) -> Vec<(String, u16)> {
+    (1..=n).map(|i| (format!("member{i}"), 20000 + i as u16)).collect()
+}
+
+/// A fresh simulated machine in `dir`.
+pub fn machine(dir: &Path, speed: f64, fail_once: &[&str]) -> SimMachine {
+    let options =
+        SimOptions { speed, fail_once: fail_once.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>() };
+    SimMachine::open(dir.join("sim.json"), options).expect("open simulated machine")
+}
+
+/// Observes the machine for `config` (or for nothing, when destroying).
+pub async fn observe(m: &SimMachine, config: &Config) -> ObservedState {
+    let skeleton = desired::build(config, &ObservedState::default());
+    let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
+    m.providers().observe(&wanted).await
+}
+
+/// The plan `testbed plan` would show.
+pub async fn plan(m: &SimMachine, config: &Config) -> (DesiredState, ObservedState, Plan) {
+    let observed = observe(m, config).await;
+    let d = desired::build(config, &observed);
+    let p = testbed_plan::plan(&d, &observed).expect("plan");
+    (d, observed, p)
+}
+
+/// The plan `testbed destroy` would show.
+pub async fn destroy_plan(m: &SimMachine, config: &Config) -> Plan {
+    let observed = observe(m, config).await;
+    testbed_plan::plan(&DesiredState::nothing(), &observed).expect("plan")
+}
+
+pub async fn run(m: &SimMachine, p: &Plan, parallelism: usize) -> Report {
+    let runner: Arc<dyn ActionRunner> = Arc::new(m.providers());
+    let options = ExecOptions { parallelism, ..ExecOptions::default() };
+    execute(p, runner, &options, &Interrupt::new(), |_| {}).await
+}
+
+/// `testbed apply --yes`.
+pub async fn apply(m: &SimMachine, config: &Config, parallelism: usize) -> Report {
+    let (_, _, p) = plan(m, config).await;
+    run(m, &p, parallelism).await
+}
+
+/// Addresses of a plan's actions.
+pub fn addresses(p: &Plan) -> Vec<String> {
+    p.actions().iter().map(|a| a.address.to_string()).collect()
+}

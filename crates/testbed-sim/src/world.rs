@@ -1,0 +1,514 @@
+//! The simulated machine's state: a bare Debian host that testbed fills with packages, LXD objects,
+//! MicroK8s clusters, a local registry and Karmada.
+//!
+//! Every object records who made it (`owner`), the way the real ones do (LXD `user.testbed.owner` keys, a
+//! label on a Kubernetes object, a marker line in a file). `Some("testbed")` means testbed made it;
+//! `None` or any other value means someone else did. What lives inside something else is nested in it, so
+//! deleting a container takes its proxies and MicroK8s with it, and removing the host MicroK8s takes the
+//! registry and the Karmada control plane.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use testbed_plan::{Address, Layer, Owner, Resource};
+use testbed_provider::LayerObservation;
+
+/// The owner value testbed writes on what it creates.
+pub const TESTBED: &str = "testbed";
+
+/// Linux's own `fs.inotify` defaults, what a bare host has.
+pub const DEFAULT_INOTIFY_MAX_USER_INSTANCES: &str = "128";
+pub const DEFAULT_INOTIFY_MAX_USER_WATCHES: &str = "8192";
+
+/// The host MicroK8s API server's port.
+pub const HOST_MICROK8S_API_PORT: u16 = 16443;
+
+/// Whether an owner value is testbed's.
+pub fn is_testbed(owner: &Option<String>) -> bool {
+    owner.as_deref() == Some(TESTBED)
+}
+
+/// The owner value of something testbed creates.
+pub fn testbed() -> Option<String> {
+    Some(TESTBED.to_owned())
+}
+
+/// The whole simulated machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimWorld {
+    pub host: SimHost,
+    pub lxd: SimLxd,
+    /// Member kubeconfig files written on the host, by member name.
+    pub kubeconfigs: BTreeMap<String, KubeconfigFiles>,
+    /// Addresses whose injected failure (`TESTBED_SIM_FAIL`) has already happened.
+    pub consumed_failures: BTreeSet<String>,
+    /// Source of cluster identities (a MicroK8s cluster's kube-system namespace UID).
+    pub next_cluster_id: u64,
+}
+
+impl Default for SimWorld {
+    fn default() -> Self {
+        SimWorld::bare_host()
+    }
+}
+
+/// The host itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimHost {
+    /// Installed packages (apt or snap), by name.
+    pub packages: BTreeMap<String, Package>,
+    /// Kernel settings (the `fs.inotify` limits).
+    pub sysctl: BTreeMap<String, String>,
+    /// Who wrote the settings file; `None` while the kernel's defaults are in force.
+    pub sysctl_owner: Option<String>,
+    pub firewall: Option<Firewall>,
+    /// Ports held by processes testbed knows nothing about.
+    pub foreign_ports: BTreeSet<u16>,
+    /// The host's own MicroK8s, with what runs in it.
+    pub microk8s: Option<HostMicrok8s>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub version: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// Forwarding rules that let the member bridge reach out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    pub bridge: String,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostMicrok8s {
+    pub channel: String,
+    pub running: bool,
+    pub owner: Option<String>,
+    /// Enabled addons, except `registry` (that one is [`HostMicrok8s::registry`]).
+    pub addons: BTreeSet<String>,
+    pub addons_owner: Option<String>,
+    pub registry: Option<Registry>,
+    pub karmada: Option<ControlPlane>,
+}
+
+/// The local registry (the host MicroK8s `registry` addon).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub name: String,
+    pub port: u16,
+    pub owner: Option<String>,
+    /// Images in the registry, by the name testbed knows them by.
+    pub images: BTreeMap<String, RegistryImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryImage {
+    pub source: String,
+    /// `localhost:PORT/REPOSITORY:TAG`.
+    pub target: String,
+    pub platforms: BTreeSet<String>,
+    pub owner: Option<String>,
+}
+
+/// The Karmada control plane on the host cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    pub name: String,
+    pub version: String,
+    pub api_port: u16,
+    pub data_dir: String,
+    pub advertise_address: String,
+    pub image_registry: String,
+    pub owner: Option<String>,
+    /// Registered member clusters (`Cluster` objects), by name.
+    pub clusters: BTreeMap<String, ClusterRecord>,
+}
+
+impl ControlPlane {
+    /// The Karmada kubeconfig `karmadactl init` writes.
+    pub fn kubeconfig_path(&self) -> String {
+        format!("{}/karmada-apiserver.config", self.data_dir.trim_end_matches('/'))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Push,
+    Pull,
+}
+
+impl SyncMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::Push => "push",
+            SyncMode::Pull => "pull",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRecord {
+    pub sync_mode: SyncMode,
+    pub api_endpoint: Option<String>,
+    /// The member's kube-system namespace UID (Karmada's `spec.id`).
+    pub id: String,
+    pub owner: Option<String>,
+}
+
+/// The LXD daemon's objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimLxd {
+    pub networks: BTreeMap<String, Network>,
+    pub storage_pools: BTreeMap<String, StoragePool>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub instances: BTreeMap<String, Instance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// `bridge`, `macvlan`, ...
+    pub network_type: String,
+    /// `ipv4.address`, `ipv4.nat`, `ipv6.address`, ...
+    pub config: BTreeMap<String, String>,
+    pub owner: Option<String>,
+}
+
+impl Network {
+    /// The bridge's subnet, from `ipv4.address` (`10.123.45.1/24`): (gateway, prefix length).
+    pub fn subnet(&self) -> Option<(Ipv4Addr, u8)> {
+        parse_cidr(self.config.get("ipv4.address")?)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoragePool {
+    pub driver: String,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub config: BTreeMap<String, String>,
+    /// Devices by name, each a map of its keys.
+    pub devices: BTreeMap<String, BTreeMap<String, String>>,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceStatus {
+    Running,
+    Stopped,
+}
+
+/// A container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    pub status: InstanceStatus,
+    pub image: String,
+    /// The static address of its NIC on the bridge (empty: none set).
+    pub ipv4: String,
+    pub profiles: Vec<String>,
+    pub network: String,
+    pub storage_pool: String,
+    /// `limits.cpu`, `limits.memory`.
+    pub limits: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    /// Proxy devices, by device name.
+    pub proxies: BTreeMap<String, ProxyDevice>,
+    pub microk8s: Option<MemberMicrok8s>,
+}
+
+impl Instance {
+    /// A running container that testbed did not create, attached to `network` with `ipv4` (for tests and
+    /// seeded worlds).
+    pub fn foreign(network: &str, ipv4: &str) -> Instance {
+        Instance {
+            status: InstanceStatus::Running,
+            image: "ubuntu:22.04".into(),
+            ipv4: ipv4.into(),
+            profiles: vec!["default".into()],
+            network: network.into(),
+            storage_pool: "default".into(),
+            limits: BTreeMap::new(),
+            owner: None,
+            proxies: BTreeMap::new(),
+            microk8s: None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.status == InstanceStatus::Running
+    }
+
+    /// MicroK8s in this container, if it is installed and running and the container runs.
+    pub fn running_microk8s(&self) -> Option<&MemberMicrok8s> {
+        self.microk8s.as_ref().filter(|m| m.running && self.is_running())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyDevice {
+    pub listen: String,
+    pub connect: String,
+    pub bind: String,
+    pub owner: Option<String>,
+}
+
+impl ProxyDevice {
+    /// The host port it listens on.
+    pub fn port(&self) -> Option<u16> {
+        listen_port(&self.listen)
+    }
+}
+
+/// MicroK8s inside a member's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberMicrok8s {
+    pub channel: String,
+    pub running: bool,
+    pub owner: Option<String>,
+    /// The cluster's kube-system namespace UID.
+    pub cluster_id: String,
+    pub addons: BTreeSet<String>,
+    pub addons_owner: Option<String>,
+    /// Side-loaded images, by name.
+    pub sideloaded: BTreeMap<String, SideloadedImage>,
+    /// Whether a karmada-agent (pull mode) is installed in it.
+    pub karmada_agent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideloadedImage {
+    pub source: String,
+    pub archive: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// A member's two kubeconfig files on the host: one for the user (server through the host proxy) and one
+/// for Karmada (server on the bridge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeconfigFiles {
+    pub path: String,
+    pub server: String,
+    pub karmada_path: String,
+    pub karmada_server: String,
+    pub mode: String,
+    pub owner: Option<String>,
+}
+
+/// What holds a host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortHolder {
+    Foreign,
+    HostMicrok8s,
+    Registry,
+    KarmadaApi,
+    Proxy { container: String, device: String },
+}
+
+impl fmt::Display for PortHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortHolder::Foreign => f.write_str("another process on the host"),
+            PortHolder::HostMicrok8s => f.write_str("the host MicroK8s API server"),
+            PortHolder::Registry => f.write_str("the local registry"),
+            PortHolder::KarmadaApi => f.write_str("the Karmada API server"),
+            PortHolder::Proxy { container, device } => {
+                write!(f, "proxy device {device} of container {container}")
+            }
+        }
+    }
+}
+
+impl SimWorld {
+    /// A bare Debian host: nothing installed, the kernel's default settings.
+    pub fn bare_host() -> SimWorld {
+        SimWorld {
+            host: SimHost {
+                packages: BTreeMap::new(),
+                sysctl: [
+                    ("fs.inotify.max_user_instances".to_owned(), DEFAULT_INOTIFY_MAX_USER_INSTANCES.to_owned()),
+                    ("fs.inotify.max_user_watches".to_owned(), DEFAULT_INOTIFY_MAX_USER_WATCHES.to_owned()),
+                ]
+                .into_iter()
+                .collect(),
+                sysctl_owner: None,
+                firewall: None,
+                foreign_ports: BTreeSet::new(),
+                microk8s: None,
+            },
+            lxd: SimLxd::default(),
+            kubeconfigs: BTreeMap::new(),
+            consumed_failures: BTreeSet::new(),
+            next_cluster_id: 1,
+        }
+    }
+
+    pub fn has_package(&self, name: &str) -> bool {
+        self.host.packages.contains_key(name)
+    }
+
+    /// Whether the LXD (or Incus) daemon is installed.
+    pub fn lxd_installed(&self) -> bool {
+        self.has_package("lxd") || self.has_package("incus")
+    }
+
+    pub fn instances(&self) -> &BTreeMap<String, Instance> {
+        &self.lxd.instances
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.lxd.instances.get(name)
+    }
+
+    pub fn instance_mut(&mut self, name: &str) -> Option<&mut Instance> {
+        self.lxd.instances.get_mut(name)
+    }
+
+    /// The host MicroK8s, if it is installed and running.
+    pub fn running_host_microk8s(&self) -> Option<&HostMicrok8s> {
+        self.host.microk8s.as_ref().filter(|m| m.running)
+    }
+
+    pub fn registry(&self) -> Option<&Registry> {
+        self.host.microk8s.as_ref().and_then(|m| m.registry.as_ref())
+    }
+
+    pub fn control_plane(&self) -> Option<&ControlPlane> {
+        self.host.microk8s.as_ref().and_then(|m| m.karmada.as_ref())
+    }
+
+    /// Who holds `port` on the host, ignoring `except`.
+    pub fn port_holder(&self, port: u16, except: Option<&PortHolder>) -> Option<PortHolder> {
+        self.ports_in_use().into_iter().find(|(p, h)| *p == port && Some(h) != except).map(|(_, h)| h)
+    }
+
+    /// Every host port in use and what holds it.
+    pub fn ports_in_use(&self) -> Vec<(u16, PortHolder)> {
+        let mut out: Vec<(u16, PortHolder)> =
+            self.host.foreign_ports.iter().map(|p| (*p, PortHolder::Foreign)).collect();
+        if let Some(m) = &self.host.microk8s {
+            out.push((HOST_MICROK8S_API_PORT, PortHolder::HostMicrok8s));
+            if let Some(r) = &m.registry {
+                out.push((r.port, PortHolder::Registry));
+            }
+            if let Some(k) = &m.karmada {
+                out.push((k.api_port, PortHolder::KarmadaApi));
+            }
+        }
+        for (container, inst) in &self.lxd.instances {
+            for (device, proxy) in &inst.proxies {
+                if let Some(p) = proxy.port() {
+                    out.push((p, PortHolder::Proxy { container: container.clone(), device: device.clone() }));
+                }
+            }
+        }
+        out
+    }
+
+    /// What a provider of `layer` would observe, given the file's resources of that layer: the wanted
+    /// resources that exist (whoever made them) and everything of the layer testbed owns.
+    pub fn observe(&self, layer: Layer, wanted: &[Resource]) -> LayerObservation {
+        let all = match layer {
+            Layer::Host => crate::host::observe_all(self, wanted),
+            Layer::Lxd => crate::lxd::observe_all(self, wanted),
+            Layer::Microk8s => crate::microk8s::observe_all(self, wanted),
+            Layer::Registry => crate::registry::observe_all(self, wanted),
+            Layer::Karmada => crate::karmada::observe_all(self, wanted),
+        };
+        let wanted_addresses: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
+        let resources =
+            all.into_iter().filter(|o| o.owner == Owner::Testbed || wanted_addresses.contains(&o.address)).collect();
+        let bridge_addresses = match layer {
+            Layer::Lxd => self.lxd.instances.values().filter_map(|i| i.ipv4.parse::<Ipv4Addr>().ok()).collect(),
+            _ => BTreeSet::new(),
+        };
+        LayerObservation { resources, bridge_addresses }
+    }
+
+    /// Addresses of every object testbed owns, across all layers.
+    pub fn owned_addresses(&self) -> Vec<Address> {
+        Layer::ALL.into_iter().flat_map(|l| self.observe(l, &[]).resources).map(|o| o.address).collect()
+    }
+
+    /// How many objects testbed owns, across all layers.
+    pub fn owned_resource_count(&self) -> usize {
+        self.owned_addresses().len()
+    }
+
+    /// A fresh cluster identity.
+    pub(crate) fn new_cluster_id(&mut self) -> String {
+        let n = self.next_cluster_id;
+        self.next_cluster_id = self.next_cluster_id.saturating_add(1);
+        format!("00000000-0000-4000-8000-{n:012}")
+    }
+}
+
+/// `tcp:127.0.0.1:16441` → 16441.
+pub fn listen_port(listen: &str) -> Option<u16> {
+    listen.rsplit(':').next()?.parse().ok()
+}
+
+/// `10.123.45.1/24` → (10.123.45.1, 24).
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, len) = s.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    (len <= 32).then_some((addr, len))
+}
+
+/// Whether `ip` is a usable host address of the subnet `(gateway, prefix)`, other than the gateway.
+pub fn subnet_allows(subnet: (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
+    let (gateway, len) = subnet;
+    let mask: u32 = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+    let net = u32::from(gateway) & mask;
+    let x = u32::from(ip);
+    let broadcast = net | !mask;
+    (x & mask) == net && x != net && x != broadcast && ip != gateway
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_accept_host_addresses_only() {
+        let s = parse_cidr("10.123.45.1/24").expect("valid");
+        assert!(subnet_allows(s, "10.123.45.2".parse().expect("ip")));
+        assert!(!subnet_allows(s, "10.123.45.1".parse().expect("ip")));
+        assert!(!subnet_allows(s, "10.123.45.255".parse().expect("ip")));
+        assert!(!subnet_allows(s, "10.123.46.2".parse().expect("ip")));
+        assert!(parse_cidr("10.0.0.1/33").is_none());
+        assert!(parse_cidr("nonsense").is_none());
+    }
+
+    #[test]
+    fn listen_ports_parse() {
+        assert_eq!(listen_port("tcp:127.0.0.1:16441"), Some(16441));
+        assert_eq!(listen_port("tcp:127.0.0.1:x"), None);
+    }
+}

@@ -1,0 +1,632 @@
+//! Behaviour of the simulated machine that a user of `testbed --simulate` would notice.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use testbed_config::Config;
+use testbed_plan::desired::{self, DesiredState};
+use testbed_plan::{Action, Address, Health, Kind, Layer, ObservedState, Op, Owner, Plan, PlanError, Resource};
+use testbed_provider::{ActionLog, ActionRunner, LogEntry, ProviderError};
+use testbed_sim::world::{ClusterRecord, Instance, InstanceStatus, SyncMode};
+use testbed_sim::{SimError, SimMachine, SimOptions};
+
+/// Two members, one of each join mode, with a registry image, a side-loaded image and an application
+/// proxy, so that every resource kind takes part.
+const TWO_MEMBERS: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+cpu = "2"
+
+[[members]]
+name = "member2"
+api_port = 16442
+join_mode = "pull"
+
+[[images]]
+source = "docker.io/library/nginx:1.27"
+
+[[images]]
+name = "busybox"
+source = "docker.io/library/busybox:1.36"
+sideload = true
+members = ["member1"]
+
+[[proxies]]
+name = "web"
+member = "member1"
+host_port = 18080
+target = "tcp:127.0.0.1:30080"
+"#;
+
+/// The default testbed: three members, push mode.
+const THREE_MEMBERS: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_port = 16442
+
+[[members]]
+name = "member3"
+api_port = 16444
+"#;
+
+fn config(text: &str) -> Config {
+    match testbed_config::parse(Path::new("testbed.toml"), text) {
+        Ok(c) => c,
+        Err(e) => panic!("test config is invalid: {e:?}"),
+    }
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    machine: SimMachine,
+}
+
+fn bench_with(options: SimOptions) -> Bench {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("state").join("sim-state.json");
+    let machine = SimMachine::open(&path, options).expect("a missing file is an empty machine");
+    Bench { _dir: dir, path, machine }
+}
+
+fn bench() -> Bench {
+    bench_with(SimOptions::instant())
+}
+
+fn wanted(d: &DesiredState) -> Vec<Resource> {
+    d.resources.values().cloned().collect()
+}
+
+/// Desired state and observation as the CLI makes them: build, observe what that wants, build again with
+/// the addresses observation found.
+async fn look(machine: &SimMachine, config: &Config) -> (DesiredState, ObservedState) {
+    let first = desired::build(config, &ObservedState::default());
+    let observed = machine.providers().observe(&wanted(&first)).await;
+    let desired = desired::build(config, &observed);
+    (desired, observed)
+}
+
+async fn plan_for(machine: &SimMachine, config: &Config) -> Plan {
+    let (desired, observed) = look(machine, config).await;
+    match testbed_plan::plan(&desired, &observed) {
+        Ok(p) => p,
+        Err(e) => panic!("planning failed: {e}"),
+    }
+}
+
+async fn run(machine: &SimMachine, action: &Action) -> Result<(), ProviderError> {
+    machine.providers().run(action, &ActionLog::discard()).await
+}
+
+/// Applies the plan's actions in order, one at a time, skipping `skip`; stops before the first action
+/// matching `stop` and returns it.
+async fn apply_until(
+    machine: &SimMachine,
+    plan: &Plan,
+    stop: impl Fn(&Action) -> bool,
+    skip: impl Fn(&Action) -> bool,
+) -> Option<Action> {
+    for a in plan.actions() {
+        if stop(a) {
+            return Some(a.clone());
+        }
+        if !a.runs() || skip(a) {
+            continue;
+        }
+        if let Err(e) = run(machine, a).await {
+            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint());
+        }
+    }
+    None
+}
+
+async fn apply_all(machine: &SimMachine, plan: &Plan) {
+    apply_until(machine, plan, |_| false, |_| false).await;
+}
+
+fn at(address: &str) -> impl Fn(&Action) -> bool + '_ {
+    move |a: &Action| a.address.as_str() == address
+}
+
+fn nothing(_: &Action) -> bool {
+    false
+}
+
+fn expect_precondition(r: Result<(), ProviderError>) -> (String, String) {
+    match r {
+        Err(ProviderError::Precondition { message, hint }) => (message, hint.unwrap_or_default()),
+        other => panic!("expected a precondition failure, got {other:?}"),
+    }
+}
+
+fn recording_log() -> (ActionLog, Arc<Mutex<Vec<LogEntry>>>) {
+    let entries = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&entries);
+    let log = ActionLog::new(move |e| sink.lock().expect("log lock").push(e));
+    (log, entries)
+}
+
+#[tokio::test]
+async fn microk8s_cannot_be_installed_into_a_stopped_container() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let install = apply_until(&b.machine, &plan, at("microk8s.member1"), nothing).await.expect("in the plan");
+    b.machine
+        .edit(|w| w.instance_mut("member1").map(|i| i.status = InstanceStatus::Stopped))
+        .expect("saved")
+        .expect("member1 exists");
+
+    let (message, hint) = expect_precondition(run(&b.machine, &install).await);
+    assert!(message.contains("microk8s.member1") && message.contains("container member1 is stopped"), "{message}");
+    assert!(hint.contains("lxc start member1"), "{hint}");
+    assert!(b.machine.world().instance("member1").and_then(|i| i.microk8s.as_ref()).is_none());
+}
+
+#[tokio::test]
+async fn karmadactl_init_before_the_images_names_the_missing_ones() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let is_image = |a: &Action| a.kind == Kind::Image;
+    let init = apply_until(&b.machine, &plan, at("karmada.control_plane"), is_image).await.expect("in the plan");
+
+    let (message, hint) = expect_precondition(run(&b.machine, &init).await);
+    assert!(message.contains("not in the local registry"), "{message}");
+    assert!(message.contains("image.etcd") && message.contains("image.karmada-scheduler"), "{message}");
+    // The control plane does not need the file's own images nor the pull-mode agent.
+    assert!(!message.contains("image.nginx") && !message.contains("image.karmada-agent"), "{message}");
+    assert!(hint.contains("image"), "{hint}");
+    assert!(b.machine.world().control_plane().is_none());
+}
+
+#[tokio::test]
+async fn join_before_the_control_plane_fails() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let join = apply_until(&b.machine, &plan, at("karmada_member.member1"), at("karmada.control_plane"))
+        .await
+        .expect("planned");
+
+    let (message, hint) = expect_precondition(run(&b.machine, &join).await);
+    assert!(
+        message.contains("karmada_member.member1") && message.contains("control plane is not installed"),
+        "{message}"
+    );
+    assert!(hint.contains("karmada.control_plane"), "{hint}");
+}
+
+#[tokio::test]
+async fn join_needs_the_member_api_through_its_proxy_and_refuses_a_name_taken_by_someone_else() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let join = apply_until(&b.machine, &plan, at("karmada_member.member1"), nothing).await.expect("planned");
+
+    b.machine.edit(|w| w.instance_mut("member1").map(|i| i.proxies.remove("api"))).expect("saved");
+    let (message, _) = expect_precondition(run(&b.machine, &join).await);
+    assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
+
+    // Put the proxy back, and let someone else register a cluster named member1 first.
+    let api = plan.actions().into_iter().find(|a| a.address.as_str() == "proxy.member1.api").expect("planned").clone();
+    run(&b.machine, &api).await.expect("proxy re-added");
+    b.machine
+        .edit(|w| {
+            let cp = w.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()).expect("control plane");
+            cp.clusters.insert(
+                "member1".into(),
+                ClusterRecord {
+                    sync_mode: SyncMode::Push,
+                    api_endpoint: None,
+                    id: "someone-elses".into(),
+                    owner: None,
+                },
+            );
+        })
+        .expect("saved");
+    let (message, _) = expect_precondition(run(&b.machine, &join).await);
+    assert!(message.contains("has been registered") && message.contains("by someone else"), "{message}");
+}
+
+#[tokio::test]
+async fn an_injected_failure_happens_once_across_runs() {
+    let options = SimOptions { speed: 0.0, fail_once: BTreeSet::from(["lxd_network.lxdbr0".to_owned()]) };
+    let b = bench_with(options.clone());
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let network = apply_until(&b.machine, &plan, at("lxd_network.lxdbr0"), nothing).await.expect("planned");
+
+    match run(&b.machine, &network).await {
+        Err(ProviderError::Failed { message, .. }) => {
+            assert!(message.contains("simulated failure injected by TESTBED_SIM_FAIL"), "{message}")
+        }
+        other => panic!("expected the injected failure, got {other:?}"),
+    }
+    assert!(b.machine.world().lxd.networks.is_empty());
+
+    // The next run of testbed opens the same state file with the same environment.
+    let again = SimMachine::open(&b.path, options).expect("state file reads back");
+    run(&again, &network).await.expect("the failure happened once already");
+    assert!(again.world().lxd.networks.contains_key("lxdbr0"));
+    assert!(again.world().consumed_failures.contains("lxd_network.lxdbr0"));
+}
+
+#[test]
+fn a_damaged_state_file_is_an_error_that_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("sim-state.json");
+    let cases = [
+        ("{ this is not json", "not valid JSON"),
+        (r#"{"format": 1, "world": {"nothing": true}}"#, "unexpected content"),
+        (r#"{"hello": "world"}"#, "no \"format\" field"),
+        ("", "not valid JSON"),
+    ];
+    for (text, why) in cases {
+        std::fs::write(&path, text).expect("write");
+        match SimMachine::open(&path, SimOptions::instant()) {
+            Err(e @ SimError::Corrupted { .. }) => {
+                let shown = e.to_string();
+                assert!(shown.contains(&path.display().to_string()), "{shown}");
+                assert!(shown.contains(why), "{shown}");
+                assert!(shown.contains("delete it to start from an empty simulated machine"), "{shown}");
+            }
+            other => panic!("{text:?}: expected a corrupted-file error, got {other:?}"),
+        }
+    }
+    std::fs::write(&path, r#"{"format": 99, "world": {}}"#).expect("write");
+    assert!(matches!(SimMachine::open(&path, SimOptions::instant()), Err(SimError::UnsupportedFormat { .. })));
+    // A directory where the file should be cannot be read.
+    assert!(matches!(SimMachine::open(dir.path(), SimOptions::instant()), Err(SimError::Read { .. })));
+}
+
+#[tokio::test]
+async fn the_state_file_round_trips_and_says_it_is_simulated() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    apply_until(&b.machine, &plan, at("lxd_instance.member1"), nothing).await;
+    let text = std::fs::read_to_string(&b.path).expect("saved after each step");
+    assert!(text.contains("\"format\": 1") && text.contains("SIMULATED"), "{text}");
+    let reopened = SimMachine::open(&b.path, SimOptions::instant()).expect("reads back");
+    assert_eq!(reopened.world(), b.machine.world());
+}
+
+#[tokio::test]
+async fn a_container_testbed_did_not_create_is_someone_elses() {
+    let b = bench();
+    b.machine
+        .edit(|w| w.lxd.instances.insert("member2".into(), Instance::foreign("lxdbr0", "10.123.45.99")))
+        .expect("saved");
+    let cfg = config(TWO_MEMBERS);
+    let (desired, observed) = look(&b.machine, &cfg).await;
+
+    let found = observed.get(&Address::new(Kind::LxdInstance, &["member2"])).expect("observed");
+    assert_eq!(
+        found.owner,
+        Owner::Other("a container named member2 exists that testbed did not create (no user.testbed.owner key)".into())
+    );
+    assert!(observed.bridge_addresses.contains(&"10.123.45.99".parse().expect("ip")));
+    assert!(matches!(testbed_plan::plan(&desired, &observed), Err(PlanError::Conflicts(_))));
+
+    // Defence in depth: the machine refuses to delete it even when asked.
+    let delete = Action {
+        address: found.address.clone(),
+        kind: Kind::LxdInstance,
+        member: Some("member2".into()),
+        op: Op::Delete,
+        reason: "test".into(),
+        changes: vec![],
+        desired: None,
+        observed: Some(found.clone()),
+        cascade: None,
+    };
+    let (message, _) = expect_precondition(run(&b.machine, &delete).await);
+    assert!(message.contains("refusing to delete lxd_instance.member2"), "{message}");
+    assert!(b.machine.world().instance("member2").is_some());
+}
+
+#[tokio::test]
+async fn a_taken_host_port_fails_like_the_real_step() {
+    let b = bench();
+    b.machine.edit(|w| w.host.foreign_ports.insert(16441)).expect("saved");
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+
+    let proxy = apply_until(&b.machine, &plan, at("proxy.member1.api"), nothing).await.expect("planned");
+    let (message, _) = expect_precondition(run(&b.machine, &proxy).await);
+    assert!(message.contains("address already in use") && message.contains("another process"), "{message}");
+
+    let b = bench();
+    b.machine.edit(|w| w.host.foreign_ports.insert(32443)).expect("saved");
+    let init = apply_until(&b.machine, &plan, at("karmada.control_plane"), nothing).await;
+    let (message, _) = expect_precondition(run(&b.machine, &init.expect("planned")).await);
+    assert!(message.contains("32443") && message.contains("already in use"), "{message}");
+}
+
+#[tokio::test]
+async fn steps_log_the_real_commands_without_secrets() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let register = apply_until(&b.machine, &plan, at("karmada_member.member2"), nothing).await.expect("planned");
+    let (log, entries) = recording_log();
+    b.machine.providers().run(&register, &log).await.expect("registered");
+    let entries = entries.lock().expect("log").clone();
+    let commands: Vec<&Vec<String>> =
+        entries.iter().filter_map(|e| if let LogEntry::Command(argv) = e { Some(argv) } else { None }).collect();
+    let register_cmd = commands.iter().find(|c| c.get(1).map(String::as_str) == Some("register")).expect("logged");
+    assert!(register_cmd.contains(&"<token>".to_owned()), "{register_cmd:?}");
+    assert!(register_cmd.contains(&"--cluster-name".to_owned()), "{register_cmd:?}");
+    assert!(b.machine.world().instance("member2").and_then(|i| i.microk8s.as_ref()).is_some_and(|m| m.karmada_agent));
+
+    // Deleting a running container stops it first, as LXD requires.
+    let delete = Action {
+        address: Address::new(Kind::LxdInstance, &["member1"]),
+        kind: Kind::LxdInstance,
+        member: Some("member1".into()),
+        op: Op::Delete,
+        reason: "test".into(),
+        changes: vec![],
+        desired: None,
+        observed: None,
+        cascade: None,
+    };
+    let (log, entries) = recording_log();
+    b.machine.providers().run(&delete, &log).await.expect("deleted");
+    let calls: Vec<(String, String)> = entries
+        .lock()
+        .expect("log")
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Api { method, path } => Some((method.clone(), path.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("PUT".to_owned(), "/1.0/instances/member1/state".to_owned()),
+            ("DELETE".to_owned(), "/1.0/instances/member1".to_owned())
+        ]
+    );
+    assert!(b.machine.world().instance("member1").is_none());
+}
+
+#[tokio::test]
+async fn apply_converges_and_destroy_leaves_only_retained_host_settings() {
+    let b = bench();
+    let cfg = config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
+    assert!(plan.summary().create > 20, "{:?}", plan.summary());
+    apply_all(&b.machine, &plan).await;
+
+    let (desired, observed) = look(&b.machine, &cfg).await;
+    let again = testbed_plan::plan(&desired, &observed).expect("plans");
+    let left: Vec<String> =
+        again.actions().iter().map(|a| format!("{} {} ({})", a.op.name(), a.address, a.reason)).collect();
+    assert!(again.is_empty(), "a converged machine still plans: {left:#?}");
+    assert!(observed.unobservable.is_empty());
+    assert_eq!(observed.bridge_addresses.len(), 2);
+
+    // Everything the file describes is owned by testbed.
+    for r in desired.resources.values() {
+        let o = observed.get(&r.address).unwrap_or_else(|| panic!("{} not observed", r.address));
+        assert_eq!(o.owner, Owner::Testbed, "{}", r.address);
+    }
+
+    // Destroy.
+    let (_, observed) = look(&b.machine, &cfg).await;
+    let destroy = testbed_plan::plan(&DesiredState::nothing(), &observed).expect("plans");
+    assert!(destroy.actions().iter().all(|a| a.op == Op::Delete));
+    assert!(destroy.actions().iter().any(|a| !a.runs()), "things inside containers go with them");
+    apply_all(&b.machine, &destroy).await;
+
+    let world = b.machine.world();
+    let owned: BTreeSet<String> = world.owned_addresses().iter().map(|a| a.to_string()).collect();
+    assert_eq!(owned, BTreeSet::from(["host.packages".to_owned(), "host.sysctl".to_owned()]));
+    assert_eq!(world.owned_resource_count(), 2);
+    assert!(world.kubeconfigs.is_empty() && world.lxd.instances.is_empty());
+    // Destroying again has nothing to do.
+    let (_, observed) = look(&b.machine, &cfg).await;
+    assert!(testbed_plan::plan(&DesiredState::nothing(), &observed).expect("plans").is_empty());
+}
+
+#[tokio::test]
+async fn stopped_things_are_observed_as_needing_repair_and_an_update_starts_them() {
+    let b = bench();
+    let cfg = config(TWO_MEMBERS);
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    b.machine
+        .edit(|w| {
+            if let Some(i) = w.instance_mut("member1") {
+                i.status = InstanceStatus::Stopped;
+            }
+            if let Some(m) = w.instance_mut("member2").and_then(|i| i.microk8s.as_mut()) {
+                m.running = false;
+            }
+        })
+        .expect("saved");
+
+    let (desired, observed) = look(&b.machine, &cfg).await;
+    let health = |a: &str| observed.resources.get(&Address::parse(a).expect("address")).map(|o| o.health.clone());
+    assert_eq!(
+        health("lxd_instance.member1"),
+        Some(Health::NeedsRepair("container is stopped; will be started".into()))
+    );
+    assert_eq!(health("microk8s.member2"), Some(Health::NeedsRepair("MicroK8s is stopped; will be started".into())));
+
+    let repair = testbed_plan::plan(&desired, &observed).expect("plans");
+    let ops: Vec<(String, Op)> = repair.actions().iter().map(|a| (a.address.to_string(), a.op)).collect();
+    assert_eq!(ops, vec![("lxd_instance.member1".into(), Op::Update), ("microk8s.member2".into(), Op::Update)]);
+    apply_all(&b.machine, &repair).await;
+    let (desired, observed) = look(&b.machine, &cfg).await;
+    assert!(testbed_plan::plan(&desired, &observed).expect("plans").is_empty());
+}
+
+#[tokio::test]
+async fn a_changed_member_image_replaces_what_lives_in_the_container() {
+    let b = bench();
+    apply_all(&b.machine, &plan_for(&b.machine, &config(TWO_MEMBERS)).await).await;
+    let moved = TWO_MEMBERS.replacen("cpu = \"2\"", "cpu = \"2\"\nimage = \"ubuntu:24.04\"", 1);
+    let cfg = config(&moved);
+    let plan = plan_for(&b.machine, &cfg).await;
+    let op = |a: &str| plan.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.op);
+    assert_eq!(op("lxd_instance.member1"), Some(Op::Replace));
+    assert_eq!(op("microk8s.member1"), Some(Op::Replace));
+    assert_eq!(op("karmada_member.member1"), Some(Op::Replace));
+    apply_all(&b.machine, &plan).await;
+    let (desired, observed) = look(&b.machine, &cfg).await;
+    assert!(testbed_plan::plan(&desired, &observed).expect("plans").is_empty());
+    assert_eq!(b.machine.world().instance("member1").map(|i| i.image.clone()), Some("ubuntu:24.04".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_take_their_real_time_scaled_by_the_speed() {
+    let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
+    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let packages = plan.actions().into_iter().find(|a| a.address.as_str() == "host.packages").expect("planned").clone();
+    let provider = b.machine.provider(Layer::Host);
+    assert!(provider.simulated());
+    assert_eq!(provider.expected_duration(&packages), Some(Duration::from_secs(60)));
+
+    let start = tokio::time::Instant::now();
+    provider.apply(&packages, &ActionLog::discard()).await.expect("installed");
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+
+    // A step whose preconditions fail fails at once.
+    let init =
+        plan.actions().into_iter().find(|a| a.address.as_str() == "karmada.control_plane").expect("planned").clone();
+    let start = tokio::time::Instant::now();
+    assert!(b.machine.providers().run(&init, &ActionLog::discard()).await.is_err());
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+/// Runs the plan as an executor would: every action as soon as the actions it depends on are done.
+async fn apply_concurrently(machine: &SimMachine, plan: &Plan) {
+    let providers = machine.providers();
+    let mut pending: Vec<(Action, BTreeSet<Address>)> = plan
+        .order()
+        .into_iter()
+        .map(|n| (plan.graph[n].clone(), plan.depends_on(n).into_iter().cloned().collect()))
+        .collect();
+    let mut done: BTreeSet<Address> = BTreeSet::new();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, deps)| deps.is_subset(&done));
+        pending = rest;
+        for (action, _) in ready {
+            let p = providers.clone();
+            running.spawn(async move {
+                let r = if action.runs() { p.run(&action, &ActionLog::discard()).await } else { Ok(()) };
+                (action, r)
+            });
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let (action, result) = joined.expect("task");
+        if let Err(e) = result {
+            panic!("{} failed: {e}", action.address);
+        }
+        done.insert(action.address);
+    }
+    assert!(pending.is_empty(), "actions never became ready");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_testbed_takes_minutes_of_real_time_and_seconds_at_the_default_speed() {
+    let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
+    let cfg = config(THREE_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
+    let start = tokio::time::Instant::now();
+    apply_concurrently(&b.machine, &plan).await;
+    let critical_path = start.elapsed();
+    let (desired, observed) = look(&b.machine, &cfg).await;
+    assert!(testbed_plan::plan(&desired, &observed).expect("plans").is_empty());
+
+    assert!(critical_path > Duration::from_secs(300) && critical_path < Duration::from_secs(600), "{critical_path:?}");
+    let at_default = SimOptions::default().scaled(critical_path);
+    assert!(at_default < Duration::from_secs(6), "{at_default:?}");
+    println!("default testbed: {critical_path:?} of real time, {at_default:?} at the default speed");
+}
+
+#[tokio::test]
+async fn someone_elses_bridge_and_pool_are_used_as_they_are_and_never_changed() {
+    let b = bench();
+    b.machine
+        .edit(|w| {
+            w.lxd.networks.insert(
+                "lxdbr0".into(),
+                testbed_sim::world::Network {
+                    network_type: "bridge".into(),
+                    config: [("ipv4.address".to_owned(), "10.123.45.1/24".to_owned())].into_iter().collect(),
+                    owner: None,
+                },
+            );
+            w.lxd
+                .storage_pools
+                .insert("default".into(), testbed_sim::world::StoragePool { driver: "zfs".into(), owner: None });
+        })
+        .expect("saved");
+    let cfg = config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
+    assert!(plan.find("lxd_network.lxdbr0").is_none() && plan.find("lxd_storage_pool.default").is_none());
+    assert!(plan.notes.iter().any(|n| n.contains("lxd_storage_pool.default")), "{:?}", plan.notes);
+    apply_all(&b.machine, &plan).await;
+    let (desired, observed) = look(&b.machine, &cfg).await;
+    assert!(testbed_plan::plan(&desired, &observed).expect("plans").is_empty());
+
+    // Asked anyway, the machine refuses to change someone else's bridge.
+    let network = observed.get(&Address::new(Kind::LxdNetwork, &["lxdbr0"])).expect("observed").clone();
+    let update = Action {
+        address: network.address.clone(),
+        kind: Kind::LxdNetwork,
+        member: None,
+        op: Op::Update,
+        reason: "test".into(),
+        changes: vec![],
+        desired: desired.resources.get(&network.address).cloned(),
+        observed: Some(network),
+        cascade: None,
+    };
+    let (message, _) = expect_precondition(run(&b.machine, &update).await);
+    assert!(message.contains("refusing to change lxd_network.lxdbr0"), "{message}");
+
+    // Destroy leaves them in place.
+    let destroy = testbed_plan::plan(&DesiredState::nothing(), &observed).expect("plans");
+    apply_all(&b.machine, &destroy).await;
+    let world = b.machine.world();
+    assert!(world.lxd.networks.contains_key("lxdbr0") && world.lxd.storage_pools.contains_key("default"));
+}
+
+#[tokio::test]
+async fn a_membership_whose_control_plane_is_gone_has_nothing_to_unjoin() {
+    let b = bench();
+    let cfg = config(TWO_MEMBERS);
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    let (_, observed) = look(&b.machine, &cfg).await;
+    let delete = |address: &str| {
+        let o = observed.get(&Address::parse(address).expect("address")).expect("observed").clone();
+        Action {
+            address: o.address.clone(),
+            kind: o.kind,
+            member: o.member.clone(),
+            op: Op::Delete,
+            reason: "test".into(),
+            changes: vec![],
+            desired: None,
+            observed: Some(o),
+            cascade: None,
+        }
+    };
+    // Unjoin talks to the Karmada API server: not while the host MicroK8s is stopped.
+    b.machine.edit(|w| w.host.microk8s.as_mut().map(|m| m.running = false)).expect("saved");
+    let (message, _) = expect_precondition(run(&b.machine, &delete("karmada_member.member1")).await);
+    assert!(message.contains("host MicroK8s is stopped"), "{message}");
+    b.machine.edit(|w| w.host.microk8s.as_mut().map(|m| m.running = true)).expect("saved");
+
+    run(&b.machine, &delete("karmada.control_plane")).await.expect("deinit");
+    let (log, entries) = recording_log();
+    b.machine.providers().run(&delete("karmada_member.member1"), &log).await.expect("nothing to do");
+    let entries = entries.lock().expect("log").clone();
+    assert!(entries.iter().all(|e| !matches!(e, LogEntry::Command(_))), "{entries:?}");
+    assert!(entries.iter().any(|e| matches!(e, LogEntry::Note(n) if n.contains("nothing to unjoin"))), "{entries:?}");
+}
