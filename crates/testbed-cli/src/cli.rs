@@ -1,4 +1,4 @@
-//! The command line: a contract that tests and users depend on (see docs/cli.md).
+//! The command line: a contract that tests and users depend on (see the README).
 
 use std::path::PathBuf;
 

@@ -201,7 +201,7 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
             }
             (None, Some(_)) => ("owned, not in the file".to_owned(), None),
             (Some(w), Some(o)) => {
-                let changes = testbed_plan::planner::diff(&w.spec, &o.spec);
+                let changes = testbed_plan::planner::diff(w.kind, &w.spec, &o.spec);
                 match (&o.health, changes.is_empty()) {
                     (Health::NeedsRepair(why), _) => ("needs repair".to_owned(), Some(why.clone())),
                     (Health::Ok, true) => ("ok".to_owned(), None),

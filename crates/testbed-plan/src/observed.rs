@@ -35,6 +35,10 @@ pub struct Observed {
     pub owner: Owner,
     pub spec: Spec,
     pub health: Health,
+    /// Things testbed does not own that use this resource (LXD's `used_by`: someone's container on
+    /// testbed's bridge). An owned resource in use is kept rather than deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_use_by: Vec<String>,
 }
 
 /// A layer could not be observed at all (daemon not running, API unreachable).

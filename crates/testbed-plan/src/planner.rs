@@ -39,7 +39,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         let decided = match o {
             None => Some((Op::Create, "not present".to_owned(), Vec::new())),
             Some(o) => {
-                let changes = diff(&r.spec, &o.spec);
+                let changes = diff(r.kind, &r.spec, &o.spec);
                 let foreign = matches!(o.owner, Owner::Other(_));
                 if foreign && r.kind.lifecycle() == Lifecycle::Owned {
                     // Someone else's bridge, pool, MicroK8s or registry: used, never changed.
@@ -91,6 +91,18 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         })
         .collect();
     orphans.sort_by(|a, b| a.address.cmp(&b.address));
+    orphans.retain(|o| {
+        if o.in_use_by.is_empty() {
+            return true;
+        }
+        notes.push(format!(
+            "{} is kept although the file no longer wants it: {} that testbed does not own use{} it",
+            o.address,
+            o.in_use_by.join(", "),
+            if o.in_use_by.len() == 1 { "s" } else { "" }
+        ));
+        false
+    });
 
     // 4. Nodes.
     let mut graph: DiGraph<Action, ()> = DiGraph::new();
@@ -220,9 +232,9 @@ fn rebuilt_word(op: Op) -> &'static str {
 
 /// Settings that differ, key by key. Keys only the machine has are not drift: the file says nothing of
 /// them (LXD adds its own keys, for one).
-pub fn diff(want: &Spec, have: &Spec) -> Vec<Change> {
+pub fn diff(kind: Kind, want: &Spec, have: &Spec) -> Vec<Change> {
     want.iter()
-        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .filter(|(k, v)| !kind.satisfied(v, have.get(*k).map(String::as_str)))
         .map(|(k, v)| Change { key: k.clone(), from: have.get(k).cloned(), to: Some(v.clone()) })
         .collect()
 }

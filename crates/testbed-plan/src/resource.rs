@@ -224,6 +224,19 @@ impl Kind {
         )
     }
 
+    /// Whether the machine's value `have` satisfies the wanted value. Equality, except for kernel limits,
+    /// which testbed raises and never lowers: a higher value is fine.
+    pub fn satisfied(self, want: &str, have: Option<&str>) -> bool {
+        match (self, have) {
+            (_, None) => false,
+            (Kind::HostSysctl, Some(h)) => match (h.parse::<u64>(), want.parse::<u64>()) {
+                (Ok(h), Ok(w)) => h >= w,
+                _ => h == want,
+            },
+            (_, Some(h)) => h == want,
+        }
+    }
+
     /// Whether this kind must be rebuilt when a resource it depends on is created or replaced: what lives
     /// inside a container dies with it, a kubeconfig carries the cluster's credentials, and a membership
     /// carries the cluster's identity.

@@ -25,6 +25,7 @@ fn converged(d: &DesiredState) -> ObservedState {
             owner: Owner::Testbed,
             spec: r.spec.clone(),
             health: Health::Ok,
+            in_use_by: Vec::new(),
         });
         if let Some(ip) = r.spec.get("ipv4").and_then(|s| s.parse().ok()) {
             o.bridge_addresses.insert(ip);
@@ -165,6 +166,7 @@ fn a_foreign_container_with_a_wanted_name_is_a_conflict() {
         owner: Owner::Other(found.clone()),
         spec: Default::default(),
         health: Health::Ok,
+        in_use_by: Vec::new(),
     });
     match plan(&d, &o) {
         Err(PlanError::Conflicts(c)) => {
@@ -228,4 +230,30 @@ fn target_keeps_what_the_target_needs() {
     assert!(got.contains(&"host.packages".to_owned()));
     assert!(!got.iter().any(|a| a.contains("member2")), "{got:?}");
     assert!(!got.contains(&"karmada.control_plane".to_owned()), "{got:?}");
+}
+
+#[test]
+fn an_owned_resource_someone_else_uses_is_kept_and_the_plan_says_why() {
+    let d = desired::build(&three(), &ObservedState::default());
+    let mut o = converged(&d);
+    o.resources.get_mut(&addr("lxd_network.lxdbr0")).unwrap().in_use_by = vec!["container builder".into()];
+    let p = plan(&DesiredState::nothing(), &o).unwrap();
+    assert!(p.find("lxd_network.lxdbr0").is_none(), "{:?}", ops(&p));
+    assert!(p.find("host.firewall").is_some());
+    assert!(
+        p.notes.iter().any(|n| n.contains("lxd_network.lxdbr0 is kept") && n.contains("container builder")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn kernel_limits_already_higher_are_left_alone() {
+    let d = desired::build(&three(), &ObservedState::default());
+    let mut o = converged(&d);
+    let sysctl = o.resources.get_mut(&addr("host.sysctl")).unwrap();
+    sysctl.spec.insert("fs.inotify.max_user_watches".into(), "4194304".into());
+    assert!(plan(&d, &o).unwrap().is_empty());
+    o.resources.get_mut(&addr("host.sysctl")).unwrap().spec.insert("fs.inotify.max_user_watches".into(), "8192".into());
+    assert_eq!(ops(&plan(&d, &o).unwrap()), [("host.sysctl".to_owned(), Op::Update)]);
 }

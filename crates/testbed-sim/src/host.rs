@@ -125,6 +125,10 @@ fn keep_retained(_world: &mut SimWorld, target: &Target, _t: &mut Transcript) ->
 
 fn write_sysctl(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Result<(), ProviderError> {
     for (k, v) in &r.spec {
+        // Raised, never lowered.
+        if Kind::HostSysctl.satisfied(v, world.host.sysctl.get(k).map(String::as_str)) {
+            continue;
+        }
         t.command(&["sysctl", "-w", &format!("{k}={v}")]);
         world.host.sysctl.insert(k.clone(), v.clone());
     }

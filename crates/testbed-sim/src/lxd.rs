@@ -20,6 +20,15 @@ const MARKER: &str = "user.testbed.owner key";
 /// The marker of a device testbed added to a container.
 const DEVICE_MARKER: &str = "entry in the container's user.testbed.devices key";
 
+/// Containers testbed does not own that use something (LXD's `used_by`), for messages.
+fn foreign_users(lxd: &crate::world::SimLxd, uses: impl Fn(&Instance) -> bool) -> Vec<String> {
+    lxd.instances
+        .iter()
+        .filter(|(_, i)| !crate::world::is_testbed(&i.owner) && uses(i))
+        .map(|(name, _)| format!("container {name}"))
+        .collect()
+}
+
 pub(crate) fn observe_all(world: &SimWorld, _wanted: &[Resource]) -> Vec<Observed> {
     let mut out = Vec::new();
     let lxd = &world.lxd;
@@ -27,16 +36,22 @@ pub(crate) fn observe_all(world: &SimWorld, _wanted: &[Resource]) -> Vec<Observe
         let mut s = n.config.clone();
         s.insert("type".into(), n.network_type.clone());
         let owner = owner_of(&n.owner, &format!("a network named {name}"), MARKER);
-        out.push(observed(Address::new(Kind::LxdNetwork, &[name]), Kind::LxdNetwork, None, owner, s));
+        let mut o = observed(Address::new(Kind::LxdNetwork, &[name]), Kind::LxdNetwork, None, owner, s);
+        o.in_use_by = foreign_users(lxd, |i| &i.network == name);
+        out.push(o);
     }
     for (name, p) in &lxd.storage_pools {
         let s: Spec = [("driver".to_owned(), p.driver.clone())].into_iter().collect();
         let owner = owner_of(&p.owner, &format!("a storage pool named {name}"), MARKER);
-        out.push(observed(Address::new(Kind::LxdStoragePool, &[name]), Kind::LxdStoragePool, None, owner, s));
+        let mut o = observed(Address::new(Kind::LxdStoragePool, &[name]), Kind::LxdStoragePool, None, owner, s);
+        o.in_use_by = foreign_users(lxd, |i| &i.storage_pool == name);
+        out.push(o);
     }
     for (name, p) in &lxd.profiles {
         let owner = owner_of(&p.owner, &format!("a profile named {name}"), MARKER);
-        out.push(observed(Address::new(Kind::LxdProfile, &[name]), Kind::LxdProfile, None, owner, profile_spec(p)));
+        let mut o = observed(Address::new(Kind::LxdProfile, &[name]), Kind::LxdProfile, None, owner, profile_spec(p));
+        o.in_use_by = foreign_users(lxd, |i| i.profiles.contains(name));
+        out.push(o);
     }
     for (name, i) in &lxd.instances {
         let mut s: Spec = [

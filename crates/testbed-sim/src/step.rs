@@ -208,7 +208,15 @@ pub(crate) fn already_exists(address: &Address, owner: &Option<String>, what: &s
 }
 
 pub(crate) fn observed(address: Address, kind: Kind, member: Option<&str>, owner: Owner, spec: Spec) -> Observed {
-    Observed { address, kind, member: member.map(str::to_owned), owner, spec, health: Health::Ok }
+    Observed {
+        address,
+        kind,
+        member: member.map(str::to_owned),
+        owner,
+        spec,
+        health: Health::Ok,
+        in_use_by: Vec::new(),
+    }
 }
 
 pub(crate) fn spec<const N: usize>(pairs: [(&str, String); N]) -> Spec {
