@@ -19,10 +19,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
-    /// Malformed TOML, a wrong type, or an unknown key.
+    /// Malformed TOML, a wrong type, or an unknown key: the file could not be read as a testbed file.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Syntax(Box<SyntaxError>),
+    Syntax(Box<Problem>),
 
     /// The file parsed but says something testbed cannot build.
     #[error("{path}: {} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" })]
@@ -44,24 +44,7 @@ impl ConfigError {
     }
 }
 
-/// Malformed TOML, a wrong type, or an unknown key.
-#[derive(Debug, Error, Diagnostic)]
-#[error("{location}: {message}")]
-#[diagnostic(code(testbed::config::syntax))]
-pub struct SyntaxError {
-    /// `file:line:col`.
-    pub location: String,
-    pub message: String,
-    #[source_code]
-    pub src: NamedSource<String>,
-    #[label("{label}")]
-    pub span: SourceSpan,
-    pub label: String,
-    #[help]
-    pub help: Option<String>,
-}
-
-/// One semantic problem in the file.
+/// One problem in the file, at its place.
 #[derive(Debug, Error, Diagnostic)]
 #[error("{location}: {message}")]
 #[diagnostic(code(testbed::config::problem))]

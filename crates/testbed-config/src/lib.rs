@@ -14,7 +14,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use error::{ConfigError, Problem, SyntaxError};
+pub use error::{ConfigError, Problem};
 pub use model::*;
 pub use validate::lxd_instance_name_problem;
 
@@ -80,7 +80,7 @@ fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     } else {
         (raw, "here".to_owned(), None)
     };
-    ConfigError::Syntax(Box::new(error::SyntaxError {
+    ConfigError::Syntax(Box::new(Problem {
         location: format!("{path}:{line}:{col}"),
         message,
         src: miette::NamedSource::new(path, text.to_owned()),

@@ -152,7 +152,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         None,
         "packages",
         spec([
-            ("packages", format!("karmadactl,kubectl,{lxd_pkg},snapd")),
+            ("packages", sorted_list(&["karmadactl".into(), "kubectl".into(), lxd_pkg.into(), "snapd".into()])),
             ("karmadactl.version", f.karmada.version.clone()),
         ]),
         vec![],
