@@ -28,7 +28,46 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> bool {
 fn test() -> bool {
     run("cargo", &["fmt", "--all", "--", "--check"], &[])
         && run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
-        && run("cargo", &["test", "--workspace", "--all-targets"], &[("INSTA_UPDATE", "no")])
+        && run_tests(&["test", "--workspace", "--all-targets"])
+}
+
+/// Runs cargo's test harness, echoing its output, and ends with one line totalling every binary's result
+/// (`tests: N passed, N failed`), so that the run's last line speaks for all of it.
+fn run_tests(args: &[&str]) -> bool {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: $ cargo {}", args.join(" "));
+    let child = Command::new("cargo")
+        .args(args)
+        .current_dir(root())
+        .env("INSTA_UPDATE", "no")
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: cannot run cargo: {e}");
+            return false;
+        }
+    };
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| {
+                    rest.split(';')
+                        .find_map(|part| part.trim().strip_suffix(word).map(str::trim))
+                        .and_then(|n| n.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()))
+                        .unwrap_or(0)
+                };
+                passed += count("passed");
+                failed += count("failed");
+            }
+        }
+    }
+    let ok = child.wait().map(|s| s.success()).unwrap_or(false);
+    println!("tests: {passed} passed, {failed} failed");
+    ok
 }
 
 fn bench() -> bool {
