@@ -98,8 +98,15 @@ fn install_packages(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> R
                 let v = version.as_deref().unwrap_or("latest");
                 let url =
                     format!("https://github.com/karmada-io/karmada/releases/download/{v}/karmadactl-linux-amd64.tgz");
-                t.command(&["curl", "-fsSL", "-o", "/tmp/karmadactl-linux-amd64.tgz", &url]);
-                t.command(&["tar", "-xzf", "/tmp/karmadactl-linux-amd64.tgz", "-C", "/usr/local/bin", "karmadactl"]);
+                t.command(&["curl", "-fsSL", "-o", "/var/lib/testbed/downloads/karmadactl-linux-amd64.tgz", &url]);
+                t.command(&[
+                    "tar",
+                    "-xzf",
+                    "/var/lib/testbed/downloads/karmadactl-linux-amd64.tgz",
+                    "-C",
+                    "/usr/local/bin",
+                    "karmadactl",
+                ]);
             }
             other => t.command(&["apt-get", "install", "-y", other]),
         }

@@ -213,7 +213,7 @@ fn sideload(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Result<()
         let what = format!("image {} in {member}'s MicroK8s", existing.source);
         ensure_owned(&r.address, "overwrite", &existing.owner, &what, SIDELOAD_MARKER)?;
     }
-    let tar = format!("/tmp/testbed-sideload-{}.tar", r.name);
+    let tar = format!("/var/lib/testbed/sideload/{}.tar", r.name);
     if archive.is_none() {
         t.command(&["skopeo", "copy", &format!("docker://{source}"), &format!("docker-archive:{tar}:{source}")]);
     }
