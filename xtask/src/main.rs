@@ -1,6 +1,8 @@
 //! Developer tasks: `cargo xtask test` (what CI runs), `cargo xtask bench` (figures for docs/performance.md),
 //! `cargo xtask schema` (regenerate testbed.schema.json).
 
+mod testenv;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -26,6 +28,11 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> bool {
 }
 
 fn test() -> bool {
+    // The LXD integration tests need the real daemon: bring it up (idempotent) before anything else.
+    if let Err(e) = testenv::up() {
+        eprintln!("xtask: the test environment did not come up: {e}");
+        return false;
+    }
     run("cargo", &["fmt", "--all", "--", "--check"], &[])
         && run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])
         && run_tests(&["test", "--workspace", "--all-targets"])
@@ -79,15 +86,33 @@ fn schema() -> bool {
     run("cargo", &["test", "-p", "testbed-config", "--test", "schema"], &[("TESTBED_BLESS", "1")])
 }
 
+fn report(r: Result<(), String>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("testenv: {e}");
+            false
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let ok = match task.as_str() {
         "test" => test(),
         "bench" => bench(),
         "schema" => schema(),
+        "testenv" => match std::env::args().nth(2).as_deref() {
+            Some("up") => report(testenv::up()),
+            Some("down") => report(testenv::down()),
+            _ => {
+                eprintln!("usage: cargo xtask testenv up|down");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  test    formatting check, clippy (warnings denied), every test: what CI runs\n  bench   the benchmarks behind docs/performance.md\n  schema  regenerate testbed.schema.json from the model"
+                "usage: cargo xtask <task>\n\n  test    formatting check, clippy (warnings denied), every test (brings the test LXD up): what CI runs\n  testenv up|down  the real LXD daemon the integration tests use\n  bench   the benchmarks behind docs/performance.md\n  schema  regenerate testbed.schema.json from the model"
             );
             return ExitCode::from(2);
         }

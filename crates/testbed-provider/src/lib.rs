@@ -224,3 +224,28 @@ impl ActionRunner for Providers {
         }
     }
 }
+
+/// What one member container looks like from the layer that runs it (real LXD or the simulation), as the
+/// layers above it need to know: whether it is there and running, and the proxies into it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerFacts {
+    pub name: String,
+    pub running: bool,
+    /// The static IPv4 address of its NIC on the bridge, if set.
+    pub ipv4: Option<String>,
+    /// Proxy devices by name: (listen, connect).
+    pub proxies: BTreeMap<String, (String, String)>,
+    /// What identifies this container across a delete and re-create under the same name (LXD's
+    /// `volatile.uuid`): whatever lived inside an older container with the same name is gone.
+    pub identity: String,
+    /// Whether testbed created it.
+    pub owned: bool,
+}
+
+/// The containers as the layer that runs them sees them. The simulated MicroK8s, registry and Karmada
+/// layers use it when LXD is real, so that a simulated step above a real container sees the real
+/// container's state (no simulated MicroK8s install into a real container that is stopped).
+#[async_trait]
+pub trait ContainerView: Send + Sync {
+    async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError>;
+}
