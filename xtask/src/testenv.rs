@@ -42,10 +42,7 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", "command -v \"$1\" >/dev/null", "sh", program])
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("sh").args(["-c", "command -v \"$1\" >/dev/null", "sh", program]).status().is_ok_and(|s| s.success())
 }
 
 fn install() -> Result<(), String> {
@@ -126,8 +123,20 @@ fn import_image() -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&work);
     let rootfs = work.join("rootfs");
     for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "etc/init.d", "dev", "proc", "sys", "tmp", "run", "root", "var/log",
-        "usr/share/udhcpc", "www",
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc/init.d",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "root",
+        "var/log",
+        "usr/share/udhcpc",
+        "www",
     ] {
         std::fs::create_dir_all(rootfs.join(d)).map_err(|e| e.to_string())?;
     }

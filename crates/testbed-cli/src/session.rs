@@ -6,9 +6,12 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use std::sync::Arc;
 use testbed_config::Config;
 use testbed_plan::{desired, DesiredState, Layer, ObservedState, Plan};
 use testbed_provider::Providers;
+
+use testbed_lxd::{Client, Flavor, LxdProvider};
 use testbed_sim::{SimMachine, SimOptions};
 
 use crate::cli::Cli;
@@ -64,7 +67,10 @@ impl Session {
             Some(s) => parse_layers(s)?,
             None => BTreeSet::new(),
         };
-        let real: Vec<&str> = Layer::ALL.iter().filter(|l| !simulate.contains(l)).map(|l| l.name()).collect();
+        // Real providers exist for these layers; the others run only on the simulated machine for now.
+        let buildable = [Layer::Lxd];
+        let real: Vec<&str> =
+            Layer::ALL.iter().filter(|l| !simulate.contains(l) && !buildable.contains(l)).map(|l| l.name()).collect();
         if !real.is_empty() {
             return Err(CliError::usage(
                 format!(
@@ -80,7 +86,17 @@ impl Session {
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
         let machine = SimMachine::open(&sim_state, options)?;
-        let providers = machine.providers();
+        let providers = if simulate.contains(&Layer::Lxd) {
+            machine.providers()
+        } else {
+            let flavor = match config.file.lxd.backend {
+                testbed_config::Backend::Lxd => Flavor::Lxd,
+                testbed_config::Backend::Incus => Flavor::Incus,
+            };
+            let lxd = Arc::new(LxdProvider::new(Client::discover(flavor), config.file.name.clone()));
+            // The simulated layers above LXD see the real containers.
+            machine.with_real_containers(lxd.clone()).providers().with(lxd)
+        };
         Ok(Session {
             config,
             simulated: simulate.into_iter().collect(),
@@ -101,7 +117,13 @@ impl Session {
             self.simulated.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
         };
         let state = self.sim_state.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default();
-        Some(format!("Simulated: {which} run on the simulated machine{state}; nothing on this host is changed."))
+        let real: Vec<&str> = Layer::ALL.iter().filter(|l| !self.simulated.contains(l)).map(|l| l.name()).collect();
+        let effect = if real.is_empty() {
+            "nothing on this host is changed".to_owned()
+        } else {
+            format!("real: {} (these change this host)", real.join(", "))
+        };
+        Some(format!("Simulated: {which} run on the simulated machine{state}; {effect}."))
     }
 
     /// Observes the machine: what the file wants (with addresses resolved against what is there) and what is

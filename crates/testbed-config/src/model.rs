@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestbedFile {
+    /// This testbed's name. Everything it creates carries it, so that several testbeds can share one host
+    /// (one LXD) without touching each other's resources.
+    #[serde(default = "default_name")]
+    pub name: String,
     /// The host server: its own MicroK8s cluster and the tools testbed needs there.
     #[serde(default)]
     pub host: Host,
@@ -196,6 +200,10 @@ pub struct Member {
     /// Join mode for this member; `[karmada] join_mode` when absent.
     #[serde(default)]
     pub join_mode: Option<JoinMode>,
+}
+
+pub(crate) fn default_name() -> String {
+    "testbed".into()
 }
 
 pub(crate) fn default_listen() -> String {

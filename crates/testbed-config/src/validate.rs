@@ -10,6 +10,14 @@ use crate::{karmada_release, net};
 
 /// Runs every check and records each problem once.
 pub(crate) fn check(file: &TestbedFile, r: &mut Reporter<'_>) {
+    if let Some(why) = segment_problem(&file.name) {
+        r.report(
+            r.map.value_span(&[Key("name")]),
+            format!("testbed name {:?} {why}", file.name),
+            "invalid name",
+            Some("a short lowercase name such as \"lab\"".into()),
+        );
+    }
     check_names(file, r);
     check_ports(file, r);
     check_network(file, r);

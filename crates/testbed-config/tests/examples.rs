@@ -58,7 +58,10 @@ fn every_example_validates() {
         .filter(|n| n.ends_with(".toml"))
         .collect();
     names.sort();
-    assert_eq!(names, ["custom-image.toml", "four-members.toml", "pull-mode.toml", "three-members.toml"]);
+    assert_eq!(
+        names,
+        ["custom-image.toml", "four-members.toml", "pull-mode.toml", "testenv.toml", "three-members.toml"]
+    );
     for n in &names {
         let rel = format!("examples/{n}");
         load(&rel);

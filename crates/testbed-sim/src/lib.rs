@@ -12,6 +12,10 @@
 //!
 //! Use it to try a file, a plan and an apply without a machine to spare, and to test testbed itself. What
 //! it cannot tell you is whether the real tools will work on your host.
+//!
+//! The layers above LXD can also run simulated on top of a real LXD
+//! ([`SimMachine::with_real_containers`]): they then see the real containers (a simulated MicroK8s installs
+//! only into a real container that is running) and keep only what they put inside them.
 
 mod error;
 mod host;
@@ -20,6 +24,7 @@ pub mod latency;
 mod lxd;
 mod machine;
 mod microk8s;
+mod mirror;
 mod options;
 mod registry;
 mod step;
@@ -30,4 +35,4 @@ pub use error::SimError;
 pub use machine::SimMachine;
 pub use options::{SimOptions, FAIL_ENV, SPEED_ENV};
 pub use store::FORMAT;
-pub use world::SimWorld;
+pub use world::{RealContainer, SimWorld};

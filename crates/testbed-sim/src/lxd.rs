@@ -367,6 +367,7 @@ fn create_instance(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Re
     s.check(world, r)?;
     t.api("POST", "/1.0/instances");
     t.note(format!("container {name} created from {} and started", s.image));
+    let identity = world.new_instance_id();
     world.lxd.instances.insert(
         name,
         Instance {
@@ -378,6 +379,7 @@ fn create_instance(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Re
             storage_pool: s.storage_pool,
             limits: s.limits,
             owner: testbed(),
+            identity,
             proxies: BTreeMap::new(),
             microk8s: None,
         },

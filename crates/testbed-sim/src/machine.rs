@@ -1,24 +1,29 @@
-//! The simulated machine as a whole, and the five providers that act on it.
+//! The simulated machine as a whole, and the providers that act on it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use testbed_plan::{Action, Layer, Resource};
-use testbed_provider::{ActionLog, LayerObservation, Provider, ProviderError, Providers};
+use testbed_provider::{
+    ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError, Providers,
+};
 
 use crate::step::Transcript;
 use crate::world::SimWorld;
-use crate::{host, karmada, latency, lxd, microk8s, registry, store, SimError, SimOptions};
+use crate::{host, karmada, latency, lxd, microk8s, mirror, registry, store, SimError, SimOptions};
 
 /// A handle on a simulated machine kept in a state file. Clones share the machine.
 #[derive(Clone)]
 pub struct SimMachine {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    /// The real LXD, when the containers are real ([`SimMachine::with_real_containers`]).
+    real_containers: Option<Arc<dyn ContainerView>>,
 }
 
-struct Inner {
+struct Shared {
     path: PathBuf,
     options: SimOptions,
     world: Mutex<SimWorld>,
@@ -26,7 +31,11 @@ struct Inner {
 
 impl std::fmt::Debug for SimMachine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimMachine").field("path", &self.inner.path).field("options", &self.inner.options).finish()
+        f.debug_struct("SimMachine")
+            .field("path", &self.shared.path)
+            .field("options", &self.shared.options)
+            .field("real_containers", &self.real_containers.is_some())
+            .finish()
     }
 }
 
@@ -36,18 +45,39 @@ impl SimMachine {
     pub fn open(path: impl AsRef<Path>, options: SimOptions) -> Result<SimMachine, SimError> {
         let path = path.as_ref().to_path_buf();
         let world = store::load(&path)?;
-        Ok(SimMachine { inner: Arc::new(Inner { path, options, world: Mutex::new(world) }) })
+        Ok(SimMachine { shared: Arc::new(Shared { path, options, world: Mutex::new(world) }), real_containers: None })
+    }
+
+    /// This machine with real containers: LXD is real, the other layers stay simulated and see the real
+    /// containers. Before every observation of the MicroK8s, registry and Karmada layers, and before every
+    /// step that depends on the containers (those layers' steps and the host's forwarding rules), the
+    /// containers are read from `view` and stand in for the simulation's own for that step: whether each
+    /// runs, its address, its proxy devices and who made it are the real ones; what is inside it is the
+    /// simulation's, kept in the state file with the identity of the container it belongs to
+    /// ([`SimWorld::real_containers`]). If `view` fails, the step fails with [`ProviderError::Unavailable`].
+    ///
+    /// The simulation's own LXD layer is then not used: [`SimMachine::providers`] leaves it out, and its
+    /// provider refuses to act. The returned handle shares the machine (and its state file) with `self`.
+    pub fn with_real_containers(mut self, view: Arc<dyn ContainerView>) -> SimMachine {
+        self.real_containers = Some(view);
+        self
+    }
+
+    /// Whether the containers are real ([`SimMachine::with_real_containers`]).
+    pub fn has_real_containers(&self) -> bool {
+        self.real_containers.is_some()
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.shared.path
     }
 
     pub fn options(&self) -> &SimOptions {
-        &self.inner.options
+        &self.shared.options
     }
 
-    /// A snapshot of the machine.
+    /// A snapshot of the machine as it is saved: with real containers, the simulation's own LXD objects (not
+    /// in use) and, in [`SimWorld::real_containers`], what it keeps inside the real containers.
     pub fn world(&self) -> SimWorld {
         self.lock().clone()
     }
@@ -57,13 +87,23 @@ impl SimMachine {
     pub fn edit<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> Result<R, SimError> {
         let mut world = self.lock();
         let out = f(&mut world);
-        store::save(&self.inner.path, &world)?;
+        store::save(&self.shared.path, &world)?;
         Ok(out)
     }
 
-    /// One provider per layer, all acting on this machine.
+    /// The layers this machine simulates: all five, or all but LXD when the containers are real.
+    pub fn simulated_layers(&self) -> BTreeSet<Layer> {
+        Layer::ALL.into_iter().filter(|l| !(self.has_real_containers() && *l == Layer::Lxd)).collect()
+    }
+
+    /// One provider per simulated layer ([`SimMachine::simulated_layers`]), all acting on this machine.
     pub fn providers(&self) -> Providers {
-        Layer::ALL.into_iter().fold(Providers::new(), |p, layer| p.with(self.provider(layer)))
+        self.providers_for(&self.simulated_layers())
+    }
+
+    /// Providers for `layers` only, to combine with real providers of the others (`Providers::with`).
+    pub fn providers_for(&self, layers: &BTreeSet<Layer>) -> Providers {
+        layers.iter().fold(Providers::new(), |p, layer| p.with(self.provider(*layer)))
     }
 
     /// The provider of one layer.
@@ -71,14 +111,23 @@ impl SimMachine {
         Arc::new(SimLayer { layer, machine: self.clone() })
     }
 
-    /// What the provider of `layer` observes.
-    pub fn observe(&self, layer: Layer, wanted: &[Resource]) -> LayerObservation {
-        self.lock().observe(layer, wanted)
+    /// What the provider of `layer` observes. With real containers, the layers above LXD observe them as
+    /// the real LXD reports them.
+    pub async fn observe(&self, layer: Layer, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
+        self.refuse_own_lxd(layer)?;
+        match self.real_containers.as_deref().filter(|_| mirror::observe_needs_containers(layer)) {
+            None => Ok(self.lock().observe(layer, wanted)),
+            Some(view) => {
+                let facts = mirror::fetch(view).await?;
+                let mut world = self.world();
+                Ok(mirror::within(&mut world, &facts, |w| w.observe(layer, wanted)))
+            }
+        }
     }
 
     /// How long `action` takes on this machine: its real-world duration times the speed factor.
     pub fn expected_duration(&self, action: &Action) -> Duration {
-        self.inner.options.scaled(latency::real_world(action))
+        self.shared.options.scaled(latency::real_world(action))
     }
 
     /// Carries out one action of any layer: checks what the real step needs, waits as long as the step
@@ -88,24 +137,40 @@ impl SimMachine {
             log.note(format!("nothing to run: {} goes with {container}", action.address));
             return Ok(());
         }
+        self.refuse_own_lxd(action.kind.layer())?;
         tracing::debug!(address = %action.address, op = action.op.name(), "simulated step");
+        let view = self.real_containers.as_deref().filter(|_| mirror::apply_needs_containers(action.kind));
+        let unreachable = |e: ProviderError| match e {
+            ProviderError::Unavailable { message, hint } => {
+                ProviderError::Unavailable { message: format!("{}: {message}", action.address), hint }
+            }
+            other => other,
+        };
+        let mut facts = match view {
+            Some(v) => Some(mirror::fetch(v).await.map_err(unreachable)?),
+            None => None,
+        };
 
         // What the real step needs is checked first, on a copy, so that a step that cannot start fails at
         // once and the log shows what it would have run.
         let mut scratch = self.world();
         let mut transcript = Transcript::default();
-        dispatch(&mut scratch, action, &mut transcript)?;
+        in_view(&mut scratch, facts.as_deref(), |w| dispatch(w, action, &mut transcript))?;
         transcript.emit(log);
 
         let duration = self.expected_duration(action);
         if !duration.is_zero() {
             tokio::time::sleep(duration).await;
+            // The real containers may have changed meanwhile (stopped, re-created): look again.
+            if let Some(v) = view {
+                facts = Some(mirror::fetch(v).await.map_err(unreachable)?);
+            }
         }
 
         let address = action.address.as_str();
         let mut world = self.lock();
-        if self.inner.options.fail_once.contains(address) && world.consumed_failures.insert(address.to_owned()) {
-            let saved = store::save(&self.inner.path, &world);
+        if self.shared.options.fail_once.contains(address) && world.consumed_failures.insert(address.to_owned()) {
+            let saved = store::save(&self.shared.path, &world);
             drop(world);
             saved.map_err(save_failed)?;
             return Err(ProviderError::Failed {
@@ -114,17 +179,50 @@ impl SimMachine {
             });
         }
         // The machine may have changed while the step ran (other steps run concurrently): check again.
-        let result = dispatch(&mut world, action, &mut Transcript::default());
-        let saved = store::save(&self.inner.path, &world);
+        let result = in_view(&mut world, facts.as_deref(), |w| dispatch(w, action, &mut Transcript::default()));
+        let saved = store::save(&self.shared.path, &world);
         drop(world);
         result?;
         saved.map_err(save_failed)
     }
 
+    /// With real containers, the simulation's own LXD is not in use: acting on it would change nothing
+    /// real and mislead every layer above.
+    fn refuse_own_lxd(&self, layer: Layer) -> Result<(), ProviderError> {
+        if layer == Layer::Lxd && self.has_real_containers() {
+            return Err(ProviderError::Failed {
+                message: "the simulated LXD layer is not in use: this simulated machine's containers are real".into(),
+                hint: Some("use the real LXD provider for the lxd layer".into()),
+            });
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, SimWorld> {
         // A panic while holding the lock cannot leave the world half-written in a way that matters more
         // than losing it: keep going with what is there.
-        self.inner.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs `f` on the world, with the real containers in place of the simulation's own when there are any.
+fn in_view<R>(world: &mut SimWorld, facts: Option<&[ContainerFacts]>, f: impl FnOnce(&mut SimWorld) -> R) -> R {
+    match facts {
+        Some(facts) => mirror::within(world, facts, f),
+        None => f(world),
+    }
+}
+
+/// The containers of this machine as the layers above LXD see them: its own, or, when its containers are
+/// real, the real ones. A second simulated machine can use it as its real LXD
+/// ([`SimMachine::with_real_containers`]), which exercises that path without a real daemon.
+#[async_trait]
+impl ContainerView for SimMachine {
+    async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError> {
+        match &self.real_containers {
+            Some(view) => view.containers().await,
+            None => Ok(self.lock().container_facts()),
+        }
     }
 }
 
@@ -162,7 +260,7 @@ impl Provider for SimLayer {
     }
 
     async fn observe(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
-        Ok(self.machine.observe(self.layer, wanted))
+        self.machine.observe(self.layer, wanted).await
     }
 
     async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {

@@ -319,12 +319,19 @@ fn install_member(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Res
     if let Some(m) = &i.microk8s {
         return Err(already_exists(&r.address, &m.owner, &format!("MicroK8s in container {member}"), MARKER));
     }
-    let forwarded = matches!(&world.host.firewall, Some(f) if f.bridge == i.network);
+    let forwarded = match &world.host.firewall {
+        // A real container's bridge is not in the real LXD's view of it (`ContainerFacts`): forwarding rules
+        // for the file's bridge are taken to be for its bridge.
+        Some(_) if world.lxd.mirrored => true,
+        Some(f) => f.bridge == i.network,
+        None => false,
+    };
     if !forwarded {
+        let bridge = if world.lxd.mirrored { "its bridge".to_owned() } else { format!("bridge {}", i.network) };
         return Err(precondition(
             format!(
-                "{}: cannot {doing}: snap cannot reach the snap store from the container: no forwarding rules for bridge {} on the host",
-                r.address, i.network
+                "{}: cannot {doing}: snap cannot reach the snap store from the container: no forwarding rules for {bridge} on the host",
+                r.address
             ),
             "apply host.firewall first",
         ));

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use testbed_plan::{Address, Layer, Owner, Resource};
-use testbed_provider::LayerObservation;
+use testbed_provider::{ContainerFacts, LayerObservation};
 
 /// The owner value testbed writes on what it creates.
 pub const TESTBED: &str = "testbed";
@@ -47,6 +47,29 @@ pub struct SimWorld {
     pub consumed_failures: BTreeSet<String>,
     /// Source of cluster identities (a MicroK8s cluster's kube-system namespace UID).
     pub next_cluster_id: u64,
+    /// Source of container identities (LXD's `volatile.uuid`).
+    #[serde(default = "first_id")]
+    pub next_instance_id: u64,
+    /// What the simulation keeps inside containers it does not run itself (LXD is real:
+    /// [`crate::SimMachine::with_real_containers`]), by container name. Each entry belongs to the container
+    /// with its `identity`: a container re-created under the same name starts empty. Only the inside is kept
+    /// here; whether the container runs, its address and its proxies are read from the real LXD before every
+    /// step and never stored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub real_containers: BTreeMap<String, RealContainer>,
+}
+
+fn first_id() -> u64 {
+    1
+}
+
+/// What the simulation has put inside one real container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealContainer {
+    /// The identity of the container this belongs to ([`testbed_provider::ContainerFacts::identity`]).
+    pub identity: String,
+    pub microk8s: Option<MemberMicrok8s>,
 }
 
 impl Default for SimWorld {
@@ -177,6 +200,11 @@ pub struct SimLxd {
     pub storage_pools: BTreeMap<String, StoragePool>,
     pub profiles: BTreeMap<String, Profile>,
     pub instances: BTreeMap<String, Instance>,
+    /// Set only in the world a simulated step sees while LXD is real: `instances` then mirror the real
+    /// containers (status, address, proxies, ownership; with the simulation's own inside), and the real
+    /// networks, pools and profiles are not known (they are left empty). Never saved.
+    #[serde(skip)]
+    pub(crate) mirrored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +261,9 @@ pub struct Instance {
     /// `limits.cpu`, `limits.memory`.
     pub limits: BTreeMap<String, String>,
     pub owner: Option<String>,
+    /// What identifies it across a delete and re-create under the same name (LXD's `volatile.uuid`).
+    #[serde(default)]
+    pub identity: String,
     /// Proxy devices, by device name.
     pub proxies: BTreeMap<String, ProxyDevice>,
     pub microk8s: Option<MemberMicrok8s>,
@@ -251,6 +282,7 @@ impl Instance {
             storage_pool: "default".into(),
             limits: BTreeMap::new(),
             owner: None,
+            identity: format!("foreign-{network}-{ipv4}"),
             proxies: BTreeMap::new(),
             microk8s: None,
         }
@@ -365,6 +397,8 @@ impl SimWorld {
             kubeconfigs: BTreeMap::new(),
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,
+            next_instance_id: 1,
+            real_containers: BTreeMap::new(),
         }
     }
 
@@ -465,6 +499,29 @@ impl SimWorld {
         let n = self.next_cluster_id;
         self.next_cluster_id = self.next_cluster_id.saturating_add(1);
         format!("00000000-0000-4000-8000-{n:012}")
+    }
+
+    /// A fresh container identity.
+    pub(crate) fn new_instance_id(&mut self) -> String {
+        let n = self.next_instance_id;
+        self.next_instance_id = self.next_instance_id.saturating_add(1);
+        format!("00000000-0000-4000-9000-{n:012}")
+    }
+
+    /// The containers as this machine's LXD runs them, as the layers above LXD need to know them.
+    pub fn container_facts(&self) -> Vec<ContainerFacts> {
+        self.lxd
+            .instances
+            .iter()
+            .map(|(name, i)| ContainerFacts {
+                name: name.clone(),
+                running: i.is_running(),
+                ipv4: Some(i.ipv4.clone()).filter(|a| !a.is_empty()),
+                proxies: i.proxies.iter().map(|(d, p)| (d.clone(), (p.listen.clone(), p.connect.clone()))).collect(),
+                identity: i.identity.clone(),
+                owned: is_testbed(&i.owner),
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,362 @@
+//! A small LXD / Incus REST client over the daemon's unix socket: typed envelopes, async operations with a
+//! timeout, exec with recorded output, file push. No shelling out to `lxc`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::LxdError;
+
+/// Which daemon: the file-push headers and socket locations differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Lxd,
+    Incus,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Lxd => "LXD",
+            Flavor::Incus => "Incus",
+        }
+    }
+
+    fn header_prefix(self) -> &'static str {
+        match self {
+            Flavor::Lxd => "X-LXD",
+            Flavor::Incus => "X-Incus",
+        }
+    }
+}
+
+/// The socket paths to try, in the order the real clients use.
+pub fn socket_candidates(flavor: Flavor, env: impl Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let (socket_var, dir_var, defaults): (&str, &str, &[&str]) = match flavor {
+        Flavor::Lxd => ("LXD_SOCKET", "LXD_DIR", &["/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket"]),
+        Flavor::Incus => ("INCUS_SOCKET", "INCUS_DIR", &["/run/incus/unix.socket", "/var/lib/incus/unix.socket"]),
+    };
+    if let Some(s) = env(socket_var).filter(|s| !s.is_empty()) {
+        out.push(PathBuf::from(s));
+    }
+    if let Some(d) = env(dir_var).filter(|s| !s.is_empty()) {
+        out.push(Path::new(&d).join("unix.socket"));
+    }
+    out.extend(defaults.iter().map(PathBuf::from));
+    out
+}
+
+/// The LXD response envelope.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_code: u16,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// An operation's final state, from `GET /1.0/operations/<id>/wait`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Operation {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub status_code: u16,
+    #[serde(default)]
+    pub err: String,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+/// What a command run in a container returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    pub code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    flavor: Flavor,
+    /// Where discovery looked, when it found no socket: every call then fails with "not installed".
+    missing: Option<Vec<PathBuf>>,
+}
+
+impl Client {
+    /// The first candidate socket that exists. If none does, the client is still made, and every call
+    /// says that the daemon is not installed or not running (observation reports it; nothing panics).
+    pub fn discover(flavor: Flavor) -> Client {
+        let candidates = socket_candidates(flavor, |k| std::env::var(k).ok());
+        match candidates.iter().find(|p| p.exists()) {
+            Some(p) => Client { socket: p.clone(), flavor, missing: None },
+            None => {
+                Client { socket: candidates.first().cloned().unwrap_or_default(), flavor, missing: Some(candidates) }
+            }
+        }
+    }
+
+    pub fn at(socket: impl Into<PathBuf>, flavor: Flavor) -> Client {
+        Client { socket: socket.into(), flavor, missing: None }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// One request on a fresh connection. Returns the status and body bytes.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(String, String)],
+    ) -> Result<(StatusCode, Bytes), LxdError> {
+        if let Some(tried) = &self.missing {
+            return Err(LxdError::NotInstalled { flavor: self.flavor.name(), tried: tried.clone() });
+        }
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| LxdError::Unreachable {
+            flavor: self.flavor.name(),
+            socket: self.socket.clone(),
+            reason: e.to_string(),
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder().method(method).uri(path).header("Host", "lxd");
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req =
+            req.body(Full::new(body)).map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// A JSON request; returns the envelope's metadata (sync) or the finished operation's metadata (async,
+    /// waited for up to `wait`).
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>, wait: Duration) -> Result<Value, LxdError> {
+        let (bytes, headers) = match body {
+            Some(v) => (
+                Bytes::from(
+                    serde_json::to_vec(v).map_err(|e| LxdError::Http { path: path.into(), reason: e.to_string() })?,
+                ),
+                vec![("Content-Type".to_owned(), "application/json".to_owned())],
+            ),
+            None => (Bytes::new(), vec![]),
+        };
+        tracing::debug!(%method, path, "lxd request");
+        let (status, raw) = self.send(method.clone(), path, bytes, &headers).await?;
+        let env: Envelope = serde_json::from_slice(&raw).map_err(|e| LxdError::Http {
+            path: path.into(),
+            reason: format!(
+                "{status}: not an LXD response ({e}): {}",
+                String::from_utf8_lossy(&raw).chars().take(200).collect::<String>()
+            ),
+        })?;
+        match env.kind.as_str() {
+            "sync" => Ok(env.metadata),
+            "async" => {
+                let op = self.wait(&env.operation, wait).await?;
+                if op.status_code >= 400 || !op.err.is_empty() {
+                    return Err(LxdError::Api {
+                        method: method.to_string(),
+                        path: path.into(),
+                        code: op.status_code,
+                        message: op.err,
+                    });
+                }
+                Ok(op.metadata)
+            }
+            _ => Err(LxdError::Api {
+                method: method.to_string(),
+                path: path.into(),
+                code: env.error_code,
+                message: env.error,
+            }),
+        }
+    }
+
+    /// Waits for an operation (its URL as the daemon returned it) to finish, for at most `timeout`.
+    pub async fn wait(&self, operation: &str, timeout: Duration) -> Result<Operation, LxdError> {
+        let secs = timeout.as_secs().max(1);
+        let path = format!("{operation}/wait?timeout={secs}");
+        let (_, raw) = self.send(Method::GET, &path, Bytes::new(), &[]).await?;
+        let env: Envelope =
+            serde_json::from_slice(&raw).map_err(|e| LxdError::Http { path: path.clone(), reason: e.to_string() })?;
+        if env.kind == "error" {
+            return Err(LxdError::Api { method: "GET".into(), path, code: env.error_code, message: env.error });
+        }
+        let op: Operation = serde_json::from_value(env.metadata)
+            .map_err(|e| LxdError::Http { path: path.clone(), reason: e.to_string() })?;
+        if op.status == "Running" || op.status == "Pending" {
+            return Err(LxdError::Timeout { what: operation.to_owned(), after: timeout });
+        }
+        Ok(op)
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LxdError> {
+        let v = self.call(Method::GET, path, None, Duration::from_secs(30)).await?;
+        serde_json::from_value(v)
+            .map_err(|e| LxdError::Http { path: path.into(), reason: format!("unexpected shape: {e}") })
+    }
+
+    /// GET that treats 404 as "not there".
+    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, LxdError> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(LxdError::Api { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, wait: Duration) -> Result<Value, LxdError> {
+        self.call(Method::POST, path, Some(body), wait).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value, wait: Duration) -> Result<Value, LxdError> {
+        self.call(Method::PUT, path, Some(body), wait).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, LxdError> {
+        self.call(Method::PATCH, path, Some(body), Duration::from_secs(60)).await
+    }
+
+    pub async fn delete(&self, path: &str, wait: Duration) -> Result<Value, LxdError> {
+        self.call(Method::DELETE, path, None, wait).await
+    }
+
+    /// Runs `argv` in a container and returns its exit code and recorded output.
+    pub async fn exec(&self, instance: &str, argv: &[&str], timeout: Duration) -> Result<ExecResult, LxdError> {
+        let body = serde_json::json!({
+            "command": argv,
+            "environment": {},
+            "interactive": false,
+            "wait-for-websocket": false,
+            "record-output": true,
+        });
+        let meta = self.post(&format!("/1.0/instances/{}/exec", encode(instance)), &body, timeout).await?;
+        let code = meta.get("return").and_then(Value::as_i64).unwrap_or(-1);
+        let output = meta.get("output").cloned().unwrap_or(Value::Null);
+        let fetch = |key: &'static str| {
+            let url = output.get(key).and_then(Value::as_str).map(str::to_owned);
+            async move {
+                match url {
+                    Some(u) => self
+                        .send(Method::GET, &u, Bytes::new(), &[])
+                        .await
+                        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned()),
+                    None => Ok(String::new()),
+                }
+            }
+        };
+        let stdout = fetch("1").await?;
+        let stderr = fetch("2").await?;
+        Ok(ExecResult { code, stdout, stderr })
+    }
+
+    /// Writes a file into a container. Parent directories must exist.
+    pub async fn push_file(&self, instance: &str, path: &str, content: Vec<u8>, mode: u32) -> Result<(), LxdError> {
+        let p = self.flavor.header_prefix();
+        let headers = vec![
+            ("Content-Type".to_owned(), "application/octet-stream".to_owned()),
+            (format!("{p}-uid"), "0".to_owned()),
+            (format!("{p}-gid"), "0".to_owned()),
+            (format!("{p}-mode"), format!("{mode:04o}")),
+            (format!("{p}-type"), "file".to_owned()),
+            (format!("{p}-write"), "overwrite".to_owned()),
+        ];
+        let url = format!("/1.0/instances/{}/files?path={}", encode(instance), encode(path));
+        let (status, raw) = self.send(Method::POST, &url, Bytes::from(content), &headers).await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let env: Option<Envelope> = serde_json::from_slice(&raw).ok();
+        Err(LxdError::Api {
+            method: "POST".into(),
+            path: url,
+            code: status.as_u16(),
+            message: env.map(|e| e.error).unwrap_or_else(|| String::from_utf8_lossy(&raw).into_owned()),
+        })
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_are_tried_in_the_real_clients_order() {
+        let env = |k: &str| match k {
+            "LXD_SOCKET" => Some("/custom/lxd.sock".to_owned()),
+            "LXD_DIR" => Some("/srv/lxd".to_owned()),
+            _ => None,
+        };
+        let got = socket_candidates(Flavor::Lxd, env);
+        let want: Vec<PathBuf> = [
+            "/custom/lxd.sock",
+            "/srv/lxd/unix.socket",
+            "/var/snap/lxd/common/lxd/unix.socket",
+            "/var/lib/lxd/unix.socket",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(got, want);
+        let incus = socket_candidates(Flavor::Incus, |_| None);
+        assert_eq!(incus, [PathBuf::from("/run/incus/unix.socket"), PathBuf::from("/var/lib/incus/unix.socket")]);
+    }
+
+    #[test]
+    fn names_with_odd_characters_are_encoded() {
+        assert_eq!(encode("member1"), "member1");
+        assert_eq!(encode("/root/a b;c"), "/root/a%20b%3Bc");
+    }
+}

@@ -1,0 +1,39 @@
+//! What can go wrong talking to LXD.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use testbed_provider::ProviderError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LxdError {
+    #[error("{flavor} is not installed or not running: no socket at {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotInstalled { flavor: &'static str, tried: Vec<PathBuf> },
+    #[error("{flavor} is not running: cannot connect to {}: {reason}", socket.display())]
+    Unreachable { flavor: &'static str, socket: PathBuf, reason: String },
+    #[error("{method} {path}: {message} (HTTP {code})")]
+    Api { method: String, path: String, code: u16, message: String },
+    #[error("{path}: {reason}")]
+    Http { path: String, reason: String },
+    #[error("{what} did not finish within {after:?}")]
+    Timeout { what: String, after: Duration },
+}
+
+impl LxdError {
+    /// As a provider error, with what to do next.
+    pub fn into_provider(self, context: &str) -> ProviderError {
+        match &self {
+            LxdError::NotInstalled { flavor, .. } | LxdError::Unreachable { flavor, .. } => ProviderError::Unavailable {
+                message: format!("{context}: {self}"),
+                hint: Some(format!(
+                    "start the {flavor} daemon (for the project's test daemon: cargo xtask testenv up), then apply again"
+                )),
+            },
+            LxdError::Timeout { .. } => ProviderError::Failed {
+                message: format!("{context}: {self}"),
+                hint: Some("check the daemon's log; a later apply picks up where this one stopped".into()),
+            },
+            _ => ProviderError::failed(format!("{context}: {self}")),
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Simulated layers above a real LXD: the simulated MicroK8s, registry and Karmada see the containers as
+//! the real LXD reports them (here a fake `ContainerView` the tests control, or a second simulated machine
+//! standing in for the real LXD).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use testbed_config::Config;
+use testbed_plan::desired::{self, DesiredState};
+use testbed_plan::{Action, Address, Kind, Layer, ObservedState, Op, Plan, Resource};
+use testbed_provider::{ActionLog, ActionRunner, ContainerFacts, ContainerView, ProviderError, Providers};
+use testbed_sim::world::InstanceStatus;
+use testbed_sim::{SimMachine, SimOptions};
+
+const ONE_MEMBER: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+"#;
+
+const TWO_MEMBERS: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_port = 16442
+join_mode = "pull"
+
+[[images]]
+name = "busybox"
+source = "docker.io/library/busybox:1.36"
+sideload = true
+members = ["member1"]
+
+[[proxies]]
+name = "web"
+member = "member1"
+host_port = 18080
+target = "tcp:127.0.0.1:30080"
+"#;
+
+fn config(text: &str) -> Config {
+    match testbed_config::parse(Path::new("testbed.toml"), text) {
+        Ok(c) => c,
+        Err(e) => panic!("test config is invalid: {e:?}"),
+    }
+}
+
+/// A real LXD whose answers the test sets.
+struct FakeLxd {
+    answer: Mutex<Result<Vec<ContainerFacts>, ProviderError>>,
+    calls: Mutex<usize>,
+}
+
+impl FakeLxd {
+    fn new(containers: Vec<ContainerFacts>) -> Arc<FakeLxd> {
+        Arc::new(FakeLxd { answer: Mutex::new(Ok(containers)), calls: Mutex::new(0) })
+    }
+
+    fn set(&self, containers: Vec<ContainerFacts>) {
+        *self.answer.lock().expect("lock") = Ok(containers);
+    }
+
+    fn fail(&self, e: ProviderError) {
+        *self.answer.lock().expect("lock") = Err(e);
+    }
+
+    fn edit(&self, name: &str, f: impl FnOnce(&mut ContainerFacts)) {
+        let mut answer = self.answer.lock().expect("lock");
+        let containers = answer.as_mut().expect("answering");
+        f(containers.iter_mut().find(|c| c.name == name).expect("container"));
+    }
+
+    fn calls(&self) -> usize {
+        *self.calls.lock().expect("lock")
+    }
+}
+
+#[async_trait]
+impl ContainerView for FakeLxd {
+    async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError> {
+        *self.calls.lock().expect("lock") += 1;
+        self.answer.lock().expect("lock").clone()
+    }
+}
+
+/// A container testbed made, with its API proxy.
+fn container(name: &str, running: bool, identity: &str) -> ContainerFacts {
+    ContainerFacts {
+        name: name.into(),
+        running,
+        ipv4: Some("10.100.0.10".into()),
+        proxies: BTreeMap::from([(
+            "api".to_owned(),
+            ("tcp:127.0.0.1:16441".to_owned(), "tcp:127.0.0.1:16443".to_owned()),
+        )]),
+        identity: identity.into(),
+        owned: true,
+    }
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    lxd: Arc<FakeLxd>,
+    machine: SimMachine,
+}
+
+fn bench(containers: Vec<ContainerFacts>) -> Bench {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("sim.json");
+    let lxd = FakeLxd::new(containers);
+    let view: Arc<dyn ContainerView> = lxd.clone();
+    let machine = SimMachine::open(&path, SimOptions::instant()).expect("opens").with_real_containers(view);
+    Bench { _dir: dir, path, lxd, machine }
+}
+
+fn wanted(d: &DesiredState) -> Vec<Resource> {
+    d.resources.values().cloned().collect()
+}
+
+/// The plan a bare machine gets for `text`, in order: every create the file implies.
+async fn creates(text: &str) -> Vec<Action> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let bare = SimMachine::open(dir.path().join("bare.json"), SimOptions::instant()).expect("opens");
+    let plan = plan_with(&bare.providers(), &config(text)).await;
+    plan.actions().into_iter().cloned().collect()
+}
+
+/// The file's resources of one layer.
+fn layer_wanted(text: &str, layer: Layer) -> Vec<Resource> {
+    let d = desired::build(&config(text), &ObservedState::default());
+    wanted(&d).into_iter().filter(|r| r.kind.layer() == layer).collect()
+}
+
+fn find(actions: &[Action], address: &str) -> Action {
+    actions.iter().find(|a| a.address.as_str() == address).unwrap_or_else(|| panic!("{address} planned")).clone()
+}
+
+async fn look(providers: &Providers, config: &Config) -> (DesiredState, ObservedState) {
+    let first = desired::build(config, &ObservedState::default());
+    let observed = providers.observe(&wanted(&first)).await;
+    (desired::build(config, &observed), observed)
+}
+
+async fn plan_with(providers: &Providers, config: &Config) -> Plan {
+    let (desired, observed) = look(providers, config).await;
+    testbed_plan::plan(&desired, &observed).unwrap_or_else(|e| panic!("planning failed: {e}"))
+}
+
+async fn run(machine: &SimMachine, action: &Action) -> Result<(), ProviderError> {
+    machine.apply(action, &ActionLog::discard()).await
+}
+
+/// Runs every action of the layers above LXD in order, until `stop`.
+async fn run_above_lxd_until(machine: &SimMachine, actions: &[Action], stop: &str) {
+    for a in actions {
+        if a.address.as_str() == stop {
+            return;
+        }
+        if a.kind.layer() == Layer::Lxd || !a.runs() {
+            continue;
+        }
+        if let Err(e) = run(machine, a).await {
+            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint());
+        }
+    }
+    panic!("{stop} not planned");
+}
+
+fn expect_precondition(r: Result<(), ProviderError>) -> String {
+    match r {
+        Err(ProviderError::Precondition { message, .. }) => message,
+        other => panic!("expected a precondition failure, got {other:?}"),
+    }
+}
+
+fn microk8s_observed(obs: &testbed_provider::LayerObservation, member: &str) -> bool {
+    let address = Address::new(Kind::Microk8s, &[member]);
+    obs.resources.iter().any(|o| o.address == address)
+}
+
+#[tokio::test]
+async fn microk8s_installs_only_into_a_real_container_that_runs() {
+    let b = bench(vec![container("member1", false, "uuid-1")]);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
+    let install = find(&actions, "microk8s.member1");
+
+    let message = expect_precondition(run(&b.machine, &install).await);
+    assert!(message.contains("microk8s.member1") && message.contains("container member1 is stopped"), "{message}");
+    assert!(b.machine.world().real_containers.is_empty());
+
+    b.lxd.edit("member1", |c| c.running = true);
+    run(&b.machine, &install).await.expect("installs into the running container");
+    let world = b.machine.world();
+    let inside = world.real_containers.get("member1").expect("kept");
+    assert_eq!(inside.identity, "uuid-1");
+    assert!(inside.microk8s.as_ref().is_some_and(|m| m.running));
+    // The simulation's own LXD was not touched: the container is the real one.
+    assert!(world.lxd.instances.is_empty());
+
+    // A container the real LXD does not have cannot take MicroK8s either.
+    let b = bench(vec![]);
+    run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
+    let message = expect_precondition(run(&b.machine, &install).await);
+    assert!(message.contains("container member1 does not exist"), "{message}");
+}
+
+#[tokio::test]
+async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_inside_along() {
+    let b = bench(vec![container("member1", true, "uuid-1")]);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&b.machine, &actions, "microk8s_addons.member1").await;
+    let wanted_mk8s = layer_wanted(ONE_MEMBER, Layer::Microk8s);
+    let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
+    assert!(microk8s_observed(&obs, "member1"));
+
+    // Deleted and re-created under the same name: a new container, with no MicroK8s in it.
+    b.lxd.set(vec![container("member1", true, "uuid-2")]);
+    let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
+    assert!(!microk8s_observed(&obs, "member1"), "{:?}", obs.resources);
+    // Observing changes nothing; the next step forgets the old container's inside for good.
+    assert_eq!(b.machine.world().real_containers["member1"].identity, "uuid-1");
+    let install = find(&actions, "microk8s.member1");
+    run(&b.machine, &install).await.expect("a fresh install into the new container");
+    let world = b.machine.world();
+    let inside = &world.real_containers["member1"];
+    assert_eq!(inside.identity, "uuid-2");
+    // A new cluster, with a new identity.
+    assert_eq!(inside.microk8s.as_ref().map(|m| m.cluster_id.as_str()), Some("00000000-0000-4000-8000-000000000002"));
+
+    // Gone from the real LXD: nothing inside is observed, and the next step drops it.
+    b.lxd.set(vec![]);
+    let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
+    assert!(!microk8s_observed(&obs, "member1"));
+    let message = expect_precondition(run(&b.machine, &find(&actions, "microk8s_addons.member1")).await);
+    assert!(message.contains("container member1 does not exist"), "{message}");
+    let firewall = Action { op: Op::Update, ..find(&actions, "host.firewall") };
+    run(&b.machine, &firewall).await.expect("LXD answers");
+    assert!(b.machine.world().real_containers.is_empty());
+}
+
+#[tokio::test]
+async fn kubeconfig_and_join_need_the_real_api_proxy() {
+    let b = bench(vec![container("member1", true, "uuid-1")]);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&b.machine, &actions, "karmada_member.member1").await;
+    let join = find(&actions, "karmada_member.member1");
+
+    b.lxd.edit("member1", |c| c.proxies.clear());
+    let message = expect_precondition(run(&b.machine, &join).await);
+    assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
+    let rewrite = Action { op: Op::Update, ..find(&actions, "kubeconfig.member1") };
+    let message = expect_precondition(run(&b.machine, &rewrite).await);
+    assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
+
+    // A stopped container does not answer either.
+    b.lxd.set(vec![container("member1", false, "uuid-1")]);
+    let message = expect_precondition(run(&b.machine, &join).await);
+    assert!(message.contains("container member1 is stopped"), "{message}");
+
+    b.lxd.set(vec![container("member1", true, "uuid-1")]);
+    run(&b.machine, &join).await.expect("joins through the real proxy");
+    let world = b.machine.world();
+    let cluster = world.control_plane().and_then(|cp| cp.clusters.get("member1")).expect("joined");
+    let inside = world.real_containers["member1"].microk8s.as_ref().expect("MicroK8s");
+    assert_eq!(cluster.id, inside.cluster_id);
+}
+
+#[tokio::test]
+async fn a_real_container_someone_else_made_is_not_testbeds_to_fill() {
+    let mut foreign = container("member1", true, "uuid-1");
+    foreign.owned = false;
+    let b = bench(vec![foreign]);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
+    let message = expect_precondition(run(&b.machine, &find(&actions, "microk8s.member1")).await);
+    assert!(message.contains("refusing to install MicroK8s in microk8s.member1"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
+    let b = bench(vec![container("member1", true, "uuid-1")]);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
+    b.lxd.fail(ProviderError::failed("connect /var/snap/lxd/common/lxd/unix.socket: connection refused"));
+
+    match run(&b.machine, &find(&actions, "microk8s.member1")).await {
+        Err(ProviderError::Unavailable { message, hint }) => {
+            assert!(message.contains("microk8s.member1: LXD is not reachable"), "{message}");
+            assert!(message.contains("connection refused"), "{message}");
+            assert!(hint.is_some_and(|h| h.contains("lxc list")));
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // The host's forwarding rules need LXD too; its packages and kernel settings do not.
+    let firewall = Action { op: Op::Update, ..find(&actions, "host.firewall") };
+    assert!(matches!(run(&b.machine, &firewall).await, Err(ProviderError::Unavailable { .. })));
+    run(&b.machine, &find(&actions, "host.packages")).await.expect("no LXD needed");
+
+    let cfg = config(ONE_MEMBER);
+    let (_, observed) = look(&b.machine.providers(), &cfg).await;
+    let unobservable: BTreeMap<Layer, String> =
+        observed.unobservable.iter().map(|u| (u.layer, u.reason.clone())).collect();
+    for layer in [Layer::Microk8s, Layer::Registry, Layer::Karmada] {
+        assert!(unobservable.get(&layer).is_some_and(|r| r.contains("LXD is not reachable")), "{unobservable:?}");
+    }
+    assert!(!unobservable.contains_key(&Layer::Host), "{unobservable:?}");
+    // The simulation's own LXD is not among the providers: the real one goes there.
+    assert_eq!(unobservable.get(&Layer::Lxd).map(String::as_str), Some("no provider configured"));
+}
+
+#[tokio::test]
+async fn the_state_file_keeps_the_inside_with_its_container_identity_and_never_the_mirror() {
+    let b = bench(vec![container("member1", true, "uuid-1")]);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&b.machine, &actions, "kubeconfig.member1").await;
+
+    let text = std::fs::read_to_string(&b.path).expect("saved");
+    assert!(text.contains("\"real_containers\"") && text.contains("\"uuid-1\""), "{text}");
+    // Whether it runs, its address and its proxies are the real LXD's: not saved as the simulation's.
+    assert!(!text.contains("10.100.0.10") && !text.contains("tcp:127.0.0.1:16441"), "{text}");
+
+    let view: Arc<dyn ContainerView> = b.lxd.clone();
+    let reopened = SimMachine::open(&b.path, SimOptions::instant()).expect("reads back");
+    assert_eq!(reopened.world(), b.machine.world());
+    assert!(reopened.world().lxd.instances.is_empty());
+    let reopened = reopened.with_real_containers(view);
+    let obs = reopened.observe(Layer::Microk8s, &layer_wanted(ONE_MEMBER, Layer::Microk8s)).await.expect("observes");
+    assert!(microk8s_observed(&obs, "member1"));
+    // The kubeconfig step, run on the reopened machine, finds MicroK8s where the first run left it.
+    run(&reopened, &find(&actions, "kubeconfig.member1")).await.expect("writes the kubeconfig");
+    assert!(reopened.world().kubeconfigs.contains_key("member1"));
+    assert_eq!(reopened.world().real_containers["member1"].identity, "uuid-1");
+}
+
+#[tokio::test]
+async fn the_simulated_lxd_provider_refuses_when_the_containers_are_real() {
+    let b = bench(vec![]);
+    assert!(b.machine.has_real_containers());
+    assert_eq!(b.machine.simulated_layers(), Layer::ALL.into_iter().filter(|l| *l != Layer::Lxd).collect());
+    let lxd = b.machine.provider(Layer::Lxd);
+    assert!(matches!(lxd.observe(&[]).await, Err(ProviderError::Failed { .. })));
+    let actions = creates(ONE_MEMBER).await;
+    let network = find(&actions, "lxd_network.lxdbr0");
+    match run(&b.machine, &network).await {
+        Err(ProviderError::Failed { message, .. }) => assert!(message.contains("containers are real"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(b.lxd.calls(), 0);
+    assert_eq!(b.machine.providers_for(&BTreeSet::from([Layer::Karmada])).simulated_layers(), vec![Layer::Karmada]);
+}
+
+/// A simulated machine stands in for the real LXD; a second one simulates everything above it.
+struct Pair {
+    _dir: tempfile::TempDir,
+    lxd: SimMachine,
+    above: SimMachine,
+    providers: Providers,
+}
+
+fn pair() -> Pair {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let lxd = SimMachine::open(dir.path().join("lxd.json"), SimOptions::instant()).expect("opens");
+    let view: Arc<dyn ContainerView> = Arc::new(lxd.clone());
+    let above = SimMachine::open(dir.path().join("above.json"), SimOptions::instant())
+        .expect("opens")
+        .with_real_containers(view);
+    let providers = above.providers().with(lxd.provider(Layer::Lxd));
+    Pair { _dir: dir, lxd, above, providers }
+}
+
+async fn apply_all(providers: &Providers, plan: &Plan) {
+    for a in plan.actions() {
+        if !a.runs() {
+            continue;
+        }
+        if let Err(e) = providers.run(a, &ActionLog::discard()).await {
+            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint());
+        }
+    }
+}
+
+#[tokio::test]
+async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re_created_container() {
+    let p = pair();
+    let cfg = config(TWO_MEMBERS);
+    let bare = creates(TWO_MEMBERS).await;
+    // The real LXD is installed before testbed runs (its host layer is the other machine's).
+    p.lxd.apply(&find(&bare, "host.packages"), &ActionLog::discard()).await.expect("LXD installed");
+    apply_all(&p.providers, &plan_with(&p.providers, &cfg).await).await;
+    let again = plan_with(&p.providers, &cfg).await;
+    assert!(again.is_empty(), "{:?}", again.actions().iter().map(|a| a.address.to_string()).collect::<Vec<_>>());
+
+    // The containers are the LXD machine's; what is inside them is the other machine's.
+    let lxd_world = p.lxd.world();
+    assert!(lxd_world.instances().values().all(|i| i.microk8s.is_none()));
+    let above_world = p.above.world();
+    assert!(above_world.lxd.instances.is_empty());
+    assert_eq!(above_world.real_containers.keys().collect::<Vec<_>>(), ["member1", "member2"]);
+    for (name, inside) in &above_world.real_containers {
+        assert_eq!(Some(&inside.identity), lxd_world.instance(name).map(|i| &i.identity));
+    }
+    let facts = p.lxd.containers().await.expect("own containers");
+    assert!(facts.iter().all(|c| c.running && c.owned && c.proxies.contains_key("api")), "{facts:?}");
+    assert_eq!(p.above.containers().await.expect("the real ones"), facts);
+
+    // A stopped real container: its MicroK8s cannot be changed until LXD starts it.
+    p.lxd.edit(|w| w.instance_mut("member1").map(|i| i.status = InstanceStatus::Stopped)).expect("saved");
+    let addons = Action { op: Op::Update, ..find(&bare, "microk8s_addons.member1") };
+    let message = expect_precondition(p.providers.run(&addons, &ActionLog::discard()).await);
+    assert!(message.contains("container member1 is stopped"), "{message}");
+    let repair = plan_with(&p.providers, &cfg).await;
+    let ops: Vec<(String, Op)> = repair.actions().iter().map(|a| (a.address.to_string(), a.op)).collect();
+    assert_eq!(ops, vec![("lxd_instance.member1".to_owned(), Op::Update)]);
+    apply_all(&p.providers, &repair).await;
+
+    // The real container is deleted and re-created by hand under the same name.
+    let before = p.lxd.world().instance("member1").cloned().expect("member1");
+    let create = find(&bare, "lxd_instance.member1");
+    p.lxd.edit(|w| w.lxd.instances.remove("member1")).expect("saved");
+    p.lxd.apply(&create, &ActionLog::discard()).await.expect("re-created");
+    let after = p.lxd.world().instance("member1").cloned().expect("member1");
+    assert_ne!(before.identity, after.identity);
+
+    let rebuild = plan_with(&p.providers, &cfg).await;
+    let op = |a: &str| rebuild.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.op);
+    assert_eq!(op("microk8s.member1"), Some(Op::Create));
+    assert_eq!(op("sideload.member1.busybox"), Some(Op::Create));
+    assert_eq!(op("kubeconfig.member1"), Some(Op::Replace));
+    assert_eq!(op("karmada_member.member1"), Some(Op::Replace));
+    assert_eq!(op("microk8s.member2"), None);
+    apply_all(&p.providers, &rebuild).await;
+    assert!(plan_with(&p.providers, &cfg).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_stops_while_the_step_runs_fails_the_step() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let lxd = FakeLxd::new(vec![container("member1", true, "uuid-1")]);
+    let view: Arc<dyn ContainerView> = lxd.clone();
+    let options = SimOptions { speed: 1.0, fail_once: BTreeSet::new() };
+    let machine = SimMachine::open(dir.path().join("sim.json"), options).expect("opens").with_real_containers(view);
+    let actions = creates(ONE_MEMBER).await;
+    run_above_lxd_until(&machine, &actions, "microk8s.member1").await;
+    let before = lxd.calls();
+
+    let install = find(&actions, "microk8s.member1");
+    let step = tokio::spawn({
+        let machine = machine.clone();
+        async move { machine.apply(&install, &ActionLog::discard()).await }
+    });
+    // The step has looked at the container and started (a 90 s install); then the container stops.
+    while lxd.calls() == before {
+        tokio::task::yield_now().await;
+    }
+    lxd.edit("member1", |c| c.running = false);
+    let message = expect_precondition(step.await.expect("task"));
+    assert!(message.contains("container member1 is stopped"), "{message}");
+    assert_eq!(lxd.calls(), before + 2, "looked again when the step finished");
+    assert!(machine.world().real_containers.is_empty());
+}
