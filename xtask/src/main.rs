@@ -78,7 +78,12 @@ fn run_tests(args: &[&str]) -> bool {
 }
 
 fn bench() -> bool {
-    run("cargo", &["bench", "-p", "testbed-cli", "--bench", "makespan"], &[])
+    if let Err(e) = testenv::up() {
+        eprintln!("xtask: the test environment did not come up: {e}");
+        return false;
+    }
+    run("cargo", &["bench", "-p", "testbed-lxd", "--bench", "members"], &[])
+        && run("cargo", &["bench", "-p", "testbed-cli", "--bench", "makespan"], &[])
         && run("cargo", &["bench", "-p", "testbed-cli", "--bench", "plan", "--", "--noplot"], &[])
 }
 

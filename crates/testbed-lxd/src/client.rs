@@ -136,34 +136,35 @@ impl Client {
         if let Some(tried) = &self.missing {
             return Err(LxdError::NotInstalled { flavor: self.flavor.name(), tried: tried.clone() });
         }
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| LxdError::Unreachable {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| match e.kind() {
+            // No socket file: the same as discovery finding none.
+            std::io::ErrorKind::NotFound => {
+                LxdError::NotInstalled { flavor: self.flavor.name(), tried: vec![self.socket.clone()] }
+            }
+            _ => {
+                LxdError::Unreachable { flavor: self.flavor.name(), socket: self.socket.clone(), reason: e.to_string() }
+            }
+        })?;
+        // Once connected, a broken exchange means the daemon went away mid-request.
+        let lost = |e: hyper::Error| LxdError::Lost {
             flavor: self.flavor.name(),
             socket: self.socket.clone(),
+            request: format!("{method} {}", path.split('?').next().unwrap_or(path)),
             reason: e.to_string(),
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(lost)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let mut req = Request::builder().method(method).uri(path).header("Host", "lxd");
+        let mut req = Request::builder().method(method.clone()).uri(path).header("Host", "lxd");
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
         let req =
             req.body(Full::new(body)).map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
+        let resp = sender.send_request(req).await.map_err(lost)?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.map_err(lost)?.to_bytes();
         Ok((status, bytes))
     }
 

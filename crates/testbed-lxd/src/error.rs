@@ -9,8 +9,12 @@ use testbed_provider::ProviderError;
 pub enum LxdError {
     #[error("{flavor} is not installed or not running: no socket at {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotInstalled { flavor: &'static str, tried: Vec<PathBuf> },
-    #[error("{flavor} is not running: cannot connect to {}: {reason}", socket.display())]
+    #[error("{flavor} is not running or not reachable: cannot connect to {}: {reason}", socket.display())]
     Unreachable { flavor: &'static str, socket: PathBuf, reason: String },
+    /// Connected, then the connection broke before the answer came: the daemon stopped or restarted while
+    /// handling `request` (which it may have carried out anyway).
+    #[error("{flavor} is not reachable: the connection to {} broke during {request} ({reason}); the daemon stopped or restarted", socket.display())]
+    Lost { flavor: &'static str, socket: PathBuf, request: String, reason: String },
     #[error("{method} {path}: {message} (HTTP {code})")]
     Api { method: String, path: String, code: u16, message: String },
     #[error("{path}: {reason}")]
@@ -27,6 +31,12 @@ impl LxdError {
                 message: format!("{context}: {self}"),
                 hint: Some(format!(
                     "start the {flavor} daemon (for the project's test daemon: cargo xtask testenv up), then apply again"
+                )),
+            },
+            LxdError::Lost { flavor, .. } => ProviderError::Unavailable {
+                message: format!("{context}: {self}"),
+                hint: Some(format!(
+                    "once the {flavor} daemon answers again (for the project's test daemon: cargo xtask testenv up), apply again: the next apply observes what the interrupted step left and finishes it"
                 )),
             },
             LxdError::Timeout { .. } => ProviderError::Failed {

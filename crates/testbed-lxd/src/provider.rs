@@ -229,6 +229,19 @@ pub fn missing_kernel_modules(spec: &Spec) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the host side of a proxy (`tcp:ADDRESS:PORT`, `udp:ADDRESS:PORT`) is taken on this host: a
+/// bind that fails with "address in use". Anything else (a unix socket, a port range) is not checked.
+fn host_port_in_use(listen: &str) -> bool {
+    let Some((proto, addr)) = listen.split_once(':') else { return false };
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else { return false };
+    let bound = match proto {
+        "tcp" => std::net::TcpListener::bind(addr).map(drop),
+        "udp" => std::net::UdpSocket::bind(addr).map(drop),
+        _ => return false,
+    };
+    matches!(bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+}
+
 fn last_segment(url: &str) -> &str {
     url.split('?').next().unwrap_or(url).rsplit('/').next().unwrap_or(url)
 }
@@ -257,7 +270,28 @@ impl LxdProvider {
     }
 
     async fn instances(&self) -> Result<Vec<Instance>, LxdError> {
-        self.client.get("/1.0/instances?recursion=2").await
+        self.client.get("/1.0/instances?recursion=1").await
+    }
+
+    /// The live state (addresses) of the containers testbed does not own, fetched concurrently: their
+    /// DHCP addresses must not be handed out as static ones. testbed's own containers have their address
+    /// in their config, and asking LXD for every container's state is what makes observation slow.
+    async fn fill_foreign_states(&self, instances: &mut [Instance]) -> Result<(), LxdError> {
+        let mut set = tokio::task::JoinSet::new();
+        for (idx, i) in instances.iter().enumerate() {
+            if i.owned_by(&self.testbed) || !i.running() {
+                continue;
+            }
+            let client = self.client.clone();
+            let path = format!("/1.0/instances/{}/state", encode(&i.name));
+            set.spawn(async move { (idx, client.get::<Value>(&path).await) });
+        }
+        while let Some(joined) = set.join_next().await {
+            if let Ok((idx, state)) = joined {
+                instances[idx].state = Some(state?);
+            }
+        }
+        Ok(())
     }
 
     async fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
@@ -281,10 +315,16 @@ impl LxdProvider {
 
     async fn observe_layer(&self, wanted: &[Resource]) -> Result<LayerObservation, LxdError> {
         let wanted: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
-        let networks: Vec<Network> = self.client.get("/1.0/networks?recursion=1").await?;
-        let pools: Vec<Pool> = self.client.get("/1.0/storage-pools?recursion=1").await?;
-        let profiles: Vec<Profile> = self.client.get("/1.0/profiles?recursion=1").await?;
-        let instances = self.instances().await?;
+        // Four independent reads, at once: listing networks alone takes LXD ~20 ms (it inspects every
+        // host interface).
+        let (networks, pools, profiles, instances) = tokio::try_join!(
+            self.client.get::<Vec<Network>>("/1.0/networks?recursion=1"),
+            self.client.get::<Vec<Pool>>("/1.0/storage-pools?recursion=1"),
+            self.client.get::<Vec<Profile>>("/1.0/profiles?recursion=1"),
+            self.instances(),
+        )?;
+        let mut instances = instances;
+        self.fill_foreign_states(&mut instances).await?;
         let me = self.testbed.as_str();
         let owned_instances: BTreeSet<&str> =
             instances.iter().filter(|i| i.owned_by(me)).map(|i| i.name.as_str()).collect();
@@ -447,6 +487,25 @@ fn spec_of(action: &Action) -> Result<&Resource, ProviderError> {
         .desired
         .as_ref()
         .ok_or_else(|| ProviderError::failed(format!("{}: the plan carries no settings", action.address)))
+}
+
+/// An instance action's error. LXD answers a create from a missing image with a bare "Image alias not
+/// found": say which image, and where it is set.
+fn instance_error(action: &Action, ctx: &str, e: LxdError) -> ProviderError {
+    let image = action.desired.as_ref().and_then(|r| r.spec.get("image"));
+    match (&e, image) {
+        (LxdError::Api { code: 404, path, message, .. }, Some(image))
+            if path == "/1.0/instances" && message.to_lowercase().contains("image") =>
+        {
+            ProviderError::Failed {
+                message: format!("{ctx}: image {image:?} not found: {e}"),
+                hint: Some(format!(
+                    "set the member's `image` (or `[lxd] image`) to an image LXD has (`lxc image list` shows the local aliases), or import {image:?}; then apply again"
+                )),
+            }
+        }
+        _ => e.into_provider(ctx),
+    }
 }
 
 fn name_of(action: &Action) -> String {
@@ -700,13 +759,28 @@ impl LxdProvider {
             }
         }
         self.put_instance(&i, log).await.map_err(|e| {
-            let p = e.into_provider(&ctx);
-            match &p {
-                ProviderError::Failed { message, .. } if message.contains("address already in use") => {
-                    let port = a.desired.as_ref().and_then(|r| r.spec.get("listen")).cloned().unwrap_or_default();
-                    p.with_hint(format!("something else on the host already listens on {port}: stop it, or pick another port in the file"))
-                }
-                _ => p,
+            // LXD reports a taken host port either as "address already in use" or, depending on timing, as
+            // "Failed to receive fd from listener process": look at the port itself (LXD has rolled the
+            // device back, so whatever holds it now is not this proxy).
+            let listen = a.desired.as_ref().and_then(|r| r.spec.get("listen")).cloned().unwrap_or_default();
+            let in_use = matches!(e, LxdError::Api { .. })
+                && (e.to_string().contains("address already in use") || host_port_in_use(&listen));
+            if !in_use {
+                return e.into_provider(&ctx);
+            }
+            let host = listen.split_once(':').map_or(listen.as_str(), |(_, h)| h);
+            let setting = if dev == "api" {
+                format!("member {member}'s `api_port`")
+            } else {
+                format!("the `host_port` of proxy {dev:?} of member {member}")
+            };
+            ProviderError::Failed {
+                message: format!(
+                    "{ctx}: host port {host} is already in use by another program, so LXD cannot listen on it ({e})"
+                ),
+                hint: Some(format!(
+                    "stop what listens on {host} (`ss -lntp` shows it), or change {setting} in the file; then apply again"
+                )),
             }
         })
     }
@@ -739,7 +813,7 @@ impl Provider for LxdProvider {
                 if action.op != Op::Delete {
                     spec_of(action)?;
                 }
-                self.instance_action(action, log).await.map_err(|e| e.into_provider(&ctx))
+                self.instance_action(action, log).await.map_err(|e| instance_error(action, &ctx, e))
             }
             Kind::Proxy => self.proxy(action, log).await,
             other => Err(ProviderError::failed(format!("{ctx}: the LXD layer does not manage {other:?}"))),
@@ -802,6 +876,15 @@ mod tests {
         assert_eq!(d["aadisable"]["type"], "disk");
         assert_eq!(d["kmsg"]["type"], "unix-char");
         assert_eq!(profile_config(&spec).len(), 1);
+    }
+
+    #[test]
+    fn a_taken_host_port_is_recognised() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        assert!(host_port_in_use(&format!("tcp:127.0.0.1:{port}")));
+        assert!(!host_port_in_use("unix:/run/x.sock"));
+        assert!(!host_port_in_use("tcp:127.0.0.1:80-81"));
     }
 
     #[test]

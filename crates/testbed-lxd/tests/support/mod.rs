@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use testbed_config::Config;
-use testbed_exec::{execute, ExecOptions, Interrupt, Report};
+use testbed_exec::{execute, Event, ExecOptions, Interrupt, Outcome, Report};
 use testbed_lxd::{Client, Flavor, LxdProvider};
 use testbed_plan::{desired, DesiredState, Layer, ObservedState, Plan};
 use testbed_provider::{ActionRunner, Providers};
@@ -141,4 +141,195 @@ pub async fn clear(cl: &Client, instances: &[&str], tag: &str) {
     }
     let _ = cl.delete(&format!("/1.0/profiles/tb{tag}-member"), wait).await;
     let _ = cl.delete(&format!("/1.0/networks/tb{tag}"), wait).await;
+}
+
+impl Stack {
+    /// A stack for the testbed `name` whose real LXD layer talks through `client` (a missing socket, a
+    /// proxy in front of the daemon).
+    pub fn with_client(name: &str, client: Client) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sim = SimMachine::open(dir.path().join("sim.json"), SimOptions::instant()).expect("sim");
+        Stack { lxd: Arc::new(LxdProvider::new(client, name)), sim, _dir: dir }
+    }
+
+    /// Observes without insisting that every layer could be observed.
+    pub async fn observe_any(&self, c: &Config) -> ObservedState {
+        let skeleton = desired::build(c, &ObservedState::default());
+        let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
+        self.providers().observe(&wanted).await
+    }
+
+    /// Like [`Stack::run`], with the executor's events.
+    pub async fn run_with(
+        &self,
+        p: &Plan,
+        parallelism: usize,
+        on_event: impl Fn(Event) + Send + Sync + 'static,
+    ) -> Report {
+        let runner: Arc<dyn ActionRunner> = Arc::new(self.providers());
+        execute(p, runner, &ExecOptions::new(parallelism), &Interrupt::new(), on_event).await
+    }
+}
+
+/// The failures of a run as `(address, message, hint)`, for assertions and messages.
+pub fn failures(r: &Report) -> Vec<(String, String, Option<String>)> {
+    r.failures().map(|(a, e)| (a.to_string(), e.to_string(), e.hint().map(str::to_owned))).collect()
+}
+
+/// The outcome of one action in a run, by address.
+pub fn outcome<'r>(r: &'r Report, address: &str) -> &'r Outcome {
+    &r.actions
+        .iter()
+        .find(|a| a.address.as_str() == address)
+        .unwrap_or_else(|| panic!("{address} is not in the run"))
+        .outcome
+}
+
+/// Waits (up to two minutes) until no LXD operation that touches one of `instances` is still running: a
+/// client that lost the daemon mid-request leaves the daemon's operation going, and the next plan must see
+/// where it ended.
+pub async fn settle(cl: &Client, instances: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ops: serde_json::Value = cl.get("/1.0/operations?recursion=1").await.expect("list operations");
+        let busy = ops
+            .as_object()
+            .into_iter()
+            .flat_map(|by_status| by_status.values())
+            .flat_map(|list| list.as_array().cloned().unwrap_or_default())
+            .filter(|op| matches!(op["status"].as_str(), Some("Running" | "Pending")))
+            .any(|op| {
+                let resources = op["resources"].to_string();
+                instances.iter().any(|i| resources.contains(&format!("/1.0/instances/{i}\"")))
+            });
+        if !busy {
+            return;
+        }
+        assert!(Instant::now() < deadline, "LXD operations on {instances:?} still running after two minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A unix-socket proxy in front of the LXD daemon's socket: a client pointed at it loses the daemon when the
+/// proxy is stopped (connections in flight are cut, new ones are refused: the socket file stays, nobody
+/// listens) and finds it again when it is restarted, exactly as a client of a restarted daemon does,
+/// without stopping the shared daemon itself.
+pub struct SocketProxy {
+    pub path: PathBuf,
+    upstream: PathBuf,
+    /// Once set, the proxy stops right after forwarding the next operation-wait request (`GET
+    /// /1.0/operations/ID/wait`): the daemon has the request, its client never gets the answer.
+    cut_on_wait: Arc<std::sync::atomic::AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Connections cut mid-request so far.
+    pub cut: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SocketProxy {
+    /// Starts a proxy listening at `path` (which must not exist or be a stale socket) for `upstream`.
+    pub fn start(path: PathBuf, upstream: PathBuf) -> SocketProxy {
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let p = SocketProxy {
+            path,
+            upstream,
+            cut_on_wait: Default::default(),
+            stop,
+            task: std::sync::Mutex::new(None),
+            cut: Default::default(),
+        };
+        p.restart();
+        p
+    }
+
+    pub fn client(&self) -> Client {
+        Client::at(&self.path, Flavor::Lxd)
+    }
+
+    /// Arms the cut: see `cut_on_wait`.
+    pub fn cut_on_next_wait(&self) {
+        self.cut_on_wait.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_running(&self) -> bool {
+        !*self.stop.borrow()
+    }
+
+    /// Stops listening and cuts every open connection. The socket file stays (connecting is refused), as
+    /// after a daemon crash.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+        if let Some(t) = self.task.lock().unwrap().take() {
+            t.abort();
+        }
+    }
+
+    /// (Re)starts listening at the same path.
+    pub fn restart(&self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind the proxy socket");
+        self.stop.send_replace(false);
+        let mut stopped = self.stop.subscribe();
+        let stop = self.stop.clone();
+        let upstream = self.upstream.clone();
+        let cut_on_wait = Arc::clone(&self.cut_on_wait);
+        let cut = Arc::clone(&self.cut);
+        let task = tokio::spawn(async move {
+            // Dropping the set (when this task ends or is aborted) aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return,
+                    accepted = listener.accept() => {
+                        let Ok((down, _)) = accepted else { continue };
+                        let upstream = upstream.clone();
+                        let cut_on_wait = Arc::clone(&cut_on_wait);
+                        let cut = Arc::clone(&cut);
+                        let stop = stop.clone();
+                        conns.spawn(async move {
+                            let _ = forward(down, &upstream, &cut_on_wait, &cut, &stop).await;
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        *self.task.lock().unwrap() = Some(task);
+    }
+}
+
+impl Drop for SocketProxy {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn forward(
+    mut down: tokio::net::UnixStream,
+    upstream: &Path,
+    cut_on_wait: &std::sync::atomic::AtomicBool,
+    cut: &std::sync::atomic::AtomicUsize,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut up = tokio::net::UnixStream::connect(upstream).await?;
+    // The client writes its whole request (headers, small body) first: look at its start.
+    let mut first = vec![0u8; 64 * 1024];
+    let n = down.read(&mut first).await?;
+    up.write_all(&first[..n]).await?;
+    let head = String::from_utf8_lossy(&first[..n.min(256)]).into_owned();
+    if head.starts_with("GET /1.0/operations/")
+        && head.lines().next().is_some_and(|l| l.contains("/wait"))
+        && cut_on_wait.swap(false, Ordering::SeqCst)
+    {
+        cut.fetch_add(1, Ordering::SeqCst);
+        stop.send_replace(true);
+        // Aborted with the accept loop; never answer.
+        std::future::pending::<()>().await;
+    }
+    tokio::io::copy_bidirectional(&mut down, &mut up).await?;
+    Ok(())
 }

@@ -1,0 +1,396 @@
+//! Faults of the real LXD layer, against the project's LXD daemon (`cargo xtask testenv up`), with the
+//! layers above LXD simulated: a missing image, a host port already taken, no daemon at all, the daemon
+//! lost in the middle of an apply, a profile key changed by hand, and a kernel module the host lacks.
+//!
+//! Every test uses names of its own (`rf…` members, `tbrf…` bridges and profiles), subnets
+//! 10.199.91-96.0/24 and host ports 28101-28699, and clears what an interrupted earlier run left before
+//! starting. A daemon that cannot be reached fails these tests (except the one about a missing daemon).
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use support::*;
+use testbed_exec::{Event, Outcome};
+use testbed_lxd::{Client, Flavor};
+use testbed_plan::{desired, Layer};
+use testbed_provider::{ActionLog, Provider, ProviderError};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn failed_with<'r>(r: &'r testbed_exec::Report, address: &str) -> &'r ProviderError {
+    match outcome(r, address) {
+        Outcome::Failed { error } => error,
+        other => panic!("{address}: expected a failure, got {other}; all: {:?}", failures(r)),
+    }
+}
+
+fn assert_done(r: &testbed_exec::Report, address: &str) {
+    assert!(outcome(r, address).is_done(), "{address}: {}; failures: {:?}", outcome(r, address), failures(r));
+}
+
+async fn exists(cl: &Client, path: &str) -> bool {
+    cl.get_opt::<Value>(path).await.expect("LXD answers").is_some()
+}
+
+/// 1. A member whose image alias LXD does not have: that member fails, saying which image; the other
+/// members are created; with the file fixed, the next apply creates the rest and converges.
+#[test]
+fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges() {
+    let members = [("rf1a", 28101u16), ("rf1b", 28102), ("rf1c", 28103)];
+    let good = file("rf1", 91, &members);
+    let bad = good.replace("name = \"rf1a\"\n", "name = \"rf1a\"\nimage = \"rf-no-such-image\"\n");
+    assert_ne!(good, bad);
+    rt().block_on(async {
+        let s = Stack::new("rf1");
+        let cl = client();
+        clear(&cl, &["rf1a", "rf1b", "rf1c"], "rf1").await;
+
+        let r = s.run(&s.plan(&config(&bad)).await, 4).await;
+        assert!(!r.success());
+        let e = failed_with(&r, "lxd_instance.rf1a");
+        let msg = e.to_string();
+        eprintln!("missing image: {msg}\n  hint: {:?}", e.hint());
+        assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
+        assert!(msg.starts_with("lxd_instance.rf1a (member rf1a): "), "{msg}");
+        assert!(msg.contains("image \"rf-no-such-image\" not found"), "{msg}");
+        assert!(e.hint().is_some_and(|h| h.contains("lxc image list")), "{:?}", e.hint());
+        assert_eq!(outcome(&r, "proxy.rf1a.api"), &Outcome::Skipped { because: addr("lxd_instance.rf1a") });
+        assert_eq!(r.failed(), 1, "{:?}", failures(&r));
+        for a in ["lxd_instance.rf1b", "proxy.rf1b.api", "lxd_instance.rf1c", "proxy.rf1c.api"] {
+            assert_done(&r, a);
+        }
+        assert!(!exists(&cl, "/1.0/instances/rf1a").await, "nothing is left of the failed create");
+        for m in ["rf1b", "rf1c"] {
+            let i: Value = cl.get(&format!("/1.0/instances/{m}")).await.unwrap();
+            assert_eq!(i["status"], "Running", "{m}");
+        }
+
+        // The file fixed: exactly what is missing, then nothing.
+        let c = config(&good);
+        let p = s.plan(&c).await;
+        assert_eq!(
+            ops(&p),
+            [("lxd_instance.rf1a", "create"), ("proxy.rf1a.api", "create")]
+                .into_iter()
+                .map(|(a, o)| (a.to_owned(), o.to_owned()))
+                .collect()
+        );
+        let r = s.run(&p, 4).await;
+        assert!(r.success(), "{:?}", failures(&r));
+        assert!(s.plan(&c).await.is_empty());
+
+        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        clear(&cl, &["rf1a", "rf1b", "rf1c"], "rf1").await;
+    });
+}
+
+/// 2. A member's API port already taken on the host: its proxy fails naming the member and the port, and
+/// says the port is in use; once the port is free, the next apply adds just that proxy.
+#[test]
+fn a_host_port_in_use_fails_the_proxy_and_converges_once_free() {
+    let members = [("rf2a", 28201u16), ("rf2b", 28202)];
+    let c = config(&file("rf2", 92, &members));
+    rt().block_on(async {
+        let s = Stack::new("rf2");
+        let cl = client();
+        clear(&cl, &["rf2a", "rf2b"], "rf2").await;
+
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 28201))
+            .expect("this test's host port 127.0.0.1:28201 must be free to start with");
+        let r = s.run(&s.plan(&c).await, 4).await;
+        let e = failed_with(&r, "proxy.rf2a.api");
+        let msg = e.to_string();
+        eprintln!("port in use: {msg}\n  hint: {:?}", e.hint());
+        assert!(msg.starts_with("proxy.rf2a.api (member rf2a): "), "{msg}");
+        assert!(msg.contains("host port 127.0.0.1:28201 is already in use"), "{msg}");
+        let hint = e.hint().expect("a hint");
+        assert!(hint.contains("api_port") && hint.contains("28201"), "{hint}");
+        assert_eq!(r.failed(), 1, "{:?}", failures(&r));
+        for a in ["lxd_instance.rf2a", "lxd_instance.rf2b", "proxy.rf2b.api"] {
+            assert_done(&r, a);
+        }
+        // LXD rolled the device back: nothing half-made on the container.
+        let i: Value = cl.get("/1.0/instances/rf2a").await.unwrap();
+        assert!(i["devices"].get("api").is_none(), "{}", i["devices"]);
+        assert!(i["config"].get("user.testbed.proxy.api").is_none(), "{}", i["config"]);
+
+        // Still taken: the same single action is planned, and fails again the same way.
+        let p = s.plan(&c).await;
+        assert_eq!(addresses(&p), ["proxy.rf2a.api"]);
+        drop(listener);
+        let r = s.run(&p, 4).await;
+        assert!(r.success(), "{:?}", failures(&r));
+        assert!(s.plan(&c).await.is_empty());
+        let i: Value = cl.get("/1.0/instances/rf2a").await.unwrap();
+        assert_eq!(i["devices"]["api"]["listen"], "tcp:127.0.0.1:28201");
+
+        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        clear(&cl, &["rf2a", "rf2b"], "rf2").await;
+    });
+}
+
+/// 3. No daemon: observation records the LXD layer as unobservable (no panic), the plan still builds with
+/// everything to create and a note, and an instance action fails as unavailable with a hint to start it.
+#[test]
+fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
+    let c = config(&file("rf3", 93, &[("rf3a", 28301)]));
+    rt().block_on(async {
+        let s = Stack::with_client("rf3", Client::at("/nonexistent/unix.socket", Flavor::Lxd));
+        let o = s.observe_any(&c).await;
+        assert_eq!(o.unobservable.len(), 1, "{:?}", o.unobservable);
+        let u = &o.unobservable[0];
+        eprintln!("unobservable: {}", u.reason);
+        assert_eq!(u.layer, Layer::Lxd);
+        assert_eq!(u.reason, "observing LXD: LXD is not installed or not running: no socket at /nonexistent/unix.socket");
+
+        let d = desired::build(&c, &o);
+        let p = testbed_plan::plan(&d, &o).expect("the plan builds without LXD").targeted(&lxd_targets());
+        assert!(!p.is_empty());
+        let lxd: Vec<_> = p.actions().into_iter().filter(|a| a.kind.layer() == Layer::Lxd).collect();
+        assert!(lxd.iter().all(|a| a.op.name() == "create"), "{:?}", ops(&p));
+        assert!(p.find("lxd_instance.rf3a").is_some() && p.find("proxy.rf3a.api").is_some(), "{:?}", addresses(&p));
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("lxd could not be observed (observing LXD: LXD is not installed or not running")),
+            "{:?}",
+            p.notes
+        );
+
+        // The instance's own step, run directly.
+        let a = p.actions().into_iter().find(|a| a.address.as_str() == "lxd_instance.rf3a").unwrap().clone();
+        let e = s.lxd.apply(&a, &ActionLog::discard()).await.expect_err("no daemon");
+        eprintln!("no daemon: {e}\n  hint: {:?}", e.hint());
+        let ProviderError::Unavailable { message, hint } = &e else { panic!("{e:?}") };
+        assert_eq!(
+            message,
+            "lxd_instance.rf3a (member rf3a): LXD is not installed or not running: no socket at /nonexistent/unix.socket"
+        );
+        assert!(hint.as_deref().is_some_and(|h| h.starts_with("start the LXD daemon")), "{hint:?}");
+
+        // The whole plan: every step that runs is unavailable, the rest skipped; nothing panics.
+        let r = s.run(&p, 4).await;
+        assert_eq!(r.done(), 0);
+        assert!(r.failed() >= 1);
+        assert!(r.failures().all(|(_, e)| matches!(e, ProviderError::Unavailable { .. })), "{:?}", failures(&r));
+        assert_eq!(outcome(&r, "lxd_instance.rf3a").label(), "skipped");
+
+        // A socket file nobody listens on (a daemon that died): refused, also unavailable.
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("unix.socket");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        let s = Stack::with_client("rf3", Client::at(&dead, Flavor::Lxd));
+        let o = s.observe_any(&c).await;
+        let reason = &o.unobservable[0].reason;
+        eprintln!("dead socket: {reason}");
+        assert!(reason.starts_with("observing LXD: LXD is not running or not reachable: cannot connect to "), "{reason}");
+        assert!(reason.contains("refused"), "{reason}");
+        let e = s.lxd.apply(&a, &ActionLog::discard()).await.expect_err("no daemon");
+        assert!(matches!(e, ProviderError::Unavailable { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("lxd_instance.rf3a (member rf3a): LXD is not running or not reachable"), "{e}");
+    });
+}
+
+/// 3b. `Client::discover` with `LXD_DIR` at an empty directory and no `LXD_SOCKET`. Environment variables
+/// are process-wide and the other tests read `LXD_DIR`, so this runs in a child process: this test binary
+/// again, running only [`discover_child`] with the variables set.
+#[test]
+fn discover_without_a_socket_reports_not_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "discover_child", "--nocapture", "--test-threads=1"])
+        .env("RF_DISCOVER_CHILD", "1")
+        .env("LXD_DIR", dir.path())
+        .env_remove("LXD_SOCKET")
+        .output()
+        .expect("run the child");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the child ran nothing: {text}");
+}
+
+/// The child of [`discover_without_a_socket_reports_not_installed`]; does nothing in a normal run.
+#[test]
+fn discover_child() {
+    if std::env::var_os("RF_DISCOVER_CHILD").is_none() {
+        return;
+    }
+    let dir = std::env::var("LXD_DIR").unwrap();
+    let cl = Client::discover(Flavor::Lxd);
+    let defaults = ["/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket"];
+    if let Some(found) = defaults.iter().find(|p| Path::new(p).exists()) {
+        // A machine with a system LXD: discovery must find it instead (and we cannot prove "none").
+        assert_eq!(cl.socket(), Path::new(found));
+        eprintln!("a system LXD socket exists at {found}; discovery found it");
+        return;
+    }
+    let c = config(&file("rf3", 93, &[("rf3a", 28301)]));
+    rt().block_on(async {
+        let s = Stack::with_client("rf3", cl);
+        let o = s.observe_any(&c).await;
+        let reason = &o.unobservable[0].reason;
+        eprintln!("discover: {reason}");
+        assert_eq!(
+            reason,
+            &format!(
+                "observing LXD: LXD is not installed or not running: no socket at {dir}/unix.socket, {}",
+                defaults.join(", ")
+            )
+        );
+    });
+}
+
+/// 4. The daemon lost in the middle of an apply, and back.
+///
+/// This models a daemon restart at the socket level: testbed's client reaches LXD only through its unix
+/// socket, so a proxy socket in front of the real one that stops (cutting the request in flight, refusing
+/// new connections) and comes back is, for the client, the daemon going away and returning. Restarting the
+/// real test daemon (`lxd shutdown`, SIGTERM) would stop every container of every other test sharing it.
+/// Like a real restart, the request in flight was received: LXD finishes that operation by itself, and the
+/// next apply must pick up from whatever it left.
+#[test]
+fn a_daemon_lost_mid_apply_fails_the_steps_in_flight_and_a_later_apply_converges() {
+    let members = [("rf4a", 28401u16), ("rf4b", 28402), ("rf4c", 28403), ("rf4d", 28404)];
+    let names = ["rf4a", "rf4b", "rf4c", "rf4d"];
+    let c = config(&file("rf4", 94, &members));
+    rt().block_on(async {
+        let cl = client();
+        clear(&cl, &names, "rf4").await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Arc::new(SocketProxy::start(dir.path().join("lxd.sock"), lxd_dir().join("unix.socket")));
+        let s = Stack::with_client("rf4", proxy.client());
+
+        let p = s.plan(&c).await;
+        let lxd = p.actions().into_iter().filter(|a| a.kind.layer() == Layer::Lxd).count();
+        assert_eq!(lxd, 10, "bridge, profile, 4 containers, 4 proxies: {:?}", addresses(&p));
+        // Once the first container is made, cut the daemon off during the next operation it runs.
+        let armed = Arc::new(AtomicBool::new(false));
+        let (px, armed2) = (Arc::clone(&proxy), Arc::clone(&armed));
+        let r = s
+            .run_with(&p, 1, move |e| {
+                if let Event::Finished { address, outcome: Outcome::Done, .. } = e {
+                    if address.as_str().starts_with("lxd_instance.") && !armed2.swap(true, Ordering::SeqCst) {
+                        px.cut_on_next_wait();
+                    }
+                }
+            })
+            .await;
+        assert_eq!(proxy.cut.load(Ordering::SeqCst), 1, "the daemon was cut off mid-operation");
+        assert!(!proxy.is_running());
+        assert!(
+            r.actions.iter().any(|a| a.address.as_str().starts_with("lxd_instance.") && a.outcome.is_done()),
+            "a first container is made before the cut: {}",
+            r.summary_line("Apply")
+        );
+        assert!(r.failed() >= 1, "{}", r.summary_line("Apply"));
+        let mut lost = 0;
+        for (a, e) in r.failures() {
+            let msg = e.to_string();
+            eprintln!("lost daemon: {msg}\n  hint: {:?}", e.hint());
+            let member = a.as_str().split('.').nth(1).unwrap();
+            assert!(matches!(e, ProviderError::Unavailable { .. }), "{a}: {e:?}");
+            assert!(msg.starts_with(&format!("{a} (member {member}): LXD ")), "{msg}");
+            assert!(msg.contains("not reachable"), "{msg}");
+            assert!(e.hint().is_some_and(|h| h.contains("apply again")), "{:?}", e.hint());
+            if msg.contains(": the connection to ") && msg.contains(" broke during GET /1.0/operations/") {
+                lost += 1;
+            } else {
+                assert!(msg.contains("not running or not reachable: cannot connect to "), "{msg}");
+            }
+        }
+        assert_eq!(lost, 1, "exactly one step lost its answer mid-operation: {:?}", failures(&r));
+
+        // The daemon is back. What it finished on its own is observed; the rest is planned and done.
+        proxy.restart();
+        settle(&cl, &names).await;
+        let p = s.plan(&c).await;
+        assert!(!p.is_empty());
+        let r = s.run(&p, 2).await;
+        assert!(r.success(), "{}: {:?}", r.summary_line("Apply"), failures(&r));
+        assert!(s.plan(&c).await.is_empty());
+        for m in names {
+            let i: Value = cl.get(&format!("/1.0/instances/{m}")).await.unwrap();
+            assert_eq!(i["status"], "Running", "{m}");
+        }
+
+        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        clear(&cl, &names, "rf4").await;
+    });
+}
+
+/// 5. A key of testbed's profile changed by hand: exactly that profile is updated, the key in the reason.
+#[test]
+fn a_profile_key_changed_by_hand_is_planned_and_repaired() {
+    let c = config(&file("rf5", 95, &[("rf5a", 28501)]));
+    rt().block_on(async {
+        let s = Stack::new("rf5");
+        let cl = client();
+        clear(&cl, &["rf5a"], "rf5").await;
+        let r = s.run(&s.plan(&c).await, 4).await;
+        assert!(r.success(), "{:?}", failures(&r));
+        assert!(s.plan(&c).await.is_empty());
+
+        cl.patch("/1.0/profiles/tbrf5-member", &json!({"config": {"security.nesting": "false"}})).await.unwrap();
+        let p = s.plan(&c).await;
+        assert_eq!(addresses(&p), ["lxd_profile.tbrf5-member"]);
+        let a = p.actions()[0];
+        assert_eq!(a.op.name(), "update");
+        assert_eq!(a.reason, "security.nesting: \"false\" → \"true\"");
+
+        let r = s.run(&p, 4).await;
+        assert!(r.success(), "{:?}", failures(&r));
+        let profile: Value = cl.get("/1.0/profiles/tbrf5-member").await.unwrap();
+        assert_eq!(profile["config"]["security.nesting"], "true");
+        assert!(s.plan(&c).await.is_empty());
+        let i: Value = cl.get("/1.0/instances/rf5a").await.unwrap();
+        assert_eq!(i["status"], "Running");
+
+        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        clear(&cl, &["rf5a"], "rf5").await;
+    });
+}
+
+/// 6. The kernel-module pre-flight: a profile asking LXD to load a module this kernel does not have fails
+/// before anything of the profile is made, naming the module and where to change the list.
+#[test]
+fn a_kernel_module_the_host_lacks_fails_the_profile_before_it_is_made() {
+    assert!(
+        !Path::new("/sys/module/ip_vs").exists(),
+        "precondition: this test needs a kernel without ip_vs loaded (/sys/module/ip_vs exists here)"
+    );
+    assert!(Path::new("/sys/module/overlay").exists(), "precondition: overlay is loaded");
+    let text = file("rf6", 96, &[("rf6a", 28601)]).replace("\"overlay,nf_conntrack\"", "\"ip_vs,overlay\"");
+    assert!(text.contains("\"linux.kernel_modules\" = \"ip_vs,overlay\""));
+    let c = config(&text);
+    rt().block_on(async {
+        let s = Stack::new("rf6");
+        let cl = client();
+        clear(&cl, &["rf6a"], "rf6").await;
+
+        let r = s.run(&s.plan(&c).await, 4).await;
+        let e = failed_with(&r, "lxd_profile.tbrf6-member");
+        let msg = e.to_string();
+        eprintln!("kernel modules: {msg}\n  hint: {:?}", e.hint());
+        assert!(matches!(e, ProviderError::Precondition { .. }), "{e:?}");
+        assert!(msg.starts_with("lxd_profile.tbrf6-member: "), "{msg}");
+        assert!(msg.contains("ip_vs") && !msg.contains("overlay"), "only the missing module: {msg}");
+        assert!(e.hint().is_some_and(|h| h.contains("[lxd.profile_config]")), "{:?}", e.hint());
+        assert_eq!(r.failed(), 1, "{:?}", failures(&r));
+        let profile = addr("lxd_profile.tbrf6-member");
+        assert_eq!(outcome(&r, "lxd_instance.rf6a"), &Outcome::Skipped { because: profile.clone() });
+        assert!(matches!(outcome(&r, "proxy.rf6a.api"), Outcome::Skipped { .. }));
+        assert!(!exists(&cl, "/1.0/profiles/tbrf6-member").await, "nothing of the profile is made");
+        assert!(!exists(&cl, "/1.0/instances/rf6a").await);
+
+        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        clear(&cl, &["rf6a"], "rf6").await;
+    });
+}
+
+fn addr(s: &str) -> testbed_plan::Address {
+    testbed_plan::Address::parse(s).expect("an address")
+}
