@@ -33,7 +33,8 @@ fn text(o: &Output) -> String {
 #[test]
 fn rehearse_the_lxd_part_for_real_with_the_rest_simulated() {
     let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/testenv.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/testenv.toml")).unwrap();
     // Its own name, bridge, subnet, profile, members and ports, so that it never meets other tests' objects.
     let file = format!("name = \"cli\"\n{example}")
         .replace("tbtest0", "tbcli0")

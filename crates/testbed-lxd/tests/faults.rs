@@ -38,8 +38,8 @@ async fn exists(cl: &Client, path: &str) -> bool {
     cl.get_opt::<Value>(path).await.expect("LXD answers").is_some()
 }
 
-/// 1. A member whose image alias LXD does not have: that member fails, saying which image; the other
-/// members are created; with the file fixed, the next apply creates the rest and converges.
+/// Fault 1: A member whose image alias LXD does not have: that member fails, saying which image; the other members are
+/// created; with the file fixed, the next apply creates the rest and converges.
 #[test]
 fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges() {
     let members = [("rf1a", 28101u16), ("rf1b", 28102), ("rf1c", 28103)];
@@ -90,8 +90,8 @@ fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges() {
     });
 }
 
-/// 2. A member's API port already taken on the host: its proxy fails naming the member and the port, and
-/// says the port is in use; once the port is free, the next apply adds just that proxy.
+/// Fault 2: A member's API port already taken on the host: its proxy fails naming the member and the port, and says the
+/// port is in use; once the port is free, the next apply adds just that proxy.
 #[test]
 fn a_host_port_in_use_fails_the_proxy_and_converges_once_free() {
     let members = [("rf2a", 28201u16), ("rf2b", 28202)];
@@ -123,8 +123,10 @@ fn a_host_port_in_use_fails_the_proxy_and_converges_once_free() {
         // Still taken: the same single action is planned, and fails again the same way.
         let p = s.plan(&c).await;
         assert_eq!(addresses(&p), ["proxy.rf2a.api"]);
+        let again = s.run(&p, 4).await;
+        assert!(failed_with(&again, "proxy.rf2a.api").to_string().contains("28201 is already in use"));
         drop(listener);
-        let r = s.run(&p, 4).await;
+        let r = s.run(&s.plan(&c).await, 4).await;
         assert!(r.success(), "{:?}", failures(&r));
         assert!(s.plan(&c).await.is_empty());
         let i: Value = cl.get("/1.0/instances/rf2a").await.unwrap();
@@ -135,7 +137,7 @@ fn a_host_port_in_use_fails_the_proxy_and_converges_once_free() {
     });
 }
 
-/// 3. No daemon: observation records the LXD layer as unobservable (no panic), the plan still builds with
+/// Fault 3: No daemon: observation records the LXD layer as unobservable (no panic), the plan still builds with
 /// everything to create and a note, and an instance action fails as unavailable with a hint to start it.
 #[test]
 fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
@@ -147,7 +149,8 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         let u = &o.unobservable[0];
         eprintln!("unobservable: {}", u.reason);
         assert_eq!(u.layer, Layer::Lxd);
-        assert_eq!(u.reason, "observing LXD: LXD is not installed or not running: no socket at /nonexistent/unix.socket");
+        let not_installed = "LXD is not installed or not running: no socket at /nonexistent/unix.socket";
+        assert_eq!(u.reason, format!("observing LXD: {not_installed}"));
 
         let d = desired::build(&c, &o);
         let p = testbed_plan::plan(&d, &o).expect("the plan builds without LXD").targeted(&lxd_targets());
@@ -156,7 +159,9 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         assert!(lxd.iter().all(|a| a.op.name() == "create"), "{:?}", ops(&p));
         assert!(p.find("lxd_instance.rf3a").is_some() && p.find("proxy.rf3a.api").is_some(), "{:?}", addresses(&p));
         assert!(
-            p.notes.iter().any(|n| n.starts_with("lxd could not be observed (observing LXD: LXD is not installed or not running")),
+            p.notes
+                .iter()
+                .any(|n| n.starts_with(&format!("lxd could not be observed (observing LXD: {not_installed})"))),
             "{:?}",
             p.notes
         );
@@ -166,15 +171,17 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         let e = s.lxd.apply(&a, &ActionLog::discard()).await.expect_err("no daemon");
         eprintln!("no daemon: {e}\n  hint: {:?}", e.hint());
         let ProviderError::Unavailable { message, hint } = &e else { panic!("{e:?}") };
-        assert_eq!(
-            message,
-            "lxd_instance.rf3a (member rf3a): LXD is not installed or not running: no socket at /nonexistent/unix.socket"
-        );
+        assert_eq!(message, &format!("lxd_instance.rf3a (member rf3a): {not_installed}"));
         assert!(hint.as_deref().is_some_and(|h| h.starts_with("start the LXD daemon")), "{hint:?}");
 
-        // The whole plan: every step that runs is unavailable, the rest skipped; nothing panics.
+        // The whole plan: every LXD step that runs is unavailable, the rest skipped; nothing panics. (The
+        // simulated host steps it needs first do run.)
         let r = s.run(&p, 4).await;
-        assert_eq!(r.done(), 0);
+        assert!(
+            r.actions.iter().all(|a| a.address.as_str().starts_with("host.") || !a.outcome.is_done()),
+            "{:?}",
+            r.actions
+        );
         assert!(r.failed() >= 1);
         assert!(r.failures().all(|(_, e)| matches!(e, ProviderError::Unavailable { .. })), "{:?}", failures(&r));
         assert_eq!(outcome(&r, "lxd_instance.rf3a").label(), "skipped");
@@ -187,17 +194,18 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         let o = s.observe_any(&c).await;
         let reason = &o.unobservable[0].reason;
         eprintln!("dead socket: {reason}");
-        assert!(reason.starts_with("observing LXD: LXD is not running or not reachable: cannot connect to "), "{reason}");
+        let refused = "LXD is not running or not reachable: cannot connect to ";
+        assert!(reason.starts_with(&format!("observing LXD: {refused}")), "{reason}");
         assert!(reason.contains("refused"), "{reason}");
         let e = s.lxd.apply(&a, &ActionLog::discard()).await.expect_err("no daemon");
         assert!(matches!(e, ProviderError::Unavailable { .. }), "{e:?}");
-        assert!(e.to_string().starts_with("lxd_instance.rf3a (member rf3a): LXD is not running or not reachable"), "{e}");
+        assert!(e.to_string().starts_with(&format!("lxd_instance.rf3a (member rf3a): {refused}")), "{e}");
     });
 }
 
-/// 3b. `Client::discover` with `LXD_DIR` at an empty directory and no `LXD_SOCKET`. Environment variables
-/// are process-wide and the other tests read `LXD_DIR`, so this runs in a child process: this test binary
-/// again, running only [`discover_child`] with the variables set.
+/// Fault 3b: `Client::discover` with `LXD_DIR` at an empty directory and no `LXD_SOCKET`. Environment variables are
+/// process-wide and the other tests read `LXD_DIR`, so this runs in a child process: this test binary again, running
+/// only [`discover_child`] with the variables set.
 #[test]
 fn discover_without_a_socket_reports_not_installed() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,7 +252,7 @@ fn discover_child() {
     });
 }
 
-/// 4. The daemon lost in the middle of an apply, and back.
+/// Fault 4: The daemon lost in the middle of an apply, and back.
 ///
 /// This models a daemon restart at the socket level: testbed's client reaches LXD only through its unix
 /// socket, so a proxy socket in front of the real one that stops (cutting the request in flight, refusing
@@ -322,7 +330,7 @@ fn a_daemon_lost_mid_apply_fails_the_steps_in_flight_and_a_later_apply_converges
     });
 }
 
-/// 5. A key of testbed's profile changed by hand: exactly that profile is updated, the key in the reason.
+/// Fault 5: A key of testbed's profile changed by hand: exactly that profile is updated, the key in the reason.
 #[test]
 fn a_profile_key_changed_by_hand_is_planned_and_repaired() {
     let c = config(&file("rf5", 95, &[("rf5a", 28501)]));
@@ -354,8 +362,8 @@ fn a_profile_key_changed_by_hand_is_planned_and_repaired() {
     });
 }
 
-/// 6. The kernel-module pre-flight: a profile asking LXD to load a module this kernel does not have fails
-/// before anything of the profile is made, naming the module and where to change the list.
+/// Fault 6: The kernel-module pre-flight: a profile asking LXD to load a module this kernel does not have fails before
+/// anything of the profile is made, naming the module and where to change the list.
 #[test]
 fn a_kernel_module_the_host_lacks_fails_the_profile_before_it_is_made() {
     assert!(

@@ -130,8 +130,11 @@ pub fn lxd_dir() -> PathBuf {
 }
 
 /// Removes what an earlier, interrupted run of a test may have left: its instances, profile and bridge.
+/// Waits first for LXD operations on those instances that the interrupted run left going, and fails the
+/// test if something could not be removed.
 pub async fn clear(cl: &Client, instances: &[&str], tag: &str) {
     let wait = Duration::from_secs(60);
+    settle(cl, instances).await;
     for name in instances {
         let path = format!("/1.0/instances/{name}");
         if cl.get_opt::<serde_json::Value>(&path).await.ok().flatten().is_some() {
@@ -141,6 +144,11 @@ pub async fn clear(cl: &Client, instances: &[&str], tag: &str) {
     }
     let _ = cl.delete(&format!("/1.0/profiles/tb{tag}-member"), wait).await;
     let _ = cl.delete(&format!("/1.0/networks/tb{tag}"), wait).await;
+    let paths = instances.iter().map(|i| format!("/1.0/instances/{i}"));
+    for path in paths.chain([format!("/1.0/profiles/tb{tag}-member"), format!("/1.0/networks/tb{tag}")]) {
+        let left = cl.get_opt::<serde_json::Value>(&path).await.expect("LXD answers");
+        assert!(left.is_none(), "could not remove {path}, left by an earlier run: remove it by hand");
+    }
 }
 
 impl Stack {
