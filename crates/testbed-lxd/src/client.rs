@@ -84,6 +84,14 @@ pub struct Operation {
     pub metadata: Value,
 }
 
+/// Who answers on the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// `lxd` or `incus`.
+    pub server: String,
+    pub version: String,
+}
+
 /// What a command run in a container returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecResult {
@@ -259,6 +267,14 @@ impl Client {
 
     pub async fn delete(&self, path: &str, wait: Duration) -> Result<Value, LxdError> {
         self.call(Method::DELETE, path, None, wait).await
+    }
+
+    /// `GET /1.0`: the daemon's name (`lxd` or `incus`, from `environment.server`) and version.
+    pub async fn server_info(&self) -> Result<ServerInfo, LxdError> {
+        let v: Value = self.get("/1.0").await?;
+        let env = v.get("environment").cloned().unwrap_or(Value::Null);
+        let field = |k: &str| env.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        Ok(ServerInfo { server: field("server"), version: field("server_version") })
     }
 
     /// Runs `argv` in a container and returns its exit code and recorded output.

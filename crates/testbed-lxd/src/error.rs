@@ -17,6 +17,8 @@ pub enum LxdError {
     Lost { flavor: &'static str, socket: PathBuf, request: String, reason: String },
     #[error("{method} {path}: {message} (HTTP {code})")]
     Api { method: String, path: String, code: u16, message: String },
+    #[error("the daemon at {} is {found}, but the file says [lxd] backend = \"{expected}\"", socket.display())]
+    WrongDaemon { socket: PathBuf, found: String, expected: String },
     #[error("{path}: {reason}")]
     Http { path: String, reason: String },
     #[error("{what} did not finish within {after:?}")]
@@ -38,6 +40,10 @@ impl LxdError {
                 hint: Some(format!(
                     "once the {flavor} daemon answers again (for the project's test daemon: cargo xtask testenv up), apply again: the next apply observes what the interrupted step left and finishes it"
                 )),
+            },
+            LxdError::WrongDaemon { found, .. } => ProviderError::Unavailable {
+                message: format!("{context}: {self}"),
+                hint: Some(format!("set [lxd] backend = \"{found}\" in the file, or point LXD_SOCKET/INCUS_SOCKET at the daemon you mean")),
             },
             LxdError::Timeout { .. } => ProviderError::Failed {
                 message: format!("{context}: {self}"),

@@ -317,12 +317,24 @@ impl LxdProvider {
         let wanted: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
         // Four independent reads, at once: listing networks alone takes LXD ~20 ms (it inspects every
         // host interface).
-        let (networks, pools, profiles, instances) = tokio::try_join!(
+        let (server, networks, pools, profiles, instances) = tokio::try_join!(
+            self.client.server_info(),
             self.client.get::<Vec<Network>>("/1.0/networks?recursion=1"),
             self.client.get::<Vec<Pool>>("/1.0/storage-pools?recursion=1"),
             self.client.get::<Vec<Profile>>("/1.0/profiles?recursion=1"),
             self.instances(),
         )?;
+        let expected = match self.client.flavor() {
+            crate::client::Flavor::Lxd => "lxd",
+            crate::client::Flavor::Incus => "incus",
+        };
+        if !server.server.is_empty() && server.server != expected {
+            return Err(LxdError::WrongDaemon {
+                socket: self.client.socket().to_path_buf(),
+                found: server.server,
+                expected: expected.to_owned(),
+            });
+        }
         let mut instances = instances;
         self.fill_foreign_states(&mut instances).await?;
         let me = self.testbed.as_str();

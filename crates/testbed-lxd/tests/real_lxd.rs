@@ -49,6 +49,17 @@ fn members_profile_addresses_and_proxies_converge_and_drift_is_repaired() {
         let answer = answer.expect("the API proxy forwards to the member's 127.0.0.1:16443");
         assert!(answer.contains("testbed member api stand-in"), "{answer}");
 
+        // File push and exec, the primitives the MicroK8s and image steps use: a 0600 file arrives intact.
+        cl.push_file("ra2", "/root/pushed.txt", b"kubeconfig stand-in\n".to_vec(), 0o600).await.unwrap();
+        let back = cl.exec("ra2", &["cat", "/root/pushed.txt"], Duration::from_secs(30)).await.unwrap();
+        assert_eq!((back.code, back.stdout.as_str()), (0, "kubeconfig stand-in\n"));
+        let mode = cl.exec("ra2", &["stat", "-c", "%a", "/root/pushed.txt"], Duration::from_secs(30)).await.unwrap();
+        assert_eq!(mode.stdout.trim(), "600");
+        let failing = cl.exec("ra2", &["sh", "-c", "echo oops >&2; exit 3"], Duration::from_secs(30)).await.unwrap();
+        assert_eq!((failing.code, failing.stderr.as_str()), (3, "oops\n"));
+        let info = cl.server_info().await.unwrap();
+        assert_eq!(info.server, "lxd");
+
         // Converged.
         assert!(s.plan(&c).await.is_empty());
 
