@@ -361,11 +361,15 @@ impl LxdProvider {
 
         let mut out = LayerObservation::default();
         let mut push = |o: Observed| out.resources.push(o);
-        for n in &networks {
-            let address = Address::new(Kind::LxdNetwork, &[&n.name]);
-            if !wanted.contains(&address) && !owned(&n.config, me) {
-                continue;
+        // Networks, pools and profiles: reported when wanted or owned, with who else uses them.
+        let mut shared = |kind: Kind, name: &str, config: &Map, owner: Owner, spec: Spec, used_by: &[String]| {
+            let address = Address::new(kind, &[name]);
+            if wanted.contains(&address) || owned(config, me) {
+                let in_use_by = foreign_users(used_by);
+                push(Observed { address, kind, member: None, owner, spec, health: Health::Ok, in_use_by });
             }
+        };
+        for n in &networks {
             let owner = if n.managed {
                 owner(&n.config, me, format!("a network named {}", n.name))
             } else {
@@ -373,53 +377,24 @@ impl LxdProvider {
             };
             let mut spec = visible(&n.config);
             spec.insert("type".into(), n.kind.clone());
-            push(Observed {
-                address,
-                kind: Kind::LxdNetwork,
-                member: None,
-                owner,
-                spec,
-                health: Health::Ok,
-                in_use_by: foreign_users(&n.used_by),
-            });
+            shared(Kind::LxdNetwork, &n.name, &n.config, owner, spec, &n.used_by);
         }
         for p in &pools {
-            let address = Address::new(Kind::LxdStoragePool, &[&p.name]);
-            if !wanted.contains(&address) && !owned(&p.config, me) {
-                continue;
-            }
             let spec: Spec = [("driver".to_owned(), p.driver.clone())].into_iter().collect();
-            push(Observed {
-                address,
-                kind: Kind::LxdStoragePool,
-                member: None,
-                owner: owner(&p.config, me, format!("a storage pool named {}", p.name)),
-                spec,
-                health: Health::Ok,
-                in_use_by: foreign_users(&p.used_by),
-            });
+            let owner = owner(&p.config, me, format!("a storage pool named {}", p.name));
+            shared(Kind::LxdStoragePool, &p.name, &p.config, owner, spec, &p.used_by);
         }
         for p in &profiles {
-            let address = Address::new(Kind::LxdProfile, &[&p.name]);
-            if !wanted.contains(&address) && !owned(&p.config, me) {
-                continue;
-            }
             let mut spec = visible(&p.config);
             for (name, d) in &p.devices {
                 if let Some(src) = d.get("source") {
                     spec.insert(format!("devices.{name}.source"), src.clone());
                 }
             }
-            push(Observed {
-                address,
-                kind: Kind::LxdProfile,
-                member: None,
-                owner: owner(&p.config, me, format!("a profile named {}", p.name)),
-                spec,
-                health: Health::Ok,
-                in_use_by: foreign_users(&p.used_by),
-            });
+            let owner = owner(&p.config, me, format!("a profile named {}", p.name));
+            shared(Kind::LxdProfile, &p.name, &p.config, owner, spec, &p.used_by);
         }
+        let mut push = |o: Observed| out.resources.push(o);
         for i in &instances {
             let address = Address::new(Kind::LxdInstance, &[&i.name]);
             let is_wanted = wanted.contains(&address);
