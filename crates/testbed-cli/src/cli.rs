@@ -53,6 +53,9 @@ pub enum Command {
         /// Do not ask for confirmation (required without a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Change nothing: print each action and the exact commands and API calls it would run, in order.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
         /// How many actions may run at once.
         #[arg(long, value_name = "N")]
         parallelism: Option<usize>,
@@ -65,6 +68,9 @@ pub enum Command {
         /// Do not ask for confirmation (required without a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Change nothing: print each action and the exact commands and API calls it would run, in order.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
         /// How many actions may run at once.
         #[arg(long, value_name = "N")]
         parallelism: Option<usize>,

@@ -64,6 +64,37 @@ pub fn schema() -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `apply --dry-run` / `destroy --dry-run`: the plan, then each action's steps in the order they would run.
+/// Reads only; takes no lock and asks nothing.
+pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCode, CliError> {
+    let session = Session::open(cli)?;
+    banner(&session);
+    let plan = session.plan(goal, targets).await?;
+    print!("{}", render::text(&plan));
+    if plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cx = testbed_steps::Context::new(&session.config);
+    println!("\nDry run: nothing is changed. Each action, in order, with what it would run");
+    println!("(<name> is a value learned while applying; <secret:name> is never shown or logged):\n");
+    for a in plan.actions() {
+        println!("{} {} ({})", a.op.symbol(), a.address, a.op.name());
+        match &a.cascade {
+            Some(c) => println!("    goes with {c}: nothing of its own to run"),
+            None => {
+                let steps = testbed_steps::steps(a, &cx);
+                if steps.is_empty() {
+                    println!("    nothing to run");
+                }
+                for s in steps {
+                    println!("    {s}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Applies the plan towards `goal`: converge (apply) or destroy.
 pub async fn run(
     cli: &Cli,

@@ -58,10 +58,12 @@ fn main() -> ExitCode {
             Command::Plan { json, detailed_exitcode, target } => {
                 commands::plan(&cli, *json, *detailed_exitcode, target).await
             }
-            Command::Apply { yes, parallelism, target } => {
+            Command::Apply { dry_run: true, target, .. } => commands::dry_run(&cli, Goal::Converge, target).await,
+            Command::Destroy { dry_run: true, target, .. } => commands::dry_run(&cli, Goal::Destroy, target).await,
+            Command::Apply { yes, parallelism, target, .. } => {
                 commands::run(&cli, Goal::Converge, *yes, *parallelism, target).await
             }
-            Command::Destroy { yes, parallelism, target } => {
+            Command::Destroy { yes, parallelism, target, .. } => {
                 commands::run(&cli, Goal::Destroy, *yes, *parallelism, target).await
             }
             Command::Status { json } => commands::status(&cli, *json).await,
