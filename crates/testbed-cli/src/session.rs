@@ -85,7 +85,7 @@ impl Session {
         }
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
-        let machine = SimMachine::open(&sim_state, options)?;
+        let machine = SimMachine::open(&sim_state, options)?.with_catalogue(testbed_steps::Context::new(&config));
         let providers = if simulate.contains(&Layer::Lxd) {
             machine.providers()
         } else {

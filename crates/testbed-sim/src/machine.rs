@@ -21,6 +21,9 @@ pub struct SimMachine {
     shared: Arc<Shared>,
     /// The real LXD, when the containers are real ([`SimMachine::with_real_containers`]).
     real_containers: Option<Arc<dyn ContainerView>>,
+    /// When set, each simulated step logs the command catalogue's steps for its action (what the real step
+    /// runs), so that a simulated run's log matches `--dry-run` ([`SimMachine::with_catalogue`]).
+    catalogue: Option<Arc<testbed_steps::Context>>,
 }
 
 struct Shared {
@@ -45,7 +48,11 @@ impl SimMachine {
     pub fn open(path: impl AsRef<Path>, options: SimOptions) -> Result<SimMachine, SimError> {
         let path = path.as_ref().to_path_buf();
         let world = store::load(&path)?;
-        Ok(SimMachine { shared: Arc::new(Shared { path, options, world: Mutex::new(world) }), real_containers: None })
+        Ok(SimMachine {
+            shared: Arc::new(Shared { path, options, world: Mutex::new(world) }),
+            real_containers: None,
+            catalogue: None,
+        })
     }
 
     /// This machine with real containers: LXD is real, the other layers stay simulated and see the real
@@ -156,7 +163,10 @@ impl SimMachine {
         let mut scratch = self.world();
         let mut transcript = Transcript::default();
         in_view(&mut scratch, facts.as_deref(), |w| dispatch(w, action, &mut transcript))?;
-        transcript.emit(log);
+        match &self.catalogue {
+            Some(cx) => log_catalogue(action, cx, log),
+            None => transcript.emit(log),
+        }
 
         let duration = self.expected_duration(action);
         if !duration.is_zero() {
@@ -184,6 +194,12 @@ impl SimMachine {
         drop(world);
         result?;
         saved.map_err(save_failed)
+    }
+
+    /// Logs the command catalogue's steps for each simulated action instead of the simulation's own notes.
+    pub fn with_catalogue(mut self, cx: testbed_steps::Context) -> SimMachine {
+        self.catalogue = Some(Arc::new(cx));
+        self
     }
 
     /// With real containers, the simulation's own LXD is not in use: acting on it would change nothing
@@ -277,5 +293,26 @@ impl Provider for SimLayer {
 
     fn expected_duration(&self, action: &Action) -> Option<Duration> {
         Some(self.machine.expected_duration(action))
+    }
+}
+
+/// The catalogue's steps for `action`, as log entries, marked as simulated.
+fn log_catalogue(action: &Action, cx: &testbed_steps::Context, log: &ActionLog) {
+    use testbed_steps::{Step, Where};
+    log.note("simulated: the real step runs the following");
+    for step in testbed_steps::steps(action, cx) {
+        match &step {
+            Step::Run { at, .. } => {
+                if let Where::Member(m) = at {
+                    log.api("POST", &format!("/1.0/instances/{m}/exec"));
+                }
+                log.command(&step.argv().unwrap_or_default());
+            }
+            Step::Call { api, method, path, note } => {
+                let note = if note.is_empty() { String::new() } else { format!("  ({note})") };
+                log.api(method, &format!("{api} {path}{note}"));
+            }
+            Step::Write { .. } | Step::Wait { .. } | Step::Note(_) => log.note(step.to_string()),
+        }
     }
 }
