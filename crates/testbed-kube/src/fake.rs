@@ -1,0 +1,1077 @@
+//! An in-process fake Kubernetes API for tests (feature `fake`).
+//!
+//! [`FakeKube`] listens on `127.0.0.1:<ephemeral port>`, over plain HTTP ([`FakeKube::start`]) or HTTPS
+//! with a certificate generated at test time ([`FakeKube::start_tls`], [`FakeTls`]), and serves
+//! real-shaped JSON for the few endpoints testbed reads:
+//!
+//! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`, `/apis/cluster.karmada.io/v1alpha1`;
+//! - `/api/v1/nodes` and `/api/v1/nodes/<name>`;
+//! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
+//! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
+//!   server is a Karmada API server).
+//!
+//! A missing object is a `404` with the `Status` a real API server sends (`details.name` set); a path the
+//! server does not know is a `404` `Status` without details. With [`FakeState::required_token`] set, a
+//! request without that bearer token (and without a client certificate signed by the fake's CA) gets a
+//! `401` `Status`.
+//!
+//! The test changes what is served through [`FakeKube::update`] at any time.
+//!
+//! This is a fake: it proves the client code handles real-shaped answers. It is not a Kubernetes API
+//! server.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::{ApiConfig, Credentials};
+use crate::observe::{ConditionStatus, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
+
+/// The timestamp every fake object was created at.
+const CREATED: &str = "2026-01-05T09:00:00Z";
+/// The timestamp every fake condition last changed at.
+const CHANGED: &str = "2026-01-05T09:01:30Z";
+
+// ---------------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------------
+
+/// What the fake serves. Tests build one, hand it to [`FakeKube::start`], and change it with
+/// [`FakeKube::update`].
+#[derive(Debug, Clone)]
+pub struct FakeState {
+    /// `/version`'s `gitVersion`.
+    pub git_version: String,
+    /// The nodes.
+    pub nodes: Vec<FakeNode>,
+    /// The Deployments (any namespace).
+    pub deployments: Vec<FakeDeployment>,
+    /// Whether the server serves `cluster.karmada.io/v1alpha1` (a Karmada API server) or not (a plain
+    /// cluster such as the host's MicroK8s).
+    pub serves_karmada: bool,
+    /// The Karmada clusters (served only when `serves_karmada`).
+    pub clusters: Vec<FakeCluster>,
+    /// When set, every request must carry `Authorization: Bearer <token>` (or a client certificate that
+    /// the fake's CA signed); others get `401`.
+    pub required_token: Option<String>,
+    /// Paths (prefixes) the client may not read: `403` with the message an RBAC denial carries.
+    pub forbidden_paths: Vec<String>,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            git_version: "v1.32.3".to_string(),
+            nodes: Vec::new(),
+            deployments: Vec::new(),
+            serves_karmada: false,
+            clusters: Vec::new(),
+            required_token: None,
+            forbidden_paths: Vec::new(),
+        }
+    }
+}
+
+impl FakeState {
+    /// A host cluster: one Ready node called `host`, no Karmada.
+    pub fn host_cluster() -> Self {
+        FakeState { nodes: vec![FakeNode::ready("host")], ..FakeState::default() }
+    }
+
+    /// A host cluster on which `karmadactl init` finished: every control-plane Deployment available.
+    pub fn host_with_karmada() -> Self {
+        let mut state = FakeState::host_cluster();
+        state.deployments =
+            CONTROL_PLANE_DEPLOYMENTS.iter().map(|name| FakeDeployment::available(KARMADA_NAMESPACE, name)).collect();
+        state
+    }
+
+    /// A Karmada API server with no clusters yet.
+    pub fn karmada_apiserver() -> Self {
+        FakeState { serves_karmada: true, git_version: "v1.31.3".to_string(), ..FakeState::default() }
+    }
+
+    /// Adds or replaces (by name) a cluster.
+    pub fn put_cluster(&mut self, cluster: FakeCluster) {
+        self.clusters.retain(|c| c.name != cluster.name);
+        self.clusters.push(cluster);
+    }
+
+    /// Removes a cluster (an unjoin).
+    pub fn remove_cluster(&mut self, name: &str) {
+        self.clusters.retain(|c| c.name != name);
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster_mut(&mut self, name: &str) -> Option<&mut FakeCluster> {
+        self.clusters.iter_mut().find(|c| c.name == name)
+    }
+
+    /// Adds or replaces (by name) a node.
+    pub fn put_node(&mut self, node: FakeNode) {
+        self.nodes.retain(|n| n.name != node.name);
+        self.nodes.push(node);
+    }
+
+    /// The node called `name`.
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut FakeNode> {
+        self.nodes.iter_mut().find(|n| n.name == name)
+    }
+
+    /// Adds or replaces (by namespace and name) a Deployment.
+    pub fn put_deployment(&mut self, deployment: FakeDeployment) {
+        self.deployments.retain(|d| !(d.namespace == deployment.namespace && d.name == deployment.name));
+        self.deployments.push(deployment);
+    }
+
+    /// Removes a Deployment.
+    pub fn remove_deployment(&mut self, namespace: &str, name: &str) {
+        self.deployments.retain(|d| !(d.namespace == namespace && d.name == name));
+    }
+
+    /// The Deployment `namespace/name`.
+    pub fn deployment_mut(&mut self, namespace: &str, name: &str) -> Option<&mut FakeDeployment> {
+        self.deployments.iter_mut().find(|d| d.namespace == namespace && d.name == name)
+    }
+}
+
+/// A node.
+#[derive(Debug, Clone)]
+pub struct FakeNode {
+    /// Its name.
+    pub name: String,
+    /// Its `Ready` condition: status, reason, message. `None`: the kubelet has posted none yet.
+    pub ready: Option<(ConditionStatus, String, String)>,
+    /// `status.nodeInfo.kubeletVersion`.
+    pub kubelet_version: String,
+}
+
+impl FakeNode {
+    /// A Ready node, as a healthy kubelet reports it.
+    pub fn ready(name: &str) -> Self {
+        FakeNode {
+            name: name.to_string(),
+            ready: Some((
+                ConditionStatus::True,
+                "KubeletReady".to_string(),
+                "kubelet is posting ready status".to_string(),
+            )),
+            kubelet_version: "v1.32.3".to_string(),
+        }
+    }
+
+    /// A NotReady node, as a kubelet without a working network plugin reports it.
+    pub fn not_ready(name: &str) -> Self {
+        FakeNode {
+            ready: Some((
+                ConditionStatus::False,
+                "KubeletNotReady".to_string(),
+                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized".to_string(),
+            )),
+            ..FakeNode::ready(name)
+        }
+    }
+
+    /// A node whose kubelet stopped posting status (the node controller sets `Unknown`).
+    pub fn unknown(name: &str) -> Self {
+        FakeNode {
+            ready: Some((
+                ConditionStatus::Unknown,
+                "NodeStatusUnknown".to_string(),
+                "Kubelet stopped posting node status.".to_string(),
+            )),
+            ..FakeNode::ready(name)
+        }
+    }
+}
+
+/// A Deployment.
+#[derive(Debug, Clone)]
+pub struct FakeDeployment {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.availableReplicas` (and readyReplicas).
+    pub available_replicas: i32,
+}
+
+impl FakeDeployment {
+    /// One replica, available.
+    pub fn available(namespace: &str, name: &str) -> Self {
+        FakeDeployment { namespace: namespace.to_string(), name: name.to_string(), replicas: 1, available_replicas: 1 }
+    }
+
+    /// One replica wanted, none available (an image that cannot be pulled, say).
+    pub fn unavailable(namespace: &str, name: &str) -> Self {
+        FakeDeployment { available_replicas: 0, ..FakeDeployment::available(namespace, name) }
+    }
+}
+
+/// A Karmada `Cluster`.
+#[derive(Debug, Clone)]
+pub struct FakeCluster {
+    /// Its name.
+    pub name: String,
+    /// `spec.syncMode`: `Push` or `Pull`.
+    pub sync_mode: String,
+    /// `spec.apiEndpoint`.
+    pub api_endpoint: String,
+    /// `spec.id`.
+    pub id: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `spec.taints[]`: key, value, effect.
+    pub taints: Vec<(String, Option<String>, String)>,
+    /// The `Ready` condition: status, reason, message. `None`: Karmada has not posted status yet.
+    pub ready: Option<(ConditionStatus, String, String)>,
+    /// `status.kubernetesVersion`.
+    pub kubernetes_version: Option<String>,
+}
+
+impl FakeCluster {
+    /// A joined (push mode), Ready cluster, as karmada-controller-manager reports it. Its endpoint and id
+    /// are derived from the name.
+    pub fn ready(name: &str) -> Self {
+        let n: u32 = name.bytes().map(u32::from).sum::<u32>() % 200 + 10;
+        FakeCluster {
+            name: name.to_string(),
+            sync_mode: "Push".to_string(),
+            api_endpoint: format!("https://10.123.45.{n}:16443"),
+            id: fake_uid("kube-system", name),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            ready: Some((
+                ConditionStatus::True,
+                "ClusterReady".to_string(),
+                "cluster is healthy and ready to accept workloads".to_string(),
+            )),
+            kubernetes_version: Some("v1.32.3".to_string()),
+        }
+    }
+
+    /// A cluster Karmada cannot reach (`Ready=False`, `ClusterNotReachable`), with the taint Karmada
+    /// adds to such a cluster.
+    pub fn not_reachable(name: &str) -> Self {
+        FakeCluster {
+            ready: Some((
+                ConditionStatus::False,
+                "ClusterNotReachable".to_string(),
+                "cluster is not reachable".to_string(),
+            )),
+            taints: vec![("cluster.karmada.io/unreachable".to_string(), None, "NoSchedule".to_string())],
+            ..FakeCluster::ready(name)
+        }
+    }
+
+    /// A cluster whose health endpoint does not answer ok (`Ready=False`, `ClusterNotReady`).
+    pub fn not_ready(name: &str) -> Self {
+        FakeCluster {
+            ready: Some((
+                ConditionStatus::False,
+                "ClusterNotReady".to_string(),
+                "cluster is reachable but health endpoint responded without ok".to_string(),
+            )),
+            taints: vec![("cluster.karmada.io/not-ready".to_string(), None, "NoSchedule".to_string())],
+            ..FakeCluster::ready(name)
+        }
+    }
+
+    /// Registered in pull mode (`spec.apiEndpoint` is then usually empty).
+    pub fn pull(mut self) -> Self {
+        self.sync_mode = "Pull".to_string();
+        self.api_endpoint = String::new();
+        self
+    }
+
+    /// With this label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// JSON, as a real API server writes it
+// ---------------------------------------------------------------------------------------------------
+
+/// A stable, uuid-shaped id from a kind and a name.
+fn fake_uid(kind: &str, name: &str) -> String {
+    // FNV-1a, twice with different seeds: 128 bits, deterministic.
+    let hash = |seed: u64| {
+        let mut h = seed;
+        for b in kind.bytes().chain([b'/']).chain(name.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h
+    };
+    let (a, b) = (hash(0xcbf29ce484222325), hash(0x84222325cbf29ce4));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn metadata(kind: &str, namespace: Option<&str>, name: &str, resource_version: u64) -> Value {
+    let mut meta = json!({
+        "name": name,
+        "uid": fake_uid(kind, &format!("{}/{name}", namespace.unwrap_or(""))),
+        "resourceVersion": resource_version.to_string(),
+        "creationTimestamp": CREATED,
+    });
+    if let Some(namespace) = namespace {
+        meta["namespace"] = json!(namespace);
+    }
+    meta
+}
+
+fn condition_json(type_: &str, (status, reason, message): &(ConditionStatus, String, String)) -> Value {
+    json!({
+        "type": type_,
+        "status": status.to_string(),
+        "lastTransitionTime": CHANGED,
+        "reason": reason,
+        "message": message,
+    })
+}
+
+fn node_json(node: &FakeNode, resource_version: u64) -> Value {
+    let mut meta = metadata("Node", None, &node.name, resource_version);
+    meta["labels"] = json!({
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+        "microk8s.io/cluster": "true",
+        "node.kubernetes.io/microk8s-controlplane": "microk8s-controlplane",
+    });
+    let pressure = |type_: &str, reason: &str, message: &str| {
+        json!({
+            "type": type_, "status": "False",
+            "lastHeartbeatTime": CHANGED, "lastTransitionTime": CREATED,
+            "reason": reason, "message": message,
+        })
+    };
+    let mut conditions = vec![
+        pressure("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        pressure("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        pressure("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ];
+    if let Some(ready) = &node.ready {
+        let mut c = condition_json("Ready", ready);
+        c["lastHeartbeatTime"] = json!(CHANGED);
+        conditions.push(c);
+    }
+    json!({
+        "metadata": meta,
+        "spec": {},
+        "status": {
+            "capacity": {"cpu": "2", "memory": "4010000Ki", "pods": "110", "ephemeral-storage": "30787492Ki"},
+            "allocatable": {"cpu": "2", "memory": "3907600Ki", "pods": "110", "ephemeral-storage": "29739940Ki"},
+            "conditions": conditions,
+            "addresses": [
+                {"type": "InternalIP", "address": "10.123.45.1"},
+                {"type": "Hostname", "address": node.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": fake_uid("machine", &node.name).replace('-', ""),
+                "systemUUID": fake_uid("system", &node.name),
+                "bootID": fake_uid("boot", &node.name),
+                "kernelVersion": "6.1.0-28-amd64",
+                "osImage": "Ubuntu 24.04.1 LTS",
+                "containerRuntimeVersion": "containerd://1.7.27",
+                "kubeletVersion": node.kubelet_version,
+                "kubeProxyVersion": node.kubelet_version,
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    })
+}
+
+fn deployment_json(d: &FakeDeployment, resource_version: u64) -> Value {
+    let mut meta = metadata("Deployment", Some(&d.namespace), &d.name, resource_version);
+    meta["generation"] = json!(1);
+    meta["labels"] = json!({"app": d.name});
+    meta["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+    let available = d.replicas > 0 && d.available_replicas >= d.replicas;
+    let mut status = json!({
+        "observedGeneration": 1,
+        "replicas": d.replicas,
+        "updatedReplicas": d.replicas,
+        "conditions": [
+            if available {
+                json!({"type": "Available", "status": "True", "lastUpdateTime": CHANGED, "lastTransitionTime": CHANGED,
+                       "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."})
+            } else {
+                json!({"type": "Available", "status": "False", "lastUpdateTime": CHANGED, "lastTransitionTime": CHANGED,
+                       "reason": "MinimumReplicasUnavailable", "message": "Deployment does not have minimum availability."})
+            },
+            json!({"type": "Progressing", "status": "True", "lastUpdateTime": CHANGED, "lastTransitionTime": CREATED,
+                   "reason": if available { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+                   "message": if available {
+                       format!("ReplicaSet \"{}-5d4c9b7f8\" has successfully progressed.", d.name)
+                   } else {
+                       format!("ReplicaSet \"{}-5d4c9b7f8\" is progressing.", d.name)
+                   }}),
+        ],
+    });
+    if d.available_replicas > 0 {
+        status["readyReplicas"] = json!(d.available_replicas);
+        status["availableReplicas"] = json!(d.available_replicas);
+    }
+    if d.replicas > d.available_replicas {
+        status["unavailableReplicas"] = json!(d.replicas - d.available_replicas);
+    }
+    json!({
+        "metadata": meta,
+        "spec": {
+            "replicas": d.replicas,
+            "selector": {"matchLabels": {"app": d.name}},
+            "template": {
+                "metadata": {"labels": {"app": d.name}},
+                "spec": {"containers": [{
+                    "name": d.name,
+                    "image": format!("localhost:32000/{}:v1.15.9", d.name),
+                    "imagePullPolicy": "IfNotPresent",
+                }]},
+            },
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
+        },
+        "status": status,
+    })
+}
+
+fn cluster_json(c: &FakeCluster, resource_version: u64) -> Value {
+    let mut meta = metadata("Cluster", None, &c.name, resource_version);
+    meta["generation"] = json!(1);
+    meta["finalizers"] = json!(["karmada.io/cluster-controller"]);
+    if !c.labels.is_empty() {
+        meta["labels"] = json!(c.labels);
+    }
+    let mut spec = json!({
+        "id": c.id,
+        "syncMode": c.sync_mode,
+        "impersonatorSecretRef": {"namespace": "karmada-cluster", "name": format!("{}-impersonator", c.name)},
+        "resourceModels": [],
+    });
+    if !c.api_endpoint.is_empty() {
+        spec["apiEndpoint"] = json!(c.api_endpoint);
+        spec["secretRef"] = json!({"namespace": "karmada-cluster", "name": c.name});
+    }
+    if !c.taints.is_empty() {
+        spec["taints"] = c
+            .taints
+            .iter()
+            .map(|(key, value, effect)| {
+                let mut t = json!({"key": key, "effect": effect, "timeAdded": CHANGED});
+                if let Some(value) = value {
+                    t["value"] = json!(value);
+                }
+                t
+            })
+            .collect();
+    }
+    let mut status = json!({});
+    if let Some(ready) = &c.ready {
+        status["conditions"] = json!([condition_json("Ready", ready)]);
+    }
+    if let Some(version) = &c.kubernetes_version {
+        status["kubernetesVersion"] = json!(version);
+    }
+    json!({
+        "apiVersion": CLUSTER_API_VERSION,
+        "kind": "Cluster",
+        "metadata": meta,
+        "spec": spec,
+        "status": status,
+    })
+}
+
+fn status_json(code: u16, reason: &str, message: &str, details: Option<Value>) -> Value {
+    let mut status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    });
+    if let Some(details) = details {
+        status["details"] = details;
+    }
+    status
+}
+
+fn not_found(group: &str, plural: &str, name: &str) -> (StatusCode, Value) {
+    let resource = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+    let mut details = json!({"name": name, "kind": plural});
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    (StatusCode::NOT_FOUND, status_json(404, "NotFound", &format!("{resource} \"{name}\" not found"), Some(details)))
+}
+
+fn unknown_path() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        status_json(404, "NotFound", "the server could not find the requested resource", Some(json!({}))),
+    )
+}
+
+fn list_json(api_version: &str, kind: &str, resource_version: u64, items: Vec<Value>, with_types: bool) -> Value {
+    // A real server leaves apiVersion and kind out of the items of a built-in list, and keeps them in
+    // the items of an aggregated or custom resource's list.
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut item| {
+            if !with_types {
+                if let Some(obj) = item.as_object_mut() {
+                    obj.remove("apiVersion");
+                    obj.remove("kind");
+                }
+            }
+            item
+        })
+        .collect();
+    json!({
+        "kind": kind,
+        "apiVersion": api_version,
+        "metadata": {"resourceVersion": resource_version.to_string()},
+        "items": items,
+    })
+}
+
+fn with_types(mut value: Value, api_version: &str, kind: &str) -> Value {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("apiVersion".to_string(), json!(api_version));
+        obj.insert("kind".to_string(), json!(kind));
+    }
+    value
+}
+
+fn api_resource(name: &str, kind: &str, namespaced: bool, verbs: &[&str], short: &[&str]) -> Value {
+    let mut r = json!({
+        "name": name,
+        "singularName": kind.to_lowercase(),
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": verbs,
+    });
+    if !short.is_empty() {
+        r["shortNames"] = json!(short);
+    }
+    r
+}
+
+const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn discovery(path: &str, state: &FakeState) -> Option<Value> {
+    let group = |name: &str, version: &str| {
+        json!({
+            "name": name,
+            "versions": [{"groupVersion": format!("{name}/{version}"), "version": version}],
+            "preferredVersion": {"groupVersion": format!("{name}/{version}"), "version": version},
+        })
+    };
+    Some(match path {
+        "/version" => json!({
+            "major": state.git_version.trim_start_matches('v').split('.').next().unwrap_or("1"),
+            "minor": state.git_version.split('.').nth(1).unwrap_or("0"),
+            "gitVersion": state.git_version,
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2025-03-11T19:52:32Z",
+            "goVersion": "go1.23.6",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }),
+        "/api" => json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.123.45.1:16443"}],
+        }),
+        "/apis" => {
+            let mut groups = vec![group("apps", "v1")];
+            if state.serves_karmada {
+                groups.push(group("cluster.karmada.io", "v1alpha1"));
+            }
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
+        "/api/v1" => json!({
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [
+                api_resource("nodes", "Node", false, ALL_VERBS, &["no"]),
+                api_resource("nodes/status", "Node", false, &["get", "patch", "update"], &[]),
+                api_resource("namespaces", "Namespace", false, ALL_VERBS, &["ns"]),
+            ],
+        }),
+        "/apis/apps" => group("apps", "v1"),
+        "/apis/apps/v1" => json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "apps/v1",
+            "resources": [
+                api_resource("deployments", "Deployment", true, ALL_VERBS, &["deploy"]),
+                api_resource("deployments/status", "Deployment", true, &["get", "patch", "update"], &[]),
+            ],
+        }),
+        "/apis/cluster.karmada.io" if state.serves_karmada => group("cluster.karmada.io", "v1alpha1"),
+        "/apis/cluster.karmada.io/v1alpha1" if state.serves_karmada => json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": CLUSTER_API_VERSION,
+            "resources": [
+                api_resource("clusters", "Cluster", false, ALL_VERBS, &[]),
+                api_resource("clusters/status", "Cluster", false, &["get", "patch", "update"], &[]),
+                api_resource("clusters/proxy", "ClusterProxyOptions", false, &["create", "delete", "get", "patch", "update"], &[]),
+            ],
+        }),
+        _ => return None,
+    })
+}
+
+/// The answer to one GET, from the state.
+fn route(path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, Value) {
+    if let Some(doc) = discovery(path, state) {
+        return (StatusCode::OK, doc);
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ok = |v: Value| (StatusCode::OK, v);
+    match segments.as_slice() {
+        ["api", "v1", "nodes"] => ok(list_json(
+            "v1",
+            "NodeList",
+            resource_version,
+            state.nodes.iter().map(|n| node_json(n, resource_version)).collect(),
+            false,
+        )),
+        ["api", "v1", "nodes", name] => match state.nodes.iter().find(|n| n.name == *name) {
+            Some(n) => ok(with_types(node_json(n, resource_version), "v1", "Node")),
+            None => not_found("", "nodes", name),
+        },
+        ["apis", "apps", "v1", "deployments"] => ok(list_json(
+            "apps/v1",
+            "DeploymentList",
+            resource_version,
+            state.deployments.iter().map(|d| deployment_json(d, resource_version)).collect(),
+            false,
+        )),
+        ["apis", "apps", "v1", "namespaces", namespace, "deployments"] => ok(list_json(
+            "apps/v1",
+            "DeploymentList",
+            resource_version,
+            state
+                .deployments
+                .iter()
+                .filter(|d| d.namespace == *namespace)
+                .map(|d| deployment_json(d, resource_version))
+                .collect(),
+            false,
+        )),
+        ["apis", "apps", "v1", "namespaces", namespace, "deployments", name] => {
+            match state.deployments.iter().find(|d| d.namespace == *namespace && d.name == *name) {
+                Some(d) => ok(with_types(deployment_json(d, resource_version), "apps/v1", "Deployment")),
+                None => not_found("apps", "deployments", name),
+            }
+        }
+        ["apis", "cluster.karmada.io", "v1alpha1", "clusters"] if state.serves_karmada => ok(list_json(
+            CLUSTER_API_VERSION,
+            "ClusterList",
+            resource_version,
+            state.clusters.iter().map(|c| cluster_json(c, resource_version)).collect(),
+            true,
+        )),
+        ["apis", "cluster.karmada.io", "v1alpha1", "clusters", name] if state.serves_karmada => {
+            match state.clusters.iter().find(|c| c.name == *name) {
+                Some(c) => ok(cluster_json(c, resource_version)),
+                None => not_found("cluster.karmada.io", "clusters", name),
+            }
+        }
+        _ => unknown_path(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TLS material
+// ---------------------------------------------------------------------------------------------------
+
+/// A CA and a server certificate it signed for `127.0.0.1` and `localhost`, generated at test time, plus a
+/// client certificate the same CA signed.
+#[derive(Clone)]
+pub struct FakeTls {
+    /// The CA certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    /// The server's certificate, PEM.
+    pub server_cert_pem: String,
+    /// The server's private key, PEM.
+    pub server_key_pem: String,
+    /// A client certificate (`CN=kube-admin`, `O=system:masters`) the CA signed, PEM.
+    pub client_cert_pem: String,
+    /// Its private key, PEM.
+    pub client_key_pem: String,
+}
+
+impl std::fmt::Debug for FakeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeTls").finish_non_exhaustive()
+    }
+}
+
+impl FakeTls {
+    /// New keys and certificates; the CA's common name is `ca_name`.
+    pub fn generate(ca_name: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("generate a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate().expect("generate a server key");
+        let mut server_params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("server parameters");
+        server_params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server_params.signed_by(&server_key, &issuer).expect("sign the server certificate");
+
+        let client_key = KeyPair::generate().expect("generate a client key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        client_params.distinguished_name.push(DnType::CommonName, "kube-admin");
+        client_params.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer).expect("sign the client certificate");
+
+        FakeTls {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
+        }
+    }
+
+    fn server_config(&self) -> io::Result<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+        let chain = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).map_err(|e| invalid(&e))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(ca.map_err(|e| invalid(&e))?).map_err(|e| invalid(&e))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| invalid(&e))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid(&e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------------------------------
+
+struct Shared {
+    state: Mutex<FakeState>,
+    requests: Mutex<Vec<String>>,
+    resource_version: Mutex<u64>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running fake API server. Stops when dropped.
+pub struct FakeKube {
+    url: String,
+    ca_pem: Option<String>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeKube {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeKube").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeKube {
+    /// Serves `state` over plain HTTP on `127.0.0.1:<ephemeral port>`.
+    pub async fn start(state: FakeState) -> io::Result<Self> {
+        Self::spawn(state, None).await
+    }
+
+    /// Serves `state` over HTTPS with `tls`'s server certificate; clients may present a client certificate
+    /// `tls`'s CA signed.
+    pub async fn start_tls(state: FakeState, tls: &FakeTls) -> io::Result<Self> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config()?));
+        let mut fake = Self::spawn(state, Some(acceptor)).await?;
+        fake.ca_pem = Some(tls.ca_pem.clone());
+        Ok(fake)
+    }
+
+    async fn spawn(state: FakeState, tls: Option<tokio_rustls::TlsAcceptor>) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            requests: Mutex::new(Vec::new()),
+            resource_version: Mutex::new(1000),
+        });
+        let task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
+        Ok(FakeKube { url: format!("{scheme}://{addr}"), ca_pem: None, shared, task })
+    }
+
+    /// The server URL (`http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A client config for this server: its URL and, over HTTPS, its CA; no credentials.
+    pub fn config(&self) -> ApiConfig {
+        let config = ApiConfig::new(self.url.clone());
+        match &self.ca_pem {
+            Some(ca) => config.with_ca_pem(ca.clone()),
+            None => config,
+        }
+    }
+
+    /// [`Self::config`] with the state's required token, if any.
+    pub fn authorized_config(&self) -> ApiConfig {
+        let token = lock(&self.shared.state).required_token.clone();
+        match token {
+            Some(token) => self.config().with_credentials(Credentials::token(token)),
+            None => self.config(),
+        }
+    }
+
+    /// Changes what is served; later requests see the change, and objects get a new resourceVersion.
+    pub fn update(&self, change: impl FnOnce(&mut FakeState)) {
+        change(&mut lock(&self.shared.state));
+        *lock(&self.shared.resource_version) += 1;
+    }
+
+    /// A copy of what is served now.
+    pub fn state(&self) -> FakeState {
+        lock(&self.shared.state).clone()
+    }
+
+    /// The requests served so far, as `"GET /api/v1/nodes"`.
+    pub fn requests(&self) -> Vec<String> {
+        lock(&self.shared.requests).clone()
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(TokioIo::new(stream), shared, false).await,
+                Some(acceptor) => {
+                    // A failed handshake (the client did not trust us) just ends the connection.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let client_cert = stream.get_ref().1.peer_certificates().is_some_and(|certs| !certs.is_empty());
+                    serve_connection(TokioIo::new(stream), shared, client_cert).await
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(io: I, shared: Arc<Shared>, client_cert: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(answer(&request, &shared, client_cert)) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+}
+
+fn answer(request: &Request<Incoming>, shared: &Shared, client_cert: bool) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    lock(&shared.requests).push(format!("{} {}", request.method(), request.uri()));
+    let state = lock(&shared.state).clone();
+    let resource_version = *lock(&shared.resource_version);
+
+    let (status, body) = if let Some(prefix) =
+        state.forbidden_paths.iter().find(|prefix| path.starts_with(prefix.as_str()))
+    {
+        let resource = prefix.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        (
+            StatusCode::FORBIDDEN,
+            status_json(
+                403,
+                "Forbidden",
+                &format!("{resource} is forbidden: User \"testbed\" cannot list resource \"{resource}\" at the cluster scope"),
+                Some(json!({"kind": resource})),
+            ),
+        )
+    } else if let Some(token) = &state.required_token {
+        let bearer = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if client_cert || bearer == Some(token.as_str()) {
+            get(request.method(), &path, &state, resource_version)
+        } else {
+            (StatusCode::UNAUTHORIZED, status_json(401, "Unauthorized", "Unauthorized", None))
+        }
+    } else {
+        get(request.method(), &path, &state, resource_version)
+    };
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("Audit-Id", fake_uid("audit", &format!("{path}{resource_version}")))
+        .header("Cache-Control", "no-cache, private")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+fn get(method: &Method, path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, Value) {
+    if method != Method::GET {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            status_json(405, "MethodNotAllowed", "the fake API server only answers GET", None),
+        );
+    }
+    route(path, state, resource_version)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Endpoints that misbehave
+// ---------------------------------------------------------------------------------------------------
+
+/// A `http://127.0.0.1:PORT` URL where nothing listens (the port was bound and released).
+pub async fn unused_url() -> io::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    drop(listener);
+    Ok(format!("http://{addr}"))
+}
+
+/// A listener that accepts every connection and closes it at once, as an LXD proxy device does when
+/// nothing listens inside its container. Stops when dropped.
+pub struct DroppingListener {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl DroppingListener {
+    /// Starts one on `127.0.0.1:<ephemeral port>`.
+    pub async fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    drop(stream);
+                }
+            }
+        });
+        Ok(DroppingListener { addr, task })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for DroppingListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A listener that accepts every connection and never answers (a hung server, or a firewall that lets
+/// the handshake through and then drops everything). Stops when dropped.
+pub struct SilentListener {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SilentListener {
+    /// Starts one on `127.0.0.1:<ephemeral port>`.
+    pub async fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    held.push(stream);
+                }
+            }
+        });
+        Ok(SilentListener { addr, task })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
