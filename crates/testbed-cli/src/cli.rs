@@ -49,35 +49,9 @@ pub enum Command {
         target: Vec<String>,
     },
     /// Make the machine match the file: run the plan's actions.
-    Apply {
-        /// Do not ask for confirmation (required without a terminal).
-        #[arg(long, short = 'y')]
-        yes: bool,
-        /// Change nothing: print each action and the exact commands and API calls it would run, in order.
-        #[arg(long = "dry-run")]
-        dry_run: bool,
-        /// How many actions may run at once.
-        #[arg(long, value_name = "N")]
-        parallelism: Option<usize>,
-        /// Limit the run to an address, an address prefix or a member, plus what it needs.
-        #[arg(long, value_name = "ADDRESS_OR_MEMBER")]
-        target: Vec<String>,
-    },
+    Apply(#[command(flatten)] RunArgs),
     /// Delete every resource testbed owns, in reverse dependency order.
-    Destroy {
-        /// Do not ask for confirmation (required without a terminal).
-        #[arg(long, short = 'y')]
-        yes: bool,
-        /// Change nothing: print each action and the exact commands and API calls it would run, in order.
-        #[arg(long = "dry-run")]
-        dry_run: bool,
-        /// How many actions may run at once.
-        #[arg(long, value_name = "N")]
-        parallelism: Option<usize>,
-        /// Destroy only this address, address prefix or member (and what depends on it).
-        #[arg(long, value_name = "ADDRESS_OR_MEMBER")]
-        target: Vec<String>,
-    },
+    Destroy(#[command(flatten)] RunArgs),
     /// Show the observed state of each resource.
     Status {
         #[arg(long)]
@@ -92,4 +66,22 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of testbed.toml.
     Schema,
+}
+
+/// What `apply` and `destroy` share.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Change nothing: print each action and the exact commands and API calls it would run, in order.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// How many actions may run at once.
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// Limit the run to an address, an address prefix or a member, plus what must happen first (for
+    /// destroy: the deletes of what depends on it).
+    #[arg(long, value_name = "ADDRESS_OR_MEMBER")]
+    pub target: Vec<String>,
 }

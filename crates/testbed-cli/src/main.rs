@@ -58,13 +58,13 @@ fn main() -> ExitCode {
             Command::Plan { json, detailed_exitcode, target } => {
                 commands::plan(&cli, *json, *detailed_exitcode, target).await
             }
-            Command::Apply { dry_run: true, target, .. } => commands::dry_run(&cli, Goal::Converge, target).await,
-            Command::Destroy { dry_run: true, target, .. } => commands::dry_run(&cli, Goal::Destroy, target).await,
-            Command::Apply { yes, parallelism, target, .. } => {
-                commands::run(&cli, Goal::Converge, *yes, *parallelism, target).await
-            }
-            Command::Destroy { yes, parallelism, target, .. } => {
-                commands::run(&cli, Goal::Destroy, *yes, *parallelism, target).await
+            Command::Apply(run) | Command::Destroy(run) => {
+                let goal = if matches!(cli.command, Command::Apply(_)) { Goal::Converge } else { Goal::Destroy };
+                if run.dry_run {
+                    commands::dry_run(&cli, goal, &run.target).await
+                } else {
+                    commands::run(&cli, goal, run.yes, run.parallelism, &run.target).await
+                }
             }
             Command::Status { json } => commands::status(&cli, *json).await,
             Command::Graph { target } => commands::graph(&cli, target).await,

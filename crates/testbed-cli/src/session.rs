@@ -29,6 +29,7 @@ pub enum Goal {
 pub struct Session {
     pub config: Config,
     pub providers: Providers,
+    /// Layers running on the simulated machine, as the providers report themselves.
     pub simulated: Vec<Layer>,
     /// `.testbed/` beside the config: lock, logs, default sim state.
     pub state_dir: PathBuf,
@@ -79,7 +80,7 @@ impl Session {
                     if real.len() == 1 { " is" } else { "s are" }
                 ),
                 Some(
-                    "rehearse on the simulated machine with `--simulate all` (nothing on this host is changed)".into(),
+                    "simulate them: `--simulate all` changes nothing on this host; `--simulate host,microk8s,registry,karmada` runs LXD for real".into(),
                 ),
             ));
         }
@@ -99,7 +100,7 @@ impl Session {
         };
         Ok(Session {
             config,
-            simulated: simulate.into_iter().collect(),
+            simulated: providers.simulated_layers(),
             providers,
             state_dir,
             sim_state: Some(sim_state),
