@@ -1,0 +1,239 @@
+//! The command runner: one argument vector, run on the host or in a member, with a time limit.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use testbed_lxd::Client;
+use testbed_steps::Where;
+use tokio::io::AsyncReadExt;
+
+/// The time limit of a command that does not say otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The exit code (-1 when the command was killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(stdout: impl Into<String>) -> Output {
+        Output { code: 0, stdout: stdout.into(), stderr: String::new() }
+    }
+
+    pub fn failed(code: i32, stderr: impl Into<String>) -> Output {
+        Output { code, stdout: String::new(), stderr: stderr.into() }
+    }
+
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// The last non-empty line of stderr, else of stdout: what a message quotes.
+    pub fn last_line(&self) -> &str {
+        self.stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .or_else(|| self.stdout.lines().rev().find(|l| !l.trim().is_empty()))
+            .map(str::trim)
+            .unwrap_or("")
+    }
+}
+
+/// Why a command could not be run to its end. A command that ran and exited non-zero is not an error
+/// here: it is an [`Output`] with its code, and the caller decides what the code means.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("{program} is not installed{where_}")]
+    NotFound { program: String, where_: String },
+    #[error("{program}{where_} could not be started: {reason}")]
+    Spawn { program: String, where_: String, reason: String },
+    #[error("{program}{where_} did not finish within {}", shown(*after))]
+    Timeout { program: String, where_: String, after: Duration },
+    #[error("cannot run {program} in {member}: {reason}")]
+    Member { program: String, member: String, reason: String },
+}
+
+/// A duration as a person reads it: "300 s", "250 ms".
+pub(crate) fn shown(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn where_suffix(at: &Where) -> String {
+    match at {
+        Where::Host => String::new(),
+        Where::Member(m) => format!(" in {m}"),
+    }
+}
+
+/// Runs argument vectors.
+#[async_trait]
+pub trait CommandRunner: Send + Sync {
+    /// Runs `argv` at `at` and waits at most `timeout`. `argv[0]` is the program.
+    async fn run(&self, at: &Where, argv: &[String], timeout: Duration) -> Result<Output, CommandError>;
+}
+
+/// The real runner: host commands as child processes, member commands through LXD's exec API.
+#[derive(Clone)]
+pub struct SystemRunner {
+    lxd: Option<Client>,
+}
+
+impl SystemRunner {
+    /// A runner for host commands only (member commands fail with a clear error).
+    pub fn host_only() -> SystemRunner {
+        SystemRunner { lxd: None }
+    }
+
+    /// A runner that reaches members through this LXD (or Incus) daemon.
+    pub fn with_lxd(client: Client) -> SystemRunner {
+        SystemRunner { lxd: Some(client) }
+    }
+
+    async fn on_host(&self, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&argv[1..])
+            // Messages in a language testbed can match on, whatever the user's locale.
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CommandError::NotFound { program: program.clone(), where_: String::new() },
+            _ => CommandError::Spawn { program: program.clone(), where_: String::new(), reason: e.to_string() },
+        })?;
+        let mut out = child.stdout.take();
+        let mut err = child.stderr.take();
+        let collect = async {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            let read_out = async {
+                if let Some(o) = out.as_mut() {
+                    let _ = o.read_to_end(&mut stdout).await;
+                }
+            };
+            let read_err = async {
+                if let Some(e) = err.as_mut() {
+                    let _ = e.read_to_end(&mut stderr).await;
+                }
+            };
+            tokio::join!(read_out, read_err);
+            let status = child.wait().await;
+            (status, stdout, stderr)
+        };
+        match tokio::time::timeout(timeout, collect).await {
+            Err(_) => Err(CommandError::Timeout { program, where_: String::new(), after: timeout }),
+            Ok((status, stdout, stderr)) => {
+                let status = status.map_err(|e| CommandError::Spawn {
+                    program: program.clone(),
+                    where_: String::new(),
+                    reason: e.to_string(),
+                })?;
+                Ok(Output {
+                    code: status.code().unwrap_or(-1),
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                })
+            }
+        }
+    }
+
+    async fn in_member(&self, member: &str, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        let Some(client) = &self.lxd else {
+            return Err(CommandError::Member {
+                program,
+                member: member.to_owned(),
+                reason: "no LXD connection was given to the command runner".into(),
+            });
+        };
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match client.exec(member, &args, timeout).await {
+            // LXD reports a program it could not find as exit code 127, like a shell.
+            Ok(r) if r.code == 127 => {
+                Err(CommandError::NotFound { program, where_: where_suffix(&Where::Member(member.to_owned())) })
+            }
+            Ok(r) => Ok(Output { code: r.code as i32, stdout: r.stdout, stderr: r.stderr }),
+            Err(testbed_lxd::LxdError::Timeout { after, .. }) => {
+                Err(CommandError::Timeout { program, where_: where_suffix(&Where::Member(member.to_owned())), after })
+            }
+            Err(e) => Err(CommandError::Member { program, member: member.to_owned(), reason: e.to_string() }),
+        }
+    }
+}
+
+#[async_trait]
+impl CommandRunner for SystemRunner {
+    async fn run(&self, at: &Where, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
+        if argv.is_empty() {
+            return Err(CommandError::Spawn {
+                program: String::new(),
+                where_: where_suffix(at),
+                reason: "empty argument vector".into(),
+            });
+        }
+        match at {
+            Where::Host => self.on_host(argv, timeout).await,
+            Where::Member(m) => self.in_member(m, argv, timeout).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn host_commands_get_their_arguments_verbatim() {
+        let r = SystemRunner::host_only();
+        // A value with shell syntax reaches the program as one argument and is not interpreted.
+        let evil = "member1; touch /tmp/testbed-injected $(id)";
+        let out = r.run(&Where::Host, &argv(&["printf", "%s|", evil, "b c"]), DEFAULT_TIMEOUT).await.unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, format!("{evil}|b c|"));
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_stderr_come_back() {
+        let r = SystemRunner::host_only();
+        let out = r.run(&Where::Host, &argv(&["ls", "/nonexistent-testbed-path"]), DEFAULT_TIMEOUT).await.unwrap();
+        assert_ne!(out.code, 0);
+        assert!(out.last_line().contains("No such file"), "{out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_named() {
+        let r = SystemRunner::host_only();
+        let e = r.run(&Where::Host, &argv(&["testbed-no-such-program"]), DEFAULT_TIMEOUT).await.unwrap_err();
+        assert_eq!(e.to_string(), "testbed-no-such-program is not installed");
+    }
+
+    #[tokio::test]
+    async fn a_command_over_its_limit_is_stopped() {
+        let r = SystemRunner::host_only();
+        let e = r.run(&Where::Host, &argv(&["sleep", "5"]), Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(e, CommandError::Timeout { .. }), "{e}");
+        assert_eq!(e.to_string(), "sleep did not finish within 100 ms");
+    }
+
+    #[tokio::test]
+    async fn member_commands_need_lxd() {
+        let r = SystemRunner::host_only();
+        let e = r.run(&Where::Member("member1".into()), &argv(&["microk8s", "status"]), DEFAULT_TIMEOUT).await;
+        assert!(e.unwrap_err().to_string().contains("cannot run microk8s in member1"));
+    }
+}

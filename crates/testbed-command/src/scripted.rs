@@ -1,0 +1,168 @@
+//! A runner that answers from a script: the simulated implementation of [`CommandRunner`], for tests of
+//! the real providers' logic where the real programs (snap, microk8s, karmadactl) cannot run.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use testbed_steps::Where;
+
+use crate::runner::{CommandError, CommandRunner, Output};
+
+/// What a scripted command does.
+#[derive(Clone)]
+pub enum Reply {
+    /// Ends with this output.
+    Output(Output),
+    /// Cannot be run.
+    Error(CommandError),
+    /// Computes its outcome from the argument vector (and may change a fake world on the way).
+    Effect(Arc<dyn Fn(&Where, &[String]) -> Result<Output, CommandError> + Send + Sync>),
+}
+
+impl Reply {
+    pub fn ok(stdout: &str) -> Reply {
+        Reply::Output(Output::ok(stdout))
+    }
+
+    pub fn exit(code: i32, stderr: &str) -> Reply {
+        Reply::Output(Output::failed(code, stderr))
+    }
+
+    pub fn effect(f: impl Fn(&Where, &[String]) -> Result<Output, CommandError> + Send + Sync + 'static) -> Reply {
+        Reply::Effect(Arc::new(f))
+    }
+}
+
+struct Rule {
+    at: Option<Where>,
+    prefix: Vec<String>,
+    /// Replies in turn; the last one repeats.
+    replies: VecDeque<Reply>,
+}
+
+#[derive(Default)]
+struct Script {
+    rules: Vec<Rule>,
+    calls: Vec<(Where, Vec<String>)>,
+}
+
+/// Answers commands by the longest matching argument prefix (the latest rule wins a tie) and records every
+/// call. A command no rule matches exits 127 with "not scripted", so a test sees an unexpected command.
+#[derive(Clone, Default)]
+pub struct ScriptedRunner {
+    script: Arc<Mutex<Script>>,
+}
+
+impl ScriptedRunner {
+    pub fn new() -> ScriptedRunner {
+        ScriptedRunner::default()
+    }
+
+    /// Commands starting with `prefix`, anywhere, reply with `reply`.
+    pub fn on(&self, prefix: &[&str], reply: Reply) -> &Self {
+        self.rule(None, prefix, vec![reply])
+    }
+
+    /// Commands starting with `prefix` at `at` reply with `reply`.
+    pub fn on_at(&self, at: Where, prefix: &[&str], reply: Reply) -> &Self {
+        self.rule(Some(at), prefix, vec![reply])
+    }
+
+    /// Commands starting with `prefix` reply with each of `replies` in turn, then keep the last.
+    pub fn on_seq(&self, prefix: &[&str], replies: Vec<Reply>) -> &Self {
+        self.rule(None, prefix, replies)
+    }
+
+    fn rule(&self, at: Option<Where>, prefix: &[&str], replies: Vec<Reply>) -> &Self {
+        let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        s.rules.push(Rule { at, prefix: prefix.iter().map(|p| p.to_string()).collect(), replies: replies.into() });
+        self
+    }
+
+    /// Every call so far: where, and the argument vector.
+    pub fn calls(&self) -> Vec<(Where, Vec<String>)> {
+        self.script.lock().unwrap_or_else(|p| p.into_inner()).calls.clone()
+    }
+
+    /// Every call so far as one line each (`host$ snap install ...`, `member1$ microk8s status`).
+    pub fn transcript(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .map(|(at, argv)| {
+                let who = match at {
+                    Where::Host => "host".to_owned(),
+                    Where::Member(m) => m,
+                };
+                let args: Vec<String> = argv.iter().map(|a| testbed_steps::quote(a)).collect();
+                format!("{who}$ {}", args.join(" "))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl CommandRunner for ScriptedRunner {
+    async fn run(&self, at: &Where, argv: &[String], _timeout: Duration) -> Result<Output, CommandError> {
+        let reply = {
+            let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+            s.calls.push((at.clone(), argv.to_vec()));
+            let best = s
+                .rules
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, r)| r.at.as_ref().is_none_or(|w| w == at) && argv.starts_with(&r.prefix))
+                .max_by_key(|(i, r)| (r.prefix.len(), *i))
+                .map(|(_, r)| r);
+            match best {
+                Some(rule) if rule.replies.len() > 1 => rule.replies.pop_front(),
+                Some(rule) => rule.replies.front().cloned(),
+                None => None,
+            }
+        };
+        match reply {
+            Some(Reply::Output(o)) => Ok(o),
+            Some(Reply::Error(e)) => Err(e),
+            Some(Reply::Effect(f)) => f(at, argv),
+            None => Ok(Output::failed(127, format!("not scripted: {}", argv.join(" ")))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn longest_prefix_wins_and_sequences_advance() {
+        let r = ScriptedRunner::new();
+        r.on(&["snap"], Reply::exit(1, "generic"));
+        r.on_seq(
+            &["snap", "list", "microk8s"],
+            vec![Reply::exit(1, "error: no matching snaps installed"), Reply::ok("microk8s v1.32.3")],
+        );
+        let t = Duration::from_secs(1);
+        let first = r.run(&Where::Host, &v(&["snap", "list", "microk8s"]), t).await.unwrap();
+        let second = r.run(&Where::Host, &v(&["snap", "list", "microk8s"]), t).await.unwrap();
+        let third = r.run(&Where::Host, &v(&["snap", "list", "microk8s"]), t).await.unwrap();
+        assert_eq!((first.code, second.code, third.code), (1, 0, 0));
+        assert_eq!(r.run(&Where::Host, &v(&["snap", "info"]), t).await.unwrap().stderr, "generic");
+        let unscripted = r.run(&Where::Host, &v(&["rm", "-rf", "/"]), t).await.unwrap();
+        assert_eq!(unscripted.code, 127);
+        assert_eq!(r.transcript().last().map(String::as_str), Some("host$ rm -rf /"));
+    }
+
+    #[tokio::test]
+    async fn rules_can_be_scoped_to_a_member() {
+        let r = ScriptedRunner::new();
+        r.on_at(Where::Member("member1".into()), &["microk8s"], Reply::ok("in member1"));
+        let t = Duration::from_secs(1);
+        assert_eq!(r.run(&Where::Member("member1".into()), &v(&["microk8s"]), t).await.unwrap().stdout, "in member1");
+        assert_eq!(r.run(&Where::Member("member2".into()), &v(&["microk8s"]), t).await.unwrap().code, 127);
+    }
+}
