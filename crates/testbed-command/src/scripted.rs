@@ -10,6 +10,9 @@ use testbed_steps::Where;
 
 use crate::runner::{CommandError, CommandRunner, Output};
 
+/// A scripted command's behaviour computed from where it runs and its argument vector.
+pub type EffectFn = dyn Fn(&Where, &[String]) -> Result<Output, CommandError> + Send + Sync;
+
 /// What a scripted command does.
 #[derive(Clone)]
 pub enum Reply {
@@ -18,7 +21,7 @@ pub enum Reply {
     /// Cannot be run.
     Error(CommandError),
     /// Computes its outcome from the argument vector (and may change a fake world on the way).
-    Effect(Arc<dyn Fn(&Where, &[String]) -> Result<Output, CommandError> + Send + Sync>),
+    Effect(Arc<EffectFn>),
 }
 
 impl Reply {
