@@ -222,11 +222,17 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
     let mut addresses: Vec<_> = desired.resources.keys().chain(observed.resources.keys()).collect();
     addresses.sort();
     addresses.dedup();
+    let unknown = |w: &testbed_plan::Resource| {
+        observed.unobservable.iter().find(|u| u.held && u.layer == w.kind.layer()).map(|u| u.layer.name())
+    };
     for a in addresses {
         let want = desired.resources.get(a);
         let have = observed.get(a);
         let (state, detail) = match (want, have) {
-            (Some(_), None) => ("missing".to_owned(), None),
+            (Some(w), None) => match unknown(w) {
+                Some(layer) => ("unknown".to_owned(), Some(format!("{layer} could not be observed"))),
+                None => ("missing".to_owned(), None),
+            },
             (_, Some(testbed_plan::Observed { owner: Owner::Other(d), .. })) => {
                 ("not testbed's".to_owned(), Some(d.clone()))
             }

@@ -46,6 +46,12 @@ pub struct Observed {
 pub struct Unobservable {
     pub layer: Layer,
     pub reason: String,
+    /// The layer is there but its state could not be read (the Karmada API does not answer although its
+    /// kubeconfig exists): its resources are left out of the plan instead of being guessed missing. When
+    /// false, the layer is taken to be absent (LXD not installed yet on a fresh host) and its resources are
+    /// planned as missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Everything observation found, keyed by address.

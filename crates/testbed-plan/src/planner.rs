@@ -7,15 +7,59 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::desired::DesiredState;
 use crate::observed::{Health, Observed, ObservedState, Owner};
 use crate::plan::{Action, Change, Conflict, Op, Plan, PlanError};
-use crate::resource::{Address, Kind, Lifecycle, Resource, Spec};
+use crate::resource::{Address, Kind, Layer, Lifecycle, Resource, Spec};
 
 /// Plans what it takes to turn `observed` into `desired`.
 pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, PlanError> {
     let mut notes: Vec<String> = observed
         .unobservable
         .iter()
-        .map(|u| format!("{} could not be observed ({}); its resources are shown as missing", u.layer.name(), u.reason))
+        .map(|u| {
+            if u.held {
+                format!(
+                    "{} could not be observed ({}); its resources are left out of this plan until it can be",
+                    u.layer.name(),
+                    u.reason
+                )
+            } else {
+                format!("{} could not be observed ({}); its resources are shown as missing", u.layer.name(), u.reason)
+            }
+        })
         .collect();
+
+    // A layer whose state is unknown is neither created nor deleted: guessing would redo or undo real work.
+    let held: BTreeSet<Layer> = observed.unobservable.iter().filter(|u| u.held).map(|u| u.layer).collect();
+    let (kept_desired, kept_observed);
+    let (desired, observed) = if held.is_empty() {
+        (desired, observed)
+    } else {
+        let mut d = desired.clone();
+        d.resources.retain(|_, r| !held.contains(&r.kind.layer()));
+        let mut o = observed.clone();
+        o.resources.retain(|_, r| !held.contains(&r.kind.layer()));
+        // Nor is anything deleted that a resource of that layer may still use (a container whose membership
+        // cannot be seen): deletes wait, in the order they would have run, until the layer can be observed.
+        let needed_by_held = |k: Kind| Kind::ALL.iter().any(|h| held.contains(&h.layer()) && h.needs_transitively(k));
+        let postponed: Vec<String> = o
+            .resources
+            .values()
+            .filter(|r| !d.resources.contains_key(&r.address) && needed_by_held(r.kind))
+            .map(|r| r.address.to_string())
+            .collect();
+        if !postponed.is_empty() {
+            o.resources.retain(|a, _| !postponed.iter().any(|p| p == a.as_str()));
+            notes.push(format!(
+                "deleting {} waits until {} can be observed: {} may still use {}",
+                postponed.join(", "),
+                held.iter().map(|l| l.name()).collect::<Vec<_>>().join(", "),
+                if postponed.len() == 1 { "its resources" } else { "their resources" },
+                if postponed.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        kept_desired = d;
+        kept_observed = o;
+        (&kept_desired, &kept_observed)
+    };
 
     // 1. Wanted addresses held by someone else.
     let conflicts: Vec<Conflict> = desired

@@ -257,3 +257,47 @@ fn kernel_limits_already_higher_are_left_alone() {
     o.resources.get_mut(&addr("host.sysctl")).unwrap().spec.insert("fs.inotify.max_user_watches".into(), "8192".into());
     assert_eq!(ops(&plan(&d, &o).unwrap()), [("host.sysctl".to_owned(), Op::Update)]);
 }
+
+#[test]
+fn a_layer_whose_state_is_unknown_is_left_alone_while_an_absent_one_is_planned() {
+    use testbed_plan::{Layer, Unobservable};
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    // Karmada's API does not answer although it exists; member3 was removed from the file meanwhile.
+    let mut o = converged(&d);
+    o.resources.retain(|a, r| r.kind.layer() != Layer::Karmada || a.as_str() == "karmada_member.member2");
+    let d2 = desired::build(
+        &config(&[("member1", 16441), ("member3", 16444), ("member4", 16445)]),
+        &ObservedState::default(),
+    );
+    o.unobservable.push(Unobservable { layer: Layer::Karmada, reason: "connection refused".into(), held: true });
+    let p = plan(&d2, &o).unwrap();
+    assert!(
+        p.actions().iter().all(|a| a.kind.layer() != Layer::Karmada),
+        "nothing is joined, re-initialised or unjoined on a guess: {:?}",
+        ops(&p)
+    );
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.contains("karmada could not be observed (connection refused); its resources are left out")));
+    // Nor is member2's container deleted under a membership nobody can see: that waits, and says so.
+    assert!(p.actions().iter().all(|a| !a.address.has_segment("member2")), "{:?}", ops(&p));
+    assert!(
+        p.notes.iter().any(|n| n.starts_with("deleting ")
+            && n.contains("lxd_instance.member2")
+            && n.contains("waits until karmada can be observed")),
+        "{:?}",
+        p.notes
+    );
+    // What the file changed elsewhere is still planned: the new member3 resources below Karmada.
+    assert!(
+        ops(&p).contains(&("lxd_instance.member3".into(), Op::Create))
+            || o.get(&addr("lxd_instance.member3")).is_some()
+    );
+
+    // The same layer taken to be absent (not installed yet): its resources are planned as missing.
+    o.unobservable[0].held = false;
+    let p = plan(&d2, &o).unwrap();
+    assert!(ops(&p).contains(&("karmada.control_plane".into(), Op::Create)), "{:?}", ops(&p));
+}

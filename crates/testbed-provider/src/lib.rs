@@ -30,9 +30,13 @@ pub enum ProviderError {
     /// The step ran and failed.
     #[error("{message}")]
     Failed { message: String, hint: Option<String> },
-    /// The layer cannot be reached at all (daemon not running, API unreachable).
+    /// The layer cannot be reached at all (daemon not running, not installed yet): taken to be absent.
     #[error("{message}")]
     Unavailable { message: String, hint: Option<String> },
+    /// The layer is there but its state cannot be read now (an API that does not answer although its
+    /// kubeconfig exists): the plan leaves its resources alone rather than guess.
+    #[error("{message}")]
+    StateUnknown { message: String, hint: Option<String> },
     /// Stopped by the user (a second Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -52,7 +56,8 @@ impl ProviderError {
         match self {
             ProviderError::Precondition { hint, .. }
             | ProviderError::Failed { hint, .. }
-            | ProviderError::Unavailable { hint, .. } => hint.as_deref(),
+            | ProviderError::Unavailable { hint, .. }
+            | ProviderError::StateUnknown { hint, .. } => hint.as_deref(),
             ProviderError::Interrupted => None,
         }
     }
@@ -64,6 +69,9 @@ impl ProviderError {
             }
             ProviderError::Failed { message, .. } => ProviderError::Failed { message, hint: Some(h.into()) },
             ProviderError::Unavailable { message, .. } => ProviderError::Unavailable { message, hint: Some(h.into()) },
+            ProviderError::StateUnknown { message, .. } => {
+                ProviderError::StateUnknown { message, hint: Some(h.into()) }
+            }
             ProviderError::Interrupted => ProviderError::Interrupted,
         }
     }
@@ -191,16 +199,22 @@ impl Providers {
                 }
                 Ok((layer, Err(e))) => {
                     missing.remove(&layer);
-                    state.unobservable.push(Unobservable { layer, reason: e.to_string() });
+                    let held = matches!(e, ProviderError::StateUnknown { .. });
+                    let reason = match e.hint() {
+                        Some(h) => format!("{e}; {h}"),
+                        None => e.to_string(),
+                    };
+                    state.unobservable.push(Unobservable { layer, reason, held });
                 }
                 Err(join) => state.unobservable.push(Unobservable {
                     layer: Layer::Host,
                     reason: format!("an observer stopped unexpectedly: {join}"),
+                    held: true,
                 }),
             }
         }
         for layer in missing {
-            state.unobservable.push(Unobservable { layer, reason: "no provider configured".into() });
+            state.unobservable.push(Unobservable { layer, reason: "no provider configured".into(), held: false });
         }
         state.unobservable.sort_by_key(|u| u.layer);
         state
