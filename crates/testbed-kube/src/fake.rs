@@ -8,7 +8,14 @@
 //! - `/api/v1/nodes` and `/api/v1/nodes/<name>`;
 //! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
-//!   server is a Karmada API server).
+//!   server is a Karmada API server);
+//! - `/api/v1/namespaces`, `/api/v1/namespaces/<name>`, `/api/v1/namespaces/<ns>/services` and
+//!   `.../services/<name>`.
+//!
+//! Writes: `PATCH` with a JSON merge patch (`Content-Type: application/merge-patch+json`) on a namespace
+//! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`); the answer is the patched
+//! object, as a real API server sends it. Other fields of a patch are accepted and forgotten (the fake keeps
+//! only what it models). Every other method is a `405`.
 //!
 //! A missing object is a `404` with the `Status` a real API server sends (`details.name` set); a path the
 //! server does not know is a `404` `Status` without details. With [`FakeState::required_token`] set, a
@@ -68,6 +75,10 @@ pub struct FakeState {
     pub required_token: Option<String>,
     /// Paths (prefixes) the client may not read: `403` with the message an RBAC denial carries.
     pub forbidden_paths: Vec<String>,
+    /// The namespaces.
+    pub namespaces: Vec<FakeNamespace>,
+    /// The Services (any namespace).
+    pub services: Vec<FakeService>,
 }
 
 impl Default for FakeState {
@@ -80,6 +91,8 @@ impl Default for FakeState {
             clusters: Vec::new(),
             required_token: None,
             forbidden_paths: Vec::new(),
+            namespaces: Vec::new(),
+            services: Vec::new(),
         }
     }
 }
@@ -90,12 +103,39 @@ impl FakeState {
         FakeState { nodes: vec![FakeNode::ready("host")], ..FakeState::default() }
     }
 
-    /// A host cluster on which `karmadactl init` finished: every control-plane Deployment available.
+    /// A host cluster on which `karmadactl init` finished: every control-plane Deployment available, the
+    /// `karmada-system` namespace (no labels) and the `karmada-apiserver` NodePort Service on port 32443.
     pub fn host_with_karmada() -> Self {
         let mut state = FakeState::host_cluster();
         state.deployments =
             CONTROL_PLANE_DEPLOYMENTS.iter().map(|name| FakeDeployment::available(KARMADA_NAMESPACE, name)).collect();
+        state.put_namespace(FakeNamespace::new(KARMADA_NAMESPACE));
+        state.put_service(FakeService::node_port(KARMADA_NAMESPACE, "karmada-apiserver", 5443, 32443));
         state
+    }
+
+    /// Adds or replaces (by name) a namespace.
+    pub fn put_namespace(&mut self, namespace: FakeNamespace) {
+        self.namespaces.retain(|n| n.name != namespace.name);
+        self.namespaces.push(namespace);
+    }
+
+    /// The namespace called `name`.
+    pub fn namespace_mut(&mut self, name: &str) -> Option<&mut FakeNamespace> {
+        self.namespaces.iter_mut().find(|n| n.name == name)
+    }
+
+    /// Adds or replaces (by namespace and name) a Service.
+    pub fn put_service(&mut self, service: FakeService) {
+        self.services.retain(|s| !(s.namespace == service.namespace && s.name == service.name));
+        self.services.push(service);
+    }
+
+    /// What `karmadactl deinit` leaves: no Deployments, Services or namespace of the control plane.
+    pub fn remove_karmada(&mut self) {
+        self.deployments.retain(|d| d.namespace != KARMADA_NAMESPACE);
+        self.services.retain(|s| s.namespace != KARMADA_NAMESPACE);
+        self.namespaces.retain(|n| n.name != KARMADA_NAMESPACE);
     }
 
     /// A Karmada API server with no clusters yet.
@@ -208,17 +248,79 @@ pub struct FakeDeployment {
     pub replicas: i32,
     /// `status.availableReplicas` (and readyReplicas).
     pub available_replicas: i32,
+    /// The container's image; `None`: `localhost:32000/<name>:v1.15.9`, as `karmadactl init
+    /// --private-image-registry localhost:32000` of release v1.15.9 names the Karmada images.
+    pub image: Option<String>,
 }
 
 impl FakeDeployment {
     /// One replica, available.
     pub fn available(namespace: &str, name: &str) -> Self {
-        FakeDeployment { namespace: namespace.to_string(), name: name.to_string(), replicas: 1, available_replicas: 1 }
+        FakeDeployment {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            replicas: 1,
+            available_replicas: 1,
+            image: None,
+        }
+    }
+
+    /// With this container image.
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = Some(image.to_string());
+        self
+    }
+
+    /// The container's image as served.
+    pub fn image_or_default(&self) -> String {
+        self.image.clone().unwrap_or_else(|| format!("localhost:32000/{}:v1.15.9", self.name))
     }
 
     /// One replica wanted, none available (an image that cannot be pulled, say).
     pub fn unavailable(namespace: &str, name: &str) -> Self {
         FakeDeployment { available_replicas: 0, ..FakeDeployment::available(namespace, name) }
+    }
+}
+
+/// A namespace.
+#[derive(Debug, Clone)]
+pub struct FakeNamespace {
+    /// Its name.
+    pub name: String,
+    /// `metadata.labels` (besides `kubernetes.io/metadata.name`, which the server always adds).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl FakeNamespace {
+    /// An active namespace without labels of its own.
+    pub fn new(name: &str) -> Self {
+        FakeNamespace { name: name.to_string(), labels: BTreeMap::new() }
+    }
+
+    /// With this label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+/// A Service with one port.
+#[derive(Debug, Clone)]
+pub struct FakeService {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `spec.ports[0].port` (and targetPort).
+    pub port: i32,
+    /// `spec.ports[0].nodePort`; `None` for a ClusterIP Service.
+    pub node_port: Option<i32>,
+}
+
+impl FakeService {
+    /// A NodePort Service, as `karmadactl init` makes `karmada-apiserver` (port 5443, nodePort `--port`).
+    pub fn node_port(namespace: &str, name: &str, port: i32, node_port: i32) -> Self {
+        FakeService { namespace: namespace.to_string(), name: name.to_string(), port, node_port: Some(node_port) }
     }
 }
 
@@ -453,7 +555,7 @@ fn deployment_json(d: &FakeDeployment, resource_version: u64) -> Value {
                 "metadata": {"labels": {"app": d.name}},
                 "spec": {"containers": [{
                     "name": d.name,
-                    "image": format!("localhost:32000/{}:v1.15.9", d.name),
+                    "image": d.image_or_default(),
                     "imagePullPolicy": "IfNotPresent",
                 }]},
             },
@@ -508,6 +610,55 @@ fn cluster_json(c: &FakeCluster, resource_version: u64) -> Value {
         "metadata": meta,
         "spec": spec,
         "status": status,
+    })
+}
+
+fn namespace_json(n: &FakeNamespace, resource_version: u64) -> Value {
+    let mut meta = metadata("Namespace", None, &n.name, resource_version);
+    let mut labels = json!({"kubernetes.io/metadata.name": n.name});
+    for (k, v) in &n.labels {
+        labels[k] = json!(v);
+    }
+    meta["labels"] = labels;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": meta,
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    })
+}
+
+fn service_json(s: &FakeService, resource_version: u64) -> Value {
+    let mut meta = metadata("Service", Some(&s.namespace), &s.name, resource_version);
+    meta["labels"] = json!({"app": s.name});
+    let mut port = json!({
+        "name": format!("{}-port", s.name.trim_start_matches("karmada-")),
+        "protocol": "TCP",
+        "port": s.port,
+        "targetPort": s.port,
+    });
+    if let Some(node_port) = s.node_port {
+        port["nodePort"] = json!(node_port);
+    }
+    let n: u32 = s.name.bytes().map(u32::from).sum::<u32>() % 250 + 2;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": if s.node_port.is_some() { "NodePort" } else { "ClusterIP" },
+            "selector": {"app": s.name},
+            "ports": [port],
+            "clusterIP": format!("10.152.183.{n}"),
+            "clusterIPs": [format!("10.152.183.{n}")],
+            "sessionAffinity": "None",
+            "externalTrafficPolicy": "Cluster",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster",
+        },
+        "status": {"loadBalancer": {}},
     })
 }
 
@@ -629,6 +780,7 @@ fn discovery(path: &str, state: &FakeState) -> Option<Value> {
                 api_resource("nodes", "Node", false, ALL_VERBS, &["no"]),
                 api_resource("nodes/status", "Node", false, &["get", "patch", "update"], &[]),
                 api_resource("namespaces", "Namespace", false, ALL_VERBS, &["ns"]),
+                api_resource("services", "Service", true, ALL_VERBS, &["svc"]),
             ],
         }),
         "/apis/apps" => group("apps", "v1"),
@@ -675,6 +827,35 @@ fn route(path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, V
             Some(n) => ok(with_types(node_json(n, resource_version), "v1", "Node")),
             None => not_found("", "nodes", name),
         },
+        ["api", "v1", "namespaces"] => ok(list_json(
+            "v1",
+            "NamespaceList",
+            resource_version,
+            state.namespaces.iter().map(|n| namespace_json(n, resource_version)).collect(),
+            false,
+        )),
+        ["api", "v1", "namespaces", name] => match state.namespaces.iter().find(|n| n.name == *name) {
+            Some(n) => ok(namespace_json(n, resource_version)),
+            None => not_found("", "namespaces", name),
+        },
+        ["api", "v1", "namespaces", namespace, "services"] => ok(list_json(
+            "v1",
+            "ServiceList",
+            resource_version,
+            state
+                .services
+                .iter()
+                .filter(|s| s.namespace == *namespace)
+                .map(|s| service_json(s, resource_version))
+                .collect(),
+            false,
+        )),
+        ["api", "v1", "namespaces", namespace, "services", name] => {
+            match state.services.iter().find(|s| s.namespace == *namespace && s.name == *name) {
+                Some(s) => ok(service_json(s, resource_version)),
+                None => not_found("", "services", name),
+            }
+        }
         ["apis", "apps", "v1", "deployments"] => ok(list_json(
             "apps/v1",
             "DeploymentList",
@@ -938,14 +1119,17 @@ where
 {
     let service = service_fn(move |request: Request<Incoming>| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(answer(&request, &shared, client_cert)) }
+        async move { Ok::<_, Infallible>(answer(request, &shared, client_cert).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
 }
 
-fn answer(request: &Request<Incoming>, shared: &Shared, client_cert: bool) -> Response<Full<Bytes>> {
-    let path = request.uri().path().to_string();
-    lock(&shared.requests).push(format!("{} {}", request.method(), request.uri()));
+async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    lock(&shared.requests).push(format!("{} {}", parts.method, parts.uri));
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let state = lock(&shared.state).clone();
     let resource_version = *lock(&shared.resource_version);
 
@@ -962,19 +1146,31 @@ fn answer(request: &Request<Incoming>, shared: &Shared, client_cert: bool) -> Re
                 Some(json!({"kind": resource})),
             ),
         )
-    } else if let Some(token) = &state.required_token {
-        let bearer = request
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if client_cert || bearer == Some(token.as_str()) {
-            get(request.method(), &path, &state, resource_version)
-        } else {
-            (StatusCode::UNAUTHORIZED, status_json(401, "Unauthorized", "Unauthorized", None))
-        }
     } else {
-        get(request.method(), &path, &state, resource_version)
+        let authorized = match &state.required_token {
+            None => true,
+            Some(token) => {
+                let bearer = parts
+                    .headers
+                    .get(hyper::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                client_cert || bearer == Some(token.as_str())
+            }
+        };
+        if !authorized {
+            (StatusCode::UNAUTHORIZED, status_json(401, "Unauthorized", "Unauthorized", None))
+        } else if parts.method == Method::GET {
+            route(&path, &state, resource_version)
+        } else if parts.method == Method::PATCH {
+            let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            patch(shared, &path, content_type, &body)
+        } else {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                status_json(405, "MethodNotAllowed", "the fake API server only answers GET and PATCH", None),
+            )
+        }
     };
     Response::builder()
         .status(status)
@@ -985,14 +1181,87 @@ fn answer(request: &Request<Incoming>, shared: &Shared, client_cert: bool) -> Re
         .expect("a valid response")
 }
 
-fn get(method: &Method, path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, Value) {
-    if method != Method::GET {
+/// RFC 7386: a JSON merge patch applied to `target`.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let object = target.as_object_mut().expect("an object");
+            for (key, value) in fields {
+                if value.is_null() {
+                    object.remove(key);
+                } else {
+                    merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// The answer to one PATCH: the object patched in the state, and the patched object.
+fn patch(shared: &Shared, path: &str, content_type: Option<&str>, body: &[u8]) -> (StatusCode, Value) {
+    if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some("application/merge-patch+json") {
         return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            status_json(405, "MethodNotAllowed", "the fake API server only answers GET", None),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            status_json(
+                415,
+                "UnsupportedMediaType",
+                &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (the fake takes only application/merge-patch+json, got {})", content_type.unwrap_or("none")),
+                None,
+            ),
         );
     }
-    route(path, state, resource_version)
+    let patch_doc: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                status_json(400, "BadRequest", "error decoding patch: invalid JSON object", None),
+            )
+        }
+    };
+    let segments: Vec<String> = path.trim_matches('/').split('/').map(str::to_string).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let mut state = lock(&shared.state);
+    let resource_version = {
+        let mut rv = lock(&shared.resource_version);
+        *rv += 1;
+        *rv
+    };
+    match segments.as_slice() {
+        ["api", "v1", "namespaces", name] => {
+            let Some(ns) = state.namespace_mut(name) else {
+                return not_found("", "namespaces", name);
+            };
+            let mut object = namespace_json(ns, resource_version);
+            merge_patch(&mut object, &patch_doc);
+            let mut labels = string_map(object["metadata"].get("labels"));
+            labels.remove("kubernetes.io/metadata.name");
+            ns.labels = labels;
+            (StatusCode::OK, namespace_json(ns, resource_version))
+        }
+        ["apis", "cluster.karmada.io", "v1alpha1", "clusters", name] if state.serves_karmada => {
+            let Some(cluster) = state.cluster_mut(name) else {
+                return not_found("cluster.karmada.io", "clusters", name);
+            };
+            let mut object = cluster_json(cluster, resource_version);
+            merge_patch(&mut object, &patch_doc);
+            cluster.labels = string_map(object["metadata"].get("labels"));
+            cluster.api_endpoint = object["spec"].get("apiEndpoint").and_then(Value::as_str).unwrap_or("").to_string();
+            (StatusCode::OK, cluster_json(cluster, resource_version))
+        }
+        _ => unknown_path(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

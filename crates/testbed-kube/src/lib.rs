@@ -8,7 +8,11 @@
 //! - [`control_plane`]: the Karmada control-plane Deployments in `karmada-system` on the host cluster;
 //! - [`cluster`] and [`clusters`]: Karmada `Cluster` objects (`cluster.karmada.io/v1alpha1`) on the Karmada
 //!   API server;
-//! - [`server_version`]: the API server's `/version`.
+//! - [`server_version`]: the API server's `/version`;
+//! - [`namespace_labels`] and [`service_node_ports`]: a namespace's labels, a Service's node ports.
+//!
+//! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
+//! ownership labels testbed puts on what it made) and [`set_cluster_api_endpoint`].
 //!
 //! Failures are [`KubeObserveError`]s that tell an unreachable API, a TLS failure, rejected credentials and
 //! the rest apart, name the server, and never carry a credential.
@@ -19,6 +23,7 @@
 mod config;
 mod error;
 mod observe;
+mod write;
 
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -26,7 +31,8 @@ pub mod fake;
 pub use config::{ApiConfig, Credentials, KubeClient};
 pub use error::KubeObserveError;
 pub use observe::{
-    cluster, clusters, control_plane, describe_cluster, nodes_ready, server_version, ClusterStatus, ClusterTaint,
-    ComponentReport, Condition, ConditionStatus, ControlPlaneReport, NodeReport, NodesReport, SyncMode,
-    CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
+    cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, server_version,
+    service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ControlPlaneReport,
+    NodeReport, NodesReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
+pub use write::{set_cluster_api_endpoint, set_cluster_label, set_namespace_label};

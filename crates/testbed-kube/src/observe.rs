@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::api::{Api, ListParams};
 use kube::core::{ApiResource, Object};
 use serde::Deserialize;
@@ -238,6 +238,8 @@ pub struct ComponentReport {
     pub available_replicas: Option<i32>,
     /// The `Available` condition, if any.
     pub available_condition: Option<Condition>,
+    /// The images of its Pod template's containers, in order (empty when absent).
+    pub images: Vec<String>,
 }
 
 impl ControlPlaneReport {
@@ -307,6 +309,7 @@ fn component(name: &str, deployment: Option<&Deployment>) -> ComponentReport {
             desired_replicas: None,
             available_replicas: None,
             available_condition: None,
+            images: Vec::new(),
         };
     };
     let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -323,6 +326,12 @@ fn component(name: &str, deployment: Option<&Deployment>) -> ComponentReport {
         });
     let available =
         desired > 0 && (available_replicas >= desired || available_condition.as_ref().is_some_and(Condition::is_true));
+    let images = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|pod| pod.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .unwrap_or_default();
     ComponentReport {
         name: name.to_string(),
         present: true,
@@ -330,6 +339,7 @@ fn component(name: &str, deployment: Option<&Deployment>) -> ComponentReport {
         desired_replicas: Some(desired),
         available_replicas: Some(available_replicas),
         available_condition,
+        images,
     }
 }
 
@@ -455,7 +465,7 @@ pub fn describe_cluster(name: &str, observed: Option<&ClusterStatus>) -> String 
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ClusterSpecWire {
+pub(crate) struct ClusterSpecWire {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
@@ -476,7 +486,7 @@ struct TaintWire {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ClusterStatusWire {
+pub(crate) struct ClusterStatusWire {
     #[serde(default)]
     kubernetes_version: Option<String>,
     #[serde(default)]
@@ -497,9 +507,9 @@ struct ConditionWire {
     last_transition_time: Option<String>,
 }
 
-type ClusterObject = Object<ClusterSpecWire, ClusterStatusWire>;
+pub(crate) type ClusterObject = Object<ClusterSpecWire, ClusterStatusWire>;
 
-fn cluster_resource() -> ApiResource {
+pub(crate) fn cluster_resource() -> ApiResource {
     ApiResource {
         group: "cluster.karmada.io".to_string(),
         version: "v1alpha1".to_string(),
@@ -513,7 +523,7 @@ fn cluster_api(client: &KubeClient) -> Api<ClusterObject> {
     Api::all_with(client.kube().clone(), &cluster_resource())
 }
 
-fn cluster_status(object: ClusterObject) -> ClusterStatus {
+pub(crate) fn cluster_status(object: ClusterObject) -> ClusterStatus {
     let status = object.status.unwrap_or_default();
     ClusterStatus {
         name: object.metadata.name.unwrap_or_default(),
@@ -542,7 +552,7 @@ fn cluster_status(object: ClusterObject) -> ClusterStatus {
     }
 }
 
-fn not_served(client: &KubeClient) -> KubeObserveError {
+pub(crate) fn not_served(client: &KubeClient) -> KubeObserveError {
     KubeObserveError::NotServed {
         server: client.server().to_string(),
         api: format!("{CLUSTER_API_VERSION} clusters"),
@@ -589,4 +599,37 @@ pub async fn clusters(client: &KubeClient) -> Result<Vec<ClusterStatus>, KubeObs
 pub async fn server_version(client: &KubeClient) -> Result<String, KubeObserveError> {
     let info = client.kube().apiserver_version().await.map_err(|e| client.error(e, "read its version"))?;
     Ok(info.git_version)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Namespaces and Services
+// ---------------------------------------------------------------------------------------------------
+
+/// The labels of the namespace called `name` (`GET /api/v1/namespaces/<name>`); `None` when it does not
+/// exist.
+pub async fn namespace_labels(
+    client: &KubeClient,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, KubeObserveError> {
+    let api: Api<Namespace> = Api::all(client.kube().clone());
+    match api.get_opt(name).await {
+        Ok(found) => Ok(found.map(|ns| ns.metadata.labels.unwrap_or_default())),
+        Err(e) => Err(client.error(e, &format!("get namespace {name}"))),
+    }
+}
+
+/// The node ports of the Service `namespace/name` (`GET /api/v1/namespaces/<ns>/services/<name>`), in the
+/// order of its ports; `None` when the Service does not exist.
+pub async fn service_node_ports(
+    client: &KubeClient,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Vec<i32>>, KubeObserveError> {
+    let api: Api<Service> = Api::namespaced(client.kube().clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(found) => Ok(found.map(|svc| {
+            svc.spec.and_then(|s| s.ports).unwrap_or_default().into_iter().filter_map(|p| p.node_port).collect()
+        })),
+        Err(e) => Err(client.error(e, &format!("get service {namespace}/{name}"))),
+    }
 }

@@ -1,0 +1,78 @@
+//! The writes (merge patches) and the namespace/Service reads against the in-process fake API.
+
+use testbed_kube::fake::{FakeCluster, FakeDeployment, FakeKube, FakeState};
+use testbed_kube::{
+    cluster, control_plane, namespace_labels, service_node_ports, set_cluster_api_endpoint, set_cluster_label,
+    set_namespace_label, KubeClient, KARMADA_NAMESPACE,
+};
+
+#[tokio::test]
+async fn a_namespace_label_is_set_and_removed_and_other_labels_stay() {
+    let fake = FakeKube::start(FakeState::host_with_karmada()).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+
+    let before = namespace_labels(&client, KARMADA_NAMESPACE).await.unwrap().expect("karmada-system exists");
+    assert_eq!(before.get("kubernetes.io/metadata.name").map(String::as_str), Some("karmada-system"));
+    assert!(!before.contains_key("testbed/owner"));
+    assert_eq!(namespace_labels(&client, "nope").await.unwrap(), None, "a missing namespace is None");
+
+    let after = set_namespace_label(&client, KARMADA_NAMESPACE, "testbed/owner", Some("lab")).await.unwrap();
+    assert_eq!(after.get("testbed/owner").map(String::as_str), Some("lab"));
+    assert_eq!(after.get("kubernetes.io/metadata.name").map(String::as_str), Some("karmada-system"));
+    let read = namespace_labels(&client, KARMADA_NAMESPACE).await.unwrap().unwrap();
+    assert_eq!(read, after, "the patch is what a later read sees");
+
+    let removed = set_namespace_label(&client, KARMADA_NAMESPACE, "testbed/owner", None).await.unwrap();
+    assert!(!removed.contains_key("testbed/owner"));
+
+    let requests = fake.requests();
+    assert!(requests
+        .iter()
+        .any(|r| r == "PATCH /api/v1/namespaces/karmada-system?" || r == "PATCH /api/v1/namespaces/karmada-system"));
+
+    let missing = set_namespace_label(&client, "nope", "testbed/owner", Some("lab")).await.unwrap_err();
+    assert!(missing.to_string().contains("404"), "{missing}");
+}
+
+#[tokio::test]
+async fn a_cluster_label_and_endpoint_are_patched_and_the_rest_is_kept() {
+    let mut state = FakeState::karmada_apiserver();
+    state.put_cluster(FakeCluster::not_reachable("member1").label("team", "blue"));
+    let fake = FakeKube::start(state).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+
+    let labelled = set_cluster_label(&client, "member1", "testbed/owner", Some("lab")).await.unwrap();
+    assert_eq!(labelled.labels.get("testbed/owner").map(String::as_str), Some("lab"));
+    assert_eq!(labelled.labels.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(labelled.ready_reason(), Some("ClusterNotReachable"), "status is untouched");
+
+    let moved = set_cluster_api_endpoint(&client, "member1", "https://10.20.30.40:16443").await.unwrap();
+    assert_eq!(moved.api_endpoint.as_deref(), Some("https://10.20.30.40:16443"));
+    let read = cluster(&client, "member1").await.unwrap().unwrap();
+    assert_eq!(read.api_endpoint.as_deref(), Some("https://10.20.30.40:16443"));
+    assert_eq!(read.labels.get("testbed/owner").map(String::as_str), Some("lab"));
+
+    let missing = set_cluster_label(&client, "member9", "testbed/owner", Some("lab")).await.unwrap_err();
+    assert!(missing.to_string().contains("not found"), "{missing}");
+}
+
+#[tokio::test]
+async fn deployment_images_and_service_node_ports_are_read() {
+    let mut state = FakeState::host_with_karmada();
+    state.put_deployment(
+        FakeDeployment::available(KARMADA_NAMESPACE, "karmada-scheduler")
+            .image("localhost:32000/karmada-scheduler:v1.14.0"),
+    );
+    let fake = FakeKube::start(state).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+
+    let report = control_plane(&client).await.unwrap();
+    assert_eq!(
+        report.get("karmada-controller-manager").unwrap().images,
+        ["localhost:32000/karmada-controller-manager:v1.15.9"]
+    );
+    assert_eq!(report.get("karmada-scheduler").unwrap().images, ["localhost:32000/karmada-scheduler:v1.14.0"]);
+
+    assert_eq!(service_node_ports(&client, KARMADA_NAMESPACE, "karmada-apiserver").await.unwrap(), Some(vec![32443]));
+    assert_eq!(service_node_ports(&client, KARMADA_NAMESPACE, "nope").await.unwrap(), None);
+}
