@@ -1,9 +1,52 @@
 //! The Karmada layer's steps: the control plane (`karmadactl init`/`deinit`) and each member's membership (push:
 //! `join`/`unjoin`; pull: `token create` + `register`/`unregister`).
+//!
+//! Ownership: testbed labels what it made with [`OWNER_LABEL`]` = <the file's name>`: the `karmada-system`
+//! namespace after init, each `Cluster` after join/register. It deinits and unjoins only what carries the
+//! label.
 
 use testbed_plan::{Action, Kind};
 
 use crate::*;
+
+/// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value is
+/// the testbed's name (the file's `name`).
+pub(crate) const OWNER_LABEL: &str = "testbed/owner";
+
+fn label_namespace() -> Step {
+    Step::Call {
+        api: "kubernetes",
+        method: "PATCH",
+        path: "/api/v1/namespaces/karmada-system".into(),
+        note: format!("label {OWNER_LABEL}=<testbed name>: testbed made this control plane"),
+    }
+}
+
+fn wait_control_plane() -> Step {
+    Step::Call {
+        api: "kubernetes",
+        method: "GET",
+        path: "/apis/apps/v1/namespaces/karmada-system/deployments".into(),
+        note: "on the host cluster: karmada-apiserver, karmada-aggregated-apiserver, karmada-controller-manager, karmada-scheduler, karmada-webhook, kube-controller-manager available".into(),
+    }
+}
+
+fn cluster_path(m: &str) -> String {
+    format!("/apis/cluster.karmada.io/v1alpha1/clusters/{m}")
+}
+
+fn label_cluster(m: &str) -> Step {
+    Step::Call {
+        api: "karmada",
+        method: "PATCH",
+        path: cluster_path(m),
+        note: format!("label {OWNER_LABEL}=<testbed name>: testbed registered this cluster"),
+    }
+}
+
+fn wait_cluster_ready(m: &str) -> Step {
+    Step::Call { api: "karmada", method: "GET", path: cluster_path(m), note: "until condition Ready is True".into() }
+}
 
 pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
@@ -31,12 +74,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                     "--wait-component-ready-timeout".into(),
                     "300".into(),
                 ]),
-                Step::Call {
-                    api: "kubernetes",
-                    method: "GET",
-                    path: "/apis/apps/v1/namespaces/karmada-system/deployments".into(),
-                    note: "on the host cluster: karmada-apiserver, karmada-aggregated-apiserver, karmada-controller-manager, karmada-scheduler, karmada-webhook, kube-controller-manager available".into(),
-                },
+                label_namespace(),
+                wait_control_plane(),
             ]
         }
         Kind::KarmadaMember => membership_create(a, cx),
@@ -47,12 +86,18 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
 pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
-        Kind::KarmadaMember => vec![Step::Call {
-            api: "karmada",
-            method: "PATCH",
-            path: format!("/apis/cluster.karmada.io/v1alpha1/clusters/{m}"),
-            note: format!("spec.apiEndpoint = {}", setting(a, "api_endpoint")),
-        }],
+        Kind::KarmadaMember if setting(a, "mode") == "pull" => vec![wait_cluster_ready(&m)],
+        Kind::KarmadaMember => vec![
+            Step::Call {
+                api: "karmada",
+                method: "PATCH",
+                path: cluster_path(&m),
+                note: format!("spec.apiEndpoint = {}", setting(a, "api_endpoint")),
+            },
+            wait_cluster_ready(&m),
+        ],
+        // Only unhealthy (a component not available): wait for it rather than reinstall.
+        Kind::KarmadaControlPlane if a.changes.is_empty() => vec![wait_control_plane()],
         Kind::KarmadaControlPlane => {
             let mut s = delete(a, cx);
             s.extend(create(a, cx));
@@ -65,30 +110,52 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
 pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
-        Kind::KarmadaControlPlane => vec![host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "-f"])],
+        Kind::KarmadaControlPlane => vec![
+            Step::Call {
+                api: "kubernetes",
+                method: "GET",
+                path: "/api/v1/namespaces/karmada-system".into(),
+                note: format!("owned: must carry {OWNER_LABEL}=<testbed name>; no control plane: nothing to do"),
+            },
+            host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "-f"]),
+        ],
         Kind::KarmadaMember => {
-            if setting(a, "mode") == "pull" {
-                vec![host([
-                    "karmadactl".to_owned(),
-                    "unregister".into(),
-                    m.clone(),
-                    "--cluster-kubeconfig".into(),
-                    format!("{}/{m}.config", cx.kubeconfig_dir),
-                    "--karmada-config".into(),
-                    cx.karmada_kubeconfig.clone(),
-                ])]
+            let check = Step::Call {
+                api: "karmada",
+                method: "GET",
+                path: cluster_path(&m),
+                note: format!("owned: must carry {OWNER_LABEL}=<testbed name>; not registered: nothing to do"),
+            };
+            // What is registered decides how it is removed (a replace from push to pull unjoins first).
+            let live_mode = a.observed.as_ref().and_then(|o| o.spec.get("mode")).map(String::as_str);
+            if live_mode.unwrap_or(setting(a, "mode")) == "pull" {
+                vec![
+                    check,
+                    host([
+                        "karmadactl".to_owned(),
+                        "unregister".into(),
+                        m.clone(),
+                        "--cluster-kubeconfig".into(),
+                        format!("{}/{m}.config", cx.kubeconfig_dir),
+                        "--karmada-config".into(),
+                        cx.karmada_kubeconfig.clone(),
+                    ]),
+                ]
             } else {
-                vec![host([
-                    "karmadactl".to_owned(),
-                    "unjoin".into(),
-                    m.clone(),
-                    "--kubeconfig".into(),
-                    cx.karmada_kubeconfig.clone(),
-                    "--cluster-kubeconfig".into(),
-                    format!("{}/{m}-karmada.config", cx.kubeconfig_dir),
-                    "--wait".into(),
-                    "60s".into(),
-                ])]
+                vec![
+                    check,
+                    host([
+                        "karmadactl".to_owned(),
+                        "unjoin".into(),
+                        m.clone(),
+                        "--kubeconfig".into(),
+                        cx.karmada_kubeconfig.clone(),
+                        "--cluster-kubeconfig".into(),
+                        format!("{}/{m}-karmada.config", cx.kubeconfig_dir),
+                        "--wait".into(),
+                        "60s".into(),
+                    ]),
+                ]
             }
         }
         _ => vec![],
@@ -97,12 +164,7 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
 
 fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
     let m = member(a);
-    let wait = Step::Call {
-        api: "karmada",
-        method: "GET",
-        path: format!("/apis/cluster.karmada.io/v1alpha1/clusters/{m}"),
-        note: "until condition Ready is True".into(),
-    };
+    let wait = wait_cluster_ready(&m);
     let member_config = format!("{}/{m}.config", cx.kubeconfig_dir);
     let member_karmada_config = format!("{}/{m}-karmada.config", cx.kubeconfig_dir);
     if setting(a, "mode") == "pull" {
@@ -124,6 +186,7 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
                 "--karmada-agent-image".into(),
                 agent.into(),
             ]),
+            label_cluster(&m),
             wait,
         ]
     } else {
@@ -137,6 +200,7 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
                 "--cluster-kubeconfig".into(),
                 member_karmada_config,
             ]),
+            label_cluster(&m),
             wait,
         ]
     }
