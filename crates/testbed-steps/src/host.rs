@@ -4,15 +4,36 @@ use testbed_plan::{Action, Kind};
 
 use crate::*;
 
+/// Where testbed writes its kernel settings.
+pub(crate) const SYSCTL_FILE: &str = "/etc/sysctl.d/60-testbed.conf";
+
+/// Where testbed records the host packages it installed (their ownership marker).
+pub(crate) const PACKAGES_MARKER: &str = "/var/lib/testbed/host-packages";
+
 pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
         Kind::HostPackages => {
-            let mut s = vec![host(["apt-get", "update"]), host(["apt-get", "install", "-y", "snapd"])];
+            let mut s = vec![
+                Step::Note(
+                    "each install runs only when its program is missing (karmadactl: or not at the file's version)"
+                        .into(),
+                ),
+                host(["apt-get", "update"]),
+                host(["apt-get", "install", "-y", "snapd"]),
+            ];
             s.push(host(["snap", "wait", "system", "seed.loaded"]));
             s.push(host(["snap", "install", "kubectl", "--classic"]));
             match cx.backend {
-                Backend::Lxd => s.push(host(["snap", "install", "lxd"])),
-                Backend::Incus => s.push(host(["apt-get", "install", "-y", "incus"])),
+                Backend::Lxd => {
+                    s.push(host(["snap", "install", "lxd"]));
+                    s.push(Step::Note("on Debian 12 and 13, LXD is the distribution's package instead:".into()));
+                    s.push(host(["apt-get", "install", "-y", "lxd"]));
+                    s.push(host(["lxd", "waitready", "--timeout=60"]));
+                }
+                Backend::Incus => {
+                    s.push(host(["apt-get", "install", "-y", "incus"]));
+                    s.push(host(["incus", "admin", "waitready", "--timeout=60"]));
+                }
             }
             let v = &cx.karmada_version;
             let url = format!("https://github.com/karmada-io/karmada/releases/download/{v}/karmadactl-linux-amd64.tgz");
@@ -26,6 +47,12 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             });
             s.push(host(["tar", "-xzf", &tgz, "-C", "/usr/local/bin", "karmadactl"]));
             s.push(host(["karmadactl", "version"]));
+            s.push(Step::Write {
+                at: Where::Host,
+                path: PACKAGES_MARKER.into(),
+                mode: 0o644,
+                content: "the packages testbed installed, one per line".into(),
+            });
             s
         }
         Kind::HostSysctl => {
@@ -37,12 +64,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                     lines.push(format!("{k} = {v}"));
                 }
             }
-            s.push(Step::Write {
-                at: Where::Host,
-                path: "/etc/sysctl.d/60-testbed.conf".into(),
-                mode: 0o644,
-                content: lines.join("; "),
-            });
+            s.push(Step::Note("a limit the kernel already has higher is kept: testbed never lowers one".into()));
+            s.push(Step::Write { at: Where::Host, path: SYSCTL_FILE.into(), mode: 0o644, content: lines.join("; ") });
             s
         }
         Kind::HostFirewall => {
@@ -55,7 +78,7 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 s.push(rule("-C"));
                 s.push(rule("-I"));
             }
-            s.push(Step::Note("each -I runs only when the -C before it fails, so rules are never duplicated; hosts on nftables get the same rules in table inet testbed".into()));
+            s.push(Step::Note("each -I runs only when the -C before it fails, so rules are never duplicated; hosts with nft and no iptables get the same rules in table inet testbed".into()));
             s
         }
         _ => vec![],
@@ -64,35 +87,34 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
 
 pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
-        Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall => create(a, cx),
+        Kind::HostPackages | Kind::HostSysctl => create(a, cx),
+        Kind::HostFirewall => {
+            // Rules for a bridge the file no longer names go first.
+            let old = a.observed.as_ref().and_then(|o| o.spec.get("bridge")).filter(|b| !b.is_empty());
+            let mut s = match old {
+                Some(b) if b.as_str() != setting(a, "bridge") => firewall_deletes(b),
+                _ => vec![],
+            };
+            s.extend(create(a, cx));
+            s
+        }
         _ => vec![],
     }
+}
+
+fn firewall_deletes(bridge: &str) -> Vec<Step> {
+    [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")]
+        .into_iter()
+        .map(|(chain, dir)| {
+            host(["iptables", "-D", chain, dir, bridge, "-m", "comment", "--comment", "testbed", "-j", "ACCEPT"])
+        })
+        .collect()
 }
 
 pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
     match a.kind {
         Kind::HostPackages | Kind::HostSysctl => vec![],
-        Kind::HostFirewall => {
-            let bridge = setting(a, "bridge").to_owned();
-            [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")]
-                .into_iter()
-                .map(|(chain, dir)| {
-                    host([
-                        "iptables",
-                        "-D",
-                        chain,
-                        dir,
-                        &bridge,
-                        "-m",
-                        "comment",
-                        "--comment",
-                        "testbed",
-                        "-j",
-                        "ACCEPT",
-                    ])
-                })
-                .collect()
-        }
+        Kind::HostFirewall => firewall_deletes(setting(a, "bridge")),
         _ => vec![],
     }
 }
