@@ -1,7 +1,9 @@
 //! Developer tasks: `cargo xtask test` (what CI runs), `cargo xtask bench` (figures for docs/performance.md),
 //! `cargo xtask schema` (regenerate testbed.schema.json).
 
+mod registries;
 mod testenv;
+mod testimages;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,7 +30,7 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> bool {
 }
 
 fn test() -> bool {
-    // The LXD integration tests need the real daemon: bring it up (idempotent) before anything else.
+    // The LXD and registry integration tests need the real daemons: bring them up (idempotent) before anything else.
     if let Err(e) = testenv::up() {
         eprintln!("xtask: the test environment did not come up: {e}");
         return false;
@@ -117,7 +119,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  test    formatting check, clippy (warnings denied), every test (brings the test LXD up): what CI runs\n  testenv up|down  the real LXD daemon the integration tests use\n  bench   the benchmarks behind docs/performance.md\n  schema  regenerate testbed.schema.json from the model"
+                "usage: cargo xtask <task>\n\n  test    formatting check, clippy (warnings denied), every test (brings the test LXD up): what CI runs\n  testenv up|down  the real LXD daemon and image registries the integration tests use\n  bench   the benchmarks behind docs/performance.md\n  schema  regenerate testbed.schema.json from the model"
             );
             return ExitCode::from(2);
         }

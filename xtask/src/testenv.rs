@@ -1,8 +1,11 @@
-//! The project's own test environment: a real LXD daemon, started by hand (no service manager runs here),
-//! in a directory of its own so that it never touches an LXD the machine already has.
+//! The project's own test environment: a real LXD daemon and two real image registries, started by hand (no
+//! service manager runs here), in a directory of its own so that it never touches an LXD or a registry the
+//! machine already has.
 //!
-//! `up` installs Debian's LXD if missing, starts the daemon, initialises a storage pool and a default
-//! profile, and imports a busybox image built offline. `down` removes everything `up` made.
+//! `up` installs Debian's LXD, docker-registry and skopeo if missing, starts the LXD daemon, initialises a
+//! storage pool and a default profile, and imports a busybox image built offline; then it starts the two
+//! registries (crate::registries) and seeds the upstream one with test images built offline
+//! (crate::testimages). `down` stops them all and removes everything `up` made.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,14 +49,26 @@ fn have(program: &str) -> bool {
 }
 
 fn install() -> Result<(), String> {
-    if have("lxd") && have("lxc") && have("busybox") && have("nft") {
+    if have("lxd") && have("lxc") && have("busybox") && have("nft") && have("docker-registry") && have("skopeo") {
         return Ok(());
     }
-    say("installing Debian's lxd, lxd-client, busybox-static and nftables");
+    say("installing Debian's lxd, lxd-client, busybox-static, nftables, docker-registry and skopeo");
     run("apt-get", &["update", "-q"])?;
     run(
         "apt-get",
-        &["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "lxd", "lxd-client", "busybox-static", "nftables"],
+        &[
+            "install",
+            "-y",
+            "-q",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "lxd",
+            "lxd-client",
+            "busybox-static",
+            "nftables",
+            "docker-registry",
+            "skopeo",
+        ],
     )?;
     Ok(())
 }
@@ -195,11 +210,18 @@ pub fn up() -> Result<(), String> {
     start_daemon()?;
     initialise()?;
     import_image()?;
-    say(&format!("ready: LXD_DIR={}", lxd_dir().display()));
+    crate::registries::up()?;
+    say(&format!(
+        "ready: LXD_DIR={}, registries upstream {} and local {}",
+        lxd_dir().display(),
+        crate::registries::UPSTREAM.addr,
+        crate::registries::LOCAL.addr
+    ));
     Ok(())
 }
 
 pub fn down() -> Result<(), String> {
+    crate::registries::down()?;
     if daemon_pid().is_some() {
         if let Ok(list) = run("lxc", &["list", "--format", "csv", "-c", "n"]) {
             for name in list.lines().filter(|l| !l.is_empty()) {
@@ -220,6 +242,6 @@ pub fn down() -> Result<(), String> {
     if have("nft") && Command::new("pgrep").args(["-x", "lxd"]).status().is_ok_and(|s| !s.success()) {
         let _ = Command::new("nft").args(["delete", "table", "inet", "lxd"]).stderr(Stdio::null()).status();
     }
-    say("down: test daemon stopped and its directory removed");
+    say("down: test daemon and registries stopped and their directory removed");
     Ok(())
 }
