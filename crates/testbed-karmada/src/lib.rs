@@ -1,0 +1,880 @@
+//! The real Karmada layer: the control plane on the host MicroK8s (`karmadactl init`/`deinit`) and each
+//! member's membership (push: `karmadactl join`/`unjoin`; pull: `karmadactl token create` + `register`/
+//! `unregister`).
+//!
+//! The commands are the catalogue's (`testbed_steps::steps`), run through a [`testbed_command::CommandRunner`];
+//! the catalogue's API calls (waits, labels, an endpoint patch) are made here through `testbed-kube`.
+//!
+//! # Observation
+//!
+//! - The control plane: the Deployments in `karmada-system` on the host cluster (through the host
+//!   kubeconfig). Its spec keys are read from the live objects where they are written down:
+//!   - `version`: the tag of the Karmada images (karmada-controller-manager's, else another `karmada-*`
+//!     component's); `karmadactl init` tags them with its own release;
+//!   - `image_registry`: the registry part of that image (`localhost:32000`);
+//!   - `api_port`: the node port of the `karmada-apiserver` Service (init's `--port`), else the port of the
+//!     Karmada kubeconfig's `server`;
+//!   - `advertise_address`: the host of the Karmada kubeconfig's `server`: init writes
+//!     `https://<--karmada-apiserver-advertise-address>:<--port>` there, and no live object carries it;
+//!   - `data_dir`: no live object carries it either. It is where the Karmada kubeconfig was found: the
+//!     provider is given `<data_dir>/karmada-apiserver.config`, so a kubeconfig there means init wrote its
+//!     data there. When the control plane is on the host but that kubeconfig is missing (the file's
+//!     `data_dir` changed, or the directory was removed), the key reads
+//!     `(no karmada-apiserver.config at <path>)`: the plan replaces the control plane rather than
+//!     pretend the data is where the file says.
+//! - Memberships: every `Cluster` on the Karmada API (through the Karmada kubeconfig): `mode` (push/pull)
+//!   and, in push mode, `api_endpoint`; a Cluster whose `Ready` condition is not `True` needs repair, with
+//!   Karmada's reason and message.
+//! - No Karmada kubeconfig: no control plane, no memberships (a fresh machine), unless the host cluster
+//!   shows one (see `data_dir`). A Karmada kubeconfig that `karmadactl deinit` left behind, on a host
+//!   without the control plane, is ignored the same way.
+//! - A Karmada API that does not answer, or fails TLS, while its kubeconfig exists: the layer cannot be
+//!   observed ([`ProviderError::Unavailable`]) with what to check.
+//!
+//! # Ownership
+//!
+//! testbed labels what it made with [`OWNER_LABEL`]` = <testbed name>` (the file's `name`): the
+//! `karmada-system` namespace right after `karmadactl init` (also when init failed half-way, so that the
+//! next apply repairs it instead of calling it foreign), and each `Cluster` right after `join`/`register`
+//! (before waiting for Ready, for the same reason). A control plane or a Cluster without the label, or with
+//! another testbed's name in it, is someone else's: reported as [`Owner::Other`], so the planner reports a
+//! conflict and never changes it; deinit, unjoin, unregister and the endpoint patch check the label again
+//! before they act.
+
+mod token;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use testbed_command::{run_step, CommandRunner, Values};
+use testbed_kube::{
+    ApiConfig, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, SyncMode, KARMADA_NAMESPACE,
+};
+use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Owner, Resource, Spec};
+use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
+use testbed_steps::{Arg, Context, Step};
+
+/// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value
+/// is the testbed's name.
+pub const OWNER_LABEL: &str = "testbed/owner";
+
+/// How long a wait (control-plane Deployments available, a Cluster Ready) lasts by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(180);
+/// How often a wait looks again by default.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
+
+/// The Service `karmadactl init` exposes the Karmada API server with.
+const APISERVER_SERVICE: &str = "karmada-apiserver";
+/// The port the member's API server listens on inside its container (what a push endpoint dials).
+const MEMBER_API_PORT: u16 = 16443;
+
+const CONTROL_PLANE: &str = "a Karmada control plane on the host cluster";
+
+/// The real Karmada layer.
+pub struct KarmadaProvider {
+    runner: Arc<dyn CommandRunner>,
+    cx: Context,
+    testbed: String,
+    host_kubeconfig: PathBuf,
+    karmada_kubeconfig: PathBuf,
+    wait: Duration,
+    poll: Duration,
+}
+
+impl fmt::Debug for KarmadaProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KarmadaProvider")
+            .field("testbed", &self.testbed)
+            .field("host_kubeconfig", &self.host_kubeconfig)
+            .field("karmada_kubeconfig", &self.karmada_kubeconfig)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a catalogue call tells the steps after it.
+enum Flow {
+    Continue,
+    /// Nothing to remove: skip the command that follows (unjoin, unregister, deinit).
+    SkipNext,
+}
+
+/// A duration as a person reads it.
+fn shown(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn unavailable(message: String, hint: String) -> ProviderError {
+    ProviderError::Unavailable { message, hint: Some(hint) }
+}
+
+fn failed(message: String, hint: impl Into<String>) -> ProviderError {
+    ProviderError::Failed { message, hint: Some(hint.into()) }
+}
+
+/// `(host, port)` of a kubeconfig `server` URL.
+fn server_host_port(server: &str) -> (Option<String>, Option<u16>) {
+    let rest = server.split_once("://").map(|(_, r)| r).unwrap_or(server);
+    let authority = rest.split('/').next().unwrap_or("");
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (Some(host.trim_matches(['[', ']']).to_owned()), port.parse().ok()),
+        None if !authority.is_empty() => (Some(authority.to_owned()), None),
+        None => (None, None),
+    }
+}
+
+/// `(registry, tag)` of an image reference such as `localhost:32000/karmada-scheduler:v1.15.9`.
+fn image_parts(image: &str) -> Option<(String, String)> {
+    let (registry, last) = image.rsplit_once('/')?;
+    let (_, tag) = last.split_once(':')?;
+    Some((registry.to_owned(), tag.to_owned()))
+}
+
+/// The Karmada images' registry and tag: karmada-controller-manager's first, else another Karmada
+/// component's (kube-apiserver and kube-controller-manager have Kubernetes' tags).
+fn karmada_image(report: &ControlPlaneReport) -> Option<(String, String)> {
+    ["karmada-controller-manager", "karmada-scheduler", "karmada-webhook", "karmada-aggregated-apiserver"]
+        .iter()
+        .filter_map(|name| report.get(name))
+        .flat_map(|c| c.images.iter())
+        .find_map(|image| image_parts(image))
+}
+
+fn sync_mode_name(mode: Option<&SyncMode>) -> String {
+    match mode {
+        Some(SyncMode::Push) => "push".into(),
+        Some(SyncMode::Pull) => "pull".into(),
+        Some(SyncMode::Other(other)) => other.to_lowercase(),
+        None => "unknown".into(),
+    }
+}
+
+impl KarmadaProvider {
+    /// A provider that runs karmadactl through `runner` with the catalogue's paths from `cx`, reads the host
+    /// cluster through `host_kubeconfig` and Karmada through `karmada_kubeconfig`, and labels what it makes
+    /// with `testbed_name`.
+    pub fn new(
+        runner: Arc<dyn CommandRunner>,
+        cx: Context,
+        testbed_name: String,
+        host_kubeconfig: PathBuf,
+        karmada_kubeconfig: PathBuf,
+    ) -> KarmadaProvider {
+        KarmadaProvider {
+            runner,
+            cx,
+            testbed: testbed_name,
+            host_kubeconfig,
+            karmada_kubeconfig,
+            wait: DEFAULT_WAIT,
+            poll: DEFAULT_POLL,
+        }
+    }
+
+    /// Waits (Deployments available, a Cluster Ready) last at most `timeout`, looking every `poll`.
+    pub fn with_wait(mut self, timeout: Duration, poll: Duration) -> KarmadaProvider {
+        self.wait = timeout;
+        self.poll = poll;
+        self
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Clients
+    // ---------------------------------------------------------------------------------------------
+
+    /// A client from the kubeconfig at `path`; `None` when the file does not exist.
+    fn client(&self, path: &Path, what: &str) -> Result<Option<(KubeClient, ApiConfig)>, ProviderError> {
+        let text =
+            match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(unavailable(
+                    format!("cannot read the {what} kubeconfig {}: permission denied", path.display()),
+                    "run testbed as root: MicroK8s and karmadactl init write their kubeconfigs readable by root only"
+                        .into(),
+                )),
+                Err(e) => {
+                    return Err(unavailable(
+                        format!("cannot read the {what} kubeconfig {}: {e}", path.display()),
+                        "check the file and its directory".into(),
+                    ))
+                }
+            };
+        let config = ApiConfig::from_kubeconfig_yaml(&text, None).map_err(|e| {
+            unavailable(
+                format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
+                format!(
+                    "{} is written by testbed's steps; remove it and apply again to have it written anew",
+                    path.display()
+                ),
+            )
+        })?;
+        let client = KubeClient::new(&config).map_err(|e| {
+            unavailable(
+                format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
+                "check the file".into(),
+            )
+        })?;
+        Ok(Some((client, config)))
+    }
+
+    fn host_client(&self) -> Result<Option<KubeClient>, ProviderError> {
+        Ok(self.client(&self.host_kubeconfig, "host cluster")?.map(|(c, _)| c))
+    }
+
+    /// The Karmada API's client; an error when its kubeconfig is missing (for steps that need it).
+    fn karmada_client(&self, address: &Address) -> Result<KubeClient, ProviderError> {
+        match self.client(&self.karmada_kubeconfig, "Karmada")? {
+            Some((c, _)) => Ok(c),
+            None => Err(ProviderError::Precondition {
+                message: format!(
+                    "{address}: the Karmada kubeconfig {} does not exist: the control plane is not installed",
+                    self.karmada_kubeconfig.display()
+                ),
+                hint: Some("apply karmada.control_plane first".into()),
+            }),
+        }
+    }
+
+    fn require_host(&self, address: &Address) -> Result<KubeClient, ProviderError> {
+        self.host_client()?.ok_or_else(|| ProviderError::Precondition {
+            message: format!(
+                "{address}: the host cluster's kubeconfig {} does not exist",
+                self.host_kubeconfig.display()
+            ),
+            hint: Some("apply host.microk8s first".into()),
+        })
+    }
+
+    fn owner_of_labels(&self, labels: Option<&BTreeMap<String, String>>, what: &str, marker: &str) -> Owner {
+        match labels.and_then(|l| l.get(OWNER_LABEL)) {
+            Some(v) if *v == self.testbed => Owner::Testbed,
+            Some(other) => {
+                Owner::Other(format!("{what} that belongs to another testbed ({marker} {OWNER_LABEL}={other})"))
+            }
+            None => Owner::Other(format!("{what} without testbed's label")),
+        }
+    }
+
+    fn cluster_owner(&self, c: &ClusterStatus) -> Owner {
+        self.owner_of_labels(Some(&c.labels), &format!("a cluster named {} registered in Karmada", c.name), "label")
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Observation
+    // ---------------------------------------------------------------------------------------------
+
+    fn karmada_unavailable(&self, e: &KubeObserveError, report: &ControlPlaneReport) -> ProviderError {
+        let host = self.host_kubeconfig.display();
+        let karmada = self.karmada_kubeconfig.display();
+        let components = if report.is_healthy() {
+            String::new()
+        } else {
+            format!(
+                " On the host cluster, the control plane is not healthy: {}.",
+                report.to_string().replace('\n', "; ")
+            )
+        };
+        let hint = if e.is_tls() {
+            format!(
+                "{karmada} does not belong to this Karmada API server: karmadactl init makes a new CA each time, so a kubeconfig from an earlier init no longer fits. If the control plane was initialised again by hand, its kubeconfig is in that init's --karmada-data directory; if it is testbed's, `testbed destroy --target karmada.control_plane` and apply again.{components}"
+            )
+        } else {
+            format!(
+                "karmada-apiserver runs on the host cluster behind the NodePort Service karmada-system/karmada-apiserver (port {port}). Check its pods: `kubectl --kubeconfig {host} -n karmada-system get pods,svc`; for a pod that is not Running, `kubectl --kubeconfig {host} -n karmada-system describe pod <pod>` and its logs (`logs deploy/karmada-apiserver`); and that the server in {karmada} answers from this host.{components}",
+                port = self.cx.karmada_api_port
+            )
+        };
+        unavailable(format!("the Karmada API could not be read: {e}"), hint)
+    }
+
+    async fn observe_layer(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
+        let mut out = LayerObservation::default();
+        let karmada = self.client(&self.karmada_kubeconfig, "Karmada")?;
+        let host = match (self.host_client(), &karmada) {
+            (Ok(h), _) => h,
+            // No Karmada kubeconfig: a host that cannot be read yet is a machine without Karmada.
+            (Err(_), None) => return Ok(out),
+            (Err(e), Some(_)) => return Err(e),
+        };
+        let Some(host) = host else {
+            if karmada.is_some() {
+                return Err(unavailable(
+                    format!(
+                        "the Karmada kubeconfig {} exists but the host cluster's kubeconfig {} does not",
+                        self.karmada_kubeconfig.display(),
+                        self.host_kubeconfig.display()
+                    ),
+                    "the Karmada control plane runs in the host MicroK8s: check that MicroK8s is installed (`microk8s status`)".into(),
+                ));
+            }
+            return Ok(out);
+        };
+        let report = match testbed_kube::control_plane(&host).await {
+            Ok(r) => r,
+            Err(_) if karmada.is_none() => return Ok(out),
+            Err(e) => {
+                return Err(unavailable(
+                    format!("the host cluster could not be read: {e}"),
+                    format!("the Karmada control plane runs in the host MicroK8s: check `microk8s status` and `kubectl --kubeconfig {} get nodes`", self.host_kubeconfig.display()),
+                ))
+            }
+        };
+        if report.is_absent() {
+            // A fresh host, or a Karmada kubeconfig that `karmadactl deinit` left behind.
+            return Ok(out);
+        }
+
+        // The control plane.
+        let wanted_cp = wanted.iter().find(|r| r.kind == Kind::KarmadaControlPlane);
+        let address = wanted_cp
+            .map(|r| r.address.clone())
+            .unwrap_or_else(|| Address::new(Kind::KarmadaControlPlane, &["control_plane"]));
+        let labels = testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE).await.map_err(|e| {
+            unavailable(format!("the host cluster could not be read: {e}"), "check the host MicroK8s".into())
+        })?;
+        let owner = self.owner_of_labels(labels.as_ref(), CONTROL_PLANE, "label on the karmada-system namespace:");
+        let owner = match owner {
+            Owner::Other(s) if labels.as_ref().is_none_or(|l| !l.contains_key(OWNER_LABEL)) => {
+                Owner::Other(format!("{s} on the karmada-system namespace"))
+            }
+            o => o,
+        };
+        let mut spec = Spec::new();
+        if let Some((registry, tag)) = karmada_image(&report) {
+            spec.insert("version".into(), tag);
+            spec.insert("image_registry".into(), registry);
+        }
+        let server = karmada.as_ref().map(|(_, c)| c.server.clone());
+        let (server_host, server_port) = server.as_deref().map(server_host_port).unwrap_or((None, None));
+        let node_port = testbed_kube::service_node_ports(&host, KARMADA_NAMESPACE, APISERVER_SERVICE)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.first().copied());
+        if let Some(port) = node_port.map(|p| p.to_string()).or(server_port.map(|p| p.to_string())) {
+            spec.insert("api_port".into(), port);
+        }
+        if let Some(h) = server_host {
+            spec.insert("advertise_address".into(), h);
+        }
+        let dir = self.karmada_kubeconfig.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        let data_dir = if karmada.is_some() {
+            match wanted_cp.and_then(|r| r.spec.get("data_dir")) {
+                Some(w) if w.trim_end_matches('/') == dir.trim_end_matches('/') => w.clone(),
+                _ => dir,
+            }
+        } else {
+            format!("(no karmada-apiserver.config at {})", self.karmada_kubeconfig.display())
+        };
+        spec.insert("data_dir".into(), data_dir);
+        let health = if report.is_healthy() {
+            Health::Ok
+        } else {
+            Health::NeedsRepair(format!("the control plane is not healthy: {}", report.to_string().replace('\n', "; ")))
+        };
+        out.resources.push(Observed {
+            address,
+            kind: Kind::KarmadaControlPlane,
+            member: None,
+            owner,
+            spec,
+            health,
+            in_use_by: vec![],
+        });
+
+        // Memberships.
+        let Some((karmada, _)) = karmada else { return Ok(out) };
+        let clusters = testbed_kube::clusters(&karmada).await.map_err(|e| self.karmada_unavailable(&e, &report))?;
+        for c in clusters {
+            let address = Address::new(Kind::KarmadaMember, &[&c.name]);
+            let owner = self.cluster_owner(&c);
+            let is_wanted = wanted.iter().any(|r| r.address == address);
+            if !is_wanted && owner != Owner::Testbed {
+                continue;
+            }
+            out.resources.push(observed_membership(address, c, owner));
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Apply
+    // ---------------------------------------------------------------------------------------------
+
+    async fn apply_action(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
+        let steps = testbed_steps::steps(action, &self.cx);
+        let mut values = Values::new();
+        let mut skip_next = false;
+        for step in &steps {
+            if std::mem::take(&mut skip_next) {
+                continue;
+            }
+            match step {
+                Step::Run { argv, .. } => {
+                    let verb = match argv.get(1) {
+                        Some(Arg::Lit(v)) => v.clone(),
+                        _ => String::new(),
+                    };
+                    if verb == "token" {
+                        self.token_create(action, step, &mut values, log).await?;
+                    } else {
+                        let timeout = match verb.as_str() {
+                            "init" => Duration::from_secs(600),
+                            "deinit" => Duration::from_secs(300),
+                            _ => Duration::from_secs(180),
+                        };
+                        run_step(self.runner.as_ref(), step, &values, log, timeout, true)
+                            .await
+                            .map_err(|e| self.command_failed(action, &verb, e))?;
+                    }
+                }
+                Step::Call { api, method, path, note } => {
+                    log.api(method, path);
+                    match self.call(action, api, method, path, note, log).await? {
+                        Flow::Continue => {}
+                        Flow::SkipNext => skip_next = true,
+                    }
+                }
+                Step::Note(n) => log.note(n.clone()),
+                Step::Wait { .. } | Step::Write { .. } => {
+                    return Err(ProviderError::failed(format!(
+                        "{}: the Karmada layer does not know how to run the step `{step}`",
+                        action.address
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `karmadactl token create --print-register-command`: the token becomes a secret value before anything
+    /// the command printed reaches the log.
+    async fn token_create(
+        &self,
+        action: &Action,
+        step: &Step,
+        values: &mut Values,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        let held: Arc<Mutex<Vec<LogEntry>>> = Arc::default();
+        let sink = held.clone();
+        let private = ActionLog::new(move |e| sink.lock().unwrap_or_else(|p| p.into_inner()).push(e));
+        let result = run_step(self.runner.as_ref(), step, values, &private, Duration::from_secs(60), true).await;
+        let parsed = match &result {
+            Ok(out) => Some(token::parse_register_command(&out.stdout)),
+            Err(_) => None,
+        };
+        if let Some(Ok(cmd)) = &parsed {
+            values.set_secret("join-token", cmd.token.clone());
+            values.set("ca-cert-hash", cmd.ca_cert_hash.clone());
+        }
+        // Replay what the command logged, its token replaced (and anything else shaped like one).
+        let entries = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in entries {
+            match e {
+                LogEntry::Command(argv) => log.command(&argv),
+                LogEntry::Output(text) => log.output(token::mask_tokens(&values.redact(&text))),
+                LogEntry::Note(text) => log.note(token::mask_tokens(&values.redact(&text))),
+                LogEntry::Api { method, path } => log.api(&method, &path),
+            }
+        }
+        let member = action.member.clone().unwrap_or_default();
+        match (result, parsed) {
+            (Err(e), _) => Err(mask_error(self.command_failed(action, "token", e))),
+            (Ok(_), Some(Err(why))) => Err(failed(
+                format!("{}: karmadactl token create printed no usable register command for {member}: {why}", action.address),
+                format!(
+                    "run `karmadactl token create --print-register-command --kubeconfig {}` by hand to see what it prints; a karmadactl of another release may print it differently",
+                    self.karmada_kubeconfig.display()
+                ),
+            )),
+            (Ok(_), parsed) => {
+                if let Some(Ok(cmd)) = parsed {
+                    let expected = format!("{}:{}", self.cx.gateway, self.cx.karmada_api_port);
+                    if !cmd.endpoint.is_empty() && cmd.endpoint != expected {
+                        log.note(format!(
+                            "the Karmada kubeconfig names the API server {}, while register is given {expected}",
+                            cmd.endpoint
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A failed karmadactl command, with the address and what the troubleshooting guide would check next.
+    fn command_failed(&self, action: &Action, verb: &str, e: ProviderError) -> ProviderError {
+        let member = action.member.clone().unwrap_or_default();
+        let host = self.host_kubeconfig.display();
+        let karmada = self.karmada_kubeconfig.display();
+        let (message, own_hint) = match e {
+            ProviderError::Failed { message, hint } => (message, hint),
+            other => return other,
+        };
+        let message = format!("{}: {message}", action.address);
+        let registered = message.contains("has been registered") || message.contains("already exists");
+        let hint = match verb {
+            "init" => format!(
+                "look at the control plane's pods: `kubectl --kubeconfig {host} -n karmada-system get pods`; for one that is not Running, `describe pod` and its logs. \"context deadline exceeded\" while waiting for a Deployment usually means an image could not be pulled from the local registry or the advertise address is wrong; karmada-apiserver failing to resolve etcd-client.karmada-system.svc means the host's dns addon is not working. testbed labelled karmada-system, so the next apply waits for it; to start over, run `karmadactl deinit --kubeconfig {host} -f`"
+            ),
+            "join" if registered => format!(
+                "a cluster named {member} (or with the same kube-system UID) is registered already: see `kubectl --kubeconfig {karmada} get clusters`; unjoin it yourself if it is stale"
+            ),
+            "join" => format!(
+                "check that {member}'s kubeconfig for Karmada works from the host: `kubectl --kubeconfig {}/{member}-karmada.config get nodes`",
+                self.cx.kubeconfig_dir
+            ),
+            "register" if registered => format!(
+                "{member} still has an agent from an earlier registration: `karmadactl unregister {member} --cluster-kubeconfig {}/{member}.config --karmada-config {karmada}`, then apply again",
+                self.cx.kubeconfig_dir
+            ),
+            "register" => format!(
+                "the karmada-agent on {member} must reach the Karmada API at {}:{} and pull its image from the local registry: check `kubectl --kubeconfig {}/{member}.config -n karmada-system get pods` and `logs deploy/karmada-agent` there; a token expires after 24 h, and the next apply creates a new one",
+                self.cx.gateway, self.cx.karmada_api_port, self.cx.kubeconfig_dir
+            ),
+            "unjoin" | "unregister" => format!(
+                "see `kubectl --kubeconfig {karmada} get clusters`; if {member} no longer answers, `karmadactl {verb} {member} ... --force` removes it from Karmada without cleaning up the member"
+            ),
+            "deinit" => format!("see `kubectl --kubeconfig {host} -n karmada-system get all`"),
+            "token" => format!("check that the Karmada API answers: `kubectl --kubeconfig {karmada} get clusters`"),
+            _ => own_hint.unwrap_or_default(),
+        };
+        failed(message, hint)
+    }
+
+    async fn call(
+        &self,
+        action: &Action,
+        api: &str,
+        method: &str,
+        path: &str,
+        note: &str,
+        log: &ActionLog,
+    ) -> Result<Flow, ProviderError> {
+        let a = &action.address;
+        let member = action.member.clone().unwrap_or_default();
+        let namespace_path = format!("/api/v1/namespaces/{KARMADA_NAMESPACE}");
+        let cluster_path = format!("/apis/cluster.karmada.io/v1alpha1/clusters/{member}");
+        match (api, method) {
+            ("kubernetes", "PATCH") if path == namespace_path => {
+                let host = self.require_host(a)?;
+                testbed_kube::set_namespace_label(&host, KARMADA_NAMESPACE, OWNER_LABEL, Some(&self.testbed))
+                    .await
+                    .map_err(|e| {
+                        failed(
+                            format!("{a}: {e}"),
+                            "apply again: the label records that testbed made this control plane",
+                        )
+                    })?;
+                log.note(format!("labelled namespace karmada-system {OWNER_LABEL}={}", self.testbed));
+                Ok(Flow::Continue)
+            }
+            ("kubernetes", "GET") if path.ends_with("/deployments") => {
+                self.wait_control_plane(a, log).await?;
+                Ok(Flow::Continue)
+            }
+            ("kubernetes", "GET") if path == namespace_path => self.check_control_plane_owned(a, log).await,
+            ("karmada", "PATCH") if path == cluster_path && note.starts_with("label") => {
+                let karmada = self.karmada_client(a)?;
+                testbed_kube::set_cluster_label(&karmada, &member, OWNER_LABEL, Some(&self.testbed)).await.map_err(
+                    |e| {
+                        failed(
+                            format!("{a}: {member} is registered, but testbed could not label it: {e}"),
+                            format!("label it yourself so that testbed knows it made it: `kubectl --kubeconfig {} label cluster {member} {OWNER_LABEL}={}`", self.karmada_kubeconfig.display(), self.testbed),
+                        )
+                    },
+                )?;
+                log.note(format!("labelled cluster {member} {OWNER_LABEL}={}", self.testbed));
+                Ok(Flow::Continue)
+            }
+            ("karmada", "PATCH") if path == cluster_path && note.starts_with("spec.apiEndpoint") => {
+                let karmada = self.karmada_client(a)?;
+                let endpoint =
+                    action.desired.as_ref().and_then(|r| r.spec.get("api_endpoint")).cloned().ok_or_else(|| {
+                        ProviderError::failed(format!("{a}: the file gives no api_endpoint for {member}"))
+                    })?;
+                self.owned_cluster(a, &karmada, &member, "change").await?;
+                let patched = testbed_kube::set_cluster_api_endpoint(&karmada, &member, &endpoint)
+                    .await
+                    .map_err(|e| failed(format!("{a}: {e}"), "apply again"))?;
+                log.note(format!("spec.apiEndpoint of {member} is {}", patched.api_endpoint.unwrap_or_default()));
+                Ok(Flow::Continue)
+            }
+            ("karmada", "GET") if path == cluster_path && note.starts_with("until") => {
+                self.wait_cluster_ready(action, &member, log).await?;
+                Ok(Flow::Continue)
+            }
+            ("karmada", "GET") if path == cluster_path && note.starts_with("owned") => {
+                if !self.karmada_kubeconfig.exists() {
+                    log.note(format!("the Karmada control plane is gone, and {member}'s membership with it"));
+                    return Ok(Flow::SkipNext);
+                }
+                let karmada = self.karmada_client(a)?;
+                match self.owned_cluster(a, &karmada, &member, "remove").await? {
+                    Some(_) => Ok(Flow::Continue),
+                    None => {
+                        log.note(format!("{member} is not registered in Karmada: nothing to remove"));
+                        Ok(Flow::SkipNext)
+                    }
+                }
+            }
+            _ => Err(ProviderError::failed(format!(
+                "{a}: the Karmada layer does not know how to make the call `{api}: {method} {path}` ({note})"
+            ))),
+        }
+    }
+
+    /// The Cluster `member` if it is testbed's; `None` if it does not exist; an error if it is someone else's.
+    async fn owned_cluster(
+        &self,
+        a: &Address,
+        karmada: &KubeClient,
+        member: &str,
+        verb: &str,
+    ) -> Result<Option<ClusterStatus>, ProviderError> {
+        let c = testbed_kube::cluster(karmada, member)
+            .await
+            .map_err(|e| failed(format!("{a}: {e}"), "apply again once the Karmada API answers"))?;
+        match c {
+            None => Ok(None),
+            Some(c) => match self.cluster_owner(&c) {
+                Owner::Testbed => Ok(Some(c)),
+                Owner::Other(found) => Err(failed(
+                    format!("{a}: testbed will not {verb} {found}"),
+                    format!(
+                        "it is not testbed's to {verb}; remove it yourself (`karmadactl unjoin {member} --kubeconfig {}`) or rename the member in the file",
+                        self.karmada_kubeconfig.display()
+                    ),
+                )),
+            },
+        }
+    }
+
+    async fn check_control_plane_owned(&self, a: &Address, log: &ActionLog) -> Result<Flow, ProviderError> {
+        let Some(host) = self.host_client()? else {
+            log.note("the host cluster has no kubeconfig: no control plane to remove");
+            return Ok(Flow::SkipNext);
+        };
+        let report = testbed_kube::control_plane(&host)
+            .await
+            .map_err(|e| failed(format!("{a}: {e}"), "check the host MicroK8s (`microk8s status`)"))?;
+        let labels = testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE)
+            .await
+            .map_err(|e| failed(format!("{a}: {e}"), "check the host MicroK8s (`microk8s status`)"))?;
+        if labels.is_none() && report.is_absent() {
+            log.note("no Karmada control plane on the host cluster: nothing to remove");
+            return Ok(Flow::SkipNext);
+        }
+        match self.owner_of_labels(labels.as_ref(), CONTROL_PLANE, "label on the karmada-system namespace:") {
+            Owner::Testbed => Ok(Flow::Continue),
+            Owner::Other(found) => Err(failed(
+                format!("{a}: testbed will not deinit {found}"),
+                "it is not testbed's to remove; `karmadactl deinit` it yourself if you mean to",
+            )),
+        }
+    }
+
+    async fn wait_control_plane(&self, a: &Address, log: &ActionLog) -> Result<(), ProviderError> {
+        let host = self.require_host(a)?;
+        let start = Instant::now();
+        let last = loop {
+            let last = match testbed_kube::control_plane(&host).await {
+                Ok(r) if r.is_healthy() => {
+                    log.note(format!("control plane available after {}", shown(start.elapsed())));
+                    return Ok(());
+                }
+                Ok(r) => r.to_string().replace('\n', "; "),
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= self.wait {
+                break last;
+            }
+            tokio::time::sleep(self.poll).await;
+        };
+        let host_path = self.host_kubeconfig.display();
+        Err(failed(
+            format!(
+                "{a}: the Karmada control plane's Deployments in karmada-system were not all available within {}: {last}",
+                shown(self.wait)
+            ),
+            format!(
+                "check the pods: `kubectl --kubeconfig {host_path} -n karmada-system get pods`; for one that is not Running, `kubectl --kubeconfig {host_path} -n karmada-system describe pod <pod>` (an image that cannot be pulled from the local registry shows there) and its logs; apply again to keep waiting"
+            ),
+        ))
+    }
+
+    async fn wait_cluster_ready(&self, action: &Action, member: &str, log: &ActionLog) -> Result<(), ProviderError> {
+        let a = &action.address;
+        let karmada = self.karmada_client(a)?;
+        let start = Instant::now();
+        let (last, cluster) = loop {
+            let (last, cluster) = match testbed_kube::cluster(&karmada, member).await {
+                Ok(Some(c)) if c.is_ready() => {
+                    log.note(format!("{} (after {})", c, shown(start.elapsed())));
+                    return Ok(());
+                }
+                Ok(Some(c)) => (c.to_string(), Some(c)),
+                Ok(None) => (testbed_kube::describe_cluster(member, None), None),
+                Err(e) => (e.to_string(), None),
+            };
+            if start.elapsed() >= self.wait {
+                break (last, cluster);
+            }
+            tokio::time::sleep(self.poll).await;
+        };
+        let karmada_path = self.karmada_kubeconfig.display();
+        let host = self.host_kubeconfig.display();
+        let pull = cluster.as_ref().map(|c| c.sync_mode == Some(SyncMode::Pull)).unwrap_or_else(|| {
+            action.desired.as_ref().and_then(|r| r.spec.get("mode")).map(String::as_str) == Some("pull")
+        });
+        let hint = if pull {
+            format!(
+                "in pull mode the karmada-agent on {member} dials the Karmada API at {gw}:{port}. Check `kubectl --kubeconfig {karmada_path} describe cluster {member}`, the agent on the member (`kubectl --kubeconfig {dir}/{member}.config -n karmada-system get pods` and `logs deploy/karmada-agent`), and that {gw}:{port} answers from inside {member}; apply again once it is Ready",
+                gw = self.cx.gateway,
+                port = self.cx.karmada_api_port,
+                dir = self.cx.kubeconfig_dir,
+            )
+        } else {
+            let endpoint = cluster
+                .as_ref()
+                .and_then(|c| c.api_endpoint.clone())
+                .or_else(|| action.desired.as_ref().and_then(|r| r.spec.get("api_endpoint")).cloned())
+                .unwrap_or_else(|| format!("https://<{member}'s bridge address>:{MEMBER_API_PORT}"));
+            format!(
+                "karmada-controller-manager dials {endpoint} from a pod on the host cluster, so that address must be reachable from pods there (not a 127.0.0.1 address). Check `kubectl --kubeconfig {karmada_path} get clusters` (and `describe cluster {member}`), the controller's logs (`kubectl --kubeconfig {host} -n karmada-system logs deploy/karmada-controller-manager`), and that {endpoint} answers from the host (`curl -k {endpoint}/livez`); apply again once it is Ready"
+            )
+        };
+        Err(failed(format!("{a}: {member} did not turn Ready within {}: {last}", shown(self.wait)), hint))
+    }
+}
+
+/// An error with anything shaped like a bootstrap token masked.
+fn mask_error(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Failed { message, hint } => {
+            ProviderError::Failed { message: token::mask_tokens(&message), hint: hint.map(|h| token::mask_tokens(&h)) }
+        }
+        ProviderError::Precondition { message, hint } => ProviderError::Precondition {
+            message: token::mask_tokens(&message),
+            hint: hint.map(|h| token::mask_tokens(&h)),
+        },
+        other => other,
+    }
+}
+
+fn observed_membership(address: Address, c: ClusterStatus, owner: Owner) -> Observed {
+    let mode = sync_mode_name(c.sync_mode.as_ref());
+    let mut spec = Spec::new();
+    spec.insert("mode".into(), mode);
+    if let Some(e) = &c.api_endpoint {
+        spec.insert("api_endpoint".into(), e.clone());
+    }
+    let health = match &c.ready {
+        Some(r) if r.is_true() => Health::Ok,
+        Some(r) => {
+            let why =
+                match (r.reason.as_deref().filter(|s| !s.is_empty()), r.message.as_deref().filter(|s| !s.is_empty())) {
+                    (Some(reason), Some(message)) => format!("{reason}: {message}"),
+                    (Some(one), None) | (None, Some(one)) => one.to_owned(),
+                    (None, None) => "no reason given".to_owned(),
+                };
+            let word =
+                if r.status == testbed_kube::ConditionStatus::False { "not Ready" } else { "in an unknown state" };
+            Health::NeedsRepair(format!("cluster {} is {word} ({why})", c.name))
+        }
+        None => Health::NeedsRepair(format!("Karmada has not reported cluster {} Ready yet", c.name)),
+    };
+    Observed {
+        address,
+        kind: Kind::KarmadaMember,
+        member: Some(c.name.clone()),
+        owner,
+        spec,
+        health,
+        in_use_by: vec![],
+    }
+}
+
+#[async_trait]
+impl Provider for KarmadaProvider {
+    fn layer(&self) -> Layer {
+        Layer::Karmada
+    }
+
+    fn simulated(&self) -> bool {
+        false
+    }
+
+    async fn observe(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
+        self.observe_layer(wanted).await
+    }
+
+    async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
+        match action.kind {
+            Kind::KarmadaControlPlane | Kind::KarmadaMember => {}
+            other => {
+                return Err(ProviderError::failed(format!(
+                    "{}: the Karmada layer does not handle {other:?} resources",
+                    action.address
+                )))
+            }
+        }
+        let result = self.apply_action(action, log).await;
+        if let (Err(_), Kind::KarmadaControlPlane, true) = (&result, action.kind, action.op != testbed_plan::Op::Delete)
+        {
+            self.label_after_failed_init(log).await;
+        }
+        result
+    }
+}
+
+impl KarmadaProvider {
+    /// After a failed init: if it got as far as the namespace, label it, so the next apply treats the
+    /// half-made control plane as testbed's (and repairs it) rather than as someone else's.
+    async fn label_after_failed_init(&self, log: &ActionLog) {
+        let Ok(Some(host)) = self.host_client() else { return };
+        if let Ok(Some(labels)) = testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE).await {
+            if !labels.contains_key(OWNER_LABEL)
+                && testbed_kube::set_namespace_label(&host, KARMADA_NAMESPACE, OWNER_LABEL, Some(&self.testbed))
+                    .await
+                    .is_ok()
+            {
+                log.note(format!(
+                    "labelled namespace karmada-system {OWNER_LABEL}={} although init failed: the next apply repairs it",
+                    self.testbed
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_and_images_are_taken_apart() {
+        assert_eq!(server_host_port("https://10.123.45.1:32443"), (Some("10.123.45.1".into()), Some(32443)));
+        assert_eq!(server_host_port("http://127.0.0.1:4000/"), (Some("127.0.0.1".into()), Some(4000)));
+        assert_eq!(server_host_port("https://[fd00::1]:6443"), (Some("fd00::1".into()), Some(6443)));
+        assert_eq!(
+            image_parts("localhost:32000/karmada-controller-manager:v1.15.9"),
+            Some(("localhost:32000".into(), "v1.15.9".into()))
+        );
+        assert_eq!(
+            image_parts("docker.io/karmada/karmada-scheduler:v1.14.0"),
+            Some(("docker.io/karmada".into(), "v1.14.0".into()))
+        );
+        assert_eq!(image_parts("karmada-scheduler"), None);
+    }
+}
