@@ -28,8 +28,9 @@
 //! - No Karmada kubeconfig: no control plane, no memberships (a fresh machine), unless the host cluster
 //!   shows one (see `data_dir`). A Karmada kubeconfig that `karmadactl deinit` left behind, on a host
 //!   without the control plane, is ignored the same way.
-//! - A Karmada API that does not answer, or fails TLS, while its kubeconfig exists: the layer cannot be
-//!   observed ([`ProviderError::Unavailable`]) with what to check.
+//! - A Karmada API that does not answer, or fails TLS, while its kubeconfig exists (or a host cluster
+//!   that cannot be read then): the layer's state is unknown ([`ProviderError::StateUnknown`]), with what
+//!   to check; the planner leaves the layer out of the plan instead of planning a second init or join.
 //!
 //! # Ownership
 //!
@@ -54,7 +55,7 @@ use testbed_command::{run_step, CommandRunner, Values};
 use testbed_kube::{
     ApiConfig, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, SyncMode, KARMADA_NAMESPACE,
 };
-use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Owner, Resource, Spec};
+use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
 use testbed_steps::{Arg, Context, Step};
 
@@ -112,8 +113,10 @@ fn shown(d: Duration) -> String {
     }
 }
 
-fn unavailable(message: String, hint: String) -> ProviderError {
-    ProviderError::Unavailable { message, hint: Some(hint) }
+/// Karmada is there (its kubeconfig exists, or the host shows its control plane) but cannot be read now:
+/// the plan leaves the layer alone rather than guess it missing (which would init or join again).
+fn state_unknown(message: String, hint: String) -> ProviderError {
+    ProviderError::StateUnknown { message, hint: Some(hint) }
 }
 
 fn failed(message: String, hint: impl Into<String>) -> ProviderError {
@@ -196,20 +199,20 @@ impl KarmadaProvider {
             match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(unavailable(
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(state_unknown(
                     format!("cannot read the {what} kubeconfig {}: permission denied", path.display()),
                     "run testbed as root: MicroK8s and karmadactl init write their kubeconfigs readable by root only"
                         .into(),
                 )),
                 Err(e) => {
-                    return Err(unavailable(
+                    return Err(state_unknown(
                         format!("cannot read the {what} kubeconfig {}: {e}", path.display()),
                         "check the file and its directory".into(),
                     ))
                 }
             };
         let config = ApiConfig::from_kubeconfig_yaml(&text, None).map_err(|e| {
-            unavailable(
+            state_unknown(
                 format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
                 format!(
                     "{} is written by testbed's steps; remove it and apply again to have it written anew",
@@ -218,7 +221,7 @@ impl KarmadaProvider {
             )
         })?;
         let client = KubeClient::new(&config).map_err(|e| {
-            unavailable(
+            state_unknown(
                 format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
                 "check the file".into(),
             )
@@ -293,7 +296,7 @@ impl KarmadaProvider {
                 port = self.cx.karmada_api_port
             )
         };
-        unavailable(format!("the Karmada API could not be read: {e}"), hint)
+        state_unknown(format!("the Karmada API could not be read: {e}"), hint)
     }
 
     async fn observe_layer(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
@@ -307,7 +310,7 @@ impl KarmadaProvider {
         };
         let Some(host) = host else {
             if karmada.is_some() {
-                return Err(unavailable(
+                return Err(state_unknown(
                     format!(
                         "the Karmada kubeconfig {} exists but the host cluster's kubeconfig {} does not",
                         self.karmada_kubeconfig.display(),
@@ -322,7 +325,7 @@ impl KarmadaProvider {
             Ok(r) => r,
             Err(_) if karmada.is_none() => return Ok(out),
             Err(e) => {
-                return Err(unavailable(
+                return Err(state_unknown(
                     format!("the host cluster could not be read: {e}"),
                     format!("the Karmada control plane runs in the host MicroK8s: check `microk8s status` and `kubectl --kubeconfig {} get nodes`", self.host_kubeconfig.display()),
                 ))
@@ -339,7 +342,7 @@ impl KarmadaProvider {
             .map(|r| r.address.clone())
             .unwrap_or_else(|| Address::new(Kind::KarmadaControlPlane, &["control_plane"]));
         let labels = testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE).await.map_err(|e| {
-            unavailable(format!("the host cluster could not be read: {e}"), "check the host MicroK8s".into())
+            state_unknown(format!("the host cluster could not be read: {e}"), "check the host MicroK8s".into())
         })?;
         let owner = self.owner_of_labels(labels.as_ref(), CONTROL_PLANE, "label on the karmada-system namespace:");
         let owner = match owner {
@@ -525,7 +528,7 @@ impl KarmadaProvider {
         let registered = message.contains("has been registered") || message.contains("already exists");
         let hint = match verb {
             "init" => format!(
-                "look at the control plane's pods: `kubectl --kubeconfig {host} -n karmada-system get pods`; for one that is not Running, `describe pod` and its logs. \"context deadline exceeded\" while waiting for a Deployment usually means an image could not be pulled from the local registry or the advertise address is wrong; karmada-apiserver failing to resolve etcd-client.karmada-system.svc means the host's dns addon is not working. testbed labelled karmada-system, so the next apply waits for it; to start over, run `karmadactl deinit --kubeconfig {host} -f`"
+                "look at the control plane's pods: `kubectl --kubeconfig {host} -n karmada-system get pods`; for one that is not Running, `describe pod` and its logs. \"context deadline exceeded\" while waiting for a Deployment usually means an image could not be pulled from the local registry or the advertise address is wrong; karmada-apiserver failing to resolve etcd-client.karmada-system.svc means the host's dns addon is not working. When init got as far as creating karmada-system, testbed labelled it, so the next apply waits for it; to start over, run `karmadactl deinit --kubeconfig {host} -f`"
             ),
             "join" if registered => format!(
                 "a cluster named {member} (or with the same kube-system UID) is registered already: see `kubectl --kubeconfig {karmada} get clusters`; unjoin it yourself if it is stale"
@@ -829,9 +832,11 @@ impl Provider for KarmadaProvider {
                 )))
             }
         }
+        let installs = action.kind == Kind::KarmadaControlPlane && matches!(action.op, Op::Create | Op::Replace);
+        // A karmada-system namespace someone else left is never labelled on their behalf.
+        let foreign_namespace_before = installs && self.foreign_namespace().await;
         let result = self.apply_action(action, log).await;
-        if let (Err(_), Kind::KarmadaControlPlane, true) = (&result, action.kind, action.op != testbed_plan::Op::Delete)
-        {
+        if result.is_err() && installs && !foreign_namespace_before {
             self.label_after_failed_init(log).await;
         }
         result
@@ -839,6 +844,17 @@ impl Provider for KarmadaProvider {
 }
 
 impl KarmadaProvider {
+    /// Whether a karmada-system namespace exists on the host without this testbed's label.
+    async fn foreign_namespace(&self) -> bool {
+        let Ok(Some(host)) = self.host_client() else { return false };
+        match testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE).await {
+            Ok(Some(labels)) => labels.get(OWNER_LABEL) != Some(&self.testbed),
+            Ok(None) => false,
+            // Unknown: do not label anything afterwards.
+            Err(_) => true,
+        }
+    }
+
     /// After a failed init: if it got as far as the namespace, label it, so the next apply treats the
     /// half-made control plane as testbed's (and repairs it) rather than as someone else's.
     async fn label_after_failed_init(&self, log: &ActionLog) {

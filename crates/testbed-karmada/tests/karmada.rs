@@ -124,7 +124,7 @@ async fn an_unreachable_karmada_api_and_a_tls_failure_cannot_be_observed_and_say
     // Nothing listens where the kubeconfig points.
     lab.write_karmada_kubeconfig(&unused_url().await.unwrap(), None);
     let unreachable = lab.observe(&provider, &config).await.unwrap_err();
-    let ProviderError::Unavailable { message, hint } = &unreachable else { panic!("{unreachable:?}") };
+    let ProviderError::StateUnknown { message, hint } = &unreachable else { panic!("{unreachable:?}") };
     assert!(
         message.starts_with("the Karmada API could not be read: the Kubernetes API at http://127.0.0.1:"),
         "{message}"
@@ -148,7 +148,7 @@ async fn an_unreachable_karmada_api_and_a_tls_failure_cannot_be_observed_and_say
     std::fs::write(&ca_file, &other.ca_pem).unwrap();
     lab.write_karmada_kubeconfig(served.url(), Some(&ca_file.display().to_string()));
     let tls_error = lab.observe(&provider, &config).await.unwrap_err();
-    let ProviderError::Unavailable { message: tls_message, hint: tls_hint } = &tls_error else {
+    let ProviderError::StateUnknown { message: tls_message, hint: tls_hint } = &tls_error else {
         panic!("{tls_error:?}")
     };
     assert!(tls_message.contains("TLS with the Kubernetes API at https://127.0.0.1:"), "{tls_message}");
@@ -162,6 +162,7 @@ async fn an_unreachable_karmada_api_and_a_tls_failure_cannot_be_observed_and_say
     let wanted: Vec<_> = desired.resources.values().cloned().collect();
     let observed = providers.observe(&wanted).await;
     let plan = testbed_plan::plan(&desired, &observed).unwrap();
+    assert!(plan.is_empty(), "no second init or join while Karmada cannot be read: {:?}", lines(&plan));
     assert!(
         plan.notes
             .iter()
@@ -500,4 +501,50 @@ async fn an_unhealthy_control_plane_is_repaired_by_waiting_and_the_wait_says_wha
     assert!(err.to_string().starts_with("karmada.control_plane: the Karmada control plane's Deployments in karmada-system were not all available within 200 ms"), "{err}");
     assert!(err.hint().unwrap().contains("-n karmada-system get pods"), "{:?}", err.hint());
     assert!(lab.runner.calls().is_empty(), "no deinit, no init: {:?}", lab.runner.transcript());
+}
+
+#[tokio::test]
+async fn an_init_that_fails_half_way_is_labelled_and_repaired_but_a_foreign_leftover_is_not() {
+    let lab = Lab::start(FakeState::host_cluster(), FakeState::karmada_apiserver()).await;
+    std::fs::remove_file(lab.karmada_kubeconfig()).unwrap();
+    let config = lab.config(&[]);
+    let provider = lab.provider(&config).with_wait(Duration::from_millis(200), Duration::from_millis(20));
+    // init creates everything, then gives up waiting for karmada-scheduler, whose image cannot be pulled.
+    let (host, karmada_url, kubeconfig) = (lab.host.clone(), lab.karmada.url().to_owned(), lab.karmada_kubeconfig());
+    lab.runner.on(
+        &["karmadactl", "init"],
+        Reply::effect(move |_, _| {
+            host.update(|s| {
+                *s = FakeState::host_with_karmada();
+                s.put_deployment(FakeDeployment::unavailable(KARMADA_NAMESPACE, "karmada-scheduler"));
+            });
+            std::fs::write(&kubeconfig, kubeconfig_yaml(&karmada_url, None)).unwrap();
+            Ok(Output::failed(
+                1,
+                "I1121 08:00:00.000000 init.go:100] wait for Deployment karmada-scheduler\nerror: context deadline exceeded",
+            ))
+        }),
+    );
+    let plan = lab.plan(&provider, &config).await.unwrap();
+    let err = lab.apply(&provider, &plan).await.unwrap_err();
+    assert!(err.to_string().starts_with("karmada.control_plane: `karmadactl init"), "{err}");
+    assert!(err.to_string().ends_with("failed (exit code 1): error: context deadline exceeded"), "{err}");
+    assert!(err.hint().unwrap().contains("an image could not be pulled from the local registry"), "{:?}", err.hint());
+    let ns = lab.host.state().namespaces.into_iter().find(|n| n.name == KARMADA_NAMESPACE).unwrap();
+    assert_eq!(ns.labels.get(OWNER_LABEL).map(String::as_str), Some(TESTBED), "labelled although init failed");
+    let plan = lab.plan(&provider, &config).await.unwrap();
+    assert_eq!(lines(&plan), ["update karmada.control_plane"], "repaired, not a conflict");
+
+    // A karmada-system namespace someone else left (no control plane in it): init fails, nothing is labelled.
+    lab.host.update(|s| {
+        *s = FakeState::host_cluster();
+        s.put_namespace(FakeNamespace::new(KARMADA_NAMESPACE));
+    });
+    std::fs::remove_file(lab.karmada_kubeconfig()).unwrap();
+    lab.runner.on(&["karmadactl", "init"], Reply::exit(1, "error: namespaces \"karmada-system\" already exists"));
+    let plan = lab.plan(&provider, &config).await.unwrap();
+    assert_eq!(lines(&plan), ["create karmada.control_plane"]);
+    lab.apply(&provider, &plan).await.unwrap_err();
+    let ns = lab.host.state().namespaces.into_iter().find(|n| n.name == KARMADA_NAMESPACE).unwrap();
+    assert!(ns.labels.is_empty(), "someone else's namespace was labelled: {:?}", ns.labels);
 }
