@@ -800,13 +800,13 @@ impl Microk8sProvider {
             })?;
             log.note(format!("wrote {p} (mode 0600), server {s}"));
         }
-        self.wait_nodes_ready(address, member, path, server, &files.people, log).await
+        self.wait_nodes_ready(member, path, server, &files.people, log).await
     }
 
-    /// Waits until every node is Ready through the people kubeconfig, at most the ready timeout.
+    /// Waits until every node is Ready through the people kubeconfig, at most the ready timeout. Errors start
+    /// with the member's name ("member2: nodes not Ready after 300 s: member2 (KubeletNotReady: ...)").
     async fn wait_nodes_ready(
         &self,
-        address: &Address,
         member: &str,
         path: &str,
         server: &str,
@@ -870,7 +870,6 @@ impl Microk8sProvider {
                 )),
             },
         })
-        .map_err(|e| prefixed(e, address.as_str()))
     }
 
     async fn delete_kubeconfig(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
