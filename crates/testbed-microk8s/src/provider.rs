@@ -288,13 +288,11 @@ impl Microk8sProvider {
         }
     }
 
-    fn addons_spec(
-        inside: &Inside,
-        wanted: Option<&BTreeSet<String>>,
-        assume: Option<&BTreeSet<String>>,
-    ) -> Option<BTreeSet<String>> {
-        match (&inside.status, assume) {
-            (Ok(Status::Running { enabled }), _) => {
+    /// The addons to report: those enabled that the file wants or testbed recorded; `None` (not present)
+    /// when there are none and testbed recorded none.
+    fn addons_spec(inside: &Inside, wanted: Option<&BTreeSet<String>>) -> Option<BTreeSet<String>> {
+        match &inside.status {
+            Ok(Status::Running { enabled }) => {
                 let ours: BTreeSet<String> = enabled
                     .iter()
                     .filter(|a| wanted.is_some_and(|w| w.contains(*a)) || inside.recorded.contains(*a))
@@ -415,7 +413,7 @@ impl Microk8sProvider {
                 wanted_channel.map(String::as_str),
             ));
             let wanted_addons = want(Kind::HostAddons, None).map(addons_of);
-            if let Some(addons) = Self::addons_spec(&inside, wanted_addons.as_ref(), None) {
+            if let Some(addons) = Self::addons_spec(&inside, wanted_addons.as_ref()) {
                 let owner = match owner {
                     Owner::Testbed => Owner::Testbed,
                     Owner::Other(_) => {
@@ -508,7 +506,7 @@ impl Microk8sProvider {
             running.insert(name.clone(), matches!(inside.status, Ok(Status::Running { .. })));
             out.push(o);
             let wanted_addons = want(Kind::Microk8sAddons, Some(name)).map(addons_of);
-            if let Some(addons) = Self::addons_spec(inside, wanted_addons.as_ref(), None) {
+            if let Some(addons) = Self::addons_spec(inside, wanted_addons.as_ref()) {
                 out.push(observed(
                     Address::new(Kind::Microk8sAddons, &[name]),
                     Kind::Microk8sAddons,
@@ -647,12 +645,12 @@ impl Microk8sProvider {
         let values = Values::new();
         for step in testbed_steps::steps(action, &self.cx) {
             match &step {
-                Step::Run { at, argv } => {
-                    let filled = values.fill(argv).unwrap_or_default();
+                Step::Run { at, argv: args } => {
+                    let filled = values.fill(args).unwrap_or_default();
                     run_step(self.runner.as_ref(), &step, &values, log, timeout_for(&filled), true)
                         .await
                         .map_err(|e| self.explain(e, action, at, &filled))?;
-                    if at == &Where::Host && filled.starts_with(&argv_of(&["snap", "remove", "microk8s"])) {
+                    if at == &Where::Host && filled.starts_with(&argv(&["snap", "remove", "microk8s"])) {
                         // `--purge` takes the snap's data and the marker in it; a marker elsewhere goes too.
                         let _ = std::fs::remove_file(&self.host_owner_marker);
                     }
@@ -920,10 +918,6 @@ impl Microk8sProvider {
             Op::Delete => self.delete_kubeconfig(action, log).await,
         }
     }
-}
-
-fn argv_of(a: &[&str]) -> Vec<String> {
-    argv(a)
 }
 
 /// Looks inside the host or a container: the microk8s snap, what `microk8s status` says, and testbed's addon
