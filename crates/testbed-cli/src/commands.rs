@@ -21,12 +21,27 @@ fn banner(session: &Session) {
     }
 }
 
+/// Prints what the host pre-flight found; returns how many findings would make apply fail.
+fn report_preflight(findings: &[testbed_host::preflight::Finding]) -> usize {
+    for f in findings {
+        let what = if f.blocking { "blocking" } else { "warning" };
+        eprintln!("Pre-flight {what}: {}", f.message);
+        if let Some(h) = &f.hint {
+            eprintln!("  next: {h}");
+        }
+    }
+    findings.iter().filter(|f| f.blocking).count()
+}
+
 pub async fn plan(cli: &Cli, json: bool, detailed: bool, targets: &[String]) -> Result<ExitCode, CliError> {
     let session = Session::open(cli)?;
     if !json {
         banner(&session);
     }
-    let plan = session.plan(Goal::Converge, targets).await?;
+    let (plan, findings) = session.plan_checked(Goal::Converge, targets).await?;
+    if !json {
+        report_preflight(&findings);
+    }
     if json {
         print!("{}", render::json(&plan));
     } else {
@@ -69,7 +84,8 @@ pub fn schema() -> Result<ExitCode, CliError> {
 pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCode, CliError> {
     let session = Session::open(cli)?;
     banner(&session);
-    let plan = session.plan(goal, targets).await?;
+    let (plan, findings) = session.plan_checked(goal, targets).await?;
+    report_preflight(&findings);
     print!("{}", render::text(&plan));
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
@@ -117,10 +133,14 @@ pub async fn run(
         eprintln!("Note: {n}");
     }
     banner(&session);
-    let plan = session.plan(goal, targets).await?;
+    let (plan, findings) = session.plan_checked(goal, targets).await?;
+    let blocking = report_preflight(&findings);
     print!("{}", render::text(&plan));
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
+    }
+    if blocking > 0 {
+        return Err(CliError::Preflight { count: blocking });
     }
     confirm(yes, what)?;
 

@@ -38,6 +38,10 @@ pub enum CliError {
         help: Option<String>,
     },
 
+    #[error("pre-flight: {count} problem{} on this host would make apply fail; nothing was changed", if *count == 1 { "" } else { "s" })]
+    #[diagnostic(code(testbed::preflight), help("fix what is listed above, then run apply again"))]
+    Preflight { count: usize },
+
     #[error("refusing to {what} without confirmation: there is no terminal to ask on")]
     #[diagnostic(code(testbed::confirm), help("review `testbed plan`, then run again with --yes"))]
     NoTerminal { what: &'static str },

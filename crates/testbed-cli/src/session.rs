@@ -11,11 +11,21 @@ use testbed_config::Config;
 use testbed_plan::{desired, DesiredState, Layer, ObservedState, Plan};
 use testbed_provider::Providers;
 
+use testbed_command::{CommandRunner, SystemRunner};
+use testbed_host::preflight::Finding;
+use testbed_host::{HostProvider, HostSystem};
+use testbed_karmada::KarmadaProvider;
 use testbed_lxd::{Client, Flavor, LxdProvider};
+use testbed_microk8s::Microk8sProvider;
+use testbed_provider::ContainerView;
 use testbed_sim::{SimMachine, SimOptions};
 
 use crate::cli::Cli;
 use crate::error::CliError;
+
+/// Where the host cluster's admin kubeconfig is, when it is not MicroK8s' own (which Karmada's control
+/// plane is observed through).
+pub const HOST_KUBECONFIG_ENV: &str = "TESTBED_HOST_KUBECONFIG";
 
 /// What the plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,36 +78,60 @@ impl Session {
             Some(s) => parse_layers(s)?,
             None => BTreeSet::new(),
         };
-        // Real providers exist for these layers; the others run only on the simulated machine for now.
-        let buildable = [Layer::Lxd];
-        let real: Vec<&str> =
-            Layer::ALL.iter().filter(|l| !simulate.contains(l) && !buildable.contains(l)).map(|l| l.name()).collect();
-        if !real.is_empty() {
+        // Every layer has a real provider except the registry (images come with the next version).
+        if !simulate.contains(&Layer::Registry) {
             return Err(CliError::usage(
-                format!(
-                    "the real {} layer{} not built yet in this version of testbed",
-                    real.join(", "),
-                    if real.len() == 1 { " is" } else { "s are" }
-                ),
+                "the real registry layer (the registry addon and images) is not built yet in this version of testbed",
                 Some(
-                    "simulate them: `--simulate all` changes nothing on this host; `--simulate host,microk8s,registry,karmada` runs LXD for real".into(),
+                    "simulate it: `--simulate registry` runs every other layer for real; `--simulate all` changes nothing on this host".into(),
                 ),
             ));
         }
+        if !simulate.contains(&Layer::Microk8s) && simulate.contains(&Layer::Lxd) {
+            return Err(CliError::usage(
+                "a real microk8s layer runs its commands inside real LXD containers, but lxd is simulated",
+                Some("simulate microk8s too, or run lxd for real".into()),
+            ));
+        }
+        let cx = testbed_steps::Context::new(&config);
+        let name = config.file.name.clone();
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
-        let machine = SimMachine::open(&sim_state, options)?.with_catalogue(testbed_steps::Context::new(&config));
-        let providers = if simulate.contains(&Layer::Lxd) {
-            machine.providers()
-        } else {
-            let flavor = match config.file.lxd.backend {
-                testbed_config::Backend::Lxd => Flavor::Lxd,
-                testbed_config::Backend::Incus => Flavor::Incus,
+        let machine = SimMachine::open(&sim_state, options)?.with_catalogue(cx.clone());
+        let (mut providers, runner, containers): (Providers, SystemRunner, Option<Arc<dyn ContainerView>>) =
+            if simulate.contains(&Layer::Lxd) {
+                (machine.providers(), SystemRunner::host_only(), None)
+            } else {
+                let flavor = match config.file.lxd.backend {
+                    testbed_config::Backend::Lxd => Flavor::Lxd,
+                    testbed_config::Backend::Incus => Flavor::Incus,
+                };
+                let client = Client::discover(flavor);
+                let lxd = Arc::new(LxdProvider::new(client.clone(), name.clone()));
+                // The simulated layers above LXD see the real containers.
+                let providers = machine.with_real_containers(lxd.clone()).providers().with(lxd.clone());
+                (providers, SystemRunner::with_lxd(client), Some(lxd))
             };
-            let lxd = Arc::new(LxdProvider::new(Client::discover(flavor), config.file.name.clone()));
-            // The simulated layers above LXD see the real containers.
-            machine.with_real_containers(lxd.clone()).providers().with(lxd)
-        };
+        let runner: Arc<dyn CommandRunner> = Arc::new(runner);
+        if !simulate.contains(&Layer::Host) {
+            providers = providers.with(Arc::new(HostProvider::new(runner.clone(), cx.clone(), HostSystem::real())));
+        }
+        if let (false, Some(containers)) = (simulate.contains(&Layer::Microk8s), containers) {
+            providers =
+                providers.with(Arc::new(Microk8sProvider::new(runner.clone(), containers, cx.clone(), name.clone())));
+        }
+        if !simulate.contains(&Layer::Karmada) {
+            let host_kubeconfig = std::env::var_os(HOST_KUBECONFIG_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(&cx.host_kubeconfig));
+            providers = providers.with(Arc::new(KarmadaProvider::new(
+                runner.clone(),
+                cx.clone(),
+                name.clone(),
+                host_kubeconfig,
+                PathBuf::from(&cx.karmada_kubeconfig),
+            )));
+        }
         Ok(Session {
             config,
             simulated: providers.simulated_layers(),
@@ -139,13 +173,24 @@ impl Session {
 
     /// Observes the machine and plans towards `goal`, limited to `targets`.
     pub async fn plan(&self, goal: Goal, targets: &[String]) -> Result<Plan, CliError> {
+        Ok(self.plan_checked(goal, targets).await?.0)
+    }
+
+    /// The plan, and what the host pre-flight found (only when the host layer is real and the goal is to
+    /// converge: destroying needs nothing of the host).
+    pub async fn plan_checked(&self, goal: Goal, targets: &[String]) -> Result<(Plan, Vec<Finding>), CliError> {
         let (wanted, observed) = self.observe().await;
         check_targets(targets, &wanted, &observed, &self.config)?;
+        let findings = if goal == Goal::Converge && !self.simulated.contains(&Layer::Host) {
+            testbed_host::preflight::check(&self.config, &observed, &HostSystem::real()).await
+        } else {
+            Vec::new()
+        };
         let desired = match goal {
             Goal::Converge => wanted,
             Goal::Destroy => DesiredState::nothing(),
         };
-        Ok(testbed_plan::plan(&desired, &observed)?.targeted(targets))
+        Ok((testbed_plan::plan(&desired, &observed)?.targeted(targets), findings))
     }
 }
 

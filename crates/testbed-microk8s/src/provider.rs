@@ -432,13 +432,19 @@ impl Microk8sProvider {
 
         // The members.
         let wanted_members: BTreeSet<String> = wanted.iter().filter_map(|r| r.member.clone()).collect();
-        let facts = self.containers.containers().await.map_err(|e| {
-            let hint = e.hint().map(str::to_owned);
-            ProviderError::StateUnknown {
-                message: format!("cannot see the member containers: {e}"),
-                hint: hint.or_else(|| Some(format!("check that the LXD daemon runs ({} list)", self.lxc()))),
+        let facts = match self.containers.containers().await {
+            Ok(facts) => facts,
+            // No LXD daemon (not installed yet on a fresh host): no containers, so no MicroK8s in them. The LXD
+            // layer reports the same absence, and the plan creates both in order.
+            Err(ProviderError::Unavailable { .. }) => Vec::new(),
+            Err(e) => {
+                let hint = e.hint().map(str::to_owned);
+                return Err(ProviderError::StateUnknown {
+                    message: format!("cannot see the member containers: {e}"),
+                    hint: hint.or_else(|| Some(format!("check that the LXD daemon runs ({} list)", self.lxc()))),
+                });
             }
-        })?;
+        };
         let mut looks = tokio::task::JoinSet::new();
         let mut running: BTreeMap<String, bool> = BTreeMap::new();
         for c in facts.iter().filter(|c| wanted_members.contains(&c.name) || c.owned) {

@@ -326,3 +326,34 @@ async fn an_exec_that_fails_holds_the_layer_instead_of_guessing() {
     assert!(matches!(e, ProviderError::StateUnknown { .. }), "{e:?}");
     assert!(e.to_string().contains("member1"), "{e}");
 }
+
+/// LXD not installed yet (a fresh host): there are no containers, so no MicroK8s in them; the host's own
+/// MicroK8s is still observed, and the members' MicroK8s is planned like the containers it lives in.
+#[tokio::test]
+async fn no_lxd_daemon_means_no_member_microk8s_not_an_unknown_state() {
+    struct NoDaemon;
+    #[async_trait::async_trait]
+    impl testbed_provider::ContainerView for NoDaemon {
+        async fn containers(&self) -> Result<Vec<testbed_provider::ContainerFacts>, ProviderError> {
+            Err(ProviderError::Unavailable { message: "LXD is not installed or not running".into(), hint: None })
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[("member1", 16441)], "\"dns\"");
+    let runner = ScriptedRunner::new();
+    host_ok(&runner);
+    let p = testbed_microk8s::Microk8sProvider::new(
+        Arc::new(runner.clone()),
+        Arc::new(NoDaemon),
+        testbed_steps::Context::new(&config),
+        config.file.name.clone(),
+    )
+    .with_host_owner_marker(dir.path().join("testbed-owner"));
+    let desired = testbed_plan::desired::build(&config, &Default::default());
+    let wanted: Vec<_> = desired.resources.values().cloned().collect();
+    let seen = p.observe(&wanted).await.expect("an absent LXD is an observation");
+    let addresses: Vec<String> = seen.resources.iter().map(|o| o.address.to_string()).collect();
+    assert!(addresses.contains(&"host.microk8s".to_owned()), "{addresses:?}");
+    assert!(addresses.iter().all(|a| !a.contains("member1")), "{addresses:?}");
+    assert!(runner.calls().iter().all(|(at, _)| *at == Where::Host), "no exec into a container: {:?}", runner.calls());
+}
