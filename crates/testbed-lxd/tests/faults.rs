@@ -40,6 +40,11 @@ async fn exists(cl: &Client, path: &str) -> bool {
 
 /// Fault 1: A member whose image alias LXD does not have: that member fails, saying which image; the other members are
 /// created; with the file fixed, the next apply creates the rest and converges.
+
+/// The next step the LXD layer names when it finds no daemon.
+const START_HINT: &str =
+    "; start the LXD daemon (for the project's test daemon: cargo xtask testenv up), then apply again";
+
 #[test]
 fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges() {
     let members = [("rf1a", 28101u16), ("rf1b", 28102), ("rf1c", 28103)];
@@ -150,7 +155,8 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         eprintln!("unobservable: {}", u.reason);
         assert_eq!(u.layer, Layer::Lxd);
         let not_installed = "LXD is not installed or not running: no socket at /nonexistent/unix.socket";
-        assert_eq!(u.reason, format!("observing LXD: {not_installed}"));
+        // The reason carries the next step, so the plan's note says what to do.
+        assert_eq!(u.reason, format!("observing LXD: {not_installed}{START_HINT}"));
 
         let d = desired::build(&c, &o);
         let p = testbed_plan::plan(&d, &o).expect("the plan builds without LXD").targeted(&lxd_targets());
@@ -161,7 +167,7 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         assert!(
             p.notes
                 .iter()
-                .any(|n| n.starts_with(&format!("lxd could not be observed (observing LXD: {not_installed})"))),
+                .any(|n| n.starts_with(&format!("lxd could not be observed (observing LXD: {not_installed}{START_HINT})"))),
             "{:?}",
             p.notes
         );
@@ -245,7 +251,7 @@ fn discover_child() {
         assert_eq!(
             reason,
             &format!(
-                "observing LXD: LXD is not installed or not running: no socket at {dir}/unix.socket, {}",
+                "observing LXD: LXD is not installed or not running: no socket at {dir}/unix.socket, {}{START_HINT}",
                 defaults.join(", ")
             )
         );
