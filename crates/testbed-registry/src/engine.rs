@@ -333,11 +333,12 @@ impl Engine {
     }
 
     async fn copy_inner(&self, job: &CopyJob, emit: &(dyn Fn(Event) + Sync)) -> Result<ImageReport, Error> {
-        let resolved = self.resolve(job).await?;
+        // The source's manifest and the target's tag, at once.
+        let (resolved, present) = futures_util::future::join(self.resolve(job), self.head_manifest(&job.target)).await;
+        let resolved = resolved?;
+        let present = present.map_err(|e| Error { image: job.name.clone(), kind: e.kind })?;
         let mut report =
             ImageReport { image: job.name.clone(), digest: resolved.digest().to_owned(), ..Default::default() };
-        let present =
-            self.head_manifest(&job.target).await.map_err(|e| Error { image: job.name.clone(), kind: e.kind })?;
         if present.as_deref() == Some(resolved.digest()) {
             report.up_to_date = true;
             return Ok(report);

@@ -95,34 +95,57 @@ fn error_body(body: &[u8]) -> (Option<String>, Option<String>) {
     (first["code"].as_str().map(str::to_owned), first["message"].as_str().map(str::to_owned))
 }
 
-/// The client, with the tokens it was given, by registry host and scope.
+/// The clients, with the tokens they were given, by registry host and scope.
 pub(crate) struct Http {
-    client: reqwest::Client,
+    /// For plain-http registries: no TLS roots to load.
+    plain: reqwest::Client,
+    /// For https registries, built on first use: loading the system's roots costs milliseconds that a run
+    /// against loopback registries only would pay for nothing.
+    tls: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    timeout: Duration,
     tokens: Mutex<HashMap<(String, String), Arc<HeaderValue>>>,
+}
+
+fn client(roots: rustls::RootCertStore, timeout: Duration) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(timeout)
+        .pool_max_idle_per_host(32)
+        .user_agent(concat!("testbed-registry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| chain(&e))
 }
 
 impl Http {
     pub fn new(timeout: Duration) -> Result<Http, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
+        Ok(Http {
+            plain: client(rustls::RootCertStore::empty(), timeout)?,
+            tls: std::sync::OnceLock::new(),
+            timeout,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client for `registry` (or for a URL: a token realm).
+    fn for_url(&self, ctx: &Ctx<'_>, url: &str) -> Result<&reqwest::Client, Error> {
+        if url.starts_with("http://") {
+            return Ok(&self.plain);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(timeout)
-            .pool_max_idle_per_host(32)
-            .user_agent(concat!("testbed-registry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| chain(&e))?;
-        Ok(Http { client, tokens: Mutex::new(HashMap::new()) })
+        let tls = self.tls.get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            client(roots, self.timeout)
+        });
+        tls.as_ref().map_err(|e| ctx.err(ErrorKind::Client(e.clone())))
     }
 
     fn cached(&self, ctx: &Ctx<'_>) -> Option<Arc<HeaderValue>> {
@@ -146,7 +169,7 @@ impl Http {
         let mut auth = self.cached(ctx);
         let mut answered = false;
         loop {
-            let mut rb = make(&self.client);
+            let mut rb = make(self.for_url(ctx, &ctx.registry.base_url())?);
             if let Some(h) = &auth {
                 rb = rb.header(AUTHORIZATION, h.as_ref().clone());
             }
@@ -196,7 +219,7 @@ impl Http {
         for s in scope.split(' ').filter(|s| !s.is_empty()) {
             query.push(("scope", s));
         }
-        let mut rb = self.client.get(realm).query(&query);
+        let mut rb = self.for_url(ctx, realm)?.get(realm).query(&query);
         if let Some(Credentials::Basic { username, password }) = creds {
             rb = rb.header(AUTHORIZATION, basic(username, password));
         }
