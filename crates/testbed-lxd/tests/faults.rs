@@ -167,7 +167,8 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         assert!(
             p.notes
                 .iter()
-                .any(|n| n.starts_with(&format!("lxd could not be observed (observing LXD: {not_installed}{START_HINT})"))),
+                .any(|n| n
+                    .starts_with(&format!("lxd could not be observed (observing LXD: {not_installed}{START_HINT})"))),
             "{:?}",
             p.notes
         );
