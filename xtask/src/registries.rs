@@ -77,7 +77,7 @@ impl Registry {
         let log_path = self.dir().join("registry.log");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
             .stdin(Stdio::null())
@@ -86,17 +86,26 @@ impl Registry {
             .spawn()
             .map_err(|e| format!("cannot start docker-registry: {e}"))?;
         std::fs::write(self.pid_file(), child.id().to_string()).map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The child exiting is what tells a registry that cannot start (a bad config, a port lost to a race);
+        // otherwise it is given time: a loaded machine (a cold build beside it) can be slow to start one.
+        const START_LIMIT: Duration = Duration::from_secs(90);
+        let deadline = Instant::now() + START_LIMIT;
         while !self.answers() {
-            if Instant::now() > deadline || self.pid().is_none() {
+            let exited = child.try_wait().ok().flatten();
+            if Instant::now() > deadline || exited.is_some() {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
                 return Err(format!(
-                    "the {} registry did not answer on {} (log: {})",
+                    "the {} registry did not answer on {} within {} s{} (log: {}):\n{}",
                     self.name,
                     self.addr,
-                    log_path.display()
+                    START_LIMIT.as_secs(),
+                    exited.map(|s| format!("; it exited with {s}")).unwrap_or_default(),
+                    log_path.display(),
+                    tail.join("\n")
                 ));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
         say(&format!(
             "registry {} started on {} (pid {}, log {})",
