@@ -10,7 +10,12 @@ use crate::{karmada_release, net};
 
 /// Runs every check and records each problem once.
 pub(crate) fn check(file: &TestbedFile, r: &mut Reporter<'_>) {
-    if let Some(why) = segment_problem(&file.name) {
+    let label_problem = || {
+        let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+        (!edge(file.name.as_bytes().first()) || !edge(file.name.as_bytes().last()))
+            .then_some("must start and end with a letter or digit (it is the value of the testbed/owner label on what testbed registers in Kubernetes)")
+    };
+    if let Some(why) = segment_problem(&file.name).or_else(label_problem) {
         r.report(
             r.map.value_span(&[Key("name")]),
             format!("testbed name {:?} {why}", file.name),

@@ -121,6 +121,20 @@ fn member_names_must_be_valid_karmada_cluster_names() {
     }
 }
 
+/// The testbed name is the value of the `testbed/owner` label on Kubernetes objects: a label value must
+/// start and end with a letter or digit.
+#[test]
+fn testbed_name_must_be_a_label_value() {
+    for name in ["lab-", "_lab", "-"] {
+        let text = format!("name = \"{name}\"\n");
+        let lines = problems(&text);
+        assert_eq!(lines.len(), 1, "{name}: {lines:#?}");
+        assert!(lines[0].starts_with("testbed.toml:1:8: "), "{}", lines[0]);
+        assert!(lines[0].contains("must start and end with a letter or digit"), "{}", lines[0]);
+    }
+    assert!(testbed_config::parse(Path::new(FILE), "name = \"lab_2-x\"\n").is_ok());
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Host ports
 
