@@ -38,13 +38,12 @@ async fn exists(cl: &Client, path: &str) -> bool {
     cl.get_opt::<Value>(path).await.expect("LXD answers").is_some()
 }
 
-/// Fault 1: A member whose image alias LXD does not have: that member fails, saying which image; the other members are
-/// created; with the file fixed, the next apply creates the rest and converges.
-
 /// The next step the LXD layer names when it finds no daemon.
 const START_HINT: &str =
     "; start the LXD daemon (for the project's test daemon: cargo xtask testenv up), then apply again";
 
+/// Fault 1: A member whose image alias LXD does not have: that member fails, saying which image; the other members are
+/// created; with the file fixed, the next apply creates the rest and converges.
 #[test]
 fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges() {
     let members = [("rf1a", 28101u16), ("rf1b", 28102), ("rf1c", 28103)];
