@@ -201,7 +201,7 @@ mod tests {
     async fn host_commands_get_their_arguments_verbatim() {
         let r = SystemRunner::host_only();
         // A value with shell syntax reaches the program as one argument and is not interpreted.
-        let evil = "member1; touch /tmp/testbed-injected $(id)";
+        let evil = "member1; touch testbed-injected $(id)";
         let out = r.run(&Where::Host, &argv(&["printf", "%s|", evil, "b c"]), DEFAULT_TIMEOUT).await.unwrap();
         assert!(out.success());
         assert_eq!(out.stdout, format!("{evil}|b c|"));

@@ -162,15 +162,7 @@ fn addons_of(spec: &Spec) -> BTreeSet<String> {
 }
 
 fn observed(address: Address, kind: Kind, member: Option<&str>, owner: Owner, spec: Spec) -> Observed {
-    Observed {
-        address,
-        kind,
-        member: member.map(str::to_owned),
-        owner,
-        spec,
-        health: Health::Ok,
-        in_use_by: Vec::new(),
-    }
+    Observed::new(address, kind, member, owner, spec)
 }
 
 /// Keeps an error's kind and hint, with `prefix: ` in front of its message.

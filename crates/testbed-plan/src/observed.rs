@@ -41,6 +41,21 @@ pub struct Observed {
     pub in_use_by: Vec<String>,
 }
 
+impl Observed {
+    /// A live resource that works and that nothing foreign uses.
+    pub fn new(address: Address, kind: Kind, member: Option<&str>, owner: Owner, spec: Spec) -> Observed {
+        Observed {
+            address,
+            kind,
+            member: member.map(str::to_owned),
+            owner,
+            spec,
+            health: Health::Ok,
+            in_use_by: Vec::new(),
+        }
+    }
+}
+
 /// A layer could not be observed at all (daemon not running, API unreachable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unobservable {

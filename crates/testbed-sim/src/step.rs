@@ -1,7 +1,7 @@
 //! What every simulated step shares: the resource it acts on, the log of what the real step would run,
 //! ownership checks, and errors phrased like the real tools'.
 
-use testbed_plan::{Action, Address, Health, Kind, Observed, Op, Owner, Resource, Spec};
+use testbed_plan::{Action, Address, Kind, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LogEntry, ProviderError};
 
 use crate::world::{is_testbed, SimWorld};
@@ -208,15 +208,7 @@ pub(crate) fn already_exists(address: &Address, owner: &Option<String>, what: &s
 }
 
 pub(crate) fn observed(address: Address, kind: Kind, member: Option<&str>, owner: Owner, spec: Spec) -> Observed {
-    Observed {
-        address,
-        kind,
-        member: member.map(str::to_owned),
-        owner,
-        spec,
-        health: Health::Ok,
-        in_use_by: Vec::new(),
-    }
+    Observed::new(address, kind, member, owner, spec)
 }
 
 pub(crate) fn spec<const N: usize>(pairs: [(&str, String); N]) -> Spec {
