@@ -18,15 +18,7 @@ fn config(members: &[(&str, u16)]) -> Config {
 fn converged(d: &DesiredState) -> ObservedState {
     let mut o = ObservedState::default();
     for r in d.resources.values() {
-        o.insert(Observed {
-            address: r.address.clone(),
-            kind: r.kind,
-            member: r.member.clone(),
-            owner: Owner::Testbed,
-            spec: r.spec.clone(),
-            health: Health::Ok,
-            in_use_by: Vec::new(),
-        });
+        o.insert(Observed::new(r.address.clone(), r.kind, r.member.as_deref(), Owner::Testbed, r.spec.clone()));
         if let Some(ip) = r.spec.get("ipv4").and_then(|s| s.parse().ok()) {
             o.bridge_addresses.insert(ip);
         }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use testbed_command::{Reply, ScriptedRunner};
 use testbed_config::Config;
 use testbed_microk8s::{Microk8sProvider, ADDONS_RECORD};
-use testbed_plan::{desired::DesiredState, Address, Health, Observed, ObservedState, Owner};
+use testbed_plan::{desired::DesiredState, Address, Observed, ObservedState, Owner};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LogEntry, Provider, ProviderError};
 use testbed_steps::{Context, Where};
 
@@ -161,15 +161,7 @@ pub async fn observed_with_the_rest(provider: &Microk8sProvider, desired: &Desir
     let mine = provider.observe(&wanted).await.expect("observation");
     let mut state = ObservedState::default();
     for r in desired.resources.values().filter(|r| r.kind.layer() != testbed_plan::Layer::Microk8s) {
-        state.insert(Observed {
-            address: r.address.clone(),
-            kind: r.kind,
-            member: r.member.clone(),
-            owner: Owner::Testbed,
-            spec: r.spec.clone(),
-            health: Health::Ok,
-            in_use_by: vec![],
-        });
+        state.insert(Observed::new(r.address.clone(), r.kind, r.member.as_deref(), Owner::Testbed, r.spec.clone()));
     }
     for o in mine.resources {
         state.insert(o);
