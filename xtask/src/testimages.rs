@@ -14,6 +14,9 @@
 //! | karmada/karmada-aggregated-apiserver:v1.15.9 | OCI manifest |
 //! | karmada/karmada-agent:v1.15.9 | OCI index: linux/amd64 and linux/arm64 |
 //! | kube-apiserver:v1.31.3 | Docker v2 schema 2 manifest |
+//! | kube-controller-manager:v1.31.3 | Docker v2 schema 2 manifest |
+//! | etcd:3.5.16-0 | OCI manifest |
+//! | library/alpine:3.21.3 | Docker v2 schema 2 manifest |
 //!
 //! Every amd64 image has the same base layer (as real images share a distroless base) plus a layer of its own;
 //! the arm64 instance of karmada-agent has its own base. The tests in crates/testbed-registry name the same set.
@@ -26,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::registries::http;
 
 /// Bumped whenever the recipe below changes, so that `testenv up` seeds again.
-const RECIPE: &str = "testimages v1";
+const RECIPE: &str = "testimages v2";
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -181,6 +184,9 @@ fn build() -> Vec<Tagged> {
         single(Format::Oci, "karmada/karmada-webhook", "v1.15.9", 3),
         single(Format::Oci, "karmada/karmada-aggregated-apiserver", "v1.15.9", 5),
         single(Format::Docker, "kube-apiserver", "v1.31.3", 5),
+        single(Format::Docker, "kube-controller-manager", "v1.31.3", 4),
+        single(Format::Oci, "etcd", "3.5.16-0", 3),
+        single(Format::Docker, "library/alpine", "3.21.3", 1),
     ];
     let agent = "karmada/karmada-agent";
     let images: Vec<Image> = ["amd64", "arm64"]
@@ -254,13 +260,16 @@ fn push_manifest(addr: &str, repository: &str, reference: &str, media_type: &str
 }
 
 /// The tags of the set, for the presence check: `(repository, tag)`.
-const TAGS: [(&str, &str); 6] = [
+const TAGS: [(&str, &str); 9] = [
     ("karmada/karmada-controller-manager", "v1.15.9"),
     ("karmada/karmada-scheduler", "v1.15.9"),
     ("karmada/karmada-webhook", "v1.15.9"),
     ("karmada/karmada-aggregated-apiserver", "v1.15.9"),
     ("karmada/karmada-agent", "v1.15.9"),
     ("kube-apiserver", "v1.31.3"),
+    ("kube-controller-manager", "v1.31.3"),
+    ("etcd", "3.5.16-0"),
+    ("library/alpine", "3.21.3"),
 ];
 
 fn marker() -> std::path::PathBuf {

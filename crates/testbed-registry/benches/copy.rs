@@ -1,10 +1,10 @@
 //! testbed's copy engine against `skopeo sync`, in one run, on the project's two loopback registries
-//! (`cargo xtask testenv up`: upstream 127.0.0.1:5000, local 127.0.0.1:32000) and the same six test images
+//! (`cargo xtask testenv up`: upstream 127.0.0.1:5000, local 127.0.0.1:32000) and the same nine test images
 //! (Karmada v1.15.9 set, one shared base layer, one amd64+arm64 index of which both copy amd64 only).
 //!
 //! - Cold copy of the set into a fresh target namespace each round: testbed (`Engine::copy_all`, a fresh
 //!   engine per round, default concurrency) against ONE `skopeo sync --src yaml` run over a YAML file listing
-//!   the six images (the fair equivalent: one process copying the set, digests kept, amd64 of the index).
+//!   the nine images (the fair equivalent: one process copying the set, digests kept, amd64 of the index).
 //!   skopeo's blob-info cache (/var/lib/containers/cache/blob-info-cache-v1.boltdb for root) remembers where
 //!   blobs went in earlier rounds and would mount them from there; it is removed before each skopeo round so
 //!   both start knowing nothing.
@@ -145,7 +145,8 @@ fn main() {
 
     let ratio = |a: Duration, b: Duration| format!("{:.1}x", a.as_secs_f64() / b.as_secs_f64());
     println!(
-        "6 images ({:.1} MB of blobs sent per cold copy, one base layer shared by all six), loopback registries, median of {rounds} cold rounds / {iterations} no-op runs\n",
+        "{} images ({:.1} MB of blobs sent per cold copy, one base layer shared by all of them), loopback registries, median of {rounds} cold rounds / {iterations} no-op runs\n",
+        IMAGES.len(),
         bytes as f64 / 1e6
     );
     println!("| | testbed | skopeo sync | skopeo / testbed |");

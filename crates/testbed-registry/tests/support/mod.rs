@@ -22,13 +22,16 @@ pub const UPSTREAM: &str = "127.0.0.1:5000";
 pub const LOCAL: &str = "127.0.0.1:32000";
 
 /// The test images the upstream holds (xtask/src/testimages.rs): `(repository, tag)`.
-pub const IMAGES: [(&str, &str); 6] = [
+pub const IMAGES: [(&str, &str); 9] = [
     ("karmada/karmada-controller-manager", "v1.15.9"),
     ("karmada/karmada-scheduler", "v1.15.9"),
     ("karmada/karmada-webhook", "v1.15.9"),
     ("karmada/karmada-aggregated-apiserver", "v1.15.9"),
     ("karmada/karmada-agent", "v1.15.9"),
     ("kube-apiserver", "v1.31.3"),
+    ("kube-controller-manager", "v1.31.3"),
+    ("etcd", "3.5.16-0"),
+    ("library/alpine", "3.21.3"),
 ];
 /// The multi-platform one (linux/amd64 and linux/arm64).
 pub const INDEXED: &str = "karmada/karmada-agent";
