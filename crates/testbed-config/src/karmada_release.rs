@@ -3,7 +3,10 @@
 //! Read from karmadactl's own defaults (see docs/reference.md): the Karmada component images carry the
 //! karmadactl version as their tag; kube-apiserver, kube-controller-manager, etcd and (until v1.17) the
 //! alpine image used by etcd's init container have tags fixed per release. Patch releases within a minor
-//! share the minor's table.
+//! share the minor's table. A version without an entry works when the file lists the images itself
+//! ([`control_plane_images`]).
+
+use crate::model::{Image, JoinMode, TestbedFile};
 
 /// One image the control plane (or a pull-mode member) needs, by its upstream reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,97 @@ pub fn images(version: &str) -> Option<Vec<ReleaseImage>> {
     Some(out)
 }
 
+/// The images `karmadactl init` deploys the control plane from, by name. A file whose `[karmada] version` has
+/// no table entry lists each of them in `[[images]]` itself.
+pub const CONTROL_PLANE_IMAGES: &[&str] = &[
+    "karmada-controller-manager",
+    "karmada-scheduler",
+    "karmada-webhook",
+    "karmada-aggregated-apiserver",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "etcd",
+];
+/// The image of etcd's init container (karmadactl before v1.17): optional in a file's own list.
+pub const ETCD_INIT_IMAGE: &str = "alpine";
+/// The karmada-agent that pull-mode members run.
+pub const AGENT_IMAGE: &str = "karmada-agent";
+
+/// One image the control plane (or a pull-mode member) runs, as testbed copies it into the local registry:
+/// from the release table, or, for a version without one, from the file's own `[[images]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneImage {
+    /// The component's image name (`etcd`, `karmada-scheduler`, ...): the resource is `image.NAME`, and the
+    /// copy in the local registry is the repository NAME.
+    pub name: String,
+    /// Full source reference.
+    pub source: String,
+    /// The karmada-agent, needed by pull-mode members only (not by the control plane).
+    pub pull_mode_only: bool,
+}
+
+impl ControlPlaneImage {
+    /// Where the copy lives in a registry reached as `registry` (`localhost:32000` on the host,
+    /// `10.123.45.1:32000` from a member): `REGISTRY/NAME:TAG` with the source's tag, or `REGISTRY/NAME@DIGEST`
+    /// for a source pinned by digest alone.
+    pub fn target(&self, registry: &str) -> String {
+        let reference = match crate::image_ref::ImageRef::parse(&self.source) {
+            Ok(crate::image_ref::ImageRef { tag: Some(t), .. }) => format!(":{t}"),
+            Ok(crate::image_ref::ImageRef { digest: Some(d), .. }) => format!("@{d}"),
+            _ => ":latest".to_owned(),
+        };
+        format!("{registry}/{}{reference}", self.name)
+    }
+}
+
+fn any_pull(file: &TestbedFile) -> bool {
+    file.members.iter().any(|m| m.join_mode.unwrap_or(file.karmada.join_mode) == JoinMode::Pull)
+}
+
+/// The file's registry entries (not side-loaded) named `name`.
+fn listed<'f>(file: &'f TestbedFile, name: &str) -> Option<&'f Image> {
+    file.images.iter().find(|i| !i.sideload && crate::image_name(i) == name)
+}
+
+/// The images the control plane needs, plus the karmada-agent when a member joins in pull mode: the release
+/// table's for a version that has one; otherwise the file's own `[[images]]` entries (not side-loaded)
+/// named for a component ([`CONTROL_PLANE_IMAGES`], and `alpine` and `karmada-agent` when the file lists
+/// them), in that order. Entries whose source does not parse are left out (validation reports them).
+///
+/// The desired state copies exactly these, and `karmadactl init` is pointed at exactly these copies.
+pub fn control_plane_images(file: &TestbedFile) -> Vec<ControlPlaneImage> {
+    if let Some(table) = images(&file.karmada.version) {
+        let pull = any_pull(file);
+        return table
+            .into_iter()
+            .filter(|i| pull || !i.pull_mode_only)
+            .map(|i| ControlPlaneImage { name: i.name.to_owned(), source: i.source, pull_mode_only: i.pull_mode_only })
+            .collect();
+    }
+    CONTROL_PLANE_IMAGES
+        .iter()
+        .chain([&ETCD_INIT_IMAGE, &AGENT_IMAGE])
+        .filter_map(|name| listed(file, name).map(|img| (*name, img)))
+        .filter(|(_, img)| crate::image_ref::ImageRef::parse(&img.source).is_ok())
+        .map(|(name, img)| ControlPlaneImage {
+            name: name.to_owned(),
+            source: img.source.clone(),
+            pull_mode_only: name == AGENT_IMAGE,
+        })
+        .collect()
+}
+
+/// For a version without a table entry, the images the file must list but does not: every one of
+/// [`CONTROL_PLANE_IMAGES`], and the karmada-agent when a member joins in pull mode. Empty for a version
+/// with a table entry.
+pub fn missing_listed_images(file: &TestbedFile) -> Vec<&'static str> {
+    if images(&file.karmada.version).is_some() {
+        return vec![];
+    }
+    let agent = any_pull(file).then_some(AGENT_IMAGE);
+    CONTROL_PLANE_IMAGES.iter().copied().chain(agent).filter(|name| listed(file, name).is_none()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +196,85 @@ mod tests {
         assert!(src.contains(&"registry.k8s.io/kube-apiserver:v1.31.3"));
         assert!(src.contains(&"registry.k8s.io/etcd:3.5.16-0"));
         assert!(src.contains(&"docker.io/library/alpine:3.21.3"));
+    }
+
+    fn file(text: &str) -> TestbedFile {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_known_version_takes_the_table_and_the_agent_only_for_pull_mode() {
+        let push = file("[[members]]\nname = \"m1\"\napi_port = 16441\n");
+        let names: Vec<String> = control_plane_images(&push).into_iter().map(|i| i.name).collect();
+        assert_eq!(
+            names,
+            [
+                "karmada-controller-manager",
+                "karmada-scheduler",
+                "karmada-webhook",
+                "karmada-aggregated-apiserver",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "etcd",
+                "alpine"
+            ]
+        );
+        assert!(missing_listed_images(&push).is_empty());
+        let pull = file("[[members]]\nname = \"m1\"\napi_port = 16441\njoin_mode = \"pull\"\n");
+        let agent = control_plane_images(&pull).pop().unwrap();
+        assert_eq!(agent.name, "karmada-agent");
+        assert!(agent.pull_mode_only);
+        assert_eq!(agent.target("10.123.45.1:32000"), "10.123.45.1:32000/karmada-agent:v1.15.9");
+        let etcd = control_plane_images(&pull).into_iter().find(|i| i.name == "etcd").unwrap();
+        assert_eq!(etcd.target("localhost:32000"), "localhost:32000/etcd:3.5.16-0");
+    }
+
+    #[test]
+    fn an_unknown_version_takes_the_files_registry_entries_by_name() {
+        let f = file(
+            r#"[karmada]
+version = "v1.99.0"
+
+[[images]]
+source = "registry.k8s.io/etcd:3.6.5-0"
+
+[[images]]
+name = "alpine"
+source = "docker.io/library/alpine@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+[[images]]
+source = "docker.io/karmada/karmada-scheduler:v1.99.0"
+sideload = true
+
+[[images]]
+source = "docker.io/library/nginx:1.27"
+"#,
+        );
+        let got: Vec<(String, String)> =
+            control_plane_images(&f).into_iter().map(|i| (i.name.clone(), i.target("localhost:32000"))).collect();
+        assert_eq!(
+            got,
+            [
+                ("etcd".to_owned(), "localhost:32000/etcd:3.6.5-0".to_owned()),
+                (
+                    "alpine".to_owned(),
+                    "localhost:32000/alpine@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                        .to_owned()
+                ),
+            ]
+        );
+        // A side-loaded entry does not count.
+        assert_eq!(
+            missing_listed_images(&f),
+            [
+                "karmada-controller-manager",
+                "karmada-scheduler",
+                "karmada-webhook",
+                "karmada-aggregated-apiserver",
+                "kube-apiserver",
+                "kube-controller-manager"
+            ]
+        );
     }
 
     #[test]

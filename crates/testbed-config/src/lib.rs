@@ -7,6 +7,7 @@
 pub mod error;
 pub mod image_ref;
 pub mod karmada_release;
+pub mod mirror;
 pub mod model;
 pub mod net;
 pub mod source;
@@ -15,6 +16,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Problem};
+pub use karmada_release::{control_plane_images, ControlPlaneImage};
+pub use mirror::{source_endpoint, SourceEndpoint};
 pub use model::*;
 pub use validate::lxd_instance_name_problem;
 

@@ -121,11 +121,36 @@ pub struct Registry {
     pub port: u16,
     /// Platforms copied from multi-platform images.
     pub platforms: Vec<String>,
+    /// Where images are read from instead of their own registry, keyed by the source registry's host as image
+    /// references name it (`docker.io`, `registry.k8s.io`, `ghcr.io`, `localhost:5000`, ...): a pull-through
+    /// cache, an offline mirror, or a test registry. Registries without an entry are reached directly over
+    /// HTTPS (`docker.io` at `registry-1.docker.io`).
+    pub mirrors: BTreeMap<String, Mirror>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { port: 32000, platforms: vec!["linux/amd64".into()] }
+        Registry { port: 32000, platforms: vec!["linux/amd64".into()], mirrors: BTreeMap::new() }
+    }
+}
+
+/// `[registry.mirrors."HOST"]`: the endpoint images of registry HOST are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    /// `https://HOST[:PORT]` or `http://HOST[:PORT]`: scheme, host and port only (no path, no credentials).
+    /// The mirror serves the same repositories and tags as the registry it stands in for.
+    pub endpoint: String,
+    /// Plain HTTP, without TLS: required for, and only allowed with, an `http://` endpoint.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Mirror {
+    /// The endpoint as `(https, "host[:port]")`, or `None` if it is not a valid endpoint (validation reports
+    /// that; a validated file always has `Some`).
+    pub fn endpoint_parts(&self) -> Option<(bool, String)> {
+        crate::mirror::parse_endpoint(&self.endpoint).ok()
     }
 }
 

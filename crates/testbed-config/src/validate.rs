@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::error::Reporter;
 use crate::model::{TestbedFile, HOST_MICROK8S_API_PORT};
 use crate::source::Seg::{self, Index, Key};
-use crate::{karmada_release, net};
+use crate::{karmada_release, mirror, net};
 
 /// Runs every check and records each problem once.
 pub(crate) fn check(file: &TestbedFile, r: &mut Reporter<'_>) {
@@ -27,6 +27,7 @@ pub(crate) fn check(file: &TestbedFile, r: &mut Reporter<'_>) {
     check_ports(file, r);
     check_network(file, r);
     check_karmada(file, r);
+    check_mirrors(file, r);
     check_images(file, r);
     check_proxies(file, r);
     check_members(file, r);
@@ -249,21 +250,34 @@ fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
 
 fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
     let v = &file.karmada.version;
-    if karmada_release::images(v).is_none() {
-        let why = if karmada_release::is_release_tag(v) {
-            format!(
-                "karmada version {v:?} has no image table in this testbed (known: {})",
-                karmada_release::known_minors().iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ")
-            )
-        } else {
-            format!("karmada version {v:?} is not a release tag like \"v1.15.9\"")
-        };
+    let version_span = || r.map.value_span(&[Key("karmada"), Key("version")]);
+    if !karmada_release::is_release_tag(v) {
         r.report(
-            r.map.value_span(&[Key("karmada"), Key("version")]),
-            why,
+            version_span(),
+            format!("karmada version {v:?} is not a release tag like \"v1.15.9\""),
             "unknown version",
             Some("use a release of one of the listed minors; any patch release of a listed minor works".into()),
         );
+    } else if karmada_release::images(v).is_none() {
+        let missing = karmada_release::missing_listed_images(file);
+        if let Some(first) = missing.first() {
+            let known = karmada_release::known_minors().iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
+            let example = match *first {
+                "kube-apiserver" | "kube-controller-manager" | "etcd" => format!("registry.k8s.io/{first}:TAG"),
+                name => format!("docker.io/karmada/{name}:{v}"),
+            };
+            r.report(
+                version_span(),
+                format!(
+                    "karmada version {v:?} has no image table in this testbed (known: {known}), and [[images]] does not list its images: missing {}",
+                    missing.join(", ")
+                ),
+                "unknown version",
+                Some(format!(
+                    "list each missing image as a registry image, with the tag karmadactl {v} uses, e.g.\n\n[[images]]\nname = \"{first}\"\nsource = \"{example}\"\n\nor use a release of one of the listed minors (any patch release of a listed minor works)"
+                )),
+            );
+        }
     }
     // Below 1024 is already reported with the other ports: one problem per value.
     if file.karmada.api_port >= 1024 && !(30000..=32767).contains(&file.karmada.api_port) {
@@ -292,6 +306,58 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
             "relative path",
             None,
         );
+    }
+}
+
+fn check_mirrors(file: &TestbedFile, r: &mut Reporter<'_>) {
+    for (host, m) in &file.registry.mirrors {
+        let at = |k: &'static str| [Key("registry"), Key("mirrors"), Key(host.as_str()), Key(k)];
+        if let Some(why) = mirror::host_port_problem(host) {
+            r.report(
+                r.map.key_span(&[Key("registry"), Key("mirrors"), Key(host.as_str())]),
+                format!("[registry.mirrors] key {host:?} is not a registry host: it {why}"),
+                "not a registry host",
+                Some(
+                    "key each mirror by the registry host that image references name, e.g. \"docker.io\", \"registry.k8s.io\" or \"localhost:5000\""
+                        .into(),
+                ),
+            );
+        }
+        let https = match mirror::parse_endpoint(&m.endpoint) {
+            Ok((https, _)) => https,
+            Err(p) => {
+                let shown = if p.secret { String::new() } else { format!(" {:?}", m.endpoint) };
+                r.report(
+                    r.map.value_span(&at("endpoint")),
+                    format!("endpoint{shown} of the mirror for {host:?} {}", p.why),
+                    p.label,
+                    Some(p.hint),
+                );
+                continue;
+            }
+        };
+        if !https && !m.insecure {
+            r.report(
+                r.map.value_span(&at("endpoint")),
+                format!(
+                    "endpoint {:?} of the mirror for {host:?} is plain HTTP, and the mirror is not marked insecure",
+                    m.endpoint
+                ),
+                "plain HTTP",
+                Some(
+                    "add `insecure = true` if the mirror really is plain HTTP; otherwise use its https:// endpoint"
+                        .into(),
+                ),
+            );
+        }
+        if https && m.insecure {
+            r.report(
+                r.map.value_span(&at("insecure")),
+                format!("the mirror for {host:?} is marked insecure, but its endpoint is https://: insecure only applies to http:// endpoints"),
+                "only for http://",
+                Some("remove `insecure = true`: an https:// mirror must present a certificate the host trusts".into()),
+            );
+        }
     }
 }
 

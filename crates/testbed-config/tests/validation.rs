@@ -496,12 +496,261 @@ version = "1.15"
     check!(text);
 }
 
+/// The problems' hints, in order.
+fn hints(text: &str) -> Vec<String> {
+    match testbed_config::parse(Path::new(FILE), text) {
+        Ok(_) => panic!("expected problems, but this validated:\n{text}"),
+        Err(testbed_config::ConfigError::Invalid { problems, .. }) => {
+            problems.into_iter().map(|p| p.help.unwrap_or_default()).collect()
+        }
+        Err(e) => panic!("expected validation problems, got {e}"),
+    }
+}
+
+/// The control-plane images of a version without a table entry, listed by the file (karmada-scheduler is missing,
+/// and the `etcd` entry is side-loaded, which does not count); member1 pulls, so the karmada-agent is needed
+/// too.
+const UNKNOWN_VERSION_SOME_IMAGES: &str = r#"[karmada]
+version = "v1.99.0"
+
+[[members]]
+name = "member1"
+api_port = 16441
+join_mode = "pull"
+
+[[images]]
+name = "karmada-controller-manager"
+source = "docker.io/karmada/karmada-controller-manager:v1.99.0"
+
+[[images]]
+source = "docker.io/karmada/karmada-webhook:v1.99.0"
+
+[[images]]
+source = "docker.io/karmada/karmada-aggregated-apiserver:v1.99.0"
+
+[[images]]
+source = "registry.k8s.io/kube-apiserver:v1.35.0"
+
+[[images]]
+source = "registry.k8s.io/kube-controller-manager:v1.35.0"
+
+[[images]]
+source = "registry.k8s.io/etcd:3.6.5-0"
+sideload = true
+"#;
+
+#[test]
+fn unknown_version_with_images_missing_from_the_list() {
+    let text = UNKNOWN_VERSION_SOME_IMAGES;
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        ["testbed.toml:2:11: karmada version \"v1.99.0\" has no image table in this testbed (known: v1.11.x, v1.12.x, v1.13.x, v1.14.x, v1.15.x, v1.16.x), and [[images]] does not list its images: missing karmada-scheduler, etcd, karmada-agent"]
+    );
+    assert_eq!(
+        hints(text),
+        ["list each missing image as a registry image, with the tag karmadactl v1.99.0 uses, e.g.\n\n[[images]]\nname = \"karmada-scheduler\"\nsource = \"docker.io/karmada/karmada-scheduler:v1.99.0\"\n\nor use a release of one of the listed minors (any patch release of a listed minor works)"]
+    );
+}
+
+/// A version without a table entry validates when the file lists every control-plane image (alpine is
+/// optional, the karmada-agent needed only for pull mode), and those entries are the control plane's images,
+/// in the component order, whatever their sources' repositories are called.
+#[test]
+fn unknown_version_with_every_image_listed_validates() {
+    let text = r#"[karmada]
+version = "v1.99.0"
+
+[[images]]
+source = "docker.io/karmada/karmada-scheduler:v1.99.0"
+
+[[images]]
+source = "docker.io/karmada/karmada-controller-manager:v1.99.0"
+
+[[images]]
+source = "docker.io/karmada/karmada-webhook:v1.99.0"
+
+[[images]]
+source = "docker.io/karmada/karmada-aggregated-apiserver:v1.99.0"
+
+[[images]]
+name = "kube-apiserver"
+source = "registry.example/k8s/apiserver:v1.35.0"
+
+[[images]]
+source = "registry.k8s.io/kube-controller-manager:v1.35.0"
+
+[[images]]
+source = "registry.k8s.io/etcd:3.6.5-0"
+
+[[images]]
+source = "docker.io/library/nginx:1.27"
+"#;
+    let config = testbed_config::parse(Path::new(FILE), text).unwrap_or_else(|e| panic!("{}", e.lines().join("\n")));
+    let images: Vec<(String, String, bool)> = testbed_config::control_plane_images(&config.file)
+        .into_iter()
+        .map(|i| (i.name.clone(), i.target("localhost:32000"), i.pull_mode_only))
+        .collect();
+    let want = [
+        ("karmada-controller-manager", "localhost:32000/karmada-controller-manager:v1.99.0"),
+        ("karmada-scheduler", "localhost:32000/karmada-scheduler:v1.99.0"),
+        ("karmada-webhook", "localhost:32000/karmada-webhook:v1.99.0"),
+        ("karmada-aggregated-apiserver", "localhost:32000/karmada-aggregated-apiserver:v1.99.0"),
+        ("kube-apiserver", "localhost:32000/kube-apiserver:v1.35.0"),
+        ("kube-controller-manager", "localhost:32000/kube-controller-manager:v1.35.0"),
+        ("etcd", "localhost:32000/etcd:3.6.5-0"),
+    ]
+    .map(|(n, t)| (n.to_owned(), t.to_owned(), false));
+    assert_eq!(images, want);
+
+    // A pull-mode member needs the karmada-agent as well.
+    let pull = format!("{text}\n[[members]]\nname = \"member1\"\napi_port = 16441\njoin_mode = \"pull\"\n");
+    let lines = problems(&pull);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].ends_with("missing karmada-agent"), "{}", lines[0]);
+    let with_agent = format!("{pull}\n[[images]]\nsource = \"docker.io/karmada/karmada-agent:v1.99.1\"\n");
+    let config = testbed_config::parse(Path::new(FILE), &with_agent).unwrap();
+    let agent = testbed_config::control_plane_images(&config.file).pop().unwrap();
+    assert_eq!((agent.name.as_str(), agent.pull_mode_only), ("karmada-agent", true));
+    assert_eq!(agent.target("10.123.45.1:32000"), "10.123.45.1:32000/karmada-agent:v1.99.1");
+}
+
+/// With a version that has a table, the release images come from the table, and a file entry of a release
+/// image's name is still refused.
+#[test]
+fn known_version_refuses_a_listed_release_image() {
+    let text = r#"[[images]]
+name = "etcd"
+source = "registry.k8s.io/etcd:3.6.5-0"
+"#;
+    let lines = problems(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("testbed.toml:2:8: image name \"etcd\" is taken by the Karmada v1.15.9 release image"));
+}
+
 #[test]
 fn karmada_data_dir_relative() {
     let text = r#"[karmada]
 data_dir = "etc/karmada"
 "#;
     check!(text);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Registry mirrors
+
+#[test]
+fn mirrors_parse_as_inline_tables_and_as_sections() {
+    let text = r#"[registry.mirrors]
+"docker.io" = { endpoint = "http://127.0.0.1:5000", insecure = true }
+"registry.k8s.io" = { endpoint = "https://mirror.example:8443" }
+
+[registry.mirrors."localhost:5000"]
+endpoint = "https://10.0.0.5"
+insecure = false
+"#;
+    let config = testbed_config::parse(Path::new(FILE), text).unwrap_or_else(|e| panic!("{}", e.lines().join("\n")));
+    let mirrors: Vec<String> = config
+        .file
+        .registry
+        .mirrors
+        .iter()
+        .map(|(host, m)| format!("{host} {:?} insecure={}", m.endpoint_parts(), m.insecure))
+        .collect();
+    assert_eq!(
+        mirrors,
+        [
+            r#"docker.io Some((false, "127.0.0.1:5000")) insecure=true"#,
+            r#"localhost:5000 Some((true, "10.0.0.5")) insecure=false"#,
+            r#"registry.k8s.io Some((true, "mirror.example:8443")) insecure=false"#,
+        ]
+    );
+    let docker = testbed_config::source_endpoint(&config.file.registry, "docker.io");
+    assert_eq!((docker.host.as_str(), docker.https, docker.mirrored), ("127.0.0.1:5000", false, true));
+    let quay = testbed_config::source_endpoint(&config.file.registry, "quay.io");
+    assert_eq!((quay.host.as_str(), quay.https, quay.mirrored), ("quay.io", true, false));
+}
+
+#[test]
+fn mirror_keys_that_are_not_registry_hosts() {
+    let text = r#"[registry.mirrors]
+"Docker.io" = { endpoint = "https://mirror.example" }
+"https://quay.io" = { endpoint = "https://mirror.example" }
+"docker.io/library" = { endpoint = "https://mirror.example" }
+"localhost:99999" = { endpoint = "https://mirror.example" }
+
+[registry.mirrors."ghcr_io"]
+endpoint = "https://mirror.example"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_at(&lines, text, "\"Docker.io\"", 0);
+    assert_at(&lines, text, "\"https://quay.io\"", 0);
+    assert_at(&lines, text, "\"ghcr_io\"", 0);
+}
+
+#[test]
+fn mirror_endpoints_with_a_path_query_or_no_scheme() {
+    let text = r#"[registry.mirrors]
+"docker.io" = { endpoint = "https://mirror.example/v2/" }
+"ghcr.io" = { endpoint = "https://mirror.example:5000?ns=ghcr.io" }
+"quay.io" = { endpoint = "mirror.example:5000" }
+"registry.k8s.io" = { endpoint = "https://mirror.example:5000 # k8s" }
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_at(&lines, text, "\"https://mirror.example/v2/\"", 0);
+    let hints = hints(text);
+    assert_eq!(hints[0], "write \"https://mirror.example\": a mirror serves the registry API (/v2/) at its root");
+}
+
+/// Credentials in an endpoint are refused, and the message does not repeat them (the hint says why).
+#[test]
+fn mirror_endpoint_with_credentials() {
+    let text = r#"[registry.mirrors."docker.io"]
+endpoint = "https://robot:s3cret@mirror.example"
+"#;
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        ["testbed.toml:2:12: endpoint of the mirror for \"docker.io\" contains credentials (user@ or user:password@)"]
+    );
+    assert_eq!(hints(text), ["remove them: credentials are not read from the file"]);
+}
+
+#[test]
+fn mirror_over_http_without_insecure() {
+    let text = r#"[registry.mirrors]
+"docker.io" = { endpoint = "http://127.0.0.1:5000" }
+"registry.k8s.io" = { endpoint = "http://127.0.0.1:5001", insecure = false }
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_at(&lines, text, "\"http://127.0.0.1:5000\"", 0);
+    assert_at(&lines, text, "\"http://127.0.0.1:5001\"", 0);
+    assert!(hints(text)[0].starts_with("add `insecure = true` if the mirror really is plain HTTP"));
+}
+
+#[test]
+fn mirror_insecure_with_https() {
+    let text = r#"[registry.mirrors."docker.io"]
+endpoint = "https://mirror.example"
+insecure = true
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_at(&lines, text, "true", 0);
+}
+
+#[test]
+fn mirror_unknown_key() {
+    let text = r#"[registry.mirrors."docker.io"]
+endpoint = "https://mirror.example"
+password = "x"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("unknown key `password`"), "{}", lines[0]);
 }
 
 // ---------------------------------------------------------------------------------------------------------
