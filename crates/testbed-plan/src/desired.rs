@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use testbed_config::image_ref::ImageRef;
 use testbed_config::net::Subnet;
-use testbed_config::{karmada_release, Config, JoinMode, MEMBER_API_PORT};
+use testbed_config::{Config, JoinMode, MEMBER_API_PORT};
 
 use crate::observed::{ObservedState, Owner};
 use crate::resource::{Address, Kind, Resource, Spec};
@@ -79,15 +79,11 @@ pub fn member_profile(config: &Config) -> Spec {
     s
 }
 
-/// Where an image lands in the local registry: `localhost:PORT/REPOSITORY:TAG`, with Docker Hub's
-/// `library/` dropped. Release images keep only their last path component, which is what
-/// `karmadactl init --private-image-registry` asks for.
-fn registry_target(port: u16, r: &ImageRef, short: bool) -> String {
-    let repo = if short {
-        r.short_name().to_owned()
-    } else {
-        r.repository.strip_prefix("library/").unwrap_or(&r.repository).to_owned()
-    };
+/// Where an `[[images]]` entry lands in the local registry: `localhost:PORT/REPOSITORY:TAG`, with Docker Hub's
+/// `library/` dropped. (The control plane's images keep only their name: see
+/// [`testbed_config::ControlPlaneImage::target`].)
+fn registry_target(port: u16, r: &ImageRef) -> String {
+    let repo = r.repository.strip_prefix("library/").unwrap_or(&r.repository);
     let reference = match (&r.tag, &r.digest) {
         (_, Some(d)) => format!("@{d}"),
         (Some(t), None) => format!(":{t}"),
@@ -209,23 +205,20 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     let registry =
         d.add(Kind::Registry, None, "local", spec([("port", f.registry.port.to_string())]), vec![host_mk8s.clone()]);
 
-    let any_pull = f.members.iter().any(|m| config.join_mode(m) == JoinMode::Pull);
+    // The control plane's images (and the pull-mode agent): the release table's, or the file's own list for
+    // a version without one. The steps point `karmadactl init` at exactly these copies.
+    let release = testbed_config::control_plane_images(f);
+    let local = format!("localhost:{}", f.registry.port);
     let mut control_plane_images = Vec::new();
     let mut agent_image = None;
-    for img in karmada_release::images(&f.karmada.version).unwrap_or_default() {
-        if img.pull_mode_only && !any_pull {
-            continue;
-        }
-        let Ok(r) = ImageRef::parse(&img.source) else {
-            continue;
-        };
+    for img in &release {
         let a = d.add(
             Kind::Image,
             None,
-            img.name,
+            &img.name,
             spec([
                 ("source", img.source.clone()),
-                ("target", registry_target(f.registry.port, &r, true)),
+                ("target", img.target(&local)),
                 ("platforms", sorted_list(&f.registry.platforms)),
             ]),
             vec![registry.clone()],
@@ -236,7 +229,8 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             control_plane_images.push(a);
         }
     }
-    for img in f.images.iter().filter(|i| !i.sideload) {
+    let is_release = |name: &str| release.iter().any(|i| i.name == name);
+    for img in f.images.iter().filter(|i| !i.sideload && !is_release(&testbed_config::image_name(i))) {
         let Ok(r) = ImageRef::parse(&img.source) else {
             continue;
         };
@@ -246,7 +240,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             &testbed_config::image_name(img),
             spec([
                 ("source", img.source.clone()),
-                ("target", registry_target(f.registry.port, &r, false)),
+                ("target", registry_target(f.registry.port, &r)),
                 ("platforms", sorted_list(&f.registry.platforms)),
             ]),
             vec![registry.clone()],
