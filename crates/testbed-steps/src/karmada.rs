@@ -5,6 +5,7 @@
 //! namespace after init, each `Cluster` after join/register. It deinits and unjoins only what carries the
 //! label.
 
+use testbed_config::ControlPlaneImage;
 use testbed_plan::{Action, Kind};
 
 use crate::*;
@@ -48,35 +49,63 @@ fn wait_cluster_ready(m: &str) -> Step {
     Step::Call { api: "karmada", method: "GET", path: cluster_path(m), note: "until condition Ready is True".into() }
 }
 
+/// `karmadactl init`'s flag for each control-plane image, by image name. (kube-apiserver is
+/// `--karmada-apiserver-image`; kube-controller-manager is `--karmada-kube-controller-manager-image`; alpine is
+/// etcd's init container, whose flag karmadactl v1.17 removed along with the image.)
+const INIT_IMAGE_FLAGS: &[(&str, &str)] = &[
+    ("karmada-controller-manager", "--karmada-controller-manager-image"),
+    ("karmada-scheduler", "--karmada-scheduler-image"),
+    ("karmada-webhook", "--karmada-webhook-image"),
+    ("karmada-aggregated-apiserver", "--karmada-aggregated-apiserver-image"),
+    ("kube-apiserver", "--karmada-apiserver-image"),
+    ("kube-controller-manager", "--karmada-kube-controller-manager-image"),
+    ("etcd", "--etcd-image"),
+    ("alpine", "--etcd-init-image"),
+];
+
+/// The image flags of `karmadactl init`, in the order of [`INIT_IMAGE_FLAGS`]: one for each control-plane image
+/// of the set, pointing at its copy in `registry` (the agent is `register`'s, not init's).
+pub(crate) fn init_images(images: &[ControlPlaneImage], registry: &str) -> Vec<(&'static str, String)> {
+    INIT_IMAGE_FLAGS
+        .iter()
+        .filter_map(|(name, flag)| {
+            images.iter().find(|i| i.name == *name && !i.pull_mode_only).map(|i| (*flag, i.target(registry)))
+        })
+        .collect()
+}
+
 pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
         Kind::KarmadaControlPlane => {
             let data = setting(a, "data_dir").trim_end_matches('/').to_owned();
             let advertise = setting(a, "advertise_address").to_owned();
-            vec![
-                host([
-                    "karmadactl".to_owned(),
-                    "init".into(),
-                    "--kubeconfig".into(),
-                    cx.host_kubeconfig.clone(),
-                    "--private-image-registry".into(),
-                    setting(a, "image_registry").into(),
-                    "--port".into(),
-                    setting(a, "api_port").into(),
-                    "--karmada-data".into(),
-                    data.clone(),
-                    "--karmada-pki".into(),
-                    format!("{data}/pki"),
-                    "--karmada-apiserver-advertise-address".into(),
-                    advertise.clone(),
-                    "--cert-external-ip".into(),
-                    advertise,
-                    "--wait-component-ready-timeout".into(),
-                    "300".into(),
-                ]),
-                label_namespace(),
-                wait_control_plane(),
-            ]
+            let mut argv: Vec<String> = vec![
+                "karmadactl".into(),
+                "init".into(),
+                "--kubeconfig".into(),
+                cx.host_kubeconfig.clone(),
+                "--private-image-registry".into(),
+                setting(a, "image_registry").into(),
+            ];
+            // Every image explicitly, at the copy testbed made: init does not fall back to its own default tags.
+            for (flag, image) in &cx.init_images {
+                argv.extend([(*flag).to_owned(), image.clone()]);
+            }
+            argv.extend([
+                "--port".into(),
+                setting(a, "api_port").into(),
+                "--karmada-data".into(),
+                data.clone(),
+                "--karmada-pki".into(),
+                format!("{data}/pki"),
+                "--karmada-apiserver-advertise-address".into(),
+                advertise.clone(),
+                "--cert-external-ip".into(),
+                advertise,
+                "--wait-component-ready-timeout".into(),
+                "300".into(),
+            ]);
+            vec![host(argv), label_namespace(), wait_control_plane()]
         }
         Kind::KarmadaMember => membership_create(a, cx),
         _ => vec![],
@@ -168,7 +197,7 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
     let member_config = format!("{}/{m}.config", cx.kubeconfig_dir);
     let member_karmada_config = format!("{}/{m}-karmada.config", cx.kubeconfig_dir);
     if setting(a, "mode") == "pull" {
-        let agent = format!("{}:{}/karmada-agent:{}", cx.gateway, cx.registry_port, cx.karmada_version);
+        let agent = cx.agent_image.clone();
         vec![
             host(["karmadactl", "token", "create", "--print-register-command", "--kubeconfig", &cx.karmada_kubeconfig]),
             host([
@@ -203,5 +232,73 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
             label_cluster(&m),
             wait,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cx(text: &str) -> Context {
+        let c = testbed_config::parse(Path::new("testbed.toml"), text)
+            .unwrap_or_else(|e| panic!("invalid test config:\n{}", e.lines().join("\n")));
+        Context::new(&c)
+    }
+
+    fn flags(cx: &Context) -> Vec<String> {
+        cx.init_images.iter().map(|(flag, image)| format!("{flag} {image}")).collect()
+    }
+
+    #[test]
+    fn a_known_version_gives_init_every_table_image_including_etcds_init_container() {
+        let cx = cx("");
+        assert_eq!(
+            flags(&cx),
+            [
+                "--karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.15.9",
+                "--karmada-scheduler-image localhost:32000/karmada-scheduler:v1.15.9",
+                "--karmada-webhook-image localhost:32000/karmada-webhook:v1.15.9",
+                "--karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.15.9",
+                "--karmada-apiserver-image localhost:32000/kube-apiserver:v1.31.3",
+                "--karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.31.3",
+                "--etcd-image localhost:32000/etcd:3.5.16-0",
+                "--etcd-init-image localhost:32000/alpine:3.21.3",
+            ]
+        );
+        assert_eq!(cx.agent_image, "10.123.45.1:32000/karmada-agent:v1.15.9");
+    }
+
+    /// A version without a table: the file's own entries, by name; no alpine listed means no
+    /// `--etcd-init-image` (the flag karmadactl v1.17 removed); the agent keeps its listed tag.
+    #[test]
+    fn an_unknown_version_gives_init_the_listed_images() {
+        let mut text = String::from("[karmada]\nversion = \"v1.18.0\"\njoin_mode = \"pull\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n");
+        for (name, source) in [
+            ("karmada-controller-manager", "docker.io/karmada/karmada-controller-manager:v1.18.0"),
+            ("karmada-scheduler", "docker.io/karmada/karmada-scheduler:v1.18.0"),
+            ("karmada-webhook", "docker.io/karmada/karmada-webhook:v1.18.0"),
+            ("karmada-aggregated-apiserver", "docker.io/karmada/karmada-aggregated-apiserver:v1.18.0"),
+            ("kube-apiserver", "registry.k8s.io/kube-apiserver:v1.35.0"),
+            ("kube-controller-manager", "registry.k8s.io/kube-controller-manager:v1.35.0"),
+            ("etcd", "registry.k8s.io/etcd:3.6.5-0"),
+            ("karmada-agent", "docker.io/karmada/karmada-agent:v1.18.1"),
+        ] {
+            text.push_str(&format!("\n[[images]]\nname = \"{name}\"\nsource = \"{source}\"\n"));
+        }
+        let cx = cx(&text);
+        assert_eq!(
+            flags(&cx),
+            [
+                "--karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.18.0",
+                "--karmada-scheduler-image localhost:32000/karmada-scheduler:v1.18.0",
+                "--karmada-webhook-image localhost:32000/karmada-webhook:v1.18.0",
+                "--karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.18.0",
+                "--karmada-apiserver-image localhost:32000/kube-apiserver:v1.35.0",
+                "--karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.35.0",
+                "--etcd-image localhost:32000/etcd:3.6.5-0",
+            ]
+        );
+        assert_eq!(cx.agent_image, "10.123.45.1:32000/karmada-agent:v1.18.1");
     }
 }

@@ -149,6 +149,13 @@ pub struct Context {
     pub downloads: String,
     /// `[host] kubeconfig_dir`, resolved against the file's directory.
     pub kubeconfig_dir: String,
+    /// `karmadactl init`'s image flags with their values: every component's image, pointing at the copy
+    /// testbed makes in the local registry (`localhost:PORT/NAME:TAG`), so init does not depend on its own
+    /// default tags.
+    pub init_images: Vec<(&'static str, String)>,
+    /// The karmada-agent image as a pull-mode member pulls it, through the bridge:
+    /// `GATEWAY:PORT/karmada-agent:TAG`.
+    pub agent_image: String,
 }
 
 /// Where MicroK8s keeps the admin kubeconfig it generates.
@@ -158,11 +165,11 @@ impl Context {
     pub fn new(config: &Config) -> Context {
         let f = &config.file;
         let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
+        let images = testbed_config::control_plane_images(f);
         Context {
             backend: f.lxd.backend,
             host_kubeconfig: MICROK8S_CLIENT_CONFIG.to_owned(),
             karmada_kubeconfig: format!("{}/karmada-apiserver.config", f.karmada.data_dir.trim_end_matches('/')),
-            gateway,
             registry_port: f.registry.port,
             karmada_version: f.karmada.version.clone(),
             karmada_api_port: f.karmada.api_port,
@@ -177,6 +184,13 @@ impl Context {
             }
             .display()
             .to_string(),
+            init_images: karmada::init_images(&images, &format!("localhost:{}", f.registry.port)),
+            agent_image: images
+                .iter()
+                .find(|i| i.pull_mode_only)
+                .map(|i| i.target(&format!("{gateway}:{}", f.registry.port)))
+                .unwrap_or_else(|| format!("{gateway}:{}/karmada-agent:{}", f.registry.port, f.karmada.version)),
+            gateway,
         }
     }
 }
