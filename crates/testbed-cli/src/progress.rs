@@ -8,6 +8,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use testbed_exec::{Event, Outcome};
 use testbed_plan::Op;
+use testbed_provider::LogEntry;
 
 pub struct Progress {
     bars: Option<(MultiProgress, Mutex<BTreeMap<String, ProgressBar>>)>,
@@ -31,6 +32,11 @@ impl Progress {
 
     pub fn event(&self, e: &Event) {
         match (&self.bars, e) {
+            (Some((_, bars)), Event::Log { address, entry: LogEntry::Progress(text) }) => {
+                if let Some(bar) = bars.lock().ok().and_then(|m| m.get(address.as_str()).cloned()) {
+                    bar.set_message(format!("{address}: {text}"));
+                }
+            }
             (_, Event::Log { .. }) => {}
             (None, Event::Started { address, op }) => println!("{address}: {}...", verb(*op).0),
             (None, Event::Finished { address, op, outcome, duration }) => {

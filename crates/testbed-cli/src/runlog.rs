@@ -69,6 +69,8 @@ impl RunLog {
                     }
                 }
                 LogEntry::Note(n) => self.line(&format!("{address}: {n}")),
+                // Live progress is for the terminal; the step's own notes say what it did.
+                LogEntry::Progress(_) => {}
             },
             Event::Finished { address, op, outcome, duration } => {
                 let d = duration.as_secs_f64();

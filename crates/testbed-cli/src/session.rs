@@ -18,6 +18,7 @@ use testbed_karmada::KarmadaProvider;
 use testbed_lxd::{Client, Flavor, LxdProvider};
 use testbed_microk8s::Microk8sProvider;
 use testbed_provider::ContainerView;
+use testbed_registry::{Addon, RegistryProvider};
 use testbed_sim::{SimMachine, SimOptions};
 
 use crate::cli::Cli;
@@ -78,15 +79,6 @@ impl Session {
             Some(s) => parse_layers(s)?,
             None => BTreeSet::new(),
         };
-        // Every layer has a real provider except the registry (images come with the next version).
-        if !simulate.contains(&Layer::Registry) {
-            return Err(CliError::usage(
-                "the real registry layer (the registry addon and images) is not built yet in this version of testbed",
-                Some(
-                    "simulate it: `--simulate registry` runs every other layer for real; `--simulate all` changes nothing on this host".into(),
-                ),
-            ));
-        }
         if !simulate.contains(&Layer::Microk8s) && simulate.contains(&Layer::Lxd) {
             return Err(CliError::usage(
                 "a real microk8s layer runs its commands inside real LXD containers, but lxd is simulated",
@@ -97,22 +89,54 @@ impl Session {
         let name = config.file.name.clone();
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
-        let machine = SimMachine::open(&sim_state, options)?.with_catalogue(cx.clone());
-        let (mut providers, runner, containers): (Providers, SystemRunner, Option<Arc<dyn ContainerView>>) =
-            if simulate.contains(&Layer::Lxd) {
-                (machine.providers(), SystemRunner::host_only(), None)
-            } else {
-                let flavor = match config.file.lxd.backend {
-                    testbed_config::Backend::Lxd => Flavor::Lxd,
-                    testbed_config::Backend::Incus => Flavor::Incus,
-                };
-                let client = Client::discover(flavor);
-                let lxd = Arc::new(LxdProvider::new(client.clone(), name.clone()));
-                // The simulated layers above LXD see the real containers.
-                let providers = machine.with_real_containers(lxd.clone()).providers().with(lxd.clone());
-                (providers, SystemRunner::with_lxd(client), Some(lxd))
+        let mut machine = SimMachine::open(&sim_state, options)?.with_catalogue(cx.clone());
+        let lxd = (!simulate.contains(&Layer::Lxd)).then(|| {
+            let flavor = match config.file.lxd.backend {
+                testbed_config::Backend::Lxd => Flavor::Lxd,
+                testbed_config::Backend::Incus => Flavor::Incus,
             };
-        let runner: Arc<dyn CommandRunner> = Arc::new(runner);
+            let client = Client::discover(flavor);
+            (client.clone(), Arc::new(LxdProvider::new(client, name.clone())))
+        });
+        let runner: Arc<dyn CommandRunner> = match &lxd {
+            Some((client, _)) => Arc::new(SystemRunner::with_lxd(client.clone())),
+            None => Arc::new(SystemRunner::host_only()),
+        };
+        let containers: Option<Arc<dyn ContainerView>> = match &lxd {
+            Some((_, p)) => Some(p.clone()),
+            None => None,
+        };
+        let registry = if simulate.contains(&Layer::Registry) {
+            None
+        } else {
+            let addon = if simulate.contains(&Layer::Microk8s) {
+                Addon::Unmanaged("the microk8s layer is simulated".into())
+            } else {
+                Addon::Managed
+            };
+            let mut p = RegistryProvider::new(
+                runner.clone(),
+                cx.clone(),
+                config.file.registry.clone(),
+                state_dir.join("registry.json"),
+                addon,
+            )
+            .map_err(|e| CliError::usage(e.to_string(), None))?;
+            if let Some(c) = &containers {
+                p = p.with_containers(c.clone());
+            }
+            let p = Arc::new(p);
+            machine = machine.with_real_registry(p.clone());
+            Some(p)
+        };
+        let mut providers = match &lxd {
+            None => machine.providers(),
+            // The simulated layers above LXD see the real containers.
+            Some((_, p)) => machine.with_real_containers(p.clone()).providers().with(p.clone()),
+        };
+        if let Some(r) = registry {
+            providers = providers.with(r);
+        }
         if !simulate.contains(&Layer::Host) {
             providers = providers.with(Arc::new(HostProvider::new(runner.clone(), cx.clone(), HostSystem::real())));
         }

@@ -281,17 +281,8 @@ fn a_corrupted_sim_state_is_a_clear_error_and_is_left_alone() {
 }
 
 #[test]
-fn without_simulate_it_says_the_real_registry_layer_is_not_built_yet() {
+fn a_real_microk8s_layer_over_simulated_containers_is_refused() {
     let lab = Lab::new(THREE);
-    let out = Command::new(env!("CARGO_BIN_EXE_testbed")).arg("-c").arg(lab.config()).arg("plan").output().unwrap();
-    assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains("the real registry layer (the registry addon and images) is not built yet"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(stderr(&out).contains("--simulate registry"), "{}", stderr(&out));
-
     // A real MicroK8s layer over simulated LXD containers cannot work, and is refused before anything runs.
     let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .arg("-c")

@@ -488,6 +488,7 @@ impl KarmadaProvider {
                 LogEntry::Output(text) => log.output(token::mask_tokens(&values.redact(&text))),
                 LogEntry::Note(text) => log.note(token::mask_tokens(&values.redact(&text))),
                 LogEntry::Api { method, path } => log.api(&method, &path),
+                LogEntry::Progress(text) => log.progress(token::mask_tokens(&values.redact(&text))),
             }
         }
         let member = action.member.clone().unwrap_or_default();

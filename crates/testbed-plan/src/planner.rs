@@ -305,6 +305,7 @@ fn claims(kind: Kind, spec: Option<&Spec>) -> Vec<String> {
         Kind::LxdInstance => {
             spec.get("ipv4").filter(|s| !s.is_empty()).map(|ip| vec![format!("address {ip}")]).unwrap_or_default()
         }
+        Kind::Image => spec.get("target").map(|t| vec![format!("tag {t}")]).unwrap_or_default(),
         _ => vec![],
     }
 }

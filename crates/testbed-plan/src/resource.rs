@@ -219,6 +219,7 @@ impl Kind {
                 | (Kind::LxdStoragePool, "driver")
                 | (Kind::LxdNetwork, "type")
                 | (Kind::Registry, "port")
+                | (Kind::Image, "target")
                 | (Kind::KarmadaControlPlane, "version" | "api_port" | "data_dir")
                 | (Kind::KarmadaMember, "mode")
         )

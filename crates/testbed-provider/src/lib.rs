@@ -88,6 +88,9 @@ pub enum LogEntry {
     Output(String),
     /// A free-form note.
     Note(String),
+    /// How far a long step has come ("3 of 5 blobs, 12.1 of 40.2 MB"): shown live on a terminal, replaced
+    /// by the next one, not kept in the run log.
+    Progress(String),
 }
 
 /// Where an action writes its log; the executor forwards entries to the run's log file.
@@ -120,6 +123,10 @@ impl ActionLog {
 
     pub fn note(&self, text: impl Into<String>) {
         (self.sink)(LogEntry::Note(text.into()));
+    }
+
+    pub fn progress(&self, text: impl Into<String>) {
+        (self.sink)(LogEntry::Progress(text.into()));
     }
 }
 
@@ -262,4 +269,20 @@ pub struct ContainerFacts {
 #[async_trait]
 pub trait ContainerView: Send + Sync {
     async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError>;
+}
+
+/// The local registry as the layer that manages it sees it now: the port it answers on and the images it
+/// holds, by testbed's image name (`etcd`, `karmada-scheduler`, ...), with the target reference. The
+/// simulated Karmada layer uses it when the registry layer is real, so that a simulated `karmadactl init`
+/// over a real registry checks the real images.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistryFacts {
+    pub port: u16,
+    pub images: BTreeMap<String, String>,
+}
+
+#[async_trait]
+pub trait RegistryView: Send + Sync {
+    /// None when no registry answers.
+    async fn registry(&self) -> Result<Option<RegistryFacts>, ProviderError>;
 }

@@ -16,7 +16,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, ErrorKind, Role};
 use crate::http::{Ctx, Http};
-use crate::registry::{Location, Platforms};
+use crate::registry::{Location, Platforms, Registry};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -324,6 +324,51 @@ impl Engine {
             Some(d) => Ok(Some(d.to_owned())),
             // A registry that does not send the header: hash what a GET returns.
             None => Ok(Some(self.get_manifest(&image, Role::Target, loc).await?.digest)),
+        }
+    }
+
+    /// Whether a distribution registry answers `GET /v2/` at `registry` (200, or 401 from one that wants
+    /// credentials). `Ok(false)` when nothing listens there; an error when something answers that is not a
+    /// registry, or the answer does not come.
+    pub async fn ping(&self, registry: &Registry) -> Result<bool, Error> {
+        let ctx = Ctx {
+            image: "(registry)",
+            role: Role::Target,
+            registry,
+            scope: String::new(),
+            what: "the registry API (/v2/)".to_owned(),
+        };
+        let base = format!("{}/v2/", registry.base_url());
+        let resp = match self.http.send(&ctx, |c| c.get(&base)).await {
+            Ok(r) => r,
+            Err(e) if matches!(*e.kind, ErrorKind::Unreachable { .. }) => return Ok(false),
+            Err(e) if matches!(*e.kind, ErrorKind::Unauthorized { .. }) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        match resp.status() {
+            StatusCode::OK | StatusCode::UNAUTHORIZED => Ok(true),
+            _ => Err(ctx.status(resp).await),
+        }
+    }
+
+    /// Deletes the manifest `digest` from `loc`'s repository (every tag pointing at it goes with it).
+    /// `Ok(false)` if the registry does not allow deletes (405, distribution's default unless
+    /// `REGISTRY_STORAGE_DELETE_ENABLED`); a manifest already gone is `Ok(true)`.
+    pub async fn delete_manifest(&self, loc: &Location, digest: &str) -> Result<bool, Error> {
+        let image = loc.to_string();
+        let ctx = Ctx {
+            image: &image,
+            role: Role::Target,
+            registry: &loc.registry,
+            scope: format!("repository:{}:delete", loc.repository),
+            what: format!("manifest {}@{digest}", loc.repository),
+        };
+        let target = url(loc, &format!("manifests/{digest}"));
+        let resp = self.http.send(&ctx, |c| c.delete(&target)).await?;
+        match resp.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NOT_FOUND => Ok(true),
+            StatusCode::METHOD_NOT_ALLOWED => Ok(false),
+            _ => Err(ctx.status(resp).await),
         }
     }
 

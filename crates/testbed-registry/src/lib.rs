@@ -70,11 +70,15 @@
 mod engine;
 mod error;
 mod http;
+pub mod provider;
+pub mod record;
 mod registry;
+mod sideload;
 
 pub use engine::{
     CopyJob, Engine, Event, ImageReport, Options, Progress, DOCKER_LIST, DOCKER_MANIFEST, MANIFEST_ACCEPT, OCI_INDEX,
     OCI_MANIFEST,
 };
 pub use error::{Error, ErrorKind, Role};
+pub use provider::{Addon, RegistryProvider};
 pub use registry::{Credentials, EndpointError, Location, Platform, Platforms, Registry};

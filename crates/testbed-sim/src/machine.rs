@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use testbed_plan::{Action, Layer, Resource};
 use testbed_provider::{
-    ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError, Providers,
+    ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError, Providers, RegistryFacts,
+    RegistryView,
 };
 
 use crate::step::Transcript;
@@ -21,6 +22,8 @@ pub struct SimMachine {
     shared: Arc<Shared>,
     /// The real LXD, when the containers are real ([`SimMachine::with_real_containers`]).
     real_containers: Option<Arc<dyn ContainerView>>,
+    /// The real local registry, when the registry layer is real ([`SimMachine::with_real_registry`]).
+    real_registry: Option<Arc<dyn RegistryView>>,
     /// When set, each simulated step logs the command catalogue's steps for its action (what the real step
     /// runs), so that a simulated run's log matches `--dry-run` ([`SimMachine::with_catalogue`]).
     catalogue: Option<Arc<testbed_steps::Context>>,
@@ -51,6 +54,7 @@ impl SimMachine {
         Ok(SimMachine {
             shared: Arc::new(Shared { path, options, world: Mutex::new(world) }),
             real_containers: None,
+            real_registry: None,
             catalogue: None,
         })
     }
@@ -67,6 +71,14 @@ impl SimMachine {
     /// provider refuses to act. The returned handle shares the machine (and its state file) with `self`.
     pub fn with_real_containers(mut self, view: Arc<dyn ContainerView>) -> SimMachine {
         self.real_containers = Some(view);
+        self
+    }
+
+    /// Makes the registry real: the simulated Karmada steps check the images `karmadactl init` and
+    /// `register` would pull against the real registry (`view`) instead of the simulation's own, which is
+    /// then not in use.
+    pub fn with_real_registry(mut self, view: Arc<dyn RegistryView>) -> SimMachine {
+        self.real_registry = Some(view);
         self
     }
 
@@ -100,7 +112,11 @@ impl SimMachine {
 
     /// The layers this machine simulates: all five, or all but LXD when the containers are real.
     pub fn simulated_layers(&self) -> BTreeSet<Layer> {
-        Layer::ALL.into_iter().filter(|l| !(self.has_real_containers() && *l == Layer::Lxd)).collect()
+        Layer::ALL
+            .into_iter()
+            .filter(|l| !(self.has_real_containers() && *l == Layer::Lxd))
+            .filter(|l| !(self.real_registry.is_some() && *l == Layer::Registry))
+            .collect()
     }
 
     /// One provider per simulated layer ([`SimMachine::simulated_layers`]), all acting on this machine.
@@ -157,12 +173,18 @@ impl SimMachine {
             Some(v) => Some(mirror::fetch(v).await.map_err(unreachable)?),
             None => None,
         };
+        let registry = match self.real_registry.as_deref().filter(|_| action.kind.layer() == Layer::Karmada) {
+            Some(v) => Some(v.registry().await.map_err(unreachable)?),
+            None => None,
+        };
 
         // What the real step needs is checked first, on a copy, so that a step that cannot start fails at
         // once and the log shows what it would have run.
         let mut scratch = self.world();
         let mut transcript = Transcript::default();
-        in_view(&mut scratch, facts.as_deref(), |w| dispatch(w, action, &mut transcript))?;
+        in_view(&mut scratch, facts.as_deref(), |w| {
+            with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut transcript))
+        })?;
         match &self.catalogue {
             Some(cx) => log_catalogue(action, cx, log),
             None => transcript.emit(log),
@@ -189,7 +211,9 @@ impl SimMachine {
             });
         }
         // The machine may have changed while the step ran (other steps run concurrently): check again.
-        let result = in_view(&mut world, facts.as_deref(), |w| dispatch(w, action, &mut Transcript::default()));
+        let result = in_view(&mut world, facts.as_deref(), |w| {
+            with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut Transcript::default()))
+        });
         let saved = store::save(&self.shared.path, &world);
         drop(world);
         result?;
@@ -227,6 +251,41 @@ fn in_view<R>(world: &mut SimWorld, facts: Option<&[ContainerFacts]>, f: impl Fn
         Some(facts) => mirror::within(world, facts, f),
         None => f(world),
     }
+}
+
+/// Runs `f` with the real registry (when there is one) in place of the simulation's own; the simulation's own
+/// is put back afterwards (the steps run this way only read it).
+fn with_registry<R>(
+    world: &mut SimWorld,
+    real: Option<&Option<RegistryFacts>>,
+    f: impl FnOnce(&mut SimWorld) -> R,
+) -> R {
+    let Some(real) = real else { return f(world) };
+    let Some(mk8s) = world.host.microk8s.as_mut() else { return f(world) };
+    let seen = real.as_ref().map(|r| crate::world::Registry {
+        name: "local".into(),
+        port: r.port,
+        owner: None,
+        images: r
+            .images
+            .iter()
+            .map(|(name, target)| {
+                let image = crate::world::RegistryImage {
+                    source: String::new(),
+                    target: target.clone(),
+                    platforms: Default::default(),
+                    owner: None,
+                };
+                (name.clone(), image)
+            })
+            .collect(),
+    });
+    let own = std::mem::replace(&mut mk8s.registry, seen);
+    let out = f(world);
+    if let Some(m) = world.host.microk8s.as_mut() {
+        m.registry = own;
+    }
+    out
 }
 
 /// The containers of this machine as the layers above LXD see them: its own, or, when its containers are

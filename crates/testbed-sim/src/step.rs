@@ -65,6 +65,7 @@ impl Transcript {
                 LogEntry::Api { method, path } => log.api(&method, &path),
                 LogEntry::Output(text) => log.output(text),
                 LogEntry::Note(text) => log.note(text),
+                LogEntry::Progress(text) => log.progress(text),
             }
         }
     }
