@@ -122,6 +122,7 @@ impl Session {
                 addon,
             )
             .map_err(|e| CliError::usage(e.to_string(), None))?;
+            p = p.with_base_dir(config.base_dir());
             if let Some(c) = &containers {
                 p = p.with_containers(c.clone());
             }

@@ -87,12 +87,13 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                 let foreign = matches!(o.owner, Owner::Other(_));
                 if foreign && r.kind.lifecycle() == Lifecycle::Owned {
                     // Someone else's bridge, pool, MicroK8s or registry: used, never changed.
-                    if !changes.is_empty() {
-                        notes.push(format!(
-                            "{} exists and is not testbed's; used as it is, although {}",
-                            r.address,
-                            describe(&changes)
-                        ));
+                    let why = match (&o.health, changes.is_empty()) {
+                        (Health::NeedsRepair(why), true) => Some(why.clone()),
+                        (_, false) => Some(describe(&changes)),
+                        _ => None,
+                    };
+                    if let Some(why) = why {
+                        notes.push(format!("{} exists and is not testbed's; used as it is, although {why}", r.address));
                     }
                     None
                 } else if let Some(c) = changes.iter().find(|c| r.kind.forces_replacement(&c.key)) {

@@ -293,3 +293,22 @@ fn a_layer_whose_state_is_unknown_is_left_alone_while_an_absent_one_is_planned()
     let p = plan(&d2, &o).unwrap();
     assert!(ops(&p).contains(&("karmada.control_plane".into(), Op::Create)), "{:?}", ops(&p));
 }
+
+#[test]
+fn an_image_whose_digest_drifted_is_updated_when_testbeds_and_only_noted_when_not() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let mut o = converged(&d);
+    let drift = "the tag has sha256:1111111111, the source has sha256:2222222222".to_owned();
+    o.resources.get_mut(&addr("image.etcd")).unwrap().health = Health::NeedsRepair(drift.clone());
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), [("image.etcd".to_owned(), Op::Update)]);
+    assert_eq!(p.actions()[0].reason, drift);
+
+    // Someone else's tag under the same name: used as it is, and the plan says what differs.
+    let img = o.resources.get_mut(&addr("image.etcd")).unwrap();
+    img.owner = Owner::Other("localhost:32000/etcd:3.5.16-0 was pushed by someone else".into());
+    let p = plan(&d, &o).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+    assert!(p.notes.iter().any(|n| n.contains("image.etcd exists and is not testbed's") && n.contains(&drift)));
+}
