@@ -16,5 +16,5 @@ mod scripted;
 mod values;
 
 pub use runner::{CommandError, CommandRunner, Output, SystemRunner, DEFAULT_TIMEOUT};
-pub use scripted::{Reply, ScriptedRunner};
+pub use scripted::{Push, Reply, ScriptedRunner};
 pub use values::{run_step, Values};

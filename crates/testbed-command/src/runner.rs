@@ -79,6 +79,23 @@ fn where_suffix(at: &Where) -> String {
 pub trait CommandRunner: Send + Sync {
     /// Runs `argv` at `at` and waits at most `timeout`. `argv[0]` is the program.
     async fn run(&self, at: &Where, argv: &[String], timeout: Duration) -> Result<Output, CommandError>;
+
+    /// Writes `content` to the absolute `path` in member `member` (owner root, `mode`), replacing a file
+    /// there: LXD's file API (`POST /1.0/instances/<member>/files?path=<path>`). The parent directory must
+    /// exist (LXD does not create it). A runner that cannot reach members' files says so.
+    async fn push_file(&self, member: &str, path: &str, content: Vec<u8>, mode: u32) -> Result<(), CommandError> {
+        let _ = (content, mode);
+        Err(CommandError::Member {
+            program: push_label(path),
+            member: member.to_owned(),
+            reason: "this runner cannot push files".into(),
+        })
+    }
+}
+
+/// How a file push is named in errors: "a file push to /path".
+fn push_label(path: &str) -> String {
+    format!("a file push to {path}")
 }
 
 /// The real runner: host commands as child processes, member commands through LXD's exec API.
@@ -187,6 +204,21 @@ impl CommandRunner for SystemRunner {
             Where::Member(m) => self.in_member(m, argv, timeout).await,
         }
     }
+
+    async fn push_file(&self, member: &str, path: &str, content: Vec<u8>, mode: u32) -> Result<(), CommandError> {
+        let Some(client) = &self.lxd else {
+            return Err(CommandError::Member {
+                program: push_label(path),
+                member: member.to_owned(),
+                reason: "no LXD connection was given to the command runner".into(),
+            });
+        };
+        client.push_file(member, path, content, mode).await.map_err(|e| CommandError::Member {
+            program: push_label(path),
+            member: member.to_owned(),
+            reason: e.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -235,5 +267,10 @@ mod tests {
         let r = SystemRunner::host_only();
         let e = r.run(&Where::Member("member1".into()), &argv(&["microk8s", "status"]), DEFAULT_TIMEOUT).await;
         assert!(e.unwrap_err().to_string().contains("cannot run microk8s in member1"));
+        let e = r.push_file("member1", "/var/lib/testbed/x.tar", b"tar".to_vec(), 0o600).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot run a file push to /var/lib/testbed/x.tar in member1: no LXD connection was given to the command runner"
+        );
     }
 }

@@ -45,14 +45,34 @@ struct Rule {
     replies: VecDeque<Reply>,
 }
 
+/// A file pushed into a member through [`CommandRunner::push_file`], as the scripted runner received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub member: String,
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What the runner was asked to do, in order.
+enum Entry {
+    Run(Where, Vec<String>),
+    /// A push, and why it was refused if it was.
+    Push(Push, Option<String>),
+}
+
 #[derive(Default)]
 struct Script {
     rules: Vec<Rule>,
-    calls: Vec<(Where, Vec<String>)>,
+    log: Vec<Entry>,
+    /// Members whose pushes fail, with the reason.
+    refuse_pushes: Vec<(String, String)>,
 }
 
 /// Answers commands by the longest matching argument prefix (the latest rule wins a tie) and records every
 /// call. A command no rule matches exits 127 with "not scripted", so a test sees an unexpected command.
+/// File pushes succeed (unless refused with [`ScriptedRunner::refuse_pushes`]) and are kept, bytes and all
+/// ([`ScriptedRunner::pushes`]).
 #[derive(Clone, Default)]
 pub struct ScriptedRunner {
     script: Arc<Mutex<Script>>,
@@ -84,22 +104,56 @@ impl ScriptedRunner {
         self
     }
 
-    /// Every call so far: where, and the argument vector.
-    pub fn calls(&self) -> Vec<(Where, Vec<String>)> {
-        self.script.lock().unwrap_or_else(|p| p.into_inner()).calls.clone()
+    /// File pushes into `member` fail from now on, with `reason` (as an LXD error would say it).
+    pub fn refuse_pushes(&self, member: &str, reason: &str) -> &Self {
+        let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        s.refuse_pushes.push((member.to_owned(), reason.to_owned()));
+        self
     }
 
-    /// Every call so far as one line each (`host$ snap install ...`, `member1$ microk8s status`).
+    /// Every call so far: where, and the argument vector.
+    pub fn calls(&self) -> Vec<(Where, Vec<String>)> {
+        let s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        s.log
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Run(at, argv) => Some((at.clone(), argv.clone())),
+                Entry::Push(..) => None,
+            })
+            .collect()
+    }
+
+    /// Every file push that succeeded so far, in order, with its bytes.
+    pub fn pushes(&self) -> Vec<Push> {
+        let s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        s.log
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Push(p, None) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every call and push so far as one line each, in order (`host$ snap install ...`,
+    /// `member1$ microk8s status`, `member1$ <push /var/lib/testbed/sideload/x.tar (1024 bytes)>`).
     pub fn transcript(&self) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .map(|(at, argv)| {
-                let who = match at {
-                    Where::Host => "host".to_owned(),
-                    Where::Member(m) => m,
-                };
-                let args: Vec<String> = argv.iter().map(|a| testbed_steps::quote(a)).collect();
-                format!("{who}$ {}", args.join(" "))
+        let s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        s.log
+            .iter()
+            .map(|e| match e {
+                Entry::Run(at, argv) => {
+                    let who = match at {
+                        Where::Host => "host",
+                        Where::Member(m) => m.as_str(),
+                    };
+                    let args: Vec<String> = argv.iter().map(|a| testbed_steps::quote(a)).collect();
+                    format!("{who}$ {}", args.join(" "))
+                }
+                Entry::Push(p, refused) => {
+                    let why = refused.as_ref().map(|r| format!(": refused: {r}")).unwrap_or_default();
+                    format!("{}$ <push {} ({} bytes){why}>", p.member, p.path, p.content.len())
+                }
             })
             .collect()
     }
@@ -110,7 +164,7 @@ impl CommandRunner for ScriptedRunner {
     async fn run(&self, at: &Where, argv: &[String], _timeout: Duration) -> Result<Output, CommandError> {
         let reply = {
             let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
-            s.calls.push((at.clone(), argv.to_vec()));
+            s.log.push(Entry::Run(at.clone(), argv.to_vec()));
             let best = s
                 .rules
                 .iter_mut()
@@ -129,6 +183,21 @@ impl CommandRunner for ScriptedRunner {
             Some(Reply::Error(e)) => Err(e),
             Some(Reply::Effect(f)) => f(at, argv),
             None => Ok(Output::failed(127, format!("not scripted: {}", argv.join(" ")))),
+        }
+    }
+
+    async fn push_file(&self, member: &str, path: &str, content: Vec<u8>, mode: u32) -> Result<(), CommandError> {
+        let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        let refused = s.refuse_pushes.iter().rev().find(|(m, _)| m == member).map(|(_, r)| r.clone());
+        let push = Push { member: member.to_owned(), path: path.to_owned(), content, mode };
+        s.log.push(Entry::Push(push, refused.clone()));
+        match refused {
+            None => Ok(()),
+            Some(reason) => Err(CommandError::Member {
+                program: format!("a file push to {path}"),
+                member: member.to_owned(),
+                reason,
+            }),
         }
     }
 }
@@ -167,5 +236,27 @@ mod tests {
         let t = Duration::from_secs(1);
         assert_eq!(r.run(&Where::Member("member1".into()), &v(&["microk8s"]), t).await.unwrap().stdout, "in member1");
         assert_eq!(r.run(&Where::Member("member2".into()), &v(&["microk8s"]), t).await.unwrap().code, 127);
+    }
+
+    #[tokio::test]
+    async fn pushes_are_kept_with_their_bytes_and_shown_in_order() {
+        let r = ScriptedRunner::new();
+        r.on(&["mkdir"], Reply::ok(""));
+        let t = Duration::from_secs(1);
+        r.run(&Where::Member("m1".into()), &v(&["mkdir", "-p", "/d"]), t).await.unwrap();
+        r.push_file("m1", "/d/a.tar", vec![1, 2, 3], 0o600).await.unwrap();
+        r.refuse_pushes("m2", "not found");
+        let e = r.push_file("m2", "/d/a.tar", vec![9], 0o600).await.unwrap_err();
+        assert_eq!(e.to_string(), "cannot run a file push to /d/a.tar in m2: not found");
+        assert_eq!(
+            r.pushes(),
+            [Push { member: "m1".into(), path: "/d/a.tar".into(), content: vec![1, 2, 3], mode: 0o600 }],
+            "only what landed"
+        );
+        assert_eq!(
+            r.transcript(),
+            ["m1$ mkdir -p /d", "m1$ <push /d/a.tar (3 bytes)>", "m2$ <push /d/a.tar (1 bytes): refused: not found>"]
+        );
+        assert_eq!(r.calls().len(), 1, "calls are commands only");
     }
 }
