@@ -216,8 +216,14 @@ pub(crate) async fn apply(p: &RegistryProvider, action: &Action, log: &ActionLog
         .to_owned();
     if let Some(Owner::Other(found)) = action.observed.as_ref().map(|o| &o.owner) {
         return Err(precondition(
-            format!("refusing to {} {}: {found}; testbed changes only what it imported", action.op.name(), action.address),
-            format!("remove it yourself (`lxc exec {member} -- microk8s ctr images rm ...`) if testbed should import it"),
+            format!(
+                "refusing to {} {}: {found}; testbed changes only what it imported",
+                action.op.name(),
+                action.address
+            ),
+            format!(
+                "remove it yourself (`lxc exec {member} -- microk8s ctr images rm ...`) if testbed should import it"
+            ),
         ));
     }
     if !action.runs() {
@@ -286,7 +292,9 @@ async fn read_archive(
 async fn container(p: &RegistryProvider, member: &str) -> Result<Option<ContainerFacts>, ProviderError> {
     if p.containers.is_none() {
         return Err(ProviderError::Precondition {
-            message: format!("the registry layer cannot see the member containers, so it cannot side-load into {member}"),
+            message: format!(
+                "the registry layer cannot see the member containers, so it cannot side-load into {member}"
+            ),
             hint: Some("run the LXD layer for real to side-load images".into()),
         });
     }
@@ -343,7 +351,10 @@ fn forget(p: &RegistryProvider, member: &str, name: &str) -> Result<(), Provider
 /// Runs one command step of the catalogue.
 async fn run(p: &RegistryProvider, action: &Action, step: &Step, log: &ActionLog) -> Result<(), ProviderError> {
     let Step::Run { argv, .. } = step else {
-        return Err(ProviderError::failed(format!("{}: `{step}` is not a command (an internal error)", action.address)));
+        return Err(ProviderError::failed(format!(
+            "{}: `{step}` is not a command (an internal error)",
+            action.address
+        )));
     };
     let timeout = match argv.get(1) {
         Some(testbed_steps::Arg::Lit(s)) if s == "images" => IMPORT_TIMEOUT,
@@ -445,7 +456,8 @@ async fn import(
     let mut bytes = Some(bytes);
     // Once the tar is in the member, a failing step still removes it (the catalogue's last step).
     let steps = testbed_steps::steps(&as_op(action, Op::Create), &p.cx);
-    let cleanup = steps.iter().rev().find(|s| s.argv().is_some_and(|a| a.first().map(String::as_str) == Some("rm"))).cloned();
+    let cleanup =
+        steps.iter().rev().find(|s| s.argv().is_some_and(|a| a.first().map(String::as_str) == Some("rm"))).cloned();
     let mut pushed = false;
     for step in &steps {
         let done = match step {
