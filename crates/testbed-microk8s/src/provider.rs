@@ -60,6 +60,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// not running): its MicroK8s is reported with the settings the file wants and `NeedsRepair`, so that
 /// starting the container starts MicroK8s too, without rebuilding what depends on it.
 ///
+/// In a member, observation also reads the local registry's trust file (`cat`, one more exec): when it is
+/// missing or not byte for byte what the catalogue writes ([`testbed_steps::registry_hosts_toml`]),
+/// `microk8s.<member>` needs repair, and the repair writes it again.
+///
 /// For a member whose MicroK8s runs, observation also asks the member's API, through the people
 /// kubeconfig, whether every node is Ready:
 ///
@@ -103,6 +107,8 @@ struct Inside {
     status: Result<Status, String>,
     /// The addons testbed recorded as enabled.
     recorded: BTreeSet<String>,
+    /// In a member: the registry trust file's content, or why it could not be read (absent, most likely).
+    trust: Option<Result<String, String>>,
 }
 
 /// Whether an error from the API means "wait and ask again" or "asking again will not help".
@@ -393,7 +399,7 @@ impl Microk8sProvider {
         };
 
         // The host.
-        if let Some(inside) = look(self.runner.as_ref(), &Where::Host).await? {
+        if let Some(inside) = look(self.runner.as_ref(), &Where::Host, None).await? {
             let owner = self.host_owner();
             let wanted_channel = want(Kind::HostMicrok8s, None).and_then(|s| s.get("channel"));
             out.push(Self::microk8s_observed(
@@ -443,9 +449,10 @@ impl Microk8sProvider {
             if c.running {
                 let runner = Arc::clone(&self.runner);
                 let name = c.name.clone();
+                let trust = self.trust_path();
                 looks.spawn(async move {
                     let at = Where::Member(name.clone());
-                    (name, look(runner.as_ref(), &at).await)
+                    (name, look(runner.as_ref(), &at, Some(&trust)).await)
                 });
                 continue;
             }
@@ -493,7 +500,7 @@ impl Microk8sProvider {
                 Owner::Other(format!("MicroK8s in container {name}, which testbed did not create"))
             };
             let wanted_channel = want(Kind::Microk8s, Some(name)).and_then(|s| s.get("channel"));
-            let o = Self::microk8s_observed(
+            let mut o = Self::microk8s_observed(
                 Address::new(Kind::Microk8s, &[name]),
                 Kind::Microk8s,
                 Some(name),
@@ -501,6 +508,16 @@ impl Microk8sProvider {
                 inside,
                 wanted_channel.map(String::as_str),
             );
+            // The member's trust of the local registry is part of its MicroK8s: missing or different, the
+            // repair (the update's steps) rewrites it.
+            if owner == Owner::Testbed {
+                if let Some(why) = self.trust_problem(inside) {
+                    o.health = match o.health {
+                        Health::NeedsRepair(r) => Health::NeedsRepair(format!("{r}; {why}")),
+                        _ => Health::NeedsRepair(why),
+                    };
+                }
+            }
             running.insert(name.clone(), matches!(inside.status, Ok(Status::Running { .. })));
             out.push(o);
             let wanted_addons = want(Kind::Microk8sAddons, Some(name)).map(addons_of);
@@ -580,6 +597,25 @@ impl Microk8sProvider {
         Ok(out)
     }
 
+    /// The registry trust file every member's MicroK8s gets (the catalogue's path).
+    fn trust_path(&self) -> String {
+        testbed_steps::registry_trust_path(&testbed_steps::registry_host_port(&self.cx))
+    }
+
+    /// Why a member's registry trust needs writing, if it does: the file is missing, unreadable, or not
+    /// exactly what the catalogue writes.
+    fn trust_problem(&self, inside: &Inside) -> Option<String> {
+        let path = self.trust_path();
+        let want = testbed_steps::registry_hosts_toml(&testbed_steps::registry_host_port(&self.cx));
+        match inside.trust.as_ref()? {
+            Ok(text) if *text == want => None,
+            Ok(_) => {
+                Some(format!("its trust of the local registry ({path}) is not what testbed writes; will be rewritten"))
+            }
+            Err(why) => Some(format!("its trust of the local registry ({path}) is missing ({why}); will be written")),
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------
     // Actions
     // ---------------------------------------------------------------------------------------------
@@ -656,6 +692,7 @@ impl Microk8sProvider {
                 Step::Write { at: Where::Host, path, .. } if path == HOST_OWNER_MARKER => {
                     self.write_host_marker(log)?
                 }
+                Step::Call { api: "lxd", method: "POST", path, .. } => self.push_file(action, path, log).await?,
                 Step::Note(n) => log.note(n.clone()),
                 other => {
                     return Err(ProviderError::failed(format!(
@@ -665,6 +702,34 @@ impl Microk8sProvider {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Carries out a catalogue file push (`/1.0/instances/<member>/files?path=<path>`) through the runner.
+    /// The only file the MicroK8s layer pushes is a member's registry trust; its bytes come from the
+    /// catalogue ([`testbed_steps::registry_hosts_toml`]), so that what is written is what `--dry-run` names.
+    async fn push_file(&self, action: &Action, call: &str, log: &ActionLog) -> Result<(), ProviderError> {
+        let address = &action.address;
+        let target = call
+            .strip_prefix("/1.0/instances/")
+            .and_then(|rest| rest.split_once("/files?path="))
+            .filter(|(_, path)| *path == self.trust_path());
+        let Some((member, path)) = target else {
+            return Err(ProviderError::failed(format!(
+                "{address}: the MicroK8s layer cannot write the file of `POST {call}` (an internal error)"
+            )));
+        };
+        let content = testbed_steps::registry_hosts_toml(&testbed_steps::registry_host_port(&self.cx));
+        log.api("POST", call);
+        self.runner.push_file(member, path, content.into_bytes(), 0o644).await.map_err(|e| ProviderError::Failed {
+            message: format!("{address}: cannot write the local registry's trust in {member}: {e}"),
+            hint: Some(format!(
+                "check that container {member} runs and that MicroK8s is installed in it ({} exec {member} -- ls {}); then run testbed apply again",
+                self.lxc(),
+                testbed_steps::REGISTRY_CERTS_DIR
+            )),
+        })?;
+        log.note(format!("wrote {path} in {member} (mode 0644): pulls from the local registry over plain HTTP"));
         Ok(())
     }
 
@@ -918,9 +983,9 @@ impl Microk8sProvider {
     }
 }
 
-/// Looks inside the host or a container: the microk8s snap, what `microk8s status` says, and testbed's addon
-/// record. `None` when MicroK8s is not installed there.
-async fn look(runner: &dyn CommandRunner, at: &Where) -> Result<Option<Inside>, ProviderError> {
+/// Looks inside the host or a container: the microk8s snap, what `microk8s status` says, testbed's addon
+/// record, and (`trust`, in a member) the registry trust file. `None` when MicroK8s is not installed there.
+async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Result<Option<Inside>, ProviderError> {
     let where_ = match at {
         Where::Host => "on the host".to_owned(),
         Where::Member(m) => format!("in {m}"),
@@ -953,7 +1018,16 @@ async fn look(runner: &dyn CommandRunner, at: &Where) -> Result<Option<Inside>, 
         // No record yet (`ls: cannot access ...: No such file or directory`).
         _ => BTreeSet::new(),
     };
-    Ok(Some(Inside { snap, status, recorded }))
+    let trust = match trust {
+        None => None,
+        Some(path) => Some(match runner.run(at, &argv(&["cat", path]), OBSERVE_TIMEOUT).await {
+            Ok(o) if o.success() => Ok(o.stdout),
+            // `cat: ...: No such file or directory`.
+            Ok(o) => Err(o.last_line().to_owned()),
+            Err(e) => Err(e.to_string()),
+        }),
+    };
+    Ok(Some(Inside { snap, status, recorded, trust }))
 }
 
 /// The nodes, asked through a kubeconfig's text.

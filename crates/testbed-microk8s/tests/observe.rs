@@ -79,6 +79,9 @@ async fn channels_and_addons_come_from_snap_list_and_microk8s_status() {
         [
             "member1$ snap refresh microk8s --channel=1.32/stable",
             "member1$ microk8s status --wait-ready --timeout 300",
+            // A repaired MicroK8s gets its registry trust again (an unchanged file, rewritten).
+            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000",
+            "member1$ <push /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml (183 bytes)>",
             "member1$ microk8s enable hostpath-storage",
             "member1$ mkdir -p /var/snap/microk8s/common/testbed-addons",
             "member1$ touch /var/snap/microk8s/common/testbed-addons/hostpath-storage",
@@ -131,7 +134,7 @@ async fn an_addon_the_file_dropped_is_disabled_but_not_one_testbed_never_enabled
     let update = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8sAddons).unwrap().clone();
     runner.on(&["microk8s", "disable"], Reply::ok("Addon ingress is disabled\n"));
     runner.on(&["rm"], Reply::ok(""));
-    let before = runner.calls().len();
+    let before = runner.transcript().len();
     p.apply(&update, &ActionLog::discard()).await.unwrap();
     assert_eq!(
         runner.transcript()[before..],
@@ -162,11 +165,17 @@ async fn a_stopped_microk8s_needs_repair_and_is_started() {
     assert_eq!((update.op, update.reason.as_str()), (Op::Update, "MicroK8s is stopped; will be started"));
     runner.on(&["microk8s", "start"], Reply::ok(""));
     runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
-    let before = runner.calls().len();
+    runner.on(&["mkdir"], Reply::ok(""));
+    let before = runner.transcript().len();
     p.apply(&update, &ActionLog::discard()).await.unwrap();
     assert_eq!(
         runner.transcript()[before..],
-        ["member1$ microk8s start", "member1$ microk8s status --wait-ready --timeout 300"]
+        [
+            "member1$ microk8s start",
+            "member1$ microk8s status --wait-ready --timeout 300",
+            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000",
+            "member1$ <push /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml (183 bytes)>",
+        ]
     );
 }
 

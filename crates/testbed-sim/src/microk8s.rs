@@ -339,6 +339,10 @@ fn install_member(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Res
     let channel = setting(r, "channel")?.to_owned();
     t.exec(&member, &["snap", "install", "microk8s", "--classic", &format!("--channel={channel}")]);
     t.exec(&member, &["microk8s", "status", "--wait-ready", "--timeout", "300"]);
+    // The real step then writes the member's trust of the local registry (certs.d/GATEWAY:PORT/hosts.toml,
+    // see testbed_steps::registry_hosts_toml). A simulated pull (the karmada-agent image at register) checks
+    // only that the image is in the registry, so the trust is not modelled.
+    t.note("wrote the local registry's trust (certs.d/<bridge gateway>:<registry port>/hosts.toml)");
     let cluster_id = world.new_cluster_id();
     if let Some(i) = world.instance_mut(&member) {
         i.microk8s = Some(MemberMicrok8s {

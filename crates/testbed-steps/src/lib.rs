@@ -19,6 +19,8 @@ mod lxd;
 mod microk8s;
 mod registry;
 
+pub use microk8s::{registry_host_port, registry_hosts_toml, registry_trust_path, REGISTRY_CERTS_DIR};
+
 /// One argument of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {

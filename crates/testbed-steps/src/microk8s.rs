@@ -10,6 +10,12 @@
 //!   addon MicroK8s enables by itself (`ha-cluster`, `helm`, or `hostpath-storage` for `registry`) is not in
 //!   the record, so testbed never disables it;
 //! - both live in the snap's own data directory and go with `snap remove microk8s --purge`.
+//!
+//! Each member's MicroK8s also trusts the host's local registry, which it reaches over plain HTTP at the
+//! bridge gateway (`GATEWAY:PORT`, e.g. `10.123.45.1:32000`: a pull-mode member's karmada-agent image and
+//! user workloads come from there): [`registry_hosts_toml`] written to [`registry_trust_path`]. MicroK8s
+//! trusts only its own `localhost:32000` out of the box, and containerd refuses HTTP from any other registry
+//! ("http: server gave HTTP response to HTTPS client").
 
 use testbed_plan::{Action, Kind};
 
@@ -19,6 +25,64 @@ use crate::*;
 pub(crate) const HOST_OWNER_MARKER: &str = "/var/snap/microk8s/common/testbed-owner";
 /// The addons testbed enabled: one empty file per addon, named after it.
 pub(crate) const ADDONS_RECORD: &str = "/var/snap/microk8s/common/testbed-addons";
+
+/// Where MicroK8s' containerd looks for per-registry settings (its CRI `registry.config_path`):
+/// `certs.d/<host:port>/hosts.toml`.
+pub const REGISTRY_CERTS_DIR: &str = "/var/snap/microk8s/current/args/certs.d";
+
+/// The local registry as members reach it: `GATEWAY:PORT` (the host's address on the bridge).
+pub fn registry_host_port(cx: &Context) -> String {
+    format!("{}:{}", cx.gateway, cx.registry_port)
+}
+
+/// The registry trust file for `host_port` in a member: `REGISTRY_CERTS_DIR/<host:port>/hosts.toml`.
+pub fn registry_trust_path(host_port: &str) -> String {
+    format!("{REGISTRY_CERTS_DIR}/{host_port}/hosts.toml")
+}
+
+/// The content of the registry trust file for `host_port` (mode 0644): containerd pulls and resolves images
+/// of `host_port` over plain HTTP. The real provider writes exactly these bytes and observation compares
+/// the file with them; the dry run names the file.
+pub fn registry_hosts_toml(host_port: &str) -> String {
+    format!(
+        "# Written by testbed: pull from the host's local registry over plain HTTP.\n\
+         server = \"http://{host_port}\"\n\
+         \n\
+         [host.\"http://{host_port}\"]\n\
+         \x20 capabilities = [\"pull\", \"resolve\"]\n"
+    )
+}
+
+/// Makes a member's MicroK8s trust the local registry: the directory (LXD's file API does not create
+/// parents), then the file, pushed through LXD. No restart follows, and none is needed:
+///
+/// - containerd reads its registry host configuration (`hosts.toml` under the CRI `registry.config_path`,
+///   containerd 1.5 and later) when it resolves a pull, not at start: containerd's `docs/hosts.md` says
+///   "Updates under this directory do not require restarting the containerd daemon."
+/// - MicroK8s 1.23 and later point `config_path` at `${SNAP_DATA}/args/certs.d` (its
+///   `args/containerd-template.toml`); its own preconfigured `localhost:32000` trust is such a file
+///   (`microk8s-resources/default-args/certs.d/localhost__32000/hosts.toml` in canonical/microk8s, of the
+///   same form as [`registry_hosts_toml`]).
+/// - MicroK8s' how-to (microk8s.io/docs/registry-private, and real-tools.md after it) still ends with
+///   "Restart MicroK8s to have the new configuration loaded": that step comes from its instructions for
+///   1.22 and older, where the registry was an inline `registry.mirrors` entry in
+///   `containerd-template.toml`, read only when containerd starts. Channels before 1.23 are not supported
+///   here.
+///
+/// Besides, the file is written right after the install and before the addons: nothing in the member has
+/// pulled from the registry yet.
+fn trust_registry(m: &str, cx: &Context) -> Vec<Step> {
+    let host_port = registry_host_port(cx);
+    vec![
+        run(Where::Member(m.to_owned()), ["mkdir", "-p", &format!("{REGISTRY_CERTS_DIR}/{host_port}")]),
+        Step::Call {
+            api: "lxd",
+            method: "POST",
+            path: format!("/1.0/instances/{m}/files?path={}", registry_trust_path(&host_port)),
+            note: format!("write hosts.toml: pull from http://{host_port} over plain HTTP, read at each pull"),
+        },
+    ]
+}
 
 fn wait_ready(at: Where) -> Step {
     run(at, ["microk8s", "status", "--wait-ready", "--timeout", "300"])
@@ -53,7 +117,7 @@ fn addons_at(a: &Action) -> Where {
     }
 }
 
-pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
+pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
         Kind::HostMicrok8s => vec![
@@ -84,19 +148,23 @@ pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
             record_addons(&at, &addons, &mut s);
             s
         }
-        Kind::Microk8s => vec![
-            run(
-                Where::Member(m.clone()),
-                [
-                    "snap".to_owned(),
-                    "install".into(),
-                    "microk8s".into(),
-                    "--classic".into(),
-                    format!("--channel={}", setting(a, "channel")),
-                ],
-            ),
-            wait_ready(Where::Member(m)),
-        ],
+        Kind::Microk8s => {
+            let mut s = vec![
+                run(
+                    Where::Member(m.clone()),
+                    [
+                        "snap".to_owned(),
+                        "install".into(),
+                        "microk8s".into(),
+                        "--classic".into(),
+                        format!("--channel={}", setting(a, "channel")),
+                    ],
+                ),
+                wait_ready(Where::Member(m.clone())),
+            ];
+            s.extend(trust_registry(&m, cx));
+            s
+        }
         Kind::Kubeconfig => {
             let mut s = vec![run(Where::Member(m.clone()), ["microk8s", "config"])];
             for (path, server, who) in [
@@ -127,7 +195,7 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
         Kind::Kubeconfig => create(a, cx),
         Kind::HostMicrok8s | Kind::Microk8s => {
-            let at = if a.kind == Kind::Microk8s { Where::Member(m) } else { Where::Host };
+            let at = if a.kind == Kind::Microk8s { Where::Member(m.clone()) } else { Where::Host };
             let mut s = Vec::new();
             let refresh = a.changes.iter().any(|c| c.key == "channel");
             if refresh {
@@ -147,6 +215,11 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
                 s.push(run(at.clone(), ["microk8s", "start"]));
             }
             s.push(wait_ready(at));
+            // A member's trust of the local registry is part of its MicroK8s: rewritten whenever it is
+            // repaired (observation reports a missing or different file as needing repair).
+            if a.kind == Kind::Microk8s {
+                s.extend(trust_registry(&m, cx));
+            }
             s
         }
         Kind::HostAddons | Kind::Microk8sAddons => {
@@ -205,5 +278,56 @@ pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
             })
             .collect(),
         _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testbed_plan::Op;
+
+    fn member_microk8s(op: Op) -> Vec<String> {
+        let text = "[[members]]\nname = \"member1\"\napi_port = 16441\n";
+        let c = testbed_config::parse(std::path::Path::new("testbed.toml"), text).unwrap();
+        let cx = Context::new(&c);
+        let d = testbed_plan::desired::build(&c, &Default::default());
+        let plan = testbed_plan::plan(&d, &Default::default()).unwrap();
+        let mut a = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8s).unwrap().clone();
+        a.op = op;
+        crate::steps(&a, &cx).iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_member_trusts_the_local_registry_through_the_bridge_right_after_the_install() {
+        let s = member_microk8s(Op::Create);
+        let m = "member1";
+        let dir = "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000";
+        assert_eq!(
+            s[1..],
+            [
+                format!("{m}$ microk8s status --wait-ready --timeout 300"),
+                format!("{m}$ mkdir -p {dir}"),
+                format!(
+                    "lxd: POST /1.0/instances/{m}/files?path={dir}/hosts.toml  (write hosts.toml: pull from http://10.123.45.1:32000 over plain HTTP, read at each pull)"
+                ),
+            ],
+            "no restart after it"
+        );
+        // A repair rewrites it.
+        assert!(member_microk8s(Op::Update).iter().any(|l| l.contains("POST") && l.contains(dir)));
+    }
+
+    #[test]
+    fn the_trust_file_is_the_one_microk8s_documents() {
+        assert_eq!(
+            registry_hosts_toml("10.123.45.1:32000"),
+            "# Written by testbed: pull from the host's local registry over plain HTTP.\n\
+             server = \"http://10.123.45.1:32000\"\n\n\
+             [host.\"http://10.123.45.1:32000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        assert_eq!(
+            registry_trust_path("10.123.45.1:32000"),
+            "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml"
+        );
     }
 }

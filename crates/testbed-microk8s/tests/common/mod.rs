@@ -93,13 +93,34 @@ pub fn record(addons: &[&str]) -> Reply {
     }
 }
 
-/// Scripts what observation runs at `at`.
+/// The local registry as members reach it in [`config`]'s files (the bridge gateway, the default port).
+pub const REGISTRY: &str = "10.123.45.1:32000";
+
+/// Where a member's registry trust file is, for [`config`]'s files.
+pub fn trust_path() -> String {
+    testbed_steps::registry_trust_path(REGISTRY)
+}
+
+/// `cat` of a member's registry trust file as testbed writes it.
+pub fn trust_written() -> Reply {
+    Reply::ok(&testbed_steps::registry_hosts_toml(REGISTRY))
+}
+
+/// `cat` of a registry trust file that is not there.
+pub fn trust_missing() -> Reply {
+    Reply::exit(1, &format!("cat: {}: No such file or directory\n", trust_path()))
+}
+
+/// Scripts what observation runs at `at` (in a member, with the registry trust as testbed writes it).
 pub fn inside(r: &ScriptedRunner, at: Where, tracking: Option<&str>, status: Reply, recorded: &[&str]) {
     match tracking {
         Some(t) => r.on_at(at.clone(), &["snap", "list", "microk8s"], snap_list(t)),
         None => r.on_at(at.clone(), &["snap", "list", "microk8s"], snap_missing()),
     };
     r.on_at(at.clone(), &["microk8s", "status", "--format", "yaml"], status);
+    if let Where::Member(_) = at {
+        r.on_at(at.clone(), &["cat", &trust_path()], trust_written());
+    }
     r.on_at(at, &["ls", "-1", ADDONS_RECORD], record(recorded));
 }
 
