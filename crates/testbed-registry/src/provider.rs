@@ -178,7 +178,11 @@ impl RegistryProvider {
         }
         let mut probes: Vec<Probe> = Vec::new();
         for r in wanted {
-            let owned = record.images.get(&r.name).cloned();
+            // Under its name, or, for an image renamed in the file, under the name it had for the same tag.
+            let owned = record.images.get(&r.name).cloned().or_else(|| {
+                let target = r.spec.get("target")?;
+                record.images.values().find(|o| &o.target == target).cloned()
+            });
             // The record's target is what testbed made under this name; the file may have moved it.
             let (target, spec) = match &owned {
                 Some(o) => (
@@ -458,10 +462,30 @@ impl RegistryProvider {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(n, t)| n.as_str() != name && *t != &owned.target)
+            .filter(|(n, _)| n.as_str() != name)
             .filter(|(_, t)| split_target(t).map(|(repo, _)| repo) == Some(loc.repository.clone()))
             .map(|(_, t)| t.clone())
             .collect();
+        // The same tag wanted under another name (an image renamed in the file): it stays, recorded under
+        // that name.
+        let renamed = self
+            .wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(n, t)| n.as_str() != name && *t == &owned.target)
+            .map(|(n, _)| n.clone());
+        if let Some(new_name) = renamed {
+            log.note(format!("{} is kept: the file now calls it image.{new_name}", owned.target));
+            return self
+                .record
+                .update(|c| {
+                    if let Some(entry) = c.images.remove(name) {
+                        c.images.entry(new_name).or_insert(entry);
+                    }
+                })
+                .map_err(ProviderError::failed);
+        }
         for t in others {
             if let Some(other) = self.local_location(&t) {
                 if self.engine.head_manifest(&other).await.ok().flatten().as_deref() == Some(owned.digest.as_str()) {

@@ -716,3 +716,28 @@ async fn another_record_sees_testbeds_copies_as_someone_elses() {
     let obs = provider.observe(&[]).await.unwrap();
     assert!(obs.resources.iter().all(|o| o.kind != Kind::Image), "not asked about, not owned: {:?}", obs.resources);
 }
+
+#[tokio::test]
+async fn an_image_renamed_in_the_file_keeps_its_tag_and_stays_testbeds() {
+    let lab = Lab::new("rename");
+    let before = [lab.image("etcd", "registry.k8s.io/etcd:3.5.16-0", "etcd", "3.5.16-0")];
+    lab.converge(&before).await;
+    let digest = lab.record().images["etcd"].digest.clone();
+
+    // Same source and tag, another name: the old name goes, the tag stays and is recorded under the new one.
+    let after = [lab.image("store", "registry.k8s.io/etcd:3.5.16-0", "etcd", "3.5.16-0")];
+    let (_, actions) = lab.plan(&after).await;
+    let images = image_actions(&actions);
+    assert_eq!(images.len(), 1, "{actions:#?}");
+    assert_eq!((images[0].op, images[0].address.as_str()), (Op::Delete, "image.etcd"));
+    let (r, log) = lab.apply(images[0]).await;
+    r.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!log.iter().any(|e| matches!(e, LogEntry::Api { method, .. } if method == "DELETE")), "{log:#?}");
+    let have = engine().head_manifest(&lab.location("etcd", "3.5.16-0")).await.unwrap();
+    assert_eq!(have.as_deref(), Some(digest.as_str()), "the tag is still there");
+    let record = lab.record();
+    assert_eq!(record.images.get("store").map(|i| i.digest.as_str()), Some(digest.as_str()), "{record:?}");
+    assert!(!record.images.contains_key("etcd"));
+    let (_, actions) = lab.plan(&after).await;
+    assert!(image_actions(&actions).is_empty(), "{actions:#?}");
+}
