@@ -1,40 +1,20 @@
 //! The rehearsal a cautious user runs, through the binary: LXD for real (the project's test daemon,
 //! `cargo xtask testenv up`), the layers above it simulated.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod testenv;
 
-const LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
+use testenv::{example, text};
+
 const LAYERS: &str = "host,microk8s,registry,karmada";
 
-fn testbed(dir: &Path, args: &[&str]) -> Output {
-    let lxd_dir = std::env::var("LXD_DIR").unwrap_or_else(|_| LXD_DIR.to_owned());
-    assert!(
-        Path::new(&lxd_dir).join("unix.socket").exists(),
-        "no LXD test daemon at {lxd_dir}: run `cargo xtask testenv up`"
-    );
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .arg("-c")
-        .arg(dir.join("testbed.toml"))
-        .args(["--simulate", LAYERS])
-        .args(args)
-        .env("LXD_DIR", lxd_dir)
-        .env_remove("LXD_SOCKET")
-        .env("TESTBED_SIM_SPEED", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run testbed")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+fn testbed(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    testenv::testbed(dir, LAYERS, args)
 }
 
 #[test]
 fn rehearse_the_lxd_part_for_real_with_the_rest_simulated() {
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/testenv.toml")).unwrap();
+    let example = example("testenv.toml");
     // Its own name, bridge, subnet, profile, members and ports, so that it never meets other tests' objects.
     let file = format!("name = \"cli\"\n{example}")
         .replace("tbtest0", "tbcli0")

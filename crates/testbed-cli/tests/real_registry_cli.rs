@@ -9,12 +9,14 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use testbed_registry::{CopyJob, Engine, Location, Options, Registry};
+use testenv::{example, text};
 
-const LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
+mod testenv;
+
 const LAYERS: &str = "host,microk8s,karmada";
 const UPSTREAM: &str = "127.0.0.1:5000";
 const LOCAL: &str = "127.0.0.1:32000";
@@ -32,26 +34,7 @@ const RELEASE: [(&str, &str, &str); 8] = [
 ];
 
 fn testbed(dir: &Path, args: &[&str]) -> Output {
-    let lxd_dir = std::env::var("LXD_DIR").unwrap_or_else(|_| LXD_DIR.to_owned());
-    assert!(
-        Path::new(&lxd_dir).join("unix.socket").exists(),
-        "no LXD test daemon at {lxd_dir}: run `cargo xtask testenv up`"
-    );
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .arg("-c")
-        .arg(dir.join("testbed.toml"))
-        .args(["--simulate", LAYERS])
-        .args(args)
-        .env("LXD_DIR", lxd_dir)
-        .env_remove("LXD_SOCKET")
-        .env("TESTBED_SIM_SPEED", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run testbed")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    testenv::testbed(dir, LAYERS, args)
 }
 
 /// The addresses a plan lists, in order.
@@ -107,8 +90,7 @@ fn apply_copies_the_release_images_with_their_digests_and_converges() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/testenv.toml")).unwrap();
+    let example = example("testenv.toml");
     // Its own name, bridge, subnet, profile, members and ports, so that it never meets other tests' objects.
     let file = format!("name = \"reg\"\n{example}")
         .replace("tbtest0", "tbreg0")

@@ -7,10 +7,8 @@
 //! <file.tar>`; the image is named as containerd lists it (`docker.io/library/flask-demo:2.0` for the file's
 //! `flask-demo:2.0`), which is also what `microk8s ctr images rm` needs on delete.
 
-use std::path::Path;
-use std::process::Command;
+mod testenv;
 
-const LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
 const LAYERS: &str = "host,microk8s,karmada";
 
 /// The lines of the dry run's `sideload.*` action blocks: the action line and its indented steps.
@@ -31,30 +29,14 @@ fn sideload_blocks(out: &str) -> String {
 
 #[test]
 fn dry_run_of_side_loaded_images_with_lxd_and_the_registry_layer_real() {
-    let lxd_dir = std::env::var("LXD_DIR").unwrap_or_else(|_| LXD_DIR.to_owned());
-    assert!(
-        Path::new(&lxd_dir).join("unix.socket").exists(),
-        "no LXD test daemon at {lxd_dir}: run `cargo xtask testenv up`"
-    );
     let dir = tempfile::tempdir().unwrap();
-    let example =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/custom-image.toml"))
-            .unwrap();
+    let example = testenv::example("custom-image.toml");
     // Its own name and member names, so that containers other tests make in the shared daemon are not met.
     // The archive (images/flask-demo-2.0.tar) need not exist for a dry run.
     let file = format!("name = \"sldry\"\n{example}").replace("\"member", "\"sl-member");
     std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .arg("-c")
-        .arg(dir.path().join("testbed.toml"))
-        .args(["--simulate", LAYERS, "apply", "--dry-run"])
-        .env("LXD_DIR", &lxd_dir)
-        .env_remove("LXD_SOCKET")
-        .env("TESTBED_SIM_SPEED", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run testbed");
+    let out = testenv::testbed(dir.path(), LAYERS, &["apply", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stdout}{stderr}");
