@@ -89,7 +89,10 @@ impl Session {
         let name = config.file.name.clone();
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
-        let mut machine = SimMachine::open(&sim_state, options)?.with_catalogue(cx.clone());
+        let mut machine = SimMachine::open(&sim_state, options)?
+            .with_catalogue(cx.clone())
+            .for_testbed(name.clone())
+            .with_flavor(config.file.lxd.backend == testbed_config::Backend::Incus);
         let lxd = (!simulate.contains(&Layer::Lxd)).then(|| {
             let flavor = match config.file.lxd.backend {
                 testbed_config::Backend::Lxd => Flavor::Lxd,
@@ -159,7 +162,8 @@ impl Session {
         }
         Ok(Session {
             config,
-            simulated: providers.simulated_layers(),
+            // What runs over a simulated seam: the LXD provider is the real one, over the simulated daemon.
+            simulated: Layer::ALL.into_iter().filter(|l| simulate.contains(l)).collect(),
             providers,
             state_dir,
             sim_state: Some(sim_state),

@@ -196,7 +196,8 @@ fn destroy_removes_every_owned_resource() {
 #[test]
 fn destroy_target_member_removes_only_that_member() {
     let lab = Lab::new(THREE);
-    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let applied = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&applied), 0, "{}\n{}", stdout(&applied), String::from_utf8_lossy(&applied.stderr));
     let out = lab.run(&["destroy", "--yes", "--target", "member2"]);
     assert_eq!(code(&out), 0, "{}", stdout(&out));
     let plan = lab.run(&["plan", "--json"]);

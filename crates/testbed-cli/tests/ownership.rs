@@ -4,7 +4,6 @@
 mod support;
 
 use support::*;
-use testbed_sim::world::Instance;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
@@ -18,8 +17,8 @@ fn a_container_testbed_does_not_own_survives_apply_and_destroy() {
         let m = machine(dir.path(), 0.0, &[]);
         assert!(apply(&m, &c, 8).await.success());
         // Someone runs their own container on testbed's bridge.
-        m.edit(|w| w.lxd.instances.insert("builder".into(), Instance::foreign("lxdbr0", "10.100.0.200"))).unwrap();
-        let before = m.world().instance("builder").cloned().expect("seeded");
+        m.edit(|w| w.launch_foreign_instance("builder", "lxdbr0", "10.100.0.200")).unwrap();
+        let before = m.world().lxd_daemon.instances.get("builder").cloned().expect("seeded");
 
         let (_, _, p) = plan(&m, &c).await;
         assert!(p.is_empty(), "another container is none of testbed's business: {:?}", addresses(&p));
@@ -36,15 +35,15 @@ fn a_container_testbed_does_not_own_survives_apply_and_destroy() {
             destroy.notes
         );
         assert!(run(&m, &destroy, 8).await.success());
-        assert_eq!(m.world().instance("builder"), Some(&before));
-        let owned: Vec<String> = m.world().owned_addresses().iter().map(|a| a.to_string()).collect();
-        assert_eq!(owned, ["host.packages", "host.sysctl", "lxd_network.lxdbr0", "lxd_storage_pool.default"]);
+        assert_eq!(m.world().lxd_daemon.instances.get("builder"), Some(&before));
+        let held = owned(&m).await;
+        assert_eq!(held, ["host.packages", "host.sysctl", "lxd_network.lxdbr0", "lxd_storage_pool.default"]);
 
         // Once its owner removes the container, the next destroy finishes the job.
-        m.edit(|w| w.lxd.instances.remove("builder")).unwrap();
+        m.edit(|w| w.lxd_daemon.instances.remove("builder")).unwrap();
         assert!(run(&m, &destroy_plan(&m, &fewer).await, 8).await.success());
-        let owned: Vec<String> = m.world().owned_addresses().iter().map(|a| a.to_string()).collect();
-        assert_eq!(owned, ["host.packages", "host.sysctl"], "retained host settings only");
+        let held = owned(&m).await;
+        assert_eq!(held, ["host.packages", "host.sysctl"], "retained host settings only");
     });
 }
 
@@ -54,8 +53,8 @@ fn a_foreign_container_under_a_wanted_name_stops_the_plan_and_is_left_alone() {
     let c = config(&file(&numbered(3), false));
     rt().block_on(async {
         let m = machine(dir.path(), 0.0, &[]);
-        m.edit(|w| w.lxd.instances.insert("member2".into(), Instance::foreign("lxdbr0", "10.100.0.200"))).unwrap();
-        let before = m.world().instance("member2").cloned();
+        m.edit(|w| w.launch_foreign_instance("member2", "lxdbr0", "10.100.0.200")).unwrap();
+        let before = m.world().lxd_daemon.instances.get("member2").cloned();
         let observed = observe(&m, &c).await;
         let d = testbed_plan::desired::build(&c, &observed);
         let err = testbed_plan::plan(&d, &observed).expect_err("a conflict");
@@ -65,6 +64,6 @@ fn a_foreign_container_under_a_wanted_name_stops_the_plan_and_is_left_alone() {
         // Destroy plans nothing for it.
         let destroy = destroy_plan(&m, &c).await;
         assert!(destroy.is_empty(), "{:?}", addresses(&destroy));
-        assert_eq!(m.world().instance("member2").cloned(), before);
+        assert_eq!(m.world().lxd_daemon.instances.get("member2").cloned(), before);
     });
 }

@@ -106,6 +106,8 @@ pub struct Client {
     flavor: Flavor,
     /// Where discovery looked, when it found no socket: every call then fails with "not installed".
     missing: Option<Vec<PathBuf>>,
+    /// The path messages name, when the socket stands for another one (a simulated host's).
+    shown: Option<PathBuf>,
 }
 
 impl Client {
@@ -114,15 +116,29 @@ impl Client {
     pub fn discover(flavor: Flavor) -> Client {
         let candidates = socket_candidates(flavor, |k| std::env::var(k).ok());
         match candidates.iter().find(|p| p.exists()) {
-            Some(p) => Client { socket: p.clone(), flavor, missing: None },
-            None => {
-                Client { socket: candidates.first().cloned().unwrap_or_default(), flavor, missing: Some(candidates) }
-            }
+            Some(p) => Client { socket: p.clone(), flavor, missing: None, shown: None },
+            None => Client {
+                socket: candidates.first().cloned().unwrap_or_default(),
+                flavor,
+                missing: Some(candidates),
+                shown: None,
+            },
         }
     }
 
     pub fn at(socket: impl Into<PathBuf>, flavor: Flavor) -> Client {
-        Client { socket: socket.into(), flavor, missing: None }
+        Client { socket: socket.into(), flavor, missing: None, shown: None }
+    }
+
+    /// Names `path` in messages instead of the socket connected to: the socket stands for the daemon's
+    /// socket at `path` on a simulated host.
+    pub fn shown_as(mut self, path: impl Into<PathBuf>) -> Client {
+        self.shown = Some(path.into());
+        self
+    }
+
+    fn shown(&self) -> PathBuf {
+        self.shown.clone().unwrap_or_else(|| self.socket.clone())
     }
 
     pub fn socket(&self) -> &Path {
@@ -147,16 +163,14 @@ impl Client {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| match e.kind() {
             // No socket file: the same as discovery finding none.
             std::io::ErrorKind::NotFound => {
-                LxdError::NotInstalled { flavor: self.flavor.name(), tried: vec![self.socket.clone()] }
+                LxdError::NotInstalled { flavor: self.flavor.name(), tried: vec![self.shown()] }
             }
-            _ => {
-                LxdError::Unreachable { flavor: self.flavor.name(), socket: self.socket.clone(), reason: e.to_string() }
-            }
+            _ => LxdError::Unreachable { flavor: self.flavor.name(), socket: self.shown(), reason: e.to_string() },
         })?;
         // Once connected, a broken exchange means the daemon went away mid-request.
         let lost = |e: hyper::Error| LxdError::Lost {
             flavor: self.flavor.name(),
-            socket: self.socket.clone(),
+            socket: self.shown(),
             request: format!("{method} {}", path.split('?').next().unwrap_or(path)),
             reason: e.to_string(),
         };
@@ -228,6 +242,11 @@ impl Client {
         let env: Envelope =
             serde_json::from_slice(&raw).map_err(|e| LxdError::Http { path: path.clone(), reason: e.to_string() })?;
         if env.kind == "error" {
+            // lxd/operations.go operationWaitGet answers a wait whose timeout passed with an error, not with
+            // the running operation.
+            if env.error.contains("context deadline exceeded") {
+                return Err(LxdError::Timeout { what: operation.to_owned(), after: timeout });
+            }
             return Err(LxdError::Api { method: "GET".into(), path, code: env.error_code, message: env.error });
         }
         let op: Operation = serde_json::from_value(env.metadata)

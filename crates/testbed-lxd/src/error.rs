@@ -29,7 +29,13 @@ impl LxdError {
     /// As a provider error, with what to do next.
     pub fn into_provider(self, context: &str) -> ProviderError {
         match &self {
-            LxdError::NotInstalled { flavor, .. } | LxdError::Unreachable { flavor, .. } => ProviderError::Unavailable {
+            LxdError::NotInstalled { flavor, .. } => ProviderError::Unavailable {
+                message: format!("{context}: {self}"),
+                hint: Some(format!(
+                    "apply installs {flavor} first (host.packages) when the host layer is testbed's; if it is installed, start the {flavor} daemon (for the project's test daemon: cargo xtask testenv up), then apply again"
+                )),
+            },
+            LxdError::Unreachable { flavor, .. } => ProviderError::Unavailable {
                 message: format!("{context}: {self}"),
                 hint: Some(format!(
                     "start the {flavor} daemon (for the project's test daemon: cargo xtask testenv up), then apply again"

@@ -215,17 +215,11 @@ fn profile_config(spec: &Spec) -> Map {
     spec.iter().filter(|(k, _)| !k.starts_with("devices.")).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// Kernel modules the profile asks LXD to load that this host's kernel does not have (LXD refuses to
+/// Kernel modules the profile asks LXD to load that the host's kernel does not have (LXD refuses to
 /// start the container then).
-pub fn missing_kernel_modules(spec: &Spec) -> Vec<String> {
+pub fn missing_kernel_modules(spec: &Spec, has: &dyn Fn(&str) -> bool) -> Vec<String> {
     spec.get("linux.kernel_modules")
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|m| !m.is_empty() && !std::path::Path::new("/sys/module").join(m).exists())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|list| list.split(',').map(str::trim).filter(|m| !m.is_empty() && !has(m)).map(str::to_owned).collect())
         .unwrap_or_default()
 }
 
@@ -246,18 +240,31 @@ fn last_segment(url: &str) -> &str {
     url.split('?').next().unwrap_or(url).rsplit('/').next().unwrap_or(url)
 }
 
+/// Whether the host's kernel has a module (loaded, or loadable by LXD's modprobe).
+pub type KernelModules = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The real LXD (or Incus) layer.
 pub struct LxdProvider {
     client: Client,
     /// The testbed whose objects this provider owns (the file's `name`).
     testbed: String,
+    /// The host kernel the daemon runs on: `/sys/module` here, the simulated host's kernel under
+    /// simulation.
+    kernel: KernelModules,
     /// One change at a time per instance: proxies and the instance share its device map.
     locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl LxdProvider {
     pub fn new(client: Client, testbed: impl Into<String>) -> LxdProvider {
-        LxdProvider { client, testbed: testbed.into(), locks: Default::default() }
+        let kernel: KernelModules = Arc::new(|m: &str| std::path::Path::new("/sys/module").join(m).exists());
+        LxdProvider { client, testbed: testbed.into(), kernel, locks: Default::default() }
+    }
+
+    /// The kernel LXD's host has, when it is not this machine's (a simulated host).
+    pub fn with_kernel_modules(mut self, has: impl Fn(&str) -> bool + Send + Sync + 'static) -> LxdProvider {
+        self.kernel = Arc::new(has);
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -477,13 +484,17 @@ fn spec_of(action: &Action) -> Result<&Resource, ProviderError> {
 }
 
 /// An instance action's error. LXD answers a create from a missing image with a bare "Image alias not
-/// found": say which image, and where it is set.
+/// found" (a 404 before the operation) or, in LXD 5.0, with the create operation failing "Image not
+/// provided for instance creation" (lxd-5.0.3 lxd/instances_post.go drops the alias lookup's 404): say
+/// which image, and where it is set.
 fn instance_error(action: &Action, ctx: &str, e: LxdError) -> ProviderError {
     let image = action.desired.as_ref().and_then(|r| r.spec.get("image"));
+    let about_image = |message: &str| {
+        let m = message.to_lowercase();
+        m.contains("image alias not found") || m.contains("image not provided") || m.contains("requested image")
+    };
     match (&e, image) {
-        (LxdError::Api { code: 404, path, message, .. }, Some(image))
-            if path == "/1.0/instances" && message.to_lowercase().contains("image") =>
-        {
+        (LxdError::Api { message, .. }, Some(image)) if action.op != Op::Delete && about_image(message) => {
             ProviderError::Failed {
                 message: format!("{ctx}: image {image:?} not found: {e}"),
                 hint: Some(format!(
@@ -548,7 +559,7 @@ impl LxdProvider {
         let path = format!("/1.0/profiles/{}", encode(&name));
         let ctx = a.address.to_string();
         if let Some(r) = a.desired.as_ref() {
-            let missing = missing_kernel_modules(&r.spec);
+            let missing = missing_kernel_modules(&r.spec, self.kernel.as_ref());
             if !missing.is_empty() {
                 return Err(ProviderError::Precondition {
                     message: format!(
@@ -686,10 +697,27 @@ impl LxdProvider {
         Ok(())
     }
 
-    async fn instance_action(&self, a: &Action, log: &ActionLog) -> Result<(), LxdError> {
+    async fn instance_action(&self, a: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         let name = name_of(a);
         let lock = self.lock_for(&name);
         let _held = lock.lock().await;
+        let ctx = format!("{} (member {name})", a.address);
+        // Defence in depth: the planner never plans a change to someone else's container, and the provider
+        // refuses one all the same (the container may have been replaced since the plan was made).
+        if a.op != Op::Create {
+            if let Some(i) = self.instance(&name).await.map_err(|e| e.into_provider(&ctx))? {
+                if let Owner::Other(why) = owner(&i.config, &self.testbed, format!("a container named {name}")) {
+                    let verb = if a.op == Op::Update { "change" } else { "delete" };
+                    return Err(ProviderError::precondition(format!("refusing to {verb} {}: {why}", a.address))
+                        .with_hint("testbed changes and deletes only what it created; rename the member or remove the container yourself"));
+                }
+            }
+        }
+        self.instance_change(a, &name, log).await.map_err(|e| instance_error(a, &ctx, e))
+    }
+
+    async fn instance_change(&self, a: &Action, name: &str, log: &ActionLog) -> Result<(), LxdError> {
+        let name = name.to_owned();
         match a.op {
             Op::Delete => self.delete_instance(&name, log).await,
             Op::Create => match a.desired.as_ref() {
@@ -773,6 +801,30 @@ impl LxdProvider {
     }
 }
 
+#[derive(Deserialize)]
+struct Configured {
+    #[serde(default, deserialize_with = "nullable")]
+    config: Map,
+}
+
+impl LxdProvider {
+    /// Defence in depth: refuses to change or delete a network, pool or profile testbed does not own (the
+    /// planner never plans it; the object may have been replaced since the plan was made).
+    async fn refuse_foreign(&self, a: &Action, collection: &str, what: &str) -> Result<(), ProviderError> {
+        let name = name_of(a);
+        let path = format!("/1.0/{collection}/{}", encode(&name));
+        let found: Option<Configured> =
+            self.client.get_opt(&path).await.map_err(|e| e.into_provider(a.address.as_str()))?;
+        if let Some(Owner::Other(why)) = found.map(|c| owner(&c.config, &self.testbed, format!("{what} named {name}")))
+        {
+            let verb = if a.op == Op::Update { "change" } else { "delete" };
+            return Err(ProviderError::precondition(format!("refusing to {verb} {}: {why}", a.address))
+                .with_hint("testbed changes and deletes only what it created; it uses someone else's as it is"));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Provider for LxdProvider {
     fn layer(&self) -> Layer {
@@ -792,6 +844,15 @@ impl Provider for LxdProvider {
             Some(m) => format!("{} (member {m})", action.address),
             None => action.address.to_string(),
         };
+        let shared = match action.kind {
+            Kind::LxdNetwork => Some(("networks", "a network")),
+            Kind::LxdStoragePool => Some(("storage-pools", "a storage pool")),
+            Kind::LxdProfile => Some(("profiles", "a profile")),
+            _ => None,
+        };
+        if let Some((collection, what)) = shared.filter(|_| action.op != Op::Create) {
+            self.refuse_foreign(action, collection, what).await?;
+        }
         match action.kind {
             Kind::LxdNetwork => self.network(action, log).await.map_err(|e| e.into_provider(&ctx)),
             Kind::LxdStoragePool => self.pool(action, log).await.map_err(|e| e.into_provider(&ctx)),
@@ -800,7 +861,7 @@ impl Provider for LxdProvider {
                 if action.op != Op::Delete {
                     spec_of(action)?;
                 }
-                self.instance_action(action, log).await.map_err(|e| instance_error(action, &ctx, e))
+                self.instance_action(action, log).await
             }
             Kind::Proxy => self.proxy(action, log).await,
             other => Err(ProviderError::failed(format!("{ctx}: the LXD layer does not manage {other:?}"))),

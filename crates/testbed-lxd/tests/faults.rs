@@ -40,7 +40,7 @@ async fn exists(cl: &Client, path: &str) -> bool {
 
 /// The next step the LXD layer names when it finds no daemon.
 const START_HINT: &str =
-    "; start the LXD daemon (for the project's test daemon: cargo xtask testenv up), then apply again";
+    "; apply installs LXD first (host.packages) when the host layer is testbed's; if it is installed, start the LXD daemon (for the project's test daemon: cargo xtask testenv up), then apply again";
 
 /// Fault 1: A member whose image alias LXD does not have: that member fails, saying which image; the other members are
 /// created; with the file fixed, the next apply creates the rest and converges.
@@ -178,7 +178,7 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         eprintln!("no daemon: {e}\n  hint: {:?}", e.hint());
         let ProviderError::Unavailable { message, hint } = &e else { panic!("{e:?}") };
         assert_eq!(message, &format!("lxd_instance.rf3a (member rf3a): {not_installed}"));
-        assert!(hint.as_deref().is_some_and(|h| h.starts_with("start the LXD daemon")), "{hint:?}");
+        assert!(hint.as_deref().is_some_and(|h| h.contains("start the LXD daemon")), "{hint:?}");
 
         // The whole plan: every LXD step that runs is unavailable, the rest skipped; nothing panics. (The
         // simulated host steps it needs first do run.)

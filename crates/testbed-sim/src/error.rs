@@ -26,6 +26,9 @@ pub enum SimError {
     #[error("cannot save the simulated machine's state to {}: {source}", path.display())]
     Save { path: PathBuf, source: std::io::Error },
 
+    #[error("cannot start {what}: {source}")]
+    Runtime { what: &'static str, source: std::io::Error },
+
     #[error("{name}={value:?}: {reason}")]
     BadSetting { name: String, value: String, reason: String },
 }

@@ -4,7 +4,7 @@ use testbed_plan::{Action, Address, Kind, Observed, Owner, Resource};
 use testbed_provider::ProviderError;
 
 use crate::step::{ensure_owned, list, observed, owner_of, precondition, run_op, spec, Target, Transcript};
-use crate::world::{is_testbed, testbed, Firewall, Package, Profile, SimWorld};
+use crate::world::{is_testbed, testbed, Firewall, Package, SimWorld};
 
 /// Where testbed writes its kernel settings.
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/60-testbed.conf";
@@ -112,12 +112,9 @@ fn install_packages(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> R
         }
         let pkg_version = if p == "karmadactl" { version.clone() } else { None };
         world.host.packages.insert(p.clone(), Package { version: pkg_version, owner: testbed() });
-        if matches!(p.as_str(), "lxd" | "incus") && !world.lxd.profiles.contains_key("default") {
-            // The daemon comes with its own default profile.
-            world.lxd.profiles.insert(
-                "default".into(),
-                Profile { config: Default::default(), devices: Default::default(), owner: None },
-            );
+        if matches!(p.as_str(), "lxd" | "incus") && world.lxd_daemon.profiles.is_empty() {
+            // The daemon starts with its own default profile.
+            world.lxd_daemon = crate::lxd_daemon::state::LxdDaemon::installed();
         }
     }
     Ok(())
@@ -153,8 +150,9 @@ fn firewall_rules(t: &mut Transcript, op: &str, bridge: &str) {
 fn require_bridge(world: &SimWorld, r: &Resource, bridge: &str) -> Result<(), ProviderError> {
     // With a real LXD the simulation cannot tell: the real LXD's view of the containers
     // (`ContainerFacts`) names no networks. All that is checked then is that LXD answered, which it did
-    // before this step ran (or the step failed as unavailable). The real bridge is the real LXD provider's.
-    if world.lxd.mirrored || world.lxd.networks.contains_key(bridge) {
+    // before this step ran (or the step failed as unavailable). With the simulated daemon, its networks
+    // are known.
+    if world.lxd.mirrored || world.lxd_daemon.networks.contains_key(bridge) {
         return Ok(());
     }
     Err(precondition(

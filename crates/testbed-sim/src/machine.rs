@@ -12,16 +12,22 @@ use testbed_provider::{
     RegistryView,
 };
 
+use testbed_lxd::LxdProvider;
+
+use crate::lxd_daemon::{self, Flavor, Sockets};
 use crate::step::Transcript;
 use crate::world::SimWorld;
-use crate::{host, karmada, latency, lxd, microk8s, mirror, registry, store, SimError, SimOptions};
+use crate::{host, karmada, latency, microk8s, mirror, registry, store, SimError, SimOptions};
 
 /// A handle on a simulated machine kept in a state file. Clones share the machine.
 #[derive(Clone)]
 pub struct SimMachine {
     shared: Arc<Shared>,
-    /// The real LXD, when the containers are real ([`SimMachine::with_real_containers`]).
+    /// The real LXD, when the containers are real ([`SimMachine::with_real_containers`]); else the
+    /// containers are the simulated LXD daemon's, seen through the real LXD provider.
     real_containers: Option<Arc<dyn ContainerView>>,
+    /// The testbed (the file's `name`) the LXD provider over the simulated daemon works for.
+    testbed: String,
     /// The real local registry, when the registry layer is real ([`SimMachine::with_real_registry`]).
     real_registry: Option<Arc<dyn RegistryView>>,
     /// When set, each simulated step logs the command catalogue's steps for its action (what the real step
@@ -29,10 +35,42 @@ pub struct SimMachine {
     catalogue: Option<Arc<testbed_steps::Context>>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     path: PathBuf,
-    options: SimOptions,
+    pub(crate) options: SimOptions,
     world: Mutex<SimWorld>,
+    /// The simulated LXD daemon's sockets.
+    sockets: Sockets,
+    flavor: Flavor,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SimWorld> {
+        // A panic while holding the lock cannot leave the world half-written in a way that matters more
+        // than losing it: keep going with what is there.
+        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&SimWorld) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Changes the world and saves it, whatever `f` answered (an injected fault is recorded as spent).
+    pub(crate) fn change(&self, f: impl FnOnce(&mut SimWorld) -> lxd_daemon::api::Answer) -> lxd_daemon::api::Answer {
+        let mut world = self.lock();
+        let out = f(&mut world);
+        let saved = store::save(&self.path, &world);
+        drop(world);
+        match saved {
+            Ok(()) => out,
+            Err(e) => Err(lxd_daemon::api::ApiError::internal(e.to_string())),
+        }
+    }
+
+    /// Changes the world without saving (a counter the next change saves).
+    pub(crate) fn change_quiet<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> R {
+        f(&mut self.lock())
+    }
 }
 
 impl std::fmt::Debug for SimMachine {
@@ -50,10 +88,14 @@ impl SimMachine {
     /// installed. Nothing is written until something changes.
     pub fn open(path: impl AsRef<Path>, options: SimOptions) -> Result<SimMachine, SimError> {
         let path = path.as_ref().to_path_buf();
-        let world = store::load(&path)?;
+        let mut world = store::load(&path)?;
+        world.fail_once = options.fail_once.clone();
+        let sockets = Sockets::new()
+            .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon's socket directory", source })?;
         Ok(SimMachine {
-            shared: Arc::new(Shared { path, options, world: Mutex::new(world) }),
+            shared: Arc::new(Shared { path, options, world: Mutex::new(world), sockets, flavor: Flavor::Lxd }),
             real_containers: None,
+            testbed: "testbed".into(),
             real_registry: None,
             catalogue: None,
         })
@@ -65,7 +107,7 @@ impl SimMachine {
     /// containers are read from `view` and stand in for the simulation's own for that step: whether each
     /// runs, its address, its proxy devices and who made it are the real ones; what is inside it is the
     /// simulation's, kept in the state file with the identity of the container it belongs to
-    /// ([`SimWorld::real_containers`]). If `view` fails, the step fails with [`ProviderError::Unavailable`].
+    /// ([`SimWorld::inside`]). If `view` fails, the step fails with [`ProviderError::Unavailable`].
     ///
     /// The simulation's own LXD layer is then not used: [`SimMachine::providers`] leaves it out, and its
     /// provider refuses to act. The returned handle shares the machine (and its state file) with `self`.
@@ -82,6 +124,65 @@ impl SimMachine {
         self
     }
 
+    /// The testbed (the file's top-level `name`) whose objects the LXD provider over the simulated daemon
+    /// owns; two configs with different names on one simulated machine leave each other's objects alone.
+    pub fn for_testbed(mut self, name: impl Into<String>) -> SimMachine {
+        self.testbed = name.into();
+        self
+    }
+
+    /// Makes the simulated daemon answer as Incus (`[lxd] backend = "incus"`). Call before the first
+    /// [`SimMachine::providers`].
+    pub fn with_flavor(mut self, incus: bool) -> SimMachine {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.flavor = if incus { Flavor::Incus } else { Flavor::Lxd };
+        }
+        self
+    }
+
+    /// The real LXD provider, talking to this machine's simulated LXD daemon over its unix socket. The
+    /// daemon is started on the current tokio runtime (or a thread of its own outside one) if no server of
+    /// this machine is running there yet.
+    pub fn lxd_provider(&self) -> Result<LxdProvider, SimError> {
+        self.shared
+            .sockets
+            .ensure(&self.shared, self.shared.flavor)
+            .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon", source })?;
+        let flavor = match self.shared.flavor {
+            Flavor::Lxd => testbed_lxd::Flavor::Lxd,
+            Flavor::Incus => testbed_lxd::Flavor::Incus,
+        };
+        // Messages name the socket as it would be on the simulated host (LXD from the snap, Incus from its
+        // package), not the temporary directory it is served from.
+        let shown = match self.shared.flavor {
+            Flavor::Lxd => "/var/snap/lxd/common/lxd/unix.socket (on the simulated host)",
+            Flavor::Incus => "/var/lib/incus/unix.socket (on the simulated host)",
+        };
+        let client = testbed_lxd::Client::at(self.shared.sockets.public(), flavor).shown_as(shown);
+        let shared = Arc::clone(&self.shared);
+        Ok(LxdProvider::new(client, self.testbed.clone())
+            .with_kernel_modules(move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))))
+    }
+
+    /// The socket a client of the simulated LXD daemon connects to (there once LXD is installed).
+    pub fn lxd_socket(&self) -> PathBuf {
+        self.shared.sockets.public()
+    }
+
+    /// The containers the layers above LXD see: the real LXD's, or the simulated daemon's through the LXD
+    /// provider.
+    fn container_view(&self) -> Result<Arc<dyn ContainerView>, ProviderError> {
+        match &self.real_containers {
+            Some(v) => Ok(Arc::clone(v)),
+            None => {
+                self.lxd_provider().map(|p| Arc::new(p) as Arc<dyn ContainerView>).map_err(|e| ProviderError::Failed {
+                    message: e.to_string(),
+                    hint: Some("check that the temporary directory is writable".into()),
+                })
+            }
+        }
+    }
+
     /// Whether the containers are real ([`SimMachine::with_real_containers`]).
     pub fn has_real_containers(&self) -> bool {
         self.real_containers.is_some()
@@ -96,7 +197,7 @@ impl SimMachine {
     }
 
     /// A snapshot of the machine as it is saved: with real containers, the simulation's own LXD objects (not
-    /// in use) and, in [`SimWorld::real_containers`], what it keeps inside the real containers.
+    /// in use) and, in [`SimWorld::inside`], what it keeps inside the real containers.
     pub fn world(&self) -> SimWorld {
         self.lock().clone()
     }
@@ -107,7 +208,17 @@ impl SimMachine {
         let mut world = self.lock();
         let out = f(&mut world);
         store::save(&self.shared.path, &world)?;
+        drop(world);
+        self.sync_daemon()?;
         Ok(out)
+    }
+
+    /// The simulated LXD daemon's socket follows the host: there once LXD is installed.
+    fn sync_daemon(&self) -> Result<(), SimError> {
+        self.shared
+            .sockets
+            .sync(&self.shared)
+            .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon's socket", source })
     }
 
     /// The layers this machine simulates: all five, or all but LXD when the containers are real.
@@ -119,33 +230,48 @@ impl SimMachine {
             .collect()
     }
 
-    /// One provider per simulated layer ([`SimMachine::simulated_layers`]), all acting on this machine.
+    /// One provider per layer this machine simulates ([`SimMachine::simulated_layers`]), all acting on
+    /// this machine. The LXD layer's is the real LXD provider over the simulated LXD daemon; the layers
+    /// above LXD see its containers through it. If the daemon cannot be started, the LXD layer has no
+    /// provider and says why when it is observed.
     pub fn providers(&self) -> Providers {
         self.providers_for(&self.simulated_layers())
     }
 
     /// Providers for `layers` only, to combine with real providers of the others (`Providers::with`).
     pub fn providers_for(&self, layers: &BTreeSet<Layer>) -> Providers {
-        layers.iter().fold(Providers::new(), |p, layer| p.with(self.provider(*layer)))
-    }
-
-    /// The provider of one layer.
-    pub fn provider(&self, layer: Layer) -> Arc<dyn Provider> {
-        Arc::new(SimLayer { layer, machine: self.clone() })
+        let mut out = Providers::new();
+        let mut machine = self.clone();
+        if self.real_containers.is_none() {
+            match self.lxd_provider() {
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    machine.real_containers = Some(p.clone());
+                    if layers.contains(&Layer::Lxd) {
+                        out = out.with(p);
+                    }
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        for layer in layers.iter().filter(|l| **l != Layer::Lxd) {
+            out = out.with(Arc::new(SimLayer { layer: *layer, machine: machine.clone() }));
+        }
+        out
     }
 
     /// What the provider of `layer` observes. With real containers, the layers above LXD observe them as
     /// the real LXD reports them.
     pub async fn observe(&self, layer: Layer, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
-        self.refuse_own_lxd(layer)?;
-        match self.real_containers.as_deref().filter(|_| mirror::observe_needs_containers(layer)) {
-            None => Ok(self.lock().observe(layer, wanted)),
-            Some(view) => {
-                let facts = mirror::fetch(view).await?;
-                let mut world = self.world();
-                Ok(mirror::within(&mut world, &facts, |w| w.observe(layer, wanted)))
-            }
+        refuse_lxd(layer)?;
+        if !mirror::observe_needs_containers(layer) {
+            return Ok(self.lock().observe(layer, wanted));
         }
+        let view = self.container_view()?;
+        let facts = mirror::fetch(view.as_ref()).await?;
+        let mut world = self.world();
+        let external = self.real_containers.is_some();
+        Ok(mirror::within(&mut world, &facts, external, |w| w.observe(layer, wanted)))
     }
 
     /// How long `action` takes on this machine: its real-world duration times the speed factor.
@@ -160,9 +286,11 @@ impl SimMachine {
             log.note(format!("nothing to run: {} goes with {container}", action.address));
             return Ok(());
         }
-        self.refuse_own_lxd(action.kind.layer())?;
+        refuse_lxd(action.kind.layer())?;
         tracing::debug!(address = %action.address, op = action.op.name(), "simulated step");
-        let view = self.real_containers.as_deref().filter(|_| mirror::apply_needs_containers(action.kind));
+        let view = if mirror::apply_needs_containers(action.kind) { Some(self.container_view()?) } else { None };
+        let view = view.as_deref();
+        let external = self.real_containers.is_some();
         let unreachable = |e: ProviderError| match e {
             ProviderError::Unavailable { message, hint } => {
                 ProviderError::Unavailable { message: format!("{}: {message}", action.address), hint }
@@ -182,7 +310,7 @@ impl SimMachine {
         // once and the log shows what it would have run.
         let mut scratch = self.world();
         let mut transcript = Transcript::default();
-        in_view(&mut scratch, facts.as_deref(), |w| {
+        in_view(&mut scratch, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut transcript))
         })?;
         match &self.catalogue {
@@ -211,13 +339,15 @@ impl SimMachine {
             });
         }
         // The machine may have changed while the step ran (other steps run concurrently): check again.
-        let result = in_view(&mut world, facts.as_deref(), |w| {
+        let result = in_view(&mut world, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut Transcript::default()))
         });
         let saved = store::save(&self.shared.path, &world);
         drop(world);
         result?;
-        saved.map_err(save_failed)
+        saved.map_err(save_failed)?;
+        // Installing LXD makes its socket appear.
+        self.sync_daemon().map_err(save_failed)
     }
 
     /// Logs the command catalogue's steps for each simulated action instead of the simulation's own notes.
@@ -226,29 +356,34 @@ impl SimMachine {
         self
     }
 
-    /// With real containers, the simulation's own LXD is not in use: acting on it would change nothing
-    /// real and mislead every layer above.
-    fn refuse_own_lxd(&self, layer: Layer) -> Result<(), ProviderError> {
-        if layer == Layer::Lxd && self.has_real_containers() {
-            return Err(ProviderError::Failed {
-                message: "the simulated LXD layer is not in use: this simulated machine's containers are real".into(),
-                hint: Some("use the real LXD provider for the lxd layer".into()),
-            });
-        }
-        Ok(())
-    }
-
     fn lock(&self) -> MutexGuard<'_, SimWorld> {
-        // A panic while holding the lock cannot leave the world half-written in a way that matters more
-        // than losing it: keep going with what is there.
-        self.shared.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock()
     }
 }
 
-/// Runs `f` on the world, with the real containers in place of the simulation's own when there are any.
-fn in_view<R>(world: &mut SimWorld, facts: Option<&[ContainerFacts]>, f: impl FnOnce(&mut SimWorld) -> R) -> R {
+/// The LXD layer is never simulated by a model of its own: the real LXD provider runs over the simulated
+/// daemon (or a real one).
+fn refuse_lxd(layer: Layer) -> Result<(), ProviderError> {
+    if layer == Layer::Lxd {
+        return Err(ProviderError::Failed {
+            message:
+                "the LXD layer has no simulated provider: the real LXD provider runs over the simulated LXD daemon"
+                    .into(),
+            hint: Some("use SimMachine::providers, which includes it".into()),
+        });
+    }
+    Ok(())
+}
+
+/// Runs `f` on the world with the containers as the LXD provider reports them, when the step needs them.
+fn in_view<R>(
+    world: &mut SimWorld,
+    facts: Option<&[ContainerFacts]>,
+    external: bool,
+    f: impl FnOnce(&mut SimWorld) -> R,
+) -> R {
     match facts {
-        Some(facts) => mirror::within(world, facts, f),
+        Some(facts) => mirror::within(world, facts, external, f),
         None => f(world),
     }
 }
@@ -294,10 +429,7 @@ fn with_registry<R>(
 #[async_trait]
 impl ContainerView for SimMachine {
     async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError> {
-        match &self.real_containers {
-            Some(view) => view.containers().await,
-            None => Ok(self.lock().container_facts()),
-        }
+        self.container_view()?.containers().await
     }
 }
 
@@ -311,7 +443,7 @@ fn save_failed(e: SimError) -> ProviderError {
 fn dispatch(world: &mut SimWorld, action: &Action, t: &mut Transcript) -> Result<(), ProviderError> {
     match action.kind.layer() {
         Layer::Host => host::apply(world, action, t),
-        Layer::Lxd => lxd::apply(world, action, t),
+        Layer::Lxd => refuse_lxd(Layer::Lxd),
         Layer::Microk8s => microk8s::apply(world, action, t),
         Layer::Registry => registry::apply(world, action, t),
         Layer::Karmada => karmada::apply(world, action, t),

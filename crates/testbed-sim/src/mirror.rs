@@ -5,7 +5,7 @@
 //! ([`ContainerView`]) and puts them in place of its own for the duration of the step. Whether a container
 //! runs, its address, its proxy devices and who made it come from the real LXD, read afresh every time and
 //! never saved; what is inside it (MicroK8s, its addons, side-loaded images, a karmada-agent) is the
-//! simulation's, saved in [`SimWorld::real_containers`] with the identity of the container it belongs to. A
+//! simulation's, saved in [`SimWorld::inside`] with the identity of the container it belongs to. A
 //! container that was deleted and re-created under the same name has a new identity and nothing inside; a
 //! container that is gone takes what was inside with it. Observation saves nothing: the first step that
 //! runs afterwards saves the inside of exactly the containers the real LXD then reports.
@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use testbed_plan::{Kind, Layer};
 use testbed_provider::{ContainerFacts, ContainerView, ProviderError};
 
-use crate::world::{testbed, Instance, InstanceStatus, ProxyDevice, RealContainer, SimLxd, SimWorld};
+use crate::world::{testbed, Inside, Instance, InstanceStatus, Network, ProxyDevice, SimLxd, SimWorld};
 
 /// Whether observing `layer` reads the containers. The LXD layer is the real one; the host layer's
 /// observation (packages, kernel settings, forwarding rules) reads nothing of LXD.
@@ -40,6 +40,9 @@ pub(crate) fn apply_needs_containers(kind: Kind) -> bool {
 pub(crate) async fn fetch(view: &dyn ContainerView) -> Result<Vec<ContainerFacts>, ProviderError> {
     match view.containers().await {
         Ok(facts) => Ok(facts),
+        // No LXD daemon (not installed yet on a fresh host): no containers, as the real MicroK8s layer
+        // takes it.
+        Err(ProviderError::Unavailable { .. }) => Ok(Vec::new()),
         Err(ProviderError::Interrupted) => Err(ProviderError::Interrupted),
         Err(e) => {
             let hint = e.hint().map(str::to_owned).unwrap_or_else(|| {
@@ -52,25 +55,43 @@ pub(crate) async fn fetch(view: &dyn ContainerView) -> Result<Vec<ContainerFacts
 
 /// Runs `f` on `world` with its containers replaced by the real ones (`facts`) and the simulation's inside
 /// of each, then puts the world's own LXD back and keeps what is now inside each real container.
-pub(crate) fn within<R>(world: &mut SimWorld, facts: &[ContainerFacts], f: impl FnOnce(&mut SimWorld) -> R) -> R {
-    let kept = std::mem::take(&mut world.real_containers);
+///
+/// `external` says the containers are a real LXD's, whose networks the simulation cannot see; else they are
+/// the simulated daemon's, whose networks are known.
+pub(crate) fn within<R>(
+    world: &mut SimWorld,
+    facts: &[ContainerFacts],
+    external: bool,
+    f: impl FnOnce(&mut SimWorld) -> R,
+) -> R {
+    let kept = std::mem::take(&mut world.inside);
     let instances = facts.iter().map(|c| (c.name.clone(), mirrored_instance(c, &kept))).collect();
-    let own = std::mem::replace(&mut world.lxd, SimLxd { instances, mirrored: true, ..SimLxd::default() });
+    let networks = world
+        .lxd_daemon
+        .networks
+        .iter()
+        .map(|(name, n)| {
+            let net = Network { network_type: n.kind.clone(), config: n.config.clone(), owner: None };
+            (name.clone(), net)
+        })
+        .collect();
+    let view = SimLxd { instances, networks, mirrored: external, ..SimLxd::default() };
+    let own = std::mem::replace(&mut world.lxd, view);
     let out = f(world);
     let seen = std::mem::replace(&mut world.lxd, own);
-    world.real_containers = seen
+    world.inside = seen
         .instances
         .into_iter()
         .filter_map(|(name, i)| {
             let microk8s = Some(i.microk8s?);
-            Some((name, RealContainer { identity: i.identity, microk8s }))
+            Some((name, Inside { identity: i.identity, microk8s }))
         })
         .collect();
     out
 }
 
 /// A real container as the simulated steps see it.
-fn mirrored_instance(c: &ContainerFacts, kept: &BTreeMap<String, RealContainer>) -> Instance {
+fn mirrored_instance(c: &ContainerFacts, kept: &BTreeMap<String, Inside>) -> Instance {
     let owner = if c.owned { testbed() } else { None };
     let inside = match kept.get(&c.name) {
         Some(k) if k.identity == c.identity => k.microk8s.clone(),

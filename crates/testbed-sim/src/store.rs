@@ -11,7 +11,7 @@ use crate::world::SimWorld;
 use crate::SimError;
 
 /// The state file format this crate reads and writes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 const NOTE: &str = "State of a SIMULATED machine for testbed --simulate. Nothing in it exists on a real host.";
 

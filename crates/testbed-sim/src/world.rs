@@ -13,7 +13,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use testbed_plan::{Address, Layer, Owner, Resource};
-use testbed_provider::{ContainerFacts, LayerObservation};
+use testbed_provider::LayerObservation;
+
+use crate::lxd_daemon::state::LxdDaemon;
 
 /// The owner value testbed writes on what it creates.
 pub const TESTBED: &str = "testbed";
@@ -40,33 +42,57 @@ pub fn testbed() -> Option<String> {
 #[serde(deny_unknown_fields)]
 pub struct SimWorld {
     pub host: SimHost,
+    /// The simulated LXD daemon's objects ([`crate::lxd_daemon`]): what the real LXD provider reads and
+    /// writes through the daemon's REST API.
+    #[serde(default)]
+    pub lxd_daemon: LxdDaemon,
+    /// The containers as the simulated layers above LXD see them during one step, read from the LXD
+    /// provider (`ContainerFacts`) with the simulation's inside of each ([`crate::mirror`]). Never saved.
+    #[serde(skip)]
     pub lxd: SimLxd,
+    /// The addresses whose steps fail once in this run (`TESTBED_SIM_FAIL`), for the seams that inject
+    /// faults. Never saved; [`SimWorld::consumed_failures`] is.
+    #[serde(skip)]
+    pub(crate) fail_once: BTreeSet<String>,
     /// Member kubeconfig files written on the host, by member name.
     pub kubeconfigs: BTreeMap<String, KubeconfigFiles>,
     /// Addresses whose injected failure (`TESTBED_SIM_FAIL`) has already happened.
     pub consumed_failures: BTreeSet<String>,
     /// Source of cluster identities (a MicroK8s cluster's kube-system namespace UID).
     pub next_cluster_id: u64,
-    /// Source of container identities (LXD's `volatile.uuid`).
-    #[serde(default = "first_id")]
-    pub next_instance_id: u64,
-    /// What the simulation keeps inside containers it does not run itself (LXD is real:
-    /// [`crate::SimMachine::with_real_containers`]), by container name. Each entry belongs to the container
-    /// with its `identity`: a container re-created under the same name starts empty. Only the inside is kept
-    /// here; whether the container runs, its address and its proxies are read from the real LXD before every
-    /// step and never stored.
+    /// What the simulation keeps inside the containers (MicroK8s and what runs in it), by container name.
+    /// Each entry belongs to the container with its `identity` (`volatile.uuid`): a container re-created
+    /// under the same name starts empty. Only the inside is kept here; whether the container runs, its
+    /// address and its proxies are read through the LXD provider (from the simulated daemon, or a real LXD:
+    /// [`crate::SimMachine::with_real_containers`]) before every step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub real_containers: BTreeMap<String, RealContainer>,
+    pub inside: BTreeMap<String, Inside>,
 }
 
-fn first_id() -> u64 {
-    1
+/// The modules a stock Ubuntu or Debian kernel has (loaded or loadable), among those the MicroK8s profile
+/// lists.
+pub fn default_kernel_modules() -> BTreeSet<String> {
+    [
+        "ip_vs",
+        "ip_vs_rr",
+        "ip_vs_wrr",
+        "ip_vs_sh",
+        "ip_tables",
+        "ip6_tables",
+        "netlink_diag",
+        "nf_nat",
+        "overlay",
+        "br_netfilter",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
-/// What the simulation has put inside one real container.
+/// What the simulation has put inside one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RealContainer {
+pub struct Inside {
     /// The identity of the container this belongs to ([`testbed_provider::ContainerFacts::identity`]).
     pub identity: String,
     pub microk8s: Option<MemberMicrok8s>,
@@ -91,6 +117,10 @@ pub struct SimHost {
     pub firewall: Option<Firewall>,
     /// Ports held by processes testbed knows nothing about.
     pub foreign_ports: BTreeSet<u16>,
+    /// Kernel modules this host's kernel can load (what LXD's `linux.kernel_modules` needs at start):
+    /// an Ubuntu or Debian kernel's, by default.
+    #[serde(default = "default_kernel_modules")]
+    pub kernel_modules: BTreeSet<String>,
     /// The host's own MicroK8s, with what runs in it.
     pub microk8s: Option<HostMicrok8s>,
 }
@@ -391,14 +421,16 @@ impl SimWorld {
                 sysctl_owner: None,
                 firewall: None,
                 foreign_ports: BTreeSet::new(),
+                kernel_modules: default_kernel_modules(),
                 microk8s: None,
             },
+            lxd_daemon: LxdDaemon::default(),
             lxd: SimLxd::default(),
+            fail_once: BTreeSet::new(),
             kubeconfigs: BTreeMap::new(),
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,
-            next_instance_id: 1,
-            real_containers: BTreeMap::new(),
+            inside: BTreeMap::new(),
         }
     }
 
@@ -408,7 +440,14 @@ impl SimWorld {
 
     /// Whether the LXD (or Incus) daemon is installed.
     pub fn lxd_installed(&self) -> bool {
-        self.has_package("lxd") || self.has_package("incus")
+        self.has_package("lxd") || self.has_package("incus") || !self.lxd_daemon.profiles.is_empty()
+    }
+
+    /// LXD as someone installed it by hand (the daemon with its default profile), if it is not there.
+    pub fn install_lxd_by_hand(&mut self) {
+        if self.lxd_daemon.profiles.is_empty() {
+            self.lxd_daemon = crate::lxd_daemon::state::LxdDaemon::installed();
+        }
     }
 
     pub fn instances(&self) -> &BTreeMap<String, Instance> {
@@ -441,6 +480,61 @@ impl SimWorld {
         self.ports_in_use().into_iter().find(|(p, h)| *p == port && Some(h) != except).map(|(_, h)| h)
     }
 
+    /// An instance of the simulated LXD daemon, to change by hand (stop it, remove a device).
+    pub fn lxd_instance_mut(&mut self, name: &str) -> Option<&mut crate::lxd_daemon::state::Instance> {
+        self.lxd_daemon.instances.get_mut(name)
+    }
+
+    /// Stops an instance of the simulated LXD daemon, as `lxc stop` would.
+    pub fn stop_lxd_instance(&mut self, name: &str) -> bool {
+        match self.lxd_daemon.instances.get_mut(name) {
+            Some(i) => {
+                i.status = crate::lxd_daemon::state::Status::Stopped;
+                i.dhcp_ipv4 = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds a running container that testbed did not create (no `user.testbed.*` keys), as `lxc launch`
+    /// would, with a static `ipv4` on `network`.
+    pub fn launch_foreign_instance(&mut self, name: &str, network: &str, ipv4: &str) {
+        use crate::lxd_daemon::state::{Instance, Status};
+        self.install_lxd_by_hand();
+        let id = self.lxd_daemon.new_id();
+        let nic: crate::lxd_daemon::state::Map =
+            [("type", "nic"), ("name", "eth0"), ("network", network), ("ipv4.address", ipv4)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let root = [("type", "disk"), ("path", "/"), ("pool", "default")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let instance = Instance {
+            status: Status::Running,
+            description: String::new(),
+            config: [("volatile.uuid".to_owned(), format!("00000000-0000-4000-9000-{id:012}"))].into_iter().collect(),
+            devices: [("eth0".to_owned(), nic), ("root".to_owned(), root)].into_iter().collect(),
+            profiles: vec!["default".into()],
+            dhcp_ipv4: None,
+        };
+        self.lxd_daemon.instances.insert(name.to_owned(), instance);
+    }
+
+    /// Host ports held by something other than an LXD proxy device: other programs, the host MicroK8s
+    /// API server, the registry and the Karmada API server.
+    pub fn host_ports_outside_lxd(&self) -> BTreeSet<u16> {
+        let mut out = self.host.foreign_ports.clone();
+        if let Some(m) = &self.host.microk8s {
+            out.insert(HOST_MICROK8S_API_PORT);
+            out.extend(m.registry.as_ref().map(|r| r.port));
+            out.extend(m.karmada.as_ref().map(|k| k.api_port));
+        }
+        out
+    }
+
     /// Every host port in use and what holds it.
     pub fn ports_in_use(&self) -> Vec<(u16, PortHolder)> {
         let mut out: Vec<(u16, PortHolder)> =
@@ -469,7 +563,8 @@ impl SimWorld {
     pub fn observe(&self, layer: Layer, wanted: &[Resource]) -> LayerObservation {
         let all = match layer {
             Layer::Host => crate::host::observe_all(self, wanted),
-            Layer::Lxd => crate::lxd::observe_all(self, wanted),
+            // The LXD layer is the real LXD provider's, over the simulated daemon.
+            Layer::Lxd => Vec::new(),
             Layer::Microk8s => crate::microk8s::observe_all(self, wanted),
             Layer::Registry => crate::registry::observe_all(self, wanted),
             Layer::Karmada => crate::karmada::observe_all(self, wanted),
@@ -477,10 +572,7 @@ impl SimWorld {
         let wanted_addresses: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
         let resources =
             all.into_iter().filter(|o| o.owner == Owner::Testbed || wanted_addresses.contains(&o.address)).collect();
-        let bridge_addresses = match layer {
-            Layer::Lxd => self.lxd.instances.values().filter_map(|i| i.ipv4.parse::<Ipv4Addr>().ok()).collect(),
-            _ => BTreeSet::new(),
-        };
+        let bridge_addresses = BTreeSet::new();
         LayerObservation { resources, bridge_addresses }
     }
 
@@ -499,29 +591,6 @@ impl SimWorld {
         let n = self.next_cluster_id;
         self.next_cluster_id = self.next_cluster_id.saturating_add(1);
         format!("00000000-0000-4000-8000-{n:012}")
-    }
-
-    /// A fresh container identity.
-    pub(crate) fn new_instance_id(&mut self) -> String {
-        let n = self.next_instance_id;
-        self.next_instance_id = self.next_instance_id.saturating_add(1);
-        format!("00000000-0000-4000-9000-{n:012}")
-    }
-
-    /// The containers as this machine's LXD runs them, as the layers above LXD need to know them.
-    pub fn container_facts(&self) -> Vec<ContainerFacts> {
-        self.lxd
-            .instances
-            .iter()
-            .map(|(name, i)| ContainerFacts {
-                name: name.clone(),
-                running: i.is_running(),
-                ipv4: Some(i.ipv4.clone()).filter(|a| !a.is_empty()),
-                proxies: i.proxies.iter().map(|(d, p)| (d.clone(), (p.listen.clone(), p.connect.clone()))).collect(),
-                identity: i.identity.clone(),
-                owned: is_testbed(&i.owner),
-            })
-            .collect()
     }
 }
 

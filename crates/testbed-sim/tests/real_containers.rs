@@ -11,7 +11,6 @@ use testbed_config::Config;
 use testbed_plan::desired::{self, DesiredState};
 use testbed_plan::{Action, Address, Kind, Layer, ObservedState, Op, Plan, Resource};
 use testbed_provider::{ActionLog, ActionRunner, ContainerFacts, ContainerView, ProviderError, Providers};
-use testbed_sim::world::InstanceStatus;
 use testbed_sim::{SimMachine, SimOptions};
 
 const ONE_MEMBER: &str = r#"
@@ -193,12 +192,12 @@ async fn microk8s_installs_only_into_a_real_container_that_runs() {
 
     let message = expect_precondition(run(&b.machine, &install).await);
     assert!(message.contains("microk8s.member1") && message.contains("container member1 is stopped"), "{message}");
-    assert!(b.machine.world().real_containers.is_empty());
+    assert!(b.machine.world().inside.is_empty());
 
     b.lxd.edit("member1", |c| c.running = true);
     run(&b.machine, &install).await.expect("installs into the running container");
     let world = b.machine.world();
-    let inside = world.real_containers.get("member1").expect("kept");
+    let inside = world.inside.get("member1").expect("kept");
     assert_eq!(inside.identity, "uuid-1");
     assert!(inside.microk8s.as_ref().is_some_and(|m| m.running));
     // The simulation's own LXD was not touched: the container is the real one.
@@ -225,11 +224,11 @@ async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_
     let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
     assert!(!microk8s_observed(&obs, "member1"), "{:?}", obs.resources);
     // Observing changes nothing; the next step forgets the old container's inside for good.
-    assert_eq!(b.machine.world().real_containers["member1"].identity, "uuid-1");
+    assert_eq!(b.machine.world().inside["member1"].identity, "uuid-1");
     let install = find(&actions, "microk8s.member1");
     run(&b.machine, &install).await.expect("a fresh install into the new container");
     let world = b.machine.world();
-    let inside = &world.real_containers["member1"];
+    let inside = &world.inside["member1"];
     assert_eq!(inside.identity, "uuid-2");
     // A new cluster, with a new identity.
     assert_eq!(inside.microk8s.as_ref().map(|m| m.cluster_id.as_str()), Some("00000000-0000-4000-8000-000000000002"));
@@ -242,7 +241,7 @@ async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_
     assert!(message.contains("container member1 does not exist"), "{message}");
     let firewall = Action { op: Op::Update, ..find(&actions, "host.firewall") };
     run(&b.machine, &firewall).await.expect("LXD answers");
-    assert!(b.machine.world().real_containers.is_empty());
+    assert!(b.machine.world().inside.is_empty());
 }
 
 #[tokio::test]
@@ -268,7 +267,7 @@ async fn kubeconfig_and_join_need_the_real_api_proxy() {
     run(&b.machine, &join).await.expect("joins through the real proxy");
     let world = b.machine.world();
     let cluster = world.control_plane().and_then(|cp| cp.clusters.get("member1")).expect("joined");
-    let inside = world.real_containers["member1"].microk8s.as_ref().expect("MicroK8s");
+    let inside = world.inside["member1"].microk8s.as_ref().expect("MicroK8s");
     assert_eq!(cluster.id, inside.cluster_id);
 }
 
@@ -322,7 +321,7 @@ async fn the_state_file_keeps_the_inside_with_its_container_identity_and_never_t
     run_above_lxd_until(&b.machine, &actions, "kubeconfig.member1").await;
 
     let text = std::fs::read_to_string(&b.path).expect("saved");
-    assert!(text.contains("\"real_containers\"") && text.contains("\"uuid-1\""), "{text}");
+    assert!(text.contains("\"inside\"") && text.contains("\"uuid-1\""), "{text}");
     // Whether it runs, its address and its proxies are the real LXD's: not saved as the simulation's.
     assert!(!text.contains("10.100.0.10") && !text.contains("tcp:127.0.0.1:16441"), "{text}");
 
@@ -336,20 +335,21 @@ async fn the_state_file_keeps_the_inside_with_its_container_identity_and_never_t
     // The kubeconfig step, run on the reopened machine, finds MicroK8s where the first run left it.
     run(&reopened, &find(&actions, "kubeconfig.member1")).await.expect("writes the kubeconfig");
     assert!(reopened.world().kubeconfigs.contains_key("member1"));
-    assert_eq!(reopened.world().real_containers["member1"].identity, "uuid-1");
+    assert_eq!(reopened.world().inside["member1"].identity, "uuid-1");
 }
 
 #[tokio::test]
-async fn the_simulated_lxd_provider_refuses_when_the_containers_are_real() {
+async fn with_real_containers_the_machine_has_no_lxd_provider_of_its_own() {
     let b = bench(vec![]);
     assert!(b.machine.has_real_containers());
     assert_eq!(b.machine.simulated_layers(), Layer::ALL.into_iter().filter(|l| *l != Layer::Lxd).collect());
-    let lxd = b.machine.provider(Layer::Lxd);
-    assert!(matches!(lxd.observe(&[]).await, Err(ProviderError::Failed { .. })));
+    let providers = b.machine.providers();
+    assert!(providers.get(Layer::Lxd).is_none(), "the real LXD's provider is the caller's to add");
+    assert!(matches!(b.machine.observe(Layer::Lxd, &[]).await, Err(ProviderError::Failed { .. })));
     let actions = creates(ONE_MEMBER).await;
     let network = find(&actions, "lxd_network.lxdbr0");
     match run(&b.machine, &network).await {
-        Err(ProviderError::Failed { message, .. }) => assert!(message.contains("containers are real"), "{message}"),
+        Err(ProviderError::Unavailable { .. } | ProviderError::Failed { .. }) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(b.lxd.calls(), 0);
@@ -371,7 +371,8 @@ fn pair() -> Pair {
     let above = SimMachine::open(dir.path().join("above.json"), SimOptions::instant())
         .expect("opens")
         .with_real_containers(view);
-    let providers = above.providers().with(lxd.provider(Layer::Lxd));
+    let lxd_provider = lxd.providers().get(Layer::Lxd).cloned().expect("the LXD provider over the daemon");
+    let providers = above.providers().with(lxd_provider);
     Pair { _dir: dir, lxd, above, providers }
 }
 
@@ -399,19 +400,20 @@ async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re
 
     // The containers are the LXD machine's; what is inside them is the other machine's.
     let lxd_world = p.lxd.world();
-    assert!(lxd_world.instances().values().all(|i| i.microk8s.is_none()));
+    assert!(lxd_world.inside.is_empty());
     let above_world = p.above.world();
-    assert!(above_world.lxd.instances.is_empty());
-    assert_eq!(above_world.real_containers.keys().collect::<Vec<_>>(), ["member1", "member2"]);
-    for (name, inside) in &above_world.real_containers {
-        assert_eq!(Some(&inside.identity), lxd_world.instance(name).map(|i| &i.identity));
+    assert!(above_world.lxd_daemon.instances.is_empty());
+    assert_eq!(above_world.inside.keys().collect::<Vec<_>>(), ["member1", "member2"]);
+    for (name, inside) in &above_world.inside {
+        let uuid = lxd_world.lxd_daemon.instances.get(name).and_then(|i| i.config.get("volatile.uuid"));
+        assert_eq!(Some(&inside.identity), uuid);
     }
     let facts = p.lxd.containers().await.expect("own containers");
     assert!(facts.iter().all(|c| c.running && c.owned && c.proxies.contains_key("api")), "{facts:?}");
     assert_eq!(p.above.containers().await.expect("the real ones"), facts);
 
     // A stopped real container: its MicroK8s cannot be changed until LXD starts it.
-    p.lxd.edit(|w| w.instance_mut("member1").map(|i| i.status = InstanceStatus::Stopped)).expect("saved");
+    p.lxd.edit(|w| w.stop_lxd_instance("member1")).expect("saved");
     let addons = Action { op: Op::Update, ..find(&bare, "microk8s_addons.member1") };
     let message = expect_precondition(p.providers.run(&addons, &ActionLog::discard()).await);
     assert!(message.contains("container member1 is stopped"), "{message}");
@@ -421,12 +423,15 @@ async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re
     apply_all(&p.providers, &repair).await;
 
     // The real container is deleted and re-created by hand under the same name.
-    let before = p.lxd.world().instance("member1").cloned().expect("member1");
+    let uuid = |m: &SimMachine| {
+        m.world().lxd_daemon.instances.get("member1").and_then(|i| i.config.get("volatile.uuid").cloned())
+    };
+    let before = uuid(&p.lxd).expect("member1");
     let create = find(&bare, "lxd_instance.member1");
-    p.lxd.edit(|w| w.lxd.instances.remove("member1")).expect("saved");
-    p.lxd.apply(&create, &ActionLog::discard()).await.expect("re-created");
-    let after = p.lxd.world().instance("member1").cloned().expect("member1");
-    assert_ne!(before.identity, after.identity);
+    p.lxd.edit(|w| w.lxd_daemon.instances.remove("member1")).expect("saved");
+    p.providers.run(&create, &ActionLog::discard()).await.expect("re-created");
+    let after = uuid(&p.lxd).expect("member1");
+    assert_ne!(before, after);
 
     let rebuild = plan_with(&p.providers, &cfg).await;
     let op = |a: &str| rebuild.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.op);
@@ -463,5 +468,5 @@ async fn a_container_that_stops_while_the_step_runs_fails_the_step() {
     let message = expect_precondition(step.await.expect("task"));
     assert!(message.contains("container member1 is stopped"), "{message}");
     assert_eq!(lxd.calls(), before + 2, "looked again when the step finished");
-    assert!(machine.world().real_containers.is_empty());
+    assert!(machine.world().inside.is_empty());
 }

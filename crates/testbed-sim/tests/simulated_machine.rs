@@ -9,7 +9,7 @@ use testbed_config::Config;
 use testbed_plan::desired::{self, DesiredState};
 use testbed_plan::{Action, Address, Health, Kind, Layer, ObservedState, Op, Owner, Plan, PlanError, Resource};
 use testbed_provider::{ActionLog, ActionRunner, LogEntry, ProviderError};
-use testbed_sim::world::{ClusterRecord, Instance, InstanceStatus, SyncMode};
+use testbed_sim::world::{ClusterRecord, SyncMode};
 use testbed_sim::{SimError, SimMachine, SimOptions};
 
 /// Two members, one of each join mode, with a registry image, a side-loaded image and an application
@@ -158,15 +158,12 @@ async fn microk8s_cannot_be_installed_into_a_stopped_container() {
     let b = bench();
     let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
     let install = apply_until(&b.machine, &plan, at("microk8s.member1"), nothing).await.expect("in the plan");
-    b.machine
-        .edit(|w| w.instance_mut("member1").map(|i| i.status = InstanceStatus::Stopped))
-        .expect("saved")
-        .expect("member1 exists");
+    b.machine.edit(|w| w.stop_lxd_instance("member1")).expect("saved").then_some(()).expect("member1 exists");
 
     let (message, hint) = expect_precondition(run(&b.machine, &install).await);
     assert!(message.contains("microk8s.member1") && message.contains("container member1 is stopped"), "{message}");
     assert!(hint.contains("lxc start member1"), "{hint}");
-    assert!(b.machine.world().instance("member1").and_then(|i| i.microk8s.as_ref()).is_none());
+    assert!(b.machine.world().inside.get("member1").and_then(|i| i.microk8s.as_ref()).is_none());
 }
 
 #[tokio::test]
@@ -207,7 +204,7 @@ async fn join_needs_the_member_api_through_its_proxy_and_refuses_a_name_taken_by
     let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
     let join = apply_until(&b.machine, &plan, at("karmada_member.member1"), nothing).await.expect("planned");
 
-    b.machine.edit(|w| w.instance_mut("member1").map(|i| i.proxies.remove("api"))).expect("saved");
+    b.machine.edit(|w| w.lxd_instance_mut("member1").map(|i| i.devices.remove("api"))).expect("saved");
     let (message, _) = expect_precondition(run(&b.machine, &join).await);
     assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
 
@@ -245,12 +242,12 @@ async fn an_injected_failure_happens_once_across_runs() {
         }
         other => panic!("expected the injected failure, got {other:?}"),
     }
-    assert!(b.machine.world().lxd.networks.is_empty());
+    assert!(b.machine.world().lxd_daemon.networks.is_empty());
 
     // The next run of testbed opens the same state file with the same environment.
     let again = SimMachine::open(&b.path, options).expect("state file reads back");
     run(&again, &network).await.expect("the failure happened once already");
-    assert!(again.world().lxd.networks.contains_key("lxdbr0"));
+    assert!(again.world().lxd_daemon.networks.contains_key("lxdbr0"));
     assert!(again.world().consumed_failures.contains("lxd_network.lxdbr0"));
 }
 
@@ -260,7 +257,7 @@ fn a_damaged_state_file_is_an_error_that_says_what_to_do() {
     let path = dir.path().join("sim-state.json");
     let cases = [
         ("{ this is not json", "not valid JSON"),
-        (r#"{"format": 1, "world": {"nothing": true}}"#, "unexpected content"),
+        (r#"{"format": 2, "world": {"nothing": true}}"#, "unexpected content"),
         (r#"{"hello": "world"}"#, "no \"format\" field"),
         ("", "not valid JSON"),
     ];
@@ -288,7 +285,7 @@ async fn the_state_file_round_trips_and_says_it_is_simulated() {
     let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
     apply_until(&b.machine, &plan, at("lxd_instance.member1"), nothing).await;
     let text = std::fs::read_to_string(&b.path).expect("saved after each step");
-    assert!(text.contains("\"format\": 1") && text.contains("SIMULATED"), "{text}");
+    assert!(text.contains("\"format\": 2") && text.contains("SIMULATED"), "{text}");
     let reopened = SimMachine::open(&b.path, SimOptions::instant()).expect("reads back");
     assert_eq!(reopened.world(), b.machine.world());
 }
@@ -296,9 +293,7 @@ async fn the_state_file_round_trips_and_says_it_is_simulated() {
 #[tokio::test]
 async fn a_container_testbed_did_not_create_is_someone_elses() {
     let b = bench();
-    b.machine
-        .edit(|w| w.lxd.instances.insert("member2".into(), Instance::foreign("lxdbr0", "10.123.45.99")))
-        .expect("saved");
+    b.machine.edit(|w| w.launch_foreign_instance("member2", "lxdbr0", "10.123.45.99")).expect("saved");
     let cfg = config(TWO_MEMBERS);
     let (desired, observed) = look(&b.machine, &cfg).await;
 
@@ -324,7 +319,7 @@ async fn a_container_testbed_did_not_create_is_someone_elses() {
     };
     let (message, _) = expect_precondition(run(&b.machine, &delete).await);
     assert!(message.contains("refusing to delete lxd_instance.member2"), "{message}");
-    assert!(b.machine.world().instance("member2").is_some());
+    assert!(b.machine.world().lxd_daemon.instances.contains_key("member2"));
 }
 
 #[tokio::test]
@@ -334,8 +329,13 @@ async fn a_taken_host_port_fails_like_the_real_step() {
     let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
 
     let proxy = apply_until(&b.machine, &plan, at("proxy.member1.api"), nothing).await.expect("planned");
-    let (message, _) = expect_precondition(run(&b.machine, &proxy).await);
-    assert!(message.contains("address already in use") && message.contains("another process"), "{message}");
+    // The real LXD provider over the simulated daemon: LXD's forkproxy cannot bind, and the provider names
+    // the setting to change.
+    let e = run(&b.machine, &proxy).await.expect_err("port taken");
+    let message = e.to_string();
+    assert!(message.contains("host port 127.0.0.1:16441 is already in use by another program"), "{message}");
+    assert!(message.contains("address already in use"), "{message}");
+    assert!(e.hint().is_some_and(|h| h.contains("api_port")), "{e:?}");
 
     let b = bench();
     b.machine.edit(|w| w.host.foreign_ports.insert(32443)).expect("saved");
@@ -357,7 +357,7 @@ async fn steps_log_the_real_commands_without_secrets() {
     let register_cmd = commands.iter().find(|c| c.get(1).map(String::as_str) == Some("register")).expect("logged");
     assert!(register_cmd.contains(&"<token>".to_owned()), "{register_cmd:?}");
     assert!(register_cmd.contains(&"--cluster-name".to_owned()), "{register_cmd:?}");
-    assert!(b.machine.world().instance("member2").and_then(|i| i.microk8s.as_ref()).is_some_and(|m| m.karmada_agent));
+    assert!(b.machine.world().inside.get("member2").and_then(|i| i.microk8s.as_ref()).is_some_and(|m| m.karmada_agent));
 
     // Deleting a running container stops it first, as LXD requires.
     let delete = Action {
@@ -385,11 +385,11 @@ async fn steps_log_the_real_commands_without_secrets() {
     assert_eq!(
         calls,
         vec![
-            ("PUT".to_owned(), "/1.0/instances/member1/state".to_owned()),
+            ("PUT".to_owned(), "/1.0/instances/member1/state {action: stop}".to_owned()),
             ("DELETE".to_owned(), "/1.0/instances/member1".to_owned())
         ]
     );
-    assert!(b.machine.world().instance("member1").is_none());
+    assert!(!b.machine.world().lxd_daemon.instances.contains_key("member1"));
 }
 
 #[tokio::test]
@@ -438,10 +438,8 @@ async fn stopped_things_are_observed_as_needing_repair_and_an_update_starts_them
     apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
     b.machine
         .edit(|w| {
-            if let Some(i) = w.instance_mut("member1") {
-                i.status = InstanceStatus::Stopped;
-            }
-            if let Some(m) = w.instance_mut("member2").and_then(|i| i.microk8s.as_mut()) {
+            w.stop_lxd_instance("member1");
+            if let Some(m) = w.inside.get_mut("member2").and_then(|i| i.microk8s.as_mut()) {
                 m.running = false;
             }
         })
@@ -477,7 +475,8 @@ async fn a_changed_member_image_replaces_what_lives_in_the_container() {
     apply_all(&b.machine, &plan).await;
     let (desired, observed) = look(&b.machine, &cfg).await;
     assert!(testbed_plan::plan(&desired, &observed).expect("plans").is_empty());
-    assert_eq!(b.machine.world().instance("member1").map(|i| i.image.clone()), Some("ubuntu:24.04".into()));
+    let member1 = b.machine.world().lxd_daemon.instances.get("member1").cloned().expect("re-created");
+    assert_eq!(member1.config.get("user.testbed.image").map(String::as_str), Some("ubuntu:24.04"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -485,7 +484,8 @@ async fn steps_take_their_real_time_scaled_by_the_speed() {
     let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
     let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
     let packages = plan.actions().into_iter().find(|a| a.address.as_str() == "host.packages").expect("planned").clone();
-    let provider = b.machine.provider(Layer::Host);
+    let providers = b.machine.providers();
+    let provider = providers.get(Layer::Host).expect("the host layer is simulated");
     assert!(provider.simulated());
     assert_eq!(provider.expected_duration(&packages), Some(Duration::from_secs(60)));
 
@@ -553,17 +553,20 @@ async fn someone_elses_bridge_and_pool_are_used_as_they_are_and_never_changed() 
     let b = bench();
     b.machine
         .edit(|w| {
-            w.lxd.networks.insert(
+            use testbed_sim::lxd_daemon::state::{Network, StoragePool};
+            w.install_lxd_by_hand();
+            w.lxd_daemon.networks.insert(
                 "lxdbr0".into(),
-                testbed_sim::world::Network {
-                    network_type: "bridge".into(),
+                Network {
+                    kind: "bridge".into(),
+                    description: String::new(),
                     config: [("ipv4.address".to_owned(), "10.123.45.1/24".to_owned())].into_iter().collect(),
-                    owner: None,
                 },
             );
-            w.lxd
-                .storage_pools
-                .insert("default".into(), testbed_sim::world::StoragePool { driver: "zfs".into(), owner: None });
+            w.lxd_daemon.storage_pools.insert(
+                "default".into(),
+                StoragePool { driver: "zfs".into(), description: String::new(), config: Default::default() },
+            );
         })
         .expect("saved");
     let cfg = config(TWO_MEMBERS);
@@ -594,7 +597,7 @@ async fn someone_elses_bridge_and_pool_are_used_as_they_are_and_never_changed() 
     let destroy = testbed_plan::plan(&DesiredState::nothing(), &observed).expect("plans");
     apply_all(&b.machine, &destroy).await;
     let world = b.machine.world();
-    assert!(world.lxd.networks.contains_key("lxdbr0") && world.lxd.storage_pools.contains_key("default"));
+    assert!(world.lxd_daemon.networks.contains_key("lxdbr0") && world.lxd_daemon.storage_pools.contains_key("default"));
 }
 
 #[tokio::test]

@@ -73,6 +73,22 @@ pub async fn apply(m: &SimMachine, config: &Config, parallelism: usize) -> Repor
     run(m, &p, parallelism).await
 }
 
+/// Addresses of everything testbed owns on the machine, as the providers observe it (nothing wanted).
+pub async fn owned(m: &SimMachine) -> Vec<String> {
+    let observed = m.providers().observe(&[]).await;
+    observed
+        .resources
+        .values()
+        .filter(|o| o.owner == testbed_plan::Owner::Testbed)
+        .map(|o| o.address.to_string())
+        .collect()
+}
+
+/// How long each action of a run took, by address.
+pub fn measured(r: &Report) -> std::collections::BTreeMap<String, std::time::Duration> {
+    r.actions.iter().map(|a| (a.address.to_string(), a.duration.unwrap_or_default())).collect()
+}
+
 /// Addresses of a plan's actions.
 pub fn addresses(p: &Plan) -> Vec<String> {
     p.actions().iter().map(|a| a.address.to_string()).collect()

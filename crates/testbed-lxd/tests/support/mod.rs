@@ -62,11 +62,8 @@ impl Stack {
     }
 
     pub fn providers(&self) -> Providers {
-        let mut p = Providers::new().with(self.lxd.clone());
-        for layer in [Layer::Host, Layer::Microk8s, Layer::Registry, Layer::Karmada] {
-            p = p.with(self.sim.provider(layer));
-        }
-        p
+        let above = BTreeSet::from([Layer::Host, Layer::Microk8s, Layer::Registry, Layer::Karmada]);
+        self.sim.clone().with_real_containers(self.lxd.clone()).providers_for(&above).with(self.lxd.clone())
     }
 
     pub async fn observe(&self, c: &Config) -> ObservedState {
