@@ -214,11 +214,12 @@ impl HostProvider {
 
     /// Whether a package's program is on the search path. LXD counts only as a real program: Ubuntu's
     /// `lxd-installer` puts shell-script stand-ins at `/usr/sbin/lxd` and `/usr/sbin/lxc` that install the
-    /// snap on first use (inferred from its packaging, not seen running).
+    /// snap on first use, and they stay there, ahead of `/snap/bin`, once the snap is installed (inferred
+    /// from its packaging, not seen running): any real `lxd` on the path counts.
     fn present(&self, package: &str) -> bool {
         match package {
             "snapd" => self.system.find_program("snap").is_some(),
-            "lxd" => self.system.find_program("lxd").is_some_and(|p| !is_script(&p)),
+            "lxd" => self.system.find_programs("lxd").iter().any(|p| !is_script(p)),
             other => self.system.find_program(other).is_some(),
         }
     }

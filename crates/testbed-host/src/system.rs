@@ -194,13 +194,19 @@ impl HostSystem {
 
     /// Where `program` is on the search path, if it is an executable file there.
     pub fn find_program(&self, program: &str) -> Option<PathBuf> {
+        self.find_programs(program).into_iter().next()
+    }
+
+    /// Every executable file named `program` on the search path, in search order.
+    pub fn find_programs(&self, program: &str) -> Vec<PathBuf> {
         if program.is_empty() || program.contains('/') {
-            return None;
+            return Vec::new();
         }
         self.path_dirs
             .iter()
             .map(|d| self.path(&d.join(program).to_string_lossy()))
-            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+            .collect()
     }
 
     /// The kernel modules this kernel has.

@@ -18,7 +18,7 @@
 //! only into a real container that is running) and keep only what they put inside them.
 
 mod error;
-mod host;
+pub mod host_root;
 mod karmada;
 pub mod latency;
 pub mod lxd_daemon;
@@ -26,6 +26,7 @@ mod machine;
 mod microk8s;
 mod mirror;
 mod options;
+mod programs;
 mod registry;
 mod step;
 mod store;
@@ -34,5 +35,6 @@ pub mod world;
 pub use error::SimError;
 pub use machine::SimMachine;
 pub use options::{SimOptions, FAIL_ENV, SPEED_ENV};
+pub use programs::SimPrograms;
 pub use store::FORMAT;
 pub use world::{Inside, SimWorld};

@@ -17,7 +17,7 @@ use testbed_lxd::LxdProvider;
 use crate::lxd_daemon::{self, Flavor, Sockets};
 use crate::step::Transcript;
 use crate::world::SimWorld;
-use crate::{host, karmada, latency, microk8s, mirror, registry, store, SimError, SimOptions};
+use crate::{karmada, latency, microk8s, mirror, registry, store, SimError, SimOptions};
 
 /// A handle on a simulated machine kept in a state file. Clones share the machine.
 #[derive(Clone)]
@@ -30,9 +30,10 @@ pub struct SimMachine {
     testbed: String,
     /// The real local registry, when the registry layer is real ([`SimMachine::with_real_registry`]).
     real_registry: Option<Arc<dyn RegistryView>>,
-    /// When set, each simulated step logs the command catalogue's steps for its action (what the real step
-    /// runs), so that a simulated run's log matches `--dry-run` ([`SimMachine::with_catalogue`]).
-    catalogue: Option<Arc<testbed_steps::Context>>,
+    /// Whether each step of the layers still simulated on their own logs the catalogue's steps for its
+    /// action (what the real step runs), so that a simulated run's log matches `--dry-run`
+    /// ([`SimMachine::with_catalogue`]), rather than the simulation's own transcript.
+    logs_catalogue: bool,
 }
 
 pub(crate) struct Shared {
@@ -42,6 +43,11 @@ pub(crate) struct Shared {
     /// The simulated LXD daemon's sockets.
     sockets: Sockets,
     flavor: Flavor,
+    /// The simulated host's files ([`crate::host_root`]).
+    host_root: PathBuf,
+    /// The catalogue context of the file the machine is driven with: the real host provider runs its
+    /// steps with it ([`SimMachine::use_file`]).
+    catalogue: Mutex<Option<Arc<testbed_steps::Context>>>,
 }
 
 impl Shared {
@@ -49,6 +55,20 @@ impl Shared {
         // A panic while holding the lock cannot leave the world half-written in a way that matters more
         // than losing it: keep going with what is there.
         self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn host_root(&self) -> &Path {
+        &self.host_root
+    }
+
+    /// Saves the world while its lock is held.
+    pub(crate) fn save_locked(&self, world: &SimWorld) -> Result<(), SimError> {
+        store::save(&self.path, world)
+    }
+
+    /// The simulated LXD daemon's socket follows the host: there once LXD is installed.
+    pub(crate) fn sync_lxd_socket(&self) -> std::io::Result<()> {
+        self.sockets.sync(self)
     }
 
     pub(crate) fn read<R>(&self, f: impl FnOnce(&SimWorld) -> R) -> R {
@@ -88,16 +108,31 @@ impl SimMachine {
     /// installed. Nothing is written until something changes.
     pub fn open(path: impl AsRef<Path>, options: SimOptions) -> Result<SimMachine, SimError> {
         let path = path.as_ref().to_path_buf();
+        let fresh = !path.exists();
         let mut world = store::load(&path)?;
+        // A missing state file is a fresh machine: its files are laid out afresh.
+        let host_root = crate::host_root::root_for(&path);
+        if fresh || !host_root.join(crate::host_root::MARKER).exists() {
+            crate::host_root::lay_out(&host_root)
+                .map_err(|source| SimError::Runtime { what: "the simulated host's files", source })?;
+        }
         world.fail_once = options.fail_once.clone();
         let sockets = Sockets::new()
             .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon's socket directory", source })?;
         Ok(SimMachine {
-            shared: Arc::new(Shared { path, options, world: Mutex::new(world), sockets, flavor: Flavor::Lxd }),
+            shared: Arc::new(Shared {
+                path,
+                options,
+                world: Mutex::new(world),
+                sockets,
+                flavor: Flavor::Lxd,
+                host_root,
+                catalogue: Mutex::new(None),
+            }),
             real_containers: None,
             testbed: "testbed".into(),
+            logs_catalogue: false,
             real_registry: None,
-            catalogue: None,
         })
     }
 
@@ -162,6 +197,23 @@ impl SimMachine {
         let shared = Arc::clone(&self.shared);
         Ok(LxdProvider::new(client, self.testbed.clone())
             .with_kernel_modules(move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))))
+    }
+
+    /// The simulated host's programs, for providers that run commands on the host.
+    pub fn programs(&self) -> crate::SimPrograms {
+        crate::SimPrograms::new(Arc::clone(&self.shared))
+    }
+
+    /// The simulated host's files, as the host layer reads them.
+    pub fn host_system(&self) -> testbed_host::HostSystem {
+        testbed_host::HostSystem::at(self.shared.host_root.clone())
+    }
+
+    /// The real host provider over the simulated host's programs and files; it needs the file's catalogue
+    /// context ([`SimMachine::with_catalogue`]).
+    pub fn host_provider(&self) -> Option<testbed_host::HostProvider> {
+        let cx = self.catalogue()?.as_ref().clone();
+        Some(testbed_host::HostProvider::new(Arc::new(self.programs()), cx, self.host_system()))
     }
 
     /// The socket a client of the simulated LXD daemon connects to (there once LXD is installed).
@@ -254,7 +306,13 @@ impl SimMachine {
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        for layer in layers.iter().filter(|l| **l != Layer::Lxd) {
+        if layers.contains(&Layer::Host) {
+            match self.host_provider() {
+                Some(p) => out = out.with(Arc::new(p)),
+                None => tracing::warn!("the simulated host has no provider: no catalogue context was given"),
+            }
+        }
+        for layer in layers.iter().filter(|l| !matches!(l, Layer::Lxd | Layer::Host)) {
             out = out.with(Arc::new(SimLayer { layer: *layer, machine: machine.clone() }));
         }
         out
@@ -313,8 +371,8 @@ impl SimMachine {
         in_view(&mut scratch, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut transcript))
         })?;
-        match &self.catalogue {
-            Some(cx) => log_catalogue(action, cx, log),
+        match self.catalogue().filter(|_| self.logs_catalogue) {
+            Some(cx) => log_catalogue(action, &cx, log),
             None => transcript.emit(log),
         }
 
@@ -350,10 +408,26 @@ impl SimMachine {
         self.sync_daemon().map_err(save_failed)
     }
 
-    /// Logs the command catalogue's steps for each simulated action instead of the simulation's own notes.
+    /// The file's catalogue context, and each step of the layers still simulated on their own logs the
+    /// catalogue's steps instead of the simulation's own notes (what the CLI shows).
     pub fn with_catalogue(mut self, cx: testbed_steps::Context) -> SimMachine {
-        self.catalogue = Some(Arc::new(cx));
+        self.logs_catalogue = true;
+        self.with_context(cx)
+    }
+
+    /// The file's catalogue context, which the real host provider runs its steps with.
+    pub fn with_context(self, cx: testbed_steps::Context) -> SimMachine {
+        self.use_file(cx);
         self
+    }
+
+    /// Drives the machine with another file from now on (its catalogue context), for every handle.
+    pub fn use_file(&self, cx: testbed_steps::Context) {
+        *self.shared.catalogue.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(cx));
+    }
+
+    fn catalogue(&self) -> Option<Arc<testbed_steps::Context>> {
+        self.shared.catalogue.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, SimWorld> {
@@ -442,7 +516,7 @@ fn save_failed(e: SimError) -> ProviderError {
 
 fn dispatch(world: &mut SimWorld, action: &Action, t: &mut Transcript) -> Result<(), ProviderError> {
     match action.kind.layer() {
-        Layer::Host => host::apply(world, action, t),
+        Layer::Host => refuse_lxd(Layer::Host),
         Layer::Lxd => refuse_lxd(Layer::Lxd),
         Layer::Microk8s => microk8s::apply(world, action, t),
         Layer::Registry => registry::apply(world, action, t),

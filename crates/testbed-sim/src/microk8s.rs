@@ -319,13 +319,10 @@ fn install_member(world: &mut SimWorld, r: &Resource, t: &mut Transcript) -> Res
     if let Some(m) = &i.microk8s {
         return Err(already_exists(&r.address, &m.owner, &format!("MicroK8s in container {member}"), MARKER));
     }
-    let forwarded = match &world.host.firewall {
-        // A real container's bridge is not in the real LXD's view of it (`ContainerFacts`): forwarding rules
-        // for the file's bridge are taken to be for its bridge.
-        Some(_) if world.lxd.mirrored => true,
-        Some(f) => f.bridge == i.network,
-        None => false,
-    };
+    // A real container's bridge is not in the real LXD's view of it (`ContainerFacts`): forwarding rules
+    // for any bridge are taken to be for its bridge.
+    let forwarded =
+        if world.lxd.mirrored || i.network.is_empty() { world.forwards_any() } else { world.forwards(&i.network) };
     if !forwarded {
         let bridge = if world.lxd.mirrored { "its bridge".to_owned() } else { format!("bridge {}", i.network) };
         return Err(precondition(

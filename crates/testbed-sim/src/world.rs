@@ -20,10 +20,6 @@ use crate::lxd_daemon::state::LxdDaemon;
 /// The owner value testbed writes on what it creates.
 pub const TESTBED: &str = "testbed";
 
-/// Linux's own `fs.inotify` defaults, what a bare host has.
-pub const DEFAULT_INOTIFY_MAX_USER_INSTANCES: &str = "128";
-pub const DEFAULT_INOTIFY_MAX_USER_WATCHES: &str = "8192";
-
 /// The host MicroK8s API server's port.
 pub const HOST_MICROK8S_API_PORT: u16 = 16443;
 
@@ -104,17 +100,16 @@ impl Default for SimWorld {
     }
 }
 
-/// The host itself.
+/// The host itself. Its files (programs, `/etc`, `/proc/sys`) are a directory beside the state file
+/// ([`crate::host_root`]); this is what the simulated programs keep besides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimHost {
-    /// Installed packages (apt or snap), by name.
+    /// The package database (dpkg's and snapd's): installed packages, by name.
     pub packages: BTreeMap<String, Package>,
-    /// Kernel settings (the `fs.inotify` limits).
-    pub sysctl: BTreeMap<String, String>,
-    /// Who wrote the settings file; `None` while the kernel's defaults are in force.
-    pub sysctl_owner: Option<String>,
-    pub firewall: Option<Firewall>,
+    /// The iptables rules, as `iptables -S` prints them (`-A FORWARD -i lxdbr0 ... -j ACCEPT`).
+    #[serde(default)]
+    pub iptables: Vec<String>,
     /// Ports held by processes testbed knows nothing about.
     pub foreign_ports: BTreeSet<u16>,
     /// Kernel modules this host's kernel can load (what LXD's `linux.kernel_modules` needs at start):
@@ -128,16 +123,10 @@ pub struct SimHost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
+    /// The version, where it matters (karmadactl).
     pub version: Option<String>,
-    pub owner: Option<String>,
-}
-
-/// Forwarding rules that let the member bridge reach out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Firewall {
-    pub bridge: String,
-    pub owner: Option<String>,
+    /// `apt` or `snap`.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,19 +396,16 @@ impl fmt::Display for PortHolder {
 }
 
 impl SimWorld {
-    /// A bare Debian host: nothing installed, the kernel's default settings.
+    /// A freshly installed Ubuntu 24.04 server: snapd and the usual tools, nothing of testbed's, the
+    /// kernel's default settings (its files: [`crate::host_root::lay_out`]).
     pub fn bare_host() -> SimWorld {
+        let preinstalled = crate::host_root::PREINSTALLED
+            .iter()
+            .map(|p| (p.to_string(), Package { version: None, source: "apt".into() }));
         SimWorld {
             host: SimHost {
-                packages: BTreeMap::new(),
-                sysctl: [
-                    ("fs.inotify.max_user_instances".to_owned(), DEFAULT_INOTIFY_MAX_USER_INSTANCES.to_owned()),
-                    ("fs.inotify.max_user_watches".to_owned(), DEFAULT_INOTIFY_MAX_USER_WATCHES.to_owned()),
-                ]
-                .into_iter()
-                .collect(),
-                sysctl_owner: None,
-                firewall: None,
+                packages: preinstalled.collect(),
+                iptables: Vec::new(),
                 foreign_ports: BTreeSet::new(),
                 kernel_modules: default_kernel_modules(),
                 microk8s: None,
@@ -441,6 +427,17 @@ impl SimWorld {
     /// Whether the LXD (or Incus) daemon is installed.
     pub fn lxd_installed(&self) -> bool {
         self.has_package("lxd") || self.has_package("incus") || !self.lxd_daemon.profiles.is_empty()
+    }
+
+    /// The bridge the host forwards for (the `FORWARD -i BRIDGE` and `-o BRIDGE` rules are both there).
+    pub fn forwards(&self, bridge: &str) -> bool {
+        let has = |dir: &str| self.host.iptables.iter().any(|r| r.starts_with(&format!("-A FORWARD {dir} {bridge} ")));
+        has("-i") && has("-o")
+    }
+
+    /// Whether any bridge is forwarded.
+    pub fn forwards_any(&self) -> bool {
+        self.host.iptables.iter().any(|r| r.starts_with("-A FORWARD -i "))
     }
 
     /// LXD as someone installed it by hand (the daemon with its default profile), if it is not there.
@@ -562,7 +559,8 @@ impl SimWorld {
     /// resources that exist (whoever made them) and everything of the layer testbed owns.
     pub fn observe(&self, layer: Layer, wanted: &[Resource]) -> LayerObservation {
         let all = match layer {
-            Layer::Host => crate::host::observe_all(self, wanted),
+            // The host layer is the real host provider's, over the simulated programs and files.
+            Layer::Host => Vec::new(),
             // The LXD layer is the real LXD provider's, over the simulated daemon.
             Layer::Lxd => Vec::new(),
             Layer::Microk8s => crate::microk8s::observe_all(self, wanted),

@@ -114,8 +114,14 @@ fn bench(containers: Vec<ContainerFacts>) -> Bench {
     let path = dir.path().join("sim.json");
     let lxd = FakeLxd::new(containers);
     let view: Arc<dyn ContainerView> = lxd.clone();
-    let machine = SimMachine::open(&path, SimOptions::instant()).expect("opens").with_real_containers(view);
+    let machine =
+        SimMachine::open(&path, SimOptions::instant()).expect("opens").with_context(cx()).with_real_containers(view);
     Bench { _dir: dir, path, lxd, machine }
+}
+
+/// The catalogue's context the host provider runs its steps with (the same for every file here).
+fn cx() -> testbed_steps::Context {
+    testbed_steps::Context::new(&config(TWO_MEMBERS))
 }
 
 fn wanted(d: &DesiredState) -> Vec<Resource> {
@@ -152,7 +158,7 @@ async fn plan_with(providers: &Providers, config: &Config) -> Plan {
 }
 
 async fn run(machine: &SimMachine, action: &Action) -> Result<(), ProviderError> {
-    machine.apply(action, &ActionLog::discard()).await
+    machine.providers().run(action, &ActionLog::discard()).await
 }
 
 /// Runs every action of the layers above LXD in order, until `stop`.
@@ -239,8 +245,9 @@ async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_
     assert!(!microk8s_observed(&obs, "member1"));
     let message = expect_precondition(run(&b.machine, &find(&actions, "microk8s_addons.member1")).await);
     assert!(message.contains("container member1 does not exist"), "{message}");
-    let firewall = Action { op: Op::Update, ..find(&actions, "host.firewall") };
-    run(&b.machine, &firewall).await.expect("LXD answers");
+    // A step above LXD that succeeds saves what the real LXD now has: nothing inside member1.
+    let repair = Action { op: Op::Update, ..find(&actions, "host.microk8s") };
+    run(&b.machine, &repair).await.expect("LXD answers");
     assert!(b.machine.world().inside.is_empty());
 }
 
@@ -297,9 +304,8 @@ async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
         }
         other => panic!("expected unavailable, got {other:?}"),
     }
-    // The host's forwarding rules need LXD too; its packages and kernel settings do not.
-    let firewall = Action { op: Op::Update, ..find(&actions, "host.firewall") };
-    assert!(matches!(run(&b.machine, &firewall).await, Err(ProviderError::Unavailable { .. })));
+    // The host layer does not need LXD: its forwarding rules name the bridge, and iptables takes them.
+    run(&b.machine, &find(&actions, "host.firewall")).await.expect("no LXD needed");
     run(&b.machine, &find(&actions, "host.packages")).await.expect("no LXD needed");
 
     let cfg = config(ONE_MEMBER);
@@ -310,7 +316,7 @@ async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
         assert!(unobservable.get(&layer).is_some_and(|r| r.contains("LXD is not reachable")), "{unobservable:?}");
     }
     assert!(!unobservable.contains_key(&Layer::Host), "{unobservable:?}");
-    // The simulation's own LXD is not among the providers: the real one goes there.
+    // The LXD provider over the simulated daemon is not among the providers: the real LXD's goes there.
     assert_eq!(unobservable.get(&Layer::Lxd).map(String::as_str), Some("no provider configured"));
 }
 
@@ -370,6 +376,7 @@ fn pair() -> Pair {
     let view: Arc<dyn ContainerView> = Arc::new(lxd.clone());
     let above = SimMachine::open(dir.path().join("above.json"), SimOptions::instant())
         .expect("opens")
+        .with_context(cx())
         .with_real_containers(view);
     let lxd_provider = lxd.providers().get(Layer::Lxd).cloned().expect("the LXD provider over the daemon");
     let providers = above.providers().with(lxd_provider);
@@ -393,7 +400,7 @@ async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re
     let cfg = config(TWO_MEMBERS);
     let bare = creates(TWO_MEMBERS).await;
     // The real LXD is installed before testbed runs (its host layer is the other machine's).
-    p.lxd.apply(&find(&bare, "host.packages"), &ActionLog::discard()).await.expect("LXD installed");
+    p.lxd.edit(|w| w.install_lxd_by_hand()).expect("LXD installed");
     apply_all(&p.providers, &plan_with(&p.providers, &cfg).await).await;
     let again = plan_with(&p.providers, &cfg).await;
     assert!(again.is_empty(), "{:?}", again.actions().iter().map(|a| a.address.to_string()).collect::<Vec<_>>());
@@ -450,7 +457,10 @@ async fn a_container_that_stops_while_the_step_runs_fails_the_step() {
     let lxd = FakeLxd::new(vec![container("member1", true, "uuid-1")]);
     let view: Arc<dyn ContainerView> = lxd.clone();
     let options = SimOptions { speed: 1.0, fail_once: BTreeSet::new() };
-    let machine = SimMachine::open(dir.path().join("sim.json"), options).expect("opens").with_real_containers(view);
+    let machine = SimMachine::open(dir.path().join("sim.json"), options)
+        .expect("opens")
+        .with_context(cx())
+        .with_real_containers(view);
     let actions = creates(ONE_MEMBER).await;
     run_above_lxd_until(&machine, &actions, "microk8s.member1").await;
     let before = lxd.calls();

@@ -40,8 +40,10 @@ pub fn machine(dir: &Path, speed: f64, fail_once: &[&str]) -> SimMachine {
     SimMachine::open(dir.join("sim.json"), options).expect("open simulated machine")
 }
 
-/// Observes the machine for `config` (or for nothing, when destroying).
+/// Observes the machine for `config` (or for nothing, when destroying); the machine is driven with that
+/// file from now on, as the CLI drives it.
 pub async fn observe(m: &SimMachine, config: &Config) -> ObservedState {
+    m.use_file(testbed_steps::Context::new(config));
     let skeleton = desired::build(config, &ObservedState::default());
     let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
     m.providers().observe(&wanted).await

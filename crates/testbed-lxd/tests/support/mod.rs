@@ -67,6 +67,8 @@ impl Stack {
     }
 
     pub async fn observe(&self, c: &Config) -> ObservedState {
+        // The simulated host runs the file's catalogue.
+        self.sim.use_file(testbed_steps::Context::new(c));
         let skeleton = desired::build(c, &ObservedState::default());
         let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
         let o = self.providers().observe(&wanted).await;
@@ -159,6 +161,7 @@ impl Stack {
 
     /// Observes without insisting that every layer could be observed.
     pub async fn observe_any(&self, c: &Config) -> ObservedState {
+        self.sim.use_file(testbed_steps::Context::new(c));
         let skeleton = desired::build(c, &ObservedState::default());
         let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
         self.providers().observe(&wanted).await

@@ -351,10 +351,17 @@ fn list_networks(daemon: &LxdDaemon, recursion: u8) -> Value {
 }
 
 fn get_network(daemon: &LxdDaemon, name: &str) -> Answer {
-    match daemon.networks.get(name) {
-        Some(n) => Ok(network_json(daemon, name, n)),
-        None => Err(err(404, "Network not found")),
-    }
+    one(&daemon.networks, name, "Network not found", |n| network_json(daemon, name, n))
+}
+
+/// One object of a collection, rendered, or LXD's 404 with its message.
+fn one<T>(
+    all: &std::collections::BTreeMap<String, T>,
+    name: &str,
+    missing: &str,
+    render: impl Fn(&T) -> Value,
+) -> Answer {
+    all.get(name).map(render).ok_or_else(|| err(404, missing))
 }
 
 fn check_network_config(name: &str, config: &Map) -> Result<(), ApiError> {
@@ -448,10 +455,7 @@ fn list_pools(daemon: &LxdDaemon, recursion: u8) -> Value {
 }
 
 fn get_pool(daemon: &LxdDaemon, name: &str) -> Answer {
-    match daemon.storage_pools.get(name) {
-        Some(p) => Ok(pool_json(daemon, name, p)),
-        None => Err(err(404, "Storage pool not found")),
-    }
+    one(&daemon.storage_pools, name, "Storage pool not found", |p| pool_json(daemon, name, p))
 }
 
 fn create_pool(w: &mut SimWorld, body: &Value) -> Answer {
@@ -504,10 +508,7 @@ fn list_profiles(daemon: &LxdDaemon, recursion: u8) -> Value {
 }
 
 fn get_profile(daemon: &LxdDaemon, name: &str) -> Answer {
-    match daemon.profiles.get(name) {
-        Some(p) => Ok(profile_json(daemon, name, p)),
-        None => Err(err(404, "Fetch profile: Profile not found")),
-    }
+    one(&daemon.profiles, name, "Fetch profile: Profile not found", |p| profile_json(daemon, name, p))
 }
 
 fn create_profile(w: &mut SimWorld, body: &Value) -> Answer {

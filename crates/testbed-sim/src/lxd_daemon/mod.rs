@@ -114,7 +114,7 @@ impl Sockets {
     pub fn ensure(&self, shared: &Arc<Shared>, flavor: Flavor) -> std::io::Result<()> {
         let up = self.alive.lock().unwrap_or_else(|p| p.into_inner()).load(Ordering::SeqCst);
         if up {
-            return self.sync(shared);
+            return self.sync(shared.as_ref());
         }
         self.start(shared, flavor)
     }
@@ -165,7 +165,7 @@ impl Sockets {
         }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
         *self.alive.lock().unwrap_or_else(|p| p.into_inner()) = alive;
-        self.sync(shared)
+        self.sync(shared.as_ref())
     }
 
     /// Makes the public path match the simulated host: there while LXD is installed, absent otherwise.

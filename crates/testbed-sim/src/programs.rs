@@ -1,0 +1,401 @@
+//! The simulated host's programs: a [`CommandRunner`] the real providers run their argument vectors
+//! through, as they would through the real one. Each program does to the simulated host what the real one
+//! does to a real host, prints what it prints and exits as it exits:
+//!
+//! - a program that is not on the host's search path (in its files) is not found, as `execve` would say;
+//! - `apt-get install -y PKG` and `snap install NAME` put the package's programs on the path and record
+//!   the package (an unknown one: `E: Unable to locate package`, exit 100; `error: snap "X" not found`);
+//! - `curl -fsSL -o FILE URL` writes a karmadactl release archive for a published version (a 404 is
+//!   `curl: (22)`, exit 22), `curl URL.sha256` prints the digest the release publishes beside it, `tar -xzf`
+//!   unpacks it into `/usr/local/bin`, and `karmadactl version` prints karmada's `version.Info` line;
+//! - `sysctl -w KEY=VALUE` changes `/proc/sys`; `iptables -C/-I/-D/-S` keep the rules (a missing rule:
+//!   exit 1, "Bad rule (does a matching rule exist in that chain?)", as iptables 1.8.9 says).
+//!
+//! Each call takes the time the real program takes (scaled by the speed factor). Commands inside
+//! members are not simulated here yet: the layers above LXD are simulated on their own.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use testbed_command::{CommandError, CommandRunner, Output};
+use testbed_steps::Where;
+
+use crate::host_root::{program_bytes, under, write};
+use crate::machine::Shared;
+use crate::world::{Package, SimWorld};
+
+/// Where programs are looked for: the standard directories, as testbed's host layer looks.
+const SEARCH_PATH: [&str; 7] =
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/snap/bin"];
+
+/// The simulated host's programs, for the providers that run commands on the host.
+#[derive(Clone)]
+pub struct SimPrograms {
+    shared: Arc<Shared>,
+}
+
+impl SimPrograms {
+    pub(crate) fn new(shared: Arc<Shared>) -> SimPrograms {
+        SimPrograms { shared }
+    }
+
+    fn root(&self) -> &Path {
+        self.shared.host_root()
+    }
+
+    fn find(&self, program: &str) -> Option<PathBuf> {
+        if program.contains('/') {
+            let p = under(self.root(), program);
+            return p.is_file().then_some(p);
+        }
+        SEARCH_PATH.iter().map(|d| under(self.root(), &format!("{d}/{program}"))).find(|p| p.is_file())
+    }
+}
+
+/// What a program does: its output, and how long it takes on a real host.
+struct Ran {
+    out: Output,
+    took: Duration,
+}
+
+fn ok(stdout: impl Into<String>, secs: u64) -> Ran {
+    Ran { out: Output::ok(stdout), took: Duration::from_secs(secs) }
+}
+
+fn fail(code: i32, stderr: impl Into<String>) -> Ran {
+    Ran { out: Output::failed(code, stderr), took: Duration::from_millis(200) }
+}
+
+#[async_trait]
+impl CommandRunner for SimPrograms {
+    async fn run(&self, at: &Where, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        let member = match at {
+            Where::Host => None,
+            Where::Member(m) => Some(m.clone()),
+        };
+        if let Some(member) = member {
+            return Err(CommandError::Member {
+                program,
+                member,
+                reason: "the simulated machine does not run programs inside containers yet".into(),
+            });
+        }
+        if self.find(&program).is_none() {
+            return Err(CommandError::NotFound { program, where_: String::new() });
+        }
+        let name = program.rsplit('/').next().unwrap_or(&program).to_owned();
+        let ran = {
+            let mut world = self.shared.lock();
+            let before = world.host.clone();
+            let spent = world.consumed_failures.len();
+            let ran = host_program(&mut world, self.root(), &name, &argv[1..]);
+            // Reading (iptables -C, karmadactl version) changes nothing, and saves nothing.
+            if world.host != before || world.consumed_failures.len() != spent {
+                self.shared.save_locked(&world).map_err(|e| CommandError::Spawn {
+                    program: program.clone(),
+                    where_: String::new(),
+                    reason: e.to_string(),
+                })?;
+            }
+            ran
+        };
+        // Installing LXD makes its socket appear.
+        let _ = self.shared.sync_lxd_socket();
+        let took = self.shared.options.scaled(ran.took);
+        if took > timeout {
+            tokio::time::sleep(timeout).await;
+            return Err(CommandError::Timeout { program, where_: String::new(), after: timeout });
+        }
+        if !took.is_zero() {
+            tokio::time::sleep(took).await;
+        }
+        Ok(ran.out)
+    }
+}
+
+/// The host resource a program call changes, as the catalogue uses the program: what
+/// `TESTBED_SIM_FAIL=ADDRESS` fails (its first change, once).
+fn changes(name: &str, a: &[&str]) -> Option<&'static str> {
+    match (name, a) {
+        ("sysctl", ["-w", ..]) => Some("host.sysctl"),
+        ("iptables", ["-I" | "-D", ..]) => Some("host.firewall"),
+        ("apt-get", ["install", ..]) | ("snap", ["install", ..]) => Some("host.packages"),
+        ("curl", _) if a.contains(&"-o") => Some("host.packages"),
+        _ => None,
+    }
+}
+
+fn host_program(world: &mut SimWorld, root: &Path, name: &str, args: &[String]) -> Ran {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(address) = changes(name, &a) {
+        if world.fail_once.contains(address) && world.consumed_failures.insert(address.to_owned()) {
+            return fail(1, format!("{name}: simulated failure injected by TESTBED_SIM_FAIL ({address})\n"));
+        }
+    }
+    match name {
+        "apt-get" => apt_get(world, root, &a),
+        "snap" => snap(world, root, &a),
+        "lxd" | "incus" => match a.as_slice() {
+            ["waitready", ..] | ["admin", "waitready", ..] if world.lxd_installed() => ok("", 1),
+            ["waitready", ..] | ["admin", "waitready", ..] => fail(1, "Error: LXD still not running after 60s timeout"),
+            _ => fail(
+                1,
+                format!(
+                    "Error: unknown command {:?} for {name} (the simulated host runs only waitready)",
+                    a.first().unwrap_or(&"")
+                ),
+            ),
+        },
+        "curl" => curl(root, &a),
+        "tar" => tar(world, root, &a),
+        "karmadactl" => karmadactl(root, &a),
+        "sysctl" => sysctl(root, &a),
+        "iptables" => iptables(world, &a),
+        other => fail(126, format!("{other}: the simulated host has this program but does not model what it does")),
+    }
+}
+
+/// Packages apt can install on the simulated host, with the programs they bring.
+fn apt_package(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "snapd" => &["/usr/bin/snap"],
+        "lxd" => &["/usr/bin/lxd", "/usr/bin/lxc"],
+        "incus" => &["/usr/bin/incus"],
+        "curl" => &["/usr/bin/curl"],
+        "iptables" => &["/usr/sbin/iptables"],
+        "nftables" => &["/usr/sbin/nft"],
+        "procps" => &["/usr/sbin/sysctl"],
+        _ => return None,
+    })
+}
+
+fn apt_get(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
+    match a {
+        ["update"] => ok("Reading package lists... Done\n", 8),
+        ["install", rest @ ..] => {
+            let pkgs: Vec<&str> = rest.iter().copied().filter(|p| !p.starts_with('-')).collect();
+            if let Some(unknown) = pkgs.iter().find(|p| apt_package(p).is_none()) {
+                return fail(100, format!("E: Unable to locate package {unknown}\n"));
+            }
+            for p in &pkgs {
+                install(world, root, p, "apt", apt_package(p).unwrap_or_default());
+            }
+            ok(format!("Setting up {} ...\n", pkgs.join(" ")), 20 * pkgs.len().max(1) as u64)
+        }
+        _ => fail(100, "E: Invalid operation (the simulated apt-get runs update and install)\n"),
+    }
+}
+
+fn install(world: &mut SimWorld, root: &Path, package: &str, source: &str, programs: &[&str]) {
+    for p in programs {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        let _ = write(root, p, &program_bytes(name, &format!("(from the {source} package {package})")), 0o755);
+    }
+    world.host.packages.insert(package.to_owned(), Package { version: None, source: source.into() });
+    if matches!(package, "lxd" | "incus") {
+        // The daemon starts with its default profile.
+        world.install_lxd_by_hand();
+    }
+}
+
+fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
+    match a {
+        ["wait", "system", "seed.loaded"] => ok("", 1),
+        ["install", name, ..] => {
+            let programs: &[&str] = match *name {
+                "kubectl" => &["/snap/bin/kubectl"],
+                "lxd" => &["/snap/bin/lxd", "/snap/bin/lxc"],
+                _ => return fail(1, format!("error: snap \"{name}\" not found\n")),
+            };
+            if world.host.packages.get(*name).is_some_and(|p| p.source == "snap") {
+                return ok(format!("snap \"{name}\" is already installed, see 'snap help refresh'\n"), 1);
+            }
+            install(world, root, name, "snap", programs);
+            ok(format!("{name} installed\n"), 25)
+        }
+        _ => fail(1, "error: unknown command (the simulated snap runs wait and install)\n"),
+    }
+}
+
+/// `https://github.com/karmada-io/karmada/releases/download/VERSION/karmadactl-linux-ARCH.tgz` → (VERSION,
+/// ARCH), for a version as karmada-io tags its releases (`v1.15.9`).
+fn release_asset(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("https://github.com/karmada-io/karmada/releases/download/")?;
+    let (version, asset) = rest.split_once('/')?;
+    let arch = asset.strip_prefix("karmadactl-linux-")?.strip_suffix(".tgz")?;
+    (published(version) && matches!(arch, "amd64" | "arm64")).then(|| (version.to_owned(), arch.to_owned()))
+}
+
+/// Whether karmada-io published a release with this tag, as far as the simulation knows: v1.15.0 to
+/// v1.15.9 (the last 1.15 patch), v1.19.0 (the newest), and for the other minors from v1.11 to v1.18 the
+/// first ten patches (an approximation: their exact last patches are not recorded here).
+fn published(version: &str) -> bool {
+    let Some(rest) = version.strip_prefix("v1.") else { return false };
+    let Some((minor, patch)) = rest.split_once('.') else { return false };
+    let (Ok(minor), Ok(patch)) = (minor.parse::<u32>(), patch.parse::<u32>()) else { return false };
+    match minor {
+        19 => patch == 0,
+        11..=18 => patch <= 9,
+        _ => false,
+    }
+}
+
+/// The simulated release archive of karmadactl `version` for `arch`.
+fn archive_bytes(version: &str, arch: &str) -> Vec<u8> {
+    format!("testbed simulated release archive: karmadactl {version} linux/{arch}\n").into_bytes()
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const NOT_FOUND_22: &str = "curl: (22) The requested URL returned error: 404\n";
+
+fn curl(root: &Path, a: &[&str]) -> Ran {
+    let url = a.last().copied().unwrap_or_default();
+    let output = a.windows(2).find(|w| w[0] == "-o").map(|w| w[1]);
+    if let Some(base) = url.strip_suffix(".sha256") {
+        return match release_asset(base) {
+            Some((v, arch)) => {
+                ok(format!("{}  karmadactl-linux-{arch}.tgz\n", hex_sha256(&archive_bytes(&v, &arch))), 1)
+            }
+            None => fail(22, NOT_FOUND_22),
+        };
+    }
+    let Some((v, arch)) = release_asset(url) else { return fail(22, NOT_FOUND_22) };
+    match output {
+        Some(file) => {
+            let full = under(root, file);
+            if !full.parent().is_some_and(Path::is_dir) {
+                return fail(23, "curl: (23) Failure writing output to destination\n");
+            }
+            match std::fs::write(&full, archive_bytes(&v, &arch)) {
+                Ok(()) => ok("", 5),
+                Err(_) => fail(23, "curl: (23) Failure writing output to destination\n"),
+            }
+        }
+        None => ok(String::from_utf8_lossy(&archive_bytes(&v, &arch)).into_owned(), 5),
+    }
+}
+
+fn tar(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
+    let file = a.windows(2).find(|w| w[0] == "-xzf").map(|w| w[1]);
+    let dir = a.windows(2).find(|w| w[0] == "-C").map(|w| w[1]).unwrap_or("/");
+    let Some(file) = file else { return fail(2, "tar: the simulated tar unpacks with -xzf FILE -C DIR\n") };
+    let Ok(bytes) = std::fs::read(under(root, file)) else {
+        return fail(2, format!("tar: {file}: Cannot open: No such file or directory\n"));
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let Some(rest) = text.strip_prefix("testbed simulated release archive: karmadactl ") else {
+        return fail(2, "gzip: stdin: not in gzip format\ntar: Child returned status 1\n");
+    };
+    let version = rest.split_whitespace().next().unwrap_or_default().to_owned();
+    let platform = rest.split_whitespace().nth(1).unwrap_or_default().trim().to_owned();
+    let detail = format!("{version} {platform}");
+    if write(root, &format!("{dir}/karmadactl"), &program_bytes("karmadactl", &detail), 0o755).is_err() {
+        return fail(2, format!("tar: {dir}: Cannot open: No such file or directory\n"));
+    }
+    world.host.packages.insert("karmadactl".into(), Package { version: Some(version), source: "release".into() });
+    ok("", 1)
+}
+
+/// `karmadactl version`, as karmada prints `version.Info` (`%#v`).
+fn karmadactl(root: &Path, a: &[&str]) -> Ran {
+    let found = SEARCH_PATH.iter().map(|d| under(root, &format!("{d}/karmadactl"))).find(|p| p.is_file());
+    let Some(bytes) = found.and_then(|p| std::fs::read(p).ok()) else {
+        return fail(127, "karmadactl: not found\n");
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let detail = text.split("simulated program karmadactl ").nth(1).unwrap_or_default();
+    let version = detail.split_whitespace().next().unwrap_or_default();
+    let platform = detail.split_whitespace().nth(1).unwrap_or("linux/amd64");
+    match a {
+        ["version"] => ok(
+            format!(
+                "karmadactl version: version.Info{{GitVersion:\"{version}\", GitCommit:\"0000000000000000000000000000000000000000\", GitShortCommit:\"00000000\", GitTreeState:\"clean\", BuildDate:\"2026-01-01T00:00:00Z\", GoVersion:\"go1.24.6\", Compiler:\"gc\", Platform:\"{platform}\"}}\n"
+            ),
+            0,
+        ),
+        _ => fail(1, "Error: the simulated host's karmadactl runs only `version`; the Karmada layer is simulated on its own\n"),
+    }
+}
+
+fn sysctl(root: &Path, a: &[&str]) -> Ran {
+    match a {
+        ["-w", kv] => {
+            let Some((key, value)) = kv.split_once('=') else {
+                return fail(255, format!("sysctl: \"{kv}\" must be of the form name=value\n"));
+            };
+            let path = format!("/proc/sys/{}", key.trim().replace('.', "/"));
+            if !under(root, &path).is_file() {
+                return fail(
+                    255,
+                    format!("sysctl: cannot stat /proc/sys/{}: No such file or directory\n", key.replace('.', "/")),
+                );
+            }
+            match write(root, &path, format!("{}\n", value.trim()).as_bytes(), 0o644) {
+                Ok(()) => ok(format!("{} = {}\n", key.trim(), value.trim()), 0),
+                Err(e) => fail(255, format!("sysctl: permission denied on key \"{key}\": {e}\n")),
+            }
+        }
+        _ => fail(255, "sysctl: the simulated sysctl runs -w KEY=VALUE\n"),
+    }
+}
+
+const BAD_RULE: &str = "iptables: Bad rule (does a matching rule exist in that chain?).\n";
+
+fn iptables(world: &mut SimWorld, a: &[&str]) -> Ran {
+    let rules = &mut world.host.iptables;
+    match a {
+        ["-S"] | ["-S", _] => {
+            let chain = a.get(1).copied();
+            let mut out = String::new();
+            for c in ["INPUT", "FORWARD", "OUTPUT"].into_iter().filter(|c| chain.is_none_or(|x| x == *c)) {
+                out.push_str(&format!("-P {c} ACCEPT\n"));
+                for r in rules.iter().filter(|r| r.starts_with(&format!("-A {c} "))) {
+                    out.push_str(r);
+                    out.push('\n');
+                }
+            }
+            ok(out, 0)
+        }
+        [op @ ("-C" | "-I" | "-D"), chain, rule @ ..] => {
+            let line = format!("-A {chain} {}", rule.join(" "));
+            let at = rules.iter().position(|r| *r == line);
+            match (*op, at) {
+                ("-C", Some(_)) => ok("", 0),
+                ("-C", None) | ("-D", None) => fail(1, BAD_RULE),
+                ("-D", Some(i)) => {
+                    rules.remove(i);
+                    ok("", 0)
+                }
+                _ => {
+                    rules.insert(0, line);
+                    ok("", 0)
+                }
+            }
+        }
+        _ => {
+            fail(2, "iptables v1.8.9 (nf_tables): unknown arguments (the simulated iptables runs -C, -I, -D and -S)\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_assets_are_recognised() {
+        let url = "https://github.com/karmada-io/karmada/releases/download/v1.15.9/karmadactl-linux-amd64.tgz";
+        assert_eq!(release_asset(url), Some(("v1.15.9".into(), "amd64".into())));
+        assert_eq!(release_asset(&url.replace("v1.15.9", "latest")), None);
+        assert_eq!(release_asset(&url.replace("amd64", "s390x")), None);
+        assert_eq!(release_asset(&url.replace("v1.15.9", "v1.15.10")), None);
+        assert!(release_asset(&url.replace("v1.15.9", "v1.19.0")).is_some());
+    }
+}
