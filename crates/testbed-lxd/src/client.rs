@@ -204,11 +204,24 @@ impl Client {
         };
         tracing::debug!(%method, path, "lxd request");
         let (status, raw) = self.send(method.clone(), path, bytes, &headers).await?;
-        let env: Envelope = serde_json::from_slice(&raw).map_err(|e| LxdError::Http {
+        self.answer(method, path, status, &raw, wait).await
+    }
+
+    /// What an answer means: a sync answer's metadata, an operation waited for (up to `wait`), or the
+    /// error.
+    async fn answer(
+        &self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        raw: &[u8],
+        wait: Duration,
+    ) -> Result<Value, LxdError> {
+        let env: Envelope = serde_json::from_slice(raw).map_err(|e| LxdError::Http {
             path: path.into(),
             reason: format!(
                 "{status}: not an LXD response ({e}): {}",
-                String::from_utf8_lossy(&raw).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(raw).chars().take(200).collect::<String>()
             ),
         })?;
         match env.kind.as_str() {
@@ -258,7 +271,22 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LxdError> {
-        let v = self.call(Method::GET, path, None, Duration::from_secs(30)).await?;
+        /// A sync answer, its metadata read straight into `T` (a listing of many instances is not built
+        /// as a JSON tree first).
+        #[derive(Deserialize)]
+        struct Sync<T> {
+            #[serde(rename = "type")]
+            kind: String,
+            metadata: Option<T>,
+        }
+        tracing::debug!(method = "GET", path, "lxd request");
+        let (status, raw) = self.send(Method::GET, path, Bytes::new(), &[]).await?;
+        if let Ok(Sync { kind, metadata: Some(v) }) = serde_json::from_slice::<Sync<T>>(&raw) {
+            if kind == "sync" {
+                return Ok(v);
+            }
+        }
+        let v = self.answer(Method::GET, path, status, &raw, Duration::from_secs(30)).await?;
         serde_json::from_value(v)
             .map_err(|e| LxdError::Http { path: path.into(), reason: format!("unexpected shape: {e}") })
     }

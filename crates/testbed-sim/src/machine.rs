@@ -48,6 +48,11 @@ pub(crate) struct Shared {
     /// The catalogue context of the file the machine is driven with: the real host provider runs its
     /// steps with it ([`SimMachine::use_file`]).
     catalogue: Mutex<Option<Arc<testbed_steps::Context>>>,
+    /// Saves so far ([`Shared::generation`]).
+    saves: std::sync::atomic::AtomicU64,
+    /// The simulated daemon's containers as the LXD provider last reported them, with the generation they
+    /// were read at: the layers still simulated on their own read them for every step.
+    facts: tokio::sync::Mutex<Option<(u64, Vec<ContainerFacts>)>>,
 }
 
 impl Shared {
@@ -63,7 +68,13 @@ impl Shared {
 
     /// Saves the world while its lock is held.
     pub(crate) fn save_locked(&self, world: &SimWorld) -> Result<(), SimError> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         store::save(&self.path, world)
+    }
+
+    /// How many times the world was saved: any change moves it on.
+    fn generation(&self) -> u64 {
+        self.saves.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The simulated LXD daemon's socket follows the host: there once LXD is installed.
@@ -79,7 +90,7 @@ impl Shared {
     pub(crate) fn change(&self, f: impl FnOnce(&mut SimWorld) -> lxd_daemon::api::Answer) -> lxd_daemon::api::Answer {
         let mut world = self.lock();
         let out = f(&mut world);
-        let saved = store::save(&self.path, &world);
+        let saved = self.save_locked(&world);
         drop(world);
         match saved {
             Ok(()) => out,
@@ -128,6 +139,8 @@ impl SimMachine {
                 flavor: Flavor::Lxd,
                 host_root,
                 catalogue: Mutex::new(None),
+                saves: Default::default(),
+                facts: tokio::sync::Mutex::new(None),
             }),
             real_containers: None,
             testbed: "testbed".into(),
@@ -227,10 +240,11 @@ impl SimMachine {
         match &self.real_containers {
             Some(v) => Ok(Arc::clone(v)),
             None => {
-                self.lxd_provider().map(|p| Arc::new(p) as Arc<dyn ContainerView>).map_err(|e| ProviderError::Failed {
+                let provider = self.lxd_provider().map_err(|e| ProviderError::Failed {
                     message: e.to_string(),
                     hint: Some("check that the temporary directory is writable".into()),
-                })
+                })?;
+                Ok(Arc::new(OwnContainers { provider, shared: Arc::clone(&self.shared) }))
             }
         }
     }
@@ -259,7 +273,7 @@ impl SimMachine {
     pub fn edit<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> Result<R, SimError> {
         let mut world = self.lock();
         let out = f(&mut world);
-        store::save(&self.shared.path, &world)?;
+        self.shared.save_locked(&world)?;
         drop(world);
         self.sync_daemon()?;
         Ok(out)
@@ -293,16 +307,10 @@ impl SimMachine {
     /// Providers for `layers` only, to combine with real providers of the others (`Providers::with`).
     pub fn providers_for(&self, layers: &BTreeSet<Layer>) -> Providers {
         let mut out = Providers::new();
-        let mut machine = self.clone();
-        if self.real_containers.is_none() {
+        let machine = self.clone();
+        if self.real_containers.is_none() && layers.contains(&Layer::Lxd) {
             match self.lxd_provider() {
-                Ok(p) => {
-                    let p = Arc::new(p);
-                    machine.real_containers = Some(p.clone());
-                    if layers.contains(&Layer::Lxd) {
-                        out = out.with(p);
-                    }
-                }
+                Ok(p) => out = out.with(Arc::new(p)),
                 Err(e) => tracing::warn!("{e}"),
             }
         }
@@ -327,7 +335,7 @@ impl SimMachine {
         }
         let view = self.container_view()?;
         let facts = mirror::fetch(view.as_ref()).await?;
-        let mut world = self.world();
+        let mut world = self.lock().above_lxd();
         let external = self.real_containers.is_some();
         Ok(mirror::within(&mut world, &facts, external, |w| w.observe(layer, wanted)))
     }
@@ -366,7 +374,7 @@ impl SimMachine {
 
         // What the real step needs is checked first, on a copy, so that a step that cannot start fails at
         // once and the log shows what it would have run.
-        let mut scratch = self.world();
+        let mut scratch = self.lock().above_lxd();
         let mut transcript = Transcript::default();
         in_view(&mut scratch, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut transcript))
@@ -388,7 +396,7 @@ impl SimMachine {
         let address = action.address.as_str();
         let mut world = self.lock();
         if self.shared.options.fail_once.contains(address) && world.consumed_failures.insert(address.to_owned()) {
-            let saved = store::save(&self.shared.path, &world);
+            let saved = self.shared.save_locked(&world);
             drop(world);
             saved.map_err(save_failed)?;
             return Err(ProviderError::Failed {
@@ -400,7 +408,7 @@ impl SimMachine {
         let result = in_view(&mut world, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut Transcript::default()))
         });
-        let saved = store::save(&self.shared.path, &world);
+        let saved = self.shared.save_locked(&world);
         drop(world);
         result?;
         saved.map_err(save_failed)?;
@@ -432,6 +440,29 @@ impl SimMachine {
 
     fn lock(&self) -> MutexGuard<'_, SimWorld> {
         self.shared.lock()
+    }
+}
+
+/// The simulated daemon's containers through the LXD provider, read again only when the world changed.
+struct OwnContainers {
+    provider: LxdProvider,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ContainerView for OwnContainers {
+    async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError> {
+        // One read at a time: the layers observed together wait for the first and share its answer.
+        let mut cached = self.shared.facts.lock().await;
+        let generation = self.shared.generation();
+        if let Some((seen, facts)) = cached.as_ref() {
+            if *seen == generation {
+                return Ok(facts.clone());
+            }
+        }
+        let facts = self.provider.containers().await?;
+        *cached = Some((generation, facts.clone()));
+        Ok(facts)
     }
 }
 

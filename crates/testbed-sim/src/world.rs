@@ -429,6 +429,21 @@ impl SimWorld {
         self.has_package("lxd") || self.has_package("incus") || !self.lxd_daemon.profiles.is_empty()
     }
 
+    /// A copy for the layers above LXD to look at: everything but the LXD daemon's objects, of which only
+    /// the networks are kept (the containers come from the LXD provider).
+    pub(crate) fn above_lxd(&self) -> SimWorld {
+        SimWorld {
+            host: self.host.clone(),
+            lxd_daemon: LxdDaemon { networks: self.lxd_daemon.networks.clone(), ..LxdDaemon::default() },
+            lxd: SimLxd::default(),
+            fail_once: self.fail_once.clone(),
+            kubeconfigs: self.kubeconfigs.clone(),
+            consumed_failures: self.consumed_failures.clone(),
+            next_cluster_id: self.next_cluster_id,
+            inside: self.inside.clone(),
+        }
+    }
+
     /// The bridge the host forwards for (the `FORWARD -i BRIDGE` and `-o BRIDGE` rules are both there).
     pub fn forwards(&self, bridge: &str) -> bool {
         let has = |dir: &str| self.host.iptables.iter().any(|r| r.starts_with(&format!("-A FORWARD {dir} {bridge} ")));

@@ -91,6 +91,10 @@ pub(crate) async fn handle(
             sync_change(d, latency::PROFILE, |w| update_profile(w, name, &body, replace)).await
         }
         (&Method::DELETE, ["1.0", "profiles", name]) => sync_change(d, latency::PROFILE, |w| delete_profile(w, name)).await,
+        // The listing every observation makes: written straight from the daemon's objects.
+        (&Method::GET, ["1.0", "instances"]) if recursion >= 1 => {
+            return (StatusCode::OK, d.shared.read(|w| listing(&w.lxd_daemon)));
+        }
         (&Method::GET, ["1.0", "instances"]) => Ok(d.shared.read(|w| list_instances(&w.lxd_daemon, recursion))),
         (&Method::POST, ["1.0", "instances"]) => {
             // What LXD refuses before it starts the operation.
@@ -586,6 +590,81 @@ fn instance_json(daemon: &LxdDaemon, name: &str, i: &Instance) -> Value {
     })
 }
 
+/// An instance as `GET /1.0/instances?recursion=1` lists it, borrowed from the daemon's objects.
+#[derive(serde::Serialize)]
+struct InstanceOut<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'static str,
+    status_code: u16,
+    description: &'a str,
+    architecture: &'static str,
+    ephemeral: bool,
+    stateful: bool,
+    location: &'static str,
+    project: &'static str,
+    config: &'a Map,
+    devices: &'a Devices,
+    profiles: &'a [String],
+    expanded_config: Map,
+    expanded_devices: std::collections::BTreeMap<&'a str, &'a Map>,
+}
+
+#[derive(serde::Serialize)]
+struct Sync<T> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'static str,
+    status_code: u16,
+    operation: &'static str,
+    error_code: u16,
+    error: &'static str,
+    metadata: T,
+}
+
+/// The sync answer of `GET /1.0/instances?recursion=1`.
+fn listing(daemon: &LxdDaemon) -> Vec<u8> {
+    let all: Vec<InstanceOut> = daemon
+        .instances
+        .iter()
+        .map(|(name, i)| {
+            let mut expanded_config = Map::new();
+            for p in i.profiles.iter().filter_map(|p| daemon.profiles.get(p)) {
+                expanded_config.extend(p.config.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            expanded_config.extend(i.config.iter().map(|(k, v)| (k.clone(), v.clone())));
+            InstanceOut {
+                name,
+                kind: "container",
+                status: i.status.name(),
+                status_code: i.status.code(),
+                description: &i.description,
+                architecture: "x86_64",
+                ephemeral: false,
+                stateful: false,
+                location: "none",
+                project: "default",
+                config: &i.config,
+                devices: &i.devices,
+                profiles: &i.profiles,
+                expanded_config,
+                expanded_devices: daemon.devices_of(i),
+            }
+        })
+        .collect();
+    let answer = Sync {
+        kind: "sync",
+        status: "Success",
+        status_code: 200,
+        operation: "",
+        error_code: 0,
+        error: "",
+        metadata: all,
+    };
+    serde_json::to_vec(&answer).unwrap_or_default()
+}
+
 fn list_instances(daemon: &LxdDaemon, recursion: u8) -> Value {
     let all = daemon.instances.iter().map(|(name, i)| instance_json(daemon, name, i)).collect();
     listed(all, recursion, "instances")
@@ -815,7 +894,7 @@ fn start(w: &mut SimWorld, name: &str) -> Answer {
     for (dev, d) in e.devices.iter().filter(|(_, d)| kind(d) == "nic") {
         let Some(ip) = d.get("ipv4.address") else { continue };
         let clash = w.lxd_daemon.instances.iter().filter(|(n, _)| n.as_str() != name).any(|(_, other)| {
-            w.lxd_daemon.expanded(other).devices.values().any(|od| {
+            w.lxd_daemon.devices_of(other).values().any(|od| {
                 kind(od) == "nic" && od.get("network") == d.get("network") && od.get("ipv4.address") == Some(ip)
             })
         });

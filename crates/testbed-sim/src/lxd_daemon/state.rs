@@ -131,6 +131,16 @@ impl LxdDaemon {
         n
     }
 
+    /// The instance's devices after its profiles', by reference (what [`LxdDaemon::expanded`] copies).
+    pub fn devices_of<'a>(&'a self, i: &'a Instance) -> BTreeMap<&'a str, &'a Map> {
+        let mut out = BTreeMap::new();
+        for p in i.profiles.iter().filter_map(|p| self.profiles.get(p)) {
+            out.extend(p.devices.iter().map(|(n, d)| (n.as_str(), d)));
+        }
+        out.extend(i.devices.iter().map(|(n, d)| (n.as_str(), d)));
+        out
+    }
+
     pub fn expanded(&self, i: &Instance) -> Expanded {
         let mut config = Map::new();
         let mut devices = Devices::new();
@@ -177,8 +187,8 @@ impl LxdDaemon {
 
     /// The addresses an instance holds on its NICs: the static `ipv4.address`, else its DHCP lease.
     pub fn ipv4_of(&self, i: &Instance) -> Option<String> {
-        let e = self.expanded(i);
-        let static_ip = e.devices.values().filter(|d| kind(d) == "nic").find_map(|d| d.get("ipv4.address")).cloned();
+        let static_ip =
+            self.devices_of(i).values().filter(|d| kind(d) == "nic").find_map(|d| d.get("ipv4.address")).cloned();
         static_ip.or_else(|| i.dhcp_ipv4.clone())
     }
 
