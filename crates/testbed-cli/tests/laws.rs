@@ -18,6 +18,11 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
+/// How many cases each property runs: `PROPTEST_CASES`, at least 256.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256).max(1)
+}
+
 /// 1 to 8 members with varied valid names and distinct ports.
 fn members() -> impl Strategy<Value = Vec<(String, u16)>> {
     prop::collection::btree_set("[a-z][a-z0-9]{0,5}(-[a-z0-9]{1,3})?", 1..=8).prop_flat_map(|names| {
@@ -29,7 +34,8 @@ fn members() -> impl Strategy<Value = Vec<(String, u16)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
+    // 256 cases each (issue 10), more with PROPTEST_CASES.
+    #![proptest_config(ProptestConfig { cases: cases(), .. ProptestConfig::default() })]
 
     /// From any half-built machine, apply converges; the next plan is empty; a second apply does nothing.
     #[test]
