@@ -15,6 +15,8 @@ mod runner;
 mod scripted;
 mod values;
 
-pub use runner::{CommandError, CommandRunner, Output, SystemRunner, DEFAULT_TIMEOUT};
+pub use runner::{
+    host_path, CommandError, CommandRunner, Output, SystemRunner, DEFAULT_TIMEOUT, HOST_ENVIRONMENT, STANDARD_PATH_DIRS,
+};
 pub use scripted::{Push, Reply, ScriptedRunner};
 pub use values::{run_step, Values};

@@ -7,6 +7,28 @@ use testbed_lxd::Client;
 use testbed_steps::Where;
 use tokio::io::AsyncReadExt;
 
+/// The directories host commands find their programs in, besides the caller's `PATH`: testbed runs as
+/// root, whose `PATH` has the `sbin` directories, but `sudo` may hand it a shorter one (Debian's
+/// `secure_path` has no `/snap/bin`, where snaps put their programs: real-tools.md, behaviour 11).
+pub const STANDARD_PATH_DIRS: [&str; 7] =
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/snap/bin"];
+
+/// The environment every host command gets, besides the caller's: messages in a language testbed can
+/// match on, whatever the user's locale; apt and debconf never ask (behaviour 14: with no one to answer, a
+/// question would stop the install); `PATH` is [`host_path`].
+pub const HOST_ENVIRONMENT: [(&str, &str); 2] = [("LC_ALL", "C"), ("DEBIAN_FRONTEND", "noninteractive")];
+
+/// The `PATH` host commands run with: the caller's, then every [`STANDARD_PATH_DIRS`] entry it lacks.
+pub fn host_path(caller: Option<&str>) -> String {
+    let mut dirs: Vec<&str> = caller.map(|p| p.split(':').filter(|d| d.starts_with('/')).collect()).unwrap_or_default();
+    for d in STANDARD_PATH_DIRS {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    dirs.join(":")
+}
+
 /// The time limit of a command that does not say otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -117,10 +139,18 @@ impl SystemRunner {
 
     async fn on_host(&self, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
         let program = argv.first().cloned().unwrap_or_default();
-        let mut cmd = tokio::process::Command::new(&program);
+        let path = host_path(std::env::var("PATH").ok().as_deref());
+        // The program is looked up on that PATH too, not only on the caller's.
+        let resolved = path
+            .split(':')
+            .map(|d| std::path::Path::new(d).join(&program))
+            .find(|p| !program.contains('/') && p.is_file())
+            .map(|p| p.into_os_string())
+            .unwrap_or_else(|| program.clone().into());
+        let mut cmd = tokio::process::Command::new(resolved);
         cmd.args(&argv[1..])
-            // Messages in a language testbed can match on, whatever the user's locale.
-            .env("LC_ALL", "C")
+            .envs(HOST_ENVIRONMENT)
+            .env("PATH", &path)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -237,6 +267,24 @@ mod tests {
         let out = r.run(&Where::Host, &argv(&["printf", "%s|", evil, "b c"]), DEFAULT_TIMEOUT).await.unwrap();
         assert!(out.success());
         assert_eq!(out.stdout, format!("{evil}|b c|"));
+    }
+
+    /// real-tools.md behaviours 11 and 14: /snap/bin is on the PATH whatever sudo left, and apt never asks.
+    #[tokio::test]
+    async fn host_commands_get_snap_bin_on_their_path_and_apt_never_asks() {
+        let r = SystemRunner::host_only();
+        let out = r.run(&Where::Host, &argv(&["env"]), DEFAULT_TIMEOUT).await.unwrap();
+        let path = out.stdout.lines().find_map(|l| l.strip_prefix("PATH=")).expect("PATH is set");
+        assert!(path.split(':').any(|d| d == "/snap/bin"), "{path}");
+        assert!(path.split(':').any(|d| d == "/usr/sbin"), "{path}");
+        assert!(out.stdout.lines().any(|l| l == "DEBIAN_FRONTEND=noninteractive"), "{}", out.stdout);
+        assert!(out.stdout.lines().any(|l| l == "LC_ALL=C"), "{}", out.stdout);
+        // sudo's secure_path: no /snap/bin; the standard directories come after the caller's own.
+        assert_eq!(
+            host_path(Some("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"
+        );
+        assert_eq!(host_path(Some("/opt/x/bin:relative")), format!("/opt/x/bin:{}", STANDARD_PATH_DIRS.join(":")));
     }
 
     #[tokio::test]

@@ -6,10 +6,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Directories searched for programs besides `$PATH`: testbed runs as root, whose `PATH` has the `sbin`
-/// directories, but `sudo` may hand it a shorter one, and snaps live in `/snap/bin`.
-const STANDARD_DIRS: [&str; 7] =
-    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/snap/bin"];
+/// Directories searched for programs besides `$PATH`: the ones host commands get on theirs.
+use testbed_command::STANDARD_PATH_DIRS as STANDARD_DIRS;
 
 /// The distribution family, from `ID` (and `ID_LIKE` for derivatives) in os-release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
