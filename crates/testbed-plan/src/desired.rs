@@ -248,7 +248,9 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     }
 
     let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
-    let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone()];
+    // init advertises the host's address on the bridge, which exists once the bridge does (real-tools.md,
+    // issue 10's case 13).
+    let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone(), network.clone()];
     cp_deps.extend(control_plane_images);
     let control_plane = d.add(
         Kind::KarmadaControlPlane,

@@ -287,7 +287,9 @@ impl Kind {
             Kind::Kubeconfig => &[Kind::Microk8s, Kind::Proxy],
             Kind::HostAddons | Kind::Registry => &[Kind::HostMicrok8s],
             Kind::Image => &[Kind::Registry],
-            Kind::KarmadaControlPlane => &[Kind::HostPackages, Kind::HostAddons, Kind::Registry, Kind::Image],
+            Kind::KarmadaControlPlane => {
+                &[Kind::HostPackages, Kind::HostAddons, Kind::Registry, Kind::Image, Kind::LxdNetwork]
+            }
             Kind::KarmadaMember => &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
         }
     }

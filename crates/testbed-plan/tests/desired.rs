@@ -133,6 +133,7 @@ fn an_unknown_version_takes_the_listed_images_as_the_control_planes() {
             "image.karmada-webhook",
             "image.kube-apiserver",
             "image.kube-controller-manager",
+            "lxd_network.lxdbr0",
             "registry.local",
         ]
     );

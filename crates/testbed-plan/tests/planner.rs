@@ -63,6 +63,19 @@ fn an_empty_machine_plans_every_resource_as_a_create_in_dependency_order() {
     assert!(position(&p, "kubeconfig.member1") < position(&p, "karmada_member.member1"));
 }
 
+/// `karmadactl init` advertises the host's address on the bridge: the control plane waits for the bridge,
+/// and is deinitialised before the bridge goes.
+#[test]
+fn the_control_plane_needs_the_bridge_it_advertises() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let cp = d.resources.values().find(|r| r.address.as_str() == "karmada.control_plane").expect("wanted");
+    assert!(cp.depends_on.iter().any(|a| a.as_str() == "lxd_network.lxdbr0"), "{:?}", cp.depends_on);
+    let p = plan(&DesiredState::nothing(), &converged(&d)).unwrap();
+    let (cp, bridge) = (p.find("karmada.control_plane").unwrap(), p.find("lxd_network.lxdbr0").unwrap());
+    assert!(p.graph.contains_edge(cp, bridge), "the bridge's delete waits for deinit");
+}
+
 #[test]
 fn a_stopped_container_is_an_update_that_says_why() {
     let c = three();
