@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Output, Values, DEFAULT_TIMEOUT};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, Provider, ProviderError};
-use testbed_steps::{Arg, Context, Step, Where};
+use testbed_steps::{Arg, Context, Purpose, Step, Where};
 
 use crate::firewall::{self, Check, FirewallTool, COMMENT, NFT_TABLE, RULES};
 use crate::karmadactl;
@@ -536,7 +536,7 @@ impl HostProvider {
                         }
                     }
                 }
-                Step::Call { path, .. } if path.ends_with(".sha256") => {
+                Step::Call { purpose: Purpose::ReleaseChecksum { url: path }, .. } => {
                     if !plan.karmadactl {
                         continue;
                     }

@@ -57,7 +57,7 @@ use testbed_kube::{
 };
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
-use testbed_steps::{Arg, Context, Step};
+use testbed_steps::{Arg, Context, Purpose, Step};
 
 /// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value
 /// is the testbed's name.
@@ -440,9 +440,9 @@ impl KarmadaProvider {
                             .map_err(|e| self.command_failed(action, &verb, e))?;
                     }
                 }
-                Step::Call { api, method, path, note } => {
+                Step::Call { method, path, purpose, .. } => {
                     log.api(method, path);
-                    match self.call(action, api, method, path, note, log).await? {
+                    match self.call(action, purpose, log).await? {
                         Flow::Continue => {}
                         Flow::SkipNext => skip_next = true,
                     }
@@ -556,21 +556,11 @@ impl KarmadaProvider {
         failed(message, hint)
     }
 
-    async fn call(
-        &self,
-        action: &Action,
-        api: &str,
-        method: &str,
-        path: &str,
-        note: &str,
-        log: &ActionLog,
-    ) -> Result<Flow, ProviderError> {
+    /// Carries out one of the catalogue's calls, by what it is for.
+    async fn call(&self, action: &Action, purpose: &Purpose, log: &ActionLog) -> Result<Flow, ProviderError> {
         let a = &action.address;
-        let member = action.member.clone().unwrap_or_default();
-        let namespace_path = format!("/api/v1/namespaces/{KARMADA_NAMESPACE}");
-        let cluster_path = format!("/apis/cluster.karmada.io/v1alpha1/clusters/{member}");
-        match (api, method) {
-            ("kubernetes", "PATCH") if path == namespace_path => {
+        match purpose {
+            Purpose::LabelControlPlane => {
                 let host = self.require_host(a)?;
                 testbed_kube::set_namespace_label(&host, KARMADA_NAMESPACE, OWNER_LABEL, Some(&self.testbed))
                     .await
@@ -583,14 +573,14 @@ impl KarmadaProvider {
                 log.note(format!("labelled namespace karmada-system {OWNER_LABEL}={}", self.testbed));
                 Ok(Flow::Continue)
             }
-            ("kubernetes", "GET") if path.ends_with("/deployments") => {
+            Purpose::ControlPlaneAvailable => {
                 self.wait_control_plane(a, log).await?;
                 Ok(Flow::Continue)
             }
-            ("kubernetes", "GET") if path == namespace_path => self.check_control_plane_owned(a, log).await,
-            ("karmada", "PATCH") if path == cluster_path && note.starts_with("label") => {
+            Purpose::ControlPlaneOwned => self.check_control_plane_owned(a, log).await,
+            Purpose::LabelCluster { cluster: member } => {
                 let karmada = self.karmada_client(a)?;
-                testbed_kube::set_cluster_label(&karmada, &member, OWNER_LABEL, Some(&self.testbed)).await.map_err(
+                testbed_kube::set_cluster_label(&karmada, member, OWNER_LABEL, Some(&self.testbed)).await.map_err(
                     |e| {
                         failed(
                             format!("{a}: {member} is registered, but testbed could not label it: {e}"),
@@ -601,30 +591,30 @@ impl KarmadaProvider {
                 log.note(format!("labelled cluster {member} {OWNER_LABEL}={}", self.testbed));
                 Ok(Flow::Continue)
             }
-            ("karmada", "PATCH") if path == cluster_path && note.starts_with("spec.apiEndpoint") => {
+            Purpose::SetClusterEndpoint { cluster: member } => {
                 let karmada = self.karmada_client(a)?;
                 let endpoint =
                     action.desired.as_ref().and_then(|r| r.spec.get("api_endpoint")).cloned().ok_or_else(|| {
                         ProviderError::failed(format!("{a}: the file gives no api_endpoint for {member}"))
                     })?;
-                self.owned_cluster(a, &karmada, &member, "change").await?;
-                let patched = testbed_kube::set_cluster_api_endpoint(&karmada, &member, &endpoint)
+                self.owned_cluster(a, &karmada, member, "change").await?;
+                let patched = testbed_kube::set_cluster_api_endpoint(&karmada, member, &endpoint)
                     .await
                     .map_err(|e| failed(format!("{a}: {e}"), "apply again"))?;
                 log.note(format!("spec.apiEndpoint of {member} is {}", patched.api_endpoint.unwrap_or_default()));
                 Ok(Flow::Continue)
             }
-            ("karmada", "GET") if path == cluster_path && note.starts_with("until") => {
-                self.wait_cluster_ready(action, &member, log).await?;
+            Purpose::ClusterReady { cluster: member } => {
+                self.wait_cluster_ready(action, member, log).await?;
                 Ok(Flow::Continue)
             }
-            ("karmada", "GET") if path == cluster_path && note.starts_with("owned") => {
+            Purpose::ClusterOwned { cluster: member } => {
                 if !self.karmada_kubeconfig.exists() {
                     log.note(format!("the Karmada control plane is gone, and {member}'s membership with it"));
                     return Ok(Flow::SkipNext);
                 }
                 let karmada = self.karmada_client(a)?;
-                match self.owned_cluster(a, &karmada, &member, "remove").await? {
+                match self.owned_cluster(a, &karmada, member, "remove").await? {
                     Some(_) => Ok(Flow::Continue),
                     None => {
                         log.note(format!("{member} is not registered in Karmada: nothing to remove"));
@@ -632,8 +622,8 @@ impl KarmadaProvider {
                     }
                 }
             }
-            _ => Err(ProviderError::failed(format!(
-                "{a}: the Karmada layer does not know how to make the call `{api}: {method} {path}` ({note})"
+            other => Err(ProviderError::failed(format!(
+                "{a}: the Karmada layer does not make calls for {other:?} (an internal error)"
             ))),
         }
     }

@@ -12,7 +12,7 @@ use testbed_config::Backend;
 use testbed_kube::{nodes_ready, ApiConfig, KubeClient, KubeObserveError, NodesReport};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
-use testbed_steps::{Context, Step, Where};
+use testbed_steps::{Context, Purpose, Step, Where};
 
 use crate::kubeconfig::{self, OnDisk, Use};
 use crate::parse::{self, Status};
@@ -692,7 +692,9 @@ impl Microk8sProvider {
                 Step::Write { at: Where::Host, path, .. } if path == HOST_OWNER_MARKER => {
                     self.write_host_marker(log)?
                 }
-                Step::Call { api: "lxd", method: "POST", path, .. } => self.push_file(action, path, log).await?,
+                Step::Call { purpose: Purpose::PushFile { member, path }, path: call, .. } => {
+                    self.push_file(action, member, path, call, log).await?
+                }
                 Step::Note(n) => log.note(n.clone()),
                 other => {
                     return Err(ProviderError::failed(format!(
@@ -705,20 +707,23 @@ impl Microk8sProvider {
         Ok(())
     }
 
-    /// Carries out a catalogue file push (`/1.0/instances/<member>/files?path=<path>`) through the runner.
-    /// The only file the MicroK8s layer pushes is a member's registry trust; its bytes come from the
-    /// catalogue ([`testbed_steps::registry_hosts_toml`]), so that what is written is what `--dry-run` names.
-    async fn push_file(&self, action: &Action, call: &str, log: &ActionLog) -> Result<(), ProviderError> {
+    /// Carries out a catalogue file push through the runner. The only file the MicroK8s layer pushes is a
+    /// member's registry trust; its bytes come from the catalogue ([`testbed_steps::registry_hosts_toml`]),
+    /// so that what is written is what `--dry-run` names.
+    async fn push_file(
+        &self,
+        action: &Action,
+        member: &str,
+        path: &str,
+        call: &str,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
         let address = &action.address;
-        let target = call
-            .strip_prefix("/1.0/instances/")
-            .and_then(|rest| rest.split_once("/files?path="))
-            .filter(|(_, path)| *path == self.trust_path());
-        let Some((member, path)) = target else {
+        if path != self.trust_path() {
             return Err(ProviderError::failed(format!(
-                "{address}: the MicroK8s layer cannot write the file of `POST {call}` (an internal error)"
+                "{address}: the MicroK8s layer cannot write {path} in {member} (an internal error)"
             )));
-        };
+        }
         let content = testbed_steps::registry_hosts_toml(&testbed_steps::registry_host_port(&self.cx));
         log.api("POST", call);
         self.runner.push_file(member, path, content.into_bytes(), 0o644).await.map_err(|e| ProviderError::Failed {

@@ -10,7 +10,7 @@ use common::*;
 use testbed_command::{Push, Reply, ScriptedRunner};
 use testbed_plan::{Action, Health, Kind, Op};
 use testbed_provider::{ActionLog, Provider};
-use testbed_steps::{Context, Step, Where};
+use testbed_steps::{Context, Purpose, Step, Where};
 
 /// The file, byte for byte: what MicroK8s documents for an HTTP registry (and ships for its own
 /// `localhost:32000`), for the bridge gateway and the registry port.
@@ -31,9 +31,8 @@ fn catalogue_transcript(action: &Action, cx: &Context) -> Vec<String> {
     testbed_steps::steps(action, cx)
         .into_iter()
         .map(|s| match s {
-            Step::Call { api: "lxd", method: "POST", path, .. } => {
-                let (m, file) = path.strip_prefix("/1.0/instances/").unwrap().split_once("/files?path=").unwrap();
-                format!("{m}$ <push {file} ({} bytes)>", HOSTS_TOML.len())
+            Step::Call { purpose: Purpose::PushFile { member, path }, .. } => {
+                format!("{member}$ <push {path} ({} bytes)>", HOSTS_TOML.len())
             }
             other => other.to_string(),
         })

@@ -27,7 +27,7 @@ use testbed_command::{run_step, CommandError, Values};
 use testbed_config::image_ref::ImageRef;
 use testbed_plan::{Action, Address, Kind, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ProviderError};
-use testbed_steps::{Step, Where};
+use testbed_steps::{Purpose, Step, Where};
 
 use crate::provider::RegistryProvider;
 use crate::record::{Contents, SideloadedImage};
@@ -462,13 +462,7 @@ async fn import(
     for step in &steps {
         let done = match step {
             Step::Run { .. } => run(p, action, step, log).await,
-            Step::Call { api: "lxd", method: "POST", path: call, .. } => {
-                let Some((_, file)) = call.split_once("?path=") else {
-                    return Err(ProviderError::failed(format!(
-                        "{}: the push `{step}` names no path (an internal error)",
-                        action.address
-                    )));
-                };
+            Step::Call { purpose: Purpose::PushFile { path: file, .. }, path: call, .. } => {
                 log.api("POST", call);
                 let content = bytes.take().unwrap_or_default();
                 match p.runner.push_file(member, file, content, ARCHIVE_MODE).await {

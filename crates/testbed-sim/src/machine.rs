@@ -604,7 +604,7 @@ fn log_catalogue(action: &Action, cx: &testbed_steps::Context, log: &ActionLog) 
                 }
                 log.command(&step.argv().unwrap_or_default());
             }
-            Step::Call { api, method, path, note } => {
+            Step::Call { api, method, path, note, .. } => {
                 let note = if note.is_empty() { String::new() } else { format!("  ({note})") };
                 log.api(method, &format!("{api} {path}{note}"));
             }

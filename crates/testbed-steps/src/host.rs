@@ -44,6 +44,7 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 method: "GET",
                 path: format!("{url}.sha256"),
                 note: format!("testbed compares the archive's SHA-256 with it before unpacking {tgz}"),
+                purpose: Purpose::ReleaseChecksum { url: format!("{url}.sha256") },
             });
             s.push(host(["tar", "-xzf", &tgz, "-C", "/usr/local/bin", "karmadactl"]));
             s.push(host(["karmadactl", "version"]));

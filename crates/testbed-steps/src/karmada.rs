@@ -20,6 +20,7 @@ fn label_namespace() -> Step {
         method: "PATCH",
         path: "/api/v1/namespaces/karmada-system".into(),
         note: format!("label {OWNER_LABEL}=<testbed name>: testbed made this control plane"),
+        purpose: Purpose::LabelControlPlane,
     }
 }
 
@@ -29,6 +30,7 @@ fn wait_control_plane() -> Step {
         method: "GET",
         path: "/apis/apps/v1/namespaces/karmada-system/deployments".into(),
         note: "on the host cluster: karmada-apiserver, karmada-aggregated-apiserver, karmada-controller-manager, karmada-scheduler, karmada-webhook, kube-controller-manager available".into(),
+        purpose: Purpose::ControlPlaneAvailable,
     }
 }
 
@@ -42,11 +44,18 @@ fn label_cluster(m: &str) -> Step {
         method: "PATCH",
         path: cluster_path(m),
         note: format!("label {OWNER_LABEL}=<testbed name>: testbed registered this cluster"),
+        purpose: Purpose::LabelCluster { cluster: m.to_owned() },
     }
 }
 
 fn wait_cluster_ready(m: &str) -> Step {
-    Step::Call { api: "karmada", method: "GET", path: cluster_path(m), note: "until condition Ready is True".into() }
+    Step::Call {
+        api: "karmada",
+        method: "GET",
+        path: cluster_path(m),
+        note: "until condition Ready is True".into(),
+        purpose: Purpose::ClusterReady { cluster: m.to_owned() },
+    }
 }
 
 /// `karmadactl init`'s flag for each control-plane image, by image name. (kube-apiserver is
@@ -122,6 +131,7 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
                 method: "PATCH",
                 path: cluster_path(&m),
                 note: format!("spec.apiEndpoint = {}", setting(a, "api_endpoint")),
+                purpose: Purpose::SetClusterEndpoint { cluster: m.clone() },
             },
             wait_cluster_ready(&m),
         ],
@@ -145,6 +155,7 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                 method: "GET",
                 path: "/api/v1/namespaces/karmada-system".into(),
                 note: format!("owned: must carry {OWNER_LABEL}=<testbed name>; no control plane: nothing to do"),
+                purpose: Purpose::ControlPlaneOwned,
             },
             host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "-f"]),
         ],
@@ -154,6 +165,7 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                 method: "GET",
                 path: cluster_path(&m),
                 note: format!("owned: must carry {OWNER_LABEL}=<testbed name>; not registered: nothing to do"),
+                purpose: Purpose::ClusterOwned { cluster: m.clone() },
             };
             // What is registered decides how it is removed (a replace from push to pull unjoins first).
             let live_mode = a.observed.as_ref().and_then(|o| o.spec.get("mode")).map(String::as_str);

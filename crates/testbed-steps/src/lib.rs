@@ -73,14 +73,44 @@ pub enum Where {
 pub enum Step {
     /// A command, as an argument vector.
     Run { at: Where, argv: Vec<Arg> },
-    /// An HTTP call to an API (LXD, Kubernetes, Karmada, a registry).
-    Call { api: &'static str, method: &'static str, path: String, note: String },
+    /// An HTTP call to an API (LXD, Kubernetes, Karmada, a registry). `purpose` says what it is for, and
+    /// is what the provider that runs it acts on; `api`, `method`, `path` and `note` are for the reader.
+    Call { api: &'static str, method: &'static str, path: String, note: String, purpose: Purpose },
     /// A file written by testbed itself (not by a command), with its mode.
     Write { at: Where, path: String, mode: u32, content: String },
     /// Waiting for a condition, with its limit.
     Wait { what: String, timeout_secs: u64 },
     /// How the step behaves, for the reader.
     Note(String),
+}
+
+/// What an API call of the catalogue is for, typed: providers act on this, never on a call's path or note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// Part of its layer's own API work, made by that layer's provider without a step of its own (LXD's
+    /// REST calls, a registry copy, delete or readiness poll): shown so the reader knows it happens.
+    Shown,
+    /// Compare the archive just downloaded with the SHA-256 the release publishes at `url`, before anything
+    /// is unpacked.
+    ReleaseChecksum { url: String },
+    /// Write a file into member `member` at `path` over LXD's file API; the step's provider knows its bytes.
+    PushFile { member: String, path: String },
+    /// Wait until every node of the cluster the step's kubeconfig names is Ready.
+    NodesReady,
+    /// Label the `karmada-system` namespace as this testbed's control plane.
+    LabelControlPlane,
+    /// Wait until the control plane's deployments are available.
+    ControlPlaneAvailable,
+    /// Check that the control plane is this testbed's; none at all: skip the next step.
+    ControlPlaneOwned,
+    /// Label the `Cluster` as this testbed's.
+    LabelCluster { cluster: String },
+    /// Set the `Cluster`'s `spec.apiEndpoint` to the file's.
+    SetClusterEndpoint { cluster: String },
+    /// Wait until the `Cluster` is Ready.
+    ClusterReady { cluster: String },
+    /// Check that the `Cluster` is this testbed's; not registered: skip the next step.
+    ClusterOwned { cluster: String },
 }
 
 /// Single-quotes an argument for display when it needs it (only for reading: testbed never hands a string
@@ -105,7 +135,7 @@ impl fmt::Display for Step {
                 let args: Vec<String> = argv.iter().map(Arg::shown).collect();
                 write!(f, "{prompt} {}", args.join(" "))
             }
-            Step::Call { api, method, path, note } => {
+            Step::Call { api, method, path, note, .. } => {
                 write!(f, "{api}: {method} {path}")?;
                 if !note.is_empty() {
                     write!(f, "  ({note})")?;

@@ -8,7 +8,13 @@ use crate::*;
 pub(crate) fn steps(a: &Action, op: Op) -> Vec<Step> {
     let name = a.address.as_str().rsplit('.').next().unwrap_or_default().to_owned();
     let m = member(a);
-    let call = |method: &'static str, path: String, note: String| Step::Call { api: "lxd", method, path, note };
+    let call = |method: &'static str, path: String, note: String| Step::Call {
+        api: "lxd",
+        method,
+        path,
+        note,
+        purpose: Purpose::Shown,
+    };
     match (a.kind, op) {
         (Kind::LxdNetwork, Op::Create) => vec![call(
             "POST",

@@ -80,6 +80,7 @@ fn trust_registry(m: &str, cx: &Context) -> Vec<Step> {
             method: "POST",
             path: format!("/1.0/instances/{m}/files?path={}", registry_trust_path(&host_port)),
             note: format!("write hosts.toml: pull from http://{host_port} over plain HTTP, read at each pull"),
+            purpose: Purpose::PushFile { member: m.to_owned(), path: registry_trust_path(&host_port) },
         },
     ]
 }
@@ -183,6 +184,7 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 method: "GET",
                 path: format!("{}/api/v1/nodes", setting(a, "server")),
                 note: "every node Ready".into(),
+                purpose: Purpose::NodesReady,
             });
             s
         }

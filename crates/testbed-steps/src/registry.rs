@@ -37,6 +37,7 @@ pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
                 method: "GET",
                 path: format!("http://localhost:{}/v2/", setting(a, "port")),
                 note: "until it answers 200".into(),
+                purpose: Purpose::Shown,
             },
         ],
         Kind::Image => vec![Step::Call {
@@ -44,6 +45,7 @@ pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
             method: "COPY",
             path: format!("{} -> {}", setting(a, "source"), setting(a, "target")),
             note: "manifest, config and layers over the distribution API; digests kept".into(),
+            purpose: Purpose::Shown,
         }],
         Kind::Sideload => {
             // LXD's file API does not create parents: the directory first. The tar goes once imported.
@@ -61,6 +63,7 @@ pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
                     method: "POST",
                     path: format!("/1.0/instances/{m}/files?path={tar}"),
                     note: what,
+                    purpose: Purpose::PushFile { member: m.clone(), path: tar.clone() },
                 },
                 run(Where::Member(m.clone()), ["microk8s", "images", "import", &tar]),
                 run(Where::Member(m), ["rm", "-f", &tar]),
@@ -91,6 +94,7 @@ pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
             method: "DELETE",
             path: format!("{} (by digest)", setting(a, "target")),
             note: String::new(),
+            purpose: Purpose::Shown,
         }],
         // The image that is there now: for an update, the observed one, not the one the file wants.
         Kind::Sideload => {
