@@ -104,6 +104,29 @@ enum Flow {
     SkipNext,
 }
 
+/// How long `karmadactl register` may take: longer than its own two waits of 5 minutes each.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(660);
+
+/// `karmadactl register` prints "[preflight] Some fatal errors occurred" and exits 0 when its pre-flight
+/// fails (karmada v1.15.9 pkg/karmadactl/register/register.go returns nil after printing the errors): that
+/// is a failure, quoting the pre-flight's lines.
+fn register_preflight(out: &testbed_command::Output) -> Result<(), ProviderError> {
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    if !text.contains("Some fatal errors occurred") {
+        return Ok(());
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("[preflight]") || l.starts_with("[ERROR") || l.contains("error"))
+        .filter(|l| !l.contains("Running pre-flight checks"))
+        .collect();
+    Err(ProviderError::failed(format!(
+        "`karmadactl register` exited 0 but its pre-flight failed: {}",
+        lines.join("; ")
+    )))
+}
+
 /// A duration as a person reads it.
 fn shown(d: Duration) -> String {
     if d >= Duration::from_secs(1) {
@@ -433,11 +456,18 @@ impl KarmadaProvider {
                         let timeout = match verb.as_str() {
                             "init" => Duration::from_secs(600),
                             "deinit" => Duration::from_secs(300),
+                            // register waits up to 5 minutes for discovery and again for the agent's rollout
+                            // (karmada v1.15.9 pkg/karmadactl/register: DefaultDiscoveryTimeout): cut it
+                            // later than it would give up itself.
+                            "register" => REGISTER_TIMEOUT,
                             _ => Duration::from_secs(180),
                         };
-                        run_step(self.runner.as_ref(), step, &values, log, timeout, true)
+                        let out = run_step(self.runner.as_ref(), step, &values, log, timeout, true)
                             .await
                             .map_err(|e| self.command_failed(action, &verb, e))?;
+                        if verb == "register" {
+                            register_preflight(&out).map_err(|e| self.command_failed(action, &verb, e))?;
+                        }
                     }
                 }
                 Step::Call { method, path, purpose, .. } => {
@@ -580,6 +610,11 @@ impl KarmadaProvider {
             Purpose::ControlPlaneOwned => self.check_control_plane_owned(a, log).await,
             Purpose::LabelCluster { cluster: member } => {
                 let karmada = self.karmada_client(a)?;
+                if action.desired.as_ref().and_then(|r| r.spec.get("mode")).is_some_and(|m| m == "pull") {
+                    // The agent creates its Cluster itself once it runs, after register has returned
+                    // (karmada cmd/agent/app/agent.go): wait for it before labelling it.
+                    self.wait_cluster_exists(a, &karmada, member, log).await?;
+                }
                 testbed_kube::set_cluster_label(&karmada, member, OWNER_LABEL, Some(&self.testbed)).await.map_err(
                     |e| {
                         failed(
@@ -705,6 +740,32 @@ impl KarmadaProvider {
                 "check the pods: `kubectl --kubeconfig {host_path} -n karmada-system get pods`; for one that is not Running, `kubectl --kubeconfig {host_path} -n karmada-system describe pod <pod>` (an image that cannot be pulled from the local registry shows there) and its logs; apply again to keep waiting"
             ),
         ))
+    }
+
+    /// Waits (bounded) until the Cluster `member` exists.
+    async fn wait_cluster_exists(
+        &self,
+        a: &Address,
+        karmada: &KubeClient,
+        member: &str,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        let start = Instant::now();
+        loop {
+            match testbed_kube::cluster(karmada, member).await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) | Err(_) if start.elapsed() < self.wait => {}
+                Ok(None) => {
+                    return Err(failed(
+                        format!("{a}: register finished, but the karmada-agent on {member} did not create its Cluster within {}", shown(self.wait)),
+                        format!("look at the agent: `kubectl --kubeconfig {}/{member}.config -n karmada-system logs deploy/karmada-agent`; it must reach the Karmada API at {}:{}", self.cx.kubeconfig_dir, self.cx.gateway, self.cx.karmada_api_port),
+                    ))
+                }
+                Err(e) => return Err(failed(format!("{a}: {e}"), "apply again once the Karmada API answers")),
+            }
+            log.progress(format!("waiting for the karmada-agent on {member} to create its Cluster"));
+            tokio::time::sleep(self.poll).await;
+        }
     }
 
     async fn wait_cluster_ready(&self, action: &Action, member: &str, log: &ActionLog) -> Result<(), ProviderError> {

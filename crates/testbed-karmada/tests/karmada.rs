@@ -306,7 +306,7 @@ async fn pull_register_end_to_end_keeps_the_token_secret() {
     assert_eq!(
         t[1],
         format!(
-            "host$ karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} --kubeconfig {dir}/kubeconfigs/member2.config --cluster-name member2 --karmada-agent-image 127.0.0.1:32000/karmada-agent:v1.15.9"
+            "host$ karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} --kubeconfig {dir}/kubeconfigs/member2-karmada.config --cluster-name member2 --karmada-agent-image 127.0.0.1:32000/karmada-agent:v1.15.9"
         ),
         "the runner's record is what the program received"
     );
@@ -336,6 +336,64 @@ async fn pull_register_end_to_end_keeps_the_token_secret() {
     assert!(err.to_string().starts_with("karmada_member.member2: `karmadactl register"), "{err}");
     assert!(err.hint().unwrap().contains("the next apply creates a new one"), "{:?}", err.hint());
     assert!(!lab.logged().contains("0a1b2c3d4e5f6g7h"));
+}
+
+/// real-tools.md behaviour 4: register's failed pre-flight prints "Some fatal errors occurred" and exits 0.
+#[tokio::test]
+async fn a_register_whose_preflight_failed_is_a_failure_although_it_exited_0() {
+    let lab = Lab::start(host_with_testbed_karmada(), karmada_with(vec![])).await;
+    let pull1 = Member("member1", "127.0.0.11", "pull");
+    let config = lab.config(&[pull1]);
+    let provider = lab.provider(&config).with_wait(Duration::from_millis(300), Duration::from_millis(20));
+    lab.runner.on(
+        &["karmadactl", "token", "create"],
+        Reply::ok(&format!(
+            "karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH}\n"
+        )),
+    );
+    // karmada v1.15.9 register.go: the pre-flight's errors are printed, then the command returns nil.
+    lab.runner.on(
+        &["karmadactl", "register"],
+        Reply::ok("[preflight] Running pre-flight checks\nerror execution phase preflight: [preflight] Some fatal errors occurred:\n\t[ERROR]: karmada-system/karmada-kubeconfig already exists\n"),
+    );
+    let plan = lab.plan(&provider, &config).await.unwrap();
+    let err = lab.apply(&provider, &plan).await.unwrap_err();
+    assert!(err.to_string().contains("exited 0 but its pre-flight failed"), "{err}");
+    assert!(err.to_string().contains("karmada-kubeconfig already exists"), "{err}");
+    assert!(lab.karmada.state().cluster_mut("member1").is_none());
+}
+
+/// real-tools.md behaviour 3: the agent creates its Cluster some time after register returned; testbed
+/// waits for it (bounded) before labelling it.
+#[tokio::test]
+async fn a_pull_member_is_labelled_once_its_agent_has_created_the_cluster() {
+    let lab = Lab::start(host_with_testbed_karmada(), karmada_with(vec![])).await;
+    let pull1 = Member("member1", "127.0.0.11", "pull");
+    let config = lab.config(&[pull1]);
+    let provider = lab.provider(&config).with_wait(Duration::from_secs(5), Duration::from_millis(20));
+    lab.runner.on(
+        &["karmadactl", "token", "create"],
+        Reply::ok(&format!(
+            "karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH}\n"
+        )),
+    );
+    let karmada = lab.karmada.clone();
+    lab.runner.on(
+        &["karmadactl", "register"],
+        Reply::effect(move |_, _| {
+            let karmada = karmada.clone();
+            // The agent starts, then registers its cluster.
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                karmada.update(|s| s.put_cluster(FakeCluster::ready("member1").pull()));
+            });
+            Ok(Output::ok("cluster(member1) is joined successfully\n"))
+        }),
+    );
+    let plan = lab.plan(&provider, &config).await.unwrap();
+    lab.apply(&provider, &plan).await.unwrap();
+    let labels = lab.karmada.state().cluster_mut("member1").map(|c| c.labels.clone()).unwrap_or_default();
+    assert_eq!(labels.get(OWNER_LABEL).map(String::as_str), Some(TESTBED));
 }
 
 #[tokio::test]

@@ -206,7 +206,6 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
 fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
     let m = member(a);
     let wait = wait_cluster_ready(&m);
-    let member_config = format!("{}/{m}.config", cx.kubeconfig_dir);
     let member_karmada_config = format!("{}/{m}-karmada.config", cx.kubeconfig_dir);
     if setting(a, "mode") == "pull" {
         let agent = cx.agent_image.clone();
@@ -220,8 +219,11 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
                 Arg::Secret("join-token"),
                 "--discovery-token-ca-cert-hash".into(),
                 Arg::Runtime("ca-cert-hash"),
+                // The agent's --cluster-api-endpoint, and so the Cluster's spec.apiEndpoint, is this
+                // kubeconfig's server (karmada v1.15.9 register.go): the member's bridge address, which the
+                // host cluster's pods reach, not the 127.0.0.1 one for people.
                 "--kubeconfig".into(),
-                member_config.into(),
+                member_karmada_config.clone().into(),
                 "--cluster-name".into(),
                 m.clone().into(),
                 "--karmada-agent-image".into(),
