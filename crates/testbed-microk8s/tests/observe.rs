@@ -142,6 +142,44 @@ async fn an_addon_the_file_dropped_is_disabled_but_not_one_testbed_never_enabled
     );
 }
 
+/// real-tools.md behaviour 1: `microk8s disable hostpath-storage` asks on stdin and exits 1 without an
+/// answer; testbed names it `hostpath-storage:destroy-storage`, which does not ask.
+#[tokio::test]
+async fn hostpath_storage_is_disabled_without_a_question_on_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &[("member1", 16441)], "\"dns\"");
+    let desired = testbed_plan::desired::build(&config, &Default::default());
+    let runner = ScriptedRunner::new();
+    host_ok(&runner);
+    inside(
+        &runner,
+        m1(),
+        Some("1.32/stable"),
+        status_running(&["dns", "hostpath-storage"]),
+        &["dns", "hostpath-storage"],
+    );
+    let containers = Arc::new(Containers::default());
+    containers.0.lock().unwrap().push(container("member1", true, true));
+    mark_host(dir.path(), "lab");
+    let p = provider(&runner, &containers, &config, dir.path());
+    let state = observed_with_the_rest(&p, &desired).await;
+    let plan = testbed_plan::plan(&desired, &state).unwrap();
+    let update = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8sAddons).unwrap().clone();
+    // microk8s-core-addons addons/hostpath-storage/disable: `read -p "Remove PVC storage ... (Y/N): "`, and
+    // with nothing on stdin the answer is not Y.
+    runner.on(
+        &["microk8s", "disable", "hostpath-storage"],
+        Reply::exit(1, "Remove PVC storage at /var/snap/microk8s/common/default-storage ? (Y/N): "),
+    );
+    runner.on(
+        &["microk8s", "disable", "hostpath-storage:destroy-storage"],
+        Reply::ok("Addon hostpath-storage is disabled\n"),
+    );
+    runner.on(&["rm"], Reply::ok(""));
+    p.apply(&update, &ActionLog::discard()).await.unwrap();
+    assert!(runner.transcript().contains(&"member1$ microk8s disable hostpath-storage:destroy-storage".to_owned()));
+}
+
 #[tokio::test]
 async fn a_stopped_microk8s_needs_repair_and_is_started() {
     let dir = tempfile::tempdir().unwrap();

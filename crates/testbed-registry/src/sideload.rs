@@ -356,14 +356,28 @@ async fn run(p: &RegistryProvider, action: &Action, step: &Step, log: &ActionLog
             action.address
         )));
     };
-    let timeout = match argv.get(1) {
-        Some(testbed_steps::Arg::Lit(s)) if s == "images" => IMPORT_TIMEOUT,
-        _ => STEP_TIMEOUT,
-    };
-    run_step(p.runner.as_ref(), step, &Values::new(), log, timeout, true)
+    let import = matches!(argv.get(1), Some(testbed_steps::Arg::Lit(s)) if s == "images");
+    let timeout = if import { IMPORT_TIMEOUT } else { STEP_TIMEOUT };
+    let out = run_step(p.runner.as_ref(), step, &Values::new(), log, timeout, true)
         .await
-        .map(|_| ())
-        .map_err(|e| prefixed(e, &action.address))
+        .map_err(|e| prefixed(e, &action.address))?;
+    if import {
+        import_failed(&out).map_err(|e| prefixed(e, &action.address))?;
+    }
+    Ok(())
+}
+
+/// `microk8s images import` prints "Failed to import images on ..." or "Failed to reach ..." and still exits
+/// 0 (canonical/microk8s scripts/wrappers/distributed_op.py): that is a failure, quoting the line.
+fn import_failed(out: &testbed_command::Output) -> Result<(), ProviderError> {
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    match text.lines().map(str::trim).find(|l| l.starts_with("Failed to import") || l.starts_with("Failed to reach")) {
+        Some(line) => Err(ProviderError::Failed {
+            message: format!("`microk8s images import` exited 0 but failed: {line}"),
+            hint: Some("archives made by skopeo can fail to import; one made with `docker save` works (microk8s #4460); see the run log for its output, then apply again".into()),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Removes the image testbed imported (the catalogue's delete): `strict` for a delete of its own (refused

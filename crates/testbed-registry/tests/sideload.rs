@@ -183,6 +183,27 @@ fn an_archive_without_the_source_fails_naming_what_it_holds() {
     });
 }
 
+/// real-tools.md behaviour 10: `microk8s images import` says "Failed to import" and still exits 0.
+#[test]
+fn an_import_that_failed_with_exit_code_0_is_a_failure() {
+    rt().block_on(async {
+        let w = world(&["m1"]);
+        w.write_archive(&[IMAGE]);
+        // canonical/microk8s scripts/wrappers/distributed_op.py prints the failure and returns normally.
+        w.runner.on(
+            &["microk8s", "images", "import"],
+            testbed_command::Reply::ok(
+                "Failed to import images on member m1: ctr: content digest sha256:0: not found\n",
+            ),
+        );
+        let actions = w.plan().await.unwrap();
+        let e = apply(&w.provider, &actions[0]).await.unwrap_err();
+        assert!(e.to_string().contains("exited 0 but failed: Failed to import images on member m1"), "{e}");
+        assert!(w.record().sideloads.is_empty(), "nothing recorded");
+        assert_eq!(w.plan().await.unwrap()[0].op, Op::Create);
+    });
+}
+
 #[test]
 fn delete_removes_only_what_testbed_imported() {
     rt().block_on(async {

@@ -244,13 +244,24 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
             }
             if !remove.is_empty() {
                 let mut argv = vec!["microk8s".to_owned(), "disable".into()];
-                argv.extend(remove.iter().cloned());
+                argv.extend(remove.iter().map(|a| disable_arg(a)));
                 s.push(run(at.clone(), argv));
                 forget_addons(&at, &remove, &mut s);
             }
             s
         }
         _ => vec![],
+    }
+}
+
+/// How an addon is named to `microk8s disable`. hostpath-storage's disable asks "Remove PVC storage ...
+/// (Y/N)" on stdin and exits 1 without an answer (microk8s-core-addons addons/hostpath-storage/disable);
+/// testbed's commands have no stdin, so it passes the addon's argument that answers yes: the storage of the
+/// addon testbed enabled goes with it.
+fn disable_arg(addon: &str) -> String {
+    match addon {
+        "hostpath-storage" => "hostpath-storage:destroy-storage".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -265,7 +276,7 @@ pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
                 return vec![];
             }
             let mut argv = vec!["microk8s".to_owned(), "disable".into()];
-            argv.extend(addons.iter().cloned());
+            argv.extend(addons.iter().map(|a| disable_arg(a)));
             let mut s = vec![run(at.clone(), argv)];
             forget_addons(&at, &addons, &mut s);
             s
