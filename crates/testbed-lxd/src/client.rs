@@ -350,6 +350,15 @@ impl Client {
         };
         let stdout = fetch("1").await?;
         let stderr = fetch("2").await?;
+        // LXD keeps a recorded exec's output in the instance's logs until deleted (real-tools.md,
+        // behaviour 12): what a command printed (`microk8s config`: an admin credential) must not stay there.
+        for key in ["1", "2"] {
+            if let Some(url) = output.get(key).and_then(Value::as_str) {
+                if let Err(e) = self.send(Method::DELETE, url, Bytes::new(), &[]).await {
+                    tracing::warn!(url, "could not delete a recorded exec output: {e}");
+                }
+            }
+        }
         Ok(ExecResult { code, stdout, stderr })
     }
 

@@ -57,6 +57,10 @@ fn members_profile_addresses_and_proxies_converge_and_drift_is_repaired() {
         assert_eq!(mode.stdout.trim(), "600");
         let failing = cl.exec("ra2", &["sh", "-c", "echo oops >&2; exit 3"], Duration::from_secs(30)).await.unwrap();
         assert_eq!((failing.code, failing.stderr.as_str()), (3, "oops\n"));
+        // What exec printed is not kept in the instance's logs (LXD records it there until deleted).
+        let logs: Vec<String> = cl.get("/1.0/instances/ra2/logs").await.unwrap();
+        let kept: Vec<&String> = logs.iter().filter(|l| l.contains("exec")).collect();
+        assert!(kept.is_empty(), "recorded exec output left behind: {kept:?}");
         let info = cl.server_info().await.unwrap();
         assert_eq!(info.server, "lxd");
 
