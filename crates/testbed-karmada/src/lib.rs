@@ -440,6 +440,7 @@ impl KarmadaProvider {
         let steps = testbed_steps::steps(action, &self.cx);
         let mut values = Values::new();
         let mut skip_next = false;
+        let mut deinit_ran = false;
         for step in &steps {
             if std::mem::take(&mut skip_next) {
                 continue;
@@ -468,6 +469,20 @@ impl KarmadaProvider {
                         if verb == "register" {
                             register_preflight(&out).map_err(|e| self.command_failed(action, &verb, e))?;
                         }
+                        deinit_ran |= verb == "deinit";
+                    }
+                }
+                Step::Call { purpose: Purpose::RemoveEtcdData { path }, .. } => {
+                    if deinit_ran {
+                        let rm = Step::Run {
+                            at: testbed_steps::Where::Host,
+                            argv: ["rm", "-rf", "--", path.as_str()].into_iter().map(Arg::from).collect(),
+                        };
+                        run_step(self.runner.as_ref(), &rm, &values, log, Duration::from_secs(120), true)
+                            .await
+                            .map_err(|e| self.command_failed(action, "deinit", e))?;
+                    } else {
+                        log.note(format!("no deinit ran: {path} is left as it is"));
                     }
                 }
                 Step::Call { method, path, purpose, .. } => {

@@ -513,13 +513,19 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
             Ok(Output::ok(""))
         }),
     );
+    lab.runner.on(&["rm", "-rf"], Reply::ok(""));
     let observed = lab.observe(&provider, &config).await.unwrap();
     let destroy = testbed_plan::plan(&testbed_plan::DesiredState::nothing(), &observed).unwrap();
     assert_eq!(lines(&destroy), ["delete karmada.control_plane"]);
     lab.apply(&provider, &destroy).await.unwrap();
+    // deinit keeps etcd's data (real-tools.md behaviour 7): testbed removes it after its own deinit.
+    let t = lab.runner.transcript();
     assert_eq!(
-        lab.runner.transcript().last().unwrap(),
-        "host$ karmadactl deinit --kubeconfig /var/snap/microk8s/current/credentials/client.config -f"
+        t[t.len() - 2..],
+        [
+            "host$ karmadactl deinit --kubeconfig /var/snap/microk8s/current/credentials/client.config -f",
+            "host$ rm -rf -- /var/lib/karmada-etcd"
+        ]
     );
     // The kubeconfig deinit leaves behind does not make a control plane appear.
     assert!(lab.karmada_kubeconfig().exists());
@@ -537,7 +543,7 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
     );
     let refused = lab.apply(&provider, &destroy).await.unwrap_err();
     assert!(refused.to_string().contains("testbed will not deinit"), "{refused}");
-    assert_eq!(lab.runner.transcript().len(), 2, "no second deinit");
+    assert_eq!(lab.runner.transcript().len(), 3, "no second deinit, and the etcd data left alone");
 }
 
 #[tokio::test]

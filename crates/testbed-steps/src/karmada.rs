@@ -14,6 +14,9 @@ use crate::*;
 /// the testbed's name (the file's `name`).
 pub(crate) const OWNER_LABEL: &str = "testbed/owner";
 
+/// Where `karmadactl init` keeps etcd's data on the host (its `--etcd-data` default, hostPath storage).
+pub const ETCD_DATA: &str = "/var/lib/karmada-etcd";
+
 fn label_namespace() -> Step {
     Step::Call {
         api: "kubernetes",
@@ -158,6 +161,14 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                 purpose: Purpose::ControlPlaneOwned,
             },
             host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "-f"]),
+            // karmada v1.15.9 cmdinit: "deinit will not delete etcd data"; init's --etcd-data default.
+            Step::Call {
+                api: "host",
+                method: "DELETE",
+                path: ETCD_DATA.into(),
+                note: "the etcd data deinit keeps, removed only after a deinit testbed ran".into(),
+                purpose: Purpose::RemoveEtcdData { path: ETCD_DATA.into() },
+            },
         ],
         Kind::KarmadaMember => {
             let check = Step::Call {

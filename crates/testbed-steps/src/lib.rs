@@ -19,6 +19,7 @@ mod lxd;
 mod microk8s;
 mod registry;
 
+pub use karmada::ETCD_DATA;
 pub use microk8s::{registry_host_port, registry_hosts_toml, registry_trust_path, REGISTRY_CERTS_DIR};
 
 /// One argument of a command.
@@ -111,6 +112,9 @@ pub enum Purpose {
     ClusterReady { cluster: String },
     /// Check that the `Cluster` is this testbed's; not registered: skip the next step.
     ClusterOwned { cluster: String },
+    /// Remove the etcd data `karmadactl deinit` leaves at `path` on the host, only after a deinit this
+    /// action ran (a later init would start on the old data: old Clusters, an old CA).
+    RemoveEtcdData { path: String },
 }
 
 /// Single-quotes an argument for display when it needs it (only for reading: testbed never hands a string
