@@ -463,9 +463,14 @@ impl KarmadaProvider {
                             "register" => REGISTER_TIMEOUT,
                             _ => Duration::from_secs(180),
                         };
-                        let out = run_step(self.runner.as_ref(), step, &values, log, timeout, true)
-                            .await
-                            .map_err(|e| self.command_failed(action, &verb, e))?;
+                        // unregister deletes /etc/karmada/pki/ca.crt on the machine it runs on (a hard-coded path,
+                        // karmada v1.15.9 pkg/karmadactl/unregister): on the host that is the CA init wrote.
+                        let kept_ca = if verb == "unregister" { self.keep_init_ca() } else { None };
+                        let ran = run_step(self.runner.as_ref(), step, &values, log, timeout, true).await;
+                        if let Some(kept) = kept_ca {
+                            self.restore_init_ca(kept, log)?;
+                        }
+                        let out = ran.map_err(|e| self.command_failed(action, &verb, e))?;
                         if verb == "register" {
                             register_preflight(&out).map_err(|e| self.command_failed(action, &verb, e))?;
                         }
@@ -755,6 +760,36 @@ impl KarmadaProvider {
                 "check the pods: `kubectl --kubeconfig {host_path} -n karmada-system get pods`; for one that is not Running, `kubectl --kubeconfig {host_path} -n karmada-system describe pod <pod>` (an image that cannot be pulled from the local registry shows there) and its logs; apply again to keep waiting"
             ),
         ))
+    }
+
+    /// The CA `karmadactl init` wrote (`<karmada data>/pki/ca.crt`), its bytes and mode, if it is there.
+    fn keep_init_ca(&self) -> Option<(std::path::PathBuf, Vec<u8>, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.karmada_kubeconfig.parent()?.join("pki").join("ca.crt");
+        let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
+        let bytes = std::fs::read(&path).ok()?;
+        Some((path, bytes, mode))
+    }
+
+    /// Puts the init CA back if the command just run removed it.
+    fn restore_init_ca(&self, kept: (std::path::PathBuf, Vec<u8>, u32), log: &ActionLog) -> Result<(), ProviderError> {
+        use std::os::unix::fs::PermissionsExt;
+        let (path, bytes, mode) = kept;
+        if path.exists() {
+            return Ok(());
+        }
+        let restored = std::fs::write(&path, &bytes)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)));
+        match restored {
+            Ok(()) => {
+                log.note(format!("restored {} (karmadactl unregister deletes it; it is the control plane's CA)", path.display()));
+                Ok(())
+            }
+            Err(e) => Err(failed(
+                format!("karmadactl unregister deleted {}, the control plane's CA, and testbed could not put it back: {e}", path.display()),
+                "restore it from a backup of the Karmada data directory; without it, karmadactl cannot reach the Karmada API",
+            )),
+        }
     }
 
     /// Waits (bounded) until the Cluster `member` exists.

@@ -363,6 +363,43 @@ async fn a_register_whose_preflight_failed_is_a_failure_although_it_exited_0() {
     assert!(lab.karmada.state().cluster_mut("member1").is_none());
 }
 
+/// real-tools.md behaviour 6: `karmadactl unregister` deletes /etc/karmada/pki/ca.crt where it runs: on the
+/// host that is the control plane's CA (here the lab's data directory stands for /etc/karmada).
+#[tokio::test]
+async fn unregister_leaves_the_control_planes_ca_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::start(
+        host_with_testbed_karmada(),
+        karmada_with(vec![FakeCluster::ready("member1").pull().label(OWNER_LABEL, TESTBED)]),
+    )
+    .await;
+    let config = lab.config(&[]);
+    let provider = lab.provider(&config);
+    let ca = lab.karmada_kubeconfig().parent().unwrap().join("pki").join("ca.crt");
+    std::fs::create_dir_all(ca.parent().unwrap()).unwrap();
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\ninit's CA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let karmada = lab.karmada.clone();
+    let deleted = ca.clone();
+    lab.runner.on(
+        &["karmadactl", "unregister"],
+        Reply::effect(move |_, _| {
+            let _ = std::fs::remove_file(&deleted);
+            karmada.update(|s| s.remove_cluster("member1"));
+            Ok(Output::ok("cluster \"member1\" is unregistered\n"))
+        }),
+    );
+    let plan = lab.plan(&provider, &config).await.unwrap();
+    assert_eq!(lines(&plan), ["delete karmada_member.member1"]);
+    lab.apply(&provider, &plan).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&ca).unwrap(),
+        "-----BEGIN CERTIFICATE-----\ninit's CA\n-----END CERTIFICATE-----\n"
+    );
+    assert_eq!(std::fs::metadata(&ca).unwrap().permissions().mode() & 0o777, 0o644);
+    assert!(lab.logged().contains("restored"), "{}", lab.logged());
+}
+
 /// real-tools.md behaviour 3: the agent creates its Cluster some time after register returned; testbed
 /// waits for it (bounded) before labelling it.
 #[tokio::test]
