@@ -498,7 +498,7 @@ impl KarmadaProvider {
                     }
                 }
                 Step::Note(n) => log.note(n.clone()),
-                Step::Wait { .. } | Step::Write { .. } => {
+                Step::Wait { .. } | Step::Write { .. } | Step::Until { .. } => {
                     return Err(ProviderError::failed(format!(
                         "{}: the Karmada layer does not know how to run the step `{step}`",
                         action.address

@@ -692,6 +692,9 @@ impl Microk8sProvider {
                 Step::Write { at: Where::Host, path, .. } if path == HOST_OWNER_MARKER => {
                     self.write_host_marker(log)?
                 }
+                Step::Until { step: inner, timeout_secs, every_secs } => {
+                    self.until(action, inner, *timeout_secs, *every_secs, &values, log).await?
+                }
                 Step::Call { purpose: Purpose::PushFile { member, path }, path: call, .. } => {
                     self.push_file(action, member, path, call, log).await?
                 }
@@ -705,6 +708,48 @@ impl Microk8sProvider {
             }
         }
         Ok(())
+    }
+
+    /// Runs `step` until it succeeds, every `every_secs` (or the provider's poll interval, when shorter),
+    /// for at most `timeout_secs`.
+    async fn until(
+        &self,
+        action: &Action,
+        step: &Step,
+        timeout_secs: u64,
+        every_secs: u64,
+        values: &Values,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        let Step::Run { at, argv: args } = step else {
+            return Err(ProviderError::failed(format!(
+                "{}: `{step}` is not a command (an internal error)",
+                action.address
+            )));
+        };
+        let filled = values.fill(args).unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
+        let every = Duration::from_secs(every_secs).min(self.poll_interval.max(Duration::from_millis(1)));
+        loop {
+            let out = run_step(self.runner.as_ref(), step, values, log, timeout_for(&filled), false)
+                .await
+                .map_err(|e| self.explain(e, action, at, &filled))?;
+            if out.success() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + every > deadline {
+                return Err(ProviderError::Failed {
+                    message: format!(
+                        "{}: `{}` did not succeed within {timeout_secs} s: {}",
+                        action.address,
+                        filled.join(" "),
+                        out.last_line()
+                    ),
+                    hint: Some("the container's snapd has not finished seeding: look at `snap changes` inside it, then apply again".into()),
+                });
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// Carries out a catalogue file push through the runner. The only file the MicroK8s layer pushes is a

@@ -297,6 +297,7 @@ async fn installing_the_host_microk8s_marks_it_as_testbeds() {
     let plan = testbed_plan::plan(&desired, &state).unwrap();
     let create = plan.actions().into_iter().find(|a| a.kind == Kind::HostMicrok8s).unwrap().clone();
     assert_eq!(create.op, Op::Create);
+    runner.on(&["snap", "wait"], Reply::ok(""));
     runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
     runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
     let (log, seen) = capture();
@@ -329,6 +330,7 @@ async fn a_wait_that_times_out_names_the_member_and_the_next_step() {
     let state = observed_with_the_rest(&p, &desired).await;
     let plan = testbed_plan::plan(&desired, &state).unwrap();
     let create = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8s).unwrap().clone();
+    runner.on(&["snap", "wait"], Reply::ok(""));
     runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
     // What status prints when --wait-ready gives up.
     runner.on(

@@ -34,6 +34,7 @@ fn catalogue_transcript(action: &Action, cx: &Context) -> Vec<String> {
             Step::Call { purpose: Purpose::PushFile { member, path }, .. } => {
                 format!("{member}$ <push {path} ({} bytes)>", HOSTS_TOML.len())
             }
+            Step::Until { step, .. } => step.to_string(),
             other => other.to_string(),
         })
         .collect()
@@ -71,6 +72,7 @@ async fn installing_a_members_microk8s_writes_the_trust_of_the_local_registry() 
     let lab = lab(None);
     let create = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
     assert_eq!(create.op, Op::Create);
+    lab.runner.on(&["snap", "wait"], Reply::ok(""));
     lab.runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
     lab.runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
     lab.runner.on(&["mkdir"], Reply::ok(""));
@@ -81,7 +83,7 @@ async fn installing_a_members_microk8s_writes_the_trust_of_the_local_registry() 
     let ran = lab.runner.transcript()[before..].to_vec();
     assert_eq!(ran, catalogue_transcript(&create, &Context::new(&lab.config)), "exactly the catalogue's steps");
     assert_eq!(
-        ran[1..],
+        ran[2..],
         [
             "member1$ microk8s status --wait-ready --timeout 300".to_owned(),
             "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000".to_owned(),
@@ -95,6 +97,25 @@ async fn installing_a_members_microk8s_writes_the_trust_of_the_local_registry() 
     );
     let logged = seen.text();
     assert!(logged.contains(&format!("/1.0/instances/member1/files?path={TRUST}")), "{logged}");
+}
+
+/// real-tools.md behaviour 2: a freshly started container's snapd is still seeding, and `snap wait` fails
+/// until it answers; testbed runs it again until it succeeds, then installs.
+#[tokio::test(start_paused = true)]
+async fn microk8s_is_installed_once_the_containers_snapd_has_seeded() {
+    let lab = lab(None);
+    let create = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
+    let too_early = "error: too early for operation, device not yet seeded or device model not acknowledged";
+    lab.runner.on_seq(&["snap", "wait"], vec![Reply::exit(1, too_early), Reply::exit(1, too_early), Reply::ok("")]);
+    lab.runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
+    lab.runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
+    lab.runner.on(&["mkdir"], Reply::ok(""));
+    let before = lab.runner.transcript().len();
+    lab.p.apply(&create, &ActionLog::discard()).await.unwrap();
+    let ran = lab.runner.transcript()[before..].to_vec();
+    let waits = ran.iter().take_while(|l| l.contains("snap wait system seed.loaded")).count();
+    assert_eq!(waits, 3, "{ran:?}");
+    assert!(ran[3].contains("snap install microk8s"), "{ran:?}");
 }
 
 #[tokio::test]
@@ -144,6 +165,7 @@ async fn a_trust_that_differs_is_rewritten() {
 async fn a_refused_push_names_the_member_and_what_to_check() {
     let lab = lab(None);
     let create = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
+    lab.runner.on(&["snap", "wait"], Reply::ok(""));
     lab.runner.on(&["snap", "install"], Reply::ok(""));
     lab.runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
     lab.runner.on(&["mkdir"], Reply::ok(""));

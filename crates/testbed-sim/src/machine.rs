@@ -608,7 +608,7 @@ fn log_catalogue(action: &Action, cx: &testbed_steps::Context, log: &ActionLog) 
                 let note = if note.is_empty() { String::new() } else { format!("  ({note})") };
                 log.api(method, &format!("{api} {path}{note}"));
             }
-            Step::Write { .. } | Step::Wait { .. } | Step::Note(_) => log.note(step.to_string()),
+            Step::Write { .. } | Step::Wait { .. } | Step::Until { .. } | Step::Note(_) => log.note(step.to_string()),
         }
     }
 }

@@ -81,6 +81,9 @@ pub enum Step {
     Write { at: Where, path: String, mode: u32, content: String },
     /// Waiting for a condition, with its limit.
     Wait { what: String, timeout_secs: u64 },
+    /// A command run again every `every_secs` until it succeeds, for at most `timeout_secs` (a command that
+    /// fails until the thing it waits for can answer at all).
+    Until { step: Box<Step>, timeout_secs: u64, every_secs: u64 },
     /// How the step behaves, for the reader.
     Note(String),
 }
@@ -154,6 +157,9 @@ impl fmt::Display for Step {
                 write!(f, "write {path}{on} (mode {mode:04o}): {content}")
             }
             Step::Wait { what, timeout_secs } => write!(f, "wait for {what} (at most {timeout_secs} s)"),
+            Step::Until { step, timeout_secs, every_secs } => {
+                write!(f, "{step}  (until it succeeds: every {every_secs} s, at most {timeout_secs} s)")
+            }
             Step::Note(n) => write!(f, "# {n}"),
         }
     }
@@ -164,6 +170,7 @@ impl Step {
     pub fn argv(&self) -> Option<Vec<String>> {
         match self {
             Step::Run { argv, .. } => Some(argv.iter().map(Arg::shown).collect()),
+            Step::Until { step, .. } => step.argv(),
             _ => None,
         }
     }

@@ -151,6 +151,14 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
         }
         Kind::Microk8s => {
             let mut s = vec![
+                // A freshly started container's snapd is still seeding: `snap install` answers "too early
+                // for operation, device not yet seeded", and `snap wait` itself fails until snapd answers
+                // (real-tools.md, behaviour 2).
+                Step::Until {
+                    step: Box::new(run(Where::Member(m.clone()), ["snap", "wait", "system", "seed.loaded"])),
+                    timeout_secs: 300,
+                    every_secs: 5,
+                },
                 run(
                     Where::Member(m.clone()),
                     [
@@ -315,8 +323,9 @@ mod tests {
         let s = member_microk8s(Op::Create);
         let m = "member1";
         let dir = "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000";
+        assert!(s[0].starts_with(&format!("{m}$ snap wait system seed.loaded  (until it succeeds")), "{s:?}");
         assert_eq!(
-            s[1..],
+            s[2..],
             [
                 format!("{m}$ microk8s status --wait-ready --timeout 300"),
                 format!("{m}$ mkdir -p {dir}"),
