@@ -272,18 +272,23 @@ async fn push_join_end_to_end() {
     assert!(again.is_empty(), "converged: {:?}", lines(&again));
 }
 
-#[tokio::test]
-async fn pull_register_end_to_end_keeps_the_token_secret() {
-    let lab = Lab::start(host_with_testbed_karmada(), karmada_with(vec![joined(&MEMBER1)])).await;
-    let pull2 = Member("member2", "127.0.0.12", "pull");
-    let config = lab.config(&[MEMBER1, pull2]);
-    let provider = lab.provider(&config);
+/// `karmadactl token create --print-register-command` as it prints the register command.
+fn script_token_create(lab: &Lab) {
     lab.runner.on(
         &["karmadactl", "token", "create"],
         Reply::ok(&format!(
             "karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH}\n"
         )),
     );
+}
+
+#[tokio::test]
+async fn pull_register_end_to_end_keeps_the_token_secret() {
+    let lab = Lab::start(host_with_testbed_karmada(), karmada_with(vec![joined(&MEMBER1)])).await;
+    let pull2 = Member("member2", "127.0.0.12", "pull");
+    let config = lab.config(&[MEMBER1, pull2]);
+    let provider = lab.provider(&config);
+    script_token_create(&lab);
     let karmada = lab.karmada.clone();
     lab.runner.on(
         &["karmadactl", "register"],
@@ -345,12 +350,7 @@ async fn a_register_whose_preflight_failed_is_a_failure_although_it_exited_0() {
     let pull1 = Member("member1", "127.0.0.11", "pull");
     let config = lab.config(&[pull1]);
     let provider = lab.provider(&config).with_wait(Duration::from_millis(300), Duration::from_millis(20));
-    lab.runner.on(
-        &["karmadactl", "token", "create"],
-        Reply::ok(&format!(
-            "karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH}\n"
-        )),
-    );
+    script_token_create(&lab);
     // karmada v1.15.9 register.go: the pre-flight's errors are printed, then the command returns nil.
     lab.runner.on(
         &["karmadactl", "register"],
@@ -408,12 +408,7 @@ async fn a_pull_member_is_labelled_once_its_agent_has_created_the_cluster() {
     let pull1 = Member("member1", "127.0.0.11", "pull");
     let config = lab.config(&[pull1]);
     let provider = lab.provider(&config).with_wait(Duration::from_secs(5), Duration::from_millis(20));
-    lab.runner.on(
-        &["karmadactl", "token", "create"],
-        Reply::ok(&format!(
-            "karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH}\n"
-        )),
-    );
+    script_token_create(&lab);
     let karmada = lab.karmada.clone();
     lab.runner.on(
         &["karmadactl", "register"],

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use common::*;
 use testbed_command::{Reply, ScriptedRunner};
-use testbed_plan::{Health, Kind, Op, Owner};
+use testbed_microk8s::Microk8sProvider;
+use testbed_plan::{Action, Health, Kind, ObservedState, Op, Owner};
 use testbed_provider::{ActionLog, Provider, ProviderError};
 use testbed_steps::Where;
 
@@ -109,29 +110,34 @@ async fn addons_microk8s_enabled_by_itself_are_not_drift() {
     assert_eq!(what, ["kubeconfig.member1", "karmada_member.member1"]);
 }
 
-#[tokio::test]
-async fn an_addon_the_file_dropped_is_disabled_but_not_one_testbed_never_enabled() {
+/// member1 with the file wanting only dns, its MicroK8s running `enabled` (testbed's record: `recorded`):
+/// the runner, the provider, what was observed, and the planned addons update.
+async fn addons_dropped(
+    enabled: &[&str],
+    recorded: &[&str],
+) -> (tempfile::TempDir, ScriptedRunner, Microk8sProvider, ObservedState, Action) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[("member1", 16441)], "\"dns\"");
     let desired = testbed_plan::desired::build(&config, &Default::default());
     let runner = ScriptedRunner::new();
     host_ok(&runner);
-    // testbed enabled dns and ingress; the user enabled metrics-server by hand.
-    inside(
-        &runner,
-        m1(),
-        Some("1.32/stable"),
-        status_running(&["dns", "ingress", "metrics-server"]),
-        &["dns", "ingress"],
-    );
+    inside(&runner, m1(), Some("1.32/stable"), status_running(enabled), recorded);
     let containers = Arc::new(Containers::default());
     containers.0.lock().unwrap().push(container("member1", true, true));
     mark_host(dir.path(), "lab");
     let p = provider(&runner, &containers, &config, dir.path());
     let state = observed_with_the_rest(&p, &desired).await;
-    assert_eq!(state.get(&addr("microk8s_addons.member1")).unwrap().spec["addons"], "dns,ingress");
     let plan = testbed_plan::plan(&desired, &state).unwrap();
     let update = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8sAddons).unwrap().clone();
+    (dir, runner, p, state, update)
+}
+
+#[tokio::test]
+async fn an_addon_the_file_dropped_is_disabled_but_not_one_testbed_never_enabled() {
+    // testbed enabled dns and ingress; the user enabled metrics-server by hand.
+    let (_dir, runner, p, state, update) =
+        addons_dropped(&["dns", "ingress", "metrics-server"], &["dns", "ingress"]).await;
+    assert_eq!(state.get(&addr("microk8s_addons.member1")).unwrap().spec["addons"], "dns,ingress");
     runner.on(&["microk8s", "disable"], Reply::ok("Addon ingress is disabled\n"));
     runner.on(&["rm"], Reply::ok(""));
     let before = runner.transcript().len();
@@ -146,25 +152,7 @@ async fn an_addon_the_file_dropped_is_disabled_but_not_one_testbed_never_enabled
 /// answer; testbed names it `hostpath-storage:destroy-storage`, which does not ask.
 #[tokio::test]
 async fn hostpath_storage_is_disabled_without_a_question_on_stdin() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &[("member1", 16441)], "\"dns\"");
-    let desired = testbed_plan::desired::build(&config, &Default::default());
-    let runner = ScriptedRunner::new();
-    host_ok(&runner);
-    inside(
-        &runner,
-        m1(),
-        Some("1.32/stable"),
-        status_running(&["dns", "hostpath-storage"]),
-        &["dns", "hostpath-storage"],
-    );
-    let containers = Arc::new(Containers::default());
-    containers.0.lock().unwrap().push(container("member1", true, true));
-    mark_host(dir.path(), "lab");
-    let p = provider(&runner, &containers, &config, dir.path());
-    let state = observed_with_the_rest(&p, &desired).await;
-    let plan = testbed_plan::plan(&desired, &state).unwrap();
-    let update = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8sAddons).unwrap().clone();
+    let (_dir, runner, p, _, update) = addons_dropped(&["dns", "hostpath-storage"], &["dns", "hostpath-storage"]).await;
     // microk8s-core-addons addons/hostpath-storage/disable: `read -p "Remove PVC storage ... (Y/N): "`, and
     // with nothing on stdin the answer is not Y.
     runner.on(
