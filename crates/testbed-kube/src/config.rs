@@ -31,6 +31,37 @@ pub struct ApiConfig {
     pub connect_timeout: Duration,
     /// How long to wait for an answer once connected.
     pub request_timeout: Duration,
+    /// Where connections to the server's address go ([`Network::Direct`] on a real host).
+    pub network: Network,
+}
+
+/// Where a connection to an API server's `host:port` goes: straight there on a real host, or wherever a
+/// simulated world serves that address (the simulated machine's API servers listen on loopback ports of
+/// their own; the client still checks the server's certificate against the URL's host).
+#[derive(Clone, Default)]
+pub enum Network {
+    #[default]
+    Direct,
+    Routed(Route),
+}
+
+/// Where a connection to `(host, port)` goes instead.
+pub type Route = Arc<dyn Fn(&str, u16) -> std::net::SocketAddr + Send + Sync>;
+
+impl Network {
+    /// A network whose connections to `host:port` go to `route(host, port)`.
+    pub fn routed(route: impl Fn(&str, u16) -> std::net::SocketAddr + Send + Sync + 'static) -> Network {
+        Network::Routed(Arc::new(route))
+    }
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Network::Direct => f.write_str("Direct"),
+            Network::Routed(_) => f.write_str("Routed"),
+        }
+    }
 }
 
 /// The client's credentials.
@@ -95,6 +126,7 @@ impl fmt::Debug for ApiConfig {
             .field("tls_server_name", &self.tls_server_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -115,7 +147,14 @@ impl ApiConfig {
             tls_server_name: None,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            network: Network::Direct,
         }
+    }
+
+    /// Connect through `network`.
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
     }
 
     /// Trust this CA (PEM).
@@ -330,13 +369,28 @@ impl KubeClient {
             return Err(config_error("the server URL has no host".to_string()));
         }
 
+        // On a routed network the connection goes elsewhere, and the certificate is still checked against
+        // the URL's host.
+        let (uri, routed_name) = match &config.network {
+            Network::Direct => (uri, None),
+            Network::Routed(route) => {
+                let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+                let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+                let to = route(&host, port);
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let rewritten = format!("{}://{to}{path}", uri.scheme_str().unwrap_or("https"));
+                let uri: http::Uri =
+                    rewritten.parse().map_err(|e| config_error(format!("the routed server URL is not valid: {e}")))?;
+                (uri, Some(host))
+            }
+        };
         let mut kube_config = kube::Config::new(uri);
         kube_config.connect_timeout = Some(config.connect_timeout);
         kube_config.read_timeout = Some(config.request_timeout);
         kube_config.write_timeout = Some(config.request_timeout);
         kube_config.reset_reader_on_write = true;
         kube_config.accept_invalid_certs = config.insecure_skip_tls_verify;
-        kube_config.tls_server_name = config.tls_server_name.clone();
+        kube_config.tls_server_name = config.tls_server_name.clone().or(routed_name);
         if let Some(ca_pem) = &config.ca_pem {
             let certs = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
                 .map(|cert| cert.map(|der| der.to_vec()))

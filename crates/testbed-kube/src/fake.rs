@@ -963,6 +963,34 @@ impl FakeTls {
         }
     }
 
+    /// A server certificate for `names` (IP addresses or DNS names) that an existing CA signs: the CA's
+    /// certificate and key, PEM, and its common name (the new certificate's issuer). The client fields are
+    /// left empty.
+    pub fn server_signed_by(ca_pem: &str, ca_key_pem: &str, ca_name: &str, names: &[String]) -> io::Result<Self> {
+        use rcgen::BasicConstraints;
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let invalid = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+        let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| invalid(&e))?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| invalid(&e))?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().map_err(|e| invalid(&e))?;
+        let mut params = CertificateParams::new(names.to_vec()).map_err(|e| invalid(&e))?;
+        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &issuer).map_err(|e| invalid(&e))?;
+        Ok(FakeTls {
+            ca_pem: ca_pem.to_owned(),
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
+            client_cert_pem: String::new(),
+            client_key_pem: String::new(),
+        })
+    }
+
     fn server_config(&self) -> io::Result<rustls::ServerConfig> {
         use rustls::pki_types::pem::PemObject as _;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -992,7 +1020,12 @@ impl FakeTls {
 // The server
 // ---------------------------------------------------------------------------------------------------
 
+/// Where a server's state comes from at each request, when a world outside the fake keeps it: `None`
+/// means nothing serves the address now (the connection is dropped).
+pub type StateSource = Arc<dyn Fn() -> Option<FakeState> + Send + Sync>;
+
 struct Shared {
+    source: Option<StateSource>,
     state: Mutex<FakeState>,
     requests: Mutex<Vec<String>>,
     resource_version: Mutex<u64>,
@@ -1042,12 +1075,36 @@ impl FakeKube {
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
+            source: None,
             state: Mutex::new(state),
             requests: Mutex::new(Vec::new()),
             resource_version: Mutex::new(1000),
         });
         let task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
         Ok(FakeKube { url: format!("{scheme}://{addr}"), ca_pem: None, shared, task })
+    }
+
+    /// Serves over HTTPS on `listener`, with the state `source` gives at each request (a simulated world's);
+    /// while it gives none, connections are dropped as they come. Must be called within a Tokio runtime.
+    pub fn serve_tls_from(listener: std::net::TcpListener, tls: &FakeTls, source: StateSource) -> io::Result<Self> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config()?));
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let listener = TcpListener::from_std(listener)?;
+        let state = source().unwrap_or_default();
+        let shared = Arc::new(Shared {
+            source: Some(source),
+            state: Mutex::new(state),
+            requests: Mutex::new(Vec::new()),
+            resource_version: Mutex::new(1000),
+        });
+        let task = tokio::spawn(accept_loop(listener, Some(acceptor), shared.clone()));
+        Ok(FakeKube { url: format!("https://{addr}"), ca_pem: Some(tls.ca_pem.clone()), shared, task })
+    }
+
+    /// Whether it still serves (its runtime may have ended).
+    pub fn is_serving(&self) -> bool {
+        !self.task.is_finished()
     }
 
     /// The server URL (`http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`).
@@ -1095,6 +1152,13 @@ async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAccepto
         let Ok((stream, _peer)) = listener.accept().await else {
             continue;
         };
+        if let Some(source) = &shared.source {
+            match source() {
+                Some(state) => *lock(&shared.state) = state,
+                // Nothing serves this address now.
+                None => continue,
+            }
+        }
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -1130,6 +1194,9 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
     let path = parts.uri.path().to_string();
     lock(&shared.requests).push(format!("{} {}", parts.method, parts.uri));
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if let Some(fresh) = shared.source.as_ref().and_then(|source| source()) {
+        *lock(&shared.state) = fresh;
+    }
     let state = lock(&shared.state).clone();
     let resource_version = *lock(&shared.resource_version);
 

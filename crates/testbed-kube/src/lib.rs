@@ -28,7 +28,7 @@ mod write;
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use config::{ApiConfig, Credentials, KubeClient};
+pub use config::{ApiConfig, Credentials, KubeClient, Network};
 pub use error::KubeObserveError;
 pub use observe::{
     cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, server_version,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandError, CommandRunner, Output, Values};
 use testbed_config::Backend;
-use testbed_kube::{nodes_ready, ApiConfig, KubeClient, KubeObserveError, NodesReport};
+use testbed_kube::{nodes_ready, ApiConfig, KubeClient, KubeObserveError, Network, NodesReport};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
 use testbed_steps::{Context, Purpose, Step, Where};
@@ -87,6 +87,7 @@ pub struct Microk8sProvider {
     poll_interval: Duration,
     observe_api_timeout: Duration,
     host_owner_marker: PathBuf,
+    network: Network,
 }
 
 impl fmt::Debug for Microk8sProvider {
@@ -220,6 +221,7 @@ impl Microk8sProvider {
             poll_interval: Duration::from_secs(2),
             observe_api_timeout: Duration::from_secs(3),
             host_owner_marker: PathBuf::from(HOST_OWNER_MARKER),
+            network: Network::Direct,
         }
     }
 
@@ -244,6 +246,12 @@ impl Microk8sProvider {
     /// Where the host MicroK8s' ownership marker is (default [`HOST_OWNER_MARKER`]; tests point it elsewhere).
     pub fn with_host_owner_marker(mut self, path: impl Into<PathBuf>) -> Self {
         self.host_owner_marker = path.into();
+        self
+    }
+
+    /// Where connections to the members' API servers go (default: straight there).
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
         self
     }
 
@@ -546,10 +554,11 @@ impl Microk8sProvider {
             if o.owner == Owner::Testbed && running.get(member) == Some(&true) {
                 if let Some(text) = people_text {
                     let timeout = self.observe_api_timeout;
+                    let network = self.network.clone();
                     let member = member.to_owned();
                     let path = people.clone();
                     checks.spawn(async move {
-                        let result = nodes(&text, timeout, timeout).await;
+                        let result = nodes(&text, &network, timeout, timeout).await;
                         (member, path, result)
                     });
                 }
@@ -630,7 +639,14 @@ impl Microk8sProvider {
     }
 
     async fn require_running(&self, address: &Address, member: &str, doing: &str) -> Result<(), ProviderError> {
-        match self.container(member).await? {
+        let found = self.container(member).await.map_err(|e| ProviderError::Unavailable {
+            message: format!("{address}: {e}"),
+            hint: e
+                .hint()
+                .map(str::to_owned)
+                .or_else(|| Some(format!("check that the LXD daemon runs ({} list)", self.lxc()))),
+        })?;
+        match found {
             None => Err(ProviderError::Precondition {
                 message: format!("{address}: cannot {doing}: container {member} does not exist"),
                 hint: Some(format!("apply lxd_instance.{member} first")),
@@ -675,6 +691,17 @@ impl Microk8sProvider {
                 return Ok(());
             }
             self.require_running(&action.address, m, &format!("{} {}", action.op.name(), action.address)).await?;
+            // What is inside a container is its maker's: testbed changes nothing in one it did not create.
+            if self.container(m).await?.is_some_and(|c| !c.owned) {
+                return Err(ProviderError::Precondition {
+                    message: format!(
+                        "{}: refusing to {} MicroK8s in container {m}: testbed did not create it",
+                        action.address,
+                        action.op.name()
+                    ),
+                    hint: Some(format!("remove or rename container {m}, or name the member differently in the file")),
+                });
+            }
         }
         let values = Values::new();
         for step in testbed_steps::steps(action, &self.cx) {
@@ -931,7 +958,7 @@ impl Microk8sProvider {
         let request = self.ready_timeout.min(ApiConfig::DEFAULT_REQUEST_TIMEOUT);
         let mut logged = String::new();
         let last = loop {
-            let last = match nodes(text, connect, request).await {
+            let last = match nodes(text, &self.network, connect, request).await {
                 Ok(report) if report.all_ready() => {
                     let names: Vec<&str> = report.nodes.iter().map(|n| n.name.as_str()).collect();
                     log.note(format!("{member}: every node Ready ({})", names.join(", ")));
@@ -1081,8 +1108,14 @@ async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Re
 }
 
 /// The nodes, asked through a kubeconfig's text.
-async fn nodes(text: &str, connect: Duration, request: Duration) -> Result<NodesReport, KubeObserveError> {
-    let config = ApiConfig::from_kubeconfig_yaml(text, None)?.with_timeouts(connect, request);
+async fn nodes(
+    text: &str,
+    network: &Network,
+    connect: Duration,
+    request: Duration,
+) -> Result<NodesReport, KubeObserveError> {
+    let config =
+        ApiConfig::from_kubeconfig_yaml(text, None)?.with_timeouts(connect, request).with_network(network.clone());
     let client = KubeClient::new(&config)?;
     nodes_ready(&client).await
 }
