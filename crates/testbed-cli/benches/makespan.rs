@@ -17,7 +17,7 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in [1usize, 3, 8, 30] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let c = config(&file(&numbered(n), false));
+        let c = config(dir.path(), &file(&numbered(n), false));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("rt");
         rt.block_on(async {
             let m = machine(dir.path(), 1.0, &[]);

@@ -14,7 +14,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     for n in [3usize, 30, 300] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = config(&file(&numbered(n), false));
+        let config = config(dir.path(), &file(&numbered(n), false));
         let m = machine(dir.path(), 0.0, &[]);
         rt.block_on(async {
             let r = apply(&m, &config, 16).await;

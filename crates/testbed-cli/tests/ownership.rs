@@ -12,7 +12,7 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn a_container_testbed_does_not_own_survives_apply_and_destroy() {
     let dir = tempfile::tempdir().unwrap();
-    let c = config(&file(&numbered(3), false));
+    let c = config(dir.path(), &file(&numbered(3), false));
     rt().block_on(async {
         let m = machine(dir.path(), 0.0, &[]);
         assert!(apply(&m, &c, 8).await.success());
@@ -24,7 +24,7 @@ fn a_container_testbed_does_not_own_survives_apply_and_destroy() {
         assert!(p.is_empty(), "another container is none of testbed's business: {:?}", addresses(&p));
 
         // Removing a member and destroying everything leave it exactly as it was.
-        let fewer = config(&file(&numbered(2), false));
+        let fewer = config(dir.path(), &file(&numbered(2), false));
         assert!(apply(&m, &fewer, 8).await.success());
         let destroy = destroy_plan(&m, &fewer).await;
         assert!(destroy.actions().iter().all(|a| !a.address.has_segment("builder")));
@@ -50,7 +50,7 @@ fn a_container_testbed_does_not_own_survives_apply_and_destroy() {
 #[test]
 fn a_foreign_container_under_a_wanted_name_stops_the_plan_and_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let c = config(&file(&numbered(3), false));
+    let c = config(dir.path(), &file(&numbered(3), false));
     rt().block_on(async {
         let m = machine(dir.path(), 0.0, &[]);
         m.edit(|w| w.launch_foreign_instance("member2", "lxdbr0", "10.100.0.200")).unwrap();

@@ -20,6 +20,18 @@ pub const PREINSTALLED: [&str; 5] = ["snapd", "curl", "tar", "procps", "iptables
 const PROGRAMS: [&str; 6] =
     ["/usr/bin/apt-get", "/usr/bin/snap", "/usr/bin/curl", "/usr/bin/tar", "/usr/sbin/sysctl", "/usr/sbin/iptables"];
 
+/// Makes sure the programs of essential packages (coreutils) are on the simulated host: no host lacks
+/// them, and hosts laid out by older versions of the simulation did not have them yet.
+pub fn ensure_essential(root: &Path) -> std::io::Result<()> {
+    for name in crate::coreutils::PROGRAMS {
+        let path = format!("/usr/bin/{name}");
+        if !under(root, &path).is_file() {
+            write(root, &path, &program_bytes(name, "(coreutils, essential)"), 0o755)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a simulated program file holds: not a script (`#!`), so the host provider takes it for a real
 /// program, and says what it is to anyone who looks.
 pub fn program_bytes(name: &str, detail: &str) -> Vec<u8> {

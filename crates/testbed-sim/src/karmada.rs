@@ -4,7 +4,7 @@
 use testbed_plan::{Action, Address, Kind, Observed, Resource};
 use testbed_provider::ProviderError;
 
-use crate::microk8s::{require_host, running_member};
+use crate::below::{require_host, running_member};
 use crate::step::{
     already_exists, ensure_owned, failed, member_of, observed, owner_of, port_setting, precondition, run_op, setting,
     spec, wanted_address, Target, Transcript,

@@ -17,13 +17,17 @@
 //! ([`SimMachine::with_real_containers`]): they then see the real containers (a simulated MicroK8s installs
 //! only into a real container that is running) and keep only what they put inside them.
 
+mod below;
+mod coreutils;
 mod error;
 pub mod host_root;
 mod karmada;
+mod kube_api;
 pub mod latency;
 pub mod lxd_daemon;
 mod machine;
-mod microk8s;
+mod member_programs;
+mod microk8s_snap;
 mod mirror;
 mod options;
 mod programs;

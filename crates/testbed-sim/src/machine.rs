@@ -17,7 +17,7 @@ use testbed_lxd::LxdProvider;
 use crate::lxd_daemon::{self, Flavor, Sockets};
 use crate::step::Transcript;
 use crate::world::SimWorld;
-use crate::{karmada, latency, microk8s, mirror, registry, store, SimError, SimOptions};
+use crate::{karmada, latency, mirror, registry, store, SimError, SimOptions};
 
 /// A handle on a simulated machine kept in a state file. Clones share the machine.
 #[derive(Clone)]
@@ -53,6 +53,11 @@ pub(crate) struct Shared {
     /// The simulated daemon's containers as the LXD provider last reported them, with the generation they
     /// were read at: the layers still simulated on their own read them for every step.
     facts: tokio::sync::Mutex<Option<(u64, Vec<ContainerFacts>)>>,
+    /// The real containers as last read, when the containers are real: where the simulated API servers'
+    /// addresses are ([`crate::kube_api`]).
+    real_facts: Mutex<Option<Vec<ContainerFacts>>>,
+    /// The simulated Kubernetes API servers.
+    pub(crate) apis: crate::kube_api::Apis,
 }
 
 impl Shared {
@@ -98,6 +103,37 @@ impl Shared {
         }
     }
 
+    /// The real containers as last read ([`Shared::remember_real_facts`]); `None` when they are simulated.
+    pub(crate) fn real_facts(&self) -> Option<Vec<ContainerFacts>> {
+        self.real_facts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keeps the real containers as just read.
+    pub(crate) fn remember_real_facts(&self, facts: &[ContainerFacts]) {
+        *self.real_facts.lock().unwrap_or_else(|p| p.into_inner()) = Some(facts.to_vec());
+    }
+
+    /// Saves the world as it is.
+    pub(crate) fn save_now(&self) -> Result<(), SimError> {
+        let world = self.lock();
+        self.save_locked(&world)
+    }
+
+    /// Runs a program inside container `name`, saving the world when the program changed what is inside it.
+    pub(crate) fn run_inside(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut SimWorld) -> crate::programs::Ran,
+    ) -> Result<crate::programs::Ran, SimError> {
+        let mut world = self.lock();
+        let before = (world.inside.get(name).cloned(), world.consumed_failures.len());
+        let ran = f(&mut world);
+        if (world.inside.get(name).cloned(), world.consumed_failures.len()) != before {
+            self.save_locked(&world)?;
+        }
+        Ok(ran)
+    }
+
     /// Changes the world without saving (a counter the next change saves).
     pub(crate) fn change_quiet<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> R {
         f(&mut self.lock())
@@ -127,6 +163,8 @@ impl SimMachine {
             crate::host_root::lay_out(&host_root)
                 .map_err(|source| SimError::Runtime { what: "the simulated host's files", source })?;
         }
+        crate::host_root::ensure_essential(&host_root)
+            .map_err(|source| SimError::Runtime { what: "the simulated host's files", source })?;
         world.fail_once = options.fail_once.clone();
         let sockets = Sockets::new()
             .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon's socket directory", source })?;
@@ -141,6 +179,8 @@ impl SimMachine {
                 catalogue: Mutex::new(None),
                 saves: Default::default(),
                 facts: tokio::sync::Mutex::new(None),
+                real_facts: Mutex::new(None),
+                apis: Default::default(),
             }),
             real_containers: None,
             testbed: "testbed".into(),
@@ -192,6 +232,14 @@ impl SimMachine {
     /// daemon is started on the current tokio runtime (or a thread of its own outside one) if no server of
     /// this machine is running there yet.
     pub fn lxd_provider(&self) -> Result<LxdProvider, SimError> {
+        let client = self.lxd_client()?;
+        let shared = Arc::clone(&self.shared);
+        Ok(LxdProvider::new(client, self.testbed.clone())
+            .with_kernel_modules(move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))))
+    }
+
+    /// A client of the simulated LXD daemon, started if needed (see [`SimMachine::lxd_provider`]).
+    fn lxd_client(&self) -> Result<testbed_lxd::Client, SimError> {
         self.shared
             .sockets
             .ensure(&self.shared, self.shared.flavor)
@@ -206,15 +254,57 @@ impl SimMachine {
             Flavor::Lxd => "/var/snap/lxd/common/lxd/unix.socket (on the simulated host)",
             Flavor::Incus => "/var/lib/incus/unix.socket (on the simulated host)",
         };
-        let client = testbed_lxd::Client::at(self.shared.sockets.public(), flavor).shown_as(shown);
-        let shared = Arc::clone(&self.shared);
-        Ok(LxdProvider::new(client, self.testbed.clone())
-            .with_kernel_modules(move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))))
+        Ok(testbed_lxd::Client::at(self.shared.sockets.public(), flavor).shown_as(shown))
     }
 
-    /// The simulated host's programs, for providers that run commands on the host.
+    /// The simulated host's programs, for providers that run commands on the host, and through them the
+    /// programs in the members: over the simulated daemon's exec API, or bound to the real containers.
     pub fn programs(&self) -> crate::SimPrograms {
-        crate::SimPrograms::new(Arc::clone(&self.shared))
+        let members = match &self.real_containers {
+            Some(view) => crate::programs::Members::Real(Arc::new(RealContainers {
+                view: Arc::clone(view),
+                shared: Arc::clone(&self.shared),
+            })),
+            None => match self.lxd_client() {
+                Ok(client) => crate::programs::Members::Daemon(testbed_command::SystemRunner::with_lxd(client)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    crate::programs::Members::Daemon(testbed_command::SystemRunner::host_only())
+                }
+            },
+        };
+        crate::SimPrograms::new(Arc::clone(&self.shared), members)
+    }
+
+    /// The simulated machine's network, as API clients reach its Kubernetes API servers.
+    pub fn network(&self) -> testbed_kube::Network {
+        crate::kube_api::network(&self.shared)
+    }
+
+    /// The real MicroK8s provider over the simulated programs (on the host, and in the members through
+    /// LXD exec) and the simulated API servers; it needs the file's catalogue context.
+    pub fn microk8s_provider(&self) -> Option<testbed_microk8s::Microk8sProvider> {
+        let cx = self.catalogue()?.as_ref().clone();
+        let containers = match self.container_view() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return None;
+            }
+        };
+        let marker = crate::host_root::under(&self.shared.host_root, testbed_microk8s::HOST_OWNER_MARKER);
+        // Its waits for the API are as long as the simulated machine's time runs (at least a moment, so
+        // that an instant machine still gets an answer).
+        let options = &self.shared.options;
+        let ready = options.scaled(Duration::from_secs(300)).max(Duration::from_secs(1));
+        let poll = options.scaled(Duration::from_secs(2)).max(Duration::from_millis(20));
+        Some(
+            testbed_microk8s::Microk8sProvider::new(Arc::new(self.programs()), containers, cx, self.testbed.clone())
+                .with_host_owner_marker(marker)
+                .with_network(self.network())
+                .with_ready_timeout(ready)
+                .with_poll_interval(poll),
+        )
     }
 
     /// The simulated host's files, as the host layer reads them.
@@ -238,7 +328,7 @@ impl SimMachine {
     /// provider.
     fn container_view(&self) -> Result<Arc<dyn ContainerView>, ProviderError> {
         match &self.real_containers {
-            Some(v) => Ok(Arc::clone(v)),
+            Some(v) => Ok(Arc::new(RealContainers { view: Arc::clone(v), shared: Arc::clone(&self.shared) })),
             None => {
                 let provider = self.lxd_provider().map_err(|e| ProviderError::Failed {
                     message: e.to_string(),
@@ -320,7 +410,13 @@ impl SimMachine {
                 None => tracing::warn!("the simulated host has no provider: no catalogue context was given"),
             }
         }
-        for layer in layers.iter().filter(|l| !matches!(l, Layer::Lxd | Layer::Host)) {
+        if layers.contains(&Layer::Microk8s) {
+            match self.microk8s_provider() {
+                Some(p) => out = out.with(Arc::new(p)),
+                None => tracing::warn!("the simulated MicroK8s layer has no provider: no catalogue context was given"),
+            }
+        }
+        for layer in layers.iter().filter(|l| !matches!(l, Layer::Lxd | Layer::Host | Layer::Microk8s)) {
             out = out.with(Arc::new(SimLayer { layer: *layer, machine: machine.clone() }));
         }
         out
@@ -374,7 +470,10 @@ impl SimMachine {
 
         // What the real step needs is checked first, on a copy, so that a step that cannot start fails at
         // once and the log shows what it would have run.
+        // The members' kubeconfig files are the real MicroK8s provider's, on disk.
+        let kubeconfigs = self.catalogue().map(|cx| kubeconfigs_on_disk(&cx, &self.testbed)).unwrap_or_default();
         let mut scratch = self.lock().above_lxd();
+        scratch.kubeconfigs = kubeconfigs.clone();
         let mut transcript = Transcript::default();
         in_view(&mut scratch, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut transcript))
@@ -405,6 +504,7 @@ impl SimMachine {
             });
         }
         // The machine may have changed while the step ran (other steps run concurrently): check again.
+        world.kubeconfigs = kubeconfigs;
         let result = in_view(&mut world, facts.as_deref(), external, |w| {
             with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut Transcript::default()))
         });
@@ -443,6 +543,49 @@ impl SimMachine {
     }
 }
 
+/// The members' kubeconfig files that testbed `testbed` wrote into the file's kubeconfig directory, as the
+/// Karmada layer's simulated steps check them (a join needs the member's files).
+fn kubeconfigs_on_disk(
+    cx: &testbed_steps::Context,
+    testbed: &str,
+) -> std::collections::BTreeMap<String, crate::world::KubeconfigFiles> {
+    use testbed_microk8s::kubeconfig::{scan, server_of, Use};
+    let mut out = std::collections::BTreeMap::new();
+    for (path, marker) in scan(Path::new(&cx.kubeconfig_dir), testbed) {
+        let server = std::fs::read_to_string(&path).ok().and_then(|t| server_of(&t)).unwrap_or_default();
+        let files = out.entry(marker.member.clone()).or_insert_with(|| crate::world::KubeconfigFiles {
+            path: String::new(),
+            server: String::new(),
+            karmada_path: String::new(),
+            karmada_server: String::new(),
+            mode: "0600".into(),
+            owner: crate::world::testbed(),
+        });
+        let shown = path.display().to_string();
+        match marker.use_ {
+            Use::People => (files.path, files.server) = (shown, server),
+            Use::Karmada => (files.karmada_path, files.karmada_server) = (shown, server),
+        }
+    }
+    out.retain(|_, f| !f.path.is_empty() && !f.karmada_path.is_empty());
+    out
+}
+
+/// The real containers, kept as last read for the simulated API servers' addresses.
+struct RealContainers {
+    view: Arc<dyn ContainerView>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ContainerView for RealContainers {
+    async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError> {
+        let facts = self.view.containers().await?;
+        self.shared.remember_real_facts(&facts);
+        Ok(facts)
+    }
+}
+
 /// The simulated daemon's containers through the LXD provider, read again only when the world changed.
 struct OwnContainers {
     provider: LxdProvider,
@@ -469,15 +612,16 @@ impl ContainerView for OwnContainers {
 /// The LXD layer is never simulated by a model of its own: the real LXD provider runs over the simulated
 /// daemon (or a real one).
 fn refuse_lxd(layer: Layer) -> Result<(), ProviderError> {
-    if layer == Layer::Lxd {
-        return Err(ProviderError::Failed {
-            message:
-                "the LXD layer has no simulated provider: the real LXD provider runs over the simulated LXD daemon"
-                    .into(),
-            hint: Some("use SimMachine::providers, which includes it".into()),
-        });
-    }
-    Ok(())
+    let world = match layer {
+        Layer::Host => "the simulated host's programs and files",
+        Layer::Lxd => "the simulated LXD daemon",
+        Layer::Microk8s => "the simulated programs in the host and the members",
+        Layer::Registry | Layer::Karmada => return Ok(()),
+    };
+    Err(ProviderError::Failed {
+        message: format!("the {} layer has no simulated provider: the real provider runs over {world}", layer.name()),
+        hint: Some("use SimMachine::providers, which includes it".into()),
+    })
 }
 
 /// Runs `f` on the world with the containers as the LXD provider reports them, when the step needs them.
@@ -547,9 +691,7 @@ fn save_failed(e: SimError) -> ProviderError {
 
 fn dispatch(world: &mut SimWorld, action: &Action, t: &mut Transcript) -> Result<(), ProviderError> {
     match action.kind.layer() {
-        Layer::Host => refuse_lxd(Layer::Host),
-        Layer::Lxd => refuse_lxd(Layer::Lxd),
-        Layer::Microk8s => microk8s::apply(world, action, t),
+        layer @ (Layer::Host | Layer::Lxd | Layer::Microk8s) => refuse_lxd(layer),
         Layer::Registry => registry::apply(world, action, t),
         Layer::Karmada => karmada::apply(world, action, t),
     }

@@ -83,8 +83,13 @@ pub(crate) fn within<R>(
         .instances
         .into_iter()
         .filter_map(|(name, i)| {
-            let microk8s = Some(i.microk8s?);
-            Some((name, Inside { identity: i.identity, microk8s }))
+            let mut inside = match kept.get(&name) {
+                Some(k) if k.identity == i.identity => k.clone(),
+                _ => Inside::fresh(&i.identity),
+            };
+            inside.microk8s = i.microk8s;
+            let empty = inside.microk8s.is_none() && !inside.seeded && inside.files.is_empty();
+            (!empty).then_some((name, inside))
         })
         .collect();
     out

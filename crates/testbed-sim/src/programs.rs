@@ -9,10 +9,13 @@
 //!   `curl: (22)`, exit 22), `curl URL.sha256` prints the digest the release publishes beside it, `tar -xzf`
 //!   unpacks it into `/usr/local/bin`, and `karmadactl version` prints karmada's `version.Info` line;
 //! - `sysctl -w KEY=VALUE` changes `/proc/sys`; `iptables -C/-I/-D/-S` keep the rules (a missing rule:
-//!   exit 1, "Bad rule (does a matching rule exist in that chain?)", as iptables 1.8.9 says).
+//!   exit 1, "Bad rule (does a matching rule exist in that chain?)", as iptables 1.8.9 says);
+//! - `snap install microk8s` and the `microk8s` command ([`crate::microk8s_snap`]), and coreutils' file
+//!   programs over the host's directory ([`crate::coreutils`]).
 //!
-//! Each call takes the time the real program takes (scaled by the speed factor). Commands inside
-//! members are not simulated here yet: the layers above LXD are simulated on their own.
+//! Each call takes the time the real program takes (scaled by the speed factor). Commands in a member go
+//! through the simulated LXD daemon's exec API to the programs inside it ([`crate::member_programs`]), or,
+//! with real containers, straight to those programs bound to the real container.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,23 +26,44 @@ use sha2::{Digest, Sha256};
 use testbed_command::{CommandError, CommandRunner, Output};
 use testbed_steps::Where;
 
+use testbed_command::SystemRunner;
+use testbed_provider::ContainerView;
+
+use crate::coreutils::{self, HostTree};
 use crate::host_root::{program_bytes, under, write};
 use crate::machine::Shared;
-use crate::world::{Package, SimWorld};
+use crate::member_programs;
+use crate::microk8s_snap::{self, Snapped};
+use crate::world::{HostMicrok8s, Package, PortHolder, SimWorld, HOST_MICROK8S_API_PORT};
+
+/// The host's own address, as `microk8s config` on the host puts it in the server URL.
+const HOST_ADDRESS: &str = "192.0.2.10";
 
 /// Where programs are looked for: the standard directories, as testbed's host layer looks.
 const SEARCH_PATH: [&str; 7] =
     ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/snap/bin"];
 
-/// The simulated host's programs, for the providers that run commands on the host.
+/// The simulated host's programs, and through them the programs in members: for the providers that run
+/// commands.
 #[derive(Clone)]
 pub struct SimPrograms {
     shared: Arc<Shared>,
+    members: Members,
+}
+
+/// How commands reach the members.
+#[derive(Clone)]
+pub(crate) enum Members {
+    /// Through the simulated LXD daemon's exec and file API, as the real runner reaches a real LXD's.
+    Daemon(SystemRunner),
+    /// Bound to real containers (mixed mode): the simulated programs run in what the simulation keeps
+    /// inside each real container, if it is running.
+    Real(Arc<dyn ContainerView>),
 }
 
 impl SimPrograms {
-    pub(crate) fn new(shared: Arc<Shared>) -> SimPrograms {
-        SimPrograms { shared }
+    pub(crate) fn new(shared: Arc<Shared>, members: Members) -> SimPrograms {
+        SimPrograms { shared, members }
     }
 
     fn root(&self) -> &Path {
@@ -56,16 +80,16 @@ impl SimPrograms {
 }
 
 /// What a program does: its output, and how long it takes on a real host.
-struct Ran {
-    out: Output,
-    took: Duration,
+pub(crate) struct Ran {
+    pub out: Output,
+    pub took: Duration,
 }
 
-fn ok(stdout: impl Into<String>, secs: u64) -> Ran {
+pub(crate) fn ok(stdout: impl Into<String>, secs: u64) -> Ran {
     Ran { out: Output::ok(stdout), took: Duration::from_secs(secs) }
 }
 
-fn fail(code: i32, stderr: impl Into<String>) -> Ran {
+pub(crate) fn fail(code: i32, stderr: impl Into<String>) -> Ran {
     Ran { out: Output::failed(code, stderr), took: Duration::from_millis(200) }
 }
 
@@ -73,16 +97,11 @@ fn fail(code: i32, stderr: impl Into<String>) -> Ran {
 impl CommandRunner for SimPrograms {
     async fn run(&self, at: &Where, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
         let program = argv.first().cloned().unwrap_or_default();
-        let member = match at {
-            Where::Host => None,
-            Where::Member(m) => Some(m.clone()),
-        };
-        if let Some(member) = member {
-            return Err(CommandError::Member {
-                program,
-                member,
-                reason: "the simulated machine does not run programs inside containers yet".into(),
-            });
+        if let Where::Member(member) = at {
+            return match &self.members {
+                Members::Daemon(runner) => runner.run(at, argv, timeout).await,
+                Members::Real(view) => self.in_real(view.as_ref(), member, argv, timeout).await,
+            };
         }
         if self.find(&program).is_none() {
             return Err(CommandError::NotFound { program, where_: String::new() });
@@ -115,12 +134,85 @@ impl CommandRunner for SimPrograms {
         }
         Ok(ran.out)
     }
+
+    async fn push_file(&self, member: &str, path: &str, content: Vec<u8>, mode: u32) -> Result<(), CommandError> {
+        match &self.members {
+            Members::Daemon(runner) => runner.push_file(member, path, content, mode).await,
+            Members::Real(view) => {
+                let refused = |reason: String| CommandError::Member {
+                    program: format!("a file push to {path}"),
+                    member: member.to_owned(),
+                    reason,
+                };
+                let c = self.real_container(view.as_ref(), member).await.map_err(refused)?;
+                self.shared.change_quiet(|w| member_programs::push(w, &c, path, &content, mode)).map_err(refused)?;
+                self.shared.save_now().map_err(|e| refused(e.to_string()))
+            }
+        }
+    }
+}
+
+impl SimPrograms {
+    /// Runs `argv` in what the simulation keeps inside the real container `member`.
+    async fn in_real(
+        &self,
+        view: &dyn ContainerView,
+        member: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<Output, CommandError> {
+        let program = argv.first().cloned().unwrap_or_default();
+        let refused =
+            |reason: String| CommandError::Member { program: program.clone(), member: member.to_owned(), reason };
+        let c = self.real_container(view, member).await.map_err(refused)?;
+        // How long it takes, from a trial on a copy; the real run happens when that time has passed, in
+        // the container as it is then: a container that stopped or was re-created meanwhile took the
+        // process with it.
+        let trial = self.shared.read(|w| member_programs::run(&mut w.clone(), &c, argv));
+        let took = self.shared.options.scaled(trial.took);
+        if took > timeout {
+            tokio::time::sleep(timeout).await;
+            return Err(CommandError::Timeout { program, where_: format!(" in {member}"), after: timeout });
+        }
+        if !took.is_zero() {
+            tokio::time::sleep(took).await;
+            let now = self.real_container(view, member).await.map_err(refused)?;
+            if now.identity != c.identity {
+                return Err(refused("Instance is not running".into()));
+            }
+        }
+        let ran = self
+            .shared
+            .run_inside(member, |w| member_programs::run(w, &c, argv))
+            .map_err(|e| refused(e.to_string()))?;
+        if ran.out.code == 127 {
+            return Err(CommandError::NotFound { program, where_: format!(" in {member}") });
+        }
+        Ok(ran.out)
+    }
+
+    /// The real container `member`, running, as the programs in it see it; else LXD's refusal.
+    async fn real_container(
+        &self,
+        view: &dyn ContainerView,
+        member: &str,
+    ) -> Result<member_programs::Container, String> {
+        let facts = view.containers().await.map_err(|e| e.to_string())?;
+        self.shared.remember_real_facts(&facts);
+        let c = facts.into_iter().find(|c| c.name == member).ok_or_else(|| "Instance not found".to_owned())?;
+        if !c.running {
+            return Err("Instance is not running".into());
+        }
+        Ok(member_programs::Container { name: c.name, identity: c.identity, address: c.ipv4, bridge: None })
+    }
 }
 
 /// The host resource a program call changes, as the catalogue uses the program: what
 /// `TESTBED_SIM_FAIL=ADDRESS` fails (its first change, once).
 fn changes(name: &str, a: &[&str]) -> Option<&'static str> {
     match (name, a) {
+        ("snap", ["install" | "refresh" | "remove", "microk8s", ..]) => Some("host.microk8s"),
+        ("microk8s", ["enable" | "disable", ..]) => Some("host.addons"),
         ("sysctl", ["-w", ..]) => Some("host.sysctl"),
         ("iptables", ["-I" | "-D", ..]) => Some("host.firewall"),
         ("apt-get", ["install", ..]) | ("snap", ["install", ..]) => Some("host.packages"),
@@ -155,6 +247,14 @@ fn host_program(world: &mut SimWorld, root: &Path, name: &str, args: &[String]) 
         "karmadactl" => karmadactl(root, &a),
         "sysctl" => sysctl(root, &a),
         "iptables" => iptables(world, &a),
+        "microk8s" => match world.host.microk8s.as_mut() {
+            Some(m) => microk8s_snap::microk8s(m, &a, HOST_ADDRESS),
+            None => fail(127, "microk8s: command not found\n"),
+        },
+        other if coreutils::PROGRAMS.contains(&other) => {
+            let out = coreutils::run(&mut HostTree { root }, other, &a).unwrap_or_default();
+            Ran { out, took: Duration::from_millis(20) }
+        }
         other => fail(126, format!("{other}: the simulated host has this program but does not model what it does")),
     }
 }
@@ -205,6 +305,49 @@ fn install(world: &mut SimWorld, root: &Path, package: &str, source: &str, progr
 fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
     match a {
         ["wait", "system", "seed.loaded"] => ok("", 1),
+        ["list", "microk8s"] => microk8s_snap::snap_list(world.host.microk8s.as_ref().map(|m| m as &dyn Snapped)),
+        ["install", "microk8s", rest @ ..] => {
+            if world.host.microk8s.is_some() {
+                return ok("snap \"microk8s\" is already installed, see 'snap help refresh'\n", 1);
+            }
+            let channel = match microk8s_snap::install_request(rest) {
+                Ok(c) => c,
+                Err(refused) => return refused,
+            };
+            // kube-apiserver cannot bind its port: the snap installs, its services fail to start.
+            if let Some(holder) = world.port_holder(HOST_MICROK8S_API_PORT, Some(&PortHolder::HostMicrok8s)) {
+                return fail(
+                    1,
+                    format!("error: cannot perform the following tasks:\n- Run install hook of \"microk8s\" snap if present (run hook \"install\": kube-apiserver: listen tcp 0.0.0.0:{HOST_MICROK8S_API_PORT}: bind: address already in use ({holder}))\n"),
+                );
+            }
+            let _ = write(root, "/snap/bin/microk8s", &program_bytes("microk8s", &format!("({channel})")), 0o755);
+            let _ = std::fs::create_dir_all(under(root, "/var/snap/microk8s/common"));
+            let done = microk8s_snap::installed(&channel);
+            world.host.microk8s = Some(HostMicrok8s {
+                channel,
+                running: true,
+                owner: None,
+                addons: Default::default(),
+                addons_owner: None,
+                registry: None,
+                karmada: None,
+                pki: None,
+            });
+            done
+        }
+        ["refresh", "microk8s", rest @ ..] => match world.host.microk8s.as_mut() {
+            Some(m) => microk8s_snap::refresh(m, rest),
+            None => fail(1, "error: snap \"microk8s\" is not installed\n"),
+        },
+        ["remove", "microk8s", ..] => {
+            if world.host.microk8s.take().is_none() {
+                return ok("snap \"microk8s\" is not installed\n", 1);
+            }
+            let _ = std::fs::remove_dir_all(under(root, "/var/snap/microk8s"));
+            let _ = std::fs::remove_file(under(root, "/snap/bin/microk8s"));
+            ok("microk8s removed\n", 30)
+        }
         ["install", name, ..] => {
             let programs: &[&str] = match *name {
                 "kubectl" => &["/snap/bin/kubectl"],

@@ -50,7 +50,9 @@ pub struct SimWorld {
     /// faults. Never saved; [`SimWorld::consumed_failures`] is.
     #[serde(skip)]
     pub(crate) fail_once: BTreeSet<String>,
-    /// Member kubeconfig files written on the host, by member name.
+    /// The members' kubeconfig files the real MicroK8s provider wrote, by member name, as read from disk for
+    /// each simulated Karmada step. Never saved (older state files may still hold them: ignored).
+    #[serde(default, skip_serializing)]
     pub kubeconfigs: BTreeMap<String, KubeconfigFiles>,
     /// Addresses whose injected failure (`TESTBED_SIM_FAIL`) has already happened.
     pub consumed_failures: BTreeSet<String>,
@@ -92,6 +94,62 @@ pub struct Inside {
     /// The identity of the container this belongs to ([`testbed_provider::ContainerFacts::identity`]).
     pub identity: String,
     pub microk8s: Option<MemberMicrok8s>,
+    /// Whether snapd in it has seeded (`snap wait system seed.loaded` returned): before that, `snap install`
+    /// is refused (real-tools.md, behaviour 2).
+    #[serde(default)]
+    pub seeded: bool,
+    /// Its files, as the programs testbed runs in it and LXD's file API change them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, crate::coreutils::Entry>,
+}
+
+impl Inside {
+    /// A container's inside as its image leaves it.
+    pub fn fresh(identity: impl Into<String>) -> Inside {
+        Inside { identity: identity.into(), microk8s: None, seeded: false, files: BTreeMap::new() }
+    }
+}
+
+/// A cluster's certificates: the CA (with its key, to sign the API server's certificate) and the admin
+/// client certificate `microk8s config` hands out. Simulated credentials: they open nothing real.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterPki {
+    pub ca_pem: String,
+    pub ca_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+}
+
+impl fmt::Debug for ClusterPki {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterPki(<simulated keys>)")
+    }
+}
+
+impl ClusterPki {
+    /// A new CA and an admin certificate (`CN=admin`, `O=system:masters`) it signed.
+    pub fn generate() -> ClusterPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("ring generates an ECDSA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("no names to check");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "10.152.183.1");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca.self_signed(&ca_key).expect("a CA signs itself");
+        let ca_pem = ca_cert.pem();
+        let ca_key_pem = ca_key.serialize_pem();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let admin_key = KeyPair::generate().expect("ring generates an ECDSA key");
+        let mut admin = CertificateParams::new(Vec::<String>::new()).expect("no names to check");
+        admin.distinguished_name.push(DnType::CommonName, "admin");
+        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = admin.signed_by(&admin_key, &issuer).expect("the CA signs");
+        ClusterPki { ca_pem, ca_key_pem, admin_cert_pem: admin_cert.pem(), admin_key_pem: admin_key.serialize_pem() }
+    }
 }
 
 impl Default for SimWorld {
@@ -140,6 +198,8 @@ pub struct HostMicrok8s {
     pub addons_owner: Option<String>,
     pub registry: Option<Registry>,
     pub karmada: Option<ControlPlane>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki: Option<ClusterPki>,
 }
 
 /// The local registry (the host MicroK8s `registry` addon).
@@ -348,6 +408,8 @@ pub struct MemberMicrok8s {
     pub sideloaded: BTreeMap<String, SideloadedImage>,
     /// Whether a karmada-agent (pull mode) is installed in it.
     pub karmada_agent: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki: Option<ClusterPki>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -578,7 +640,8 @@ impl SimWorld {
             Layer::Host => Vec::new(),
             // The LXD layer is the real LXD provider's, over the simulated daemon.
             Layer::Lxd => Vec::new(),
-            Layer::Microk8s => crate::microk8s::observe_all(self, wanted),
+            // The MicroK8s layer is the real MicroK8s provider's, over the simulated programs.
+            Layer::Microk8s => Vec::new(),
             Layer::Registry => crate::registry::observe_all(self, wanted),
             Layer::Karmada => crate::karmada::observe_all(self, wanted),
         };
@@ -628,6 +691,50 @@ pub fn subnet_allows(subnet: (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
     let x = u32::from(ip);
     let broadcast = net | !mask;
     (x & mask) == net && x != net && x != broadcast && ip != gateway
+}
+
+/// The accessors every MicroK8s (the host's, a member's) has alike.
+macro_rules! snap_accessors {
+    () => {
+        fn channel(&self) -> &str {
+            &self.channel
+        }
+        fn set_channel(&mut self, channel: String) {
+            self.channel = channel;
+        }
+        fn running(&self) -> bool {
+            self.running
+        }
+        fn set_running(&mut self, running: bool) {
+            self.running = running;
+        }
+        fn addons(&mut self) -> &mut BTreeSet<String> {
+            &mut self.addons
+        }
+        fn pki(&mut self) -> &mut Option<ClusterPki> {
+            &mut self.pki
+        }
+    };
+}
+
+impl crate::microk8s_snap::Snapped for HostMicrok8s {
+    snap_accessors!();
+
+    fn enabled(&self) -> BTreeSet<String> {
+        let mut all = self.addons.clone();
+        if self.registry.is_some() {
+            all.extend(["registry".to_owned(), "hostpath-storage".to_owned()]);
+        }
+        all
+    }
+}
+
+impl crate::microk8s_snap::Snapped for MemberMicrok8s {
+    snap_accessors!();
+
+    fn enabled(&self) -> BTreeSet<String> {
+        self.addons.clone()
+    }
 }
 
 #[cfg(test)]

@@ -178,3 +178,93 @@ async fn a_proxy_whose_host_port_is_taken_is_refused_and_rolled_back() {
     let after: serde_json::Value = client.get("/1.0/instances/c1").await.expect("c1");
     assert!(after["devices"].get("api").is_none(), "the device is not kept");
 }
+
+/// A running container `c1` on the bridge, with the host forwarding for it (the snap store is reachable).
+async fn running(b: &Bench, client: &Client) {
+    client.post("/1.0/instances", &container("c1", "10.9.0.10"), LONG).await.expect("created");
+    client.put("/1.0/instances/c1/state", &json!({"action": "start"}), LONG).await.expect("started");
+    b.machine
+        .edit(|w| {
+            for dir in ["-i", "-o"] {
+                w.host.iptables.push(format!("-A FORWARD {dir} lxdbr0 -m comment --comment testbed -j ACCEPT"));
+            }
+        })
+        .expect("saved");
+}
+
+fn argv(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// Exec runs the programs inside the container through the real runner's LXD path: recorded output comes
+/// back and is deleted from the instance's logs (real-tools.md, behaviour 12); a program that is not there
+/// is not found; a stopped container runs nothing.
+#[tokio::test]
+async fn exec_runs_the_programs_inside_and_leaves_no_recorded_output_behind() {
+    use testbed_command::{CommandError, CommandRunner, SystemRunner};
+    use testbed_steps::Where;
+    let b = bench(0.0);
+    let client = installed(&b).await;
+    running(&b, &client).await;
+    let runner = SystemRunner::with_lxd(client.clone());
+    let at = Where::Member("c1".into());
+    let out = runner.run(&at, &argv(&["mkdir", "-p", "/var/lib/testbed"]), LONG).await.expect("runs");
+    assert!(out.success(), "{out:?}");
+    let out = runner.run(&at, &argv(&["ls", "-1", "/var/lib"]), LONG).await.expect("runs");
+    assert_eq!(out.stdout, "testbed\n");
+    let logs: serde_json::Value = client.get("/1.0/instances/c1/logs").await.expect("logs");
+    assert_eq!(logs, json!([]), "recorded exec output is deleted after reading");
+
+    let e = runner.run(&at, &argv(&["microk8s", "status"]), LONG).await.expect_err("not installed");
+    assert!(matches!(e, CommandError::NotFound { .. }), "{e:?}");
+
+    // Files pushed through LXD's file API need their directory, as LXD does not create it.
+    let e = runner.push_file("c1", "/etc/testbed/hosts.toml", b"x".to_vec(), 0o644).await.expect_err("no dir");
+    assert!(e.to_string().contains("no such file or directory"), "{e}");
+    runner.push_file("c1", "/var/lib/testbed/hosts.toml", b"server = 1\n".to_vec(), 0o644).await.expect("pushed");
+    let out = runner.run(&at, &argv(&["cat", "/var/lib/testbed/hosts.toml"]), LONG).await.expect("runs");
+    assert_eq!(out.stdout, "server = 1\n");
+
+    client.put("/1.0/instances/c1/state", &json!({"action": "stop"}), LONG).await.expect("stopped");
+    let e = runner.run(&at, &argv(&["ls"]), LONG).await.expect_err("stopped");
+    assert!(e.to_string().contains("Instance is not running"), "{e}");
+}
+
+/// The microk8s snap in a member behaves as snapd and MicroK8s do where naive automation breaks:
+/// `snap install` is refused until snapd has seeded (behaviour 2), and `microk8s disable hostpath-storage`
+/// asks on stdin and fails without an answer (behaviour 1).
+#[tokio::test]
+async fn snap_waits_for_seeding_and_hostpath_storage_asks_before_it_goes() {
+    use testbed_command::{CommandRunner, SystemRunner};
+    use testbed_steps::Where;
+    let b = bench(0.0);
+    let client = installed(&b).await;
+    running(&b, &client).await;
+    let runner = SystemRunner::with_lxd(client);
+    let at = Where::Member("c1".into());
+    let run = |a: &'static [&'static str]| {
+        let (runner, at) = (runner.clone(), at.clone());
+        async move { runner.run(&at, &argv(a), LONG).await.expect("runs") }
+    };
+    let install = &["snap", "install", "microk8s", "--classic", "--channel=1.32/stable"];
+    let early = run(install).await;
+    assert_eq!(early.code, 1);
+    assert!(early.stderr.contains("too early for operation, device not yet seeded"), "{early:?}");
+    assert!(run(&["snap", "wait", "system", "seed.loaded"]).await.success());
+    let done = run(install).await;
+    assert!(done.stdout.contains("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed"), "{done:?}");
+    assert!(run(&["snap", "list", "microk8s"]).await.stdout.contains(" 1.32/stable "));
+
+    assert!(run(&["microk8s", "enable", "dns", "hostpath-storage"]).await.success());
+    let asked = run(&["microk8s", "disable", "hostpath-storage"]).await;
+    assert_eq!(asked.code, 1);
+    assert!(asked.stdout.contains("Remove PVC storage at /var/snap/microk8s/common/default-storage ? (Y/N)"));
+    let status = run(&["microk8s", "status", "--format", "yaml"]).await;
+    assert!(status.stdout.contains("  - name: hostpath-storage\n    repository: core\n    status: enabled"));
+    assert!(run(&["microk8s", "disable", "hostpath-storage:destroy-storage"]).await.success());
+    let status = run(&["microk8s", "status", "--format", "yaml"]).await;
+    assert!(status.stdout.contains("  - name: hostpath-storage\n    repository: core\n    status: disabled"));
+
+    assert!(run(&["snap", "remove", "microk8s", "--purge"]).await.success());
+    assert_eq!(run(&["snap", "list", "microk8s"]).await.stderr, "error: no matching snaps installed\n");
+}

@@ -42,8 +42,9 @@ host_port = 18080
 target = "tcp:127.0.0.1:30080"
 "#;
 
-fn config(text: &str) -> Config {
-    match testbed_config::parse(Path::new("testbed.toml"), text) {
+/// The file `text` as if it were `dir/testbed.toml` (the members' kubeconfigs go under `dir`).
+fn config(dir: &Path, text: &str) -> Config {
+    match testbed_config::parse(&dir.join("testbed.toml"), text) {
         Ok(c) => c,
         Err(e) => panic!("test config is invalid: {e:?}"),
     }
@@ -114,14 +115,16 @@ fn bench(containers: Vec<ContainerFacts>) -> Bench {
     let path = dir.path().join("sim.json");
     let lxd = FakeLxd::new(containers);
     let view: Arc<dyn ContainerView> = lxd.clone();
-    let machine =
-        SimMachine::open(&path, SimOptions::instant()).expect("opens").with_context(cx()).with_real_containers(view);
+    let machine = SimMachine::open(&path, SimOptions::instant())
+        .expect("opens")
+        .with_context(cx(dir.path()))
+        .with_real_containers(view);
     Bench { _dir: dir, path, lxd, machine }
 }
 
 /// The catalogue's context the host provider runs its steps with (the same for every file here).
-fn cx() -> testbed_steps::Context {
-    testbed_steps::Context::new(&config(TWO_MEMBERS))
+fn cx(dir: &Path) -> testbed_steps::Context {
+    testbed_steps::Context::new(&config(dir, TWO_MEMBERS))
 }
 
 fn wanted(d: &DesiredState) -> Vec<Resource> {
@@ -129,16 +132,16 @@ fn wanted(d: &DesiredState) -> Vec<Resource> {
 }
 
 /// The plan a bare machine gets for `text`, in order: every create the file implies.
-async fn creates(text: &str) -> Vec<Action> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let bare = SimMachine::open(dir.path().join("bare.json"), SimOptions::instant()).expect("opens");
-    let plan = plan_with(&bare.providers(), &config(text)).await;
+async fn creates(dir: &Path, text: &str) -> Vec<Action> {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let bare = SimMachine::open(scratch.path().join("bare.json"), SimOptions::instant()).expect("opens");
+    let plan = plan_with(&bare.providers(), &config(dir, text)).await;
     plan.actions().into_iter().cloned().collect()
 }
 
 /// The file's resources of one layer.
-fn layer_wanted(text: &str, layer: Layer) -> Vec<Resource> {
-    let d = desired::build(&config(text), &ObservedState::default());
+fn layer_wanted(dir: &Path, text: &str, layer: Layer) -> Vec<Resource> {
+    let d = desired::build(&config(dir, text), &ObservedState::default());
     wanted(&d).into_iter().filter(|r| r.kind.layer() == layer).collect()
 }
 
@@ -184,6 +187,13 @@ fn expect_precondition(r: Result<(), ProviderError>) -> String {
     }
 }
 
+/// What the MicroK8s layer's provider (the real one, over the simulated programs) observes.
+async fn observe_microk8s(machine: &SimMachine, wanted: &[Resource]) -> testbed_provider::LayerObservation {
+    let providers = machine.providers();
+    let provider = providers.get(Layer::Microk8s).expect("the MicroK8s provider");
+    provider.observe(wanted).await.expect("observes")
+}
+
 fn microk8s_observed(obs: &testbed_provider::LayerObservation, member: &str) -> bool {
     let address = Address::new(Kind::Microk8s, &[member]);
     obs.resources.iter().any(|o| o.address == address)
@@ -192,7 +202,7 @@ fn microk8s_observed(obs: &testbed_provider::LayerObservation, member: &str) -> 
 #[tokio::test]
 async fn microk8s_installs_only_into_a_real_container_that_runs() {
     let b = bench(vec![container("member1", false, "uuid-1")]);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
     let install = find(&actions, "microk8s.member1");
 
@@ -219,18 +229,19 @@ async fn microk8s_installs_only_into_a_real_container_that_runs() {
 #[tokio::test]
 async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_inside_along() {
     let b = bench(vec![container("member1", true, "uuid-1")]);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "microk8s_addons.member1").await;
-    let wanted_mk8s = layer_wanted(ONE_MEMBER, Layer::Microk8s);
-    let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
+    let wanted_mk8s = layer_wanted(b._dir.path(), ONE_MEMBER, Layer::Microk8s);
+    let obs = observe_microk8s(&b.machine, &wanted_mk8s).await;
     assert!(microk8s_observed(&obs, "member1"));
 
     // Deleted and re-created under the same name: a new container, with no MicroK8s in it.
     b.lxd.set(vec![container("member1", true, "uuid-2")]);
-    let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
+    let obs = observe_microk8s(&b.machine, &wanted_mk8s).await;
     assert!(!microk8s_observed(&obs, "member1"), "{:?}", obs.resources);
-    // Observing changes nothing; the next step forgets the old container's inside for good.
-    assert_eq!(b.machine.world().inside["member1"].identity, "uuid-1");
+    // Looking inside the new container (`snap list`) finds it as its image left it.
+    assert_eq!(b.machine.world().inside["member1"].identity, "uuid-2");
+    assert!(b.machine.world().inside["member1"].microk8s.is_none());
     let install = find(&actions, "microk8s.member1");
     run(&b.machine, &install).await.expect("a fresh install into the new container");
     let world = b.machine.world();
@@ -241,29 +252,32 @@ async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_
 
     // Gone from the real LXD: nothing inside is observed, and the next step drops it.
     b.lxd.set(vec![]);
-    let obs = b.machine.observe(Layer::Microk8s, &wanted_mk8s).await.expect("observes");
+    let obs = observe_microk8s(&b.machine, &wanted_mk8s).await;
     assert!(!microk8s_observed(&obs, "member1"));
     let message = expect_precondition(run(&b.machine, &find(&actions, "microk8s_addons.member1")).await);
     assert!(message.contains("container member1 does not exist"), "{message}");
-    // A step above LXD that succeeds saves what the real LXD now has: nothing inside member1.
-    let repair = Action { op: Op::Update, ..find(&actions, "host.microk8s") };
-    run(&b.machine, &repair).await.expect("LXD answers");
-    assert!(b.machine.world().inside.is_empty());
 }
 
 #[tokio::test]
 async fn kubeconfig_and_join_need_the_real_api_proxy() {
     let b = bench(vec![container("member1", true, "uuid-1")]);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "karmada_member.member1").await;
     let join = find(&actions, "karmada_member.member1");
 
     b.lxd.edit("member1", |c| c.proxies.clear());
     let message = expect_precondition(run(&b.machine, &join).await);
     assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
+    // The real MicroK8s provider writes the kubeconfig, then waits for the API through the proxy, which
+    // nothing answers now: the hint points at the proxy.
     let rewrite = Action { op: Op::Update, ..find(&actions, "kubeconfig.member1") };
-    let message = expect_precondition(run(&b.machine, &rewrite).await);
-    assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
+    match run(&b.machine, &rewrite).await {
+        Err(ProviderError::Failed { message, hint }) => {
+            assert!(message.contains("did not answer through https://127.0.0.1:16441"), "{message}");
+            assert!(hint.is_some_and(|h| h.contains("check the API proxy")));
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
 
     // A stopped container does not answer either.
     b.lxd.set(vec![container("member1", false, "uuid-1")]);
@@ -283,22 +297,26 @@ async fn a_real_container_someone_else_made_is_not_testbeds_to_fill() {
     let mut foreign = container("member1", true, "uuid-1");
     foreign.owned = false;
     let b = bench(vec![foreign]);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
     let message = expect_precondition(run(&b.machine, &find(&actions, "microk8s.member1")).await);
-    assert!(message.contains("refusing to install MicroK8s in microk8s.member1"), "{message}");
+    assert!(
+        message.contains("refusing to create MicroK8s in container member1: testbed did not create it"),
+        "{message}"
+    );
+    assert!(b.machine.world().inside.get("member1").is_none_or(|i| i.microk8s.is_none()));
 }
 
 #[tokio::test]
 async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
     let b = bench(vec![container("member1", true, "uuid-1")]);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "microk8s.member1").await;
     b.lxd.fail(ProviderError::failed("connect /var/snap/lxd/common/lxd/unix.socket: connection refused"));
 
     match run(&b.machine, &find(&actions, "microk8s.member1")).await {
         Err(ProviderError::Unavailable { message, hint }) => {
-            assert!(message.contains("microk8s.member1: LXD is not reachable"), "{message}");
+            assert!(message.contains("microk8s.member1: cannot see container member1"), "{message}");
             assert!(message.contains("connection refused"), "{message}");
             assert!(hint.is_some_and(|h| h.contains("lxc list")));
         }
@@ -308,12 +326,12 @@ async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
     run(&b.machine, &find(&actions, "host.firewall")).await.expect("no LXD needed");
     run(&b.machine, &find(&actions, "host.packages")).await.expect("no LXD needed");
 
-    let cfg = config(ONE_MEMBER);
+    let cfg = config(b._dir.path(), ONE_MEMBER);
     let (_, observed) = look(&b.machine.providers(), &cfg).await;
     let unobservable: BTreeMap<Layer, String> =
         observed.unobservable.iter().map(|u| (u.layer, u.reason.clone())).collect();
     for layer in [Layer::Microk8s, Layer::Registry, Layer::Karmada] {
-        assert!(unobservable.get(&layer).is_some_and(|r| r.contains("LXD is not reachable")), "{unobservable:?}");
+        assert!(unobservable.get(&layer).is_some_and(|r| r.contains("connection refused")), "{unobservable:?}");
     }
     assert!(!unobservable.contains_key(&Layer::Host), "{unobservable:?}");
     // The LXD provider over the simulated daemon is not among the providers: the real LXD's goes there.
@@ -323,7 +341,7 @@ async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
 #[tokio::test]
 async fn the_state_file_keeps_the_inside_with_its_container_identity_and_never_the_mirror() {
     let b = bench(vec![container("member1", true, "uuid-1")]);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "kubeconfig.member1").await;
 
     let text = std::fs::read_to_string(&b.path).expect("saved");
@@ -335,12 +353,12 @@ async fn the_state_file_keeps_the_inside_with_its_container_identity_and_never_t
     let reopened = SimMachine::open(&b.path, SimOptions::instant()).expect("reads back");
     assert_eq!(reopened.world(), b.machine.world());
     assert!(reopened.world().lxd.instances.is_empty());
-    let reopened = reopened.with_real_containers(view);
-    let obs = reopened.observe(Layer::Microk8s, &layer_wanted(ONE_MEMBER, Layer::Microk8s)).await.expect("observes");
+    let reopened = reopened.with_context(cx(b._dir.path())).with_real_containers(view);
+    let obs = observe_microk8s(&reopened, &layer_wanted(b._dir.path(), ONE_MEMBER, Layer::Microk8s)).await;
     assert!(microk8s_observed(&obs, "member1"));
     // The kubeconfig step, run on the reopened machine, finds MicroK8s where the first run left it.
     run(&reopened, &find(&actions, "kubeconfig.member1")).await.expect("writes the kubeconfig");
-    assert!(reopened.world().kubeconfigs.contains_key("member1"));
+    assert!(b._dir.path().join(".testbed/kubeconfigs/member1.config").is_file());
     assert_eq!(reopened.world().inside["member1"].identity, "uuid-1");
 }
 
@@ -352,7 +370,7 @@ async fn with_real_containers_the_machine_has_no_lxd_provider_of_its_own() {
     let providers = b.machine.providers();
     assert!(providers.get(Layer::Lxd).is_none(), "the real LXD's provider is the caller's to add");
     assert!(matches!(b.machine.observe(Layer::Lxd, &[]).await, Err(ProviderError::Failed { .. })));
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(b._dir.path(), ONE_MEMBER).await;
     let network = find(&actions, "lxd_network.lxdbr0");
     match run(&b.machine, &network).await {
         Err(ProviderError::Unavailable { .. } | ProviderError::Failed { .. }) => {}
@@ -376,7 +394,7 @@ fn pair() -> Pair {
     let view: Arc<dyn ContainerView> = Arc::new(lxd.clone());
     let above = SimMachine::open(dir.path().join("above.json"), SimOptions::instant())
         .expect("opens")
-        .with_context(cx())
+        .with_context(cx(dir.path()))
         .with_real_containers(view);
     let lxd_provider = lxd.providers().get(Layer::Lxd).cloned().expect("the LXD provider over the daemon");
     let providers = above.providers().with(lxd_provider);
@@ -397,8 +415,8 @@ async fn apply_all(providers: &Providers, plan: &Plan) {
 #[tokio::test]
 async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re_created_container() {
     let p = pair();
-    let cfg = config(TWO_MEMBERS);
-    let bare = creates(TWO_MEMBERS).await;
+    let cfg = config(p._dir.path(), TWO_MEMBERS);
+    let bare = creates(p._dir.path(), TWO_MEMBERS).await;
     // The real LXD is installed before testbed runs (its host layer is the other machine's).
     p.lxd.edit(|w| w.install_lxd_by_hand()).expect("LXD installed");
     apply_all(&p.providers, &plan_with(&p.providers, &cfg).await).await;
@@ -426,7 +444,8 @@ async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re
     assert!(message.contains("container member1 is stopped"), "{message}");
     let repair = plan_with(&p.providers, &cfg).await;
     let ops: Vec<(String, Op)> = repair.actions().iter().map(|a| (a.address.to_string(), a.op)).collect();
-    assert_eq!(ops, vec![("lxd_instance.member1".to_owned(), Op::Update)]);
+    // Its MicroK8s cannot be seen while it is stopped: repaired (started) after the container.
+    assert_eq!(ops, vec![("lxd_instance.member1".to_owned(), Op::Update), ("microk8s.member1".to_owned(), Op::Update)]);
     apply_all(&p.providers, &repair).await;
 
     // The real container is deleted and re-created by hand under the same name.
@@ -459,24 +478,20 @@ async fn a_container_that_stops_while_the_step_runs_fails_the_step() {
     let options = SimOptions { speed: 1.0, fail_once: BTreeSet::new() };
     let machine = SimMachine::open(dir.path().join("sim.json"), options)
         .expect("opens")
-        .with_context(cx())
+        .with_context(cx(dir.path()))
         .with_real_containers(view);
-    let actions = creates(ONE_MEMBER).await;
+    let actions = creates(dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&machine, &actions, "microk8s.member1").await;
-    let before = lxd.calls();
 
     let install = find(&actions, "microk8s.member1");
     let step = tokio::spawn({
         let machine = machine.clone();
-        async move { machine.apply(&install, &ActionLog::discard()).await }
+        async move { run(&machine, &install).await }
     });
-    // The step has looked at the container and started (a 90 s install); then the container stops.
-    while lxd.calls() == before {
-        tokio::task::yield_now().await;
-    }
+    // The step waits for snapd to seed, then installs (90 s); the container stops in the middle of it.
+    tokio::time::sleep(std::time::Duration::from_secs(40)).await;
     lxd.edit("member1", |c| c.running = false);
-    let message = expect_precondition(step.await.expect("task"));
-    assert!(message.contains("container member1 is stopped"), "{message}");
-    assert_eq!(lxd.calls(), before + 2, "looked again when the step finished");
-    assert!(machine.world().inside.is_empty());
+    let e = step.await.expect("task").expect_err("the install died with its container");
+    assert!(e.to_string().contains("Instance is not running"), "{e}");
+    assert!(machine.world().inside.get("member1").is_none_or(|i| i.microk8s.is_none()), "nothing was installed");
 }

@@ -56,8 +56,9 @@ name = "member3"
 api_port = 16444
 "#;
 
-fn config(text: &str) -> Config {
-    match testbed_config::parse(Path::new("testbed.toml"), text) {
+/// The file `text` as if it were `dir/testbed.toml` (the members' kubeconfigs go under `dir`).
+fn config_in(dir: &Path, text: &str) -> Config {
+    match testbed_config::parse(&dir.join("testbed.toml"), text) {
         Ok(c) => c,
         Err(e) => panic!("test config is invalid: {e:?}"),
     }
@@ -72,13 +73,17 @@ struct Bench {
 fn bench_with(options: SimOptions) -> Bench {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("state").join("sim-state.json");
-    let machine = SimMachine::open(&path, options).expect("a missing file is an empty machine").with_context(cx());
+    // The catalogue's context the real providers run their steps with (the same for every file here).
+    let cx = testbed_steps::Context::new(&config_in(dir.path(), TWO_MEMBERS));
+    let machine = SimMachine::open(&path, options).expect("a missing file is an empty machine").with_context(cx);
     Bench { _dir: dir, path, machine }
 }
 
-/// The catalogue's context the host provider runs its steps with (the same for every file here).
-fn cx() -> testbed_steps::Context {
-    testbed_steps::Context::new(&config(TWO_MEMBERS))
+impl Bench {
+    /// The file `text`, beside this machine.
+    fn config(&self, text: &str) -> Config {
+        config_in(self._dir.path(), text)
+    }
 }
 
 fn bench() -> Bench {
@@ -161,7 +166,7 @@ fn recording_log() -> (ActionLog, Arc<Mutex<Vec<LogEntry>>>) {
 #[tokio::test]
 async fn microk8s_cannot_be_installed_into_a_stopped_container() {
     let b = bench();
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let install = apply_until(&b.machine, &plan, at("microk8s.member1"), nothing).await.expect("in the plan");
     b.machine.edit(|w| w.stop_lxd_instance("member1")).expect("saved").then_some(()).expect("member1 exists");
 
@@ -174,7 +179,7 @@ async fn microk8s_cannot_be_installed_into_a_stopped_container() {
 #[tokio::test]
 async fn karmadactl_init_before_the_images_names_the_missing_ones() {
     let b = bench();
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let is_image = |a: &Action| a.kind == Kind::Image;
     let init = apply_until(&b.machine, &plan, at("karmada.control_plane"), is_image).await.expect("in the plan");
 
@@ -190,7 +195,7 @@ async fn karmadactl_init_before_the_images_names_the_missing_ones() {
 #[tokio::test]
 async fn join_before_the_control_plane_fails() {
     let b = bench();
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let join = apply_until(&b.machine, &plan, at("karmada_member.member1"), at("karmada.control_plane"))
         .await
         .expect("planned");
@@ -206,7 +211,7 @@ async fn join_before_the_control_plane_fails() {
 #[tokio::test]
 async fn join_needs_the_member_api_through_its_proxy_and_refuses_a_name_taken_by_someone_else() {
     let b = bench();
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let join = apply_until(&b.machine, &plan, at("karmada_member.member1"), nothing).await.expect("planned");
 
     b.machine.edit(|w| w.lxd_instance_mut("member1").map(|i| i.devices.remove("api"))).expect("saved");
@@ -238,7 +243,7 @@ async fn join_needs_the_member_api_through_its_proxy_and_refuses_a_name_taken_by
 async fn an_injected_failure_happens_once_across_runs() {
     let options = SimOptions { speed: 0.0, fail_once: BTreeSet::from(["lxd_network.lxdbr0".to_owned()]) };
     let b = bench_with(options.clone());
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let network = apply_until(&b.machine, &plan, at("lxd_network.lxdbr0"), nothing).await.expect("planned");
 
     match run(&b.machine, &network).await {
@@ -250,7 +255,9 @@ async fn an_injected_failure_happens_once_across_runs() {
     assert!(b.machine.world().lxd_daemon.networks.is_empty());
 
     // The next run of testbed opens the same state file with the same environment.
-    let again = SimMachine::open(&b.path, options).expect("state file reads back").with_context(cx());
+    let again = SimMachine::open(&b.path, options)
+        .expect("state file reads back")
+        .with_context(testbed_steps::Context::new(&b.config(TWO_MEMBERS)));
     run(&again, &network).await.expect("the failure happened once already");
     assert!(again.world().lxd_daemon.networks.contains_key("lxdbr0"));
     assert!(again.world().consumed_failures.contains("lxd_network.lxdbr0"));
@@ -287,7 +294,7 @@ fn a_damaged_state_file_is_an_error_that_says_what_to_do() {
 #[tokio::test]
 async fn the_state_file_round_trips_and_says_it_is_simulated() {
     let b = bench();
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     apply_until(&b.machine, &plan, at("lxd_instance.member1"), nothing).await;
     let text = std::fs::read_to_string(&b.path).expect("saved after each step");
     assert!(text.contains("\"format\": 2") && text.contains("SIMULATED"), "{text}");
@@ -299,7 +306,7 @@ async fn the_state_file_round_trips_and_says_it_is_simulated() {
 async fn a_container_testbed_did_not_create_is_someone_elses() {
     let b = bench();
     b.machine.edit(|w| w.launch_foreign_instance("member2", "lxdbr0", "10.123.45.99")).expect("saved");
-    let cfg = config(TWO_MEMBERS);
+    let cfg = b.config(TWO_MEMBERS);
     let (desired, observed) = look(&b.machine, &cfg).await;
 
     let found = observed.get(&Address::new(Kind::LxdInstance, &["member2"])).expect("observed");
@@ -331,7 +338,7 @@ async fn a_container_testbed_did_not_create_is_someone_elses() {
 async fn a_taken_host_port_fails_like_the_real_step() {
     let b = bench();
     b.machine.edit(|w| w.host.foreign_ports.insert(16441)).expect("saved");
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
 
     let proxy = apply_until(&b.machine, &plan, at("proxy.member1.api"), nothing).await.expect("planned");
     // The real LXD provider over the simulated daemon: LXD's forkproxy cannot bind, and the provider names
@@ -352,7 +359,7 @@ async fn a_taken_host_port_fails_like_the_real_step() {
 #[tokio::test]
 async fn steps_log_the_real_commands_without_secrets() {
     let b = bench();
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let register = apply_until(&b.machine, &plan, at("karmada_member.member2"), nothing).await.expect("planned");
     let (log, entries) = recording_log();
     b.machine.providers().run(&register, &log).await.expect("registered");
@@ -400,7 +407,7 @@ async fn steps_log_the_real_commands_without_secrets() {
 #[tokio::test]
 async fn apply_converges_and_destroy_leaves_only_retained_host_settings() {
     let b = bench();
-    let cfg = config(TWO_MEMBERS);
+    let cfg = b.config(TWO_MEMBERS);
     let plan = plan_for(&b.machine, &cfg).await;
     assert!(plan.summary().create > 20, "{:?}", plan.summary());
     apply_all(&b.machine, &plan).await;
@@ -440,7 +447,7 @@ async fn apply_converges_and_destroy_leaves_only_retained_host_settings() {
 #[tokio::test]
 async fn stopped_things_are_observed_as_needing_repair_and_an_update_starts_them() {
     let b = bench();
-    let cfg = config(TWO_MEMBERS);
+    let cfg = b.config(TWO_MEMBERS);
     apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
     b.machine
         .edit(|w| {
@@ -461,7 +468,16 @@ async fn stopped_things_are_observed_as_needing_repair_and_an_update_starts_them
 
     let repair = testbed_plan::plan(&desired, &observed).expect("plans");
     let ops: Vec<(String, Op)> = repair.actions().iter().map(|a| (a.address.to_string(), a.op)).collect();
-    assert_eq!(ops, vec![("lxd_instance.member1".into(), Op::Update), ("microk8s.member2".into(), Op::Update)]);
+    // Nothing can be seen inside a stopped container: the real MicroK8s provider reports its MicroK8s as
+    // needing repair too, so that it is started (and waited for) once the container runs.
+    assert_eq!(
+        ops,
+        vec![
+            ("lxd_instance.member1".into(), Op::Update),
+            ("microk8s.member1".into(), Op::Update),
+            ("microk8s.member2".into(), Op::Update)
+        ]
+    );
     apply_all(&b.machine, &repair).await;
     let (desired, observed) = look(&b.machine, &cfg).await;
     assert!(testbed_plan::plan(&desired, &observed).expect("plans").is_empty());
@@ -470,9 +486,9 @@ async fn stopped_things_are_observed_as_needing_repair_and_an_update_starts_them
 #[tokio::test]
 async fn a_changed_member_image_replaces_what_lives_in_the_container() {
     let b = bench();
-    apply_all(&b.machine, &plan_for(&b.machine, &config(TWO_MEMBERS)).await).await;
+    apply_all(&b.machine, &plan_for(&b.machine, &b.config(TWO_MEMBERS)).await).await;
     let moved = TWO_MEMBERS.replacen("cpu = \"2\"", "cpu = \"2\"\nimage = \"ubuntu:24.04\"", 1);
-    let cfg = config(&moved);
+    let cfg = b.config(&moved);
     let plan = plan_for(&b.machine, &cfg).await;
     let op = |a: &str| plan.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.op);
     assert_eq!(op("lxd_instance.member1"), Some(Op::Replace));
@@ -488,7 +504,7 @@ async fn a_changed_member_image_replaces_what_lives_in_the_container() {
 #[tokio::test(start_paused = true)]
 async fn steps_take_their_real_time_scaled_by_the_speed() {
     let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
-    let plan = plan_for(&b.machine, &config(TWO_MEMBERS)).await;
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let packages = plan.actions().into_iter().find(|a| a.address.as_str() == "host.packages").expect("planned").clone();
     let providers = b.machine.providers();
     // The real host provider, over the simulated host's programs: each program takes its real time.
@@ -540,7 +556,7 @@ async fn apply_concurrently(machine: &SimMachine, plan: &Plan) {
 #[tokio::test(start_paused = true)]
 async fn the_default_testbed_takes_minutes_of_real_time_and_seconds_at_the_default_speed() {
     let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
-    let cfg = config(THREE_MEMBERS);
+    let cfg = b.config(THREE_MEMBERS);
     let plan = plan_for(&b.machine, &cfg).await;
     let start = tokio::time::Instant::now();
     apply_concurrently(&b.machine, &plan).await;
@@ -575,7 +591,7 @@ async fn someone_elses_bridge_and_pool_are_used_as_they_are_and_never_changed() 
             );
         })
         .expect("saved");
-    let cfg = config(TWO_MEMBERS);
+    let cfg = b.config(TWO_MEMBERS);
     let plan = plan_for(&b.machine, &cfg).await;
     assert!(plan.find("lxd_network.lxdbr0").is_none() && plan.find("lxd_storage_pool.default").is_none());
     assert!(plan.notes.iter().any(|n| n.contains("lxd_storage_pool.default")), "{:?}", plan.notes);
@@ -609,7 +625,7 @@ async fn someone_elses_bridge_and_pool_are_used_as_they_are_and_never_changed() 
 #[tokio::test]
 async fn a_membership_whose_control_plane_is_gone_has_nothing_to_unjoin() {
     let b = bench();
-    let cfg = config(TWO_MEMBERS);
+    let cfg = b.config(TWO_MEMBERS);
     apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
     let (_, observed) = look(&b.machine, &cfg).await;
     let delete = |address: &str| {

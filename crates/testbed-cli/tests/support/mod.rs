@@ -25,8 +25,10 @@ pub fn file(members: &[(String, u16)], pull: bool) -> String {
     text
 }
 
-pub fn config(text: &str) -> Config {
-    testbed_config::parse(Path::new("testbed.toml"), text).expect("test file is valid")
+/// The file `text` as if it were `dir/testbed.toml`: what it writes beside itself (the members'
+/// kubeconfigs) goes under `dir`.
+pub fn config(dir: &Path, text: &str) -> Config {
+    testbed_config::parse(&dir.join("testbed.toml"), text).expect("test file is valid")
 }
 
 pub fn numbered(n: usize) -> Vec<(String, u16)> {

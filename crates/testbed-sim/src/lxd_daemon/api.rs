@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::state::{kind, Devices, Instance, LxdDaemon, Map, Network, Profile, Status, StoragePool};
-use super::{Daemon, Op, OpEnd};
+use super::{Daemon, Flavor, Op, OpEnd};
 use crate::world::{listen_port, subnet_allows, SimWorld};
 
 /// An error answer: the HTTP status and LXD's message.
@@ -53,13 +53,17 @@ pub(crate) async fn handle(
     d: &Arc<Daemon>,
     method: &Method,
     uri: &Uri,
-    _headers: &HeaderMap,
+    headers: &HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Vec<u8>) {
     let path = uri.path();
     let query = uri.query().unwrap_or_default();
     let segments: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // A file push carries the file, not JSON.
+    if let (&Method::POST, ["1.0", "instances", name, "files"]) = (method, segs.as_slice()) {
+        return envelope(push_file(d, name, query, headers, &body).await);
+    }
     let body: Value = if body.is_empty() {
         Value::Null
     } else {
@@ -78,11 +82,15 @@ pub(crate) async fn handle(
             let replace = method == Method::PUT;
             sync_change(d, latency::NETWORK, |w| update_network(w, name, &body, replace)).await
         }
-        (&Method::DELETE, ["1.0", "networks", name]) => sync_change(d, latency::NETWORK, |w| delete_network(w, name)).await,
+        (&Method::DELETE, ["1.0", "networks", name]) => {
+            sync_change(d, latency::NETWORK, |w| delete_network(w, name)).await
+        }
         (&Method::GET, ["1.0", "storage-pools"]) => Ok(d.shared.read(|w| list_pools(&w.lxd_daemon, recursion))),
         (&Method::POST, ["1.0", "storage-pools"]) => sync_change(d, latency::POOL, |w| create_pool(w, &body)).await,
         (&Method::GET, ["1.0", "storage-pools", name]) => d.shared.read(|w| get_pool(&w.lxd_daemon, name)),
-        (&Method::DELETE, ["1.0", "storage-pools", name]) => sync_change(d, latency::POOL, |w| delete_pool(w, name)).await,
+        (&Method::DELETE, ["1.0", "storage-pools", name]) => {
+            sync_change(d, latency::POOL, |w| delete_pool(w, name)).await
+        }
         (&Method::GET, ["1.0", "profiles"]) => Ok(d.shared.read(|w| list_profiles(&w.lxd_daemon, recursion))),
         (&Method::POST, ["1.0", "profiles"]) => sync_change(d, latency::PROFILE, |w| create_profile(w, &body)).await,
         (&Method::GET, ["1.0", "profiles", name]) => d.shared.read(|w| get_profile(&w.lxd_daemon, name)),
@@ -90,7 +98,9 @@ pub(crate) async fn handle(
             let replace = method == Method::PUT;
             sync_change(d, latency::PROFILE, |w| update_profile(w, name, &body, replace)).await
         }
-        (&Method::DELETE, ["1.0", "profiles", name]) => sync_change(d, latency::PROFILE, |w| delete_profile(w, name)).await,
+        (&Method::DELETE, ["1.0", "profiles", name]) => {
+            sync_change(d, latency::PROFILE, |w| delete_profile(w, name)).await
+        }
         // The listing every observation makes: written straight from the daemon's objects.
         (&Method::GET, ["1.0", "instances"]) if recursion >= 1 => {
             return (StatusCode::OK, d.shared.read(|w| listing(&w.lxd_daemon)));
@@ -151,18 +161,33 @@ pub(crate) async fn handle(
                 }
             }
         }
-        (&Method::POST, ["1.0", "instances", name, "exec"]) => match d.shared.read(|w| existing(&w.lxd_daemon, name).map(Instance::running)) {
-            Err(e) => Err(e),
-            Ok(false) => Err(err(400, "Instance is not running")),
-            Ok(true) => Err(err(
-                501,
-                "the simulated LXD daemon does not run programs inside containers yet; the layers above LXD are simulated on their own",
-            )),
-        },
-        (&Method::POST, ["1.0", "instances", _, "files"]) => Err(err(
-            501,
-            "the simulated LXD daemon does not write files inside containers yet; the layers above LXD are simulated on their own",
-        )),
+        (&Method::POST, ["1.0", "instances", name, "exec"]) => {
+            let name = (*name).to_owned();
+            match d.shared.read(|w| container(&w.lxd_daemon, &name)) {
+                Err(e) => Err(e),
+                Ok(c) => return exec(d, c, &body),
+            }
+        }
+        (&Method::GET, ["1.0", "instances", name, "logs"]) => {
+            let name = (*name).to_owned();
+            match d.shared.read(|w| existing(&w.lxd_daemon, &name).map(|_| ())) {
+                Err(e) => Err(e),
+                Ok(()) => Ok(json!(exec_logs(d, &name))),
+            }
+        }
+        (&Method::GET, ["1.0", "instances", name, "logs", file]) => {
+            match d.logs.lock().unwrap_or_else(|p| p.into_inner()).get(&(name.to_string(), file.to_string())) {
+                // lxd/instance_logs.go: the file itself, not an envelope.
+                Some(text) => return (StatusCode::OK, text.clone().into_bytes()),
+                None => Err(err(404, "not found")),
+            }
+        }
+        (&Method::DELETE, ["1.0", "instances", name, "logs", file]) => {
+            match d.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.to_string(), file.to_string())) {
+                Some(_) => Ok(json!({})),
+                None => Err(err(404, "not found")),
+            }
+        }
         (&Method::GET, ["1.0", "operations"]) => Ok(list_operations(d)),
         (&Method::GET, ["1.0", "operations", id]) => match find_op(d, id) {
             Some(op) => Ok(op_json(id, &op)),
@@ -233,6 +258,18 @@ fn operation(
     took: Duration,
     f: impl FnOnce(&mut SimWorld) -> Answer + Send + 'static,
 ) -> (StatusCode, Vec<u8>) {
+    operation_ending(d, description, took, Ending::Change(Box::new(f)))
+}
+
+/// What an operation does when its time has passed.
+enum Ending {
+    /// Changes the world (and saves it).
+    Change(Box<dyn FnOnce(&mut SimWorld) -> Answer + Send>),
+    /// Ends with what was already decided (an exec, whose program has run).
+    Done(Value),
+}
+
+fn operation_ending(d: &Arc<Daemon>, description: String, took: Duration, ending: Ending) -> (StatusCode, Vec<u8>) {
     let id = d.shared.change_quiet(|w| w.lxd_daemon.new_id());
     let id = format!("00000000-0000-4000-a000-{id:012}");
     let (tx, rx) = watch::channel(None);
@@ -244,7 +281,11 @@ fn operation(
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let end = match shared.change(f) {
+        let answer = match ending {
+            Ending::Change(f) => shared.change(f),
+            Ending::Done(metadata) => Ok(metadata),
+        };
+        let end = match answer {
             Ok(metadata) => OpEnd { status_code: 200, err: String::new(), metadata },
             Err(e) => OpEnd { status_code: e.code, err: e.message, metadata: Value::Null },
         };
@@ -1131,4 +1172,102 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Exec and files: what runs inside a container ([`crate::member_programs`]).
+// ---------------------------------------------------------------------------------------------------
+
+/// A running instance as the programs in it see it, or LXD's refusal.
+fn container(daemon: &LxdDaemon, name: &str) -> Result<crate::member_programs::Container, ApiError> {
+    let i = existing(daemon, name)?;
+    if !i.running() {
+        // lxd/instance_exec.go and instance_file.go.
+        return Err(err(400, "Instance is not running"));
+    }
+    let bridge = daemon
+        .expanded(i)
+        .devices
+        .values()
+        .filter(|d| kind(d) == "nic")
+        .find_map(|d| d.get("network").or_else(|| d.get("parent")).cloned());
+    Ok(crate::member_programs::Container {
+        name: name.to_owned(),
+        identity: i.config.get("volatile.uuid").cloned().unwrap_or_default(),
+        address: daemon.ipv4_of(i),
+        bridge,
+    })
+}
+
+/// `POST /1.0/instances/NAME/exec` without websockets: the program runs, and the operation ends when it
+/// has (its real-magnitude time, scaled) with its exit code in `metadata.return` and, with `record-output`,
+/// the paths of its recorded stdout and stderr (`metadata.output`, lxd-5.0.3 lxd/instance_exec.go:
+/// `logs/exec_<operation>.stdout`), which stay until deleted (real-tools.md, behaviour 12).
+fn exec(d: &Arc<Daemon>, c: crate::member_programs::Container, body: &Value) -> (StatusCode, Vec<u8>) {
+    let argv: Vec<String> = string_list(body, "command");
+    if argv.is_empty() {
+        return envelope(Err(err(400, "Command cannot be empty")));
+    }
+    if body.get("wait-for-websocket").and_then(Value::as_bool) == Some(true) {
+        return envelope(Err(err(501, "the simulated LXD daemon runs exec without websockets only")));
+    }
+    let record = body.get("record-output").and_then(Value::as_bool).unwrap_or(false);
+    let ran = match d.shared.run_inside(&c.name, |w| crate::member_programs::run(w, &c, &argv)) {
+        Ok(ran) => ran,
+        Err(e) => return envelope(Err(ApiError::internal(e.to_string()))),
+    };
+    let id = d.shared.change_quiet(|w| w.lxd_daemon.new_id());
+    let mut metadata = json!({ "return": ran.out.code });
+    if record {
+        let stdout = format!("exec_{id}.stdout");
+        let stderr = format!("exec_{id}.stderr");
+        let mut logs = d.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.insert((c.name.clone(), stdout.clone()), ran.out.stdout.clone());
+        logs.insert((c.name.clone(), stderr.clone()), ran.out.stderr.clone());
+        metadata["output"] = json!({
+            "1": format!("/1.0/instances/{}/logs/{stdout}", c.name),
+            "2": format!("/1.0/instances/{}/logs/{stderr}", c.name),
+        });
+    }
+    operation_ending(d, format!("Executing command in {}", c.name), ran.took, Ending::Done(metadata))
+}
+
+/// The recorded exec outputs still kept for an instance.
+fn exec_logs(d: &Daemon, instance: &str) -> Vec<String> {
+    d.logs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .filter(|(i, _)| i == instance)
+        .map(|(i, f)| format!("/1.0/instances/{i}/logs/{f}"))
+        .collect()
+}
+
+/// `POST /1.0/instances/NAME/files?path=P`: writes the body as the file, with the mode of the
+/// `X-LXD-mode` (`X-Incus-mode`) header; the parent directory must exist.
+async fn push_file(d: &Arc<Daemon>, name: &str, query: &str, headers: &HeaderMap, body: &Bytes) -> Answer {
+    let c = d.shared.read(|w| container(&w.lxd_daemon, name))?;
+    let path = query_value(query, "path").map(decode).unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(err(400, "Missing or invalid path"));
+    }
+    let prefix = match d.flavor {
+        Flavor::Lxd => "x-lxd",
+        Flavor::Incus => "x-incus",
+    };
+    let header = |k: &str| headers.get(format!("{prefix}-{k}")).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if header("type").is_some_and(|t| t != "file") {
+        return Err(err(501, "the simulated LXD daemon pushes regular files only"));
+    }
+    let mode = header("mode").and_then(|m| u32::from_str_radix(&m, 8).ok()).unwrap_or(0o644);
+    // A few hundred kB per second through the daemon, at least a moment.
+    let took = Duration::from_millis(50 + body.len() as u64 / 4_000);
+    let wait = d.shared.options.scaled(took);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    let bytes = body.to_vec();
+    d.shared.change(|w| {
+        crate::member_programs::push(w, &c, &path, &bytes, mode).map(|()| json!({})).map_err(|m| err(404, m))
+    })
 }

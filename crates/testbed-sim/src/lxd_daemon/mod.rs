@@ -71,6 +71,8 @@ pub(crate) struct Daemon {
     pub shared: Arc<Shared>,
     pub flavor: Flavor,
     pub ops: Mutex<BTreeMap<String, Arc<Op>>>,
+    /// Recorded exec outputs, by (instance, file name), until deleted.
+    pub logs: Mutex<BTreeMap<(String, String), String>>,
 }
 
 /// Where clients find the simulated daemon, and the servers behind it.
@@ -128,7 +130,12 @@ impl Sockets {
             *served
         };
         let path = self.dir.path().join(format!("daemon-{n}.socket"));
-        let daemon = Arc::new(Daemon { shared: Arc::clone(shared), flavor, ops: Mutex::new(BTreeMap::new()) });
+        let daemon = Arc::new(Daemon {
+            shared: Arc::clone(shared),
+            flavor,
+            ops: Mutex::new(BTreeMap::new()),
+            logs: Mutex::new(BTreeMap::new()),
+        });
         let alive = Arc::new(AtomicBool::new(true));
         let guard = Alive(Arc::clone(&alive));
         match tokio::runtime::Handle::try_current() {

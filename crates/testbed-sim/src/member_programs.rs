@@ -1,0 +1,167 @@
+//! The programs inside a member's container: what LXD exec runs there (the simulated daemon's
+//! `POST /1.0/instances/NAME/exec`, or the simulated programs bound to a real container in mixed mode).
+//! snapd (`snap wait`, and `install | refresh | list | remove microk8s`), the `microk8s` command once the
+//! snap is in, and the file programs. Anything else is not found (exit 127, as LXD answers for a program
+//! that is not there).
+//!
+//! What runs in a container belongs to that container: it is kept in [`SimWorld::inside`] under the
+//! container's name with its identity (`volatile.uuid`), and a container re-created under the same name
+//! starts empty.
+
+use std::time::Duration;
+
+use testbed_plan::{Address, Kind};
+
+use crate::coreutils::{self, make_dirs, InsideTree, Tree};
+use crate::microk8s_snap::{self, Snapped};
+use crate::programs::{fail, ok, Ran};
+use crate::world::{testbed, Inside, MemberMicrok8s, SimWorld};
+
+/// The container a program runs in, as LXD reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Container {
+    pub name: String,
+    /// `volatile.uuid`.
+    pub identity: String,
+    /// Its IPv4 address on the bridge.
+    pub address: Option<String>,
+    /// The bridge it is on, when known (a real container's is not in its facts).
+    pub bridge: Option<String>,
+}
+
+/// Where the snap keeps its data; `snap remove --purge` takes it along.
+const SNAP_DATA: &str = "/var/snap/microk8s";
+
+/// The resource a program call changes, as the catalogue uses it: what `TESTBED_SIM_FAIL=ADDRESS` fails
+/// (its first change, once).
+fn changes(member: &str, name: &str, a: &[&str]) -> Option<String> {
+    let kind = match (name, a) {
+        ("snap", ["install" | "refresh" | "remove", ..]) => Kind::Microk8s,
+        ("microk8s", ["enable" | "disable", ..]) => Kind::Microk8sAddons,
+        // What the kubeconfig files are written from.
+        ("microk8s", ["config", ..]) => Kind::Kubeconfig,
+        _ => return None,
+    };
+    Some(Address::new(kind, &[member]).to_string())
+}
+
+/// Runs `argv` in container `c`; its inside is created on first use.
+pub(crate) fn run(world: &mut SimWorld, c: &Container, argv: &[String]) -> Ran {
+    let Some(program) = argv.first() else { return fail(127, "") };
+    let name = program.rsplit('/').next().unwrap_or(program).to_owned();
+    let a: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    if let Some(address) = changes(&c.name, &name, &a) {
+        if world.fail_once.contains(&address) && world.consumed_failures.insert(address.clone()) {
+            return fail(1, format!("{name}: simulated failure injected by TESTBED_SIM_FAIL ({address})\n"));
+        }
+    }
+    // The host's forwarding rules are what let the container reach the snap store.
+    let online = match &c.bridge {
+        Some(b) => world.forwards(b),
+        None => world.forwards_any(),
+    };
+    // A new cluster's kube-system namespace UID.
+    let cluster_id = (name == "snap" && a.starts_with(&["install", "microk8s"])).then(|| world.new_cluster_id());
+    let inside = inside_of(world, c);
+    match name.as_str() {
+        "snap" => snap(inside, &a, online, cluster_id.unwrap_or_default()),
+        "microk8s" => match inside.microk8s.as_mut() {
+            None => not_found(&name),
+            Some(m) => microk8s_snap::microk8s(m, &a, c.address.as_deref().unwrap_or("127.0.0.1")),
+        },
+        other => match coreutils::run(&mut InsideTree { files: &mut inside.files }, other, &a) {
+            Some(out) => Ran { out, took: Duration::from_millis(50) },
+            None => not_found(other),
+        },
+    }
+}
+
+/// What the simulation keeps inside `c`: a re-created container (another identity) starts empty.
+pub(crate) fn inside_of<'a>(world: &'a mut SimWorld, c: &Container) -> &'a mut Inside {
+    let entry = world.inside.entry(c.name.clone()).or_insert_with(|| Inside::fresh(&c.identity));
+    if entry.identity != c.identity {
+        *entry = Inside::fresh(&c.identity);
+    }
+    entry
+}
+
+fn not_found(program: &str) -> Ran {
+    fail(127, format!("exec: \"{program}\": executable file not found in $PATH\n"))
+}
+
+fn snap(inside: &mut Inside, a: &[&str], online: bool, cluster_id: String) -> Ran {
+    match a {
+        ["wait", "system", "seed.loaded"] => {
+            let first = !inside.seeded;
+            inside.seeded = true;
+            // A fresh container's snapd seeds for a while after boot.
+            ok("", if first { 20 } else { 0 })
+        }
+        ["list", "microk8s"] => microk8s_snap::snap_list(inside.microk8s.as_ref().map(|m| m as &dyn Snapped)),
+        ["install", "microk8s", rest @ ..] => {
+            if !inside.seeded {
+                return fail(1, "error: too early for operation, device not yet seeded or device model not acknowledged\n");
+            }
+            if inside.microk8s.is_some() {
+                return ok("snap \"microk8s\" is already installed, see 'snap help refresh'\n", 1);
+            }
+            let channel = match microk8s_snap::install_request(rest) {
+                Ok(c) => c,
+                Err(refused) => return refused,
+            };
+            if !online {
+                return fail(
+                    1,
+                    "error: cannot install \"microk8s\": Post \"https://api.snapcraft.io/v2/snaps/refresh\": dial tcp:\n       lookup api.snapcraft.io: Temporary failure in name resolution\n",
+                );
+            }
+            let mut tree = InsideTree { files: &mut inside.files };
+            make_dirs(&mut tree, "/var/snap/microk8s/common");
+            make_dirs(&mut tree, "/var/snap/microk8s/current/args/certs.d/localhost:32000");
+            tree.write(
+                "/var/snap/microk8s/current/args/certs.d/localhost:32000/hosts.toml",
+                "server = \"http://localhost:32000\"\n\n[host.\"http://localhost:32000\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                0o644,
+            );
+            let done = microk8s_snap::installed(&channel);
+            inside.microk8s = Some(MemberMicrok8s {
+                channel,
+                running: true,
+                owner: testbed(),
+                cluster_id,
+                addons: Default::default(),
+                addons_owner: None,
+                sideloaded: Default::default(),
+                karmada_agent: false,
+                pki: None,
+            });
+            done
+        }
+        ["refresh", "microk8s", rest @ ..] => match inside.microk8s.as_mut() {
+            None => fail(1, "error: snap \"microk8s\" is not installed\n"),
+            Some(_) if !online => {
+                fail(1, "error: cannot refresh \"microk8s\": dial tcp: lookup api.snapcraft.io: Temporary failure in name resolution\n")
+            }
+            Some(m) => microk8s_snap::refresh(m, rest),
+        },
+        ["remove", "microk8s", ..] => {
+            if inside.microk8s.take().is_none() {
+                return ok("snap \"microk8s\" is not installed\n", 1);
+            }
+            InsideTree { files: &mut inside.files }.remove(SNAP_DATA);
+            ok("microk8s removed\n", 30)
+        }
+        _ => fail(1, format!("error: the simulated snapd does not model `snap {}`\n", a.join(" "))),
+    }
+}
+
+/// Writes a file pushed through LXD's file API; the parent directory must exist.
+pub(crate) fn push(world: &mut SimWorld, c: &Container, path: &str, content: &[u8], mode: u32) -> Result<(), String> {
+    let inside = inside_of(world, c);
+    let mut tree = InsideTree { files: &mut inside.files };
+    if tree.write(path, &String::from_utf8_lossy(content), mode) {
+        Ok(())
+    } else {
+        Err(format!("Failed to open {path}: no such file or directory"))
+    }
+}
