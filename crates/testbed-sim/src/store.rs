@@ -67,7 +67,14 @@ pub(crate) fn save(path: &Path, world: &SimWorld) -> Result<(), SimError> {
     let text = serde_json::to_string_pretty(&file).map_err(|e| err(std::io::Error::other(e)))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sim-state".into());
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    if let Err(e) = std::fs::write(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, path)) {
+    // It holds the simulated clusters' keys: readable by its owner only, like any file of credentials.
+    let write = |tmp: &Path| -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
+        f.write_all(text.as_bytes())
+    };
+    if let Err(e) = write(&tmp).and_then(|()| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(err(e));
     }

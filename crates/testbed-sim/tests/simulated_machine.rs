@@ -655,3 +655,15 @@ async fn a_membership_whose_control_plane_is_gone_has_nothing_to_unjoin() {
     assert!(entries.iter().all(|e| !matches!(e, LogEntry::Command(_))), "{entries:?}");
     assert!(entries.iter().any(|e| matches!(e, LogEntry::Note(n) if n.contains("nothing to unjoin"))), "{entries:?}");
 }
+
+/// The state file holds the simulated clusters' keys: it is its owner's alone, like any file of credentials.
+#[tokio::test]
+async fn the_state_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let b = bench();
+    apply_all(&b.machine, &plan_for(&b.machine, &b.config(TWO_MEMBERS)).await).await;
+    let text = std::fs::read_to_string(&b.path).expect("saved");
+    assert!(text.contains("\"pki\""), "the clusters' keys are in it");
+    let mode = std::fs::metadata(&b.path).expect("saved").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
