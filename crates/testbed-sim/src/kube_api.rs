@@ -52,26 +52,27 @@ struct Served {
     server: FakeKube,
 }
 
-/// The containers as they are now: the simulated daemon's, or (with real containers) as last read.
-fn containers(shared: &Shared, world: &SimWorld) -> Vec<ContainerFacts> {
+/// The containers as they are now (only `only`, when given): the simulated daemon's, or (with real
+/// containers) as last read.
+fn containers(shared: &Shared, world: &SimWorld, only: Option<&str>) -> Vec<ContainerFacts> {
     if let Some(facts) = shared.real_facts() {
-        return facts;
+        return facts.into_iter().filter(|c| only.is_none_or(|n| n == c.name)).collect();
     }
     let d = &world.lxd_daemon;
     d.instances
         .iter()
+        .filter(|(name, _)| only.is_none_or(|n| n == name.as_str()))
         .map(|(name, i)| ContainerFacts {
             name: name.clone(),
             running: i.running(),
             ipv4: d.ipv4_of(i),
             proxies: d
-                .expanded(i)
-                .devices
-                .iter()
+                .devices_of(i)
+                .into_iter()
                 .filter(|(_, dev)| kind(dev) == "proxy")
                 .map(|(n, dev)| {
                     let get = |k: &str| dev.get(k).cloned().unwrap_or_default();
-                    (n.clone(), (get("listen"), get("connect")))
+                    (n.to_owned(), (get("listen"), get("connect")))
                 })
                 .collect(),
             identity: i.config.get("volatile.uuid").cloned().unwrap_or_default(),
@@ -140,7 +141,7 @@ impl Apis {
     fn route(&self, shared: &Arc<Shared>, host: &str, port: u16) -> SocketAddr {
         let nowhere = SocketAddr::from(NOWHERE);
         let found = shared.read(|w| {
-            let facts = containers(shared, w);
+            let facts = containers(shared, w, None);
             cluster_at(w, &facts, host, port)
         });
         let Some(cluster) = found else { return nowhere };
@@ -158,11 +159,18 @@ impl Apis {
         let Ok(tls) = FakeTls::server_signed_by(&pki.ca_pem, &pki.ca_key_pem, CA_NAME, &names) else { return nowhere };
         let weak: Weak<Shared> = Arc::downgrade(shared);
         let (asked_host, asked_port) = key.clone();
+        // At each connection and request: does the same cluster still answer there? Only its own container
+        // is looked at (the host's cluster: none).
+        let only = match &cluster {
+            Cluster::Member(name) => Some(name.clone()),
+            Cluster::Host => Some(String::new()),
+        };
+        let served = cluster.clone();
         let source: StateSource = Arc::new(move || {
             let shared = weak.upgrade()?;
             shared.read(|w| {
-                let facts = containers(&shared, w);
-                let now = cluster_at(w, &facts, &asked_host, asked_port)?;
+                let facts = containers(&shared, w, only.as_deref());
+                let now = cluster_at(w, &facts, &asked_host, asked_port).filter(|c| *c == served)?;
                 state_of(w, &now)
             })
         });
