@@ -178,6 +178,15 @@ fn failed(code: i32, stderr: String) -> Output {
     Output::failed(code, stderr)
 }
 
+/// Success, or exit 1 with the messages gathered for the operands that failed.
+fn ended(err: String) -> Output {
+    if err.is_empty() {
+        Output::ok("")
+    } else {
+        failed(1, err)
+    }
+}
+
 /// Runs one of the file programs, or `None` when `name` is not one of them.
 pub(crate) fn run(tree: &mut dyn Tree, name: &str, args: &[&str]) -> Option<Output> {
     let (flags, paths) = operands(args);
@@ -199,11 +208,7 @@ pub(crate) fn run(tree: &mut dyn Tree, name: &str, args: &[&str]) -> Option<Outp
                     err.push_str(&format!("mkdir: cannot create directory '{p}': {why}\n"));
                 }
             }
-            if err.is_empty() {
-                Output::ok("")
-            } else {
-                failed(1, err)
-            }
+            ended(err)
         }
         "touch" => {
             if paths.is_empty() {
@@ -218,11 +223,7 @@ pub(crate) fn run(tree: &mut dyn Tree, name: &str, args: &[&str]) -> Option<Outp
                     err.push_str(&format!("touch: cannot touch '{p}': No such file or directory\n"));
                 }
             }
-            if err.is_empty() {
-                Output::ok("")
-            } else {
-                failed(1, err)
-            }
+            ended(err)
         }
         "rm" => {
             if paths.is_empty() {
@@ -238,11 +239,7 @@ pub(crate) fn run(tree: &mut dyn Tree, name: &str, args: &[&str]) -> Option<Outp
                     err.push_str(&format!("rm: cannot remove '{p}': No such file or directory\n"));
                 }
             }
-            if err.is_empty() {
-                Output::ok("")
-            } else {
-                failed(1, err)
-            }
+            ended(err)
         }
         "ls" => {
             let mut out = String::new();
