@@ -45,6 +45,8 @@ pub struct Session {
     /// `.testbed/` beside the config: lock, logs, default sim state.
     pub state_dir: PathBuf,
     pub sim_state: Option<PathBuf>,
+    /// The simulated machine, when its layers above a real LXD see the real containers.
+    above_real_lxd: Option<SimMachine>,
 }
 
 /// Parses `--simulate`: `all` or a comma-separated list of layers.
@@ -136,8 +138,12 @@ impl Session {
         let mut providers = match &lxd {
             None => machine.providers(),
             // The simulated layers above LXD see the real containers.
-            Some((_, p)) => machine.with_real_containers(p.clone()).providers().with(p.clone()),
+            Some((_, p)) => {
+                machine = machine.with_real_containers(p.clone());
+                machine.providers().with(p.clone())
+            }
         };
+        let above_real_lxd = lxd.is_some().then(|| machine.clone());
         if let Some(r) = registry {
             providers = providers.with(r);
         }
@@ -167,6 +173,7 @@ impl Session {
             providers,
             state_dir,
             sim_state: Some(sim_state),
+            above_real_lxd,
         })
     }
 
@@ -196,6 +203,10 @@ impl Session {
         // Addresses come from the file alone; observation then fills in what the machine has.
         let skeleton = desired::build(&self.config, &ObservedState::default());
         let wanted: Vec<_> = skeleton.resources.values().cloned().collect();
+        // The simulated API servers answer where the real containers are now.
+        if let Some(machine) = &self.above_real_lxd {
+            machine.look_at_real_containers().await;
+        }
         let observed = self.providers.observe(&wanted).await;
         (desired::build(&self.config, &observed), observed)
     }

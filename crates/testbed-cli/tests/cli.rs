@@ -161,7 +161,7 @@ fn every_apply_and_destroy_writes_a_complete_log() {
     assert!(text.contains("Simulated: all layers"), "{text}");
     assert!(text.contains("start   create lxd_instance.member1"), "{text}");
     assert!(text.contains("done    create lxd_instance.member1 in"), "{text}");
-    assert!(text.contains("karmada.control_plane: $ karmadactl init"), "each command is logged: {text}");
+    assert!(text.contains("karmada.control_plane: $ 'host$' karmadactl init"), "each command is logged: {text}");
 }
 
 #[test]
@@ -224,6 +224,7 @@ fn adding_member4_plans_only_member4() {
     assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
     lab.write_config(&format!("{THREE}\n[[members]]\nname = \"member4\"\napi_port = 16445\n"));
     let plan = lab.run(&["plan", "--json"]);
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
     let v: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
     let addrs: Vec<&str> = v["actions"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
     assert_eq!(

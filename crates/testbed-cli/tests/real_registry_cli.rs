@@ -164,6 +164,11 @@ fn apply_copies_the_release_images_with_their_digests_and_converges() {
     let destroy = testbed(dir.path(), &["destroy", "--yes"]);
     assert!(destroy.status.success(), "{}", text(&destroy));
     for (name, _, tag) in RELEASE {
-        assert_eq!(rt.block_on(engine.head_manifest(&at(&local, name, tag))).unwrap(), None, "{name} after destroy");
+        assert_eq!(
+            rt.block_on(engine.head_manifest(&at(&local, name, tag))).unwrap(),
+            None,
+            "{name} after destroy: {}",
+            text(&destroy)
+        );
     }
 }

@@ -54,7 +54,25 @@ impl Output {
         self.code == 0
     }
 
-    /// The last non-empty line of stderr, else of stdout: what a message quotes.
+    /// What a message about a failed command quotes: the first line of stderr that says `error` (Go
+    /// programs such as karmadactl print their error first and usage or hints after it), else the last
+    /// non-empty line of stderr, else of stdout.
+    /// An error line that ends with `:` (snapd's "cannot perform the following tasks:") is quoted with the
+    /// lines that follow it.
+    pub fn error_line(&self) -> String {
+        let lines: Vec<&str> = self.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let said = lines.iter().position(|l| {
+            let lower = l.to_ascii_lowercase();
+            lower.starts_with("error") || lower.starts_with("e: ")
+        });
+        match said {
+            Some(i) if lines[i].ends_with(':') => lines[i..].join(" "),
+            Some(i) => lines[i].to_owned(),
+            None => self.last_line().to_owned(),
+        }
+    }
+
+    /// The last non-empty line of stderr, else of stdout.
     pub fn last_line(&self) -> &str {
         self.stderr
             .lines()

@@ -138,7 +138,7 @@ pub async fn run_step(
             "`{}` failed (exit code {}): {}",
             line.split_once("$ ").map(|(_, c)| c).unwrap_or(&line),
             out.code,
-            out.last_line()
+            out.error_line()
         ))));
     }
     Ok(out)

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Values};
 use testbed_kube::{
-    ApiConfig, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, SyncMode, KARMADA_NAMESPACE,
+    ApiConfig, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, Network, SyncMode, KARMADA_NAMESPACE,
 };
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
@@ -84,6 +84,9 @@ pub struct KarmadaProvider {
     karmada_kubeconfig: PathBuf,
     wait: Duration,
     poll: Duration,
+    network: Network,
+    /// Where the host's files are (`/` on a real host; a simulated host's directory).
+    root: PathBuf,
 }
 
 impl fmt::Debug for KarmadaProvider {
@@ -202,7 +205,27 @@ impl KarmadaProvider {
             karmada_kubeconfig,
             wait: DEFAULT_WAIT,
             poll: DEFAULT_POLL,
+            network: Network::Direct,
+            root: PathBuf::from("/"),
         }
+    }
+
+    /// The host's files are under `root` (a simulated host's directory): the kubeconfigs and init's CA
+    /// are read there, and still named by their paths on the host.
+    pub fn with_host_root(mut self, root: PathBuf) -> KarmadaProvider {
+        self.root = root;
+        self
+    }
+
+    /// Where the host file `path` is read and written.
+    fn on_host(&self, path: &Path) -> PathBuf {
+        self.root.join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// API clients connect through `network` (a simulated world's; [`Network::Direct`] on a real host).
+    pub fn with_network(mut self, network: Network) -> KarmadaProvider {
+        self.network = network;
+        self
     }
 
     /// Waits (Deployments available, a Cluster Ready) last at most `timeout`, looking every `poll`.
@@ -219,7 +242,7 @@ impl KarmadaProvider {
     /// A client from the kubeconfig at `path`; `None` when the file does not exist.
     fn client(&self, path: &Path, what: &str) -> Result<Option<(KubeClient, ApiConfig)>, ProviderError> {
         let text =
-            match std::fs::read_to_string(path) {
+            match std::fs::read_to_string(self.on_host(path)) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(state_unknown(
@@ -234,15 +257,17 @@ impl KarmadaProvider {
                     ))
                 }
             };
-        let config = ApiConfig::from_kubeconfig_yaml(&text, None).map_err(|e| {
-            state_unknown(
-                format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
-                format!(
-                    "{} is written by testbed's steps; remove it and apply again to have it written anew",
-                    path.display()
-                ),
-            )
-        })?;
+        let config = ApiConfig::from_kubeconfig_yaml(&text, None)
+            .map(|c| c.with_network(self.network.clone()))
+            .map_err(|e| {
+                state_unknown(
+                    format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
+                    format!(
+                        "{} is written by testbed's steps; remove it and apply again to have it written anew",
+                        path.display()
+                    ),
+                )
+            })?;
         let client = KubeClient::new(&config).map_err(|e| {
             state_unknown(
                 format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
@@ -436,7 +461,53 @@ impl KarmadaProvider {
     // Apply
     // ---------------------------------------------------------------------------------------------
 
+    /// Whether the host cluster answers and shows no Karmada control plane (a deinit left the Karmada
+    /// kubeconfig behind).
+    async fn control_plane_gone(&self) -> bool {
+        let Ok(Some(host)) = self.host_client() else { return false };
+        matches!(testbed_kube::control_plane(&host).await, Ok(report) if report.is_absent())
+    }
+
+    /// What an action's commands need before they can start: run out of order, it fails at once with
+    /// what to apply first, rather than with karmadactl's own error half-way.
+    async fn check_ready_for(&self, action: &Action) -> Result<(), ProviderError> {
+        let a = &action.address;
+        let precondition = |message: String, hint: String| ProviderError::Precondition { message, hint: Some(hint) };
+        match (action.kind, action.op) {
+            (Kind::KarmadaControlPlane, Op::Create | Op::Replace) => {
+                self.require_host(a)?;
+            }
+            (Kind::KarmadaMember, Op::Create | Op::Replace) => {
+                let member = action.member.clone().unwrap_or_default();
+                if !self.on_host(&self.karmada_kubeconfig).exists() || self.control_plane_gone().await {
+                    return Err(precondition(
+                        format!("{a}: cannot register {member} with Karmada: the control plane is not installed"),
+                        "apply karmada.control_plane first".into(),
+                    ));
+                }
+                let pull = action.desired.as_ref().and_then(|r| r.spec.get("mode")).is_some_and(|m| m == "pull");
+                let dir = Path::new(&self.cx.kubeconfig_dir);
+                let mut needed = vec![dir.join(format!("{member}-karmada.config"))];
+                if pull {
+                    needed.push(dir.join(format!("{member}.config")));
+                }
+                if let Some(missing) = needed.iter().find(|p| !p.exists()) {
+                    return Err(precondition(
+                        format!(
+                            "{a}: cannot register {member} with Karmada: its kubeconfig {} has not been written",
+                            missing.display()
+                        ),
+                        format!("apply kubeconfig.{member} first"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     async fn apply_action(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
+        self.check_ready_for(action).await?;
         let steps = testbed_steps::steps(action, &self.cx);
         let mut values = Values::new();
         let mut skip_next = false;
@@ -477,7 +548,7 @@ impl KarmadaProvider {
                         deinit_ran |= verb == "deinit";
                     }
                 }
-                Step::Call { purpose: Purpose::RemoveEtcdData { path }, .. } => {
+                Step::Call { purpose: Purpose::RemoveLeftByDeinit { path }, .. } => {
                     if deinit_ran {
                         let rm = Step::Run {
                             at: testbed_steps::Where::Host,
@@ -664,8 +735,10 @@ impl KarmadaProvider {
                 Ok(Flow::Continue)
             }
             Purpose::ClusterOwned { cluster: member } => {
-                if !self.karmada_kubeconfig.exists() {
-                    log.note(format!("the Karmada control plane is gone, and {member}'s membership with it"));
+                if !self.on_host(&self.karmada_kubeconfig).exists() || self.control_plane_gone().await {
+                    log.note(format!(
+                        "nothing to unjoin: the Karmada control plane is gone, and {member}'s membership with it"
+                    ));
                     return Ok(Flow::SkipNext);
                 }
                 let karmada = self.karmada_client(a)?;
@@ -765,7 +838,7 @@ impl KarmadaProvider {
     /// The CA `karmadactl init` wrote (`<karmada data>/pki/ca.crt`), its bytes and mode, if it is there.
     fn keep_init_ca(&self) -> Option<(std::path::PathBuf, Vec<u8>, u32)> {
         use std::os::unix::fs::PermissionsExt;
-        let path = self.karmada_kubeconfig.parent()?.join("pki").join("ca.crt");
+        let path = self.on_host(&self.karmada_kubeconfig.parent()?.join("pki").join("ca.crt"));
         let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
         let bytes = std::fs::read(&path).ok()?;
         Some((path, bytes, mode))

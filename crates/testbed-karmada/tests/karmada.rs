@@ -553,10 +553,11 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
     // deinit keeps etcd's data (real-tools.md behaviour 7): testbed removes it after its own deinit.
     let t = lab.runner.transcript();
     assert_eq!(
-        t[t.len() - 2..],
+        t[t.len() - 3..],
         [
-            "host$ karmadactl deinit --kubeconfig /var/snap/microk8s/current/credentials/client.config -f",
-            "host$ rm -rf -- /var/lib/karmada-etcd"
+            "host$ karmadactl deinit --kubeconfig /var/snap/microk8s/current/credentials/client.config --purge-namespace -f".to_owned(),
+            "host$ rm -rf -- /var/lib/karmada-etcd".to_owned(),
+            format!("host$ rm -rf -- {}", lab.data_dir().display()),
         ]
     );
     // The kubeconfig deinit leaves behind does not make a control plane appear.
@@ -575,7 +576,7 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
     );
     let refused = lab.apply(&provider, &destroy).await.unwrap_err();
     assert!(refused.to_string().contains("testbed will not deinit"), "{refused}");
-    assert_eq!(lab.runner.transcript().len(), 3, "no second deinit, and the etcd data left alone");
+    assert_eq!(lab.runner.transcript().len(), 4, "no second deinit, and the etcd data left alone");
 }
 
 #[tokio::test]

@@ -1024,8 +1024,22 @@ impl FakeTls {
 /// means nothing serves the address now (the connection is dropped).
 pub type StateSource = Arc<dyn Fn() -> Option<FakeState> + Send + Sync>;
 
+/// Where a write goes, when a world outside the fake keeps the state: called with what a `PATCH` changed,
+/// before the answer is sent (so that the next read, from the source, sees it).
+pub type StateSink = Arc<dyn Fn(&FakeWrite) + Send + Sync>;
+
+/// What one `PATCH` changed, of what the fake models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeWrite {
+    /// A namespace's labels, as they are now.
+    Namespace { name: String, labels: BTreeMap<String, String> },
+    /// A Cluster's labels and `spec.apiEndpoint`, as they are now.
+    Cluster { name: String, labels: BTreeMap<String, String>, api_endpoint: String },
+}
+
 struct Shared {
     source: Option<StateSource>,
+    sink: Option<StateSink>,
     state: Mutex<FakeState>,
     requests: Mutex<Vec<String>>,
     resource_version: Mutex<u64>,
@@ -1076,6 +1090,7 @@ impl FakeKube {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             source: None,
+            sink: None,
             state: Mutex::new(state),
             requests: Mutex::new(Vec::new()),
             resource_version: Mutex::new(1000),
@@ -1087,6 +1102,17 @@ impl FakeKube {
     /// Serves over HTTPS on `listener`, with the state `source` gives at each request (a simulated world's);
     /// while it gives none, connections are dropped as they come. Must be called within a Tokio runtime.
     pub fn serve_tls_from(listener: std::net::TcpListener, tls: &FakeTls, source: StateSource) -> io::Result<Self> {
+        Self::serve_tls_with(listener, tls, source, None)
+    }
+
+    /// As [`FakeKube::serve_tls_from`], and each write is handed to `sink` (the world's), so that it
+    /// lasts beyond the next read of the source.
+    pub fn serve_tls_with(
+        listener: std::net::TcpListener,
+        tls: &FakeTls,
+        source: StateSource,
+        sink: Option<StateSink>,
+    ) -> io::Result<Self> {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config()?));
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -1094,6 +1120,7 @@ impl FakeKube {
         let state = source().unwrap_or_default();
         let shared = Arc::new(Shared {
             source: Some(source),
+            sink,
             state: Mutex::new(state),
             requests: Mutex::new(Vec::new()),
             resource_version: Mutex::new(1000),
@@ -1231,7 +1258,11 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
             route(&path, &state, resource_version)
         } else if parts.method == Method::PATCH {
             let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            patch(shared, &path, content_type, &body)
+            let (status, answer, write) = patch(shared, &path, content_type, &body);
+            if let (Some(write), Some(sink)) = (write, &shared.sink) {
+                sink(&write);
+            }
+            (status, answer)
         } else {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -1275,10 +1306,27 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The answer to one PATCH: the object patched in the state, and the patched object.
-fn patch(shared: &Shared, path: &str, content_type: Option<&str>, body: &[u8]) -> (StatusCode, Value) {
+/// The answer to one PATCH: the object patched in the state, the patched object, and what changed.
+fn patch(
+    shared: &Shared,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (StatusCode, Value, Option<FakeWrite>) {
+    match patch_object(shared, path, content_type, body) {
+        Ok((object, write)) => (StatusCode::OK, object, Some(write)),
+        Err((status, answer)) => (status, answer, None),
+    }
+}
+
+fn patch_object(
+    shared: &Shared,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<(Value, FakeWrite), (StatusCode, Value)> {
     if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some("application/merge-patch+json") {
-        return (
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             status_json(
                 415,
@@ -1286,15 +1334,15 @@ fn patch(shared: &Shared, path: &str, content_type: Option<&str>, body: &[u8]) -
                 &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (the fake takes only application/merge-patch+json, got {})", content_type.unwrap_or("none")),
                 None,
             ),
-        );
+        ));
     }
     let patch_doc: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            return (
+            return Err((
                 StatusCode::BAD_REQUEST,
                 status_json(400, "BadRequest", "error decoding patch: invalid JSON object", None),
-            )
+            ))
         }
     };
     let segments: Vec<String> = path.trim_matches('/').split('/').map(str::to_string).collect();
@@ -1308,26 +1356,31 @@ fn patch(shared: &Shared, path: &str, content_type: Option<&str>, body: &[u8]) -
     match segments.as_slice() {
         ["api", "v1", "namespaces", name] => {
             let Some(ns) = state.namespace_mut(name) else {
-                return not_found("", "namespaces", name);
+                return Err(not_found("", "namespaces", name));
             };
             let mut object = namespace_json(ns, resource_version);
             merge_patch(&mut object, &patch_doc);
             let mut labels = string_map(object["metadata"].get("labels"));
             labels.remove("kubernetes.io/metadata.name");
-            ns.labels = labels;
-            (StatusCode::OK, namespace_json(ns, resource_version))
+            ns.labels = labels.clone();
+            Ok((namespace_json(ns, resource_version), FakeWrite::Namespace { name: (*name).to_owned(), labels }))
         }
         ["apis", "cluster.karmada.io", "v1alpha1", "clusters", name] if state.serves_karmada => {
             let Some(cluster) = state.cluster_mut(name) else {
-                return not_found("cluster.karmada.io", "clusters", name);
+                return Err(not_found("cluster.karmada.io", "clusters", name));
             };
             let mut object = cluster_json(cluster, resource_version);
             merge_patch(&mut object, &patch_doc);
             cluster.labels = string_map(object["metadata"].get("labels"));
             cluster.api_endpoint = object["spec"].get("apiEndpoint").and_then(Value::as_str).unwrap_or("").to_string();
-            (StatusCode::OK, cluster_json(cluster, resource_version))
+            let write = FakeWrite::Cluster {
+                name: (*name).to_owned(),
+                labels: cluster.labels.clone(),
+                api_endpoint: cluster.api_endpoint.clone(),
+            };
+            Ok((cluster_json(cluster, resource_version), write))
         }
-        _ => unknown_path(),
+        _ => Err(unknown_path()),
     }
 }
 

@@ -202,12 +202,25 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         let ax = &graph[x];
         match ax.op {
             Op::Create | Op::Update | Op::Replace => {
-                // Forward actions follow the file's dependencies.
+                // Forward actions follow the file's dependencies, through resources that are not in the
+                // plan: a membership repaired after its container was stopped waits for the container to
+                // be started and its MicroK8s with it, though its kubeconfig in between needs nothing.
                 if let Some(r) = &ax.desired {
-                    for d in &r.depends_on {
-                        if let Some(&y) = index.get(d) {
-                            if graph[y].op != Op::Delete {
+                    let mut seen: BTreeSet<&Address> = BTreeSet::new();
+                    let mut todo: Vec<&Address> = r.depends_on.iter().collect();
+                    while let Some(d) = todo.pop() {
+                        if !seen.insert(d) {
+                            continue;
+                        }
+                        match index.get(d) {
+                            Some(&y) if graph[y].op != Op::Delete => {
                                 edges.insert((y, x));
+                            }
+                            Some(_) => {}
+                            None => {
+                                if let Some(between) = desired.resources.get(d) {
+                                    todo.extend(between.depends_on.iter());
+                                }
                             }
                         }
                     }

@@ -16,14 +16,21 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
-use testbed_kube::fake::{FakeKube, FakeNode, FakeState, FakeTls, StateSource};
-use testbed_kube::Network;
+use testbed_kube::fake::{
+    FakeCluster, FakeDeployment, FakeKube, FakeNamespace, FakeNode, FakeService, FakeState, FakeTls, FakeWrite,
+    StateSink, StateSource,
+};
+use testbed_kube::{ConditionStatus, Network, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 use testbed_provider::ContainerFacts;
 
 use crate::lxd_daemon::state::kind;
 use crate::machine::Shared;
 use crate::microk8s_snap;
-use crate::world::{ClusterPki, SimWorld, HOST_MICROK8S_API_PORT};
+use crate::programs::HOST_ADDRESS;
+use crate::world::{ClusterPki, ClusterRecord, SimWorld, SyncMode, HOST_MICROK8S_API_PORT};
+
+/// The Karmada API server's port inside the host cluster (the `karmada-apiserver` Service's `port`).
+const APISERVER_PORT: i32 = 5443;
 
 /// Where nothing listens: a connection is refused.
 const NOWHERE: ([u8; 4], u16) = ([127, 0, 0, 1], 1);
@@ -31,30 +38,35 @@ const NOWHERE: ([u8; 4], u16) = ([127, 0, 0, 1], 1);
 /// The common name of every simulated cluster CA ([`ClusterPki::generate`]).
 const CA_NAME: &str = "10.152.183.1";
 
-/// Which cluster an address reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cluster {
-    Host,
-    Member(String),
-}
-
 /// The API servers this process runs for the machine, by the address clients ask for.
 #[derive(Default)]
 pub(crate) struct Apis {
     servers: Mutex<BTreeMap<(String, u16), Served>>,
 }
 
-/// A server for one address, with the cluster it serves and that cluster's CA: a container re-created
-/// under the same name is another cluster with another CA, and gets a server of its own.
+/// A server for one address, with what it serves and that server's CA: a container re-created under the
+/// same name is another cluster with another CA, and gets a server of its own.
 struct Served {
-    cluster: Cluster,
+    cluster: Reached,
     ca_pem: String,
     server: FakeKube,
 }
 
+/// Which API server an address reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reached {
+    /// The host MicroK8s' (`127.0.0.1:16443`).
+    Host,
+    /// A member's MicroK8s (through its proxy device, or at the container's address).
+    Member(String),
+    /// The Karmada API server: the `karmada-apiserver` NodePort Service on the host cluster, which
+    /// answers on every address of the host (MicroK8s' kube-proxy has no `--nodeport-addresses`).
+    Karmada,
+}
+
 /// The containers as they are now (only `only`, when given): the simulated daemon's, or (with real
 /// containers) as last read.
-fn containers(shared: &Shared, world: &SimWorld, only: Option<&str>) -> Vec<ContainerFacts> {
+pub(crate) fn containers(shared: &Shared, world: &SimWorld, only: Option<&str>) -> Vec<ContainerFacts> {
     if let Some(facts) = shared.real_facts() {
         return facts.into_iter().filter(|c| only.is_none_or(|n| n == c.name)).collect();
     }
@@ -92,8 +104,17 @@ fn loopback(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost")
 }
 
-/// The cluster `host:port` reaches now, if one answers there.
-fn cluster_at(world: &SimWorld, facts: &[ContainerFacts], host: &str, port: u16) -> Option<Cluster> {
+/// Whether `host` is one of the host's own addresses: loopback, its address, a bridge's gateway.
+fn on_host(world: &SimWorld, host: &str) -> bool {
+    loopback(host)
+        || host == HOST_ADDRESS
+        || world.lxd_daemon.networks.values().any(|n| {
+            n.config.get("ipv4.address").and_then(|a| a.split('/').next()).is_some_and(|gateway| gateway == host)
+        })
+}
+
+/// The API server `host:port` reaches now, if one answers there.
+pub(crate) fn reached(world: &SimWorld, facts: &[ContainerFacts], host: &str, port: u16) -> Option<Reached> {
     for c in facts.iter().filter(|c| c.running) {
         let inside = world.inside.get(&c.name).filter(|i| i.identity == c.identity);
         let answers = inside.and_then(|i| i.microk8s.as_ref()).is_some_and(|m| m.running);
@@ -106,33 +127,176 @@ fn cluster_at(world: &SimWorld, facts: &[ContainerFacts], host: &str, port: u16)
                 && cp == HOST_MICROK8S_API_PORT
         });
         if direct || proxied {
-            return answers.then(|| Cluster::Member(c.name.clone()));
+            return answers.then(|| Reached::Member(c.name.clone()));
         }
     }
-    let host_runs = world.host.microk8s.as_ref().is_some_and(|m| m.running);
-    (loopback(host) && port == HOST_MICROK8S_API_PORT && host_runs).then_some(Cluster::Host)
+    let host_mk8s = world.host.microk8s.as_ref().filter(|m| m.running)?;
+    if loopback(host) && port == HOST_MICROK8S_API_PORT {
+        return Some(Reached::Host);
+    }
+    // Its pods not running, the node port has no endpoint: the connection is refused.
+    let karmada = host_mk8s
+        .karmada
+        .as_ref()
+        .filter(|cp| cp.api_port == port && crate::karmadactl::components_available(world, cp))?;
+    (on_host(world, host) || host == karmada.advertise_address).then_some(Reached::Karmada)
 }
 
-/// What the cluster serves now.
-fn state_of(world: &SimWorld, cluster: &Cluster) -> Option<FakeState> {
-    let (node, channel) = match cluster {
-        Cluster::Host => ("host".to_owned(), world.host.microk8s.as_ref()?.channel.clone()),
-        Cluster::Member(m) => (m.clone(), world.inside.get(m)?.microk8s.as_ref()?.channel.clone()),
+/// The CA the server at `reached` presents a certificate of, when it has one yet.
+pub(crate) fn ca_of(world: &SimWorld, reached: &Reached) -> Option<String> {
+    match reached {
+        Reached::Host => world.host.microk8s.as_ref()?.pki.as_ref().map(|p| p.ca_pem.clone()),
+        Reached::Member(m) => world.inside.get(m)?.microk8s.as_ref()?.pki.as_ref().map(|p| p.ca_pem.clone()),
+        Reached::Karmada => world.control_plane().map(|cp| cp.etcd.pki.ca_pem.clone()),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// What the server at `reached` serves now.
+fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Option<FakeState> {
+    // Anonymous requests are refused; the admin certificate the cluster's CA signed is let in.
+    let required_token = Some("simulated-no-token-opens-this".to_owned());
+    let (node, channel) = match reached {
+        Reached::Karmada => {
+            let cp = world.control_plane()?;
+            let now = now_ms();
+            let clusters = cp
+                .etcd
+                .clusters
+                .iter()
+                .filter(|(_, c)| c.appears_at_ms.is_none_or(|at| at <= now))
+                .map(|(name, c)| served_cluster(world, facts, name, c))
+                .collect();
+            return Some(FakeState {
+                git_version: "v1.31.3".into(),
+                serves_karmada: true,
+                clusters,
+                required_token,
+                ..FakeState::default()
+            });
+        }
+        Reached::Host => ("host".to_owned(), world.host.microk8s.as_ref()?.channel.clone()),
+        Reached::Member(m) => (m.clone(), world.inside.get(m)?.microk8s.as_ref()?.channel.clone()),
     };
     let version = microk8s_snap::release(&channel).map(|(v, _)| v).unwrap_or_else(|| "v1.32.3".into());
-    Some(FakeState {
-        git_version: version,
-        nodes: vec![FakeNode::ready(&node)],
-        // Anonymous requests are refused; the admin certificate the cluster's CA signed is let in.
-        required_token: Some("simulated-no-token-opens-this".into()),
-        ..FakeState::default()
-    })
+    let mut state =
+        FakeState { git_version: version, nodes: vec![FakeNode::ready(&node)], required_token, ..FakeState::default() };
+    if *reached == Reached::Host {
+        let host = world.host.microk8s.as_ref()?;
+        if let Some(cp) = &host.karmada {
+            let mut ns = FakeNamespace::new(KARMADA_NAMESPACE);
+            ns.labels = cp.namespace_labels.clone();
+            state.put_namespace(ns);
+            let available = crate::karmadactl::components_available(world, cp);
+            for (name, image) in cp.images.iter().filter(|(n, _)| CONTROL_PLANE_DEPLOYMENTS.contains(&n.as_str())) {
+                let d = if available {
+                    FakeDeployment::available(KARMADA_NAMESPACE, name)
+                } else {
+                    FakeDeployment::unavailable(KARMADA_NAMESPACE, name)
+                };
+                state.put_deployment(d.image(image));
+            }
+            state.put_service(FakeService::node_port(
+                KARMADA_NAMESPACE,
+                "karmada-apiserver",
+                APISERVER_PORT,
+                i32::from(cp.api_port),
+            ));
+        } else if let Some(labels) = &host.karmada_namespace {
+            let mut ns = FakeNamespace::new(KARMADA_NAMESPACE);
+            ns.labels = labels.clone();
+            state.put_namespace(ns);
+        }
+    }
+    Some(state)
 }
 
-fn pki_of<'a>(world: &'a mut SimWorld, cluster: &Cluster) -> Option<&'a mut Option<ClusterPki>> {
-    match cluster {
-        Cluster::Host => world.host.microk8s.as_mut().map(|m| &mut m.pki),
-        Cluster::Member(name) => world.inside.get_mut(name)?.microk8s.as_mut().map(|m| &mut m.pki),
+/// A `Cluster` as Karmada reports it: Ready when karmada-controller-manager (push: from a pod on the host
+/// cluster, at the Cluster's endpoint) or the member's karmada-agent (pull) reaches the member.
+fn served_cluster(world: &SimWorld, facts: &[ContainerFacts], name: &str, c: &ClusterRecord) -> FakeCluster {
+    let member_runs = |m: &str| world.inside.get(m).and_then(|i| i.microk8s.as_ref()).filter(|k| k.running);
+    let mut out = match c.sync_mode {
+        SyncMode::Push => {
+            // A pod dials the endpoint: 127.0.0.1 there is the pod itself.
+            let reachable = c.api_endpoint.as_deref().and_then(host_port).is_some_and(|(host, port)| {
+                !loopback(&host)
+                    && matches!(reached(world, facts, &host, port), Some(Reached::Member(m)) if member_runs(&m).is_some_and(|k| k.cluster_id == c.id))
+            });
+            if reachable {
+                FakeCluster::ready(name)
+            } else {
+                FakeCluster::not_reachable(name)
+            }
+        }
+        SyncMode::Pull => {
+            let agent = world
+                .inside
+                .values()
+                .filter_map(|i| i.microk8s.as_ref())
+                .any(|k| k.running && k.karmada_agent && k.cluster_id == c.id);
+            let mut pulled = FakeCluster::ready(name).pull();
+            if !agent {
+                pulled.ready = Some((
+                    ConditionStatus::Unknown,
+                    "ClusterStatusUnknown".into(),
+                    "karmada-agent has stopped posting cluster status".into(),
+                ));
+            }
+            pulled
+        }
+    };
+    // Pull mode: the agent's --cluster-api-endpoint, from register's --kubeconfig.
+    out.api_endpoint = c.api_endpoint.clone().unwrap_or_default();
+    out.id = c.id.clone();
+    out.labels = c.labels.clone();
+    out
+}
+
+/// `host:port` of a server URL.
+fn host_port(server: &str) -> Option<(String, u16)> {
+    let rest = server.split_once("://").map(|(_, r)| r).unwrap_or(server);
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    Some((host.trim_matches(['[', ']']).to_owned(), port.parse().ok()?))
+}
+
+/// The certificates of the server at `reached`, made when first needed.
+fn pki_of(world: &mut SimWorld, reached: &Reached) -> Option<ClusterPki> {
+    let slot = match reached {
+        Reached::Karmada => return world.control_plane().map(|cp| cp.etcd.pki.clone()),
+        Reached::Host => &mut world.host.microk8s.as_mut()?.pki,
+        Reached::Member(name) => &mut world.inside.get_mut(name)?.microk8s.as_mut()?.pki,
+    };
+    Some(slot.get_or_insert_with(ClusterPki::generate).clone())
+}
+
+/// Keeps what a write to the server at `reached` changed, of what the world models: the
+/// `karmada-system` namespace's labels on the host cluster; a `Cluster`'s labels and endpoint.
+fn keep_write(world: &mut SimWorld, reached: &Reached, write: &FakeWrite) {
+    match (reached, write) {
+        (Reached::Host, FakeWrite::Namespace { name, labels }) if name == KARMADA_NAMESPACE => {
+            let Some(host) = world.host.microk8s.as_mut() else { return };
+            match (&mut host.karmada, &mut host.karmada_namespace) {
+                (Some(cp), _) => cp.namespace_labels = labels.clone(),
+                (None, Some(left)) => *left = labels.clone(),
+                (None, None) => {}
+            }
+        }
+        (Reached::Karmada, FakeWrite::Cluster { name, labels, api_endpoint }) => {
+            let cp = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut());
+            if let Some(c) = cp.and_then(|cp| cp.etcd.clusters.get_mut(name)) {
+                c.labels = labels.clone();
+                c.api_endpoint = Some(api_endpoint.clone()).filter(|e| !e.is_empty());
+            }
+        }
+        _ => {}
     }
 }
 
@@ -142,13 +306,11 @@ impl Apis {
         let nowhere = SocketAddr::from(NOWHERE);
         let found = shared.read(|w| {
             let facts = containers(shared, w, None);
-            cluster_at(w, &facts, host, port)
+            reached(w, &facts, host, port)
         });
         let Some(cluster) = found else { return nowhere };
         let key = (host.to_owned(), port);
-        let pki =
-            shared.change_quiet(|w| pki_of(w, &cluster).map(|p| p.get_or_insert_with(ClusterPki::generate).clone()));
-        let Some(pki) = pki else { return nowhere };
+        let Some(pki) = shared.change_quiet(|w| pki_of(w, &cluster)) else { return nowhere };
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = servers.get(&key) {
             if s.server.is_serving() && s.cluster == cluster && s.ca_pem == pki.ca_pem {
@@ -159,26 +321,42 @@ impl Apis {
         let Ok(tls) = FakeTls::server_signed_by(&pki.ca_pem, &pki.ca_key_pem, CA_NAME, &names) else { return nowhere };
         let weak: Weak<Shared> = Arc::downgrade(shared);
         let (asked_host, asked_port) = key.clone();
-        // At each connection and request: does the same cluster still answer there? Only its own container
-        // is looked at (the host's cluster: none).
+        // At each connection and request: does the same server still answer there? Only its own container
+        // is looked at (the host's cluster and Karmada: none; Karmada's Clusters: all).
         let only = match &cluster {
-            Cluster::Member(name) => Some(name.clone()),
-            Cluster::Host => Some(String::new()),
+            Reached::Member(name) => Some(name.clone()),
+            Reached::Host | Reached::Karmada => Some(String::new()),
         };
         let served = cluster.clone();
         let source: StateSource = Arc::new(move || {
             let shared = weak.upgrade()?;
-            shared.read(|w| {
+            shared.change_quiet(|w| {
+                // The control plane's pods pull what they can each time they are looked at.
+                if !matches!(served, Reached::Member(_)) {
+                    crate::karmadactl::pull_images(w);
+                }
                 let facts = containers(&shared, w, only.as_deref());
-                let now = cluster_at(w, &facts, &asked_host, asked_port).filter(|c| *c == served)?;
-                state_of(w, &now)
+                let now = reached(w, &facts, &asked_host, asked_port).filter(|c| *c == served)?;
+                let all = if now == Reached::Karmada { containers(&shared, w, None) } else { facts };
+                state_of(w, &all, &now)
             })
+        });
+        let writes = Arc::downgrade(shared);
+        let written = cluster.clone();
+        let sink: StateSink = Arc::new(move |write: &FakeWrite| {
+            if let Some(shared) = writes.upgrade() {
+                let mut world = shared.lock();
+                keep_write(&mut world, &written, write);
+                if let Err(e) = shared.save_locked(&world) {
+                    tracing::warn!("the simulated machine could not keep an API write: {e}");
+                }
+            }
         });
         let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else { return nowhere };
         if tokio::runtime::Handle::try_current().is_err() {
             return nowhere;
         }
-        match FakeKube::serve_tls_from(listener, &tls, source) {
+        match FakeKube::serve_tls_with(listener, &tls, source, Some(sink)) {
             Ok(server) => {
                 let addr = server.url().trim_start_matches("https://").parse().unwrap_or(nowhere);
                 servers.insert(key, Served { cluster, ca_pem: pki.ca_pem, server });

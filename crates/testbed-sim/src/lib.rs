@@ -21,7 +21,7 @@ mod below;
 mod coreutils;
 mod error;
 pub mod host_root;
-mod karmada;
+mod karmadactl;
 mod kube_api;
 pub mod latency;
 pub mod lxd_daemon;

@@ -8,8 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use testbed_plan::{Action, Layer, Resource};
 use testbed_provider::{
-    ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError, Providers, RegistryFacts,
-    RegistryView,
+    ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError, Providers, RegistryView,
 };
 
 use testbed_lxd::LxdProvider;
@@ -17,7 +16,7 @@ use testbed_lxd::LxdProvider;
 use crate::lxd_daemon::{self, Flavor, Sockets};
 use crate::step::Transcript;
 use crate::world::SimWorld;
-use crate::{karmada, latency, mirror, registry, store, SimError, SimOptions};
+use crate::{latency, mirror, registry, store, SimError, SimOptions};
 
 /// A handle on a simulated machine kept in a state file. Clones share the machine.
 #[derive(Clone)]
@@ -58,6 +57,8 @@ pub(crate) struct Shared {
     real_facts: Mutex<Option<Vec<ContainerFacts>>>,
     /// The simulated Kubernetes API servers.
     pub(crate) apis: crate::kube_api::Apis,
+    /// The real local registry, when the registry layer is real: karmadactl's images are pulled from it.
+    real_registry: Mutex<Option<Arc<dyn RegistryView>>>,
 }
 
 impl Shared {
@@ -134,6 +135,18 @@ impl Shared {
         Ok(ran)
     }
 
+    /// The real local registry, when there is one ([`SimMachine::with_real_registry`]).
+    pub(crate) fn real_registry(&self) -> Option<Arc<dyn RegistryView>> {
+        self.real_registry.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Directories of testbed's own that the simulated host's programs see at their real paths: testbed
+    /// runs on the host, so what it writes there (the members' kubeconfigs) is the host's.
+    pub(crate) fn own_dirs(&self) -> Vec<PathBuf> {
+        let cx = self.catalogue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        cx.map(|cx| vec![PathBuf::from(&cx.kubeconfig_dir)]).unwrap_or_default()
+    }
+
     /// Changes the world without saving (a counter the next change saves).
     pub(crate) fn change_quiet<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> R {
         f(&mut self.lock())
@@ -181,6 +194,7 @@ impl SimMachine {
                 facts: tokio::sync::Mutex::new(None),
                 real_facts: Mutex::new(None),
                 apis: Default::default(),
+                real_registry: Mutex::new(None),
             }),
             real_containers: None,
             testbed: "testbed".into(),
@@ -208,6 +222,7 @@ impl SimMachine {
     /// `register` would pull against the real registry (`view`) instead of the simulation's own, which is
     /// then not in use.
     pub fn with_real_registry(mut self, view: Arc<dyn RegistryView>) -> SimMachine {
+        *self.shared.real_registry.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&view));
         self.real_registry = Some(view);
         self
     }
@@ -307,6 +322,29 @@ impl SimMachine {
         )
     }
 
+    /// The real Karmada provider over the simulated host's karmadactl and the simulated API servers (the
+    /// host cluster's and Karmada's); it reads the kubeconfigs from the simulated host's files.
+    pub fn karmada_provider(&self) -> Option<testbed_karmada::KarmadaProvider> {
+        let cx = self.catalogue()?.as_ref().clone();
+        let host_kubeconfig = PathBuf::from(&cx.host_kubeconfig);
+        let karmada_kubeconfig = PathBuf::from(&cx.karmada_kubeconfig);
+        let options = &self.shared.options;
+        let wait = options.scaled(Duration::from_secs(180)).max(Duration::from_secs(1));
+        let poll = options.scaled(Duration::from_secs(2)).max(Duration::from_millis(20));
+        Some(
+            testbed_karmada::KarmadaProvider::new(
+                Arc::new(self.programs()),
+                cx,
+                self.testbed.clone(),
+                host_kubeconfig,
+                karmada_kubeconfig,
+            )
+            .with_network(self.network())
+            .with_host_root(self.shared.host_root.clone())
+            .with_wait(wait, poll),
+        )
+    }
+
     /// The simulated host's files, as the host layer reads them.
     pub fn host_system(&self) -> testbed_host::HostSystem {
         testbed_host::HostSystem::at(self.shared.host_root.clone())
@@ -335,6 +373,16 @@ impl SimMachine {
                     hint: Some("check that the temporary directory is writable".into()),
                 })?;
                 Ok(Arc::new(OwnContainers { provider, shared: Arc::clone(&self.shared) }))
+            }
+        }
+    }
+
+    /// Reads the real containers (when they are real) for the simulated network: the API servers it
+    /// serves are where the containers are now. An LXD that cannot be read leaves what was last read.
+    pub async fn look_at_real_containers(&self) {
+        if let Some(view) = &self.real_containers {
+            if let Ok(facts) = view.containers().await {
+                self.shared.remember_real_facts(&facts);
             }
         }
     }
@@ -416,7 +464,14 @@ impl SimMachine {
                 None => tracing::warn!("the simulated MicroK8s layer has no provider: no catalogue context was given"),
             }
         }
-        for layer in layers.iter().filter(|l| !matches!(l, Layer::Lxd | Layer::Host | Layer::Microk8s)) {
+        if layers.contains(&Layer::Karmada) {
+            match self.karmada_provider() {
+                Some(p) => out = out.with(Arc::new(p)),
+                None => tracing::warn!("the simulated Karmada layer has no provider: no catalogue context was given"),
+            }
+        }
+        for layer in layers.iter().filter(|l| !matches!(l, Layer::Lxd | Layer::Host | Layer::Microk8s | Layer::Karmada))
+        {
             out = out.with(Arc::new(SimLayer { layer: *layer, machine: machine.clone() }));
         }
         out
@@ -463,21 +518,12 @@ impl SimMachine {
             Some(v) => Some(mirror::fetch(v).await.map_err(unreachable)?),
             None => None,
         };
-        let registry = match self.real_registry.as_deref().filter(|_| action.kind.layer() == Layer::Karmada) {
-            Some(v) => Some(v.registry().await.map_err(unreachable)?),
-            None => None,
-        };
 
         // What the real step needs is checked first, on a copy, so that a step that cannot start fails at
         // once and the log shows what it would have run.
-        // The members' kubeconfig files are the real MicroK8s provider's, on disk.
-        let kubeconfigs = self.catalogue().map(|cx| kubeconfigs_on_disk(&cx, &self.testbed)).unwrap_or_default();
         let mut scratch = self.lock().above_lxd();
-        scratch.kubeconfigs = kubeconfigs.clone();
         let mut transcript = Transcript::default();
-        in_view(&mut scratch, facts.as_deref(), external, |w| {
-            with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut transcript))
-        })?;
+        in_view(&mut scratch, facts.as_deref(), external, |w| dispatch(w, action, &mut transcript))?;
         match self.catalogue().filter(|_| self.logs_catalogue) {
             Some(cx) => log_catalogue(action, &cx, log),
             None => transcript.emit(log),
@@ -504,10 +550,8 @@ impl SimMachine {
             });
         }
         // The machine may have changed while the step ran (other steps run concurrently): check again.
-        world.kubeconfigs = kubeconfigs;
-        let result = in_view(&mut world, facts.as_deref(), external, |w| {
-            with_registry(w, registry.as_ref(), |w| dispatch(w, action, &mut Transcript::default()))
-        });
+        let result =
+            in_view(&mut world, facts.as_deref(), external, |w| dispatch(w, action, &mut Transcript::default()));
         let saved = self.shared.save_locked(&world);
         drop(world);
         result?;
@@ -541,34 +585,6 @@ impl SimMachine {
     fn lock(&self) -> MutexGuard<'_, SimWorld> {
         self.shared.lock()
     }
-}
-
-/// The members' kubeconfig files that testbed `testbed` wrote into the file's kubeconfig directory, as the
-/// Karmada layer's simulated steps check them (a join needs the member's files).
-fn kubeconfigs_on_disk(
-    cx: &testbed_steps::Context,
-    testbed: &str,
-) -> std::collections::BTreeMap<String, crate::world::KubeconfigFiles> {
-    use testbed_microk8s::kubeconfig::{scan, server_of, Use};
-    let mut out = std::collections::BTreeMap::new();
-    for (path, marker) in scan(Path::new(&cx.kubeconfig_dir), testbed) {
-        let server = std::fs::read_to_string(&path).ok().and_then(|t| server_of(&t)).unwrap_or_default();
-        let files = out.entry(marker.member.clone()).or_insert_with(|| crate::world::KubeconfigFiles {
-            path: String::new(),
-            server: String::new(),
-            karmada_path: String::new(),
-            karmada_server: String::new(),
-            mode: "0600".into(),
-            owner: crate::world::testbed(),
-        });
-        let shown = path.display().to_string();
-        match marker.use_ {
-            Use::People => (files.path, files.server) = (shown, server),
-            Use::Karmada => (files.karmada_path, files.karmada_server) = (shown, server),
-        }
-    }
-    out.retain(|_, f| !f.path.is_empty() && !f.karmada_path.is_empty());
-    out
 }
 
 /// The real containers, kept as last read for the simulated API servers' addresses.
@@ -616,7 +632,8 @@ fn refuse_lxd(layer: Layer) -> Result<(), ProviderError> {
         Layer::Host => "the simulated host's programs and files",
         Layer::Lxd => "the simulated LXD daemon",
         Layer::Microk8s => "the simulated programs in the host and the members",
-        Layer::Registry | Layer::Karmada => return Ok(()),
+        Layer::Karmada => "the simulated karmadactl and API servers",
+        Layer::Registry => return Ok(()),
     };
     Err(ProviderError::Failed {
         message: format!("the {} layer has no simulated provider: the real provider runs over {world}", layer.name()),
@@ -635,41 +652,6 @@ fn in_view<R>(
         Some(facts) => mirror::within(world, facts, external, f),
         None => f(world),
     }
-}
-
-/// Runs `f` with the real registry (when there is one) in place of the simulation's own; the simulation's own
-/// is put back afterwards (the steps run this way only read it).
-fn with_registry<R>(
-    world: &mut SimWorld,
-    real: Option<&Option<RegistryFacts>>,
-    f: impl FnOnce(&mut SimWorld) -> R,
-) -> R {
-    let Some(real) = real else { return f(world) };
-    let Some(mk8s) = world.host.microk8s.as_mut() else { return f(world) };
-    let seen = real.as_ref().map(|r| crate::world::Registry {
-        name: "local".into(),
-        port: r.port,
-        owner: None,
-        images: r
-            .images
-            .iter()
-            .map(|(name, target)| {
-                let image = crate::world::RegistryImage {
-                    source: String::new(),
-                    target: target.clone(),
-                    platforms: Default::default(),
-                    owner: None,
-                };
-                (name.clone(), image)
-            })
-            .collect(),
-    });
-    let own = std::mem::replace(&mut mk8s.registry, seen);
-    let out = f(world);
-    if let Some(m) = world.host.microk8s.as_mut() {
-        m.registry = own;
-    }
-    out
 }
 
 /// The containers of this machine as the layers above LXD see them: its own, or, when its containers are
@@ -692,8 +674,8 @@ fn save_failed(e: SimError) -> ProviderError {
 fn dispatch(world: &mut SimWorld, action: &Action, t: &mut Transcript) -> Result<(), ProviderError> {
     match action.kind.layer() {
         layer @ (Layer::Host | Layer::Lxd | Layer::Microk8s) => refuse_lxd(layer),
+        layer @ Layer::Karmada => refuse_lxd(layer),
         Layer::Registry => registry::apply(world, action, t),
-        Layer::Karmada => karmada::apply(world, action, t),
     }
 }
 

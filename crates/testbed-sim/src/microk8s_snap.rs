@@ -240,9 +240,14 @@ fn status(m: &dyn Snapped, rest: &[&str]) -> Ran {
 
 /// The admin kubeconfig `microk8s config` prints.
 fn kubeconfig(pki: &ClusterPki, address: &str) -> String {
+    kubeconfig_text(pki, &format!("https://{address}:16443"), "microk8s-cluster", "admin", "microk8s")
+}
+
+/// A kubeconfig for `server` with the admin client certificate `pki` signed.
+pub(crate) fn kubeconfig_text(pki: &ClusterPki, server: &str, cluster: &str, user: &str, context: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://{address}:16443\n  name: microk8s-cluster\ncontexts:\n- context:\n    cluster: microk8s-cluster\n    user: admin\n  name: microk8s\ncurrent-context: microk8s\nkind: Config\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: {cluster}\ncontexts:\n- context:\n    cluster: {cluster}\n    user: {user}\n  name: {context}\ncurrent-context: {context}\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
         b64(&pki.ca_pem),
         b64(&pki.admin_cert_pem),
         b64(&pki.admin_key_pem),

@@ -34,13 +34,13 @@ use crate::host_root::{program_bytes, under, write};
 use crate::machine::Shared;
 use crate::member_programs;
 use crate::microk8s_snap::{self, Snapped};
-use crate::world::{HostMicrok8s, Package, PortHolder, SimWorld, HOST_MICROK8S_API_PORT};
+use crate::world::{ClusterPki, HostMicrok8s, Package, PortHolder, SimWorld, HOST_MICROK8S_API_PORT};
 
 /// The host's own address, as `microk8s config` on the host puts it in the server URL.
-const HOST_ADDRESS: &str = "192.0.2.10";
+pub(crate) const HOST_ADDRESS: &str = "192.0.2.10";
 
 /// Where programs are looked for: the standard directories, as testbed's host layer looks.
-const SEARCH_PATH: [&str; 7] =
+pub(crate) const SEARCH_PATH: [&str; 7] =
     ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/snap/bin"];
 
 /// The simulated host's programs, and through them the programs in members: for the providers that run
@@ -107,13 +107,44 @@ impl CommandRunner for SimPrograms {
             return Err(CommandError::NotFound { program, where_: String::new() });
         }
         let name = program.rsplit('/').next().unwrap_or(&program).to_owned();
+        // What karmadactl reads besides the world: the real registry's images, when it is real.
+        let registry_images = match (name.as_str(), self.shared.real_registry()) {
+            ("karmadactl", Some(view)) => match view.registry().await {
+                Ok(facts) => Some(facts.map(|f| f.images.into_values().collect()).unwrap_or_default()),
+                Err(_) => Some(Default::default()),
+            },
+            _ => None,
+        };
+        // karmadactl reaches the members' API servers: with real containers, where they are now.
+        if let (Members::Real(view), "karmadactl") = (&self.members, name.as_str()) {
+            if let Ok(facts) = view.containers().await {
+                self.shared.remember_real_facts(&facts);
+            }
+        }
         let ran = {
             let mut world = self.shared.lock();
-            let before = world.host.clone();
+            let before = (world.host.clone(), world.inside.clone());
             let spent = world.consumed_failures.len();
-            let ran = host_program(&mut world, self.root(), &name, &argv[1..]);
+            if registry_images.is_some() {
+                world.real_registry_images = registry_images;
+            }
+            let ran = if name == "karmadactl" && argv.get(1).is_some_and(|a| a != "version") {
+                let env = crate::karmadactl::Env {
+                    root: self.root(),
+                    own_dirs: self.shared.own_dirs(),
+                    containers: crate::kube_api::containers(&self.shared, &world, None),
+                    agent_delay: self.shared.options.scaled(Duration::from_secs(5)),
+                    scaled: crate::SimOptions::scaled,
+                    options: &self.shared.options,
+                    now_ms: crate::kube_api::now_ms(),
+                };
+                let a: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+                crate::karmadactl::run(&mut world, &env, &a)
+            } else {
+                host_program(&mut world, self.root(), &name, &argv[1..])
+            };
             // Reading (iptables -C, karmadactl version) changes nothing, and saves nothing.
-            if world.host != before || world.consumed_failures.len() != spent {
+            if (&world.host, &world.inside) != (&before.0, &before.1) || world.consumed_failures.len() != spent {
                 self.shared.save_locked(&world).map_err(|e| CommandError::Spawn {
                     program: program.clone(),
                     where_: String::new(),
@@ -323,6 +354,17 @@ fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
             }
             let _ = write(root, "/snap/bin/microk8s", &program_bytes("microk8s", &format!("({channel})")), 0o755);
             let _ = std::fs::create_dir_all(under(root, "/var/snap/microk8s/common"));
+            // The snap's install hook makes the cluster's certificates and the admin kubeconfig, which
+            // talks to the API server on loopback.
+            let pki = ClusterPki::generate();
+            let client = microk8s_snap::kubeconfig_text(
+                &pki,
+                &format!("https://127.0.0.1:{HOST_MICROK8S_API_PORT}"),
+                "microk8s-cluster",
+                "admin",
+                "microk8s",
+            );
+            let _ = write(root, testbed_steps::MICROK8S_CLIENT_CONFIG, client.as_bytes(), 0o600);
             let done = microk8s_snap::installed(&channel);
             world.host.microk8s = Some(HostMicrok8s {
                 channel,
@@ -332,7 +374,8 @@ fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
                 addons_owner: None,
                 registry: None,
                 karmada: None,
-                pki: None,
+                karmada_namespace: None,
+                pki: Some(pki),
             });
             done
         }
@@ -463,7 +506,7 @@ fn karmadactl(root: &Path, a: &[&str]) -> Ran {
             ),
             0,
         ),
-        _ => fail(1, "Error: the simulated host's karmadactl runs only `version`; the Karmada layer is simulated on its own\n"),
+        _ => fail(1, "Error: unknown command for \"karmadactl\"\n"),
     }
 }
 

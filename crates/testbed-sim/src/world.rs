@@ -54,6 +54,10 @@ pub struct SimWorld {
     /// each simulated Karmada step. Never saved (older state files may still hold them: ignored).
     #[serde(default, skip_serializing)]
     pub kubeconfigs: BTreeMap<String, KubeconfigFiles>,
+    /// The real local registry's images (`localhost:PORT/NAME:TAG`), as last read, when the registry is
+    /// real: what the control plane's pods can pull. Never saved.
+    #[serde(skip)]
+    pub(crate) real_registry_images: Option<BTreeSet<String>>,
     /// Addresses whose injected failure (`TESTBED_SIM_FAIL`) has already happened.
     pub consumed_failures: BTreeSet<String>,
     /// Source of cluster identities (a MicroK8s cluster's kube-system namespace UID).
@@ -176,6 +180,10 @@ pub struct SimHost {
     pub kernel_modules: BTreeSet<String>,
     /// The host's own MicroK8s, with what runs in it.
     pub microk8s: Option<HostMicrok8s>,
+    /// The Karmada etcd data a `karmadactl deinit` left in `/var/lib/karmada-etcd` (while that directory is
+    /// there, a later init starts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub karmada_etcd: Option<KarmadaEtcd>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +206,10 @@ pub struct HostMicrok8s {
     pub addons_owner: Option<String>,
     pub registry: Option<Registry>,
     pub karmada: Option<ControlPlane>,
+    /// The `karmada-system` namespace's labels, when a `karmadactl deinit` without `--purge-namespace`
+    /// left the namespace behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub karmada_namespace: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pki: Option<ClusterPki>,
 }
@@ -223,26 +235,43 @@ pub struct RegistryImage {
     pub owner: Option<String>,
 }
 
-/// The Karmada control plane on the host cluster.
+/// The Karmada control plane `karmadactl init` installed on the host cluster, as its objects there hold it
+/// (the Deployments' images, the `karmada-apiserver` Service's node port, the `karmada-system` namespace's
+/// labels) and as its etcd holds it (the Karmada API server's CA, bootstrap tokens, `Cluster` objects).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlane {
-    pub name: String,
-    pub version: String,
+    /// Each component Deployment's image, by Deployment name (`karmada-scheduler` →
+    /// `localhost:32000/karmada-scheduler:v1.15.9`).
+    pub images: BTreeMap<String, String>,
+    /// The `karmada-apiserver` Service's node port (init's `--port`).
     pub api_port: u16,
+    /// init's `--karmada-data`.
     pub data_dir: String,
+    /// init's `--karmada-apiserver-advertise-address`: the server in the kubeconfig init writes.
     pub advertise_address: String,
-    pub image_registry: String,
-    pub owner: Option<String>,
-    /// Registered member clusters (`Cluster` objects), by name.
-    pub clusters: BTreeMap<String, ClusterRecord>,
+    /// The `karmada-system` namespace's labels.
+    pub namespace_labels: BTreeMap<String, String>,
+    /// The images the host's containerd has pulled for it: its pods keep running on them, whatever the
+    /// registry holds later.
+    #[serde(default)]
+    pub pulled: BTreeSet<String>,
+    /// What is in its etcd.
+    pub etcd: KarmadaEtcd,
 }
 
-impl ControlPlane {
-    /// The Karmada kubeconfig `karmadactl init` writes.
-    pub fn kubeconfig_path(&self) -> String {
-        format!("{}/karmada-apiserver.config", self.data_dir.trim_end_matches('/'))
-    }
+/// What the Karmada control plane keeps in its etcd (on the host under `/var/lib/karmada-etcd`, where
+/// `karmadactl deinit` leaves it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KarmadaEtcd {
+    /// The Karmada API server's CA, and the admin certificate init's kubeconfig carries.
+    pub pki: ClusterPki,
+    /// Bootstrap tokens `karmadactl token create` made.
+    #[serde(default)]
+    pub tokens: BTreeSet<String>,
+    /// Registered member clusters (`Cluster` objects), by name.
+    pub clusters: BTreeMap<String, ClusterRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,14 +290,21 @@ impl SyncMode {
     }
 }
 
+/// A `Cluster` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterRecord {
     pub sync_mode: SyncMode,
+    /// `spec.apiEndpoint`.
     pub api_endpoint: Option<String>,
     /// The member's kube-system namespace UID (Karmada's `spec.id`).
     pub id: String,
-    pub owner: Option<String>,
+    /// `metadata.labels`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Pull mode: when the agent creates it (milliseconds since the Unix epoch); it is not there before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appears_at_ms: Option<u64>,
 }
 
 /// The LXD daemon's objects.
@@ -471,11 +507,13 @@ impl SimWorld {
                 foreign_ports: BTreeSet::new(),
                 kernel_modules: default_kernel_modules(),
                 microk8s: None,
+                karmada_etcd: None,
             },
             lxd_daemon: LxdDaemon::default(),
             lxd: SimLxd::default(),
             fail_once: BTreeSet::new(),
             kubeconfigs: BTreeMap::new(),
+            real_registry_images: None,
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,
             inside: BTreeMap::new(),
@@ -500,6 +538,7 @@ impl SimWorld {
             lxd: SimLxd::default(),
             fail_once: self.fail_once.clone(),
             kubeconfigs: self.kubeconfigs.clone(),
+            real_registry_images: self.real_registry_images.clone(),
             consumed_failures: self.consumed_failures.clone(),
             next_cluster_id: self.next_cluster_id,
             inside: self.inside.clone(),
@@ -643,7 +682,8 @@ impl SimWorld {
             // The MicroK8s layer is the real MicroK8s provider's, over the simulated programs.
             Layer::Microk8s => Vec::new(),
             Layer::Registry => crate::registry::observe_all(self, wanted),
-            Layer::Karmada => crate::karmada::observe_all(self, wanted),
+            // The Karmada layer is the real Karmada provider's, over the simulated karmadactl and APIs.
+            Layer::Karmada => Vec::new(),
         };
         let wanted_addresses: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
         let resources =

@@ -93,7 +93,7 @@ fn container(name: &str, running: bool, identity: &str) -> ContainerFacts {
     ContainerFacts {
         name: name.into(),
         running,
-        ipv4: Some("10.100.0.10".into()),
+        ipv4: Some("10.123.45.10".into()),
         proxies: BTreeMap::from([(
             "api".to_owned(),
             ("tcp:127.0.0.1:16441".to_owned(), "tcp:127.0.0.1:16443".to_owned()),
@@ -259,15 +259,13 @@ async fn a_re_created_container_has_nothing_inside_and_a_vanished_one_takes_its_
 }
 
 #[tokio::test]
-async fn kubeconfig_and_join_need_the_real_api_proxy() {
+async fn the_kubeconfig_needs_the_real_api_proxy_and_join_the_running_container_at_its_address() {
     let b = bench(vec![container("member1", true, "uuid-1")]);
     let actions = creates(b._dir.path(), ONE_MEMBER).await;
     run_above_lxd_until(&b.machine, &actions, "karmada_member.member1").await;
     let join = find(&actions, "karmada_member.member1");
 
     b.lxd.edit("member1", |c| c.proxies.clear());
-    let message = expect_precondition(run(&b.machine, &join).await);
-    assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
     // The real MicroK8s provider writes the kubeconfig, then waits for the API through the proxy, which
     // nothing answers now: the hint points at the proxy.
     let rewrite = Action { op: Op::Update, ..find(&actions, "kubeconfig.member1") };
@@ -279,17 +277,23 @@ async fn kubeconfig_and_join_need_the_real_api_proxy() {
         other => panic!("expected a failure, got {other:?}"),
     }
 
-    // A stopped container does not answer either.
+    // A stopped container answers nowhere: karmadactl join cannot reach the member.
     b.lxd.set(vec![container("member1", false, "uuid-1")]);
-    let message = expect_precondition(run(&b.machine, &join).await);
-    assert!(message.contains("container member1 is stopped"), "{message}");
+    match run(&b.machine, &join).await {
+        Err(ProviderError::Failed { message, .. }) => {
+            assert!(message.contains("karmadactl join") || message.contains("connection refused"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
 
+    // Karmada reaches a member at its bridge address (the Karmada kubeconfig's), not through the proxy.
     b.lxd.set(vec![container("member1", true, "uuid-1")]);
-    run(&b.machine, &join).await.expect("joins through the real proxy");
+    run(&b.machine, &join).await.expect("joins at the real container's address");
     let world = b.machine.world();
-    let cluster = world.control_plane().and_then(|cp| cp.clusters.get("member1")).expect("joined");
+    let cluster = world.control_plane().and_then(|cp| cp.etcd.clusters.get("member1")).expect("joined");
     let inside = world.inside["member1"].microk8s.as_ref().expect("MicroK8s");
     assert_eq!(cluster.id, inside.cluster_id);
+    assert_eq!(cluster.labels.get("testbed/owner").map(String::as_str), Some("testbed"), "labelled as testbed's");
 }
 
 #[tokio::test]
@@ -330,10 +334,12 @@ async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
     let (_, observed) = look(&b.machine.providers(), &cfg).await;
     let unobservable: BTreeMap<Layer, String> =
         observed.unobservable.iter().map(|u| (u.layer, u.reason.clone())).collect();
-    for layer in [Layer::Microk8s, Layer::Registry, Layer::Karmada] {
+    for layer in [Layer::Microk8s, Layer::Registry] {
         assert!(unobservable.get(&layer).is_some_and(|r| r.contains("connection refused")), "{unobservable:?}");
     }
+    // The host and Karmada layers do not need LXD (Karmada reads its kubeconfigs and API servers).
     assert!(!unobservable.contains_key(&Layer::Host), "{unobservable:?}");
+    assert!(!unobservable.contains_key(&Layer::Karmada), "{unobservable:?}");
     // The LXD provider over the simulated daemon is not among the providers: the real LXD's goes there.
     assert_eq!(unobservable.get(&Layer::Lxd).map(String::as_str), Some("no provider configured"));
 }
@@ -347,7 +353,7 @@ async fn the_state_file_keeps_the_inside_with_its_container_identity_and_never_t
     let text = std::fs::read_to_string(&b.path).expect("saved");
     assert!(text.contains("\"inside\"") && text.contains("\"uuid-1\""), "{text}");
     // Whether it runs, its address and its proxies are the real LXD's: not saved as the simulation's.
-    assert!(!text.contains("10.100.0.10") && !text.contains("tcp:127.0.0.1:16441"), "{text}");
+    assert!(!text.contains("10.123.45.10") && !text.contains("tcp:127.0.0.1:16441"), "{text}");
 
     let view: Arc<dyn ContainerView> = b.lxd.clone();
     let reopened = SimMachine::open(&b.path, SimOptions::instant()).expect("reads back");
@@ -377,7 +383,9 @@ async fn with_real_containers_the_machine_has_no_lxd_provider_of_its_own() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(b.lxd.calls(), 0);
-    assert_eq!(b.machine.providers_for(&BTreeSet::from([Layer::Karmada])).simulated_layers(), vec![Layer::Karmada]);
+    // The Karmada layer's provider is the real one, over the simulated karmadactl and API servers.
+    let karmada = b.machine.providers_for(&BTreeSet::from([Layer::Karmada]));
+    assert!(karmada.get(Layer::Karmada).is_some_and(|p| !p.simulated()));
 }
 
 /// A simulated machine stands in for the real LXD; a second one simulates everything above it.
@@ -444,8 +452,16 @@ async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re
     assert!(message.contains("container member1 is stopped"), "{message}");
     let repair = plan_with(&p.providers, &cfg).await;
     let ops: Vec<(String, Op)> = repair.actions().iter().map(|a| (a.address.to_string(), a.op)).collect();
-    // Its MicroK8s cannot be seen while it is stopped: repaired (started) after the container.
-    assert_eq!(ops, vec![("lxd_instance.member1".to_owned(), Op::Update), ("microk8s.member1".to_owned(), Op::Update)]);
+    // Its MicroK8s cannot be seen while it is stopped: repaired (started) after the container; Karmada
+    // reports its Cluster not reachable, and the repair waits for it to be Ready again.
+    assert_eq!(
+        ops,
+        vec![
+            ("lxd_instance.member1".to_owned(), Op::Update),
+            ("microk8s.member1".to_owned(), Op::Update),
+            ("karmada_member.member1".to_owned(), Op::Update)
+        ]
+    );
     apply_all(&p.providers, &repair).await;
 
     // The real container is deleted and re-created by hand under the same name.

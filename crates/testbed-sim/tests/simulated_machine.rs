@@ -177,19 +177,35 @@ async fn microk8s_cannot_be_installed_into_a_stopped_container() {
 }
 
 #[tokio::test]
-async fn karmadactl_init_before_the_images_names_the_missing_ones() {
+async fn karmadactl_init_before_the_images_fails_after_its_wait_and_the_pods_come_up_once_they_are_there() {
     let b = bench();
-    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
+    let cfg = b.config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
     let is_image = |a: &Action| a.kind == Kind::Image;
     let init = apply_until(&b.machine, &plan, at("karmada.control_plane"), is_image).await.expect("in the plan");
 
-    let (message, hint) = expect_precondition(run(&b.machine, &init).await);
-    assert!(message.contains("not in the local registry"), "{message}");
-    assert!(message.contains("image.etcd") && message.contains("image.karmada-scheduler"), "{message}");
-    // The control plane does not need the file's own images nor the pull-mode agent.
-    assert!(!message.contains("image.nginx") && !message.contains("image.karmada-agent"), "{message}");
-    assert!(hint.contains("image"), "{hint}");
-    assert!(b.machine.world().control_plane().is_none());
+    // The pods cannot pull their images: init waits for them, then fails with what the pods say.
+    match run(&b.machine, &init).await {
+        Err(ProviderError::Failed { message, .. }) => {
+            assert!(message.contains("Back-off pulling image \"localhost:32000/"), "{message}")
+        }
+        other => panic!("expected init to fail, got {other:?}"),
+    }
+    // It got as far as the namespace, which testbed labelled: the half-made control plane is testbed's.
+    let world = b.machine.world();
+    let cp = world.control_plane().expect("init created the control plane's objects");
+    assert_eq!(cp.namespace_labels.get("testbed/owner").map(String::as_str), Some("testbed"));
+
+    // With the images copied, the pods come up and the next plan only waits for them.
+    for image in plan.actions().into_iter().filter(|a| a.kind == Kind::Image) {
+        run(&b.machine, image).await.expect("image copied");
+    }
+    let again = plan_for(&b.machine, &cfg).await;
+    let cp_action = again.actions().into_iter().find(|a| a.address.as_str() == "karmada.control_plane");
+    assert!(cp_action.is_none_or(|a| a.op == Op::Update), "{cp_action:?}");
+    if let Some(a) = cp_action {
+        run(&b.machine, a).await.expect("the control plane is available");
+    }
 }
 
 #[tokio::test]
@@ -209,34 +225,38 @@ async fn join_before_the_control_plane_fails() {
 }
 
 #[tokio::test]
-async fn join_needs_the_member_api_through_its_proxy_and_refuses_a_name_taken_by_someone_else() {
+async fn join_refuses_a_name_someone_else_registered_with_karmadactls_own_message() {
     let b = bench();
     let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let join = apply_until(&b.machine, &plan, at("karmada_member.member1"), nothing).await.expect("planned");
 
-    b.machine.edit(|w| w.lxd_instance_mut("member1").map(|i| i.devices.remove("api"))).expect("saved");
-    let (message, _) = expect_precondition(run(&b.machine, &join).await);
-    assert!(message.contains("(proxy.member1.api) does not exist"), "{message}");
-
-    // Put the proxy back, and let someone else register a cluster named member1 first.
-    let api = plan.actions().into_iter().find(|a| a.address.as_str() == "proxy.member1.api").expect("planned").clone();
-    run(&b.machine, &api).await.expect("proxy re-added");
+    // Someone else registers a cluster named member1 first.
     b.machine
         .edit(|w| {
             let cp = w.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()).expect("control plane");
-            cp.clusters.insert(
+            cp.etcd.clusters.insert(
                 "member1".into(),
                 ClusterRecord {
                     sync_mode: SyncMode::Push,
                     api_endpoint: None,
                     id: "someone-elses".into(),
-                    owner: None,
+                    labels: Default::default(),
+                    appears_at_ms: None,
                 },
             );
         })
         .expect("saved");
-    let (message, _) = expect_precondition(run(&b.machine, &join).await);
-    assert!(message.contains("has been registered") && message.contains("by someone else"), "{message}");
+    match run(&b.machine, &join).await {
+        Err(ProviderError::Failed { message, hint }) => {
+            assert!(message.contains("or the cluster name member1 has been registered"), "{message}");
+            assert!(hint.unwrap_or_default().contains("registered already"));
+        }
+        other => panic!("expected karmadactl join to fail, got {other:?}"),
+    }
+    let world = b.machine.world();
+    let cp = world.control_plane().expect("control plane");
+    assert_eq!(cp.etcd.clusters["member1"].id, "someone-elses", "the other cluster is left as it was");
+    assert!(cp.etcd.clusters["member1"].labels.is_empty(), "and never labelled as testbed's");
 }
 
 #[tokio::test]
@@ -352,8 +372,8 @@ async fn a_taken_host_port_fails_like_the_real_step() {
     let b = bench();
     b.machine.edit(|w| w.host.foreign_ports.insert(32443)).expect("saved");
     let init = apply_until(&b.machine, &plan, at("karmada.control_plane"), nothing).await;
-    let (message, _) = expect_precondition(run(&b.machine, &init.expect("planned")).await);
-    assert!(message.contains("32443") && message.contains("already in use"), "{message}");
+    let message = run(&b.machine, &init.expect("planned")).await.expect_err("port taken").to_string();
+    assert!(message.contains("32443") && message.contains("already allocated"), "{message}");
 }
 
 #[tokio::test]
@@ -366,8 +386,12 @@ async fn steps_log_the_real_commands_without_secrets() {
     let entries = entries.lock().expect("log").clone();
     let commands: Vec<&Vec<String>> =
         entries.iter().filter_map(|e| if let LogEntry::Command(argv) = e { Some(argv) } else { None }).collect();
-    let register_cmd = commands.iter().find(|c| c.get(1).map(String::as_str) == Some("register")).expect("logged");
-    assert!(register_cmd.contains(&"<token>".to_owned()), "{register_cmd:?}");
+    let register_cmd = commands.iter().find(|c| c.get(2).map(String::as_str) == Some("register")).expect("logged");
+    assert!(register_cmd.contains(&"<secret:join-token>".to_owned()), "{register_cmd:?}");
+    // The token never reaches the log, in the command or in what token create printed.
+    let token =
+        b.machine.world().control_plane().and_then(|cp| cp.etcd.tokens.iter().next().cloned()).expect("a token");
+    assert!(!format!("{entries:?}").contains(&token), "{entries:?}");
     assert!(register_cmd.contains(&"--cluster-name".to_owned()), "{register_cmd:?}");
     assert!(b.machine.world().inside.get("member2").and_then(|i| i.microk8s.as_ref()).is_some_and(|m| m.karmada_agent));
 
@@ -469,13 +493,16 @@ async fn stopped_things_are_observed_as_needing_repair_and_an_update_starts_them
     let repair = testbed_plan::plan(&desired, &observed).expect("plans");
     let ops: Vec<(String, Op)> = repair.actions().iter().map(|a| (a.address.to_string(), a.op)).collect();
     // Nothing can be seen inside a stopped container: the real MicroK8s provider reports its MicroK8s as
-    // needing repair too, so that it is started (and waited for) once the container runs.
+    // needing repair too, so that it is started (and waited for) once the container runs. Karmada reports
+    // both Clusters not Ready (member1 unreachable, member2's agent silent): the repair waits for them.
     assert_eq!(
         ops,
         vec![
             ("lxd_instance.member1".into(), Op::Update),
             ("microk8s.member1".into(), Op::Update),
-            ("microk8s.member2".into(), Op::Update)
+            ("karmada_member.member1".into(), Op::Update),
+            ("microk8s.member2".into(), Op::Update),
+            ("karmada_member.member2".into(), Op::Update)
         ]
     );
     apply_all(&b.machine, &repair).await;
@@ -628,24 +655,16 @@ async fn a_membership_whose_control_plane_is_gone_has_nothing_to_unjoin() {
     let cfg = b.config(TWO_MEMBERS);
     apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
     let (_, observed) = look(&b.machine, &cfg).await;
-    let delete = |address: &str| {
-        let o = observed.get(&Address::parse(address).expect("address")).expect("observed").clone();
-        Action {
-            address: o.address.clone(),
-            kind: o.kind,
-            member: o.member.clone(),
-            op: Op::Delete,
-            reason: "test".into(),
-            changes: vec![],
-            desired: None,
-            observed: Some(o),
-            cascade: None,
-        }
-    };
+    let delete = |address: &str| delete_of(&observed, address);
     // Unjoin talks to the Karmada API server: not while the host MicroK8s is stopped.
     b.machine.edit(|w| w.host.microk8s.as_mut().map(|m| m.running = false)).expect("saved");
-    let (message, _) = expect_precondition(run(&b.machine, &delete("karmada_member.member1")).await);
-    assert!(message.contains("host MicroK8s is stopped"), "{message}");
+    match run(&b.machine, &delete("karmada_member.member1")).await {
+        Err(ProviderError::Failed { message, hint }) => {
+            assert!(message.contains("https://10.123.45.1:32443 is unreachable"), "{message}");
+            assert!(hint.unwrap_or_default().contains("once the Karmada API answers"));
+        }
+        other => panic!("expected the unjoin to fail, got {other:?}"),
+    }
     b.machine.edit(|w| w.host.microk8s.as_mut().map(|m| m.running = true)).expect("saved");
 
     run(&b.machine, &delete("karmada.control_plane")).await.expect("deinit");
@@ -666,4 +685,146 @@ async fn the_state_file_is_readable_by_its_owner_only() {
     assert!(text.contains("\"pki\""), "the clusters' keys are in it");
     let mode = std::fs::metadata(&b.path).expect("saved").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+// -------------------------------------------------------------------------------------------------
+// Karmada's behaviours (real-tools.md, "Behaviours that break naive automation"), reproduced by the
+// simulated karmadactl and API servers and survived by the real Karmada provider.
+// -------------------------------------------------------------------------------------------------
+
+/// The delete of `address`, as observed.
+fn delete_of(observed: &ObservedState, address: &str) -> Action {
+    let o = observed.get(&Address::parse(address).expect("address")).expect("observed").clone();
+    Action {
+        address: o.address.clone(),
+        kind: o.kind,
+        member: o.member.clone(),
+        op: Op::Delete,
+        reason: "test".into(),
+        changes: vec![],
+        desired: None,
+        observed: Some(o),
+        cascade: None,
+    }
+}
+
+fn host_file(b: &Bench, path: &str) -> PathBuf {
+    testbed_sim::host_root::under(&testbed_sim::host_root::root_for(&b.path), path)
+}
+
+/// Behaviours 3 and 9: `register` returns before the agent has created its Cluster; testbed waits for it
+/// before labelling it, and the Cluster's endpoint is the member's bridge address.
+#[tokio::test]
+async fn a_pull_members_cluster_appears_after_register_returns_and_is_labelled_once_it_is_there() {
+    let b = bench();
+    let cfg = b.config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
+    let register = apply_until(&b.machine, &plan, at("karmada_member.member2"), nothing).await.expect("planned");
+
+    // The same machine at a speed where the agent takes a moment (5 s of real time) to create its Cluster.
+    let slow = SimMachine::open(&b.path, SimOptions { speed: 0.02, fail_once: BTreeSet::new() })
+        .expect("reopens")
+        .with_context(testbed_steps::Context::new(&cfg));
+    let (log, entries) = recording_log();
+    slow.providers().run(&register, &log).await.expect("registered and labelled");
+    let entries = entries.lock().expect("log").clone();
+    assert!(
+        entries.iter().any(|e| matches!(e, LogEntry::Progress(p) if p.contains("to create its Cluster"))),
+        "testbed waited for the agent's Cluster: {entries:?}"
+    );
+    let world = slow.world();
+    let cluster = &world.control_plane().expect("control plane").etcd.clusters["member2"];
+    assert_eq!(cluster.sync_mode, SyncMode::Pull);
+    assert!(cluster.appears_at_ms.is_some(), "the agent created it, not register");
+    assert_eq!(cluster.labels.get("testbed/owner").map(String::as_str), Some("testbed"));
+    let endpoint = cluster.api_endpoint.as_deref().unwrap_or_default();
+    assert!(endpoint.starts_with("https://10.123.45.") && endpoint.ends_with(":16443"), "{endpoint}");
+}
+
+/// Behaviour 4: `register` exits 0 when its pre-flight fails; testbed reports the failure with its lines.
+#[tokio::test]
+async fn a_register_whose_preflight_failed_is_reported_as_a_failure() {
+    let b = bench();
+    let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
+    let register = apply_until(&b.machine, &plan, at("karmada_member.member2"), nothing).await.expect("planned");
+    // An agent of an earlier registration is still in member2.
+    b.machine
+        .edit(|w| w.inside.get_mut("member2").and_then(|i| i.microk8s.as_mut()).map(|m| m.karmada_agent = true))
+        .expect("saved");
+    match run(&b.machine, &register).await {
+        Err(ProviderError::Failed { message, hint }) => {
+            assert!(message.contains("exited 0 but its pre-flight failed"), "{message}");
+            assert!(message.contains("karmada-system/karmada-agent Deployment already exists"), "{message}");
+            assert!(hint.unwrap_or_default().contains("karmadactl unregister member2"));
+        }
+        other => panic!("expected the pre-flight failure, got {other:?}"),
+    }
+    assert!(!b.machine.world().control_plane().expect("control plane").etcd.clusters.contains_key("member2"));
+}
+
+/// Behaviour 6: `unregister` deletes `/etc/karmada/pki/ca.crt` where it runs, the CA init wrote there;
+/// testbed puts it back.
+#[tokio::test]
+async fn unregister_leaves_the_control_planes_ca_in_place() {
+    let b = bench();
+    let cfg = b.config(TWO_MEMBERS);
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    let ca = host_file(&b, "/etc/karmada/pki/ca.crt");
+    let before = std::fs::read_to_string(&ca).expect("init wrote the CA");
+
+    let (log, entries) = recording_log();
+    b.machine
+        .providers()
+        .run(&delete_of(&look(&b.machine, &cfg).await.1, "karmada_member.member2"), &log)
+        .await
+        .expect("unregistered");
+    assert_eq!(std::fs::read_to_string(&ca).ok().as_deref(), Some(before.as_str()), "the CA is the same");
+    let entries = entries.lock().expect("log").clone();
+    assert!(entries.iter().any(|e| matches!(e, LogEntry::Note(n) if n.starts_with("restored"))), "{entries:?}");
+    let world = b.machine.world();
+    assert!(!world.control_plane().expect("control plane").etcd.clusters.contains_key("member2"));
+    assert!(world.inside["member2"].microk8s.as_ref().is_some_and(|m| !m.karmada_agent), "the agent is gone");
+}
+
+/// Behaviour 7: `deinit` leaves etcd's data, and an init over it brings the old Clusters and CA back;
+/// testbed removes it (and init's data directory, with the Karmada kubeconfig) after its own deinit.
+#[tokio::test]
+async fn deinit_leaves_the_etcd_data_and_testbed_removes_it_after_its_own_deinit() {
+    use testbed_command::CommandRunner as _;
+    let b = bench();
+    let cfg = b.config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
+    apply_all(&b.machine, &plan).await;
+    let old_ca = b.machine.world().control_plane().expect("control plane").etcd.pki.ca_pem.clone();
+
+    // By hand: deinit (which leaves the namespace, with testbed's label), then init again: the old
+    // Clusters and the old CA come back from etcd's data.
+    let programs = b.machine.programs();
+    let host = testbed_steps::Where::Host;
+    let argv = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let deinit = argv("karmadactl deinit --kubeconfig /var/snap/microk8s/current/credentials/client.config -f");
+    let out = programs.run(&host, &deinit, Duration::from_secs(60)).await.expect("runs");
+    assert!(out.success() && out.stdout.contains("deinit will not delete etcd data"), "{out:?}");
+    assert!(host_file(&b, "/var/lib/karmada-etcd").is_dir());
+    let init = plan.actions().into_iter().find(|a| a.address.as_str() == "karmada.control_plane").expect("planned");
+    let init_argv = testbed_steps::steps(init, &testbed_steps::Context::new(&cfg))
+        .into_iter()
+        .find_map(|s| s.argv())
+        .expect("init's command");
+    let out = programs.run(&host, &init_argv, Duration::from_secs(600)).await.expect("runs");
+    assert!(out.success(), "{out:?}");
+    let world = b.machine.world();
+    let cp = world.control_plane().expect("control plane");
+    assert_eq!(cp.etcd.pki.ca_pem, old_ca, "the old CA came back");
+    assert_eq!(cp.etcd.clusters.keys().collect::<Vec<_>>(), ["member1", "member2"], "and the old Clusters");
+
+    // testbed's own deinit removes what it leaves: the next init starts afresh.
+    run(&b.machine, &delete_of(&look(&b.machine, &cfg).await.1, "karmada.control_plane")).await.expect("deinit");
+    assert!(!host_file(&b, "/var/lib/karmada-etcd").exists());
+    assert!(!host_file(&b, "/etc/karmada").exists(), "the Karmada kubeconfig and the CA's key are gone");
+    run(&b.machine, init).await.expect("init again");
+    let world = b.machine.world();
+    let cp = world.control_plane().expect("control plane");
+    assert_ne!(cp.etcd.pki.ca_pem, old_ca, "a new CA");
+    assert!(cp.etcd.clusters.is_empty(), "no Clusters from before");
 }

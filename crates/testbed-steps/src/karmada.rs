@@ -160,14 +160,26 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                 note: format!("owned: must carry {OWNER_LABEL}=<testbed name>; no control plane: nothing to do"),
                 purpose: Purpose::ControlPlaneOwned,
             },
-            host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "-f"]),
+            // The namespace is testbed's too (init made it, testbed labelled it): without --purge-namespace,
+            // deinit leaves it, labelled (karmada v1.15.9 deinit.go).
+            host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "--purge-namespace", "-f"]),
             // karmada v1.15.9 cmdinit: "deinit will not delete etcd data"; init's --etcd-data default.
             Step::Call {
                 api: "host",
                 method: "DELETE",
                 path: ETCD_DATA.into(),
                 note: "the etcd data deinit keeps, removed only after a deinit testbed ran".into(),
-                purpose: Purpose::RemoveEtcdData { path: ETCD_DATA.into() },
+                purpose: Purpose::RemoveLeftByDeinit { path: ETCD_DATA.into() },
+            },
+            // deinit leaves init's --karmada-data too: the Karmada kubeconfig (an admin credential) and the
+            // CA's key. init wipes that directory before it writes it, so it is init's (testbed's) alone.
+            Step::Call {
+                api: "host",
+                method: "DELETE",
+                path: setting(a, "data_dir").trim_end_matches('/').into(),
+                note: "the Karmada kubeconfig and certificates init wrote, removed only after a deinit testbed ran"
+                    .into(),
+                purpose: Purpose::RemoveLeftByDeinit { path: setting(a, "data_dir").trim_end_matches('/').into() },
             },
         ],
         Kind::KarmadaMember => {

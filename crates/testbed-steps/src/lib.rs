@@ -115,9 +115,10 @@ pub enum Purpose {
     ClusterReady { cluster: String },
     /// Check that the `Cluster` is this testbed's; not registered: skip the next step.
     ClusterOwned { cluster: String },
-    /// Remove the etcd data `karmadactl deinit` leaves at `path` on the host, only after a deinit this
-    /// action ran (a later init would start on the old data: old Clusters, an old CA).
-    RemoveEtcdData { path: String },
+    /// Remove what `karmadactl deinit` leaves at `path` on the host, only after a deinit this action ran:
+    /// the etcd data (a later init would start on it: old Clusters, an old CA) and init's data directory
+    /// (the Karmada kubeconfig, the CA's key).
+    RemoveLeftByDeinit { path: String },
 }
 
 /// Single-quotes an argument for display when it needs it (only for reading: testbed never hands a string

@@ -118,6 +118,17 @@ impl Lab {
             self.kubeconfig_dir().display(),
             self.data_dir().display()
         );
+        // The members' kubeconfigs, as the MicroK8s layer writes them before a membership is made.
+        std::fs::create_dir_all(self.kubeconfig_dir()).unwrap();
+        for m in members {
+            for file in [format!("{}.config", m.0), format!("{}-karmada.config", m.0)] {
+                std::fs::write(
+                    self.kubeconfig_dir().join(file),
+                    kubeconfig_yaml(&format!("https://{}:16443", m.1), None),
+                )
+                .unwrap();
+            }
+        }
         for (i, m) in members.iter().enumerate() {
             text.push_str(&format!(
                 "[[members]]\nname = \"{}\"\napi_port = {}\nipv4 = \"{}\"\njoin_mode = \"{}\"\n",
