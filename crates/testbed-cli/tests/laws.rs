@@ -211,3 +211,65 @@ fn apply_makespan_is_close_to_the_critical_path() {
         });
     }
 }
+
+/// Two files with different `name`s on one machine never touch each other's objects: the second sees the
+/// first's as someone else's (a conflict where it would need them, never a change or a delete of them), and
+/// the first's next plan is still empty.
+#[test]
+fn two_testbeds_on_one_machine_never_touch_each_others_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_dir, second_dir) = (dir.path().join("first"), dir.path().join("second"));
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    rt().block_on(async {
+        let m = machine(dir.path(), 0.0, &[]);
+        let first = config(&first_dir, &format!("name = \"first\"\n{}", file(&numbered(2), false)));
+        let a = m.clone().for_testbed("first");
+        assert!(apply(&a, &first, 8).await.success());
+        let theirs = owned(&a).await;
+        assert!(!theirs.is_empty());
+
+        // Another testbed on the same machine: its own bridge, profile and members (the host's firewall
+        // rules are per bridge), pull mode.
+        let second = config(
+            &second_dir,
+            "name = \"second\"\n[lxd]\nbridge = \"tbsecond0\"\nipv4_address = \"10.101.0.1/24\"\nprofile = \"second-member\"\n\n[karmada]\njoin_mode = \"pull\"\n\n[[members]]\nname = \"other1\"\napi_port = 21001\n\n[[members]]\nname = \"other2\"\napi_port = 21002\n",
+        );
+        let b = m.clone().for_testbed("second");
+        let observed = observe(&b, &second).await;
+        let desired = testbed_plan::desired::build(&second, &observed);
+        match testbed_plan::plan(&desired, &observed) {
+            Err(testbed_plan::PlanError::Conflicts(found)) => {
+                for c in &found {
+                    assert!(
+                        theirs.contains(&c.address.to_string()),
+                        "a conflict over {} is not the first's",
+                        c.address
+                    );
+                }
+            }
+            Err(other) => panic!("unexpected planning error: {other}"),
+            Ok(p) => {
+                for action in p.actions() {
+                    assert!(
+                        !theirs.contains(&action.address.to_string()),
+                        "the second testbed plans {} {}",
+                        action.op.name(),
+                        action.address
+                    );
+                }
+                run(&b, &p, 8).await;
+            }
+        }
+        // A destroy of the second touches nothing of the first's.
+        let observed = observe(&b, &second).await;
+        if let Ok(p) = testbed_plan::plan(&testbed_plan::DesiredState::nothing(), &observed) {
+            for action in p.actions() {
+                assert!(!theirs.contains(&action.address.to_string()), "the second's destroy plans {}", action.address);
+            }
+            run(&b, &p, 8).await;
+        }
+        let (_, _, again) = plan(&a, &first).await;
+        assert!(again.is_empty(), "the first testbed was touched: {:?}", addresses(&again));
+    });
+}

@@ -1,7 +1,7 @@
 //! The bridge's forwarding rules: which tool the host has, and reading what is in force.
 //!
 //! With `iptables` on the host (legacy or the nf_tables variant), testbed's three rules go into the filter
-//! table's `INPUT` and `FORWARD` chains, inserted at the top and tagged `-m comment --comment testbed`; a
+//! table's `INPUT` and `FORWARD` chains, inserted at the top and tagged `-m comment --comment testbed:NAME` (NAME: the file's `name`); a
 //! rule is looked for with `iptables -C`, which exits 0 when a matching rule exists and 1 with "Bad rule
 //! (does a matching rule exist in that chain?)" when none does (iptables 1.8.9, seen under both backends;
 //! legacy iptables says "No chain/target/match by that name" for a missing chain). Exit 2 is a usage error
@@ -20,9 +20,6 @@ use testbed_command::Output;
 /// is forwarded both ways.
 pub const RULES: [(&str, &str); 3] = [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")];
 
-/// The comment that marks testbed's rules.
-pub const COMMENT: &str = "testbed";
-
 /// The nftables table testbed uses on hosts without iptables.
 pub const NFT_TABLE: &str = "testbed";
 
@@ -33,12 +30,12 @@ pub enum FirewallTool {
     Nft,
 }
 
-/// An iptables rule for `bridge`; `commented` adds testbed's comment match (without it, the check finds
-/// rules someone else added, as the shell scripts testbed replaces did).
-pub fn iptables_rule(op: &str, chain: &str, dir: &str, bridge: &str, commented: bool) -> Vec<String> {
+/// An iptables rule for `bridge`; with a `comment`, it matches testbed's comment (without one, the check
+/// finds rules someone else added, as the shell scripts testbed replaces did).
+pub fn iptables_rule(op: &str, chain: &str, dir: &str, bridge: &str, comment: Option<&str>) -> Vec<String> {
     let mut v: Vec<String> = ["iptables", op, chain, dir, bridge].iter().map(|s| s.to_string()).collect();
-    if commented {
-        v.extend(["-m", "comment", "--comment", COMMENT].iter().map(|s| s.to_string()));
+    if let Some(comment) = comment {
+        v.extend(["-m", "comment", "--comment", comment].iter().map(|s| s.to_string()));
     }
     v.extend(["-j", "ACCEPT"].iter().map(|s| s.to_string()));
     v
@@ -66,13 +63,13 @@ pub fn absent_message(stderr: &str) -> bool {
     stderr.contains("does a matching rule exist") || stderr.contains("No chain/target/match by that name")
 }
 
-/// Bridges that have a testbed-commented rule in `iptables -S CHAIN` output (lines such as
-/// `-A FORWARD -i lxdbr0 -m comment --comment testbed -j ACCEPT`).
-pub fn commented_bridges(listing: &str) -> Vec<String> {
+/// Bridges that have a rule with `comment` in `iptables -S CHAIN` output (lines such as
+/// `-A FORWARD -i lxdbr0 -m comment --comment testbed:lab -j ACCEPT`).
+pub fn commented_bridges(listing: &str, comment: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in listing.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let commented = words.windows(2).any(|w| w[0] == "--comment" && w[1].trim_matches('"') == COMMENT);
+        let commented = words.windows(2).any(|w| w[0] == "--comment" && w[1].trim_matches('"') == comment);
         if !commented {
             continue;
         }
@@ -93,7 +90,15 @@ pub struct NftRule {
     pub key: String,
     pub bridge: String,
     pub handle: u64,
-    pub commented: bool,
+    /// Its comment, if it has one (`testbed:<name>` on a testbed's).
+    pub comment: Option<String>,
+}
+
+impl NftRule {
+    /// Whether it carries `comment`.
+    pub fn carries(&self, comment: &str) -> bool {
+        self.comment.as_deref() == Some(comment)
+    }
 }
 
 impl NftRule {
@@ -124,7 +129,7 @@ pub fn parse_nft(json: &str) -> Result<Vec<NftRule>, String> {
         let Some(rule) = item.get("rule") else { continue };
         let chain = rule.get("chain").and_then(|c| c.as_str()).unwrap_or_default().to_owned();
         let handle = rule.get("handle").and_then(|h| h.as_u64()).unwrap_or_default();
-        let commented = rule.get("comment").and_then(|c| c.as_str()) == Some(COMMENT);
+        let comment = rule.get("comment").and_then(|c| c.as_str()).map(str::to_owned);
         let exprs = rule.get("expr").and_then(|e| e.as_array()).cloned().unwrap_or_default();
         let accepts = exprs.iter().any(|e| e.get("accept").is_some());
         let matched = exprs.iter().find_map(|e| {
@@ -135,7 +140,7 @@ pub fn parse_nft(json: &str) -> Result<Vec<NftRule>, String> {
                 .then(|| (key.to_owned(), right.to_owned()))
         });
         if let (true, Some((key, bridge))) = (accepts, matched) {
-            out.push(NftRule { chain, key, bridge, handle, commented });
+            out.push(NftRule { chain, key, bridge, handle, comment });
         }
     }
     Ok(out)
@@ -151,7 +156,7 @@ mod tests {
     use super::*;
 
     /// `nft -j list table inet testbed` as nftables 1.0.6 printed it for the three rules on lxdbr0.
-    pub const NFT_THREE_RULES: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "testbed", "handle": 1}}, {"chain": {"family": "inet", "table": "testbed", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}, {"chain": {"family": "inet", "table": "testbed", "name": "input", "handle": 2, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "testbed", "chain": "forward", "handle": 4, "comment": "testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "testbed", "chain": "forward", "handle": 5, "comment": "testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "testbed", "chain": "input", "handle": 3, "comment": "testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}]}"#;
+    pub const NFT_THREE_RULES: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "testbed", "handle": 1}}, {"chain": {"family": "inet", "table": "testbed", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}, {"chain": {"family": "inet", "table": "testbed", "name": "input", "handle": 2, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "testbed", "chain": "forward", "handle": 4, "comment": "testbed:testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "testbed", "chain": "forward", "handle": 5, "comment": "testbed:testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "testbed", "chain": "input", "handle": 3, "comment": "testbed:testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}]}"#;
 
     #[test]
     fn nft_listing_gives_the_three_rules_with_handles() {
@@ -162,7 +167,7 @@ mod tests {
             pairs,
             vec![(("FORWARD", "-i"), "lxdbr0", 4), (("FORWARD", "-o"), "lxdbr0", 5), (("INPUT", "-i"), "lxdbr0", 3)]
         );
-        assert!(rules.iter().all(|r| r.commented));
+        assert!(rules.iter().all(|r| r.carries("testbed:testbed")));
         assert!(parse_nft("not json").is_err());
     }
 
@@ -183,8 +188,9 @@ mod tests {
     }
 
     #[test]
-    fn listing_finds_commented_bridges_only() {
-        let s = "-P FORWARD DROP\n-A FORWARD -i docker0 -j ACCEPT\n-A FORWARD -i oldbr -m comment --comment testbed -j ACCEPT\n-A FORWARD -o oldbr -m comment --comment testbed -j ACCEPT\n";
-        assert_eq!(commented_bridges(s), vec!["oldbr".to_owned()]);
+    fn listing_finds_the_bridges_of_this_testbeds_rules_only() {
+        let s = "-P FORWARD DROP\n-A FORWARD -i docker0 -j ACCEPT\n-A FORWARD -i oldbr -m comment --comment testbed:lab -j ACCEPT\n-A FORWARD -o oldbr -m comment --comment testbed:lab -j ACCEPT\n-A FORWARD -i otherbr -m comment --comment testbed:other -j ACCEPT\n";
+        assert_eq!(commented_bridges(s, "testbed:lab"), vec!["oldbr".to_owned()]);
+        assert_eq!(commented_bridges(s, "testbed:other"), vec!["otherbr".to_owned()]);
     }
 }

@@ -21,7 +21,7 @@ use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Re
 use testbed_provider::{ActionLog, LayerObservation, Provider, ProviderError};
 use testbed_steps::{Arg, Context, Purpose, Step, Where};
 
-use crate::firewall::{self, Check, FirewallTool, COMMENT, NFT_TABLE, RULES};
+use crate::firewall::{self, Check, FirewallTool, NFT_TABLE, RULES};
 use crate::karmadactl;
 use crate::system::HostSystem;
 
@@ -346,7 +346,7 @@ impl HostProvider {
                 if let Some(w) = &want {
                     let mut present = 0;
                     for (chain, dir) in RULES {
-                        let args = firewall::iptables_rule("-C", chain, dir, w, true);
+                        let args = firewall::iptables_rule("-C", chain, dir, w, Some(&self.cx.firewall_comment));
                         let out = self.query(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
                         match firewall::classify_check(&out) {
                             Check::Present => present += 1,
@@ -360,7 +360,7 @@ impl HostProvider {
                     // Rules someone else added for the bridge (without testbed's comment) are used as they are.
                     let mut foreign = 0;
                     for (chain, dir) in RULES {
-                        let args = firewall::iptables_rule("-C", chain, dir, w, false);
+                        let args = firewall::iptables_rule("-C", chain, dir, w, None);
                         let out = self.query(&args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
                         if firewall::classify_check(&out) == Check::Present {
                             foreign += 1;
@@ -369,7 +369,8 @@ impl HostProvider {
                     if foreign == RULES.len() {
                         let spec: Spec = [("bridge".to_owned(), w.clone())].into_iter().collect();
                         let owner = Owner::Other(format!(
-                            "forwarding rules for bridge {w} that testbed did not add (no {COMMENT} comment on the rules)"
+                            "forwarding rules for bridge {w} that testbed did not add (no {} comment on the rules)",
+                            self.cx.firewall_comment
                         ));
                         return Ok(Some(observed(address, Kind::HostFirewall, owner, spec, Health::Ok)));
                     }
@@ -380,11 +381,15 @@ impl HostProvider {
                 if !out.success() {
                     return Err(Self::unreadable(&args, &out));
                 }
-                Ok(firewall::commented_bridges(&out.stdout).first().map(|b| found(b, RULES.len())))
+                // Another testbed's rules (another comment) are not this one's.
+                Ok(firewall::commented_bridges(&out.stdout, &self.cx.firewall_comment)
+                    .first()
+                    .map(|b| found(b, RULES.len())))
             }
             Some(FirewallTool::Nft) => {
                 let Some(rules) = self.nft_rules().await? else { return Ok(None) };
-                let mine: Vec<_> = rules.iter().filter(|r| r.commented && r.as_pair().is_some()).collect();
+                let mine: Vec<_> =
+                    rules.iter().filter(|r| r.carries(&self.cx.firewall_comment) && r.as_pair().is_some()).collect();
                 if let Some(w) = &want {
                     let present: BTreeSet<_> =
                         mine.iter().filter(|r| &r.bridge == w).filter_map(|r| r.as_pair()).collect();
@@ -702,34 +707,48 @@ impl HostProvider {
         }
     }
 
+    /// Deletes `rules` from `table inet testbed`, by handle.
+    async fn delete_nft_rules(
+        &self,
+        address: &Address,
+        rules: impl Iterator<Item = &firewall::NftRule>,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        for r in rules {
+            let handle = r.handle.to_string();
+            let args = argv(&["nft", "delete", "rule", "inet", NFT_TABLE, &r.chain, "handle", &handle]);
+            self.run(address, args, log, DEFAULT_TIMEOUT, true).await?;
+        }
+        Ok(())
+    }
+
     /// The catalogue's rules on a host with only nft: testbed's own table `inet testbed`.
     async fn apply_nft(&self, a: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         let address = &a.address;
         let want = a.desired.as_ref().and_then(|r| r.spec.get("bridge")).cloned().filter(|_| a.op != Op::Delete);
         let rules = self.nft_rules().await?;
         log.note("this host has nft and no iptables: the rules go into table inet testbed");
+        let mine = |r: &&firewall::NftRule| r.carries(&self.cx.firewall_comment) && r.as_pair().is_some();
         let Some(want) = want else {
-            if rules.is_some() {
+            let Some(rules) = rules else { return Ok(()) };
+            // The table is shared by every testbed on the host: it goes only with the last one's rules.
+            let others = rules.iter().any(|r| !r.carries(&self.cx.firewall_comment));
+            if !others {
                 self.run(address, argv(&["nft", "delete", "table", "inet", NFT_TABLE]), log, DEFAULT_TIMEOUT, true)
                     .await?;
+                return Ok(());
             }
-            return Ok(());
+            return self.delete_nft_rules(address, rules.iter().filter(mine), log).await;
         };
         let rules = rules.unwrap_or_default();
-        for r in rules.iter().filter(|r| r.commented && r.bridge != want && r.as_pair().is_some()) {
-            let handle = r.handle.to_string();
-            self.run(
-                address,
-                argv(&["nft", "delete", "rule", "inet", NFT_TABLE, &r.chain, "handle", &handle]),
-                log,
-                DEFAULT_TIMEOUT,
-                true,
-            )
-            .await?;
-        }
+        self.delete_nft_rules(address, rules.iter().filter(mine).filter(|r| r.bridge != want), log).await?;
         let missing: Vec<(&str, &str)> = RULES
             .into_iter()
-            .filter(|pair| !rules.iter().any(|r| r.commented && r.bridge == want && r.as_pair() == Some(*pair)))
+            .filter(|pair| {
+                !rules
+                    .iter()
+                    .any(|r| r.carries(&self.cx.firewall_comment) && r.bridge == want && r.as_pair() == Some(*pair))
+            })
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -747,7 +766,7 @@ impl HostProvider {
             .await?;
         }
         let quoted = format!("\"{want}\"");
-        let comment = format!("\"{COMMENT}\"");
+        let comment = format!("\"{}\"", self.cx.firewall_comment);
         for (chain, dir) in missing {
             let (c, key) = firewall::nft_names(chain, dir);
             self.run(

@@ -93,10 +93,10 @@ async fn only_missing_rules_are_inserted() {
     let p = provider(&host, &r, &cfg);
     p.apply(&action(Op::Create, wanted(&cfg, "host.firewall")), &testbed_provider::ActionLog::discard()).await.unwrap();
     insta::assert_snapshot!(r.transcript().join("\n"), @r"
-    host$ iptables -C INPUT -i lxdbr0 -m comment --comment testbed -j ACCEPT
-    host$ iptables -C FORWARD -i lxdbr0 -m comment --comment testbed -j ACCEPT
-    host$ iptables -C FORWARD -o lxdbr0 -m comment --comment testbed -j ACCEPT
-    host$ iptables -I FORWARD -o lxdbr0 -m comment --comment testbed -j ACCEPT
+    host$ iptables -C INPUT -i lxdbr0 -m comment --comment testbed:testbed -j ACCEPT
+    host$ iptables -C FORWARD -i lxdbr0 -m comment --comment testbed:testbed -j ACCEPT
+    host$ iptables -C FORWARD -o lxdbr0 -m comment --comment testbed:testbed -j ACCEPT
+    host$ iptables -I FORWARD -o lxdbr0 -m comment --comment testbed:testbed -j ACCEPT
     ");
 }
 
@@ -158,7 +158,8 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     assert_eq!(
         f.owner,
         Owner::Other(
-            "forwarding rules for bridge lxdbr0 that testbed did not add (no testbed comment on the rules)".into()
+            "forwarding rules for bridge lxdbr0 that testbed did not add (no testbed:testbed comment on the rules)"
+                .into()
         )
     );
 
@@ -167,7 +168,7 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     r.on(&["iptables", "-C"], Reply::exit(1, IPTABLES_NO_RULE));
     r.on(
         &["iptables", "-S", "FORWARD"],
-        Reply::ok("-P FORWARD DROP\n-A FORWARD -i oldbr0 -m comment --comment testbed -j ACCEPT\n-A FORWARD -o oldbr0 -m comment --comment testbed -j ACCEPT\n-A FORWARD -j DOCKER-USER\n"),
+        Reply::ok("-P FORWARD DROP\n-A FORWARD -i oldbr0 -m comment --comment testbed:testbed -j ACCEPT\n-A FORWARD -o oldbr0 -m comment --comment testbed:testbed -j ACCEPT\n-A FORWARD -j DOCKER-USER\n"),
     );
     let p = provider(&host, &r, &cfg);
     let obs = p.observe(std::slice::from_ref(&w)).await.unwrap();
@@ -182,7 +183,7 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     a.observed = Some(f);
     p.apply(&a, &testbed_provider::ActionLog::discard()).await.unwrap();
     let t = &r.transcript()[before..];
-    assert_eq!(t[0], "host$ iptables -D INPUT -i oldbr0 -m comment --comment testbed -j ACCEPT");
+    assert_eq!(t[0], "host$ iptables -D INPUT -i oldbr0 -m comment --comment testbed:testbed -j ACCEPT");
     assert_eq!(t.iter().filter(|l| l.contains("-D ")).count(), 3);
     assert_eq!(t.iter().filter(|l| l.contains("-I ") && l.contains("lxdbr0")).count(), 3);
 }
@@ -215,7 +216,7 @@ async fn delete_tolerates_rules_already_gone() {
 }
 
 /// `nft -j list table inet testbed` output of nftables 1.0.6 with the INPUT rule only.
-const NFT_INPUT_ONLY: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "testbed", "handle": 1}}, {"chain": {"family": "inet", "table": "testbed", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "testbed", "chain": "input", "handle": 2, "comment": "testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}]}"#;
+const NFT_INPUT_ONLY: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "testbed", "handle": 1}}, {"chain": {"family": "inet", "table": "testbed", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "testbed", "chain": "input", "handle": 2, "comment": "testbed:testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}]}"#;
 
 /// What nft 1.0.6 prints listing a table that does not exist (exit code 1).
 const NFT_NO_TABLE: &str = "Error: No such file or directory\nlist table inet testbed\n                ^^^^^^^\n";
@@ -243,9 +244,9 @@ async fn an_nft_only_host_gets_testbeds_own_table() {
     host$ nft add table inet testbed
     host$ nft add chain inet testbed input '{ type filter hook input priority 0 ; policy accept ; }'
     host$ nft add chain inet testbed forward '{ type filter hook forward priority 0 ; policy accept ; }'
-    host$ nft add rule inet testbed input iifname '"lxdbr0"' accept comment '"testbed"'
-    host$ nft add rule inet testbed forward iifname '"lxdbr0"' accept comment '"testbed"'
-    host$ nft add rule inet testbed forward oifname '"lxdbr0"' accept comment '"testbed"'
+    host$ nft add rule inet testbed input iifname '"lxdbr0"' accept comment '"testbed:testbed"'
+    host$ nft add rule inet testbed forward iifname '"lxdbr0"' accept comment '"testbed:testbed"'
+    host$ nft add rule inet testbed forward oifname '"lxdbr0"' accept comment '"testbed:testbed"'
     "#);
 
     // With the input rule there, only the two forward rules are added, and it is observed as partial.
@@ -276,4 +277,33 @@ async fn no_firewall_tool_is_a_precondition() {
     assert!(e.to_string().contains("neither iptables nor nft is installed"), "{e}");
     assert!(e.hint().unwrap().contains("apt-get install iptables"), "{e:?}");
     assert!(r.calls().is_empty());
+}
+
+/// `table inet testbed` holding this testbed's INPUT rule on lxdbr0 (handle 2) and another testbed's on
+/// tbother0 (handle 3).
+const NFT_TWO_TESTBEDS: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "testbed", "handle": 1}}, {"chain": {"family": "inet", "table": "testbed", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}, {"rule": {"family": "inet", "table": "testbed", "chain": "input", "handle": 2, "comment": "testbed:testbed", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "testbed", "chain": "input", "handle": 3, "comment": "testbed:other", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "tbother0"}}, {"accept": null}]}}]}"#;
+
+/// Two testbeds on one host share nft's table: removing one's rules deletes those rules only, and the
+/// table stays for the other's; the other's rules are never observed as this one's.
+#[tokio::test]
+async fn an_nft_table_shared_with_another_testbed_loses_only_this_testbeds_rules() {
+    let host = FakeHost::new(DEBIAN_12);
+    host.program("/usr/sbin/nft");
+    let cfg = config(FILE);
+    let r = ScriptedRunner::new();
+    r.on(&["nft", "-j", "list"], Reply::ok(NFT_TWO_TESTBEDS));
+    r.on(&["nft", "delete"], Reply::ok(""));
+    let p = provider(&host, &r, &cfg);
+    // Nothing wanted (a destroy): this testbed's rules on lxdbr0 are found, the other's are not.
+    let obs = p.observe(&[]).await.unwrap();
+    let found: Vec<_> = obs.resources.iter().filter(|o| o.kind == Kind::HostFirewall).collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].spec.get("bridge").map(String::as_str), Some("lxdbr0"));
+
+    let mut a = action(Op::Delete, wanted(&cfg, "host.firewall"));
+    a.observed = Some(found[0].clone());
+    a.desired = None;
+    p.apply(&a, &testbed_provider::ActionLog::discard()).await.unwrap();
+    let deletes: Vec<String> = r.transcript().into_iter().filter(|l| l.contains("nft delete")).collect();
+    assert_eq!(deletes, ["host$ nft delete rule inet testbed input handle 2"]);
 }

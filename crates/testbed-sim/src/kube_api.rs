@@ -1,16 +1,24 @@
 //! The simulated machine's Kubernetes API servers, reached through a routed [`Network`]: a client that
 //! connects to a member's API (through its proxy device on a host port, `127.0.0.1:16441`, or at the
-//! container's address, `10.x.y.z:16443`) or to the host MicroK8s' (`127.0.0.1:16443`) is routed to an
-//! HTTPS server of this process on a loopback port of its own, one per address. Each serves what the world
-//! holds at that moment: a cluster whose MicroK8s runs in a running container answers, with its node Ready
-//! (MicroK8s 1.32's API: `/version`, `/api/v1/nodes`); otherwise nothing answers at the address and the
-//! connection is refused or dropped, as on a real host.
+//! container's address, `10.x.y.z:16443`), to the host MicroK8s' (`127.0.0.1:16443`) or to Karmada's (the
+//! `karmada-apiserver` node port on any host address) is routed to an HTTPS server of this process on a
+//! loopback port of its own, one per address. Each serves what the world holds at that moment:
 //!
-//! The server's certificate is signed by the cluster's CA (the one `microk8s config` hands out) for the
-//! address the client asked for, and it takes the admin client certificate that CA signed; a client
-//! without credentials gets `401 Unauthorized`.
+//! - a member or the host cluster answers while its MicroK8s runs (in a running container), with its node
+//!   Ready (`/version`, `/api/v1/nodes`); the host cluster also serves what `karmadactl init` made there (the
+//!   `karmada-system` namespace and its labels, the control plane's Deployments, available once their images
+//!   can be pulled and cluster DNS runs, and the `karmada-apiserver` NodePort Service);
+//! - Karmada answers while its pods run, with its `Cluster`s: a pull-mode one only once its agent has
+//!   created it; Ready when karmada-controller-manager (push) or the agent (pull) reaches the member.
 //!
-//! This is a simulation: the servers answer only what testbed reads of a member's cluster.
+//! Otherwise nothing answers at the address and the connection is refused or dropped, as on a real host.
+//! Label and endpoint writes (`PATCH`) go into the world ([`FakeWrite`]).
+//!
+//! The server's certificate is signed by the cluster's CA (the one `microk8s config` or `karmadactl init`
+//! hands out) for the address the client asked for, and it takes the admin client certificate that CA
+//! signed; a client without credentials gets `401 Unauthorized`.
+//!
+//! This is a simulation: the servers answer only what testbed reads and writes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,14 +1,15 @@
 //! The simulated machine behind `testbed --simulate`.
 //!
 //! **Everything here is a simulation. Nothing it reports is a real result**: no package is installed, no
-//! container starts, no cluster runs. It models a host (packages, kernel settings, firewall, ports), LXD
-//! (network, storage pool, profile, containers, proxy devices), MicroK8s (on the host and in each member),
-//! the local registry, and Karmada, in a JSON state file ([`SimMachine::open`]). Each step checks the
-//! preconditions the real step has and fails as the real step would when they do not hold (no MicroK8s in
-//! a stopped container, no `karmadactl init` before its images are in the registry, no join before the
-//! control plane and the member's API answer); it takes time in proportion to the real step
-//! ([`SimOptions::speed`]); and it records who made each object, so that observation reports objects
-//! testbed did not make as someone else's and the simulation refuses to change or delete them.
+//! container starts, no cluster runs. It models the world the real providers talk to, in a JSON state file
+//! ([`SimMachine::open`]) and a directory of the host's files beside it: the host's programs (apt-get,
+//! snap, curl, tar, sysctl, iptables, microk8s, karmadactl, coreutils), an LXD daemon (its REST API over a
+//! unix socket, exec and file push), the programs inside the members (snapd, microk8s), and the
+//! Kubernetes APIs of the host cluster, the members and Karmada. The real host, LXD, MicroK8s and Karmada
+//! providers run over it unchanged; the local registry is still a model of its own ([`crate::registry`]).
+//! Each program and API behaves as the real one does where testbed depends on it, its quirks included
+//! (real-tools.md, "Behaviours that break naive automation"), takes time in proportion to the real one
+//! ([`SimOptions::speed`]), and fails as the real one fails when what it needs is not there.
 //!
 //! Use it to try a file, a plan and an apply without a machine to spare, and to test testbed itself. What
 //! it cannot tell you is whether the real tools will work on your host.

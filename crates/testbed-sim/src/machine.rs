@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     saves: std::sync::atomic::AtomicU64,
     /// The simulated daemon's containers as the LXD provider last reported them, with the generation they
     /// were read at: the layers still simulated on their own read them for every step.
-    facts: tokio::sync::Mutex<Option<(u64, Vec<ContainerFacts>)>>,
+    facts: tokio::sync::Mutex<Option<(u64, String, Vec<ContainerFacts>)>>,
     /// The real containers as last read, when the containers are real: where the simulated API servers'
     /// addresses are ([`crate::kube_api`]).
     real_facts: Mutex<Option<Vec<ContainerFacts>>>,
@@ -372,7 +372,11 @@ impl SimMachine {
                     message: e.to_string(),
                     hint: Some("check that the temporary directory is writable".into()),
                 })?;
-                Ok(Arc::new(OwnContainers { provider, shared: Arc::clone(&self.shared) }))
+                Ok(Arc::new(OwnContainers {
+                    provider,
+                    shared: Arc::clone(&self.shared),
+                    testbed: self.testbed.clone(),
+                }))
             }
         }
     }
@@ -482,13 +486,15 @@ impl SimMachine {
     pub async fn observe(&self, layer: Layer, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
         refuse_lxd(layer)?;
         if !mirror::observe_needs_containers(layer) {
-            return Ok(self.lock().observe(layer, wanted));
+            return Ok(crate::world::acting_for(&self.testbed, || self.lock().observe(layer, wanted)));
         }
         let view = self.container_view()?;
         let facts = mirror::fetch(view.as_ref()).await?;
         let mut world = self.lock().above_lxd();
         let external = self.real_containers.is_some();
-        Ok(mirror::within(&mut world, &facts, external, |w| w.observe(layer, wanted)))
+        Ok(crate::world::acting_for(&self.testbed, || {
+            mirror::within(&mut world, &facts, external, |w| w.observe(layer, wanted))
+        }))
     }
 
     /// How long `action` takes on this machine: its real-world duration times the speed factor.
@@ -523,7 +529,9 @@ impl SimMachine {
         // once and the log shows what it would have run.
         let mut scratch = self.lock().above_lxd();
         let mut transcript = Transcript::default();
-        in_view(&mut scratch, facts.as_deref(), external, |w| dispatch(w, action, &mut transcript))?;
+        crate::world::acting_for(&self.testbed, || {
+            in_view(&mut scratch, facts.as_deref(), external, |w| dispatch(w, action, &mut transcript))
+        })?;
         match self.catalogue().filter(|_| self.logs_catalogue) {
             Some(cx) => log_catalogue(action, &cx, log),
             None => transcript.emit(log),
@@ -550,8 +558,9 @@ impl SimMachine {
             });
         }
         // The machine may have changed while the step ran (other steps run concurrently): check again.
-        let result =
-            in_view(&mut world, facts.as_deref(), external, |w| dispatch(w, action, &mut Transcript::default()));
+        let result = crate::world::acting_for(&self.testbed, || {
+            in_view(&mut world, facts.as_deref(), external, |w| dispatch(w, action, &mut Transcript::default()))
+        });
         let saved = self.shared.save_locked(&world);
         drop(world);
         result?;
@@ -606,6 +615,8 @@ impl ContainerView for RealContainers {
 struct OwnContainers {
     provider: LxdProvider,
     shared: Arc<Shared>,
+    /// The testbed the provider reads for: whether a container is "owned" is that testbed's view.
+    testbed: String,
 }
 
 #[async_trait]
@@ -614,13 +625,13 @@ impl ContainerView for OwnContainers {
         // One read at a time: the layers observed together wait for the first and share its answer.
         let mut cached = self.shared.facts.lock().await;
         let generation = self.shared.generation();
-        if let Some((seen, facts)) = cached.as_ref() {
-            if *seen == generation {
+        if let Some((seen, testbed, facts)) = cached.as_ref() {
+            if *seen == generation && *testbed == self.testbed {
                 return Ok(facts.clone());
             }
         }
         let facts = self.provider.containers().await?;
-        *cached = Some((generation, facts.clone()));
+        *cached = Some((generation, self.testbed.clone(), facts.clone()));
         Ok(facts)
     }
 }

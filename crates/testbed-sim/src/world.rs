@@ -23,14 +23,28 @@ pub const TESTBED: &str = "testbed";
 /// The host MicroK8s API server's port.
 pub const HOST_MICROK8S_API_PORT: u16 = 16443;
 
-/// Whether an owner value is testbed's.
-pub fn is_testbed(owner: &Option<String>) -> bool {
-    owner.as_deref() == Some(TESTBED)
+thread_local! {
+    /// The testbed (the file's `name`) the registry model acts for on this thread, while it acts
+    /// ([`acting_for`]): what it makes carries that name, and only what carries it is that testbed's.
+    static ACTING: std::cell::RefCell<String> = std::cell::RefCell::new(TESTBED.to_owned());
 }
 
-/// The owner value of something testbed creates.
+/// Runs `f` (synchronous) with the registry model acting for the testbed `name`.
+pub(crate) fn acting_for<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    let before = ACTING.with(|a| std::mem::replace(&mut *a.borrow_mut(), name.to_owned()));
+    let out = f();
+    ACTING.with(|a| *a.borrow_mut() = before);
+    out
+}
+
+/// Whether an owner value is the acting testbed's.
+pub fn is_testbed(owner: &Option<String>) -> bool {
+    ACTING.with(|a| owner.as_deref() == Some(a.borrow().as_str()))
+}
+
+/// The owner value of something the acting testbed creates.
 pub fn testbed() -> Option<String> {
-    Some(TESTBED.to_owned())
+    Some(ACTING.with(|a| a.borrow().clone()))
 }
 
 /// The whole simulated machine.

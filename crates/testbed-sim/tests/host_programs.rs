@@ -70,7 +70,7 @@ async fn a_fresh_ubuntu_host_gets_its_packages_limits_and_rules_once() {
     assert!(again.is_empty(), "{:?}", again.actions().iter().map(|a| a.address.to_string()).collect::<Vec<_>>());
     let world = m.world();
     assert_eq!(world.host.packages.get("karmadactl").and_then(|p| p.version.as_deref()), Some("v1.15.9"));
-    assert_eq!(world.host.iptables.iter().filter(|r| r.contains("--comment testbed")).count(), 3);
+    assert_eq!(world.host.iptables.iter().filter(|r| r.contains("--comment testbed:testbed")).count(), 3);
     let marker = std::fs::read_to_string(m.host_system().path("/var/lib/testbed/host-packages")).unwrap();
     assert!(marker.contains("lxd") && marker.contains("karmadactl") && !marker.contains("snapd"), "{marker}");
     let limit = m.host_system().sysctl("fs.inotify.max_user_instances");

@@ -73,9 +73,7 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             let bridge = setting(a, "bridge").to_owned();
             let mut s = Vec::new();
             for (chain, dir) in [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")] {
-                let rule = |op: &str| {
-                    host(["iptables", op, chain, dir, &bridge, "-m", "comment", "--comment", "testbed", "-j", "ACCEPT"])
-                };
+                let rule = |op: &str| iptables_rule(op, chain, dir, &bridge, cx);
                 s.push(rule("-C"));
                 s.push(rule("-I"));
             }
@@ -93,7 +91,7 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
             // Rules for a bridge the file no longer names go first.
             let old = a.observed.as_ref().and_then(|o| o.spec.get("bridge")).filter(|b| !b.is_empty());
             let mut s = match old {
-                Some(b) if b.as_str() != setting(a, "bridge") => firewall_deletes(b),
+                Some(b) if b.as_str() != setting(a, "bridge") => firewall_deletes(b, cx),
                 _ => vec![],
             };
             s.extend(create(a, cx));
@@ -103,19 +101,22 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
     }
 }
 
-fn firewall_deletes(bridge: &str) -> Vec<Step> {
+fn firewall_deletes(bridge: &str, cx: &Context) -> Vec<Step> {
     [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")]
         .into_iter()
-        .map(|(chain, dir)| {
-            host(["iptables", "-D", chain, dir, bridge, "-m", "comment", "--comment", "testbed", "-j", "ACCEPT"])
-        })
+        .map(|(chain, dir)| iptables_rule("-D", chain, dir, bridge, cx))
         .collect()
 }
 
-pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
+/// `iptables OP CHAIN DIR BRIDGE` for one of testbed's rules, with its comment.
+fn iptables_rule(op: &str, chain: &str, dir: &str, bridge: &str, cx: &Context) -> Step {
+    host(["iptables", op, chain, dir, bridge, "-m", "comment", "--comment", &cx.firewall_comment, "-j", "ACCEPT"])
+}
+
+pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
         Kind::HostPackages | Kind::HostSysctl => vec![],
-        Kind::HostFirewall => firewall_deletes(setting(a, "bridge")),
+        Kind::HostFirewall => firewall_deletes(setting(a, "bridge"), cx),
         _ => vec![],
     }
 }

@@ -181,6 +181,9 @@ impl Step {
 #[derive(Debug, Clone)]
 pub struct Context {
     pub backend: Backend,
+    /// The comment on testbed's firewall rules: `testbed:<the file's name>`, so that two testbeds on one
+    /// host tell their rules apart.
+    pub firewall_comment: String,
     /// The host MicroK8s' own admin kubeconfig.
     pub host_kubeconfig: String,
     /// The Karmada API kubeconfig that `karmadactl init` writes.
@@ -212,6 +215,7 @@ impl Context {
         let images = testbed_config::control_plane_images(f);
         Context {
             backend: f.lxd.backend,
+            firewall_comment: format!("testbed:{}", f.name),
             host_kubeconfig: MICROK8S_CLIENT_CONFIG.to_owned(),
             karmada_kubeconfig: format!("{}/karmada-apiserver.config", f.karmada.data_dir.trim_end_matches('/')),
             registry_port: f.registry.port,
