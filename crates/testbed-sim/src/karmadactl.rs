@@ -32,8 +32,9 @@ use crate::microk8s_snap;
 use crate::programs::{fail, ok, Ran};
 use crate::world::{ClusterPki, ClusterRecord, ControlPlane, KarmadaEtcd, PortHolder, SimWorld, SyncMode};
 
-/// Where init keeps etcd's data on the host by default (`--etcd-data`), and deinit leaves it.
+// Where init keeps etcd's data on the host by default (`--etcd-data`), and deinit leaves it.
 use testbed_steps::ETCD_DATA;
+
 /// How long a `register` takes on a real host, most of it the agent's image pull and rollout.
 const REGISTER_SECS: u64 = 60;
 
@@ -51,8 +52,7 @@ pub(crate) struct Env<'a> {
     pub containers: Vec<ContainerFacts>,
     /// How long after `register` has returned the agent creates its Cluster, in this world's time.
     pub agent_delay: Duration,
-    /// How long a program's real time takes in this world (the speed factor).
-    pub scaled: fn(&crate::SimOptions, Duration) -> Duration,
+    /// The world's speed: how long a program's real time takes in it.
     pub options: &'a crate::SimOptions,
     /// Now, in milliseconds since the Unix epoch.
     pub now_ms: u64,
@@ -712,7 +712,7 @@ fn register(world: &mut SimWorld, env: &Env<'_>, args: &[&str]) -> Ran {
     // register returns once the agent's Deployment is rolled out (its own time, below); the agent then
     // starts and creates the Cluster.
     let took = Duration::from_secs(REGISTER_SECS);
-    let later = (env.scaled)(env.options, took) + env.agent_delay;
+    let later = env.options.scaled(took) + env.agent_delay;
     let appears = env.now_ms.saturating_add(u64::try_from(later.as_millis()).unwrap_or(u64::MAX));
     if world.control_plane().is_some_and(|cp| cp.etcd.clusters.contains_key(&name)) {
         return fail(1, format!("[preflight] Running pre-flight checks\n[preflight] All pre-flight checks were passed\n[karmada-agent-start] Waiting to perform the TLS Bootstrap\n[karmada-agent-start] Waiting to check cluster exists\nkarmadactl register failed and started deleting the created resources\nerror: failed to register as cluster with name {name} already exists\n"));

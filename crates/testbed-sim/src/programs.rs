@@ -10,8 +10,9 @@
 //!   unpacks it into `/usr/local/bin`, and `karmadactl version` prints karmada's `version.Info` line;
 //! - `sysctl -w KEY=VALUE` changes `/proc/sys`; `iptables -C/-I/-D/-S` keep the rules (a missing rule:
 //!   exit 1, "Bad rule (does a matching rule exist in that chain?)", as iptables 1.8.9 says);
-//! - `snap install microk8s` and the `microk8s` command ([`crate::microk8s_snap`]), and coreutils' file
-//!   programs over the host's directory ([`crate::coreutils`]).
+//! - `snap install microk8s` (which writes the host cluster's admin kubeconfig, as the snap's install hook
+//!   does) and the `microk8s` command ([`crate::microk8s_snap`]), karmadactl's other commands
+//!   ([`crate::karmadactl`]), and coreutils' file programs over the host's directory ([`crate::coreutils`]).
 //!
 //! Each call takes the time the real program takes (scaled by the speed factor). Commands in a member go
 //! through the simulated LXD daemon's exec API to the programs inside it ([`crate::member_programs`]), or,
@@ -134,7 +135,6 @@ impl CommandRunner for SimPrograms {
                     own_dirs: self.shared.own_dirs(),
                     containers: crate::kube_api::containers(&self.shared, &world, None),
                     agent_delay: self.shared.options.scaled(Duration::from_secs(5)),
-                    scaled: crate::SimOptions::scaled,
                     options: &self.shared.options,
                     now_ms: crate::kube_api::now_ms(),
                 };
