@@ -87,12 +87,18 @@ impl Session {
                 Some("simulate microk8s too, or run lxd for real".into()),
             ));
         }
+        if simulate.contains(&Layer::Registry) && !simulate.contains(&Layer::Microk8s) {
+            return Err(CliError::usage(
+                "a simulated registry layer is the simulated host MicroK8s' registry addon, but microk8s is real",
+                Some("simulate microk8s too, or run the registry layer for real".into()),
+            ));
+        }
         let cx = testbed_steps::Context::new(&config);
         let name = config.file.name.clone();
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
         let mut machine = SimMachine::open(&sim_state, options)?
-            .with_catalogue(cx.clone())
+            .with_context(cx.clone())
             .for_testbed(name.clone())
             .with_flavor(config.file.lxd.backend == testbed_config::Backend::Incus);
         let lxd = (!simulate.contains(&Layer::Lxd)).then(|| {
@@ -123,7 +129,7 @@ impl Session {
                 runner.clone(),
                 cx.clone(),
                 config.file.registry.clone(),
-                state_dir.join("registry.json"),
+                cx.registry_record(),
                 addon,
             )
             .map_err(|e| CliError::usage(e.to_string(), None))?;

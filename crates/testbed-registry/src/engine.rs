@@ -16,6 +16,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{Error, ErrorKind, Role};
 use crate::http::{Ctx, Http};
+use crate::network::Network;
 use crate::registry::{Location, Platforms, Registry};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -38,11 +39,13 @@ pub struct Options {
     pub concurrency: usize,
     /// How long a registry may stay silent in the middle of an answer.
     pub timeout: Duration,
+    /// How registries are reached.
+    pub network: Network,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { concurrency: 8, timeout: Duration::from_secs(60) }
+        Options { concurrency: 8, timeout: Duration::from_secs(60), network: Network::Direct }
     }
 }
 
@@ -264,7 +267,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(opts: Options) -> Result<Engine, Error> {
-        let http = Http::new(opts.timeout).map_err(|e| Error::new("(none)", ErrorKind::Client(e)))?;
+        let http =
+            Http::new(opts.timeout, opts.network.clone()).map_err(|e| Error::new("(none)", ErrorKind::Client(e)))?;
         let permits = opts.concurrency.max(1);
         Ok(Engine { http, opts, transfers: Semaphore::new(permits), placed: Mutex::new(HashMap::new()) })
     }

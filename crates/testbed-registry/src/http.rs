@@ -8,7 +8,10 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
+use std::path::PathBuf;
+
 use crate::error::{Error, ErrorKind, Role};
+use crate::network::Network;
 use crate::registry::{Credentials, Registry};
 
 /// What a request is for, to answer auth challenges and to word errors.
@@ -104,48 +107,83 @@ pub(crate) struct Http {
     tls: std::sync::OnceLock<Result<reqwest::Client, String>>,
     timeout: Duration,
     tokens: Mutex<HashMap<(String, String), Arc<HeaderValue>>>,
+    network: Network,
+    /// Over a routed network: one client per socket (and whether it speaks TLS).
+    routed: Mutex<HashMap<(PathBuf, bool), reqwest::Client>>,
 }
 
-fn client(roots: rustls::RootCertStore, timeout: Duration) -> Result<reqwest::Client, String> {
+fn client(
+    roots: rustls::RootCertStore,
+    timeout: Duration,
+    socket: Option<&std::path::Path>,
+) -> Result<reqwest::Client, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(timeout)
         .pool_max_idle_per_host(32)
-        .user_agent(concat!("testbed-registry/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| chain(&e))
+        .user_agent(concat!("testbed-registry/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = socket {
+        builder = builder.unix_socket(path);
+    }
+    builder.build().map_err(|e| chain(&e))
+}
+
+/// `host:port` of an http(s) URL, the port always written, and whether it is https.
+fn authority(url: &str) -> Option<(String, bool)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let https = u.scheme() == "https";
+    // An IPv6 host is written in brackets here, as in the URL.
+    Some((format!("{}:{}", u.host_str()?, u.port_or_known_default()?), https))
 }
 
 impl Http {
-    pub fn new(timeout: Duration) -> Result<Http, String> {
+    pub fn new(timeout: Duration, network: Network) -> Result<Http, String> {
         Ok(Http {
-            plain: client(rustls::RootCertStore::empty(), timeout)?,
+            plain: client(rustls::RootCertStore::empty(), timeout, None)?,
             tls: std::sync::OnceLock::new(),
             timeout,
             tokens: Mutex::new(HashMap::new()),
+            network,
+            routed: Mutex::new(HashMap::new()),
         })
     }
 
     /// The client for `registry` (or for a URL: a token realm).
-    fn for_url(&self, ctx: &Ctx<'_>, url: &str) -> Result<&reqwest::Client, Error> {
+    fn for_url(&self, ctx: &Ctx<'_>, url: &str) -> Result<reqwest::Client, Error> {
+        if let Network::Routed(route) = &self.network {
+            let (authority, https) = authority(url)
+                .ok_or_else(|| ctx.err(ErrorKind::Client(format!("{url} is not an http(s) URL with a host"))))?;
+            let socket = route.socket(&authority, https);
+            let mut clients = self.routed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = clients.get(&(socket.clone(), https)) {
+                return Ok(c.clone());
+            }
+            let mut roots = rustls::RootCertStore::empty();
+            for der in route.roots() {
+                let _ = roots.add(rustls::pki_types::CertificateDer::from(der));
+            }
+            let c = client(roots, self.timeout, Some(&socket)).map_err(|e| ctx.err(ErrorKind::Client(e)))?;
+            clients.insert((socket, https), c.clone());
+            return Ok(c);
+        }
         if url.starts_with("http://") {
-            return Ok(&self.plain);
+            return Ok(self.plain.clone());
         }
         let tls = self.tls.get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
             }
-            client(roots, self.timeout)
+            client(roots, self.timeout, None)
         });
-        tls.as_ref().map_err(|e| ctx.err(ErrorKind::Client(e.clone())))
+        tls.as_ref().cloned().map_err(|e| ctx.err(ErrorKind::Client(e.clone())))
     }
 
     fn cached(&self, ctx: &Ctx<'_>) -> Option<Arc<HeaderValue>> {
@@ -169,7 +207,7 @@ impl Http {
         let mut auth = self.cached(ctx);
         let mut answered = false;
         loop {
-            let mut rb = make(self.for_url(ctx, &ctx.registry.base_url())?);
+            let mut rb = make(&self.for_url(ctx, &ctx.registry.base_url())?);
             if let Some(h) = &auth {
                 rb = rb.header(AUTHORIZATION, h.as_ref().clone());
             }

@@ -70,6 +70,7 @@
 mod engine;
 mod error;
 mod http;
+mod network;
 pub mod provider;
 pub mod record;
 mod registry;
@@ -80,5 +81,6 @@ pub use engine::{
     OCI_MANIFEST,
 };
 pub use error::{Error, ErrorKind, Role};
+pub use network::{Network, Route};
 pub use provider::{Addon, RegistryProvider};
 pub use registry::{Credentials, EndpointError, Location, Platform, Platforms, Registry};

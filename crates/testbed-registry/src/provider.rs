@@ -106,6 +106,13 @@ impl RegistryProvider {
         })
     }
 
+    /// How registries are reached (default: the machine's own network).
+    pub fn with_network(mut self, network: crate::Network) -> Result<RegistryProvider, ProviderError> {
+        self.engine =
+            Engine::new(Options { network, ..Options::default() }).map_err(|e| ProviderError::failed(e.to_string()))?;
+        Ok(self)
+    }
+
     /// The member containers, for side-loading (the LXD layer's view).
     pub fn with_containers(mut self, containers: Arc<dyn ContainerView>) -> RegistryProvider {
         self.containers = Some(containers);

@@ -132,6 +132,22 @@ pub(crate) async fn observe(
     let listings = futures_util::future::join_all(running.iter().map(|c| list(p, &c.name, None))).await;
 
     let mut out = Vec::new();
+    // A stopped container cannot be asked, but its disk keeps containerd's images: what testbed imported
+    // into this very container is taken from the record.
+    for c in facts.iter().filter(|c| !c.running && members.contains(&c.name)) {
+        for (name, img) in record.sideloads.get(&c.name).into_iter().flatten() {
+            if img.container == c.identity {
+                let o = Observed::new(
+                    address(&c.name, name),
+                    Kind::Sideload,
+                    Some(&c.name),
+                    Owner::Testbed,
+                    recorded_spec(img),
+                );
+                out.push(o);
+            }
+        }
+    }
     for (c, listing) in running.into_iter().zip(listings) {
         let m = c.name.as_str();
         let images = match listing {

@@ -19,7 +19,15 @@ pub(crate) const PROGRAMS: [&str; 5] = ["mkdir", "touch", "rm", "ls", "cat"];
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Entry {
     Dir,
-    File { content: String, mode: u32 },
+    File {
+        content: String,
+        mode: u32,
+    },
+    /// A file whose content is not text (an image archive pushed in).
+    Bytes {
+        content: crate::registry::Blob,
+        mode: u32,
+    },
 }
 
 /// What a file program reads and changes.
@@ -54,18 +62,43 @@ pub(crate) struct InsideTree<'a> {
 /// Directories every container image has.
 const IMAGE_DIRS: [&str; 9] = ["/", "/etc", "/root", "/tmp", "/usr", "/usr/bin", "/var", "/var/lib", "/var/snap"];
 
+/// A file's bytes, in a container's files.
+pub(crate) fn file_bytes<'a>(files: &'a BTreeMap<String, Entry>, path: &str) -> Option<&'a [u8]> {
+    match files.get(path) {
+        Some(Entry::File { content, .. }) => Some(content.as_bytes()),
+        Some(Entry::Bytes { content, .. }) => Some(&content.0),
+        _ => None,
+    }
+}
+
+impl InsideTree<'_> {
+    /// Writes a file whose parent exists: text as text, anything else as bytes.
+    pub fn write_bytes(&mut self, path: &str, content: &[u8], mode: u32) -> bool {
+        match std::str::from_utf8(content) {
+            Ok(text) => self.write(path, text, mode),
+            Err(_) if !self.is_dir(parent(path)) || self.is_dir(path) => false,
+            Err(_) => {
+                let content = crate::registry::Blob(content.to_vec());
+                self.files.insert(path.to_owned(), Entry::Bytes { content, mode });
+                true
+            }
+        }
+    }
+}
+
 impl Tree for InsideTree<'_> {
     fn is_dir(&self, path: &str) -> bool {
         IMAGE_DIRS.contains(&path) || matches!(self.files.get(path), Some(Entry::Dir))
     }
 
     fn is_file(&self, path: &str) -> bool {
-        matches!(self.files.get(path), Some(Entry::File { .. }))
+        matches!(self.files.get(path), Some(Entry::File { .. } | Entry::Bytes { .. }))
     }
 
     fn read(&self, path: &str) -> Option<String> {
         match self.files.get(path) {
             Some(Entry::File { content, .. }) => Some(content.clone()),
+            Some(Entry::Bytes { content, .. }) => Some(String::from_utf8_lossy(&content.0).into_owned()),
             _ => None,
         }
     }

@@ -79,7 +79,11 @@ pub(crate) fn pullable(world: &SimWorld, image: &str) -> bool {
     let Some(wanted) = key(image) else { return false };
     match &world.real_registry_images {
         Some(images) => images.iter().any(|i| key(i).as_ref() == Some(&wanted)),
-        None => world.registry().is_some_and(|r| r.images.values().any(|i| key(&i.target).as_ref() == Some(&wanted))),
+        None => world.registry().is_some_and(|r| {
+            let (port, reference) = &wanted;
+            let (repository, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+            port == &crate::registry::ADDON_PORT.to_string() && r.has(repository, tag)
+        }),
     }
 }
 

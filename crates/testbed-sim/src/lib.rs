@@ -5,8 +5,9 @@
 //! ([`SimMachine::open`]) and a directory of the host's files beside it: the host's programs (apt-get,
 //! snap, curl, tar, sysctl, iptables, microk8s, karmadactl, coreutils), an LXD daemon (its REST API over a
 //! unix socket, exec and file push), the programs inside the members (snapd, microk8s), and the
-//! Kubernetes APIs of the host cluster, the members and Karmada. The real host, LXD, MicroK8s and Karmada
-//! providers run over it unchanged; the local registry is still a model of its own ([`crate::registry`]).
+//! Kubernetes APIs of the host cluster, the members and Karmada, and the registries (the host MicroK8s
+//! registry addon's and the public ones, over the OCI distribution API). The real host, LXD, MicroK8s,
+//! registry and Karmada providers run over it unchanged; nothing here implements a layer.
 //! Each program and API behaves as the real one does where testbed depends on it, its quirks included
 //! (real-tools.md, "Behaviours that break naive automation"), takes time in proportion to the real one
 //! ([`SimOptions::speed`]), and fails as the real one fails when what it needs is not there.
@@ -18,22 +19,21 @@
 //! ([`SimMachine::with_real_containers`]): they then see the real containers (a simulated MicroK8s installs
 //! only into a real container that is running) and keep only what they put inside them.
 
-mod below;
+pub mod containerd;
 mod coreutils;
 mod error;
 pub mod host_root;
 mod karmadactl;
 mod kube_api;
-pub mod latency;
 pub mod lxd_daemon;
 mod machine;
 mod member_programs;
 mod microk8s_snap;
-mod mirror;
 mod options;
 mod programs;
 mod registry;
-mod step;
+mod registry_server;
+mod server_thread;
 mod store;
 pub mod world;
 

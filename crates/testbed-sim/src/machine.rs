@@ -6,17 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use testbed_plan::{Action, Layer, Resource};
-use testbed_provider::{
-    ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError, Providers, RegistryView,
-};
+use testbed_plan::Layer;
+use testbed_provider::{ContainerFacts, ContainerView, ProviderError, Providers, RegistryView};
 
 use testbed_lxd::LxdProvider;
 
 use crate::lxd_daemon::{self, Flavor, Sockets};
-use crate::step::Transcript;
 use crate::world::SimWorld;
-use crate::{latency, mirror, registry, store, SimError, SimOptions};
+use crate::{store, SimError, SimOptions};
 
 /// A handle on a simulated machine kept in a state file. Clones share the machine.
 #[derive(Clone)]
@@ -29,10 +26,6 @@ pub struct SimMachine {
     testbed: String,
     /// The real local registry, when the registry layer is real ([`SimMachine::with_real_registry`]).
     real_registry: Option<Arc<dyn RegistryView>>,
-    /// Whether each step of the layers still simulated on their own logs the catalogue's steps for its
-    /// action (what the real step runs), so that a simulated run's log matches `--dry-run`
-    /// ([`SimMachine::with_catalogue`]), rather than the simulation's own transcript.
-    logs_catalogue: bool,
 }
 
 pub(crate) struct Shared {
@@ -59,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) apis: crate::kube_api::Apis,
     /// The real local registry, when the registry layer is real: karmadactl's images are pulled from it.
     real_registry: Mutex<Option<Arc<dyn RegistryView>>>,
+    /// The simulated registries' servers, started when a registry provider is first made.
+    registries: std::sync::OnceLock<crate::registry_server::Registries>,
 }
 
 impl Shared {
@@ -135,6 +130,11 @@ impl Shared {
         Ok(ran)
     }
 
+    /// The file's catalogue context, once the machine is driven with a file.
+    pub(crate) fn catalogue(&self) -> Option<Arc<testbed_steps::Context>> {
+        self.catalogue.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The real local registry, when there is one ([`SimMachine::with_real_registry`]).
     pub(crate) fn real_registry(&self) -> Option<Arc<dyn RegistryView>> {
         self.real_registry.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -195,10 +195,10 @@ impl SimMachine {
                 real_facts: Mutex::new(None),
                 apis: Default::default(),
                 real_registry: Mutex::new(None),
+                registries: std::sync::OnceLock::new(),
             }),
             real_containers: None,
             testbed: "testbed".into(),
-            logs_catalogue: false,
             real_registry: None,
         })
     }
@@ -351,7 +351,7 @@ impl SimMachine {
     }
 
     /// The real host provider over the simulated host's programs and files; it needs the file's catalogue
-    /// context ([`SimMachine::with_catalogue`]).
+    /// context ([`SimMachine::with_context`]).
     pub fn host_provider(&self) -> Option<testbed_host::HostProvider> {
         let cx = self.catalogue()?.as_ref().clone();
         Some(testbed_host::HostProvider::new(Arc::new(self.programs()), cx, self.host_system()))
@@ -449,7 +449,6 @@ impl SimMachine {
     /// Providers for `layers` only, to combine with real providers of the others (`Providers::with`).
     pub fn providers_for(&self, layers: &BTreeSet<Layer>) -> Providers {
         let mut out = Providers::new();
-        let machine = self.clone();
         if self.real_containers.is_none() && layers.contains(&Layer::Lxd) {
             match self.lxd_provider() {
                 Ok(p) => out = out.with(Arc::new(p)),
@@ -474,109 +473,80 @@ impl SimMachine {
                 None => tracing::warn!("the simulated Karmada layer has no provider: no catalogue context was given"),
             }
         }
-        for layer in layers.iter().filter(|l| !matches!(l, Layer::Lxd | Layer::Host | Layer::Microk8s | Layer::Karmada))
-        {
-            out = out.with(Arc::new(SimLayer { layer: *layer, machine: machine.clone() }));
+        if layers.contains(&Layer::Registry) {
+            match self.registry_provider() {
+                Ok(Some(p)) => out = out.with(Arc::new(p)),
+                Ok(None) => {
+                    tracing::warn!("the simulated registry layer has no provider: no catalogue context was given")
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
         }
         out
     }
 
-    /// What the provider of `layer` observes. With real containers, the layers above LXD observe them as
-    /// the real LXD reports them.
-    pub async fn observe(&self, layer: Layer, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
-        refuse_lxd(layer)?;
-        if !mirror::observe_needs_containers(layer) {
-            return Ok(crate::world::acting_for(&self.testbed, || self.lock().observe(layer, wanted)));
-        }
-        let view = self.container_view()?;
-        let facts = mirror::fetch(view.as_ref()).await?;
-        let mut world = self.lock().above_lxd();
-        let external = self.real_containers.is_some();
-        Ok(crate::world::acting_for(&self.testbed, || {
-            mirror::within(&mut world, &facts, external, |w| w.observe(layer, wanted))
-        }))
-    }
-
-    /// How long `action` takes on this machine: its real-world duration times the speed factor.
-    pub fn expected_duration(&self, action: &Action) -> Duration {
-        self.shared.options.scaled(latency::real_world(action))
-    }
-
-    /// Carries out one action of any layer: checks what the real step needs, waits as long as the step
-    /// takes, then changes the machine and saves it.
-    pub async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
-        if let Some(container) = &action.cascade {
-            log.note(format!("nothing to run: {} goes with {container}", action.address));
-            return Ok(());
-        }
-        refuse_lxd(action.kind.layer())?;
-        tracing::debug!(address = %action.address, op = action.op.name(), "simulated step");
-        let view = if mirror::apply_needs_containers(action.kind) { Some(self.container_view()?) } else { None };
-        let view = view.as_deref();
-        let external = self.real_containers.is_some();
-        let unreachable = |e: ProviderError| match e {
-            ProviderError::Unavailable { message, hint } => {
-                ProviderError::Unavailable { message: format!("{}: {message}", action.address), hint }
-            }
-            other => other,
+    /// The real registry provider over the simulated registries (the host MicroK8s addon's and the public
+    /// ones) and the simulated LXD daemon's containers; it needs the file's catalogue context.
+    pub fn registry_provider(&self) -> Result<Option<testbed_registry::RegistryProvider>, SimError> {
+        let Some(cx) = self.catalogue() else { return Ok(None) };
+        let route = self.registry_route()?;
+        let options = &self.shared.options;
+        let wait = options.scaled(Duration::from_secs(300)).max(Duration::from_secs(1));
+        let poll = options.scaled(Duration::from_secs(2)).max(Duration::from_millis(20));
+        let cx = cx.as_ref().clone();
+        let p = testbed_registry::RegistryProvider::new(
+            Arc::new(self.programs()),
+            cx.clone(),
+            cx.registry.clone(),
+            cx.registry_record(),
+            testbed_registry::Addon::Managed,
+        )
+        .map_err(|e| SimError::Runtime { what: "the registry provider", source: std::io::Error::other(e.to_string()) })?
+        .with_network(testbed_registry::Network::Routed(route))
+        .map_err(|e| SimError::Runtime { what: "the registry provider", source: std::io::Error::other(e.to_string()) })?
+        .with_base_dir(cx.base_dir.clone())
+        .with_ready_timeout(wait, poll);
+        let view: Arc<dyn ContainerView> = match &self.real_containers {
+            Some(_) => Arc::new(self.clone()),
+            None => self.container_view().map_err(|e| SimError::Runtime {
+                what: "the simulated LXD daemon",
+                source: std::io::Error::other(e.to_string()),
+            })?,
         };
-        let mut facts = match view {
-            Some(v) => Some(mirror::fetch(v).await.map_err(unreachable)?),
-            None => None,
-        };
+        Ok(Some(p.with_containers(view)))
+    }
 
-        // What the real step needs is checked first, on a copy, so that a step that cannot start fails at
-        // once and the log shows what it would have run.
-        let mut scratch = self.lock().above_lxd();
-        let mut transcript = Transcript::default();
-        crate::world::acting_for(&self.testbed, || {
-            in_view(&mut scratch, facts.as_deref(), external, |w| dispatch(w, action, &mut transcript))
-        })?;
-        match self.catalogue().filter(|_| self.logs_catalogue) {
-            Some(cx) => log_catalogue(action, &cx, log),
-            None => transcript.emit(log),
+    /// How the registry engine reaches the simulated registries; their servers start on first use.
+    pub fn registry_route(&self) -> Result<Arc<dyn testbed_registry::Route>, SimError> {
+        let weak = Arc::downgrade(&self.shared);
+        if self.shared.registries.get().is_none() {
+            let tls_mirrors: Vec<String> = self
+                .catalogue()
+                .map(|cx| crate::registry::mirrors(&cx.registry))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(https, _)| *https)
+                .filter_map(|(_, authority)| {
+                    authority.rsplit_once(':').map(|(host, _)| host.trim_matches(['[', ']']).to_owned())
+                })
+                .collect();
+            let started = crate::registry_server::Registries::new(weak.clone(), &tls_mirrors)
+                .map_err(|source| SimError::Runtime { what: "the simulated registries", source })?;
+            let _ = self.shared.registries.set(started);
         }
-
-        let duration = self.expected_duration(action);
-        if !duration.is_zero() {
-            tokio::time::sleep(duration).await;
-            // The real containers may have changed meanwhile (stopped, re-created): look again.
-            if let Some(v) = view {
-                facts = Some(mirror::fetch(v).await.map_err(unreachable)?);
+        match self.shared.registries.get() {
+            Some(r) => {
+                r.ensure().map_err(|source| SimError::Runtime { what: "the simulated registries", source })?;
+                Ok(r.route(weak))
             }
+            None => Err(SimError::Runtime {
+                what: "the simulated registries",
+                source: std::io::Error::other("they did not start"),
+            }),
         }
-
-        let address = action.address.as_str();
-        let mut world = self.lock();
-        if self.shared.options.fail_once.contains(address) && world.consumed_failures.insert(address.to_owned()) {
-            let saved = self.shared.save_locked(&world);
-            drop(world);
-            saved.map_err(save_failed)?;
-            return Err(ProviderError::Failed {
-                message: format!("{address}: simulated failure injected by TESTBED_SIM_FAIL"),
-                hint: Some("run apply again: an injected failure happens only once".into()),
-            });
-        }
-        // The machine may have changed while the step ran (other steps run concurrently): check again.
-        let result = crate::world::acting_for(&self.testbed, || {
-            in_view(&mut world, facts.as_deref(), external, |w| dispatch(w, action, &mut Transcript::default()))
-        });
-        let saved = self.shared.save_locked(&world);
-        drop(world);
-        result?;
-        saved.map_err(save_failed)?;
-        // Installing LXD makes its socket appear.
-        self.sync_daemon().map_err(save_failed)
     }
 
-    /// The file's catalogue context, and each step of the layers still simulated on their own logs the
-    /// catalogue's steps instead of the simulation's own notes (what the CLI shows).
-    pub fn with_catalogue(mut self, cx: testbed_steps::Context) -> SimMachine {
-        self.logs_catalogue = true;
-        self.with_context(cx)
-    }
-
-    /// The file's catalogue context, which the real host provider runs its steps with.
+    /// The file's catalogue context, which the real providers run their steps with.
     pub fn with_context(self, cx: testbed_steps::Context) -> SimMachine {
         self.use_file(cx);
         self
@@ -588,7 +558,7 @@ impl SimMachine {
     }
 
     fn catalogue(&self) -> Option<Arc<testbed_steps::Context>> {
-        self.shared.catalogue.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared.catalogue()
     }
 
     fn lock(&self) -> MutexGuard<'_, SimWorld> {
@@ -636,35 +606,6 @@ impl ContainerView for OwnContainers {
     }
 }
 
-/// The LXD layer is never simulated by a model of its own: the real LXD provider runs over the simulated
-/// daemon (or a real one).
-fn refuse_lxd(layer: Layer) -> Result<(), ProviderError> {
-    let world = match layer {
-        Layer::Host => "the simulated host's programs and files",
-        Layer::Lxd => "the simulated LXD daemon",
-        Layer::Microk8s => "the simulated programs in the host and the members",
-        Layer::Karmada => "the simulated karmadactl and API servers",
-        Layer::Registry => return Ok(()),
-    };
-    Err(ProviderError::Failed {
-        message: format!("the {} layer has no simulated provider: the real provider runs over {world}", layer.name()),
-        hint: Some("use SimMachine::providers, which includes it".into()),
-    })
-}
-
-/// Runs `f` on the world with the containers as the LXD provider reports them, when the step needs them.
-fn in_view<R>(
-    world: &mut SimWorld,
-    facts: Option<&[ContainerFacts]>,
-    external: bool,
-    f: impl FnOnce(&mut SimWorld) -> R,
-) -> R {
-    match facts {
-        Some(facts) => mirror::within(world, facts, external, f),
-        None => f(world),
-    }
-}
-
 /// The containers of this machine as the layers above LXD see them: its own, or, when its containers are
 /// real, the real ones. A second simulated machine can use it as its real LXD
 /// ([`SimMachine::with_real_containers`]), which exercises that path without a real daemon.
@@ -672,78 +613,5 @@ fn in_view<R>(
 impl ContainerView for SimMachine {
     async fn containers(&self) -> Result<Vec<ContainerFacts>, ProviderError> {
         self.container_view()?.containers().await
-    }
-}
-
-fn save_failed(e: SimError) -> ProviderError {
-    ProviderError::Failed {
-        message: e.to_string(),
-        hint: Some("check that the state file's directory is writable".into()),
-    }
-}
-
-fn dispatch(world: &mut SimWorld, action: &Action, t: &mut Transcript) -> Result<(), ProviderError> {
-    match action.kind.layer() {
-        layer @ (Layer::Host | Layer::Lxd | Layer::Microk8s) => refuse_lxd(layer),
-        layer @ Layer::Karmada => refuse_lxd(layer),
-        Layer::Registry => registry::apply(world, action, t),
-    }
-}
-
-/// The provider of one layer of a simulated machine.
-struct SimLayer {
-    layer: Layer,
-    machine: SimMachine,
-}
-
-#[async_trait]
-impl Provider for SimLayer {
-    fn layer(&self) -> Layer {
-        self.layer
-    }
-
-    fn simulated(&self) -> bool {
-        true
-    }
-
-    async fn observe(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
-        self.machine.observe(self.layer, wanted).await
-    }
-
-    async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
-        if action.kind.layer() != self.layer {
-            return Err(ProviderError::failed(format!(
-                "{}: a {} action was sent to the simulated {} provider",
-                action.address,
-                action.kind.layer().name(),
-                self.layer.name()
-            )));
-        }
-        self.machine.apply(action, log).await
-    }
-
-    fn expected_duration(&self, action: &Action) -> Option<Duration> {
-        Some(self.machine.expected_duration(action))
-    }
-}
-
-/// The catalogue's steps for `action`, as log entries, marked as simulated.
-fn log_catalogue(action: &Action, cx: &testbed_steps::Context, log: &ActionLog) {
-    use testbed_steps::{Step, Where};
-    log.note("simulated: the real step runs the following");
-    for step in testbed_steps::steps(action, cx) {
-        match &step {
-            Step::Run { at, .. } => {
-                if let Where::Member(m) = at {
-                    log.api("POST", &format!("/1.0/instances/{m}/exec"));
-                }
-                log.command(&step.argv().unwrap_or_default());
-            }
-            Step::Call { api, method, path, note, .. } => {
-                let note = if note.is_empty() { String::new() } else { format!("  ({note})") };
-                log.api(method, &format!("{api} {path}{note}"));
-            }
-            Step::Write { .. } | Step::Wait { .. } | Step::Until { .. } | Step::Note(_) => log.note(step.to_string()),
-        }
     }
 }

@@ -8,6 +8,7 @@
 //! container's name with its identity (`volatile.uuid`), and a container re-created under the same name
 //! starts empty.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use testbed_plan::{Address, Kind};
@@ -29,12 +30,20 @@ pub(crate) struct Container {
     pub bridge: Option<String>,
 }
 
+/// What a fresh MicroK8s' containerd already holds (the sandbox image every pod uses).
+const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.7";
+
 /// Where the snap keeps its data; `snap remove --purge` takes it along.
 const SNAP_DATA: &str = "/var/snap/microk8s";
 
 /// The resource a program call changes, as the catalogue uses it: what `TESTBED_SIM_FAIL=ADDRESS` fails
 /// (its first change, once).
 fn changes(member: &str, name: &str, a: &[&str]) -> Option<String> {
+    // A side-load's import: the catalogue pushes `sideload.MEMBER.NAME` as `SIDELOAD_DIR/NAME.tar`.
+    if let ("microk8s", ["images", "import", tar]) = (name, a) {
+        let image = std::path::Path::new(tar).file_stem()?.to_str()?;
+        return Some(Address::new(Kind::Sideload, &[member, image]).to_string());
+    }
     let kind = match (name, a) {
         ("snap", ["install" | "refresh" | "remove", ..]) => Kind::Microk8s,
         ("microk8s", ["enable" | "disable", ..]) => Kind::Microk8sAddons,
@@ -67,6 +76,10 @@ pub(crate) fn run(world: &mut SimWorld, c: &Container, argv: &[String]) -> Ran {
         "snap" => snap(inside, &a, online, cluster_id.unwrap_or_default()),
         "microk8s" => match inside.microk8s.as_mut() {
             None => not_found(&name),
+            Some(m) if matches!(a.first(), Some(&"images" | &"ctr")) => {
+                let member_api = format!("{}:25000", c.address.as_deref().unwrap_or("127.0.0.1"));
+                crate::containerd::run(m, &inside.files, &a, &member_api)
+            }
             Some(m) => microk8s_snap::microk8s(m, &a, c.address.as_deref().unwrap_or("127.0.0.1")),
         },
         other => match coreutils::run(&mut InsideTree { files: &mut inside.files }, other, &a) {
@@ -131,7 +144,7 @@ fn snap(inside: &mut Inside, a: &[&str], online: bool, cluster_id: String) -> Ra
                 cluster_id,
                 addons: Default::default(),
                 addons_owner: None,
-                sideloaded: Default::default(),
+                images: BTreeSet::from([PAUSE_IMAGE.to_owned()]),
                 karmada_agent: false,
                 pki: None,
             });
@@ -159,7 +172,7 @@ fn snap(inside: &mut Inside, a: &[&str], online: bool, cluster_id: String) -> Ra
 pub(crate) fn push(world: &mut SimWorld, c: &Container, path: &str, content: &[u8], mode: u32) -> Result<(), String> {
     let inside = inside_of(world, c);
     let mut tree = InsideTree { files: &mut inside.files };
-    if tree.write(path, &String::from_utf8_lossy(content), mode) {
+    if tree.write_bytes(path, content, mode) {
         Ok(())
     } else {
         Err(format!("Failed to open {path}: no such file or directory"))

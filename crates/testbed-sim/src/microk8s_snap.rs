@@ -29,8 +29,10 @@ pub(crate) trait Snapped {
     fn running(&self) -> bool;
     fn set_running(&mut self, running: bool);
     fn addons(&mut self) -> &mut BTreeSet<String>;
-    /// The addons `status` shows as enabled (the host's registry is kept apart from the others).
+    /// The addons `status` shows as enabled.
     fn enabled(&self) -> BTreeSet<String>;
+    /// What an addon brings or takes with it besides being listed.
+    fn addon_changed(&mut self, _addon: &str, _enabled: bool) {}
     fn pki(&mut self) -> &mut Option<ClusterPki>;
 }
 
@@ -168,6 +170,7 @@ pub(crate) fn microk8s(m: &mut dyn Snapped, args: &[&str], address: &str) -> Ran
             for a in addons.iter().map(|a| addon_name(a)) {
                 out.push_str(&format!("Infer repository core for addon {a}\nEnabling {a}\n{a} is enabled\n"));
                 m.addons().insert(a.to_owned());
+                m.addon_changed(a, true);
                 // The registry addon enables hostpath-storage first.
                 if a == "registry" {
                     m.addons().insert("hostpath-storage".into());
@@ -202,6 +205,7 @@ pub(crate) fn microk8s(m: &mut dyn Snapped, args: &[&str], address: &str) -> Ran
                 }
                 out.push_str(&format!("Infer repository core for addon {a}\nDisabling {a}\n{a} is disabled\n"));
                 m.addons().remove(a);
+                m.addon_changed(a, false);
             }
             ok(out, 15 * addons.len() as u64)
         }

@@ -243,6 +243,7 @@ impl SimPrograms {
 fn changes(name: &str, a: &[&str]) -> Option<&'static str> {
     match (name, a) {
         ("snap", ["install" | "refresh" | "remove", "microk8s", ..]) => Some("host.microk8s"),
+        ("microk8s", ["enable" | "disable", "registry"]) => Some("registry.local"),
         ("microk8s", ["enable" | "disable", ..]) => Some("host.addons"),
         ("sysctl", ["-w", ..]) => Some("host.sysctl"),
         ("iptables", ["-I" | "-D", ..]) => Some("host.firewall"),

@@ -12,8 +12,6 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
-use testbed_plan::{Address, Layer, Owner, Resource};
-use testbed_provider::LayerObservation;
 
 use crate::lxd_daemon::state::LxdDaemon;
 
@@ -23,28 +21,9 @@ pub const TESTBED: &str = "testbed";
 /// The host MicroK8s API server's port.
 pub const HOST_MICROK8S_API_PORT: u16 = 16443;
 
-thread_local! {
-    /// The testbed (the file's `name`) the registry model acts for on this thread, while it acts
-    /// ([`acting_for`]): what it makes carries that name, and only what carries it is that testbed's.
-    static ACTING: std::cell::RefCell<String> = std::cell::RefCell::new(TESTBED.to_owned());
-}
-
-/// Runs `f` (synchronous) with the registry model acting for the testbed `name`.
-pub(crate) fn acting_for<R>(name: &str, f: impl FnOnce() -> R) -> R {
-    let before = ACTING.with(|a| std::mem::replace(&mut *a.borrow_mut(), name.to_owned()));
-    let out = f();
-    ACTING.with(|a| *a.borrow_mut() = before);
-    out
-}
-
-/// Whether an owner value is the acting testbed's.
-pub fn is_testbed(owner: &Option<String>) -> bool {
-    ACTING.with(|a| owner.as_deref() == Some(a.borrow().as_str()))
-}
-
-/// The owner value of something the acting testbed creates.
+/// The owner value of something testbed creates.
 pub fn testbed() -> Option<String> {
-    Some(ACTING.with(|a| a.borrow().clone()))
+    Some(TESTBED.to_owned())
 }
 
 /// The whole simulated machine.
@@ -56,18 +35,10 @@ pub struct SimWorld {
     /// writes through the daemon's REST API.
     #[serde(default)]
     pub lxd_daemon: LxdDaemon,
-    /// The containers as the simulated layers above LXD see them during one step, read from the LXD
-    /// provider (`ContainerFacts`) with the simulation's inside of each ([`crate::mirror`]). Never saved.
-    #[serde(skip)]
-    pub lxd: SimLxd,
     /// The addresses whose steps fail once in this run (`TESTBED_SIM_FAIL`), for the seams that inject
     /// faults. Never saved; [`SimWorld::consumed_failures`] is.
     #[serde(skip)]
     pub(crate) fail_once: BTreeSet<String>,
-    /// The members' kubeconfig files the real MicroK8s provider wrote, by member name, as read from disk for
-    /// each simulated Karmada step. Never saved (older state files may still hold them: ignored).
-    #[serde(default, skip_serializing)]
-    pub kubeconfigs: BTreeMap<String, KubeconfigFiles>,
     /// The real local registry's images (`localhost:PORT/NAME:TAG`), as last read, when the registry is
     /// real: what the control plane's pods can pull. Never saved.
     #[serde(skip)]
@@ -215,10 +186,12 @@ pub struct HostMicrok8s {
     pub channel: String,
     pub running: bool,
     pub owner: Option<String>,
-    /// Enabled addons, except `registry` (that one is [`HostMicrok8s::registry`]).
+    /// Enabled addons.
     pub addons: BTreeSet<String>,
     pub addons_owner: Option<String>,
-    pub registry: Option<Registry>,
+    /// What the `registry` addon's registry holds, while the addon is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::registry::LocalRegistry>,
     pub karmada: Option<ControlPlane>,
     /// The `karmada-system` namespace's labels, when a `karmadactl deinit` without `--purge-namespace`
     /// left the namespace behind.
@@ -226,27 +199,6 @@ pub struct HostMicrok8s {
     pub karmada_namespace: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pki: Option<ClusterPki>,
-}
-
-/// The local registry (the host MicroK8s `registry` addon).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Registry {
-    pub name: String,
-    pub port: u16,
-    pub owner: Option<String>,
-    /// Images in the registry, by the name testbed knows them by.
-    pub images: BTreeMap<String, RegistryImage>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryImage {
-    pub source: String,
-    /// `localhost:PORT/REPOSITORY:TAG`.
-    pub target: String,
-    pub platforms: BTreeSet<String>,
-    pub owner: Option<String>,
 }
 
 /// The Karmada control plane `karmadactl init` installed on the host cluster, as its objects there hold it
@@ -321,128 +273,6 @@ pub struct ClusterRecord {
     pub appears_at_ms: Option<u64>,
 }
 
-/// The LXD daemon's objects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimLxd {
-    pub networks: BTreeMap<String, Network>,
-    pub storage_pools: BTreeMap<String, StoragePool>,
-    pub profiles: BTreeMap<String, Profile>,
-    pub instances: BTreeMap<String, Instance>,
-    /// Set only in the world a simulated step sees while LXD is real: `instances` then mirror the real
-    /// containers (status, address, proxies, ownership; with the simulation's own inside), and the real
-    /// networks, pools and profiles are not known (they are left empty). Never saved.
-    #[serde(skip)]
-    pub(crate) mirrored: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Network {
-    /// `bridge`, `macvlan`, ...
-    pub network_type: String,
-    /// `ipv4.address`, `ipv4.nat`, `ipv6.address`, ...
-    pub config: BTreeMap<String, String>,
-    pub owner: Option<String>,
-}
-
-impl Network {
-    /// The bridge's subnet, from `ipv4.address` (`10.123.45.1/24`): (gateway, prefix length).
-    pub fn subnet(&self) -> Option<(Ipv4Addr, u8)> {
-        parse_cidr(self.config.get("ipv4.address")?)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoragePool {
-    pub driver: String,
-    pub owner: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Profile {
-    pub config: BTreeMap<String, String>,
-    /// Devices by name, each a map of its keys.
-    pub devices: BTreeMap<String, BTreeMap<String, String>>,
-    pub owner: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstanceStatus {
-    Running,
-    Stopped,
-}
-
-/// A container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Instance {
-    pub status: InstanceStatus,
-    pub image: String,
-    /// The static address of its NIC on the bridge (empty: none set).
-    pub ipv4: String,
-    pub profiles: Vec<String>,
-    pub network: String,
-    pub storage_pool: String,
-    /// `limits.cpu`, `limits.memory`.
-    pub limits: BTreeMap<String, String>,
-    pub owner: Option<String>,
-    /// What identifies it across a delete and re-create under the same name (LXD's `volatile.uuid`).
-    #[serde(default)]
-    pub identity: String,
-    /// Proxy devices, by device name.
-    pub proxies: BTreeMap<String, ProxyDevice>,
-    pub microk8s: Option<MemberMicrok8s>,
-}
-
-impl Instance {
-    /// A running container that testbed did not create, attached to `network` with `ipv4` (for tests and
-    /// seeded worlds).
-    pub fn foreign(network: &str, ipv4: &str) -> Instance {
-        Instance {
-            status: InstanceStatus::Running,
-            image: "ubuntu:22.04".into(),
-            ipv4: ipv4.into(),
-            profiles: vec!["default".into()],
-            network: network.into(),
-            storage_pool: "default".into(),
-            limits: BTreeMap::new(),
-            owner: None,
-            identity: format!("foreign-{network}-{ipv4}"),
-            proxies: BTreeMap::new(),
-            microk8s: None,
-        }
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.status == InstanceStatus::Running
-    }
-
-    /// MicroK8s in this container, if it is installed and running and the container runs.
-    pub fn running_microk8s(&self) -> Option<&MemberMicrok8s> {
-        self.microk8s.as_ref().filter(|m| m.running && self.is_running())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxyDevice {
-    pub listen: String,
-    pub connect: String,
-    pub bind: String,
-    pub owner: Option<String>,
-}
-
-impl ProxyDevice {
-    /// The host port it listens on.
-    pub fn port(&self) -> Option<u16> {
-        listen_port(&self.listen)
-    }
-}
-
 /// MicroK8s inside a member's container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -454,33 +284,13 @@ pub struct MemberMicrok8s {
     pub cluster_id: String,
     pub addons: BTreeSet<String>,
     pub addons_owner: Option<String>,
-    /// Side-loaded images, by name.
-    pub sideloaded: BTreeMap<String, SideloadedImage>,
+    /// The images its containerd holds, by containerd name (`docker.io/library/flask-demo:2.0`).
+    #[serde(default)]
+    pub images: BTreeSet<String>,
     /// Whether a karmada-agent (pull mode) is installed in it.
     pub karmada_agent: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pki: Option<ClusterPki>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SideloadedImage {
-    pub source: String,
-    pub archive: Option<String>,
-    pub owner: Option<String>,
-}
-
-/// A member's two kubeconfig files on the host: one for the user (server through the host proxy) and one
-/// for Karmada (server on the bridge).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubeconfigFiles {
-    pub path: String,
-    pub server: String,
-    pub karmada_path: String,
-    pub karmada_server: String,
-    pub mode: String,
-    pub owner: Option<String>,
 }
 
 /// What holds a host port.
@@ -524,9 +334,7 @@ impl SimWorld {
                 karmada_etcd: None,
             },
             lxd_daemon: LxdDaemon::default(),
-            lxd: SimLxd::default(),
             fail_once: BTreeSet::new(),
-            kubeconfigs: BTreeMap::new(),
             real_registry_images: None,
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,
@@ -541,22 +349,6 @@ impl SimWorld {
     /// Whether the LXD (or Incus) daemon is installed.
     pub fn lxd_installed(&self) -> bool {
         self.has_package("lxd") || self.has_package("incus") || !self.lxd_daemon.profiles.is_empty()
-    }
-
-    /// A copy for the layers above LXD to look at: everything but the LXD daemon's objects, of which only
-    /// the networks are kept (the containers come from the LXD provider).
-    pub(crate) fn above_lxd(&self) -> SimWorld {
-        SimWorld {
-            host: self.host.clone(),
-            lxd_daemon: LxdDaemon { networks: self.lxd_daemon.networks.clone(), ..LxdDaemon::default() },
-            lxd: SimLxd::default(),
-            fail_once: self.fail_once.clone(),
-            kubeconfigs: self.kubeconfigs.clone(),
-            real_registry_images: self.real_registry_images.clone(),
-            consumed_failures: self.consumed_failures.clone(),
-            next_cluster_id: self.next_cluster_id,
-            inside: self.inside.clone(),
-        }
     }
 
     /// The bridge the host forwards for (the `FORWARD -i BRIDGE` and `-o BRIDGE` rules are both there).
@@ -577,24 +369,12 @@ impl SimWorld {
         }
     }
 
-    pub fn instances(&self) -> &BTreeMap<String, Instance> {
-        &self.lxd.instances
-    }
-
-    pub fn instance(&self, name: &str) -> Option<&Instance> {
-        self.lxd.instances.get(name)
-    }
-
-    pub fn instance_mut(&mut self, name: &str) -> Option<&mut Instance> {
-        self.lxd.instances.get_mut(name)
-    }
-
     /// The host MicroK8s, if it is installed and running.
     pub fn running_host_microk8s(&self) -> Option<&HostMicrok8s> {
         self.host.microk8s.as_ref().filter(|m| m.running)
     }
 
-    pub fn registry(&self) -> Option<&Registry> {
+    pub fn registry(&self) -> Option<&crate::registry::LocalRegistry> {
         self.host.microk8s.as_ref().and_then(|m| m.registry.as_ref())
     }
 
@@ -656,7 +436,7 @@ impl SimWorld {
         let mut out = self.host.foreign_ports.clone();
         if let Some(m) = &self.host.microk8s {
             out.insert(HOST_MICROK8S_API_PORT);
-            out.extend(m.registry.as_ref().map(|r| r.port));
+            out.extend(m.registry.as_ref().map(|_| crate::registry::ADDON_PORT));
             out.extend(m.karmada.as_ref().map(|k| k.api_port));
         }
         out
@@ -668,52 +448,23 @@ impl SimWorld {
             self.host.foreign_ports.iter().map(|p| (*p, PortHolder::Foreign)).collect();
         if let Some(m) = &self.host.microk8s {
             out.push((HOST_MICROK8S_API_PORT, PortHolder::HostMicrok8s));
-            if let Some(r) = &m.registry {
-                out.push((r.port, PortHolder::Registry));
+            if m.registry.is_some() {
+                out.push((crate::registry::ADDON_PORT, PortHolder::Registry));
             }
             if let Some(k) = &m.karmada {
                 out.push((k.api_port, PortHolder::KarmadaApi));
             }
         }
-        for (container, inst) in &self.lxd.instances {
-            for (device, proxy) in &inst.proxies {
-                if let Some(p) = proxy.port() {
+        // The proxy devices of running containers: forkproxy holds their host side.
+        for (container, inst) in self.lxd_daemon.instances.iter().filter(|(_, i)| i.running()) {
+            for (device, d) in &self.lxd_daemon.expanded(inst).devices {
+                let port = d.get("listen").and_then(|l| listen_port(l));
+                if let (Some(p), Some("proxy")) = (port, d.get("type").map(String::as_str)) {
                     out.push((p, PortHolder::Proxy { container: container.clone(), device: device.clone() }));
                 }
             }
         }
         out
-    }
-
-    /// What a provider of `layer` would observe, given the file's resources of that layer: the wanted
-    /// resources that exist (whoever made them) and everything of the layer testbed owns.
-    pub fn observe(&self, layer: Layer, wanted: &[Resource]) -> LayerObservation {
-        let all = match layer {
-            // The host layer is the real host provider's, over the simulated programs and files.
-            Layer::Host => Vec::new(),
-            // The LXD layer is the real LXD provider's, over the simulated daemon.
-            Layer::Lxd => Vec::new(),
-            // The MicroK8s layer is the real MicroK8s provider's, over the simulated programs.
-            Layer::Microk8s => Vec::new(),
-            Layer::Registry => crate::registry::observe_all(self, wanted),
-            // The Karmada layer is the real Karmada provider's, over the simulated karmadactl and APIs.
-            Layer::Karmada => Vec::new(),
-        };
-        let wanted_addresses: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
-        let resources =
-            all.into_iter().filter(|o| o.owner == Owner::Testbed || wanted_addresses.contains(&o.address)).collect();
-        let bridge_addresses = BTreeSet::new();
-        LayerObservation { resources, bridge_addresses }
-    }
-
-    /// Addresses of every object testbed owns, across all layers.
-    pub fn owned_addresses(&self) -> Vec<Address> {
-        Layer::ALL.into_iter().flat_map(|l| self.observe(l, &[]).resources).map(|o| o.address).collect()
-    }
-
-    /// How many objects testbed owns, across all layers.
-    pub fn owned_resource_count(&self) -> usize {
-        self.owned_addresses().len()
     }
 
     /// A fresh cluster identity.
@@ -775,11 +526,18 @@ impl crate::microk8s_snap::Snapped for HostMicrok8s {
     snap_accessors!();
 
     fn enabled(&self) -> BTreeSet<String> {
-        let mut all = self.addons.clone();
-        if self.registry.is_some() {
-            all.extend(["registry".to_owned(), "hostpath-storage".to_owned()]);
+        self.addons.clone()
+    }
+
+    fn addon_changed(&mut self, addon: &str, enabled: bool) {
+        // The registry's content goes with the addon (`microk8s disable registry` deletes its namespace
+        // and claim).
+        if addon == "registry" {
+            match enabled {
+                true => self.registry = Some(self.registry.take().unwrap_or_default()),
+                false => self.registry = None,
+            }
         }
-        all
     }
 }
 

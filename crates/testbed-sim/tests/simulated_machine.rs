@@ -32,6 +32,7 @@ source = "docker.io/library/nginx:1.27"
 name = "busybox"
 source = "docker.io/library/busybox:1.36"
 sideload = true
+archive = "busybox-1.36.tar"
 members = ["member1"]
 
 [[proxies]]
@@ -71,7 +72,7 @@ struct Bench {
 }
 
 fn bench_with(options: SimOptions) -> Bench {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = lab_dir();
     let path = dir.path().join("state").join("sim-state.json");
     // The catalogue's context the real providers run their steps with (the same for every file here).
     let cx = testbed_steps::Context::new(&config_in(dir.path(), TWO_MEMBERS));
@@ -285,7 +286,7 @@ async fn an_injected_failure_happens_once_across_runs() {
 
 #[test]
 fn a_damaged_state_file_is_an_error_that_says_what_to_do() {
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir = lab_dir();
     let path = dir.path().join("sim-state.json");
     let cases = [
         ("{ this is not json", "not valid JSON"),
@@ -462,7 +463,7 @@ async fn apply_converges_and_destroy_leaves_only_retained_host_settings() {
     let owned: BTreeSet<String> =
         observed.resources.values().filter(|o| o.owner == Owner::Testbed).map(|o| o.address.to_string()).collect();
     assert_eq!(owned, BTreeSet::from(["host.packages".to_owned(), "host.sysctl".to_owned()]));
-    assert!(world.kubeconfigs.is_empty() && world.lxd_daemon.instances.is_empty());
+    assert!(world.lxd_daemon.instances.is_empty());
     // Destroying again has nothing to do.
     let (_, observed) = look(&b.machine, &cfg).await;
     assert!(testbed_plan::plan(&DesiredState::nothing(), &observed).expect("plans").is_empty());
@@ -827,4 +828,101 @@ async fn deinit_leaves_the_etcd_data_and_testbed_removes_it_after_its_own_deinit
     let cp = world.control_plane().expect("control plane");
     assert_ne!(cp.etcd.pki.ca_pem, old_ca, "a new CA");
     assert!(cp.etcd.clusters.is_empty(), "no Clusters from before");
+}
+
+/// The real registry provider over the world's registries: the release images are copied from the
+/// public registries (Docker Hub through its token service) into the addon's registry with their digests,
+/// a tag deleted by hand is copied again and nothing else, and the addon's content goes with the addon.
+#[tokio::test]
+async fn images_reach_the_addons_registry_and_a_tag_lost_by_hand_is_copied_again() {
+    let b = bench();
+    let cfg = b.config(TWO_MEMBERS);
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    let world = b.machine.world();
+    let registry = world.registry().expect("the addon is enabled");
+    for tag in ["karmada-agent:v1.15.9", "etcd:3.5.16-0", "nginx:1.27", "alpine:3.21.3"] {
+        assert!(registry.tags().iter().any(|t| t == tag), "{tag} in {:?}", registry.tags());
+    }
+    // The record holds what the registry holds.
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b._dir.path().join(".testbed/registry.json")).expect("record"))
+            .expect("json");
+    let digest = record["images"]["etcd"]["digest"].as_str().expect("recorded digest");
+    assert_eq!(registry.repositories["etcd"].tags["3.5.16-0"], digest);
+    assert!(plan_for(&b.machine, &cfg).await.is_empty());
+
+    // Someone deletes a tag: that image is copied again, and nothing else.
+    b.machine
+        .edit(|w| {
+            let reg = w.host.microk8s.as_mut().and_then(|m| m.registry.as_mut()).expect("registry");
+            reg.repositories.get_mut("etcd").expect("etcd").tags.clear();
+        })
+        .expect("edit");
+    let plan = plan_for(&b.machine, &cfg).await;
+    let ops: Vec<(String, Op)> = plan.actions().into_iter().map(|a| (a.address.to_string(), a.op)).collect();
+    assert_eq!(ops, vec![("image.etcd".to_owned(), Op::Create)]);
+    apply_all(&b.machine, &plan).await;
+    assert!(plan_for(&b.machine, &cfg).await.is_empty());
+
+    // Disabling the addon by hand takes its content: the registry and every image are planned again.
+    b.machine
+        .edit(|w| {
+            let m = w.host.microk8s.as_mut().expect("host MicroK8s");
+            m.addons.remove("registry");
+            m.registry = None;
+        })
+        .expect("edit");
+    let plan = plan_for(&b.machine, &cfg).await;
+    assert_eq!(plan.find("registry.local").map(|n| plan.graph[n].op), Some(Op::Create));
+    assert_eq!(plan.find("image.etcd").map(|n| plan.graph[n].op), Some(Op::Create));
+}
+
+/// Behaviour 10: `microk8s images import` says "Failed to import images on ..." and exits 0 when the
+/// archive holds no image; the side-load fails with that line, and nothing is recorded as imported.
+#[tokio::test]
+async fn an_import_that_failed_with_exit_0_fails_the_side_load() {
+    let b = bench();
+    std::fs::write(b._dir.path().join("busybox-1.36.tar"), b"not an image archive").expect("write");
+    let cfg = b.config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &cfg).await;
+    let side = apply_until(&b.machine, &plan, at("sideload.member1.busybox"), nothing).await.expect("in the plan");
+    let err = run(&b.machine, &side).await.expect_err("the import failed");
+    let message = err.to_string();
+    assert!(message.contains("Failed to import images on"), "{message}");
+    assert!(message.contains("unrecognized image format"), "{message}");
+    let world = b.machine.world();
+    let images = &world.inside["member1"].microk8s.as_ref().expect("MicroK8s").images;
+    assert!(!images.iter().any(|i| i.contains("busybox")), "{images:?}");
+    let plan = plan_for(&b.machine, &cfg).await;
+    assert_eq!(plan.find("sideload.member1.busybox").map(|n| plan.graph[n].op), Some(Op::Create));
+}
+
+/// A side-loaded image is in the member's containerd under containerd's name, and testbed's; removing it
+/// from the file removes it from the member.
+#[tokio::test]
+async fn a_side_loaded_image_is_imported_under_containerds_name_and_removed_with_the_file_entry() {
+    let b = bench();
+    let cfg = b.config(TWO_MEMBERS);
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    let images = |b: &Bench| b.machine.world().inside["member1"].microk8s.as_ref().expect("MicroK8s").images.clone();
+    assert!(images(&b).contains("docker.io/library/busybox:1.36"), "{:?}", images(&b));
+    // The pushed archive is removed once imported.
+    assert!(!b.machine.world().inside["member1"].files.contains_key("/var/lib/testbed/sideload/busybox.tar"));
+
+    let busybox = "[[images]]\nname = \"busybox\"\nsource = \"docker.io/library/busybox:1.36\"\nsideload = true\narchive = \"busybox-1.36.tar\"\nmembers = [\"member1\"]\n";
+    assert!(TWO_MEMBERS.contains(busybox));
+    let cfg = b.config(&TWO_MEMBERS.replace(busybox, ""));
+    let plan = plan_for(&b.machine, &cfg).await;
+    assert_eq!(plan.find("sideload.member1.busybox").map(|n| plan.graph[n].op), Some(Op::Delete));
+    apply_all(&b.machine, &plan).await;
+    assert!(!images(&b).contains("docker.io/library/busybox:1.36"), "{:?}", images(&b));
+    assert!(images(&b).contains("registry.k8s.io/pause:3.7"), "what testbed did not import stays");
+}
+
+/// A directory for a lab's file, holding the side-load archive the files here name.
+fn lab_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let archive = testbed_sim::containerd::docker_archive(&["busybox:1.36"]);
+    std::fs::write(dir.path().join("busybox-1.36.tar"), archive).expect("write the archive");
+    dir
 }

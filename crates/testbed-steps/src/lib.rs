@@ -203,12 +203,28 @@ pub struct Context {
     /// The karmada-agent image as a pull-mode member pulls it, through the bridge:
     /// `GATEWAY:PORT/karmada-agent:TAG`.
     pub agent_image: String,
+    /// Every image the file copies into the local registry: (name, `localhost:PORT/REPOSITORY:TAG`).
+    pub images: Vec<(String, String)>,
+    /// The file's `[registry]` section.
+    pub registry: testbed_config::Registry,
+    /// The file's directory: relative paths in it (side-load archives) are resolved against it.
+    pub base_dir: std::path::PathBuf,
 }
 
 /// Where MicroK8s keeps the admin kubeconfig it generates.
 pub const MICROK8S_CLIENT_CONFIG: &str = "/var/snap/microk8s/current/credentials/client.config";
 
 impl Context {
+    /// testbed's state beside the file: `.testbed` in its directory.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.base_dir.join(".testbed")
+    }
+
+    /// The registry layer's ownership record (what testbed copied and side-loaded).
+    pub fn registry_record(&self) -> std::path::PathBuf {
+        self.state_dir().join("registry.json")
+    }
+
     pub fn new(config: &Config) -> Context {
         let f = &config.file;
         let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
@@ -239,6 +255,14 @@ impl Context {
                 .map(|i| i.target(&format!("{gateway}:{}", f.registry.port)))
                 .unwrap_or_else(|| format!("{gateway}:{}/karmada-agent:{}", f.registry.port, f.karmada.version)),
             gateway,
+            images: testbed_plan::desired::build(config, &testbed_plan::ObservedState::default())
+                .resources
+                .into_values()
+                .filter(|r| r.kind == testbed_plan::Kind::Image)
+                .filter_map(|r| Some((r.name, r.spec.get("target")?.clone())))
+                .collect(),
+            registry: f.registry.clone(),
+            base_dir: config.base_dir(),
         }
     }
 }

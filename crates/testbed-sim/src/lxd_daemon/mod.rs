@@ -145,29 +145,11 @@ impl Sockets {
                 handle.spawn(serve(listener, daemon, guard));
             }
             Err(_) => {
-                let (ready_tx, ready_rx) = std::sync::mpsc::channel();
                 let bind_path = path.clone();
-                std::thread::Builder::new().name("testbed-sim-lxd".into()).spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    rt.block_on(async move {
-                        match UnixListener::bind(&bind_path) {
-                            Ok(listener) => {
-                                let _ = ready_tx.send(Ok(()));
-                                serve(listener, daemon, guard).await;
-                            }
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                            }
-                        }
-                    });
+                crate::server_thread::spawn("testbed-sim-lxd", "the simulated LXD daemon", move || {
+                    let listener = UnixListener::bind(&bind_path)?;
+                    Ok(serve(listener, daemon, guard))
                 })?;
-                ready_rx.recv().map_err(|_| std::io::Error::other("the simulated LXD daemon did not start"))??;
             }
         }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
