@@ -222,6 +222,44 @@ impl KarmadaProvider {
         self.root.join(path.strip_prefix("/").unwrap_or(path))
     }
 
+    /// Records the SHA-256 of the host file `path` in `PATH.sha256` (0644) the first time; a copy that
+    /// differs later is used, with a warning (trust on first use: the publisher gives no checksum).
+    fn record_checksum(&self, a: &Address, path: &str, log: &ActionLog) -> Result<(), ProviderError> {
+        use sha2::Digest as _;
+        let file = self.on_host(Path::new(path));
+        let bytes = std::fs::read(&file).map_err(|e| {
+            failed(format!("{a}: cannot read {path}: {e}"), "apply again: the download is fetched again")
+        })?;
+        let sum = format!("{:x}", sha2::Sha256::digest(&bytes));
+        let record = self.on_host(Path::new(&format!("{path}.sha256")));
+        match std::fs::read_to_string(&record) {
+            Ok(recorded) if recorded.split_whitespace().next() == Some(sum.as_str()) => {
+                log.note(format!("{path}: SHA-256 {sum}, as recorded on first download"));
+            }
+            Ok(recorded) => {
+                let first = recorded.split_whitespace().next().unwrap_or_default().to_owned();
+                tracing::warn!("{a}: {path} has SHA-256 {sum}, but the first download had {first}");
+                log.note(format!(
+                    "warning: {path} has SHA-256 {sum}, but the first download had {first}: the release's archive changed, or the download is not the release's; remove {path}.sha256 to accept it"
+                ));
+            }
+            Err(_) => {
+                std::fs::write(
+                    &record,
+                    format!("{sum}  {}\n", Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or_default()),
+                )
+                .map_err(|e| {
+                    failed(
+                        format!("{a}: cannot record the checksum in {path}.sha256: {e}"),
+                        "check that the host's downloads directory is writable",
+                    )
+                })?;
+                log.note(format!("{path}: SHA-256 {sum} recorded on first download"));
+            }
+        }
+        Ok(())
+    }
+
     /// API clients connect through `network` (a simulated world's; [`Network::Direct`] on a real host).
     pub fn with_network(mut self, network: Network) -> KarmadaProvider {
         self.network = network;
@@ -699,6 +737,17 @@ impl KarmadaProvider {
                 Ok(Flow::Continue)
             }
             Purpose::ControlPlaneOwned => self.check_control_plane_owned(a, log).await,
+            Purpose::SkipIfPresent { path } => {
+                if self.on_host(Path::new(path)).is_file() {
+                    log.note(format!("{path} is there already: not downloaded again"));
+                    return Ok(Flow::SkipNext);
+                }
+                Ok(Flow::Continue)
+            }
+            Purpose::RecordChecksum { path } => {
+                self.record_checksum(a, path, log)?;
+                Ok(Flow::Continue)
+            }
             Purpose::LabelCluster { cluster: member } => {
                 let karmada = self.karmada_client(a)?;
                 if action.desired.as_ref().and_then(|r| r.spec.get("mode")).is_some_and(|m| m == "pull") {

@@ -528,8 +528,8 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
     let dir = lab.dir.path().display();
     assert_eq!(
         lab.runner.transcript(),
-        [format!(
-            "host$ karmadactl init --kubeconfig /var/snap/microk8s/current/credentials/client.config --private-image-registry localhost:32000 --karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.15.9 --karmada-scheduler-image localhost:32000/karmada-scheduler:v1.15.9 --karmada-webhook-image localhost:32000/karmada-webhook:v1.15.9 --karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.15.9 --karmada-apiserver-image localhost:32000/kube-apiserver:v1.31.3 --karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.31.3 --etcd-image localhost:32000/etcd:3.5.16-0 --etcd-init-image localhost:32000/alpine:3.21.3 --port 32443 --karmada-data {dir}/karmada --karmada-pki {dir}/karmada/pki --karmada-apiserver-advertise-address 127.0.0.1 --cert-external-ip 127.0.0.1 --wait-component-ready-timeout 300"
+        [format!("host$ mkdir -p {dir}/downloads"), format!(
+            "host$ karmadactl init --kubeconfig /var/snap/microk8s/current/credentials/client.config --private-image-registry localhost:32000 --karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.15.9 --karmada-scheduler-image localhost:32000/karmada-scheduler:v1.15.9 --karmada-webhook-image localhost:32000/karmada-webhook:v1.15.9 --karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.15.9 --karmada-apiserver-image localhost:32000/kube-apiserver:v1.31.3 --karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.31.3 --etcd-image localhost:32000/etcd:3.5.16-0 --etcd-init-image localhost:32000/alpine:3.21.3 --crds {dir}/downloads/karmada-crds-v1.15.9.tar.gz --port 32443 --karmada-data {dir}/karmada --karmada-pki {dir}/karmada/pki --karmada-apiserver-advertise-address 127.0.0.1 --cert-external-ip 127.0.0.1 --wait-component-ready-timeout 300"
         )]
     );
     let ns = lab.host.state().namespaces.into_iter().find(|n| n.name == KARMADA_NAMESPACE).unwrap();
@@ -576,7 +576,7 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
     );
     let refused = lab.apply(&provider, &destroy).await.unwrap_err();
     assert!(refused.to_string().contains("testbed will not deinit"), "{refused}");
-    assert_eq!(lab.runner.transcript().len(), 4, "no second deinit, and the etcd data left alone");
+    assert_eq!(lab.runner.transcript().len(), 5, "no second deinit, and the etcd data left alone");
 }
 
 #[tokio::test]

@@ -379,6 +379,18 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
             format!("error: Service \"karmada-apiserver\" is invalid: spec.ports[0].nodePort: Invalid value: {port}: provided port is already allocated ({holder})\n"),
         );
     }
+    // The CRDs (karmada v1.15.9 cmdinit: `--crds` defaults to the release's crds.tar.gz URL, which init
+    // downloads into its data directory at every init; a local path is read instead).
+    let default_crds = format!("https://github.com/karmada-io/karmada/releases/download/{version}/crds.tar.gz");
+    let crds = flags.get("--crds").map(str::to_owned).unwrap_or(default_crds);
+    if crds.starts_with("https://") || crds.starts_with("http://") {
+        if crate::programs::crd_archive(&crds).is_none() {
+            return fail(1, format!("error: failed to download {crds}: 404 Not Found\n"));
+        }
+        *world.host.downloads.entry(crds).or_default() += 1;
+    } else if !under(env.root, &crds).is_file() {
+        return fail(1, format!("error: open {crds}: no such file or directory\n"));
+    }
     let registry = flags.get("--private-image-registry").unwrap_or("docker.io/karmada");
     let data_dir = flags.get("--karmada-data").unwrap_or("/etc/karmada").trim_end_matches('/').to_owned();
     let pki_dir = flags.get("--karmada-pki").map(str::to_owned).unwrap_or_else(|| format!("{data_dir}/pki"));

@@ -274,7 +274,7 @@ fn host_program(world: &mut SimWorld, root: &Path, name: &str, args: &[String]) 
                 ),
             ),
         },
-        "curl" => curl(root, &a),
+        "curl" => curl(world, root, &a),
         "tar" => tar(world, root, &a),
         "karmadactl" => karmadactl(root, &a),
         "sysctl" => sysctl(root, &a),
@@ -410,6 +410,19 @@ fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
 
 /// `https://github.com/karmada-io/karmada/releases/download/VERSION/karmadactl-linux-ARCH.tgz` → (VERSION,
 /// ARCH), for a version as karmada-io tags its releases (`v1.15.9`).
+/// The version of a published release's `crds.tar.gz` URL.
+pub(crate) fn crd_archive(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://github.com/karmada-io/karmada/releases/download/")?;
+    let (version, asset) = rest.split_once('/')?;
+    (asset == "crds.tar.gz" && published(version)).then(|| version.to_owned())
+}
+
+/// What the simulated release's CRD archive holds (not a real archive: the simulated init only checks
+/// that it is there).
+pub(crate) fn crd_archive_bytes(version: &str) -> String {
+    format!("testbed simulated CRD archive: karmada {version}\n")
+}
+
 fn release_asset(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("https://github.com/karmada-io/karmada/releases/download/")?;
     let (version, asset) = rest.split_once('/')?;
@@ -442,9 +455,24 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 const NOT_FOUND_22: &str = "curl: (22) The requested URL returned error: 404\n";
 
-fn curl(root: &Path, a: &[&str]) -> Ran {
+fn curl(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
     let url = a.last().copied().unwrap_or_default();
     let output = a.windows(2).find(|w| w[0] == "-o").map(|w| w[1]);
+    // The release's CRD archive (what karmadactl init's `--crds` defaults to).
+    if let Some(v) = crd_archive(url) {
+        let Some(file) = output else { return ok(crd_archive_bytes(&v), 3) };
+        let full = under(root, file);
+        if !full.parent().is_some_and(Path::is_dir) {
+            return fail(23, "curl: (23) Failure writing output to destination\n");
+        }
+        return match std::fs::write(&full, crd_archive_bytes(&v)) {
+            Ok(()) => {
+                *world.host.downloads.entry(url.to_owned()).or_default() += 1;
+                ok("", 3)
+            }
+            Err(_) => fail(23, "curl: (23) Failure writing output to destination\n"),
+        };
+    }
     if let Some(base) = url.strip_suffix(".sha256") {
         return match release_asset(base) {
             Some((v, arch)) => {

@@ -169,6 +169,10 @@ pub struct SimHost {
     /// there, a later init starts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub karmada_etcd: Option<KarmadaEtcd>,
+    /// What the host fetched from the internet (curl, karmadactl init's own CRD download), by URL: how
+    /// many times.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub downloads: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +336,7 @@ impl SimWorld {
                 kernel_modules: default_kernel_modules(),
                 microk8s: None,
                 karmada_etcd: None,
+                downloads: BTreeMap::new(),
             },
             lxd_daemon: LxdDaemon::default(),
             fail_once: BTreeSet::new(),

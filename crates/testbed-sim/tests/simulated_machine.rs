@@ -810,7 +810,8 @@ async fn deinit_leaves_the_etcd_data_and_testbed_removes_it_after_its_own_deinit
     let init = plan.actions().into_iter().find(|a| a.address.as_str() == "karmada.control_plane").expect("planned");
     let init_argv = testbed_steps::steps(init, &testbed_steps::Context::new(&cfg))
         .into_iter()
-        .find_map(|s| s.argv())
+        .filter_map(|s| s.argv())
+        .find(|a| a.first().is_some_and(|p| p == "karmadactl"))
         .expect("init's command");
     let out = programs.run(&host, &init_argv, Duration::from_secs(600)).await.expect("runs");
     assert!(out.success(), "{out:?}");
@@ -917,6 +918,36 @@ async fn a_side_loaded_image_is_imported_under_containerds_name_and_removed_with
     apply_all(&b.machine, &plan).await;
     assert!(!images(&b).contains("docker.io/library/busybox:1.36"), "{:?}", images(&b));
     assert!(images(&b).contains("registry.k8s.io/pause:3.7"), "what testbed did not import stays");
+}
+
+/// Behaviour 8: without `--crds`, every init downloads the release's CRD archive from the internet into
+/// the data directory it wipes. testbed fetches it once into its downloads directory, records its SHA-256,
+/// and passes it: a second control plane (after a destroy) downloads nothing.
+#[tokio::test]
+async fn the_crd_archive_is_downloaded_once_and_kept_outside_inits_data_directory() {
+    let b = bench();
+    let cfg = b.config(TWO_MEMBERS);
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    let url = "https://github.com/karmada-io/karmada/releases/download/v1.15.9/crds.tar.gz";
+    assert_eq!(b.machine.world().host.downloads.get(url), Some(&1));
+    let archive = host_file(&b, "/var/lib/testbed/downloads/karmada-crds-v1.15.9.tar.gz");
+    assert!(archive.is_file());
+    let recorded =
+        std::fs::read_to_string(host_file(&b, "/var/lib/testbed/downloads/karmada-crds-v1.15.9.tar.gz.sha256"))
+            .expect("the checksum is recorded");
+    assert_eq!(recorded.split_whitespace().count(), 2, "{recorded}");
+
+    // Destroy and build again: init runs again, from the same archive.
+    let destroy = {
+        let observed = look(&b.machine, &cfg).await.1;
+        testbed_plan::plan(&DesiredState::nothing(), &observed).expect("destroy plan")
+    };
+    apply_all(&b.machine, &destroy).await;
+    assert!(b.machine.world().control_plane().is_none());
+    apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
+    assert!(b.machine.world().control_plane().is_some());
+    assert_eq!(b.machine.world().host.downloads.get(url), Some(&1), "fetched once");
+    assert!(archive.is_file(), "kept outside the data directory init wipes");
 }
 
 /// A directory for a lab's file, holding the side-load archive the files here name.

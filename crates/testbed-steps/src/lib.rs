@@ -119,6 +119,12 @@ pub enum Purpose {
     /// the etcd data (a later init would start on it: old Clusters, an old CA) and init's data directory
     /// (the Karmada kubeconfig, the CA's key).
     RemoveLeftByDeinit { path: String },
+    /// The file at `path` on the host was fetched already: skip the next step (its download).
+    SkipIfPresent { path: String },
+    /// Record the SHA-256 of the file at `path` on the host beside it (`PATH.sha256`) the first time, and
+    /// warn when a later copy differs from the recorded one: for a download whose publisher gives no
+    /// checksum.
+    RecordChecksum { path: String },
 }
 
 /// Single-quotes an argument for display when it needs it (only for reading: testbed never hands a string
@@ -215,6 +221,17 @@ pub struct Context {
 pub const MICROK8S_CLIENT_CONFIG: &str = "/var/snap/microk8s/current/credentials/client.config";
 
 impl Context {
+    /// Where the Karmada release's CRD archive is kept on the host: in the downloads directory, outside
+    /// init's `--karmada-data` (init wipes that).
+    pub fn crd_archive(&self) -> String {
+        format!("{}/karmada-crds-{}.tar.gz", self.downloads, self.karmada_version)
+    }
+
+    /// The release's CRD archive (karmadactl init's default `--crds`, downloaded at init time without it).
+    pub fn crd_archive_url(&self) -> String {
+        format!("https://github.com/karmada-io/karmada/releases/download/{}/crds.tar.gz", self.karmada_version)
+    }
+
     /// testbed's state beside the file: `.testbed` in its directory.
     pub fn state_dir(&self) -> std::path::PathBuf {
         self.base_dir.join(".testbed")

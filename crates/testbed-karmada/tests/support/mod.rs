@@ -97,6 +97,11 @@ impl Lab {
         self.dir.path().join("kubeconfigs")
     }
 
+    /// Where the provider keeps its downloads (the CRD archive).
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.dir.path().join("downloads")
+    }
+
     pub fn host_kubeconfig(&self) -> PathBuf {
         self.dir.path().join("host.config")
     }
@@ -141,8 +146,14 @@ impl Lab {
         testbed_config::parse(&self.dir.path().join("testbed.toml"), &text).expect("a valid file")
     }
 
+    /// The provider for `config`, with its downloads directory in the lab, the release's CRD archive
+    /// already fetched there (so the scripted runs do not download it).
     pub fn provider(&self, config: &Config) -> KarmadaProvider {
-        let cx = testbed_steps::Context::new(config);
+        let mut cx = testbed_steps::Context::new(config);
+        cx.downloads = self.downloads_dir().display().to_string();
+        std::fs::create_dir_all(self.downloads_dir()).unwrap();
+        std::fs::write(cx.crd_archive(), "the release's crds.tar.gz").unwrap();
+        self.runner.on(&["mkdir", "-p"], Reply::ok(""));
         assert_eq!(PathBuf::from(&cx.karmada_kubeconfig), self.karmada_kubeconfig());
         KarmadaProvider::new(
             Arc::new(self.runner.clone()),
