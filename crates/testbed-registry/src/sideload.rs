@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use testbed_command::{run_step, CommandError, Values};
-use testbed_config::image_ref::ImageRef;
 use testbed_plan::{Action, Address, Kind, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ProviderError};
 use testbed_steps::{Purpose, Step, Where};
@@ -41,18 +40,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The mode of the pushed archive.
 const ARCHIVE_MODE: u32 = 0o600;
 
-/// An image reference as containerd names it (and `microk8s ctr images ls` lists it): `flask-demo:2.0` is
-/// `docker.io/library/flask-demo:2.0`. The same normalisation as the catalogue's.
-pub(crate) fn containerd_name(source: &str) -> String {
-    match ImageRef::parse(source) {
-        Ok(r) => {
-            let tag = r.tag.map(|t| format!(":{t}")).unwrap_or_default();
-            let digest = r.digest.map(|d| format!("@{d}")).unwrap_or_default();
-            format!("{}/{}{tag}{digest}", r.registry, r.repository)
-        }
-        Err(_) => source.to_owned(),
-    }
-}
+pub(crate) use testbed_steps::containerd_name;
 
 fn address(member: &str, name: &str) -> Address {
     Address::new(Kind::Sideload, &[member, name])

@@ -87,7 +87,7 @@ pub(crate) fn archive_images(bytes: &[u8]) -> Result<Vec<String>, String> {
             .into_iter()
             .flatten()
             .flat_map(|m| m["RepoTags"].as_array().cloned().unwrap_or_default())
-            .filter_map(|t| t.as_str().map(containerd_name))
+            .filter_map(|t| t.as_str().map(testbed_steps::containerd_name))
             .collect();
         return Ok(tags);
     }
@@ -101,7 +101,7 @@ pub(crate) fn archive_images(bytes: &[u8]) -> Result<Vec<String>, String> {
                 let a = &m["annotations"];
                 a["io.containerd.image.name"].as_str().or_else(|| a["org.opencontainers.image.ref.name"].as_str())
             })
-            .map(containerd_name)
+            .map(testbed_steps::containerd_name)
             .collect();
         return Ok(names);
     }
@@ -140,19 +140,6 @@ fn tar_entries(bytes: &[u8]) -> Option<Vec<(String, &[u8])>> {
         at = start + size.div_ceil(512) * 512;
     }
     (!out.is_empty()).then_some(out)
-}
-
-/// An image name as containerd names it: `flask-demo:2.0` is `docker.io/library/flask-demo:2.0`.
-fn containerd_name(name: &str) -> String {
-    let first = name.split('/').next().unwrap_or_default();
-    let has_registry = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_registry {
-        name.to_owned()
-    } else if name.contains('/') {
-        format!("docker.io/{name}")
-    } else {
-        format!("docker.io/library/{name}")
-    }
 }
 
 /// A small docker-archive (`docker save` layout: `manifest.json`, a config, one layer) whose manifest

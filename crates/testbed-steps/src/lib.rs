@@ -21,6 +21,7 @@ mod registry;
 
 pub use karmada::ETCD_DATA;
 pub use microk8s::{registry_host_port, registry_hosts_toml, registry_trust_path, REGISTRY_CERTS_DIR};
+pub use registry::containerd_name;
 
 /// One argument of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ fn sideload_tar(a: &Action, m: &str) -> String {
 
 /// An image reference as containerd names it, and so as `microk8s ctr images ls` lists it:
 /// `flask-demo:2.0` is `docker.io/library/flask-demo:2.0`. A reference that does not parse is kept as it is.
-pub(crate) fn containerd_name(source: &str) -> String {
+pub fn containerd_name(source: &str) -> String {
     match testbed_config::image_ref::ImageRef::parse(source) {
         Ok(r) => {
             let tag = r.tag.map(|t| format!(":{t}")).unwrap_or_default();
