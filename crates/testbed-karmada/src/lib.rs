@@ -53,7 +53,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Values};
 use testbed_kube::{
-    ApiConfig, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, Network, SyncMode, KARMADA_NAMESPACE,
+    ApiConfig, Clients, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, Network, SyncMode,
+    KARMADA_NAMESPACE,
 };
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
@@ -85,6 +86,8 @@ pub struct KarmadaProvider {
     wait: Duration,
     poll: Duration,
     network: Network,
+    /// One client per kubeconfig (host cluster, Karmada), kept for the provider's life.
+    clients: Clients,
     /// Where the host's files are (`/` on a real host; a simulated host's directory).
     root: PathBuf,
 }
@@ -206,6 +209,7 @@ impl KarmadaProvider {
             wait: DEFAULT_WAIT,
             poll: DEFAULT_POLL,
             network: Network::Direct,
+            clients: Clients::default(),
             root: PathBuf::from("/"),
         }
     }
@@ -306,7 +310,7 @@ impl KarmadaProvider {
                     ),
                 )
             })?;
-        let client = KubeClient::new(&config).map_err(|e| {
+        let client = self.clients.for_kubeconfig(&text, &config).map_err(|e| {
             state_unknown(
                 format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
                 "check the file".into(),

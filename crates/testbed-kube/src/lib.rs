@@ -20,6 +20,7 @@
 //! With the `fake` feature, [`fake`] is an in-process fake Kubernetes API (plain HTTP or HTTPS) that serves
 //! real-shaped objects from a state the test controls.
 
+mod clients;
 mod config;
 mod error;
 mod observe;
@@ -28,6 +29,7 @@ mod write;
 #[cfg(feature = "fake")]
 pub mod fake;
 
+pub use clients::Clients;
 pub use config::{ApiConfig, Credentials, KubeClient, Network};
 pub use error::KubeObserveError;
 pub use observe::{

@@ -1,5 +1,6 @@
-//! The simulated machine's state file: JSON with a format number, saved atomically (a temporary file in
-//! the same directory, then a rename) after every step.
+//! The simulated machine's state file: compact JSON with a format number, saved atomically (a temporary
+//! file in the same directory, then a rename) after every change (compact: it is saved
+//! often, and indenting it showed in a profile of the laws; `jq .` shows it indented).
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -64,7 +65,7 @@ pub(crate) fn save(path: &Path, world: &SimWorld) -> Result<(), SimError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
     let file = StateFileRef { format: FORMAT, note: NOTE, world };
-    let text = serde_json::to_string_pretty(&file).map_err(|e| err(std::io::Error::other(e)))?;
+    let text = serde_json::to_string(&file).map_err(|e| err(std::io::Error::other(e)))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sim-state".into());
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     // It holds the simulated clusters' keys: readable by its owner only, like any file of credentials.
