@@ -13,6 +13,7 @@
 //!
 //! [`Microk8sProvider`] documents ownership and how health is reported.
 
+mod installs;
 pub mod kubeconfig;
 mod parse;
 mod provider;

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::installs::Installs;
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandError, CommandRunner, Output, Values};
 use testbed_config::Backend;
-use testbed_kube::{nodes_ready, ApiConfig, KubeClient, KubeObserveError, Network, NodesReport};
+use testbed_kube::{nodes_ready, ApiConfig, Clients, KubeObserveError, Network, NodesReport};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
 use testbed_steps::{Context, Purpose, Step, Where};
@@ -88,6 +89,10 @@ pub struct Microk8sProvider {
     observe_api_timeout: Duration,
     host_owner_marker: PathBuf,
     network: Network,
+    /// One client per member kubeconfig, kept for the provider's life.
+    clients: Clients,
+    /// The members whose containers testbed finished installing MicroK8s in.
+    installs: Arc<Installs>,
 }
 
 impl fmt::Debug for Microk8sProvider {
@@ -212,6 +217,7 @@ impl Microk8sProvider {
         cx: Context,
         testbed_name: String,
     ) -> Microk8sProvider {
+        let installs = Arc::new(Installs::new(cx.state_dir().join("microk8s.json")));
         Microk8sProvider {
             runner,
             containers,
@@ -222,6 +228,8 @@ impl Microk8sProvider {
             observe_api_timeout: Duration::from_secs(3),
             host_owner_marker: PathBuf::from(HOST_OWNER_MARKER),
             network: Network::Direct,
+            clients: Clients::default(),
+            installs,
         }
     }
 
@@ -464,8 +472,9 @@ impl Microk8sProvider {
                 });
                 continue;
             }
-            // Stopped: nothing can be seen inside. What testbed put there is assumed to be as the file wants.
-            if c.owned {
+            // Stopped: nothing can be seen inside. What testbed finished installing in this very container is
+            // assumed to be as the file wants; in a container never started, or made anew, there is nothing.
+            if c.owned && self.installs.has(&c.name, &c.identity) {
                 if let Some(spec) = want(Kind::Microk8s, Some(&c.name)) {
                     let mut o = observed(
                         Address::new(Kind::Microk8s, &[&c.name]),
@@ -555,10 +564,11 @@ impl Microk8sProvider {
                 if let Some(text) = people_text {
                     let timeout = self.observe_api_timeout;
                     let network = self.network.clone();
+                    let clients = self.clients.clone();
                     let member = member.to_owned();
                     let path = people.clone();
                     checks.spawn(async move {
-                        let result = nodes(&text, &network, timeout, timeout).await;
+                        let result = nodes(&clients, &text, &network, timeout, timeout).await;
                         (member, path, result)
                     });
                 }
@@ -734,6 +744,35 @@ impl Microk8sProvider {
                 }
             }
         }
+        if let (Kind::Microk8s, Some(m)) = (action.kind, action.member.as_deref()) {
+            self.record_install(action, m, log).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps in the record whether MicroK8s is now installed in `member`'s container, for when the
+    /// container is stopped and nothing inside can be seen.
+    async fn record_install(&self, action: &Action, member: &str, log: &ActionLog) -> Result<(), ProviderError> {
+        let written = match action.op {
+            Op::Delete => self.installs.remove(member),
+            _ => match self.container(member).await? {
+                Some(c) => self.installs.set(member, &c.identity),
+                None => return Ok(()),
+            },
+        };
+        written.map_err(|e| ProviderError::Failed {
+            message: format!(
+                "{}: cannot write the record {}: {e}",
+                action.address,
+                self.cx.state_dir().join("microk8s.json").display()
+            ),
+            hint: Some("check that the directory beside the config is writable by you, then apply again".into()),
+        })?;
+        log.note(format!(
+            "recorded in {} that MicroK8s is {} in {member}",
+            self.cx.state_dir().join("microk8s.json").display(),
+            if action.op == Op::Delete { "gone" } else { "installed" }
+        ));
         Ok(())
     }
 
@@ -958,7 +997,7 @@ impl Microk8sProvider {
         let request = self.ready_timeout.min(ApiConfig::DEFAULT_REQUEST_TIMEOUT);
         let mut logged = String::new();
         let last = loop {
-            let last = match nodes(text, &self.network, connect, request).await {
+            let last = match nodes(&self.clients, text, &self.network, connect, request).await {
                 Ok(report) if report.all_ready() => {
                     let names: Vec<&str> = report.nodes.iter().map(|n| n.name.as_str()).collect();
                     log.note(format!("{member}: every node Ready ({})", names.join(", ")));
@@ -1109,6 +1148,7 @@ async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Re
 
 /// The nodes, asked through a kubeconfig's text.
 async fn nodes(
+    clients: &Clients,
     text: &str,
     network: &Network,
     connect: Duration,
@@ -1116,7 +1156,7 @@ async fn nodes(
 ) -> Result<NodesReport, KubeObserveError> {
     let config =
         ApiConfig::from_kubeconfig_yaml(text, None)?.with_timeouts(connect, request).with_network(network.clone());
-    let client = KubeClient::new(&config)?;
+    let client = clients.for_kubeconfig(text, &config)?;
     nodes_ready(&client).await
 }
 

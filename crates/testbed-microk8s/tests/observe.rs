@@ -220,6 +220,18 @@ async fn a_stopped_container_is_never_entered() {
     ]);
     mark_host(dir.path(), "lab");
     let p = provider(&runner, &containers, &config, dir.path());
+
+    // Never started by testbed's install (an apply killed between creating the container and starting
+    // it): nothing is assumed to be inside, so MicroK8s is planned as a create.
+    let state = observed_with_the_rest(&p, &desired).await;
+    assert!(runner.calls().iter().all(|(at, _)| *at == Where::Host), "{:#?}", runner.transcript());
+    assert!(state.get(&addr("microk8s.member1")).is_none(), "{:?}", state.get(&addr("microk8s.member1")));
+    assert!(state.get(&addr("microk8s_addons.member1")).is_none());
+
+    // Once testbed has recorded its install in this very container, a stopped container's MicroK8s is
+    // taken to be as the file wants, and repaired by a start.
+    std::fs::create_dir_all(dir.path().join(".testbed")).unwrap();
+    std::fs::write(dir.path().join(".testbed/microk8s.json"), r#"{"member1": "uuid-member1"}"#).unwrap();
     let state = observed_with_the_rest(&p, &desired).await;
     assert!(runner.calls().iter().all(|(at, _)| *at == Where::Host), "{:#?}", runner.transcript());
     let m = state.get(&addr("microk8s.member1")).unwrap();

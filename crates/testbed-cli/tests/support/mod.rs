@@ -71,6 +71,27 @@ pub async fn run(m: &SimMachine, p: &Plan, parallelism: usize) -> Report {
     execute(p, runner, &options, &Interrupt::new(), |_| {}).await
 }
 
+/// Runs `p` and drops the run once `events` of its events (actions started, logged, finished) have been
+/// seen, as when the process dies mid-way: actions still running are cancelled where they wait. `None`
+/// when it was killed; the report when it finished first.
+pub async fn run_killed_after(m: &SimMachine, p: &Plan, parallelism: usize, events: usize) -> Option<Report> {
+    let runner: Arc<dyn ActionRunner> = Arc::new(m.providers());
+    let options = ExecOptions { parallelism, ..ExecOptions::default() };
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let (counter, trigger) = (seen.clone(), kill.clone());
+    let on_event = move |_| {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == events.max(1) {
+            trigger.notify_one();
+        }
+    };
+    let interrupt = Interrupt::new();
+    tokio::select! {
+        report = execute(p, runner, &options, &interrupt, on_event) => Some(report),
+        () = kill.notified() => None,
+    }
+}
+
 /// `testbed apply --yes`.
 pub async fn apply(m: &SimMachine, config: &Config, parallelism: usize) -> Report {
     let (_, _, p) = plan(m, config).await;
@@ -91,6 +112,17 @@ pub async fn owned(m: &SimMachine) -> Vec<String> {
 /// How long each action of a run took, by address.
 pub fn measured(r: &Report) -> std::collections::BTreeMap<String, std::time::Duration> {
     r.actions.iter().map(|a| (a.address.to_string(), a.duration.unwrap_or_default())).collect()
+}
+
+/// A run's summary line and, for each failed action, its address and error: what a failing law prints.
+pub fn failures(r: &Report) -> String {
+    let mut text = r.summary_line("Apply");
+    for a in &r.actions {
+        if let testbed_exec::Outcome::Failed { error } = &a.outcome {
+            text.push_str(&format!("\n  {}: {error}", a.address));
+        }
+    }
+    text
 }
 
 /// Addresses of a plan's actions.
