@@ -45,6 +45,11 @@ impl Installs {
         })
     }
 
+    /// Where the record is kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn change(&self, f: impl FnOnce(&mut BTreeMap<String, String>)) -> std::io::Result<()> {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut record = read(&self.path);
@@ -54,13 +59,8 @@ impl Installs {
             return Ok(());
         }
         let text = serde_json::to_string_pretty(&record).map_err(std::io::Error::other)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self.path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path)).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+        // Replaced atomically, as testbed's other files beside the config are.
+        testbed_command::files::write_private(&self.path, text.as_bytes())
     }
 }
 

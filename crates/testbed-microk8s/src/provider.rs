@@ -217,7 +217,7 @@ impl Microk8sProvider {
         cx: Context,
         testbed_name: String,
     ) -> Microk8sProvider {
-        let installs = Arc::new(Installs::new(cx.state_dir().join("microk8s.json")));
+        let installs = Arc::new(Installs::new(cx.microk8s_record()));
         Microk8sProvider {
             runner,
             containers,
@@ -761,16 +761,12 @@ impl Microk8sProvider {
             },
         };
         written.map_err(|e| ProviderError::Failed {
-            message: format!(
-                "{}: cannot write the record {}: {e}",
-                action.address,
-                self.cx.state_dir().join("microk8s.json").display()
-            ),
+            message: format!("{}: cannot write the record {}: {e}", action.address, self.installs.path().display()),
             hint: Some("check that the directory beside the config is writable by you, then apply again".into()),
         })?;
         log.note(format!(
             "recorded in {} that MicroK8s is {} in {member}",
-            self.cx.state_dir().join("microk8s.json").display(),
+            self.installs.path().display(),
             if action.op == Op::Delete { "gone" } else { "installed" }
         ));
         Ok(())

@@ -243,6 +243,11 @@ impl Context {
         self.state_dir().join("registry.json")
     }
 
+    /// The MicroK8s layer's record of the members' containers it finished installing MicroK8s in.
+    pub fn microk8s_record(&self) -> std::path::PathBuf {
+        self.state_dir().join("microk8s.json")
+    }
+
     pub fn new(config: &Config) -> Context {
         let f = &config.file;
         let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
