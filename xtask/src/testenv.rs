@@ -49,10 +49,13 @@ fn have(program: &str) -> bool {
 }
 
 fn install() -> Result<(), String> {
-    if have("lxd") && have("lxc") && have("busybox") && have("nft") && have("docker-registry") && have("skopeo") {
+    let programs = ["lxd", "lxc", "busybox", "nft", "iptables", "ip", "docker-registry", "skopeo"];
+    if programs.iter().all(|p| have(p)) {
         return Ok(());
     }
-    say("installing Debian's lxd, lxd-client, busybox-static, nftables, docker-registry and skopeo");
+    say(
+        "installing Debian's lxd, lxd-client, busybox-static, nftables, iptables, iproute2, docker-registry and skopeo",
+    );
     run("apt-get", &["update", "-q"])?;
     run(
         "apt-get",
@@ -66,6 +69,8 @@ fn install() -> Result<(), String> {
             "lxd-client",
             "busybox-static",
             "nftables",
+            "iptables",
+            "iproute2",
             "docker-registry",
             "skopeo",
         ],

@@ -51,6 +51,10 @@ pub struct Host {
     pub inotify_max_user_instances: u64,
     /// `fs.inotify.max_user_watches` wanted on the host (raised, never lowered).
     pub inotify_max_user_watches: u64,
+    /// Whether the registry (`[registry] port`) and the Karmada API (`[karmada] api_port`) answer on every
+    /// address of the host, as MicroK8s' NodePorts do. By default (`false`) testbed owns a firewall rule
+    /// that lets them answer only on loopback and on the bridge: the registry has no authentication.
+    pub expose_node_ports: bool,
 }
 
 impl Default for Host {
@@ -61,6 +65,7 @@ impl Default for Host {
             kubeconfig_dir: ".testbed/kubeconfigs".into(),
             inotify_max_user_instances: 1_048_576,
             inotify_max_user_watches: 1_048_576,
+            expose_node_ports: false,
         }
     }
 }

@@ -64,7 +64,7 @@ pub fn absent_message(stderr: &str) -> bool {
 }
 
 /// Bridges that have a rule with `comment` in `iptables -S CHAIN` output (lines such as
-/// `-A FORWARD -i lxdbr0 -m comment --comment testbed:lab -j ACCEPT`).
+/// `-A FORWARD -i lxdbr0 -m comment --comment "testbed:lab" -j ACCEPT`).
 pub fn commented_bridges(listing: &str, comment: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in listing.lines() {
@@ -146,6 +146,85 @@ pub fn parse_nft(json: &str) -> Result<Vec<NftRule>, String> {
     Ok(out)
 }
 
+/// One `host.nodeports` rule as the firewall holds it: TCP to `ports` on a host address is dropped unless
+/// it comes from a local address or in through `bridge`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePortsRule {
+    pub bridge: String,
+    /// As iptables' `--dports` takes them: `32000,32443`.
+    pub ports: String,
+    /// The nft rule's handle (none under iptables, where a rule is deleted by its words).
+    pub handle: Option<u64>,
+}
+
+/// The `host.nodeports` rules carrying `comment` in `iptables -t raw -S PREROUTING` output, whose lines
+/// read (iptables 1.8.9, which quotes a comment holding a `:`)
+/// `-A PREROUTING ! -i lxdbr0 -p tcp -m multiport --dports 32000,32443 -m addrtype --dst-type LOCAL -m addrtype ! --src-type LOCAL -m comment --comment "testbed:lab" -j DROP`.
+pub fn node_ports_in_listing(listing: &str, comment: &str) -> Vec<NodePortsRule> {
+    let mut out = Vec::new();
+    for line in listing.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |flag: &str| words.windows(2).find(|w| w[0] == flag).map(|w| w[1].trim_matches('"'));
+        if after("--comment") != Some(comment) || after("-j") != Some("DROP") {
+            continue;
+        }
+        let bridge = words.windows(3).find(|w| w[0] == "!" && w[1] == "-i").map(|w| w[2]);
+        if let (Some(bridge), Some(ports)) = (bridge, after("--dports")) {
+            out.push(NodePortsRule { bridge: bridge.to_owned(), ports: ports.to_owned(), handle: None });
+        }
+    }
+    out
+}
+
+/// What `nft -j list table inet testbed` holds: testbed's forwarding rules, its NodePort rules, and how
+/// many rules there are in all (the table goes only when the last of them does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftTable {
+    pub forwarding: Vec<NftRule>,
+    /// NodePort rules, each with its comment.
+    pub node_ports: Vec<(NodePortsRule, Option<String>)>,
+    pub rules: usize,
+}
+
+/// Parses `nft -j list table inet testbed` whole.
+pub fn parse_nft_table(json: &str) -> Result<NftTable, String> {
+    let forwarding = parse_nft(json)?;
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("unexpected nft -j output: {e}"))?;
+    let items = v.get("nftables").and_then(|x| x.as_array()).cloned().unwrap_or_default();
+    let mut node_ports = Vec::new();
+    let mut rules = 0;
+    for rule in items.iter().filter_map(|i| i.get("rule")) {
+        rules += 1;
+        let exprs = rule.get("expr").and_then(|e| e.as_array()).cloned().unwrap_or_default();
+        if !exprs.iter().any(|e| e.get("drop").is_some()) {
+            continue;
+        }
+        let matches: Vec<&serde_json::Value> = exprs.iter().filter_map(|e| e.get("match")).collect();
+        let bridge = matches.iter().find_map(|m| {
+            let key = m.get("left")?.get("meta")?.get("key")?.as_str()?;
+            (key == "iifname" && m.get("op")?.as_str()? == "!=").then(|| m.get("right")?.as_str().map(str::to_owned))?
+        });
+        let ports = matches.iter().find_map(|m| {
+            let payload = m.get("left")?.get("payload")?;
+            if payload.get("protocol")?.as_str()? != "tcp" || payload.get("field")?.as_str()? != "dport" {
+                return None;
+            }
+            let right = m.get("right")?;
+            let list: Vec<u64> = match right.get("set") {
+                Some(set) => set.as_array()?.iter().filter_map(|p| p.as_u64()).collect(),
+                None => vec![right.as_u64()?],
+            };
+            Some(list.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
+        });
+        if let (Some(bridge), Some(ports)) = (bridge, ports) {
+            let handle = rule.get("handle").and_then(|h| h.as_u64());
+            let comment = rule.get("comment").and_then(|c| c.as_str()).map(str::to_owned);
+            node_ports.push((NodePortsRule { bridge, ports, handle }, comment));
+        }
+    }
+    Ok(NftTable { forwarding, node_ports, rules })
+}
+
 /// Whether `nft` said the table is not there.
 pub fn nft_table_absent(out: &Output) -> bool {
     out.code == 1 && out.stderr.contains("No such file or directory")
@@ -171,6 +250,39 @@ mod tests {
         assert!(parse_nft("not json").is_err());
     }
 
+    /// The table as nftables 1.0.6 printed it (seen in a network namespace on the development machine)
+    /// after `nft add rule inet testbed prerouting iifname != "lxdbr0" tcp dport { 32000, 32443 } fib daddr
+    /// type local fib saddr type != local drop comment "testbed:lab"`.
+    pub const NFT_NODE_PORTS: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "testbed", "handle": 1}}, {"chain": {"family": "inet", "table": "testbed", "name": "prerouting", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}}, {"rule": {"family": "inet", "table": "testbed", "chain": "prerouting", "handle": 3, "comment": "testbed:lab", "expr": [{"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "lxdbr0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [32000, 32443]}}}, {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}, {"match": {"op": "!=", "left": {"fib": {"result": "type", "flags": ["saddr"]}}, "right": "local"}}, {"drop": null}]}}]}"#;
+
+    #[test]
+    fn nft_node_port_rules_are_read_with_their_ports_and_handle() {
+        let t = parse_nft_table(NFT_NODE_PORTS).unwrap();
+        assert!(t.forwarding.is_empty());
+        assert_eq!(t.rules, 1);
+        assert_eq!(
+            t.node_ports,
+            vec![(
+                NodePortsRule { bridge: "lxdbr0".into(), ports: "32000,32443".into(), handle: Some(3) },
+                Some("testbed:lab".into())
+            )]
+        );
+        let whole = parse_nft_table(NFT_THREE_RULES).unwrap();
+        assert_eq!((whole.forwarding.len(), whole.node_ports.len(), whole.rules), (3, 0, 3));
+    }
+
+    #[test]
+    fn iptables_listing_gives_this_testbeds_node_port_rules() {
+        // As iptables 1.8.9 (nf_tables) printed it, in a network namespace on the development machine.
+        let s = "-P PREROUTING ACCEPT\n-A PREROUTING ! -i lxdbr0 -p tcp -m multiport --dports 32000,32443 -m addrtype --dst-type LOCAL -m addrtype ! --src-type LOCAL -m comment --comment \"testbed:lab\" -j DROP\n-A PREROUTING ! -i br1 -p tcp -m multiport --dports 32000 -m addrtype --dst-type LOCAL -m addrtype ! --src-type LOCAL -m comment --comment \"testbed:other\" -j DROP\n";
+        assert_eq!(
+            node_ports_in_listing(s, "testbed:lab"),
+            vec![NodePortsRule { bridge: "lxdbr0".into(), ports: "32000,32443".into(), handle: None }]
+        );
+        assert_eq!(node_ports_in_listing(s, "testbed:other")[0].bridge, "br1");
+        assert!(node_ports_in_listing(s, "testbed:none").is_empty());
+    }
+
     #[test]
     fn iptables_answers_are_told_apart() {
         assert_eq!(classify_check(&Output::ok("")), Check::Present);
@@ -189,7 +301,7 @@ mod tests {
 
     #[test]
     fn listing_finds_the_bridges_of_this_testbeds_rules_only() {
-        let s = "-P FORWARD DROP\n-A FORWARD -i docker0 -j ACCEPT\n-A FORWARD -i oldbr -m comment --comment testbed:lab -j ACCEPT\n-A FORWARD -o oldbr -m comment --comment testbed:lab -j ACCEPT\n-A FORWARD -i otherbr -m comment --comment testbed:other -j ACCEPT\n";
+        let s = "-P FORWARD DROP\n-A FORWARD -i docker0 -j ACCEPT\n-A FORWARD -i oldbr -m comment --comment \"testbed:lab\" -j ACCEPT\n-A FORWARD -o oldbr -m comment --comment \"testbed:lab\" -j ACCEPT\n-A FORWARD -i otherbr -m comment --comment \"testbed:other\" -j ACCEPT\n";
         assert_eq!(commented_bridges(s, "testbed:lab"), vec!["oldbr".to_owned()]);
         assert_eq!(commented_bridges(s, "testbed:other"), vec!["otherbr".to_owned()]);
     }

@@ -9,6 +9,7 @@
 
 pub mod firewall;
 pub mod karmadactl;
+mod node_ports;
 pub mod preflight;
 mod provider;
 mod system;

@@ -1,4 +1,5 @@
-//! The real host layer: packages, kernel limits, the bridge's firewall rules.
+//! The real host layer: packages, kernel limits, the bridge's firewall rules (the NodePort rule is in
+//! `node_ports.rs`).
 //!
 //! It runs the command catalogue's steps (`testbed_steps::steps`) as argument vectors, skipping the ones
 //! whose work is already done: an install whose program is there, a limit the kernel already has as high,
@@ -55,11 +56,14 @@ enum Karmadactl {
 /// The real host layer.
 pub struct HostProvider {
     runner: Arc<dyn CommandRunner>,
-    cx: Context,
+    pub(crate) cx: Context,
     system: HostSystem,
+    /// Held while the firewall is changed: `host.firewall` and `host.nodeports` share nft's table, and
+    /// whether the table goes with a rule is decided from what it holds.
+    pub(crate) firewall_changes: tokio::sync::Mutex<()>,
 }
 
-fn precondition(message: String, hint: impl Into<String>) -> ProviderError {
+pub(crate) fn precondition(message: String, hint: impl Into<String>) -> ProviderError {
     ProviderError::Precondition { message, hint: Some(hint.into()) }
 }
 
@@ -67,7 +71,7 @@ fn failed(message: String, hint: impl Into<String>) -> ProviderError {
     ProviderError::Failed { message, hint: Some(hint.into()) }
 }
 
-fn argv(words: &[&str]) -> Vec<String> {
+pub(crate) fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|s| s.to_string()).collect()
 }
 
@@ -194,7 +198,7 @@ impl InstallPlan {
 
 impl HostProvider {
     pub fn new(runner: Arc<dyn CommandRunner>, cx: Context, system: HostSystem) -> HostProvider {
-        HostProvider { runner, cx, system }
+        HostProvider { runner, cx, system, firewall_changes: tokio::sync::Mutex::new(()) }
     }
 
     pub fn system(&self) -> &HostSystem {
@@ -224,7 +228,7 @@ impl HostProvider {
         }
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &self,
         address: &Address,
         args: Vec<String>,
@@ -304,7 +308,7 @@ impl HostProvider {
     }
 
     /// Runs a read-only firewall query; a refusal (not root) makes the layer unobservable, with the fix.
-    async fn query(&self, args: &[&str]) -> Result<Output, ProviderError> {
+    pub(crate) async fn query(&self, args: &[&str]) -> Result<Output, ProviderError> {
         self.runner.run(&Where::Host, &argv(args), OBSERVE_TIMEOUT).await.map_err(|e| ProviderError::StateUnknown {
             message: format!("host.firewall: {e}"),
             hint: Some(missing_program_hint(args[0])),
@@ -312,7 +316,7 @@ impl HostProvider {
     }
 
     /// The firewall is there but cannot be read (not root): the plan must not guess.
-    fn unreadable(args: &[String], out: &Output) -> ProviderError {
+    pub(crate) fn unreadable(args: &[String], out: &Output) -> ProviderError {
         ProviderError::StateUnknown {
             message: format!(
                 "host.firewall: cannot read the firewall: `{}` exited {}: {}",
@@ -387,7 +391,8 @@ impl HostProvider {
                     .map(|b| found(b, RULES.len())))
             }
             Some(FirewallTool::Nft) => {
-                let Some(rules) = self.nft_rules().await? else { return Ok(None) };
+                let Some(table) = self.nft_table().await? else { return Ok(None) };
+                let rules = table.forwarding;
                 let mine: Vec<_> =
                     rules.iter().filter(|r| r.carries(&self.cx.firewall_comment) && r.as_pair().is_some()).collect();
                 if let Some(w) = &want {
@@ -402,8 +407,8 @@ impl HostProvider {
         }
     }
 
-    /// The rules of `table inet testbed`, or `None` when the table does not exist.
-    async fn nft_rules(&self) -> Result<Option<Vec<firewall::NftRule>>, ProviderError> {
+    /// What `table inet testbed` holds, or `None` when the table does not exist.
+    pub(crate) async fn nft_table(&self) -> Result<Option<firewall::NftTable>, ProviderError> {
         let args = argv(&["nft", "-j", "list", "table", "inet", NFT_TABLE]);
         let out = self.query(&["nft", "-j", "list", "table", "inet", NFT_TABLE]).await?;
         if firewall::nft_table_absent(&out) {
@@ -412,7 +417,9 @@ impl HostProvider {
         if !out.success() {
             return Err(Self::unreadable(&args, &out));
         }
-        firewall::parse_nft(&out.stdout).map(Some).map_err(|e| ProviderError::failed(format!("host.firewall: {e}")))
+        firewall::parse_nft_table(&out.stdout)
+            .map(Some)
+            .map_err(|e| ProviderError::failed(format!("host.firewall: {e}")))
     }
 
     async fn apply_packages(&self, a: &Action, log: &ActionLog) -> Result<(), ProviderError> {
@@ -657,6 +664,7 @@ impl HostProvider {
 
     async fn apply_firewall(&self, a: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         let address = &a.address;
+        let _one_at_a_time = self.firewall_changes.lock().await;
         match self.firewall_tool() {
             None => Err(precondition(
                 format!("{address}: neither iptables nor nft is installed, so the bridge's forwarding rules cannot be added"),
@@ -726,13 +734,15 @@ impl HostProvider {
     async fn apply_nft(&self, a: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         let address = &a.address;
         let want = a.desired.as_ref().and_then(|r| r.spec.get("bridge")).cloned().filter(|_| a.op != Op::Delete);
-        let rules = self.nft_rules().await?;
+        let table = self.nft_table().await?;
         log.note("this host has nft and no iptables: the rules go into table inet testbed");
         let mine = |r: &&firewall::NftRule| r.carries(&self.cx.firewall_comment) && r.as_pair().is_some();
         let Some(want) = want else {
-            let Some(rules) = rules else { return Ok(()) };
-            // The table is shared by every testbed on the host: it goes only with the last one's rules.
-            let others = rules.iter().any(|r| !r.carries(&self.cx.firewall_comment));
+            let Some(table) = table else { return Ok(()) };
+            let rules = table.forwarding;
+            // The table is shared by every testbed on the host, and by this one's NodePort rule: it goes
+            // only with its last rule.
+            let others = table.rules > rules.iter().filter(mine).count();
             if !others {
                 self.run(address, argv(&["nft", "delete", "table", "inet", NFT_TABLE]), log, DEFAULT_TIMEOUT, true)
                     .await?;
@@ -740,7 +750,7 @@ impl HostProvider {
             }
             return self.delete_nft_rules(address, rules.iter().filter(mine), log).await;
         };
-        let rules = rules.unwrap_or_default();
+        let rules = table.map(|t| t.forwarding).unwrap_or_default();
         self.delete_nft_rules(address, rules.iter().filter(mine).filter(|r| r.bridge != want), log).await?;
         let missing: Vec<(&str, &str)> = RULES
             .into_iter()
@@ -809,6 +819,9 @@ impl Provider for HostProvider {
         if let Some(f) = self.observe_firewall(of(Kind::HostFirewall)).await? {
             out.resources.push(f);
         }
+        if let Some(n) = self.observe_node_ports(of(Kind::HostNodeports)).await? {
+            out.resources.push(n);
+        }
         Ok(out)
     }
 
@@ -824,6 +837,7 @@ impl Provider for HostProvider {
             (Kind::HostPackages, _) => self.apply_packages(action, log).await,
             (Kind::HostSysctl, _) => self.apply_sysctl(action, log).await,
             (Kind::HostFirewall, _) => self.apply_firewall(action, log).await,
+            (Kind::HostNodeports, _) => self.apply_node_ports(action, log).await,
             (other, _) => Err(ProviderError::failed(format!("the host layer does not handle {other:?} resources"))),
         }
     }

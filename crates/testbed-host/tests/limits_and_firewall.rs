@@ -134,6 +134,7 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     // All three with testbed's comment.
     let r = ScriptedRunner::new();
     r.on(&["iptables", "-C"], Reply::ok(""));
+    r.on(&["iptables", "-t", "raw", "-S"], Reply::ok("-P PREROUTING ACCEPT\n"));
     let obs = provider(&host, &r, &cfg).observe(std::slice::from_ref(&w)).await.unwrap();
     let f = obs.resources.iter().find(|o| o.kind == Kind::HostFirewall).unwrap();
     assert_eq!((f.owner.clone(), f.health.clone()), (Owner::Testbed, Health::Ok));
@@ -142,6 +143,7 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     // One of them gone: repaired by the next apply.
     let r = ScriptedRunner::new();
     r.on(&["iptables", "-C"], Reply::ok(""));
+    r.on(&["iptables", "-t", "raw", "-S"], Reply::ok("-P PREROUTING ACCEPT\n"));
     r.on(&["iptables", "-C", "INPUT"], Reply::exit(1, IPTABLES_NO_RULE));
     let obs = provider(&host, &r, &cfg).observe(std::slice::from_ref(&w)).await.unwrap();
     let f = obs.resources.iter().find(|o| o.kind == Kind::HostFirewall).unwrap();
@@ -150,6 +152,7 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     // Rules without testbed's comment (as the shell scripts added them): someone else's, used as they are.
     let r = ScriptedRunner::new();
     r.on(&["iptables", "-C"], Reply::ok(""));
+    r.on(&["iptables", "-t", "raw", "-S"], Reply::ok("-P PREROUTING ACCEPT\n"));
     for (chain, dir) in testbed_host::firewall::RULES {
         r.on(&["iptables", "-C", chain, dir, "lxdbr0", "-m"], Reply::exit(1, IPTABLES_NO_RULE));
     }
@@ -166,9 +169,10 @@ async fn observed_rules_tell_testbeds_partial_and_foreign_apart() {
     // Nothing for lxdbr0, but testbed's rules for the bridge the file used to name.
     let r = ScriptedRunner::new();
     r.on(&["iptables", "-C"], Reply::exit(1, IPTABLES_NO_RULE));
+    r.on(&["iptables", "-t", "raw", "-S"], Reply::ok("-P PREROUTING ACCEPT\n"));
     r.on(
         &["iptables", "-S", "FORWARD"],
-        Reply::ok("-P FORWARD DROP\n-A FORWARD -i oldbr0 -m comment --comment testbed:testbed -j ACCEPT\n-A FORWARD -o oldbr0 -m comment --comment testbed:testbed -j ACCEPT\n-A FORWARD -j DOCKER-USER\n"),
+        Reply::ok("-P FORWARD DROP\n-A FORWARD -i oldbr0 -m comment --comment \"testbed:testbed\" -j ACCEPT\n-A FORWARD -o oldbr0 -m comment --comment \"testbed:testbed\" -j ACCEPT\n-A FORWARD -j DOCKER-USER\n"),
     );
     let p = provider(&host, &r, &cfg);
     let obs = p.observe(std::slice::from_ref(&w)).await.unwrap();
@@ -239,6 +243,7 @@ async fn an_nft_only_host_gets_testbeds_own_table() {
         .all(|o| o.kind != Kind::HostFirewall));
     p.apply(&action(Op::Create, wanted(&cfg, "host.firewall")), &testbed_provider::ActionLog::discard()).await.unwrap();
     insta::assert_snapshot!(r.transcript().join("\n"), @r#"
+    host$ nft -j list table inet testbed
     host$ nft -j list table inet testbed
     host$ nft -j list table inet testbed
     host$ nft add table inet testbed

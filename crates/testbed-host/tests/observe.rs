@@ -50,6 +50,7 @@ async fn a_converged_ubuntu_host_plans_no_changes() {
     let r = ScriptedRunner::new();
     r.on(&["karmadactl", "version"], Reply::Output(Output::ok(karmadactl_version_line("v1.15.9"))));
     r.on(&["iptables", "-C"], Reply::ok(""));
+    r.on(&["iptables", "-t", "raw", "-S", "PREROUTING"], Reply::ok(RAW_WITH_NODE_PORTS));
     assert_eq!(plan(&host, &r, &config(FILE)).await, vec![]);
 }
 
@@ -62,17 +63,28 @@ async fn a_bare_host_plans_what_it_lacks() {
     let r = ScriptedRunner::new();
     r.on(&["iptables", "-C"], Reply::exit(1, IPTABLES_NO_RULE));
     r.on(&["iptables", "-S", "FORWARD"], Reply::ok("-P FORWARD ACCEPT\n"));
+    r.on(&["iptables", "-t", "raw", "-S", "PREROUTING"], Reply::ok("-P PREROUTING ACCEPT\n"));
     let got = plan(&host, &r, &config(FILE)).await;
     let ops: Vec<(&str, Op)> = got.iter().map(|(a, o, _)| (a.as_str(), *o)).collect();
     assert_eq!(
         ops,
-        vec![("host.firewall", Op::Create), ("host.packages", Op::Create), ("host.sysctl", Op::Update)],
+        vec![
+            ("host.firewall", Op::Create),
+            ("host.nodeports", Op::Create),
+            ("host.packages", Op::Create),
+            ("host.sysctl", Op::Update)
+        ],
         "{got:?}"
+    );
+    let closed = &got.iter().find(|(a, ..)| a == "host.nodeports").unwrap().2;
+    assert_eq!(
+        closed,
+        "not present: host ports 32000,32443 (the registry, the Karmada API) answer on every host address; after this, only from the host itself and lxdbr0"
     );
     let sysctl = &got.iter().find(|(a, ..)| a == "host.sysctl").unwrap().2;
     assert!(sysctl.contains("\"128\" → \"1048576\""), "{sysctl}");
-    // Observation only reads: the iptables checks and the listing, nothing else.
-    assert!(r.transcript().iter().all(|l| l.starts_with("host$ iptables -C ") || l == "host$ iptables -S FORWARD"));
+    // Observation only reads: the iptables checks and the listings, nothing else.
+    assert!(r.transcript().iter().all(|l| l.starts_with("host$ iptables -C ") || l.contains(" -S ")));
 }
 
 #[tokio::test]

@@ -48,6 +48,13 @@ fn spec<const N: usize>(pairs: [(&str, String); N]) -> Spec {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// The `ports` of `host.nodeports`: the registry's and the Karmada API's, ascending, comma-joined (as
+/// iptables' `--dports` takes them).
+pub fn node_ports(registry: u16, karmada: u16) -> String {
+    let set: BTreeSet<u16> = [registry, karmada].into_iter().collect();
+    set.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+}
+
 fn sorted_list(items: &[String]) -> String {
     let set: BTreeSet<&str> = items.iter().map(String::as_str).collect();
     set.into_iter().collect::<Vec<_>>().join(",")
@@ -202,8 +209,21 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         spec([("addons", sorted_list(&f.host.addons))]),
         vec![host_mk8s.clone()],
     );
-    let registry =
-        d.add(Kind::Registry, None, "local", spec([("port", f.registry.port.to_string())]), vec![host_mk8s.clone()]);
+    // The registry's and the Karmada API's NodePorts answer on every host address (MicroK8s' kube-proxy
+    // has no --nodeport-addresses): unless the file opens them, a rule testbed owns keeps them to loopback
+    // and the bridge, in force before either listens (real-tools.md; issue 10's case 15).
+    let nodeports = (!f.host.expose_node_ports).then(|| {
+        d.add(
+            Kind::HostNodeports,
+            None,
+            "nodeports",
+            spec([("bridge", f.lxd.bridge.clone()), ("ports", node_ports(f.registry.port, f.karmada.api_port))]),
+            vec![],
+        )
+    });
+    let mut registry_deps = vec![host_mk8s.clone()];
+    registry_deps.extend(nodeports.clone());
+    let registry = d.add(Kind::Registry, None, "local", spec([("port", f.registry.port.to_string())]), registry_deps);
 
     // The control plane's images (and the pull-mode agent): the release table's, or the file's own list for
     // a version without one. The steps point `karmadactl init` at exactly these copies.
@@ -251,6 +271,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     // init advertises the host's address on the bridge, which exists once the bridge does (real-tools.md,
     // issue 10's case 13).
     let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone(), network.clone()];
+    cp_deps.extend(nodeports);
     cp_deps.extend(control_plane_images);
     let control_plane = d.add(
         Kind::KarmadaControlPlane,

@@ -81,7 +81,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
     for r in desired_order(desired)? {
         let o = observed.get(&r.address);
         let decided = match o {
-            None => Some((Op::Create, "not present".to_owned(), Vec::new())),
+            None => Some((Op::Create, create_reason(r), Vec::new())),
             Some(o) => {
                 let changes = diff(r.kind, &r.spec, &o.spec);
                 let foreign = matches!(o.owner, Owner::Other(_));
@@ -356,4 +356,19 @@ fn desired_order(desired: &DesiredState) -> Result<Vec<&Resource>, PlanError> {
         return Err(PlanError::Cycle(stuck.unwrap_or_else(|| Address::new(Kind::HostPackages, &["packages"]))));
     }
     Ok(out)
+}
+
+/// Why a resource that is not there is created; for a rule that closes ports, which ports and to whom.
+fn create_reason(r: &Resource) -> String {
+    match r.kind {
+        Kind::HostNodeports => {
+            let setting = |k: &str| r.spec.get(k).map(String::as_str).unwrap_or_default();
+            format!(
+                "not present: host ports {} (the registry, the Karmada API) answer on every host address; after this, only from the host itself and {}",
+                setting("ports"),
+                setting("bridge")
+            )
+        }
+        _ => "not present".to_owned(),
+    }
 }

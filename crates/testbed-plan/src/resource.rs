@@ -47,6 +47,7 @@ impl Address {
                     Kind::HostPackages => rest == "packages",
                     Kind::HostSysctl => rest == "sysctl",
                     Kind::HostFirewall => rest == "firewall",
+                    Kind::HostNodeports => rest == "nodeports",
                     Kind::HostMicrok8s => rest == "microk8s",
                     Kind::HostAddons => rest == "addons",
                     _ => true,
@@ -106,6 +107,9 @@ pub enum Kind {
     HostSysctl,
     /// Firewall rules that let the bridge reach out and the host reach in.
     HostFirewall,
+    /// The firewall rule that lets the registry's and the Karmada API's NodePorts answer only on loopback
+    /// and the bridge.
+    HostNodeports,
     /// The host's own MicroK8s.
     HostMicrok8s,
     /// Addons of the host MicroK8s (dns, hostpath-storage).
@@ -149,10 +153,11 @@ pub enum Lifecycle {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::HostPackages,
         Kind::HostSysctl,
         Kind::HostFirewall,
+        Kind::HostNodeports,
         Kind::HostMicrok8s,
         Kind::HostAddons,
         Kind::LxdNetwork,
@@ -173,9 +178,12 @@ impl Kind {
     /// The first address segment.
     pub fn prefix(self) -> &'static str {
         match self {
-            Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall | Kind::HostMicrok8s | Kind::HostAddons => {
-                "host"
-            }
+            Kind::HostPackages
+            | Kind::HostSysctl
+            | Kind::HostFirewall
+            | Kind::HostNodeports
+            | Kind::HostMicrok8s
+            | Kind::HostAddons => "host",
             Kind::LxdNetwork => "lxd_network",
             Kind::LxdStoragePool => "lxd_storage_pool",
             Kind::LxdProfile => "lxd_profile",
@@ -194,7 +202,7 @@ impl Kind {
 
     pub fn layer(self) -> Layer {
         match self {
-            Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall => Layer::Host,
+            Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall | Kind::HostNodeports => Layer::Host,
             Kind::LxdNetwork | Kind::LxdStoragePool | Kind::LxdProfile | Kind::LxdInstance | Kind::Proxy => Layer::Lxd,
             Kind::HostMicrok8s | Kind::HostAddons | Kind::Microk8s | Kind::Microk8sAddons | Kind::Kubeconfig => {
                 Layer::Microk8s
@@ -280,16 +288,24 @@ impl Kind {
                 &[Kind::HostPackages]
             }
             Kind::HostFirewall => &[Kind::LxdNetwork],
+            Kind::HostNodeports => &[],
             Kind::LxdInstance => &[Kind::LxdNetwork, Kind::LxdStoragePool, Kind::LxdProfile, Kind::HostSysctl],
             Kind::Proxy => &[Kind::LxdInstance],
             Kind::Microk8s => &[Kind::LxdInstance, Kind::HostFirewall],
             Kind::Microk8sAddons | Kind::Sideload => &[Kind::Microk8s],
             Kind::Kubeconfig => &[Kind::Microk8s, Kind::Proxy],
-            Kind::HostAddons | Kind::Registry => &[Kind::HostMicrok8s],
+            Kind::HostAddons => &[Kind::HostMicrok8s],
+            // The registry and the control plane never answer on the network before the rule is in force.
+            Kind::Registry => &[Kind::HostMicrok8s, Kind::HostNodeports],
             Kind::Image => &[Kind::Registry],
-            Kind::KarmadaControlPlane => {
-                &[Kind::HostPackages, Kind::HostAddons, Kind::Registry, Kind::Image, Kind::LxdNetwork]
-            }
+            Kind::KarmadaControlPlane => &[
+                Kind::HostPackages,
+                Kind::HostAddons,
+                Kind::HostNodeports,
+                Kind::Registry,
+                Kind::Image,
+                Kind::LxdNetwork,
+            ],
             Kind::KarmadaMember => &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
         }
     }
@@ -369,6 +385,7 @@ mod tests {
                 Kind::HostPackages => Address::new(k, &["packages"]),
                 Kind::HostSysctl => Address::new(k, &["sysctl"]),
                 Kind::HostFirewall => Address::new(k, &["firewall"]),
+                Kind::HostNodeports => Address::new(k, &["nodeports"]),
                 Kind::HostMicrok8s => Address::new(k, &["microk8s"]),
                 Kind::HostAddons => Address::new(k, &["addons"]),
                 _ => Address::new(k, &["member4", "x"]),

@@ -125,6 +125,7 @@ fn an_unknown_version_takes_the_listed_images_as_the_control_planes() {
         deps(&d, "karmada.control_plane"),
         [
             "host.addons",
+            "host.nodeports",
             "host.packages",
             "image.etcd",
             "image.karmada-aggregated-apiserver",

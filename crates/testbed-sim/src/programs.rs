@@ -8,7 +8,7 @@
 //! - `curl -fsSL -o FILE URL` writes a karmadactl release archive for a published version (a 404 is
 //!   `curl: (22)`, exit 22), `curl URL.sha256` prints the digest the release publishes beside it, `tar -xzf`
 //!   unpacks it into `/usr/local/bin`, and `karmadactl version` prints karmada's `version.Info` line;
-//! - `sysctl -w KEY=VALUE` changes `/proc/sys`; `iptables -C/-I/-D/-S` keep the rules (a missing rule:
+//! - `sysctl -w KEY=VALUE` changes `/proc/sys`; `iptables [-t raw] -C/-I/-D/-S` keep the rules (a missing rule:
 //!   exit 1, "Bad rule (does a matching rule exist in that chain?)", as iptables 1.8.9 says);
 //! - `snap install microk8s` (which writes the host cluster's admin kubeconfig, as the snap's install hook
 //!   does) and the `microk8s` command ([`crate::microk8s_snap`]), karmadactl's other commands
@@ -246,6 +246,7 @@ fn changes(name: &str, a: &[&str]) -> Option<&'static str> {
         ("microk8s", ["enable" | "disable", "registry"]) => Some("registry.local"),
         ("microk8s", ["enable" | "disable", ..]) => Some("host.addons"),
         ("sysctl", ["-w", ..]) => Some("host.sysctl"),
+        ("iptables", ["-t", "raw", "-I" | "-D", ..]) => Some("host.nodeports"),
         ("iptables", ["-I" | "-D", ..]) => Some("host.firewall"),
         ("apt-get", ["install", ..]) | ("snap", ["install", ..]) => Some("host.packages"),
         ("curl", _) if a.contains(&"-o") => Some("host.packages"),
@@ -563,13 +564,30 @@ fn sysctl(root: &Path, a: &[&str]) -> Ran {
 
 const BAD_RULE: &str = "iptables: Bad rule (does a matching rule exist in that chain?).\n";
 
+/// iptables 1.8.9 (nf_tables) over the filter and raw tables: `[-t TABLE] -S [CHAIN]`, `-C`, `-I` (at the
+/// top), `-D`. A rule is kept as `-S` prints it, which is also how it is compared: a comment holding
+/// anything but letters, digits, `-` and `_` is printed quoted (`xtables_save_string`, iptables 1.8.9
+/// libxtables/xtables.c), so the words given and the words printed differ there.
 fn iptables(world: &mut SimWorld, a: &[&str]) -> Ran {
-    let rules = &mut world.host.iptables;
+    let (table, a) = match a {
+        ["-t", table, rest @ ..] => (*table, rest),
+        rest => ("filter", rest),
+    };
+    let (rules, chains): (&mut Vec<String>, &[&str]) = match table {
+        "filter" => (&mut world.host.iptables, &["INPUT", "FORWARD", "OUTPUT"]),
+        "raw" => (&mut world.host.iptables_raw, &["PREROUTING", "OUTPUT"]),
+        other => {
+            return fail(
+                3,
+                format!("iptables v1.8.9 (nf_tables): table '{other}' does not exist\nPerhaps iptables or your kernel needs to be upgraded.\n"),
+            )
+        }
+    };
     match a {
         ["-S"] | ["-S", _] => {
             let chain = a.get(1).copied();
             let mut out = String::new();
-            for c in ["INPUT", "FORWARD", "OUTPUT"].into_iter().filter(|c| chain.is_none_or(|x| x == *c)) {
+            for c in chains.iter().filter(|c| chain.is_none_or(|x| x == **c)) {
                 out.push_str(&format!("-P {c} ACCEPT\n"));
                 for r in rules.iter().filter(|r| r.starts_with(&format!("-A {c} "))) {
                     out.push_str(r);
@@ -579,7 +597,10 @@ fn iptables(world: &mut SimWorld, a: &[&str]) -> Ran {
             ok(out, 0)
         }
         [op @ ("-C" | "-I" | "-D"), chain, rule @ ..] => {
-            let line = format!("-A {chain} {}", rule.join(" "));
+            if !chains.contains(chain) {
+                return fail(1, "iptables: No chain/target/match by that name.\n");
+            }
+            let line = format!("-A {chain} {}", saved(rule));
             let at = rules.iter().position(|r| *r == line);
             match (*op, at) {
                 ("-C", Some(_)) => ok("", 0),
@@ -594,10 +615,22 @@ fn iptables(world: &mut SimWorld, a: &[&str]) -> Ran {
                 }
             }
         }
-        _ => {
-            fail(2, "iptables v1.8.9 (nf_tables): unknown arguments (the simulated iptables runs -C, -I, -D and -S)\n")
-        }
+        _ => fail(
+            2,
+            "iptables v1.8.9 (nf_tables): unknown arguments (the simulated iptables runs [-t filter|raw] -C, -I, -D and -S)\n",
+        ),
     }
+}
+
+/// A rule's words as `iptables -S` prints them back.
+fn saved(rule: &[&str]) -> String {
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let mut words = Vec::with_capacity(rule.len());
+    for (i, w) in rule.iter().enumerate() {
+        let comment = i > 0 && rule[i - 1] == "--comment";
+        words.push(if comment && !plain(w) { format!("\"{w}\"") } else { (*w).to_owned() });
+    }
+    words.join(" ")
 }
 
 #[cfg(test)]

@@ -157,6 +157,9 @@ pub struct SimHost {
     /// The iptables rules, as `iptables -S` prints them (`-A FORWARD -i lxdbr0 ... -j ACCEPT`).
     #[serde(default)]
     pub iptables: Vec<String>,
+    /// The raw table's rules, the same way (`-A PREROUTING ! -i lxdbr0 -p tcp ... -j DROP`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iptables_raw: Vec<String>,
     /// Ports held by processes testbed knows nothing about.
     pub foreign_ports: BTreeSet<u16>,
     /// Kernel modules this host's kernel can load (what LXD's `linux.kernel_modules` needs at start):
@@ -332,6 +335,7 @@ impl SimWorld {
             host: SimHost {
                 packages: preinstalled.collect(),
                 iptables: Vec::new(),
+                iptables_raw: Vec::new(),
                 foreign_ports: BTreeSet::new(),
                 kernel_modules: default_kernel_modules(),
                 microk8s: None,

@@ -58,7 +58,7 @@ async fn a_fresh_ubuntu_host_gets_its_packages_limits_and_rules_once() {
     let planned: std::collections::BTreeSet<String> =
         p.actions().iter().map(|a| format!("{} {}", a.op.name(), a.address)).collect();
     // snapd comes with Ubuntu: the package set is updated, not created; the limits are the kernel's defaults.
-    let expected = ["create host.firewall", "update host.packages", "update host.sysctl"];
+    let expected = ["create host.firewall", "create host.nodeports", "update host.packages", "update host.sysctl"];
     assert_eq!(planned, expected.into_iter().map(String::from).collect(), "{planned:?}");
     for (address, result) in apply(&m, &p).await {
         result.unwrap_or_else(|e| panic!("{address}: {e} ({:?})", e.hint()));
@@ -70,11 +70,39 @@ async fn a_fresh_ubuntu_host_gets_its_packages_limits_and_rules_once() {
     assert!(again.is_empty(), "{:?}", again.actions().iter().map(|a| a.address.to_string()).collect::<Vec<_>>());
     let world = m.world();
     assert_eq!(world.host.packages.get("karmadactl").and_then(|p| p.version.as_deref()), Some("v1.15.9"));
-    assert_eq!(world.host.iptables.iter().filter(|r| r.contains("--comment testbed:testbed")).count(), 3);
+    assert_eq!(world.host.iptables.iter().filter(|r| r.contains("--comment \"testbed:testbed\"")).count(), 3);
+    assert_eq!(
+        world.host.iptables_raw,
+        ["-A PREROUTING ! -i lxdbr0 -p tcp -m multiport --dports 32000,32443 -m addrtype --dst-type LOCAL -m addrtype ! --src-type LOCAL -m comment --comment \"testbed:testbed\" -j DROP"],
+        "one rule keeps the registry and the Karmada API to loopback and the bridge"
+    );
     let marker = std::fs::read_to_string(m.host_system().path("/var/lib/testbed/host-packages")).unwrap();
     assert!(marker.contains("lxd") && marker.contains("karmadactl") && !marker.contains("snapd"), "{marker}");
     let limit = m.host_system().sysctl("fs.inotify.max_user_instances");
     assert_eq!(limit.as_deref(), Some("1048576"));
+}
+
+#[tokio::test]
+async fn a_file_that_opens_the_node_ports_loses_only_testbeds_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(FILE);
+    let m = machine(dir.path(), SimOptions::instant(), &c);
+    for (address, result) in apply(&m, &host_plan(&m, &c).await).await {
+        result.unwrap_or_else(|e| panic!("{address}: {e}"));
+    }
+    // A rule someone else put in the raw table stays.
+    let theirs = "-A PREROUTING -p tcp -m tcp --dport 9999 -j DROP".to_owned();
+    m.edit(|w| w.host.iptables_raw.push(theirs.clone())).unwrap();
+
+    let open = config(&format!("[host]\nexpose_node_ports = true\n{FILE}"));
+    let p = host_plan(&m, &open).await;
+    let planned: Vec<String> = p.actions().iter().map(|a| format!("{} {}", a.op.name(), a.address)).collect();
+    assert_eq!(planned, ["delete host.nodeports"]);
+    for (address, result) in apply(&m, &p).await {
+        result.unwrap_or_else(|e| panic!("{address}: {e}"));
+    }
+    assert_eq!(m.world().host.iptables_raw, [theirs]);
+    assert!(host_plan(&m, &open).await.is_empty());
 }
 
 #[tokio::test]

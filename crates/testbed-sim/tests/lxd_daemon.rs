@@ -186,7 +186,9 @@ async fn running(b: &Bench, client: &Client) {
     b.machine
         .edit(|w| {
             for dir in ["-i", "-o"] {
-                w.host.iptables.push(format!("-A FORWARD {dir} lxdbr0 -m comment --comment testbed:testbed -j ACCEPT"));
+                w.host
+                    .iptables
+                    .push(format!("-A FORWARD {dir} lxdbr0 -m comment --comment \"testbed:testbed\" -j ACCEPT"));
             }
         })
         .expect("saved");

@@ -80,8 +80,63 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             s.push(Step::Note("each -I runs only when the -C before it fails, so rules are never duplicated; hosts with nft and no iptables get the same rules in table inet testbed".into()));
             s
         }
+        Kind::HostNodeports => {
+            let rule = node_ports_rule(setting(a, "bridge"), setting(a, "ports"), &cx.firewall_comment);
+            vec![
+                Step::Note(format!(
+                    "the raw table's PREROUTING runs before kube-proxy turns a NodePort into its pod: a connection to ports {} on any host address is dropped unless it comes from the host itself (a local source address) or in through {}",
+                    setting(a, "ports"),
+                    setting(a, "bridge")
+                )),
+                host(["iptables", "-t", "raw", "-S", "PREROUTING"]),
+                Step::Note("any other rule with this testbed's comment in that listing is deleted (-D) first, and the -I below runs only when the listing lacks it; hosts with nft and no iptables get the same rule in table inet testbed, chain prerouting (priority raw)".into()),
+                host(raw_prerouting("-I", &rule)),
+            ]
+        }
         _ => vec![],
     }
+}
+
+/// The rule of `host.nodeports` in iptables' words, in the order `iptables -S` prints them back (after
+/// `-A PREROUTING`): TCP to `ports` on an address of the host, not from a local source address, not in
+/// through `bridge`, is dropped.
+pub fn node_ports_rule(bridge: &str, ports: &str, comment: &str) -> Vec<String> {
+    [
+        "!",
+        "-i",
+        bridge,
+        "-p",
+        "tcp",
+        "-m",
+        "multiport",
+        "--dports",
+        ports,
+        "-m",
+        "addrtype",
+        "--dst-type",
+        "LOCAL",
+        "-m",
+        "addrtype",
+        "!",
+        "--src-type",
+        "LOCAL",
+        "-m",
+        "comment",
+        "--comment",
+        comment,
+        "-j",
+        "DROP",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `iptables -t raw OP PREROUTING RULE...`.
+pub fn raw_prerouting(op: &str, rule: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = ["iptables", "-t", "raw", op, "PREROUTING"].iter().map(|s| s.to_string()).collect();
+    v.extend(rule.iter().cloned());
+    v
 }
 
 pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
@@ -94,6 +149,18 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
                 Some(b) if b.as_str() != setting(a, "bridge") => firewall_deletes(b, cx),
                 _ => vec![],
             };
+            s.extend(create(a, cx));
+            s
+        }
+        Kind::HostNodeports => {
+            let old = |k: &str| a.observed.as_ref().and_then(|o| o.spec.get(k)).cloned().unwrap_or_default();
+            let mut s = Vec::new();
+            if (old("bridge"), old("ports")) != (setting(a, "bridge").to_owned(), setting(a, "ports").to_owned()) {
+                s.push(host(raw_prerouting(
+                    "-D",
+                    &node_ports_rule(&old("bridge"), &old("ports"), &cx.firewall_comment),
+                )));
+            }
             s.extend(create(a, cx));
             s
         }
@@ -117,6 +184,12 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind {
         Kind::HostPackages | Kind::HostSysctl => vec![],
         Kind::HostFirewall => firewall_deletes(setting(a, "bridge"), cx),
+        Kind::HostNodeports => {
+            vec![host(raw_prerouting(
+                "-D",
+                &node_ports_rule(setting(a, "bridge"), setting(a, "ports"), &cx.firewall_comment),
+            ))]
+        }
         _ => vec![],
     }
 }

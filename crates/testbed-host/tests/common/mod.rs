@@ -26,6 +26,9 @@ pub fn karmadactl_version_line(v: &str) -> String {
 
 /// What `iptables -C` prints when no rule matches (iptables 1.8.9, exit code 1).
 pub const IPTABLES_NO_RULE: &str = "iptables: Bad rule (does a matching rule exist in that chain?).\n";
+/// `iptables -t raw -S PREROUTING` with testbed's NodePort rule, as iptables 1.8.9 (nf_tables) printed it.
+#[allow(dead_code)]
+pub const RAW_WITH_NODE_PORTS: &str = "-P PREROUTING ACCEPT\n-A PREROUTING ! -i lxdbr0 -p tcp -m multiport --dports 32000,32443 -m addrtype --dst-type LOCAL -m addrtype ! --src-type LOCAL -m comment --comment \"testbed:testbed\" -j DROP\n";
 
 pub struct FakeHost {
     pub dir: tempfile::TempDir,
