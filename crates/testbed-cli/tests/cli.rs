@@ -44,7 +44,10 @@ impl Lab {
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_testbed"));
         cmd.arg("-c").arg(self.config()).arg("--simulate").arg("all").args(args);
-        cmd.env("TESTBED_SIM_SPEED", "0").env_remove("TESTBED_SIM_FAIL").env_remove("RUST_LOG");
+        cmd.env("TESTBED_SIM_SPEED", "0")
+            .env_remove("TESTBED_SIM_FAIL")
+            .env_remove("TESTBED_SIM_SEED")
+            .env_remove("RUST_LOG");
         cmd.stdin(std::process::Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
@@ -146,6 +149,39 @@ fn an_injected_failure_fails_the_run_and_the_next_apply_converges() {
     let again = lab.run(&["apply", "--yes"]);
     assert_eq!(code(&again), 0, "{}", stdout(&again));
     assert_eq!(stdout(&lab.run(&["plan"])).trim(), "No changes.");
+}
+
+#[test]
+fn a_program_call_or_an_lxd_request_fails_as_the_real_one_and_the_next_apply_converges() {
+    let lab = Lab::new(THREE);
+    let faults = "program:snap.install@member2,lxd:PUT:/1.0/instances/member3/state";
+    let out = lab.run_with(&["apply", "--yes"], &[("TESTBED_SIM_FAIL", faults)]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let text = stdout(&out);
+    let line = |address: &str| text.lines().find(|l| l.contains(&format!("{address}: FAILED"))).unwrap_or_default();
+    // snapd's own words for a daemon it cannot reach, and LXD's error envelope, reach the user.
+    assert!(line("microk8s.member2").contains("cannot communicate with server"), "{text}");
+    assert!(line("lxd_instance.member3").contains("Failed to begin transaction"), "{text}");
+    assert!(text.contains("karmada_member.member1: created"), "member1 is untouched by both: {text}");
+
+    let again = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&again), 0, "once-faults are spent: {}", stdout(&again));
+    assert_eq!(stdout(&lab.run(&["plan"])).trim(), "No changes.");
+}
+
+#[test]
+fn an_always_fault_fails_every_run_until_it_is_lifted() {
+    let lab = Lab::new(THREE);
+    let always = [("TESTBED_SIM_FAIL", "program:snap.install@member2=always")];
+    for _ in 0..2 {
+        let out = lab.run_with(&["apply", "--yes"], &always);
+        assert_eq!(code(&out), 1, "{}", stdout(&out));
+        assert!(stdout(&out).contains("microk8s.member2: FAILED"), "{}", stdout(&out));
+    }
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let bad = lab.run_with(&["plan"], &[("TESTBED_SIM_FAIL", "program:snap@")]);
+    assert_eq!(code(&bad), 1);
+    assert!(stderr(&bad).contains("TESTBED_SIM_FAIL") && stderr(&bad).contains("`@`"), "{}", stderr(&bad));
 }
 
 #[test]

@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use support::*;
 use testbed_exec::{critical_path, serial_sum, Outcome};
 use testbed_plan::Op;
+use testbed_sim::faults::Faults;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
@@ -40,7 +41,7 @@ proptest! {
     /// From any half-built machine, apply converges: the next plan is empty, so a second apply does nothing.
     /// Half-built is a random subset of the steps applied (with whatever they need first), or the whole
     /// apply, and that run killed at a random moment (its future dropped while actions run, as when the
-    /// process dies), or let finish.
+    /// process dies), or let finish; and run with random program-call faults drawn from a seed, or none.
     #[test]
     fn apply_converges_from_any_half_built_machine(
         ms in members(),
@@ -48,24 +49,37 @@ proptest! {
         mask in prop::collection::vec(any::<bool>(), 0..120),
         killed_after in prop::option::of(0usize..150),
         parallelism in 1usize..12,
+        faulty in prop::option::of((any::<u64>(), 1u32..20)),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path(), &file(&ms, pull));
+        // What reproduces the first run's faults with the CLI.
+        let seeded = faulty.map(|(seed, percent)| {
+            format!("TESTBED_SIM_SEED={seed} TESTBED_SIM_FAIL=random:{}", f64::from(percent) / 100.0)
+        });
         rt().block_on(async {
             let m = machine(dir.path(), 0.0, &[]);
             let (_, _, full) = plan(&m, &c).await;
             let targets: Vec<String> = addresses(&full).into_iter().zip(mask.iter().chain(std::iter::repeat(&false)))
                 .filter(|(_, keep)| **keep).map(|(a, _)| a).collect();
             let first = if targets.is_empty() { full } else { full.targeted(&targets) };
+            if let Some((seed, percent)) = faulty {
+                m.set_faults(Faults::new(vec![], Some(f64::from(percent) / 100.0), Some(seed)));
+            }
             match killed_after {
                 Some(events) => { run_killed_after(&m, &first, parallelism, events).await; }
                 None => {
                     let r = run(&m, &first, parallelism).await;
-                    prop_assert!(r.success(), "{}", failures(&r));
+                    prop_assert!(r.success() || faulty.is_some(), "{}", failures(&r));
                 }
             }
+            m.set_faults(Faults::default());
             let r = apply(&m, &c, parallelism).await;
-            prop_assert!(r.success(), "after a first run killed after {killed_after:?} events: {}", failures(&r));
+            prop_assert!(
+                r.success(),
+                "after a first run killed after {killed_after:?} events, with faults {seeded:?}: {}",
+                failures(&r)
+            );
             // The next plan is what a second apply would run: empty, so it changes nothing.
             let (_, _, after) = plan(&m, &c).await;
             prop_assert!(after.is_empty(), "not converged: {:?}", addresses(&after));
@@ -103,6 +117,33 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A seed reproduces its random faults: the same seed on a fresh machine fails the same actions with the
+/// same errors (one action at a time, so the run's order is fixed too), and another seed fails others.
+#[test]
+fn a_seed_reproduces_its_random_faults() {
+    let failed = |seed: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), &file(&numbered(2), false));
+        rt().block_on(async {
+            let m = machine(dir.path(), 0.0, &[]);
+            let (_, _, p) = plan(&m, &c).await;
+            m.set_faults(Faults::new(vec![], Some(0.08), Some(seed)));
+            let r = run(&m, &p, 1).await;
+            let text = failures(&r);
+            // The error names the temporary directory; what failed and why does not.
+            text.replace(&dir.path().display().to_string(), "DIR")
+        })
+    };
+    let runs: Vec<(String, String)> = (1..=4).map(|seed| (failed(seed), failed(seed))).collect();
+    for (seed, (a, b)) in runs.iter().enumerate() {
+        assert_eq!(a, b, "TESTBED_SIM_SEED={} TESTBED_SIM_FAIL=random:0.08 failed differently twice", seed + 1);
+    }
+    let distinct: BTreeSet<&String> = runs.iter().map(|(a, _)| a).collect();
+    assert!(distinct.len() > 1, "four seeds, one outcome: the seed draws nothing: {distinct:?}");
+    // failures() adds one line per failed action to the summary line.
+    assert!(runs.iter().any(|(a, _)| a.contains('\n')), "no seed failed anything: {runs:?}");
 }
 
 /// A failure at any single action: the run fails, exactly its dependents are skipped, every independent

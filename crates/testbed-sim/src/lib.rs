@@ -22,6 +22,7 @@
 pub mod containerd;
 mod coreutils;
 mod error;
+pub mod faults;
 pub mod host_root;
 mod karmadactl;
 mod kube_api;
@@ -39,7 +40,7 @@ pub mod world;
 
 pub use error::SimError;
 pub use machine::SimMachine;
-pub use options::{SimOptions, FAIL_ENV, SPEED_ENV};
+pub use options::{SimOptions, FAIL_ENV, SEED_ENV, SPEED_ENV};
 pub use programs::SimPrograms;
 pub use store::FORMAT;
 pub use world::{Inside, SimWorld};

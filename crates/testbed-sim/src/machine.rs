@@ -179,6 +179,7 @@ impl SimMachine {
         crate::host_root::ensure_essential(&host_root)
             .map_err(|source| SimError::Runtime { what: "the simulated host's files", source })?;
         world.fail_once = options.fail_once.clone();
+        world.faults = options.faults.clone();
         let sockets = Sockets::new()
             .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon's socket directory", source })?;
         Ok(SimMachine {
@@ -408,6 +409,12 @@ impl SimMachine {
     /// in use) and, in [`SimWorld::inside`], what it keeps inside the real containers.
     pub fn world(&self) -> SimWorld {
         self.lock().clone()
+    }
+
+    /// Replaces the faults of the calls from now on (what `TESTBED_SIM_FAIL` and `TESTBED_SIM_SEED` set
+    /// when the machine was opened), as a later run with other settings would have them.
+    pub fn set_faults(&self, faults: crate::faults::Faults) {
+        self.lock().faults = faults;
     }
 
     /// Changes the machine by hand (a foreign container, a stopped MicroK8s, a port taken by another

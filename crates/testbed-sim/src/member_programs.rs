@@ -59,6 +59,19 @@ pub(crate) fn run(world: &mut SimWorld, c: &Container, argv: &[String]) -> Ran {
     let Some(program) = argv.first() else { return fail(127, "") };
     let name = program.rsplit('/').next().unwrap_or(program).to_owned();
     let a: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    if let Some(fault) = world.faults.program(&c.name, &name, &a, &mut world.consumed_failures) {
+        let (code, text) = crate::faults::program_failure(&name, &a, &fault);
+        return fail(code, text);
+    }
+    let mut ran = run_unfaulted(world, c, &name, &a);
+    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+    ran.took = world.faults.latency(&c.name, &words, ran.took);
+    ran
+}
+
+fn run_unfaulted(world: &mut SimWorld, c: &Container, name: &str, a: &[&str]) -> Ran {
+    let name = name.to_owned();
+    let a = a.to_vec();
     if let Some(address) = changes(&c.name, &name, &a) {
         if world.fail_once.contains(&address) && world.consumed_failures.insert(address.clone()) {
             return fail(1, format!("{name}: simulated failure injected by TESTBED_SIM_FAIL ({address})\n"));

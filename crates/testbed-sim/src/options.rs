@@ -1,16 +1,21 @@
-//! How the simulated machine behaves: how fast time runs, and which steps fail once on purpose.
+//! How the simulated machine behaves: how fast time runs, which steps and calls fail on purpose
+//! ([`crate::faults`]), and the seed that makes random faults and latencies reproducible.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use testbed_plan::Address;
 
+use crate::faults::{Fault, Faults, Target, Times};
 use crate::SimError;
 
 /// The environment variable holding the speed factor.
 pub const SPEED_ENV: &str = "TESTBED_SIM_SPEED";
-/// The environment variable holding the addresses whose actions fail once.
+/// The environment variable holding the faults: addresses whose actions fail once, program calls and LXD
+/// requests that fail once or always, `random:P` ([`crate::faults`]).
 pub const FAIL_ENV: &str = "TESTBED_SIM_FAIL";
+/// The environment variable holding the seed of random faults and latencies (an unsigned 64-bit integer).
+pub const SEED_ENV: &str = "TESTBED_SIM_SEED";
 
 /// Options of a simulated machine.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,11 +24,13 @@ pub struct SimOptions {
     pub speed: f64,
     /// Addresses whose actions fail once (the first time they run on this machine's state file).
     pub fail_once: BTreeSet<String>,
+    /// Program calls and LXD requests that fail, and random faults.
+    pub faults: Faults,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { speed: SimOptions::DEFAULT_SPEED, fail_once: BTreeSet::new() }
+        SimOptions { speed: SimOptions::DEFAULT_SPEED, fail_once: BTreeSet::new(), faults: Faults::default() }
     }
 }
 
@@ -34,11 +41,16 @@ impl SimOptions {
 
     /// Options where every step takes no time.
     pub fn instant() -> SimOptions {
-        SimOptions { speed: 0.0, fail_once: BTreeSet::new() }
+        SimOptions { speed: 0.0, fail_once: BTreeSet::new(), faults: Faults::default() }
     }
 
-    /// Reads `TESTBED_SIM_SPEED` (a factor ≥ 0; default 0.01) and `TESTBED_SIM_FAIL` (comma-separated
-    /// addresses) from the environment.
+    /// These options with `fail_once` as the addresses that fail once.
+    pub fn failing_once<S: Into<String>>(self, addresses: impl IntoIterator<Item = S>) -> SimOptions {
+        SimOptions { fail_once: addresses.into_iter().map(Into::into).collect(), ..self }
+    }
+
+    /// Reads `TESTBED_SIM_SPEED` (a factor ≥ 0; default 0.01), `TESTBED_SIM_FAIL` (comma-separated
+    /// faults) and `TESTBED_SIM_SEED` from the environment.
     pub fn from_env() -> Result<SimOptions, SimError> {
         let read = |name: &str| match std::env::var(name) {
             Ok(v) => Ok(Some(v)),
@@ -49,27 +61,54 @@ impl SimOptions {
                 reason: "the value is not valid UTF-8".into(),
             }),
         };
-        SimOptions::from_values(read(SPEED_ENV)?.as_deref(), read(FAIL_ENV)?.as_deref())
+        let options = SimOptions::from_values(read(SPEED_ENV)?.as_deref(), read(FAIL_ENV)?.as_deref())?;
+        options.seeded(read(SEED_ENV)?.as_deref())
     }
 
-    /// Options from the two settings' raw values (what [`SimOptions::from_env`] reads).
+    /// Options from the speed's and the faults' raw values (what [`SimOptions::from_env`] reads).
     pub fn from_values(speed: Option<&str>, fail: Option<&str>) -> Result<SimOptions, SimError> {
         let speed = match speed.map(str::trim).filter(|s| !s.is_empty()) {
             None => SimOptions::DEFAULT_SPEED,
             Some(raw) => parse_speed(raw)?,
         };
+        let bad =
+            |item: &str, reason: String| SimError::BadSetting { name: FAIL_ENV.into(), value: item.into(), reason };
         let mut fail_once = BTreeSet::new();
+        let mut named = Vec::new();
+        let mut random = None;
         for item in fail.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if Address::parse(item).is_none() {
-                return Err(SimError::BadSetting {
-                    name: FAIL_ENV.into(),
-                    value: item.into(),
-                    reason: "this is not a resource address (e.g. lxd_instance.member1, karmada.control_plane)".into(),
-                });
+            if let Some(p) = item.strip_prefix("random:") {
+                match p.parse::<f64>() {
+                    Ok(p) if (0.0..=1.0).contains(&p) => random = Some(p),
+                    _ => return Err(bad(item, "random:P takes a probability from 0 to 1, e.g. random:0.05".into())),
+                }
+                continue;
             }
-            fail_once.insert(item.to_owned());
+            let fault = Fault::parse(item, |a| Address::parse(a).is_some()).map_err(|reason| bad(item, reason))?;
+            match (&fault.target, fault.times) {
+                (Target::Address(a), Times::Once) => {
+                    fail_once.insert(a.clone());
+                }
+                (Target::Address(_), Times::Always) => {
+                    return Err(bad(item, "an address fails once; to fail a call every time, name it: program:NAME[.SUB][@WHERE]=always or lxd:METHOD:PATH=always".into()))
+                }
+                _ => named.push(fault),
+            }
         }
-        Ok(SimOptions { speed, fail_once })
+        Ok(SimOptions { speed, fail_once, faults: Faults::new(named, random, None) })
+    }
+
+    /// These options with the seed's raw value (`TESTBED_SIM_SEED`; none: no variation).
+    pub fn seeded(mut self, seed: Option<&str>) -> Result<SimOptions, SimError> {
+        if let Some(raw) = seed.map(str::trim).filter(|s| !s.is_empty()) {
+            let seed = raw.parse::<u64>().map_err(|_| SimError::BadSetting {
+                name: SEED_ENV.into(),
+                value: raw.into(),
+                reason: "expected an unsigned integer such as 42".into(),
+            })?;
+            self.faults.seed = Some(seed);
+        }
+        Ok(self)
     }
 
     /// A real-world duration at this speed.
@@ -106,14 +145,23 @@ mod tests {
         }
         let e = SimOptions::from_values(None, Some("nonsense.x")).expect_err("bad address").to_string();
         assert!(e.contains("TESTBED_SIM_FAIL") && e.contains("nonsense.x"), "{e}");
+        let o = SimOptions::from_values(None, Some("program:snap.install@member2=always, random:0.1")).expect("ok");
+        assert_eq!((o.faults.named.len(), o.faults.random), (1, Some(0.1)));
+        for bad in ["random:2", "lxd_instance.member1=always", "program:"] {
+            let e = SimOptions::from_values(None, Some(bad)).expect_err(bad).to_string();
+            assert!(e.contains("TESTBED_SIM_FAIL"), "{e}");
+        }
+        assert_eq!(SimOptions::instant().seeded(Some("42")).expect("ok").faults.seed, Some(42));
+        let e = SimOptions::instant().seeded(Some("-1")).expect_err("negative").to_string();
+        assert!(e.contains("TESTBED_SIM_SEED"), "{e}");
     }
 
     #[test]
     fn durations_scale() {
-        let o = SimOptions { speed: 0.01, fail_once: BTreeSet::new() };
+        let o = SimOptions { speed: 0.01, ..SimOptions::instant() };
         assert_eq!(o.scaled(Duration::from_secs(100)), Duration::from_secs(1));
         assert_eq!(SimOptions::instant().scaled(Duration::from_secs(100)), Duration::ZERO);
-        let weird = SimOptions { speed: f64::NAN, fail_once: BTreeSet::new() };
+        let weird = SimOptions { speed: f64::NAN, ..SimOptions::instant() };
         assert_eq!(weird.scaled(Duration::from_secs(100)), Duration::ZERO);
     }
 }

@@ -129,7 +129,13 @@ impl CommandRunner for SimPrograms {
             if registry_images.is_some() {
                 world.real_registry_images = registry_images;
             }
-            let ran = if name == "karmadactl" && argv.get(1).is_some_and(|a| a != "version") {
+            let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+            let w = &mut *world;
+            let fault = w.faults.program("host", &name, &args, &mut w.consumed_failures);
+            let ran = if let Some(fault) = fault {
+                let (code, text) = crate::faults::program_failure(&name, &args, &fault);
+                fail(code, text)
+            } else if name == "karmadactl" && argv.get(1).is_some_and(|a| a != "version") {
                 let env = crate::karmadactl::Env {
                     root: self.root(),
                     own_dirs: self.shared.own_dirs(),
@@ -155,7 +161,9 @@ impl CommandRunner for SimPrograms {
         };
         // Installing LXD makes its socket appear.
         let _ = self.shared.sync_lxd_socket();
-        let took = self.shared.options.scaled(ran.took);
+        let argv_words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let varied = self.shared.read(|w| w.faults.latency("host", &argv_words, ran.took));
+        let took = self.shared.options.scaled(varied);
         if took > timeout {
             tokio::time::sleep(timeout).await;
             return Err(CommandError::Timeout { program, where_: String::new(), after: timeout });

@@ -39,6 +39,10 @@ pub struct SimWorld {
     /// faults. Never saved; [`SimWorld::consumed_failures`] is.
     #[serde(skip)]
     pub(crate) fail_once: BTreeSet<String>,
+    /// The program calls and LXD requests that fail in this run, and the seed. Never saved; what a
+    /// once-fault spent is, in [`SimWorld::consumed_failures`].
+    #[serde(skip)]
+    pub(crate) faults: crate::faults::Faults,
     /// The real local registry's images (`localhost:PORT/NAME:TAG`), as last read, when the registry is
     /// real: what the control plane's pods can pull. Never saved.
     #[serde(skip)]
@@ -344,6 +348,7 @@ impl SimWorld {
             },
             lxd_daemon: LxdDaemon::default(),
             fail_once: BTreeSet::new(),
+            faults: Default::default(),
             real_registry_images: None,
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,

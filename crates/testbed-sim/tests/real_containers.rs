@@ -491,7 +491,7 @@ async fn a_container_that_stops_while_the_step_runs_fails_the_step() {
     let dir = lab_dir();
     let lxd = FakeLxd::new(vec![container("member1", true, "uuid-1")]);
     let view: Arc<dyn ContainerView> = lxd.clone();
-    let options = SimOptions { speed: 1.0, fail_once: BTreeSet::new() };
+    let options = SimOptions { speed: 1.0, ..SimOptions::instant() };
     let machine = SimMachine::open(dir.path().join("sim.json"), options)
         .expect("opens")
         .with_context(cx(dir.path()))

@@ -262,7 +262,7 @@ async fn join_refuses_a_name_someone_else_registered_with_karmadactls_own_messag
 
 #[tokio::test]
 async fn an_injected_failure_happens_once_across_runs() {
-    let options = SimOptions { speed: 0.0, fail_once: BTreeSet::from(["lxd_network.lxdbr0".to_owned()]) };
+    let options = SimOptions::instant().failing_once(["lxd_network.lxdbr0"]);
     let b = bench_with(options.clone());
     let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let network = apply_until(&b.machine, &plan, at("lxd_network.lxdbr0"), nothing).await.expect("planned");
@@ -532,7 +532,7 @@ async fn a_changed_member_image_replaces_what_lives_in_the_container() {
 
 #[tokio::test(start_paused = true)]
 async fn steps_take_their_real_time_scaled_by_the_speed() {
-    let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
+    let b = bench_with(SimOptions { speed: 1.0, ..SimOptions::instant() });
     let plan = plan_for(&b.machine, &b.config(TWO_MEMBERS)).await;
     let packages = plan.actions().into_iter().find(|a| a.address.as_str() == "host.packages").expect("planned").clone();
     let providers = b.machine.providers();
@@ -584,7 +584,7 @@ async fn apply_concurrently(machine: &SimMachine, plan: &Plan) {
 
 #[tokio::test(start_paused = true)]
 async fn the_default_testbed_takes_minutes_of_real_time_and_seconds_at_the_default_speed() {
-    let b = bench_with(SimOptions { speed: 1.0, fail_once: BTreeSet::new() });
+    let b = bench_with(SimOptions { speed: 1.0, ..SimOptions::instant() });
     let cfg = b.config(THREE_MEMBERS);
     let plan = plan_for(&b.machine, &cfg).await;
     let start = tokio::time::Instant::now();
@@ -724,7 +724,7 @@ async fn a_pull_members_cluster_appears_after_register_returns_and_is_labelled_o
     let register = apply_until(&b.machine, &plan, at("karmada_member.member2"), nothing).await.expect("planned");
 
     // The same machine at a speed where the agent takes a moment (5 s of real time) to create its Cluster.
-    let slow = SimMachine::open(&b.path, SimOptions { speed: 0.02, fail_once: BTreeSet::new() })
+    let slow = SimMachine::open(&b.path, SimOptions { speed: 0.02, ..SimOptions::instant() })
         .expect("reopens")
         .with_context(testbed_steps::Context::new(&cfg));
     let (log, entries) = recording_log();

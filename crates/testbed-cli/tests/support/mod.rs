@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,8 +36,7 @@ pub fn numbered(n: usize) -> Vec<(String, u16)> {
 
 /// A fresh simulated machine in `dir`.
 pub fn machine(dir: &Path, speed: f64, fail_once: &[&str]) -> SimMachine {
-    let options =
-        SimOptions { speed, fail_once: fail_once.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>() };
+    let options = SimOptions { speed, ..SimOptions::instant() }.failing_once(fail_once.iter().copied());
     SimMachine::open(dir.join("sim.json"), options).expect("open simulated machine")
 }
 

@@ -58,6 +58,10 @@ pub(crate) async fn handle(
 ) -> (StatusCode, Vec<u8>) {
     let path = uri.path();
     let query = uri.query().unwrap_or_default();
+    if let Some(fault) = injected_request(d, method.as_str(), path) {
+        let (code, message) = crate::faults::lxd_failure(&fault);
+        return envelope(Err(err(code, message)));
+    }
     let segments: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     // A file push carries the file, not JSON.
@@ -1067,6 +1071,18 @@ const ADDRESS_KEY: &str = "user.testbed.address";
 
 fn proxy_keys(config: &Map) -> BTreeSet<String> {
     config.iter().filter(|(k, _)| k.starts_with("user.testbed.proxy.")).map(|(_, v)| v.clone()).collect()
+}
+
+/// The fault `TESTBED_SIM_FAIL` names for this request (`lxd:METHOD:PATH`), if one fires; a once-fault is
+/// spent in the state file.
+fn injected_request(d: &Arc<Daemon>, method: &str, path: &str) -> Option<String> {
+    let mut w = d.shared.lock();
+    let SimWorld { faults, consumed_failures, .. } = &mut *w;
+    let fault = faults.lxd(method, path, consumed_failures)?;
+    if let Err(e) = d.shared.save_locked(&w) {
+        tracing::warn!("the simulated machine could not record a spent fault: {e}");
+    }
+    Some(fault)
 }
 
 /// Fails a request that changes a resource named in `TESTBED_SIM_FAIL`, the first time only.
