@@ -107,7 +107,7 @@ pub async fn run_step(
     timeout: Duration,
     must_succeed: bool,
 ) -> Result<Output, ProviderError> {
-    let Step::Run { at, argv } = step else {
+    let Step::Run { at, argv, .. } = step else {
         return Err(ProviderError::failed(format!("not a command: {step}")));
     };
     let line = shown(at, argv, values);
@@ -189,6 +189,7 @@ mod tests {
                 "--discovery-token-ca-cert-hash".into(),
                 Arg::Runtime("ca-cert-hash"),
             ],
+            role: testbed_steps::Role::Plain,
         };
         let runner = ScriptedRunner::new();
         runner.on(&["karmadactl", "register"], Reply::exit(1, &format!("error: token {token} is invalid")));
@@ -206,7 +207,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_value_not_learned_yet_is_an_error_before_anything_runs() {
-        let step = Step::Run { at: Where::Host, argv: vec!["karmadactl".into(), Arg::Secret("join-token")] };
+        let step = Step::Run {
+            at: Where::Host,
+            argv: vec!["karmadactl".into(), Arg::Secret("join-token")],
+            role: testbed_steps::Role::Plain,
+        };
         let runner = ScriptedRunner::new();
         let e = run_step(&runner, &step, &Values::new(), &ActionLog::discard(), Duration::from_secs(1), true)
             .await

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Output, Values, DEFAULT_TIMEOUT};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, Provider, ProviderError};
-use testbed_steps::{Arg, Context, Purpose, Step, Where};
+use testbed_steps::{Arg, Context, Purpose, Role, Step, Where};
 
 use crate::firewall::{self, Check, FirewallTool, NFT_TABLE, RULES};
 use crate::karmadactl;
@@ -77,7 +77,7 @@ pub(crate) fn argv(words: &[&str]) -> Vec<String> {
 
 fn lits(step: &Step) -> Option<Vec<String>> {
     match step {
-        Step::Run { at: Where::Host, argv } => argv
+        Step::Run { at: Where::Host, argv, .. } => argv
             .iter()
             .map(|a| match a {
                 Arg::Lit(s) => Some(s.clone()),
@@ -178,19 +178,17 @@ impl InstallPlan {
             || (self.missing.contains("lxd") && self.lxd_from_apt)
     }
 
-    /// Whether the catalogue's command `args` is needed.
-    fn needs(&self, args: &[String]) -> bool {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        match a.as_slice() {
-            ["apt-get", "update"] => self.apt(),
-            ["apt-get", "install", "-y", "lxd"] => self.missing.contains("lxd") && self.lxd_from_apt,
-            ["apt-get", "install", "-y", pkg] => self.missing.contains(*pkg),
-            ["snap", "wait", ..] => self.snaps(),
-            ["snap", "install", "lxd", ..] => self.missing.contains("lxd") && !self.lxd_from_apt,
-            ["snap", "install", name, ..] => self.missing.contains(*name),
-            ["lxd", "waitready", ..] => self.missing.contains("lxd"),
-            ["incus", "admin", "waitready", ..] => self.missing.contains("incus"),
-            ["curl", ..] | ["tar", ..] | ["karmadactl", ..] => self.karmadactl,
+    /// Whether the catalogue's command for `role` is needed.
+    fn needs(&self, role: &Role) -> bool {
+        match role {
+            Role::PackageIndex => self.apt(),
+            Role::AptInstall(p) if p == "lxd" => self.missing.contains("lxd") && self.lxd_from_apt,
+            Role::AptInstall(p) => self.missing.contains(p),
+            Role::SnapSeeded => self.snaps(),
+            Role::SnapInstall(p) if p == "lxd" => self.missing.contains("lxd") && !self.lxd_from_apt,
+            Role::SnapInstall(p) => self.missing.contains(p),
+            Role::DaemonReady(p) => self.missing.contains(p),
+            Role::Download { .. } | Role::Unpack | Role::KarmadactlVersion => self.karmadactl,
             _ => true,
         }
     }
@@ -237,7 +235,7 @@ impl HostProvider {
         must_succeed: bool,
     ) -> Result<Output, ProviderError> {
         let program = args.first().cloned().unwrap_or_default();
-        let step = Step::Run { at: Where::Host, argv: args.into_iter().map(Arg::Lit).collect() };
+        let step = Step::Run { at: Where::Host, argv: args.into_iter().map(Arg::Lit).collect(), role: Role::Plain };
         run_step(&*self.runner, &step, &Values::new(), log, timeout, must_succeed)
             .await
             .map_err(|e| in_context(e, address, &program))
@@ -487,16 +485,15 @@ impl HostProvider {
         let mut archive: Option<String> = None;
         for step in testbed_steps::steps(a, &self.cx) {
             match &step {
-                Step::Run { .. } => {
+                Step::Run { role, .. } => {
                     let Some(args) = lits(&step) else { continue };
-                    if !plan.needs(&args) {
+                    if !plan.needs(role) {
                         continue;
                     }
                     let args: Vec<String> = args.iter().map(|s| for_arch(s)).collect();
-                    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-                    match words.as_slice() {
-                        ["curl", .., "-o", file, _url] => {
-                            let file = file.to_string();
+                    match role {
+                        Role::Download { file } => {
+                            let file = for_arch(file);
                             if let Some(dir) = Path::new(&file).parent() {
                                 std::fs::create_dir_all(self.system.path(&dir.to_string_lossy())).map_err(|e| {
                                     failed(
@@ -508,12 +505,12 @@ impl HostProvider {
                             self.run(address, args.clone(), log, INSTALL_TIMEOUT, true).await?;
                             archive = Some(file);
                         }
-                        ["tar", ..] if archive.is_none() => {
+                        Role::Unpack if archive.is_none() => {
                             return Err(ProviderError::failed(format!(
                                 "{address}: the catalogue unpacks before it downloads"
                             )));
                         }
-                        ["karmadactl", "version"] => {
+                        Role::KarmadactlVersion => {
                             let out = self.run(address, args.clone(), log, OBSERVE_TIMEOUT, true).await?;
                             let got = karmadactl::parse_version(&out.stdout);
                             if got.as_deref() != Some(version.as_str()) {
@@ -533,17 +530,15 @@ impl HostProvider {
                             installed.push("karmadactl".into());
                         }
                         _ => {
-                            let timeout = if matches!(words.first(), Some(&"apt-get") | Some(&"snap")) {
-                                INSTALL_TIMEOUT
-                            } else {
-                                DEFAULT_TIMEOUT
+                            let timeout = match role {
+                                Role::PackageIndex | Role::AptInstall(_) | Role::SnapSeeded | Role::SnapInstall(_) => {
+                                    INSTALL_TIMEOUT
+                                }
+                                _ => DEFAULT_TIMEOUT,
                             };
                             self.run(address, args.clone(), log, timeout, true).await?;
-                            match words.as_slice() {
-                                ["apt-get", "install", "-y", pkg] | ["snap", "install", pkg, ..] => {
-                                    installed.push(pkg.to_string())
-                                }
-                                _ => {}
+                            if let Role::AptInstall(pkg) | Role::SnapInstall(pkg) = role {
+                                installed.push(pkg.clone());
                             }
                         }
                     }
@@ -624,20 +619,14 @@ impl HostProvider {
         let mut lines = vec![SYSCTL_HEADER.to_owned()];
         for step in testbed_steps::steps(a, &self.cx) {
             match &step {
-                Step::Run { .. } => {
+                Step::Run { role, .. } => {
                     let Some(args) = lits(&step) else { continue };
-                    let setting = match args.as_slice() {
-                        [p, w, kv] if p == "sysctl" && w == "-w" => {
-                            kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        }
-                        _ => None,
-                    };
-                    let Some((key, want)) = setting else {
+                    let Role::KernelLimit { key, value: want } = role else {
                         self.run(address, args, log, DEFAULT_TIMEOUT, true).await?;
                         continue;
                     };
-                    let have = self.system.sysctl(&key);
-                    if Kind::HostSysctl.satisfied(&want, have.as_deref()) {
+                    let have = self.system.sysctl(key);
+                    if Kind::HostSysctl.satisfied(want, have.as_deref()) {
                         let have = have.unwrap_or_default();
                         log.note(format!("{key} is {have}, at least {want}: kept"));
                         lines.push(format!("{key} = {have}"));
@@ -676,8 +665,8 @@ impl HostProvider {
                 let mut absent = false;
                 for step in testbed_steps::steps(a, &self.cx) {
                     let Some(args) = lits(&step) else { continue };
-                    match args.get(1).map(String::as_str) {
-                        Some("-C") => {
+                    match step.role() {
+                        Role::RuleCheck => {
                             let out = self.run(address, args.clone(), log, DEFAULT_TIMEOUT, false).await?;
                             absent = match firewall::classify_check(&out) {
                                 Check::Present => false,
@@ -690,13 +679,13 @@ impl HostProvider {
                                 }
                             };
                         }
-                        Some("-I") => {
+                        Role::RuleInsert => {
                             if absent {
                                 self.run(address, args, log, DEFAULT_TIMEOUT, true).await?;
                             }
                             absent = false;
                         }
-                        Some("-D") => {
+                        Role::RuleDelete => {
                             let out = self.run(address, args.clone(), log, DEFAULT_TIMEOUT, false).await?;
                             if !out.success() && !firewall::absent_message(&out.stderr) {
                                 return Err(failed(

@@ -58,7 +58,7 @@ use testbed_kube::{
 };
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
-use testbed_steps::{Arg, Context, Purpose, Step};
+use testbed_steps::{Arg, Context, KarmadactlVerb, Purpose, Role, Step};
 
 /// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value
 /// is the testbed's name.
@@ -559,35 +559,35 @@ impl KarmadaProvider {
                 continue;
             }
             match step {
-                Step::Run { argv, .. } => {
-                    let verb = match argv.get(1) {
-                        Some(Arg::Lit(v)) => v.clone(),
-                        _ => String::new(),
+                Step::Run { role, .. } => {
+                    let verb = match role {
+                        Role::Karmadactl(verb) => Some(*verb),
+                        _ => None,
                     };
-                    if verb == "token" {
+                    if verb == Some(KarmadactlVerb::TokenCreate) {
                         self.token_create(action, step, &mut values, log).await?;
                     } else {
-                        let timeout = match verb.as_str() {
-                            "init" => Duration::from_secs(600),
-                            "deinit" => Duration::from_secs(300),
+                        let timeout = match verb {
+                            Some(KarmadactlVerb::Init) => Duration::from_secs(600),
+                            Some(KarmadactlVerb::Deinit) => Duration::from_secs(300),
                             // register waits up to 5 minutes for discovery and again for the agent's rollout
                             // (karmada v1.15.9 pkg/karmadactl/register: DefaultDiscoveryTimeout): cut it
                             // later than it would give up itself.
-                            "register" => REGISTER_TIMEOUT,
+                            Some(KarmadactlVerb::Register) => REGISTER_TIMEOUT,
                             _ => Duration::from_secs(180),
                         };
                         // unregister deletes /etc/karmada/pki/ca.crt on the machine it runs on (a hard-coded path,
                         // karmada v1.15.9 pkg/karmadactl/unregister): on the host that is the CA init wrote.
-                        let kept_ca = if verb == "unregister" { self.keep_init_ca() } else { None };
+                        let kept_ca = if verb == Some(KarmadactlVerb::Unregister) { self.keep_init_ca() } else { None };
                         let ran = run_step(self.runner.as_ref(), step, &values, log, timeout, true).await;
                         if let Some(kept) = kept_ca {
                             self.restore_init_ca(kept, log)?;
                         }
-                        let out = ran.map_err(|e| self.command_failed(action, &verb, e))?;
-                        if verb == "register" {
-                            register_preflight(&out).map_err(|e| self.command_failed(action, &verb, e))?;
+                        let out = ran.map_err(|e| self.command_failed(action, verb, e))?;
+                        if verb == Some(KarmadactlVerb::Register) {
+                            register_preflight(&out).map_err(|e| self.command_failed(action, verb, e))?;
                         }
-                        deinit_ran |= verb == "deinit";
+                        deinit_ran |= verb == Some(KarmadactlVerb::Deinit);
                     }
                 }
                 Step::Call { purpose: Purpose::RemoveLeftByDeinit { path }, .. } => {
@@ -595,10 +595,11 @@ impl KarmadaProvider {
                         let rm = Step::Run {
                             at: testbed_steps::Where::Host,
                             argv: ["rm", "-rf", "--", path.as_str()].into_iter().map(Arg::from).collect(),
+                            role: Role::Plain,
                         };
                         run_step(self.runner.as_ref(), &rm, &values, log, Duration::from_secs(120), true)
                             .await
-                            .map_err(|e| self.command_failed(action, "deinit", e))?;
+                            .map_err(|e| self.command_failed(action, Some(KarmadactlVerb::Deinit), e))?;
                     } else {
                         log.note(format!("no deinit ran: {path} is left as it is"));
                     }
@@ -656,7 +657,7 @@ impl KarmadaProvider {
         }
         let member = action.member.clone().unwrap_or_default();
         match (result, parsed) {
-            (Err(e), _) => Err(mask_error(self.command_failed(action, "token", e))),
+            (Err(e), _) => Err(mask_error(self.command_failed(action, Some(KarmadactlVerb::TokenCreate), e))),
             (Ok(_), Some(Err(why))) => Err(failed(
                 format!("{}: karmadactl token create printed no usable register command for {member}: {why}", action.address),
                 format!(
@@ -680,7 +681,8 @@ impl KarmadaProvider {
     }
 
     /// A failed karmadactl command, with the address and what the troubleshooting guide would check next.
-    fn command_failed(&self, action: &Action, verb: &str, e: ProviderError) -> ProviderError {
+    fn command_failed(&self, action: &Action, verb: Option<KarmadactlVerb>, e: ProviderError) -> ProviderError {
+        use KarmadactlVerb as V;
         let member = action.member.clone().unwrap_or_default();
         let host = self.host_kubeconfig.display();
         let karmada = self.karmada_kubeconfig.display();
@@ -691,29 +693,30 @@ impl KarmadaProvider {
         let message = format!("{}: {message}", action.address);
         let registered = message.contains("has been registered") || message.contains("already exists");
         let hint = match verb {
-            "init" => format!(
+            Some(V::Init) => format!(
                 "look at the control plane's pods: `kubectl --kubeconfig {host} -n karmada-system get pods`; for one that is not Running, `describe pod` and its logs. \"context deadline exceeded\" while waiting for a Deployment usually means an image could not be pulled from the local registry or the advertise address is wrong; karmada-apiserver failing to resolve etcd-client.karmada-system.svc means the host's dns addon is not working. When init got as far as creating karmada-system, testbed labelled it, so the next apply waits for it; to start over, run `karmadactl deinit --kubeconfig {host} -f`"
             ),
-            "join" if registered => format!(
+            Some(V::Join) if registered => format!(
                 "a cluster named {member} (or with the same kube-system UID) is registered already: see `kubectl --kubeconfig {karmada} get clusters`; unjoin it yourself if it is stale"
             ),
-            "join" => format!(
+            Some(V::Join) => format!(
                 "check that {member}'s kubeconfig for Karmada works from the host: `kubectl --kubeconfig {}/{member}-karmada.config get nodes`",
                 self.cx.kubeconfig_dir
             ),
-            "register" if registered => format!(
+            Some(V::Register) if registered => format!(
                 "{member} still has an agent from an earlier registration: `karmadactl unregister {member} --cluster-kubeconfig {}/{member}.config --karmada-config {karmada}`, then apply again",
                 self.cx.kubeconfig_dir
             ),
-            "register" => format!(
+            Some(V::Register) => format!(
                 "the karmada-agent on {member} must reach the Karmada API at {}:{} and pull its image from the local registry: check `kubectl --kubeconfig {}/{member}.config -n karmada-system get pods` and `logs deploy/karmada-agent` there; a token expires after 24 h, and the next apply creates a new one",
                 self.cx.gateway, self.cx.karmada_api_port, self.cx.kubeconfig_dir
             ),
-            "unjoin" | "unregister" => format!(
-                "see `kubectl --kubeconfig {karmada} get clusters`; if {member} no longer answers, `karmadactl {verb} {member} ... --force` removes it from Karmada without cleaning up the member"
+            Some(v @ (V::Unjoin | V::Unregister)) => format!(
+                "see `kubectl --kubeconfig {karmada} get clusters`; if {member} no longer answers, `karmadactl {} {member} ... --force` removes it from Karmada without cleaning up the member",
+                v.name()
             ),
-            "deinit" => format!("see `kubectl --kubeconfig {host} -n karmada-system get all`"),
-            "token" => format!("check that the Karmada API answers: `kubectl --kubeconfig {karmada} get clusters`"),
+            Some(V::Deinit) => format!("see `kubectl --kubeconfig {host} -n karmada-system get all`"),
+            Some(V::TokenCreate) => format!("check that the Karmada API answers: `kubectl --kubeconfig {karmada} get clusters`"),
             _ => own_hint.unwrap_or_default(),
         };
         failed(message, hint)

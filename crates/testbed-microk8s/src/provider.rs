@@ -13,7 +13,7 @@ use testbed_config::Backend;
 use testbed_kube::{nodes_ready, ApiConfig, Clients, KubeObserveError, Network, NodesReport};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
-use testbed_steps::{Context, Purpose, Step, Where};
+use testbed_steps::{Context, Purpose, Role, Step, Where};
 
 use crate::kubeconfig::{self, OnDisk, Use};
 use crate::parse::{self, Status};
@@ -196,16 +196,13 @@ fn prefixed(e: ProviderError, prefix: &str) -> ProviderError {
     }
 }
 
-/// How long a catalogue command may take.
-fn timeout_for(argv: &[String]) -> Duration {
-    let a: Vec<&str> = argv.iter().map(String::as_str).collect();
-    if let Some(i) = a.iter().position(|x| *x == "--wait-ready") {
-        let secs = a.iter().skip(i).skip_while(|x| **x != "--timeout").nth(1).and_then(|s| s.parse::<u64>().ok());
-        return Duration::from_secs(secs.unwrap_or(300) + 60);
-    }
-    match a.as_slice() {
-        ["snap", "install" | "refresh" | "remove", ..] => SNAP_TIMEOUT,
-        ["microk8s", "enable" | "disable", ..] => ADDON_TIMEOUT,
+/// How long a catalogue command may take, by what it is for.
+fn timeout_for(role: &Role) -> Duration {
+    match role {
+        // It gives up by itself after its --timeout: let it, and say what it said.
+        Role::WaitReady { timeout_secs } => Duration::from_secs(timeout_secs + 60),
+        Role::SnapChange | Role::RemoveHostMicrok8s => SNAP_TIMEOUT,
+        Role::AddonChange => ADDON_TIMEOUT,
         _ => COMMAND_TIMEOUT,
     }
 }
@@ -716,12 +713,12 @@ impl Microk8sProvider {
         let values = Values::new();
         for step in testbed_steps::steps(action, &self.cx) {
             match &step {
-                Step::Run { at, argv: args } => {
+                Step::Run { at, argv: args, role } => {
                     let filled = values.fill(args).unwrap_or_default();
-                    run_step(self.runner.as_ref(), &step, &values, log, timeout_for(&filled), true)
+                    run_step(self.runner.as_ref(), &step, &values, log, timeout_for(role), true)
                         .await
-                        .map_err(|e| self.explain(e, action, at, &filled))?;
-                    if at == &Where::Host && filled.starts_with(&argv(&["snap", "remove", "microk8s"])) {
+                        .map_err(|e| self.explain(e, action, at, role, &filled))?;
+                    if role == &Role::RemoveHostMicrok8s {
                         // `--purge` takes the snap's data and the marker in it; a marker elsewhere goes too.
                         let _ = std::fs::remove_file(&self.host_owner_marker);
                     }
@@ -783,7 +780,7 @@ impl Microk8sProvider {
         values: &Values,
         log: &ActionLog,
     ) -> Result<(), ProviderError> {
-        let Step::Run { at, argv: args } = step else {
+        let Step::Run { at, argv: args, role } = step else {
             return Err(ProviderError::failed(format!(
                 "{}: `{step}` is not a command (an internal error)",
                 action.address
@@ -793,9 +790,9 @@ impl Microk8sProvider {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
         let every = Duration::from_secs(every_secs).min(self.poll_interval.max(Duration::from_millis(1)));
         loop {
-            let out = run_step(self.runner.as_ref(), step, values, log, timeout_for(&filled), false)
+            let out = run_step(self.runner.as_ref(), step, values, log, timeout_for(role), false)
                 .await
-                .map_err(|e| self.explain(e, action, at, &filled))?;
+                .map_err(|e| self.explain(e, action, at, role, &filled))?;
             if out.success() {
                 return Ok(());
             }
@@ -846,14 +843,14 @@ impl Microk8sProvider {
     }
 
     /// Says which member (or the host) a failed command was about, and what to try next.
-    fn explain(&self, e: ProviderError, action: &Action, at: &Where, argv: &[String]) -> ProviderError {
+    fn explain(&self, e: ProviderError, action: &Action, at: &Where, role: &Role, argv: &[String]) -> ProviderError {
         let where_ = match at {
             Where::Host => "on the host".to_owned(),
             Where::Member(m) => format!("in {m}"),
         };
         let hint = e.hint().map(str::to_owned);
-        if argv.iter().any(|a| a == "--wait-ready") {
-            let secs = timeout_for(argv).saturating_sub(Duration::from_secs(60));
+        if let Role::WaitReady { timeout_secs } = role {
+            let secs = Duration::from_secs(*timeout_secs);
             return ProviderError::Failed {
                 message: format!("{}: MicroK8s {where_} was not ready within {}: {e}", action.address, shown(secs)),
                 hint: Some(format!(
@@ -1187,13 +1184,10 @@ mod tests {
 
     #[test]
     fn waits_get_their_limit_plus_a_margin() {
-        assert_eq!(
-            timeout_for(&argv(&["microk8s", "status", "--wait-ready", "--timeout", "300"])),
-            Duration::from_secs(360)
-        );
-        assert_eq!(timeout_for(&argv(&["snap", "install", "microk8s"])), SNAP_TIMEOUT);
-        assert_eq!(timeout_for(&argv(&["microk8s", "enable", "dns"])), ADDON_TIMEOUT);
-        assert_eq!(timeout_for(&argv(&["ls", "-1"])), COMMAND_TIMEOUT);
+        assert_eq!(timeout_for(&Role::WaitReady { timeout_secs: 300 }), Duration::from_secs(360));
+        assert_eq!(timeout_for(&Role::SnapChange), SNAP_TIMEOUT);
+        assert_eq!(timeout_for(&Role::AddonChange), ADDON_TIMEOUT);
+        assert_eq!(timeout_for(&Role::Plain), COMMAND_TIMEOUT);
     }
 
     #[test]

@@ -354,13 +354,13 @@ fn forget(p: &RegistryProvider, member: &str, name: &str) -> Result<(), Provider
 
 /// Runs one command step of the catalogue.
 async fn run(p: &RegistryProvider, action: &Action, step: &Step, log: &ActionLog) -> Result<(), ProviderError> {
-    let Step::Run { argv, .. } = step else {
+    let Step::Run { role, .. } = step else {
         return Err(ProviderError::failed(format!(
             "{}: `{step}` is not a command (an internal error)",
             action.address
         )));
     };
-    let import = matches!(argv.get(1), Some(testbed_steps::Arg::Lit(s)) if s == "images");
+    let import = role == &testbed_steps::Role::ImageImport;
     let timeout = if import { IMPORT_TIMEOUT } else { STEP_TIMEOUT };
     let out = run_step(p.runner.as_ref(), step, &Values::new(), log, timeout, true)
         .await
@@ -474,8 +474,7 @@ async fn import(
     let mut bytes = Some(bytes);
     // Once the tar is in the member, a failing step still removes it (the catalogue's last step).
     let steps = testbed_steps::steps(&as_op(action, Op::Create), &p.cx);
-    let cleanup =
-        steps.iter().rev().find(|s| s.argv().is_some_and(|a| a.first().map(String::as_str) == Some("rm"))).cloned();
+    let cleanup = steps.iter().find(|s| s.role() == &testbed_steps::Role::RemoveArchive).cloned();
     let mut pushed = false;
     for step in &steps {
         let done = match step {

@@ -18,27 +18,33 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                     "each install runs only when its program is missing (karmadactl: or not at the file's version)"
                         .into(),
                 ),
-                host(["apt-get", "update"]),
-                host(["apt-get", "install", "-y", "snapd"]),
+                host(["apt-get", "update"]).with_role(Role::PackageIndex),
+                host(["apt-get", "install", "-y", "snapd"]).with_role(Role::AptInstall("snapd".into())),
             ];
-            s.push(host(["snap", "wait", "system", "seed.loaded"]));
-            s.push(host(["snap", "install", "kubectl", "--classic"]));
+            s.push(host(["snap", "wait", "system", "seed.loaded"]).with_role(Role::SnapSeeded));
+            s.push(host(["snap", "install", "kubectl", "--classic"]).with_role(Role::SnapInstall("kubectl".into())));
             match cx.backend {
                 Backend::Lxd => {
-                    s.push(host(["snap", "install", "lxd"]));
+                    s.push(host(["snap", "install", "lxd"]).with_role(Role::SnapInstall("lxd".into())));
                     s.push(Step::Note("on Debian 12 and 13, LXD is the distribution's package instead:".into()));
-                    s.push(host(["apt-get", "install", "-y", "lxd"]));
-                    s.push(host(["lxd", "waitready", "--timeout=60"]));
+                    s.push(host(["apt-get", "install", "-y", "lxd"]).with_role(Role::AptInstall("lxd".into())));
+                    s.push(host(["lxd", "waitready", "--timeout=60"]).with_role(Role::DaemonReady("lxd".into())));
                 }
                 Backend::Incus => {
-                    s.push(host(["apt-get", "install", "-y", "incus"]));
-                    s.push(host(["incus", "admin", "waitready", "--timeout=60"]));
+                    s.push(host(["apt-get", "install", "-y", "incus"]).with_role(Role::AptInstall("incus".into())));
+                    s.push(
+                        host(["incus", "admin", "waitready", "--timeout=60"])
+                            .with_role(Role::DaemonReady("incus".into())),
+                    );
                 }
             }
             let v = &cx.karmada_version;
             let url = format!("https://github.com/karmada-io/karmada/releases/download/{v}/karmadactl-linux-amd64.tgz");
             let tgz = format!("{}/karmadactl-{v}-linux-amd64.tgz", cx.downloads);
-            s.push(host(["curl".into(), "-fsSL".into(), "-o".into(), tgz.clone(), url.clone()]));
+            s.push(
+                host(["curl".into(), "-fsSL".into(), "-o".into(), tgz.clone(), url.clone()])
+                    .with_role(Role::Download { file: tgz.clone() }),
+            );
             s.push(Step::Call {
                 api: "https",
                 method: "GET",
@@ -46,8 +52,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 note: format!("testbed compares the archive's SHA-256 with it before unpacking {tgz}"),
                 purpose: Purpose::ReleaseChecksum { url: format!("{url}.sha256") },
             });
-            s.push(host(["tar", "-xzf", &tgz, "-C", "/usr/local/bin", "karmadactl"]));
-            s.push(host(["karmadactl", "version"]));
+            s.push(host(["tar", "-xzf", &tgz, "-C", "/usr/local/bin", "karmadactl"]).with_role(Role::Unpack));
+            s.push(host(["karmadactl", "version"]).with_role(Role::KarmadactlVersion));
             s.push(Step::Write {
                 at: Where::Host,
                 path: PACKAGES_MARKER.into(),
@@ -61,7 +67,10 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             let mut lines = Vec::new();
             if let Some(r) = &a.desired {
                 for (k, v) in &r.spec {
-                    s.push(host(["sysctl".to_owned(), "-w".to_owned(), format!("{k}={v}")]));
+                    s.push(
+                        host(["sysctl".to_owned(), "-w".to_owned(), format!("{k}={v}")])
+                            .with_role(Role::KernelLimit { key: k.clone(), value: v.clone() }),
+                    );
                     lines.push(format!("{k} = {v}"));
                 }
             }
@@ -74,8 +83,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             let mut s = Vec::new();
             for (chain, dir) in [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")] {
                 let rule = |op: &str| iptables_rule(op, chain, dir, &bridge, cx);
-                s.push(rule("-C"));
-                s.push(rule("-I"));
+                s.push(rule("-C").with_role(Role::RuleCheck));
+                s.push(rule("-I").with_role(Role::RuleInsert));
             }
             s.push(Step::Note("each -I runs only when the -C before it fails, so rules are never duplicated; hosts with nft and no iptables get the same rules in table inet testbed".into()));
             s
@@ -171,7 +180,7 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
 fn firewall_deletes(bridge: &str, cx: &Context) -> Vec<Step> {
     [("INPUT", "-i"), ("FORWARD", "-i"), ("FORWARD", "-o")]
         .into_iter()
-        .map(|(chain, dir)| iptables_rule("-D", chain, dir, bridge, cx))
+        .map(|(chain, dir)| iptables_rule("-D", chain, dir, bridge, cx).with_role(Role::RuleDelete))
         .collect()
 }
 

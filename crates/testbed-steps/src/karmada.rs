@@ -100,7 +100,8 @@ fn crd_archive(cx: &Context) -> Vec<Step> {
             note: "fetched once: the download is skipped when the archive is there".into(),
             purpose: Purpose::SkipIfPresent { path: archive.clone() },
         },
-        host(["curl".into(), "-fsSL".into(), "-o".into(), archive.clone(), cx.crd_archive_url()]),
+        host(["curl".into(), "-fsSL".into(), "-o".into(), archive.clone(), cx.crd_archive_url()])
+            .with_role(Role::Download { file: archive.clone() }),
         Step::Call {
             api: "host",
             method: "SHA256",
@@ -145,7 +146,11 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 "300".into(),
             ]);
             let mut steps = crd_archive(cx);
-            steps.extend([host(argv), label_namespace(), wait_control_plane()]);
+            steps.extend([
+                host(argv).with_role(karmadactl(KarmadactlVerb::Init)),
+                label_namespace(),
+                wait_control_plane(),
+            ]);
             steps
         }
         Kind::KarmadaMember => membership_create(a, cx),
@@ -191,7 +196,8 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
             },
             // The namespace is testbed's too (init made it, testbed labelled it): without --purge-namespace,
             // deinit leaves it, labelled (karmada v1.15.9 deinit.go).
-            host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "--purge-namespace", "-f"]),
+            host(["karmadactl", "deinit", "--kubeconfig", &cx.host_kubeconfig, "--purge-namespace", "-f"])
+                .with_role(karmadactl(KarmadactlVerb::Deinit)),
             // karmada v1.15.9 cmdinit: "deinit will not delete etcd data"; init's --etcd-data default.
             Step::Call {
                 api: "host",
@@ -232,7 +238,8 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                         format!("{}/{m}.config", cx.kubeconfig_dir),
                         "--karmada-config".into(),
                         cx.karmada_kubeconfig.clone(),
-                    ]),
+                    ])
+                    .with_role(karmadactl(KarmadactlVerb::Unregister)),
                 ]
             } else {
                 vec![
@@ -247,12 +254,17 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                         format!("{}/{m}-karmada.config", cx.kubeconfig_dir),
                         "--wait".into(),
                         "60s".into(),
-                    ]),
+                    ])
+                    .with_role(karmadactl(KarmadactlVerb::Unjoin)),
                 ]
             }
         }
         _ => vec![],
     }
+}
+
+fn karmadactl(verb: KarmadactlVerb) -> Role {
+    Role::Karmadactl(verb)
 }
 
 fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
@@ -262,7 +274,8 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
     if setting(a, "mode") == "pull" {
         let agent = cx.agent_image.clone();
         vec![
-            host(["karmadactl", "token", "create", "--print-register-command", "--kubeconfig", &cx.karmada_kubeconfig]),
+            host(["karmadactl", "token", "create", "--print-register-command", "--kubeconfig", &cx.karmada_kubeconfig])
+                .with_role(karmadactl(KarmadactlVerb::TokenCreate)),
             host([
                 Arg::from("karmadactl"),
                 "register".into(),
@@ -280,7 +293,8 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
                 m.clone().into(),
                 "--karmada-agent-image".into(),
                 agent.into(),
-            ]),
+            ])
+            .with_role(karmadactl(KarmadactlVerb::Register)),
             label_cluster(&m),
             wait,
         ]
@@ -294,7 +308,8 @@ fn membership_create(a: &Action, cx: &Context) -> Vec<Step> {
                 cx.karmada_kubeconfig.clone(),
                 "--cluster-kubeconfig".into(),
                 member_karmada_config,
-            ]),
+            ])
+            .with_role(karmadactl(KarmadactlVerb::Join)),
             label_cluster(&m),
             wait,
         ]

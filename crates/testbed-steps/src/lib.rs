@@ -20,6 +20,7 @@ mod microk8s;
 mod registry;
 
 pub use host::{node_ports_rule, raw_prerouting};
+
 pub use karmada::ETCD_DATA;
 pub use microk8s::{registry_host_port, registry_hosts_toml, registry_trust_path, REGISTRY_CERTS_DIR};
 pub use registry::containerd_name;
@@ -71,11 +72,87 @@ pub enum Where {
     Member(String),
 }
 
+/// What a command of the catalogue is for, typed: the provider that runs a step decides what to do (skip it,
+/// how long to let it run, what to check in its output, what to do after it) from this, never from the
+/// command's words.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Run for its effect; it must succeed.
+    #[default]
+    Plain,
+    /// `apt-get update`: needed only when an apt install follows.
+    PackageIndex,
+    /// An apt install of the package.
+    AptInstall(String),
+    /// Waiting for snapd to have seeded, before a snap install.
+    SnapSeeded,
+    /// A snap install of a host package.
+    SnapInstall(String),
+    /// Waiting for the daemon of the package just installed (LXD, Incus).
+    DaemonReady(String),
+    /// A download into `file` on the host.
+    Download { file: String },
+    /// Unpacking the archive just downloaded.
+    Unpack,
+    /// Asking the installed karmadactl for its version.
+    KarmadactlVersion,
+    /// Setting a kernel limit (raised, never lowered).
+    KernelLimit { key: String, value: String },
+    /// Checking for a firewall rule: the insert after it runs only when the rule is absent.
+    RuleCheck,
+    /// Inserting the rule the check before it looked for.
+    RuleInsert,
+    /// Deleting a rule; one already gone is fine.
+    RuleDelete,
+    /// Installing, refreshing or removing the MicroK8s snap (minutes: the snap is downloaded).
+    SnapChange,
+    /// Removing the host's MicroK8s snap: testbed's ownership marker goes with it.
+    RemoveHostMicrok8s,
+    /// Enabling or disabling MicroK8s addons (minutes: images are pulled).
+    AddonChange,
+    /// `microk8s status --wait-ready --timeout N`: it gives up after N seconds itself.
+    WaitReady { timeout_secs: u64 },
+    /// `microk8s images import`: minutes for a large archive, and it exits 0 when the import failed.
+    ImageImport,
+    /// Removing the archive pushed for an import: run even when a step before it failed.
+    RemoveArchive,
+    /// A karmadactl command that changes the federation.
+    Karmadactl(KarmadactlVerb),
+}
+
+/// The karmadactl commands the catalogue runs, each handled in its own way by the Karmada provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KarmadactlVerb {
+    Init,
+    Deinit,
+    Join,
+    Unjoin,
+    /// `token create --print-register-command`: its output holds the join token (a secret) and the CA hash.
+    TokenCreate,
+    Register,
+    Unregister,
+}
+
+impl KarmadactlVerb {
+    /// The subcommand, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            KarmadactlVerb::Init => "init",
+            KarmadactlVerb::Deinit => "deinit",
+            KarmadactlVerb::Join => "join",
+            KarmadactlVerb::Unjoin => "unjoin",
+            KarmadactlVerb::TokenCreate => "token",
+            KarmadactlVerb::Register => "register",
+            KarmadactlVerb::Unregister => "unregister",
+        }
+    }
+}
+
 /// One step of an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// A command, as an argument vector.
-    Run { at: Where, argv: Vec<Arg> },
+    /// A command, as an argument vector, with what it is for.
+    Run { at: Where, argv: Vec<Arg>, role: Role },
     /// An HTTP call to an API (LXD, Kubernetes, Karmada, a registry). `purpose` says what it is for, and
     /// is what the provider that runs it acts on; `api`, `method`, `path` and `note` are for the reader.
     Call { api: &'static str, method: &'static str, path: String, note: String, purpose: Purpose },
@@ -143,7 +220,7 @@ pub fn quote(s: &str) -> String {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Run { at, argv } => {
+            Step::Run { at, argv, .. } => {
                 let prompt = match at {
                     Where::Host => "host$".to_owned(),
                     Where::Member(m) => format!("{m}$"),
@@ -175,6 +252,25 @@ impl fmt::Display for Step {
 }
 
 impl Step {
+    /// This command with its role (other steps are returned as they are).
+    pub fn with_role(self, role: Role) -> Step {
+        match self {
+            Step::Run { at, argv, .. } => Step::Run { at, argv, role },
+            other => other,
+        }
+    }
+
+    /// What the command is for ([`Role::Plain`] for steps that are not commands); a command run until it
+    /// succeeds has its inner command's role.
+    pub fn role(&self) -> &Role {
+        const PLAIN: &Role = &Role::Plain;
+        match self {
+            Step::Run { role, .. } => role,
+            Step::Until { step, .. } => step.role(),
+            _ => PLAIN,
+        }
+    }
+
     /// The argument vector with placeholders shown, for commands.
     pub fn argv(&self) -> Option<Vec<String>> {
         match self {
@@ -292,7 +388,7 @@ impl Context {
 }
 
 pub(crate) fn run<I: IntoIterator<Item = A>, A: Into<Arg>>(at: Where, argv: I) -> Step {
-    Step::Run { at, argv: argv.into_iter().map(Into::into).collect() }
+    Step::Run { at, argv: argv.into_iter().map(Into::into).collect(), role: Role::Plain }
 }
 
 pub(crate) fn host<I: IntoIterator<Item = A>, A: Into<Arg>>(argv: I) -> Step {

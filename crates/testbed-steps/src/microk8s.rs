@@ -86,7 +86,7 @@ fn trust_registry(m: &str, cx: &Context) -> Vec<Step> {
 }
 
 fn wait_ready(at: Where) -> Step {
-    run(at, ["microk8s", "status", "--wait-ready", "--timeout", "300"])
+    run(at, ["microk8s", "status", "--wait-ready", "--timeout", "300"]).with_role(Role::WaitReady { timeout_secs: 300 })
 }
 
 /// Records `addons` as enabled by testbed.
@@ -128,7 +128,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 "microk8s".into(),
                 "--classic".into(),
                 format!("--channel={}", setting(a, "channel")),
-            ]),
+            ])
+            .with_role(Role::SnapChange),
             Step::Write {
                 at: Where::Host,
                 path: HOST_OWNER_MARKER.to_owned(),
@@ -145,7 +146,7 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             }
             let mut argv: Vec<String> = vec!["microk8s".into(), "enable".into()];
             argv.extend(addons.iter().cloned());
-            let mut s = vec![run(at.clone(), argv), wait_ready(at.clone())];
+            let mut s = vec![run(at.clone(), argv).with_role(Role::AddonChange), wait_ready(at.clone())];
             record_addons(&at, &addons, &mut s);
             s
         }
@@ -168,7 +169,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                         "--classic".into(),
                         format!("--channel={}", setting(a, "channel")),
                     ],
-                ),
+                )
+                .with_role(Role::SnapChange),
                 wait_ready(Where::Member(m.clone())),
             ];
             s.extend(trust_registry(&m, cx));
@@ -209,15 +211,18 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
             let mut s = Vec::new();
             let refresh = a.changes.iter().any(|c| c.key == "channel");
             if refresh {
-                s.push(run(
-                    at.clone(),
-                    [
-                        "snap".to_owned(),
-                        "refresh".into(),
-                        "microk8s".into(),
-                        format!("--channel={}", setting(a, "channel")),
-                    ],
-                ));
+                s.push(
+                    run(
+                        at.clone(),
+                        [
+                            "snap".to_owned(),
+                            "refresh".into(),
+                            "microk8s".into(),
+                            format!("--channel={}", setting(a, "channel")),
+                        ],
+                    )
+                    .with_role(Role::SnapChange),
+                );
             }
             // A stopped MicroK8s stays stopped through a refresh: start it whenever it is not healthy.
             let unhealthy = a.observed.as_ref().is_some_and(|o| o.health != testbed_plan::Health::Ok);
@@ -247,13 +252,13 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
             if !add.is_empty() {
                 let mut argv = vec!["microk8s".to_owned(), "enable".into()];
                 argv.extend(add.iter().cloned());
-                s.push(run(at.clone(), argv));
+                s.push(run(at.clone(), argv).with_role(Role::AddonChange));
                 record_addons(&at, &add, &mut s);
             }
             if !remove.is_empty() {
                 let mut argv = vec!["microk8s".to_owned(), "disable".into()];
                 argv.extend(remove.iter().map(|a| disable_arg(a)));
-                s.push(run(at.clone(), argv));
+                s.push(run(at.clone(), argv).with_role(Role::AddonChange));
                 forget_addons(&at, &remove, &mut s);
             }
             s
@@ -276,7 +281,7 @@ fn disable_arg(addon: &str) -> String {
 pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
-        Kind::HostMicrok8s => vec![host(["snap", "remove", "microk8s", "--purge"])],
+        Kind::HostMicrok8s => vec![host(["snap", "remove", "microk8s", "--purge"]).with_role(Role::RemoveHostMicrok8s)],
         Kind::HostAddons | Kind::Microk8sAddons => {
             let at = addons_at(a);
             let addons = list(a, "addons");
@@ -285,11 +290,13 @@ pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
             }
             let mut argv = vec!["microk8s".to_owned(), "disable".into()];
             argv.extend(addons.iter().map(|a| disable_arg(a)));
-            let mut s = vec![run(at.clone(), argv)];
+            let mut s = vec![run(at.clone(), argv).with_role(Role::AddonChange)];
             forget_addons(&at, &addons, &mut s);
             s
         }
-        Kind::Microk8s => vec![run(Where::Member(m), ["snap", "remove", "microk8s", "--purge"])],
+        Kind::Microk8s => {
+            vec![run(Where::Member(m), ["snap", "remove", "microk8s", "--purge"]).with_role(Role::SnapChange)]
+        }
         Kind::Kubeconfig => [setting(a, "path"), setting(a, "karmada_path")]
             .into_iter()
             .map(|p| {

@@ -31,7 +31,7 @@ pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
         Kind::Registry => vec![
-            host(["microk8s", "enable", "registry"]),
+            host(["microk8s", "enable", "registry"]).with_role(Role::AddonChange),
             Step::Call {
                 api: "registry",
                 method: "GET",
@@ -65,8 +65,8 @@ pub(crate) fn create(a: &Action, _cx: &Context) -> Vec<Step> {
                     note: what,
                     purpose: Purpose::PushFile { member: m.clone(), path: tar.clone() },
                 },
-                run(Where::Member(m.clone()), ["microk8s", "images", "import", &tar]),
-                run(Where::Member(m), ["rm", "-f", &tar]),
+                run(Where::Member(m.clone()), ["microk8s", "images", "import", &tar]).with_role(Role::ImageImport),
+                run(Where::Member(m), ["rm", "-f", &tar]).with_role(Role::RemoveArchive),
             ]
         }
         _ => vec![],
@@ -88,7 +88,7 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
 pub(crate) fn delete(a: &Action, _cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
-        Kind::Registry => vec![host(["microk8s", "disable", "registry"])],
+        Kind::Registry => vec![host(["microk8s", "disable", "registry"]).with_role(Role::AddonChange)],
         Kind::Image => vec![Step::Call {
             api: "registry",
             method: "DELETE",
