@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use testbed_lxd::Client;
+use testbed_lxd_client::Client;
 use testbed_steps::Where;
 use tokio::io::AsyncReadExt;
 
@@ -229,7 +229,7 @@ impl SystemRunner {
                 Err(CommandError::NotFound { program, where_: where_suffix(&Where::Member(member.to_owned())) })
             }
             Ok(r) => Ok(Output { code: r.code as i32, stdout: r.stdout, stderr: r.stderr }),
-            Err(testbed_lxd::LxdError::Timeout { after, .. }) => {
+            Err(testbed_lxd_client::LxdError::Timeout { after, .. }) => {
                 Err(CommandError::Timeout { program, where_: where_suffix(&Where::Member(member.to_owned())), after })
             }
             Err(e) => Err(CommandError::Member { program, member: member.to_owned(), reason: e.to_string() }),

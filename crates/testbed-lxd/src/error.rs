@@ -1,33 +1,16 @@
-//! What can go wrong talking to LXD.
+//! What an LXD client error means for the LXD layer: the provider error, with what to do next.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
+use testbed_lxd_client::LxdError;
 use testbed_provider::ProviderError;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LxdError {
-    #[error("{flavor} is not installed or not running: no socket at {}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    NotInstalled { flavor: &'static str, tried: Vec<PathBuf> },
-    #[error("{flavor} is not running or not reachable: cannot connect to {}: {reason}", socket.display())]
-    Unreachable { flavor: &'static str, socket: PathBuf, reason: String },
-    /// Connected, then the connection broke before the answer came: the daemon stopped or restarted while
-    /// handling `request` (which it may have carried out anyway).
-    #[error("{flavor} is not reachable: the connection to {} broke during {request} ({reason}); the daemon stopped or restarted", socket.display())]
-    Lost { flavor: &'static str, socket: PathBuf, request: String, reason: String },
-    #[error("{method} {path}: {message} (HTTP {code})")]
-    Api { method: String, path: String, code: u16, message: String },
-    #[error("the daemon at {} is {found}, but the file says [lxd] backend = \"{expected}\"", socket.display())]
-    WrongDaemon { socket: PathBuf, found: String, expected: String },
-    #[error("{path}: {reason}")]
-    Http { path: String, reason: String },
-    #[error("{what} did not finish within {after:?}")]
-    Timeout { what: String, after: Duration },
+/// An [`LxdError`] as the layer's provider error.
+pub trait IntoProvider {
+    /// As a provider error, with what to do next.
+    fn into_provider(self, context: &str) -> ProviderError;
 }
 
-impl LxdError {
-    /// As a provider error, with what to do next.
-    pub fn into_provider(self, context: &str) -> ProviderError {
+impl IntoProvider for LxdError {
+    fn into_provider(self, context: &str) -> ProviderError {
         match &self {
             LxdError::NotInstalled { flavor, .. } => ProviderError::Unavailable {
                 message: format!("{context}: {self}"),

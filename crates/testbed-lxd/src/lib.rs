@@ -1,11 +1,10 @@
-//! The real LXD layer: a REST client over the daemon's unix socket ([`client`]) and the provider that
-//! observes and changes networks, storage pools, the member profile, member containers and proxy devices
-//! ([`provider`]). Works with LXD (snap or Debian package) and Incus.
+//! The real LXD layer: the provider that observes and changes networks, storage pools, the member profile,
+//! member containers and proxy devices ([`provider`]), over the REST client of `testbed-lxd-client`
+//! (re-exported here). Works with LXD (snap or Debian package) and Incus.
 
-pub mod client;
 pub mod error;
 pub mod provider;
 
-pub use client::{Client, ExecResult, Flavor};
-pub use error::LxdError;
+pub use error::IntoProvider;
 pub use provider::LxdProvider;
+pub use testbed_lxd_client::{Client, ExecResult, Flavor, LxdError};

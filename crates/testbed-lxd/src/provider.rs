@@ -16,8 +16,9 @@ use serde_json::{json, Value};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
 
-use crate::client::{encode, Client};
-use crate::error::LxdError;
+use testbed_lxd_client::{encode, Client, LxdError};
+
+use crate::error::IntoProvider;
 
 pub const OWNER_KEY: &str = "user.testbed.owner";
 pub const OWNER: &str = "testbed";
@@ -332,8 +333,8 @@ impl LxdProvider {
             self.instances(),
         )?;
         let expected = match self.client.flavor() {
-            crate::client::Flavor::Lxd => "lxd",
-            crate::client::Flavor::Incus => "incus",
+            testbed_lxd_client::Flavor::Lxd => "lxd",
+            testbed_lxd_client::Flavor::Incus => "incus",
         };
         if !server.server.is_empty() && server.server != expected {
             return Err(LxdError::WrongDaemon {
