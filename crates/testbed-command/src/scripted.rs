@@ -56,7 +56,8 @@ pub struct Push {
 
 /// What the runner was asked to do, in order.
 enum Entry {
-    Run(Where, Vec<String>),
+    /// A command, with the time it was given.
+    Run(Where, Vec<String>, Duration),
     /// A push, and why it was refused if it was.
     Push(Push, Option<String>),
 }
@@ -111,13 +112,25 @@ impl ScriptedRunner {
         self
     }
 
+    /// The time each command so far was given to finish, with its argument vector.
+    pub fn limits(&self) -> Vec<(Vec<String>, Duration)> {
+        let s = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        s.log
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Run(_, argv, limit) => Some((argv.clone(), *limit)),
+                Entry::Push(..) => None,
+            })
+            .collect()
+    }
+
     /// Every call so far: where, and the argument vector.
     pub fn calls(&self) -> Vec<(Where, Vec<String>)> {
         let s = self.script.lock().unwrap_or_else(|p| p.into_inner());
         s.log
             .iter()
             .filter_map(|e| match e {
-                Entry::Run(at, argv) => Some((at.clone(), argv.clone())),
+                Entry::Run(at, argv, _) => Some((at.clone(), argv.clone())),
                 Entry::Push(..) => None,
             })
             .collect()
@@ -142,7 +155,7 @@ impl ScriptedRunner {
         s.log
             .iter()
             .map(|e| match e {
-                Entry::Run(at, argv) => {
+                Entry::Run(at, argv, _) => {
                     let who = match at {
                         Where::Host => "host",
                         Where::Member(m) => m.as_str(),
@@ -161,10 +174,10 @@ impl ScriptedRunner {
 
 #[async_trait]
 impl CommandRunner for ScriptedRunner {
-    async fn run(&self, at: &Where, argv: &[String], _timeout: Duration) -> Result<Output, CommandError> {
+    async fn run(&self, at: &Where, argv: &[String], timeout: Duration) -> Result<Output, CommandError> {
         let reply = {
             let mut s = self.script.lock().unwrap_or_else(|p| p.into_inner());
-            s.log.push(Entry::Run(at.clone(), argv.to_vec()));
+            s.log.push(Entry::Run(at.clone(), argv.to_vec(), timeout));
             let best = s
                 .rules
                 .iter_mut()

@@ -320,6 +320,13 @@ async fn pull_register_end_to_end_keeps_the_token_secret() {
         Some(TESTBED)
     );
 
+    // register waits up to 5 minutes for discovery and 5 more for the agent's rollout (karmada v1.15.9
+    // pkg/karmadactl/register: DefaultDiscoveryTimeout, and its rollout wait): testbed lets it give up by
+    // itself, so a slow image pull is not cut halfway with a message of testbed's.
+    let limits = lab.runner.limits();
+    let register = limits.iter().find(|(argv, _)| argv.get(1).map(String::as_str) == Some("register")).unwrap();
+    assert!(register.1 > std::time::Duration::from_secs(600), "register is cut after {:?}", register.1);
+
     let logged = lab.logged();
     assert!(!logged.contains(TOKEN) && !logged.contains("0a1b2c3d4e5f6g7h"), "the token reached the log: {logged}");
     assert!(logged.contains("--token <secret:join-token>"), "{logged}");
