@@ -2,10 +2,12 @@
 //! timeout, exec with recorded output, file push. No shelling out to `lxc`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -100,6 +102,39 @@ pub struct ExecResult {
     pub stderr: String,
 }
 
+/// Idle connections to the daemon, kept for the next request (HTTP/1.1 keep-alive): an observation of many
+/// members makes hundreds of small requests (an exec is six), and a fresh connection for each cost more
+/// than the request itself. Shared by a client's clones.
+#[derive(Debug, Clone, Default)]
+struct Idle(Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>);
+
+/// At most this many idle connections are kept; more requests at once get connections of their own.
+const IDLE_KEPT: usize = 64;
+
+impl Idle {
+    /// An idle connection that can take a request now, if one is kept. A closed one (the daemon restarted,
+    /// or the runtime that drove it ended) is dropped.
+    async fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+        loop {
+            let mut sender = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if sender.is_closed() {
+                continue;
+            }
+            // Ready as soon as its connection task has seen the last response through.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn keep(&self, sender: SendRequest<Full<Bytes>>) {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_KEPT && !sender.is_closed() {
+            idle.push(sender);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
@@ -108,6 +143,7 @@ pub struct Client {
     missing: Option<Vec<PathBuf>>,
     /// The path messages name, when the socket stands for another one (a simulated host's).
     shown: Option<PathBuf>,
+    idle: Idle,
 }
 
 impl Client {
@@ -116,18 +152,19 @@ impl Client {
     pub fn discover(flavor: Flavor) -> Client {
         let candidates = socket_candidates(flavor, |k| std::env::var(k).ok());
         match candidates.iter().find(|p| p.exists()) {
-            Some(p) => Client { socket: p.clone(), flavor, missing: None, shown: None },
+            Some(p) => Client { socket: p.clone(), flavor, missing: None, shown: None, idle: Idle::default() },
             None => Client {
                 socket: candidates.first().cloned().unwrap_or_default(),
                 flavor,
                 missing: Some(candidates),
                 shown: None,
+                idle: Idle::default(),
             },
         }
     }
 
     pub fn at(socket: impl Into<PathBuf>, flavor: Flavor) -> Client {
-        Client { socket: socket.into(), flavor, missing: None, shown: None }
+        Client { socket: socket.into(), flavor, missing: None, shown: None, idle: Idle::default() }
     }
 
     /// Names `path` in messages instead of the socket connected to: the socket stands for the daemon's
@@ -149,7 +186,12 @@ impl Client {
         self.flavor
     }
 
-    /// One request on a fresh connection. Returns the status and body bytes.
+    /// One request, on an idle connection when one is kept, else on a fresh one. Returns the status and
+    /// body bytes.
+    ///
+    /// A kept connection the daemon closed before this request was written to it (hyper hands such a
+    /// request back untouched) is retried once on a fresh connection; a request that may have reached the
+    /// daemon is never sent twice.
     async fn send(
         &self,
         method: Method,
@@ -160,13 +202,6 @@ impl Client {
         if let Some(tried) = &self.missing {
             return Err(LxdError::NotInstalled { flavor: self.flavor.name(), tried: tried.clone() });
         }
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| match e.kind() {
-            // No socket file: the same as discovery finding none.
-            std::io::ErrorKind::NotFound => {
-                LxdError::NotInstalled { flavor: self.flavor.name(), tried: vec![self.shown()] }
-            }
-            _ => LxdError::Unreachable { flavor: self.flavor.name(), socket: self.shown(), reason: e.to_string() },
-        })?;
         // Once connected, a broken exchange means the daemon went away mid-request.
         let lost = |e: hyper::Error| LxdError::Lost {
             flavor: self.flavor.name(),
@@ -174,20 +209,51 @@ impl Client {
             request: format!("{method} {}", path.split('?').next().unwrap_or(path)),
             reason: e.to_string(),
         };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(lost)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let mut req = Request::builder().method(method.clone()).uri(path).header("Host", "lxd");
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let req =
+        let mut req =
             req.body(Full::new(body)).map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
-        let resp = sender.send_request(req).await.map_err(lost)?;
+        let (sender, resp) = match self.idle.take().await {
+            Some(mut kept) => match kept.try_send_request(req).await {
+                Ok(resp) => (kept, resp),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        req = unsent;
+                        let mut fresh = self.connect(&lost).await?;
+                        let resp = fresh.send_request(req).await.map_err(lost)?;
+                        (fresh, resp)
+                    }
+                    None => return Err(lost(e.into_error())),
+                },
+            },
+            None => {
+                let mut fresh = self.connect(&lost).await?;
+                let resp = fresh.send_request(req).await.map_err(lost)?;
+                (fresh, resp)
+            }
+        };
         let status = resp.status();
         let bytes = resp.into_body().collect().await.map_err(lost)?.to_bytes();
+        self.idle.keep(sender);
         Ok((status, bytes))
+    }
+
+    /// A fresh connection to the daemon.
+    async fn connect(&self, lost: &impl Fn(hyper::Error) -> LxdError) -> Result<SendRequest<Full<Bytes>>, LxdError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| match e.kind() {
+            // No socket file: the same as discovery finding none.
+            std::io::ErrorKind::NotFound => {
+                LxdError::NotInstalled { flavor: self.flavor.name(), tried: vec![self.shown()] }
+            }
+            _ => LxdError::Unreachable { flavor: self.flavor.name(), socket: self.shown(), reason: e.to_string() },
+        })?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(lost)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
     }
 
     /// A JSON request; returns the envelope's metadata (sync) or the finished operation's metadata (async,

@@ -31,7 +31,7 @@ use testbed_kube::fake::{
 use testbed_kube::{ConditionStatus, Network, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 use testbed_provider::ContainerFacts;
 
-use crate::lxd_daemon::state::kind;
+use crate::lxd_daemon::state::{kind, Devices, Instance, LxdDaemon};
 use crate::machine::Shared;
 use crate::microk8s_snap;
 use crate::programs::HOST_ADDRESS;
@@ -79,26 +79,57 @@ pub(crate) fn containers(shared: &Shared, world: &SimWorld, only: Option<&str>) 
         return facts.into_iter().filter(|c| only.is_none_or(|n| n == c.name)).collect();
     }
     let d = &world.lxd_daemon;
+    match only {
+        Some(name) => d.instances.get_key_value(name).map(|(name, i)| facts_of(d, name, i)).into_iter().collect(),
+        None => d.instances.iter().map(|(name, i)| facts_of(d, name, i)).collect(),
+    }
+}
+
+/// The containers that may answer at `host:port`: those with a proxy device listening on `port` or an
+/// address of `host` (a cheap look at the raw devices, so that routing one connection does not compute
+/// every container's facts: with hundreds of members that was most of a plan's time). [`reached`] decides.
+fn candidates(shared: &Shared, world: &SimWorld, host: &str, port: u16) -> Vec<ContainerFacts> {
+    if let Some(facts) = shared.real_facts() {
+        return facts;
+    }
+    let d = &world.lxd_daemon;
+    let suffix = format!(":{port}");
+    let may_answer = |devices: &Devices| {
+        devices.values().any(|dev| match kind(dev) {
+            "proxy" => dev.get("listen").is_some_and(|l| l.ends_with(&suffix)),
+            "nic" => dev.get("ipv4.address").is_some_and(|a| a == host),
+            _ => false,
+        })
+    };
     d.instances
         .iter()
-        .filter(|(name, _)| only.is_none_or(|n| n == name.as_str()))
-        .map(|(name, i)| ContainerFacts {
-            name: name.clone(),
-            running: i.running(),
-            ipv4: d.ipv4_of(i),
-            proxies: d
-                .devices_of(i)
-                .into_iter()
-                .filter(|(_, dev)| kind(dev) == "proxy")
-                .map(|(n, dev)| {
-                    let get = |k: &str| dev.get(k).cloned().unwrap_or_default();
-                    (n.to_owned(), (get("listen"), get("connect")))
-                })
-                .collect(),
-            identity: i.config.get("volatile.uuid").cloned().unwrap_or_default(),
-            owned: false,
+        .filter(|(_, i)| {
+            i.dhcp_ipv4.as_deref() == Some(host)
+                || may_answer(&i.devices)
+                || i.profiles.iter().filter_map(|p| d.profiles.get(p)).any(|p| may_answer(&p.devices))
         })
+        .map(|(name, i)| facts_of(d, name, i))
         .collect()
+}
+
+/// One simulated container's facts.
+fn facts_of(d: &LxdDaemon, name: &str, i: &Instance) -> ContainerFacts {
+    ContainerFacts {
+        name: name.to_owned(),
+        running: i.running(),
+        ipv4: d.ipv4_of(i),
+        proxies: d
+            .devices_of(i)
+            .into_iter()
+            .filter(|(_, dev)| kind(dev) == "proxy")
+            .map(|(n, dev)| {
+                let get = |k: &str| dev.get(k).cloned().unwrap_or_default();
+                (n.to_owned(), (get("listen"), get("connect")))
+            })
+            .collect(),
+        identity: i.config.get("volatile.uuid").cloned().unwrap_or_default(),
+        owned: false,
+    }
 }
 
 /// `tcp:127.0.0.1:16441` → (`127.0.0.1`, 16441).
@@ -313,7 +344,7 @@ impl Apis {
     fn route(&self, shared: &Arc<Shared>, host: &str, port: u16) -> SocketAddr {
         let nowhere = SocketAddr::from(NOWHERE);
         let found = shared.read(|w| {
-            let facts = containers(shared, w, None);
+            let facts = candidates(shared, w, host, port);
             reached(w, &facts, host, port)
         });
         let Some(cluster) = found else { return nowhere };

@@ -122,9 +122,9 @@ impl Shared {
         f: impl FnOnce(&mut SimWorld) -> crate::programs::Ran,
     ) -> Result<crate::programs::Ran, SimError> {
         let mut world = self.lock();
-        let before = (world.inside.get(name).cloned(), world.consumed_failures.len());
+        let (inside, spent) = (world.inside.get(name).cloned(), world.consumed_failures.len());
         let ran = f(&mut world);
-        if (world.inside.get(name).cloned(), world.consumed_failures.len()) != before {
+        if world.inside.get(name) != inside.as_ref() || world.consumed_failures.len() != spent {
             self.save_locked(&world)?;
         }
         Ok(ran)

@@ -315,7 +315,7 @@ impl Drop for SocketProxy {
 }
 
 async fn forward(
-    mut down: tokio::net::UnixStream,
+    down: tokio::net::UnixStream,
     upstream: &Path,
     cut_on_wait: &std::sync::atomic::AtomicBool,
     cut: &std::sync::atomic::AtomicUsize,
@@ -323,21 +323,40 @@ async fn forward(
 ) -> std::io::Result<()> {
     use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut up = tokio::net::UnixStream::connect(upstream).await?;
-    // The client writes its whole request (headers, small body) first: look at its start.
-    let mut first = vec![0u8; 64 * 1024];
-    let n = down.read(&mut first).await?;
-    up.write_all(&first[..n]).await?;
-    let head = String::from_utf8_lossy(&first[..n.min(256)]).into_owned();
-    if head.starts_with("GET /1.0/operations/")
-        && head.lines().next().is_some_and(|l| l.contains("/wait"))
-        && cut_on_wait.swap(false, Ordering::SeqCst)
-    {
-        cut.fetch_add(1, Ordering::SeqCst);
-        stop.send_replace(true);
-        // Aborted with the accept loop; never answer.
-        std::future::pending::<()>().await;
+    let up = tokio::net::UnixStream::connect(upstream).await?;
+    let (mut down_read, mut down_write) = down.into_split();
+    let (mut up_read, mut up_write) = up.into_split();
+    // Answers flow back untouched; dropped (and so cut) with this connection's task.
+    let answers = tokio::spawn(async move { tokio::io::copy(&mut up_read, &mut down_write).await });
+    let _answers = AbortOnDrop(answers);
+    // The client keeps a connection for several requests and writes each whole (headers, small body) at
+    // once: look at the start of each chunk it writes.
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = down_read.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let head = String::from_utf8_lossy(&chunk[..n.min(256)]).into_owned();
+        if head.starts_with("GET /1.0/operations/")
+            && head.lines().next().is_some_and(|l| l.contains("/wait"))
+            && cut_on_wait.swap(false, Ordering::SeqCst)
+        {
+            up_write.write_all(&chunk[..n]).await?;
+            cut.fetch_add(1, Ordering::SeqCst);
+            stop.send_replace(true);
+            // Aborted with the accept loop; never answer.
+            std::future::pending::<()>().await;
+        }
+        up_write.write_all(&chunk[..n]).await?;
     }
-    tokio::io::copy_bidirectional(&mut down, &mut up).await?;
-    Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
