@@ -72,7 +72,7 @@ fn finished(address: &str, op: Op, outcome: &Outcome, d: Duration) -> String {
         Outcome::Done => format!("{address}: {} ({secs:.1}s)", verb(op).1),
         Outcome::Failed { error } => {
             let hint = error.hint().map(|h| format!("\n    next: {h}")).unwrap_or_default();
-            format!("{address}: FAILED to {} after {secs:.1}s: {error}{hint}", op.name())
+            format!("{address}: FAILED to {} after {secs:.1}s: {}{hint}", op.name(), error.report())
         }
         Outcome::Skipped { because } => format!("{address}: skipped, because {because} did not succeed"),
         Outcome::NotStarted => format!("{address}: not started (interrupted)"),

@@ -78,7 +78,7 @@ impl RunLog {
                     Outcome::Done => format!("done    {} {address} in {d:.3}s", op.name()),
                     Outcome::Failed { error } => {
                         let hint = error.hint().map(|h| format!(" (next: {h})")).unwrap_or_default();
-                        format!("FAILED  {} {address} after {d:.3}s: {error}{hint}", op.name())
+                        format!("FAILED  {} {address} after {d:.3}s: {}{hint}", op.name(), error.report())
                     }
                     Outcome::Skipped { because } => {
                         format!("skipped {} {address}: {because} did not succeed", op.name())

@@ -132,7 +132,7 @@ impl Session {
                 cx.registry_record(),
                 addon,
             )
-            .map_err(|e| CliError::usage(e.to_string(), None))?;
+            .map_err(|e| CliError::usage(e.report().to_string(), None))?;
             p = p.with_base_dir(config.base_dir());
             if let Some(c) = &containers {
                 p = p.with_containers(c.clone());

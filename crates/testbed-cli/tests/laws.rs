@@ -219,9 +219,8 @@ fn the_simulated_preconditions_catch_an_action_started_too_early() {
             // out of reach, which the real providers report as unavailable).
             assert!(
                 matches!(
-                    err,
-                    testbed_provider::ProviderError::Precondition { .. }
-                        | testbed_provider::ProviderError::Unavailable { .. }
+                    err.kind(),
+                    testbed_provider::ErrorKind::Precondition | testbed_provider::ErrorKind::Unavailable
                 ),
                 "{early}: {err:?}"
             );

@@ -97,7 +97,7 @@ fn shown(at: &Where, argv: &[Arg], values: &Values) -> String {
 /// Runs one [`Step::Run`] of the catalogue: fills its placeholders from `values`, logs the command (secrets
 /// as placeholders) and its output (secrets redacted), and waits at most `timeout`.
 ///
-/// With `must_succeed`, a non-zero exit is a [`ProviderError::Failed`] quoting the command's last line;
+/// With `must_succeed`, a non-zero exit is a failed [`ProviderError`] quoting the command's last line;
 /// otherwise the output is returned whatever the exit code (for checks such as `iptables -C`).
 pub async fn run_step(
     runner: &dyn CommandRunner,
@@ -145,17 +145,15 @@ pub async fn run_step(
 }
 
 fn command_error(line: &str, e: CommandError, values: &Values) -> ProviderError {
+    // The command error is the whole message, redacted: it is not kept as a source, whose text would show
+    // the secrets the redaction removes.
     let message = values.redact(&e.to_string());
     match e {
-        CommandError::NotFound { program, .. } => ProviderError::Precondition {
-            message,
-            hint: Some(format!("{program} comes with host.packages (or MicroK8s); apply it first")),
-        },
-        CommandError::Timeout { .. } => ProviderError::Failed {
-            message: format!("{message} ({})", values.redact(line)),
-            hint: Some("see the run log for the command's output so far; apply again to retry".into()),
-        },
-        CommandError::Member { .. } => ProviderError::Unavailable { message, hint: None },
+        CommandError::NotFound { program, .. } => ProviderError::precondition(message)
+            .with_hint(format!("{program} comes with host.packages (or MicroK8s); apply it first")),
+        CommandError::Timeout { .. } => ProviderError::failed(format!("{message} ({})", values.redact(line)))
+            .with_hint("see the run log for the command's output so far; apply again to retry"),
+        CommandError::Member { .. } => ProviderError::unavailable(message),
         CommandError::Spawn { .. } => ProviderError::failed(message),
     }
 }
@@ -200,8 +198,8 @@ mod tests {
         let logged = format!("{:?}", seen.lock().unwrap());
         assert!(!logged.contains(token), "{logged}");
         assert!(logged.contains("<secret:join-token>") && logged.contains("sha256:feed"), "{logged}");
-        assert!(!err.to_string().contains(token), "{err}");
-        assert!(err.to_string().contains("exit code 1"), "{err}");
+        assert!(!err.report().to_string().contains(token), "{err}", err = err.report());
+        assert!(err.report().to_string().contains("exit code 1"), "{err}", err = err.report());
         assert!(!format!("{values:?}").contains(token));
     }
 
@@ -216,7 +214,7 @@ mod tests {
         let e = run_step(&runner, &step, &Values::new(), &ActionLog::discard(), Duration::from_secs(1), true)
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("<join-token> was not learned"), "{e}");
+        assert!(e.report().to_string().contains("<join-token> was not learned"), "{e}", e = e.report());
         assert!(runner.calls().is_empty());
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 use testbed_plan::{Action, Address, Op, Plan};
-use testbed_provider::{ActionLog, ActionRunner, LogEntry, ProviderError};
+use testbed_provider::{ActionLog, ActionRunner, ErrorKind, LogEntry, ProviderError};
 use tokio::sync::watch;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
@@ -114,7 +114,7 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Failed { error } => write!(f, "failed: {error}"),
+            Outcome::Failed { error } => write!(f, "failed: {}", error.report()),
             Outcome::Skipped { because } => write!(f, "skipped: {because} failed"),
             other => f.write_str(other.label()),
         }
@@ -500,7 +500,7 @@ pub async fn execute(
                 let duration = since_start().saturating_sub(started);
                 let outcome = match result {
                     Ok(Ok(())) => Outcome::Done,
-                    Ok(Err(ProviderError::Interrupted)) => Outcome::Interrupted,
+                    Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => Outcome::Interrupted,
                     Ok(Err(error)) => Outcome::Failed { error },
                     Err(e) => join_failure(e, &g[n]),
                 };

@@ -284,7 +284,7 @@ async fn a_panicking_runner_fails_its_action_not_the_run() {
     let (report, _) = run(&p, Arc::clone(&fake), 4).await;
     match outcome(&report, "boom") {
         Outcome::Failed { error } => {
-            let text = error.to_string();
+            let text = error.report().to_string();
             assert!(text.contains("panic") && text.contains("the fake runner panics on image.boom"), "{text}");
         }
         other => panic!("expected a failure, got {other:?}"),
@@ -299,7 +299,7 @@ async fn a_runner_that_reports_interruption_is_interrupted() {
     #[async_trait::async_trait]
     impl ActionRunner for Stopped {
         async fn run(&self, _: &testbed_plan::Action, _: &testbed_provider::ActionLog) -> Result<(), ProviderError> {
-            Err(ProviderError::Interrupted)
+            Err(ProviderError::interrupted())
         }
     }
     let p = plan(vec![action("a"), action("b")], &[("a", "b")]);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Output, Values, DEFAULT_TIMEOUT};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
-use testbed_provider::{ActionLog, LayerObservation, Provider, ProviderError};
+use testbed_provider::{ActionLog, ErrorKind, LayerObservation, Provider, ProviderError, ResultExt};
 use testbed_steps::{Arg, Context, Purpose, Role, Step, Where};
 
 use crate::firewall::{self, Check, FirewallTool, NFT_TABLE, RULES};
@@ -64,11 +64,11 @@ pub struct HostProvider {
 }
 
 pub(crate) fn precondition(message: String, hint: impl Into<String>) -> ProviderError {
-    ProviderError::Precondition { message, hint: Some(hint.into()) }
+    ProviderError::precondition(message).with_hint(hint)
 }
 
 fn failed(message: String, hint: impl Into<String>) -> ProviderError {
-    ProviderError::Failed { message, hint: Some(hint.into()) }
+    ProviderError::failed(message).with_hint(hint)
 }
 
 pub(crate) fn argv(words: &[&str]) -> Vec<String> {
@@ -107,30 +107,23 @@ fn missing_program_hint(program: &str) -> String {
 
 /// A command's failure, with the address and what to do next.
 fn in_context(e: ProviderError, address: &Address, program: &str) -> ProviderError {
-    match e {
-        ProviderError::Precondition { message, .. } if message.ends_with("is not installed") => {
-            precondition(format!("{address}: {message}"), missing_program_hint(program))
-        }
-        ProviderError::Precondition { message, hint } => {
-            ProviderError::Precondition { message: format!("{address}: {message}"), hint }
-        }
-        ProviderError::Failed { message, hint } => {
-            let hint = hint.or_else(|| {
-                Some(match program {
-                    "apt-get" | "snap" => format!(
-                        "see the run log for {program}'s output; testbed must run as root, and another install holding the package lock (unattended-upgrades) must finish first; then apply again"
-                    ),
-                    "curl" => "check that this host reaches github.com and that [karmada] version names a published release, then apply again".into(),
-                    "iptables" | "nft" => "testbed must run as root to change the firewall; see the run log, then apply again".into(),
-                    _ => "see the run log for the command's output, then apply again".into(),
-                })
-            });
-            ProviderError::Failed { message: format!("{address}: {message}"), hint }
-        }
-        ProviderError::Unavailable { message, hint } => {
-            ProviderError::Unavailable { message: format!("{address}: {message}"), hint }
-        }
-        other => other,
+    let hint = match e.kind() {
+        ErrorKind::Precondition if e.message().ends_with("is not installed") => Some(missing_program_hint(program)),
+        ErrorKind::Failed if e.hint().is_none() => Some(match program {
+            "apt-get" | "snap" => format!(
+                "see the run log for {program}'s output; testbed must run as root, and another install holding the package lock (unattended-upgrades) must finish first; then apply again"
+            ),
+            "curl" => "check that this host reaches github.com and that [karmada] version names a published release, then apply again".into(),
+            "iptables" | "nft" => "testbed must run as root to change the firewall; see the run log, then apply again".into(),
+            _ => "see the run log for the command's output, then apply again".into(),
+        }),
+        ErrorKind::Precondition | ErrorKind::Failed | ErrorKind::Unavailable => None,
+        ErrorKind::StateUnknown | ErrorKind::Interrupted => return e,
+    };
+    let e = e.context(address.to_string());
+    match hint {
+        Some(h) => e.with_hint(h),
+        None => e,
     }
 }
 
@@ -247,7 +240,7 @@ impl HostProvider {
             .runner
             .run(&Where::Host, &argv(&["karmadactl", "version"]), OBSERVE_TIMEOUT)
             .await
-            .map_err(|e| ProviderError::failed(format!("host.packages: {e}")))?;
+            .context(ErrorKind::Failed, "host.packages")?;
         let path = path.display().to_string();
         Ok(match (out.success(), karmadactl::parse_version(&out.stdout)) {
             (true, Some(v)) => Karmadactl::Release(v),
@@ -307,23 +300,20 @@ impl HostProvider {
 
     /// Runs a read-only firewall query; a refusal (not root) makes the layer unobservable, with the fix.
     pub(crate) async fn query(&self, args: &[&str]) -> Result<Output, ProviderError> {
-        self.runner.run(&Where::Host, &argv(args), OBSERVE_TIMEOUT).await.map_err(|e| ProviderError::StateUnknown {
-            message: format!("host.firewall: {e}"),
-            hint: Some(missing_program_hint(args[0])),
+        self.runner.run(&Where::Host, &argv(args), OBSERVE_TIMEOUT).await.map_err(|e| {
+            ProviderError::state_unknown("host.firewall").with_hint(missing_program_hint(args[0])).caused_by(e)
         })
     }
 
     /// The firewall is there but cannot be read (not root): the plan must not guess.
     pub(crate) fn unreadable(args: &[String], out: &Output) -> ProviderError {
-        ProviderError::StateUnknown {
-            message: format!(
-                "host.firewall: cannot read the firewall: `{}` exited {}: {}",
-                args.join(" "),
-                out.code,
-                out.last_line()
-            ),
-            hint: Some("run testbed as root (sudo): reading and changing firewall rules needs it".into()),
-        }
+        ProviderError::state_unknown(format!(
+            "host.firewall: cannot read the firewall: `{}` exited {}: {}",
+            args.join(" "),
+            out.code,
+            out.last_line()
+        ))
+        .with_hint("run testbed as root (sudo): reading and changing firewall rules needs it")
     }
 
     async fn observe_firewall(&self, wanted: Option<&Resource>) -> Result<Option<Observed>, ProviderError> {
@@ -497,9 +487,10 @@ impl HostProvider {
                             if let Some(dir) = Path::new(&file).parent() {
                                 std::fs::create_dir_all(self.system.path(&dir.to_string_lossy())).map_err(|e| {
                                     failed(
-                                        format!("{address}: cannot create {}: {e}", dir.display()),
+                                        format!("{address}: cannot create {}", dir.display()),
                                         "testbed must run as root; then apply again",
                                     )
+                                    .caused_by(e)
                                 })?;
                             }
                             self.run(address, args.clone(), log, INSTALL_TIMEOUT, true).await?;
@@ -567,9 +558,10 @@ impl HostProvider {
                     }
                     write_file(&self.system.path(PACKAGES_MARKER), &text, 0o644).map_err(|e| {
                         failed(
-                            format!("{address}: cannot write {PACKAGES_MARKER}: {e}"),
+                            format!("{address}: cannot write {PACKAGES_MARKER}"),
                             "testbed must run as root; then apply again",
                         )
+                        .caused_by(e)
                     })?;
                     log.note(format!("wrote {PACKAGES_MARKER}: {}", installed.join(", ")));
                 }
@@ -599,7 +591,8 @@ impl HostProvider {
         })?;
         let local = self.system.path(file);
         let actual = karmadactl::sha256_of(&local).map_err(|e| {
-            failed(format!("{address}: cannot read the downloaded {file}: {e}"), "apply again to download it afresh")
+            failed(format!("{address}: cannot read the downloaded {file}"), "apply again to download it afresh")
+                .caused_by(e)
         })?;
         if actual != expected {
             let _ = std::fs::remove_file(&local);
@@ -638,10 +631,8 @@ impl HostProvider {
                 Step::Write { path, mode, .. } => {
                     let text = lines.join("\n") + "\n";
                     write_file(&self.system.path(path), &text, *mode).map_err(|e| {
-                        failed(
-                            format!("{address}: cannot write {path}: {e}"),
-                            "testbed must run as root; then apply again",
-                        )
+                        failed(format!("{address}: cannot write {path}"), "testbed must run as root; then apply again")
+                            .caused_by(e)
                     })?;
                     log.note(format!("wrote {path}"));
                 }

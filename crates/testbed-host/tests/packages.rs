@@ -7,7 +7,7 @@ use common::*;
 use sha2::Digest;
 use testbed_command::{Output, Reply, ScriptedRunner};
 use testbed_plan::{Kind, Op, Owner};
-use testbed_provider::{Provider, ProviderError};
+use testbed_provider::{ErrorKind, Provider, ProviderError};
 
 const FILE: &str = "[[members]]\nname = \"member1\"\napi_port = 16441\n";
 const ARCHIVE: &[u8] = b"karmadactl-linux-amd64.tgz: the archive's bytes";
@@ -127,8 +127,8 @@ async fn a_checksum_mismatch_installs_nothing() {
     host.program("/snap/bin/kubectl");
     host.program("/snap/bin/lxd");
     let e = apply(&host, &r, &cfg).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
-    let msg = e.to_string();
+    assert!(e.kind() == ErrorKind::Failed, "{e:?}");
+    let msg = e.report().to_string();
     assert!(msg.contains(&format!("has SHA-256 {}", digest(ARCHIVE))), "{msg}");
     assert!(msg.contains(&format!("karmada-io publishes {wrong} for v1.15.9")), "{msg}");
     assert!(msg.contains("nothing was installed"), "{msg}");
@@ -184,8 +184,8 @@ async fn a_foreign_karmadactl_is_not_overwritten() {
     // ...and apply refuses before running anything else.
     let before = r.calls().len();
     let e = apply(&host, &r, &cfg).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Precondition { .. }), "{e:?}");
-    assert!(e.to_string().contains("is not karmadactl as karmada-io releases it"), "{e}");
+    assert!(e.kind() == ErrorKind::Precondition, "{e:?}");
+    assert!(e.report().to_string().contains("is not karmadactl as karmada-io releases it"), "{e}", e = e.report());
     assert!(e.hint().unwrap().starts_with("remove or rename"), "{e:?}");
     assert_eq!(r.transcript()[before..], ["host$ karmadactl version"]);
 }
@@ -215,9 +215,9 @@ async fn a_host_without_apt_is_told_what_to_install() {
     let r = ScriptedRunner::new();
     let cfg = config(FILE);
     let e = apply(&host, &r, &cfg).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Precondition { .. }), "{e:?}");
+    assert!(e.kind() == ErrorKind::Precondition, "{e:?}");
     assert_eq!(
-        e.to_string(),
+        e.report().to_string(),
         "host.packages: karmadactl, kubectl, lxd, snapd must be installed, and this host (Fedora Linux 41 (Server Edition)) has no apt-get"
     );
     assert!(e.hint().unwrap().contains("its own package manager"), "{e:?}");
@@ -232,7 +232,7 @@ async fn a_missing_curl_is_a_precondition_before_anything_runs() {
     }
     let r = ScriptedRunner::new();
     let e = apply(&host, &r, &config(FILE)).await.unwrap_err();
-    assert_eq!(e.to_string(), "host.packages: curl is not installed; karmadactl is downloaded with it");
+    assert_eq!(e.report().to_string(), "host.packages: curl is not installed; karmadactl is downloaded with it");
     assert_eq!(e.hint(), Some("install curl (apt-get install curl), then apply again"));
     assert!(r.calls().is_empty());
 }
@@ -258,6 +258,6 @@ async fn packages_are_never_removed() {
     let mut a = action(Op::Delete, wanted(&cfg, "host.packages"));
     a.observed = None;
     let e = p.apply(&a, &testbed_provider::ActionLog::discard()).await.unwrap_err();
-    assert!(e.to_string().contains("never removes them"), "{e}");
+    assert!(e.report().to_string().contains("never removes them"), "{e}", e = e.report());
     assert!(r.calls().is_empty());
 }

@@ -29,7 +29,7 @@
 //!   shows one (see `data_dir`). A Karmada kubeconfig that `karmadactl deinit` left behind, on a host
 //!   without the control plane, is ignored the same way.
 //! - A Karmada API that does not answer, or fails TLS, while its kubeconfig exists (or a host cluster
-//!   that cannot be read then): the layer's state is unknown ([`ProviderError::StateUnknown`]), with what
+//!   that cannot be read then): the layer's state is unknown ([`ErrorKind::StateUnknown`]), with what
 //!   to check; the planner leaves the layer out of the plan instead of planning a second init or join.
 //!
 //! # Ownership
@@ -57,7 +57,7 @@ use testbed_kube::{
     KARMADA_NAMESPACE,
 };
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
-use testbed_provider::{ActionLog, LayerObservation, LogEntry, Provider, ProviderError};
+use testbed_provider::{ActionLog, ErrorKind, LayerObservation, LogEntry, Provider, ProviderError};
 use testbed_steps::{Arg, Context, KarmadactlVerb, Purpose, Role, Step};
 
 /// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value
@@ -145,11 +145,11 @@ fn shown(d: Duration) -> String {
 /// Karmada is there (its kubeconfig exists, or the host shows its control plane) but cannot be read now:
 /// the plan leaves the layer alone rather than guess it missing (which would init or join again).
 fn state_unknown(message: String, hint: String) -> ProviderError {
-    ProviderError::StateUnknown { message, hint: Some(hint) }
+    ProviderError::state_unknown(message).with_hint(hint)
 }
 
 fn failed(message: String, hint: impl Into<String>) -> ProviderError {
-    ProviderError::Failed { message, hint: Some(hint.into()) }
+    ProviderError::failed(message).with_hint(hint)
 }
 
 /// `(host, port)` of a kubeconfig `server` URL.
@@ -232,7 +232,7 @@ impl KarmadaProvider {
         use sha2::Digest as _;
         let file = self.on_host(Path::new(path));
         let bytes = std::fs::read(&file).map_err(|e| {
-            failed(format!("{a}: cannot read {path}: {e}"), "apply again: the download is fetched again")
+            failed(format!("{a}: cannot read {path}"), "apply again: the download is fetched again").caused_by(e)
         })?;
         let sum = format!("{:x}", sha2::Sha256::digest(&bytes));
         let record = self.on_host(Path::new(&format!("{path}.sha256")));
@@ -254,9 +254,10 @@ impl KarmadaProvider {
                 )
                 .map_err(|e| {
                     failed(
-                        format!("{a}: cannot record the checksum in {path}.sha256: {e}"),
+                        format!("{a}: cannot record the checksum in {path}.sha256"),
                         "check that the host's downloads directory is writable",
                     )
+                    .caused_by(e)
                 })?;
                 log.note(format!("{path}: SHA-256 {sum} recorded on first download"));
             }
@@ -294,27 +295,27 @@ impl KarmadaProvider {
                 )),
                 Err(e) => {
                     return Err(state_unknown(
-                        format!("cannot read the {what} kubeconfig {}: {e}", path.display()),
+                        format!("cannot read the {what} kubeconfig {}", path.display()),
                         "check the file and its directory".into(),
-                    ))
+                    )
+                    .caused_by(e))
                 }
             };
         let config = ApiConfig::from_kubeconfig_yaml(&text, None)
             .map(|c| c.with_network(self.network.clone()))
             .map_err(|e| {
                 state_unknown(
-                    format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
+                    format!("the {what} kubeconfig {} cannot be used", path.display()),
                     format!(
                         "{} is written by testbed's steps; remove it and apply again to have it written anew",
                         path.display()
                     ),
                 )
+                .caused_by(e)
             })?;
         let client = self.clients.for_kubeconfig(&text, &config).map_err(|e| {
-            state_unknown(
-                format!("the {what} kubeconfig {} cannot be used: {e}", path.display()),
-                "check the file".into(),
-            )
+            state_unknown(format!("the {what} kubeconfig {} cannot be used", path.display()), "check the file".into())
+                .caused_by(e)
         })?;
         Ok(Some((client, config)))
     }
@@ -327,23 +328,21 @@ impl KarmadaProvider {
     fn karmada_client(&self, address: &Address) -> Result<KubeClient, ProviderError> {
         match self.client(&self.karmada_kubeconfig, "Karmada")? {
             Some((c, _)) => Ok(c),
-            None => Err(ProviderError::Precondition {
-                message: format!(
-                    "{address}: the Karmada kubeconfig {} does not exist: the control plane is not installed",
-                    self.karmada_kubeconfig.display()
-                ),
-                hint: Some("apply karmada.control_plane first".into()),
-            }),
+            None => Err(ProviderError::precondition(format!(
+                "{address}: the Karmada kubeconfig {} does not exist: the control plane is not installed",
+                self.karmada_kubeconfig.display()
+            ))
+            .with_hint("apply karmada.control_plane first")),
         }
     }
 
     fn require_host(&self, address: &Address) -> Result<KubeClient, ProviderError> {
-        self.host_client()?.ok_or_else(|| ProviderError::Precondition {
-            message: format!(
+        self.host_client()?.ok_or_else(|| {
+            ProviderError::precondition(format!(
                 "{address}: the host cluster's kubeconfig {} does not exist",
                 self.host_kubeconfig.display()
-            ),
-            hint: Some("apply host.microk8s first".into()),
+            ))
+            .with_hint("apply host.microk8s first")
         })
     }
 
@@ -365,7 +364,7 @@ impl KarmadaProvider {
     // Observation
     // ---------------------------------------------------------------------------------------------
 
-    fn karmada_unavailable(&self, e: &KubeObserveError, report: &ControlPlaneReport) -> ProviderError {
+    fn karmada_unavailable(&self, e: KubeObserveError, report: &ControlPlaneReport) -> ProviderError {
         let host = self.host_kubeconfig.display();
         let karmada = self.karmada_kubeconfig.display();
         let components = if report.is_healthy() {
@@ -386,7 +385,7 @@ impl KarmadaProvider {
                 port = self.cx.karmada_api_port
             )
         };
-        state_unknown(format!("the Karmada API could not be read: {e}"), hint)
+        state_unknown("the Karmada API could not be read".into(), hint).caused_by(e)
     }
 
     async fn observe_layer(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
@@ -416,9 +415,10 @@ impl KarmadaProvider {
             Err(_) if karmada.is_none() => return Ok(out),
             Err(e) => {
                 return Err(state_unknown(
-                    format!("the host cluster could not be read: {e}"),
+                    "the host cluster could not be read".into(),
                     format!("the Karmada control plane runs in the host MicroK8s: check `microk8s status` and `kubectl --kubeconfig {} get nodes`", self.host_kubeconfig.display()),
-                ))
+                )
+                .caused_by(e))
             }
         };
         if report.is_absent() {
@@ -432,7 +432,7 @@ impl KarmadaProvider {
             .map(|r| r.address.clone())
             .unwrap_or_else(|| Address::new(Kind::KarmadaControlPlane, &["control_plane"]));
         let labels = testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE).await.map_err(|e| {
-            state_unknown(format!("the host cluster could not be read: {e}"), "check the host MicroK8s".into())
+            state_unknown("the host cluster could not be read".into(), "check the host MicroK8s".into()).caused_by(e)
         })?;
         let owner = self.owner_of_labels(labels.as_ref(), CONTROL_PLANE, "label on the karmada-system namespace:");
         let owner = match owner {
@@ -486,7 +486,7 @@ impl KarmadaProvider {
 
         // Memberships.
         let Some((karmada, _)) = karmada else { return Ok(out) };
-        let clusters = testbed_kube::clusters(&karmada).await.map_err(|e| self.karmada_unavailable(&e, &report))?;
+        let clusters = testbed_kube::clusters(&karmada).await.map_err(|e| self.karmada_unavailable(e, &report))?;
         for c in clusters {
             let address = Address::new(Kind::KarmadaMember, &[&c.name]);
             let owner = self.cluster_owner(&c);
@@ -514,7 +514,7 @@ impl KarmadaProvider {
     /// what to apply first, rather than with karmadactl's own error half-way.
     async fn check_ready_for(&self, action: &Action) -> Result<(), ProviderError> {
         let a = &action.address;
-        let precondition = |message: String, hint: String| ProviderError::Precondition { message, hint: Some(hint) };
+        let precondition = |message: String, hint: String| ProviderError::precondition(message).with_hint(hint);
         match (action.kind, action.op) {
             (Kind::KarmadaControlPlane, Op::Create | Op::Replace) => {
                 self.require_host(a)?;
@@ -686,12 +686,11 @@ impl KarmadaProvider {
         let member = action.member.clone().unwrap_or_default();
         let host = self.host_kubeconfig.display();
         let karmada = self.karmada_kubeconfig.display();
-        let (message, own_hint) = match e {
-            ProviderError::Failed { message, hint } => (message, hint),
-            other => return other,
-        };
-        let message = format!("{}: {message}", action.address);
-        let registered = message.contains("has been registered") || message.contains("already exists");
+        if e.kind() != ErrorKind::Failed {
+            return e;
+        }
+        let said = e.report().to_string();
+        let registered = said.contains("has been registered") || said.contains("already exists");
         let hint = match verb {
             Some(V::Init) => format!(
                 "look at the control plane's pods: `kubectl --kubeconfig {host} -n karmada-system get pods`; for one that is not Running, `describe pod` and its logs. \"context deadline exceeded\" while waiting for a Deployment usually means an image could not be pulled from the local registry or the advertise address is wrong; karmada-apiserver failing to resolve etcd-client.karmada-system.svc means the host's dns addon is not working. When init got as far as creating karmada-system, testbed labelled it, so the next apply waits for it; to start over, run `karmadactl deinit --kubeconfig {host} -f`"
@@ -717,9 +716,9 @@ impl KarmadaProvider {
             ),
             Some(V::Deinit) => format!("see `kubectl --kubeconfig {host} -n karmada-system get all`"),
             Some(V::TokenCreate) => format!("check that the Karmada API answers: `kubectl --kubeconfig {karmada} get clusters`"),
-            _ => own_hint.unwrap_or_default(),
+            _ => e.hint().unwrap_or_default().to_owned(),
         };
-        failed(message, hint)
+        e.context(action.address.to_string()).with_hint(hint)
     }
 
     /// Carries out one of the catalogue's calls, by what it is for.
@@ -731,10 +730,8 @@ impl KarmadaProvider {
                 testbed_kube::set_namespace_label(&host, KARMADA_NAMESPACE, OWNER_LABEL, Some(&self.testbed))
                     .await
                     .map_err(|e| {
-                        failed(
-                            format!("{a}: {e}"),
-                            "apply again: the label records that testbed made this control plane",
-                        )
+                        failed(a.to_string(), "apply again: the label records that testbed made this control plane")
+                            .caused_by(e)
                     })?;
                 log.note(format!("labelled namespace karmada-system {OWNER_LABEL}={}", self.testbed));
                 Ok(Flow::Continue)
@@ -765,9 +762,10 @@ impl KarmadaProvider {
                 testbed_kube::set_cluster_label(&karmada, member, OWNER_LABEL, Some(&self.testbed)).await.map_err(
                     |e| {
                         failed(
-                            format!("{a}: {member} is registered, but testbed could not label it: {e}"),
+                            format!("{a}: {member} is registered, but testbed could not label it"),
                             format!("label it yourself so that testbed knows it made it: `kubectl --kubeconfig {} label cluster {member} {OWNER_LABEL}={}`", self.karmada_kubeconfig.display(), self.testbed),
                         )
+                        .caused_by(e)
                     },
                 )?;
                 log.note(format!("labelled cluster {member} {OWNER_LABEL}={}", self.testbed));
@@ -782,7 +780,7 @@ impl KarmadaProvider {
                 self.owned_cluster(a, &karmada, member, "change").await?;
                 let patched = testbed_kube::set_cluster_api_endpoint(&karmada, member, &endpoint)
                     .await
-                    .map_err(|e| failed(format!("{a}: {e}"), "apply again"))?;
+                    .map_err(|e| failed(a.to_string(), "apply again").caused_by(e))?;
                 log.note(format!("spec.apiEndpoint of {member} is {}", patched.api_endpoint.unwrap_or_default()));
                 Ok(Flow::Continue)
             }
@@ -822,7 +820,7 @@ impl KarmadaProvider {
     ) -> Result<Option<ClusterStatus>, ProviderError> {
         let c = testbed_kube::cluster(karmada, member)
             .await
-            .map_err(|e| failed(format!("{a}: {e}"), "apply again once the Karmada API answers"))?;
+            .map_err(|e| failed(a.to_string(), "apply again once the Karmada API answers").caused_by(e))?;
         match c {
             None => Ok(None),
             Some(c) => match self.cluster_owner(&c) {
@@ -845,10 +843,10 @@ impl KarmadaProvider {
         };
         let report = testbed_kube::control_plane(&host)
             .await
-            .map_err(|e| failed(format!("{a}: {e}"), "check the host MicroK8s (`microk8s status`)"))?;
+            .map_err(|e| failed(a.to_string(), "check the host MicroK8s (`microk8s status`)").caused_by(e))?;
         let labels = testbed_kube::namespace_labels(&host, KARMADA_NAMESPACE)
             .await
-            .map_err(|e| failed(format!("{a}: {e}"), "check the host MicroK8s (`microk8s status`)"))?;
+            .map_err(|e| failed(a.to_string(), "check the host MicroK8s (`microk8s status`)").caused_by(e))?;
         if labels.is_none() && report.is_absent() {
             log.note("no Karmada control plane on the host cluster: nothing to remove");
             return Ok(Flow::SkipNext);
@@ -915,9 +913,10 @@ impl KarmadaProvider {
                 Ok(())
             }
             Err(e) => Err(failed(
-                format!("karmadactl unregister deleted {}, the control plane's CA, and testbed could not put it back: {e}", path.display()),
+                format!("karmadactl unregister deleted {}, the control plane's CA, and testbed could not put it back", path.display()),
                 "restore it from a backup of the Karmada data directory; without it, karmadactl cannot reach the Karmada API",
-            )),
+            )
+            .caused_by(e)),
         }
     }
 
@@ -940,7 +939,7 @@ impl KarmadaProvider {
                         format!("look at the agent: `kubectl --kubeconfig {}/{member}.config -n karmada-system logs deploy/karmada-agent`; it must reach the Karmada API at {}:{}", self.cx.kubeconfig_dir, self.cx.gateway, self.cx.karmada_api_port),
                     ))
                 }
-                Err(e) => return Err(failed(format!("{a}: {e}"), "apply again once the Karmada API answers")),
+                Err(e) => return Err(failed(a.to_string(), "apply again once the Karmada API answers").caused_by(e)),
             }
             log.progress(format!("waiting for the karmada-agent on {member} to create its Cluster"));
             tokio::time::sleep(self.poll).await;
@@ -992,17 +991,17 @@ impl KarmadaProvider {
     }
 }
 
-/// An error with anything shaped like a bootstrap token masked.
+/// An error with anything shaped like a bootstrap token masked: its message, its hint and its causes. The
+/// causes are masked as the report renders them, so the masked error keeps their text but not the errors
+/// themselves (a cause's own text could still hold the token).
 fn mask_error(e: ProviderError) -> ProviderError {
-    match e {
-        ProviderError::Failed { message, hint } => {
-            ProviderError::Failed { message: token::mask_tokens(&message), hint: hint.map(|h| token::mask_tokens(&h)) }
-        }
-        ProviderError::Precondition { message, hint } => ProviderError::Precondition {
-            message: token::mask_tokens(&message),
-            hint: hint.map(|h| token::mask_tokens(&h)),
-        },
-        other => other,
+    if !matches!(e.kind(), ErrorKind::Failed | ErrorKind::Precondition) {
+        return e;
+    }
+    let masked = ProviderError::new(e.kind(), token::mask_tokens(&e.report().to_string()));
+    match e.hint() {
+        Some(h) => masked.with_hint(token::mask_tokens(h)),
+        None => masked,
     }
 }
 

@@ -12,7 +12,7 @@ use testbed_karmada::OWNER_LABEL;
 use testbed_kube::fake::{unused_url, FakeCluster, FakeDeployment, FakeKube, FakeNamespace, FakeState, FakeTls};
 use testbed_kube::KARMADA_NAMESPACE;
 use testbed_plan::{Address, Health, Kind, Op, Owner, PlanError};
-use testbed_provider::{Provider, ProviderError, Providers};
+use testbed_provider::{ErrorKind, Provider, Providers};
 
 fn karmada_with(clusters: Vec<FakeCluster>) -> FakeState {
     let mut s = FakeState::karmada_apiserver();
@@ -124,13 +124,14 @@ async fn an_unreachable_karmada_api_and_a_tls_failure_cannot_be_observed_and_say
     // Nothing listens where the kubeconfig points.
     lab.write_karmada_kubeconfig(&unused_url().await.unwrap(), None);
     let unreachable = lab.observe(&provider, &config).await.unwrap_err();
-    let ProviderError::StateUnknown { message, hint } = &unreachable else { panic!("{unreachable:?}") };
+    assert_eq!(unreachable.kind(), ErrorKind::StateUnknown, "{unreachable:?}");
+    let (message, hint) = (&unreachable.report().to_string(), unreachable.hint());
     assert!(
         message.starts_with("the Karmada API could not be read: the Kubernetes API at http://127.0.0.1:"),
         "{message}"
     );
     assert!(message.contains("is unreachable: the connection was refused"), "{message}");
-    let hint = hint.as_deref().unwrap();
+    let hint = hint.unwrap();
     assert!(hint.contains("karmada-system/karmada-apiserver (port 32443)"), "{hint}");
     assert!(
         hint.contains(&format!(
@@ -148,12 +149,11 @@ async fn an_unreachable_karmada_api_and_a_tls_failure_cannot_be_observed_and_say
     std::fs::write(&ca_file, &other.ca_pem).unwrap();
     lab.write_karmada_kubeconfig(served.url(), Some(&ca_file.display().to_string()));
     let tls_error = lab.observe(&provider, &config).await.unwrap_err();
-    let ProviderError::StateUnknown { message: tls_message, hint: tls_hint } = &tls_error else {
-        panic!("{tls_error:?}")
-    };
+    assert_eq!(tls_error.kind(), ErrorKind::StateUnknown, "{tls_error:?}");
+    let (tls_message, tls_hint) = (&tls_error.report().to_string(), tls_error.hint());
     assert!(tls_message.contains("TLS with the Kubernetes API at https://127.0.0.1:"), "{tls_message}");
     assert!(tls_message.contains("not signed by the configured CA"), "{tls_message}");
-    assert!(tls_hint.as_deref().unwrap().contains("karmadactl init makes a new CA each time"), "{tls_hint:?}");
+    assert!(tls_hint.unwrap().contains("karmadactl init makes a new CA each time"), "{tls_hint:?}");
     assert_ne!(message, tls_message);
 
     // Through the providers, the planner says the layer could not be observed.
@@ -212,14 +212,16 @@ async fn a_foreign_cluster_under_a_member_name_is_a_conflict_and_is_never_touche
     let refused = provider.apply(&delete, &lab.action_log()).await.unwrap_err();
     assert!(
         refused
+            .report()
             .to_string()
             .contains("testbed will not remove a cluster named member2 registered in Karmada without testbed's label"),
-        "{refused}"
+        "{refused}",
+        refused = refused.report()
     );
     let desired = karmada_desired(&config, &observed);
     let update = testbed_plan::Action { op: Op::Update, desired: desired.resources.get(&o.address).cloned(), ..delete };
     let refused = provider.apply(&update, &lab.action_log()).await.unwrap_err();
-    assert!(refused.to_string().contains("testbed will not change"), "{refused}");
+    assert!(refused.report().to_string().contains("testbed will not change"), "{refused}", refused = refused.report());
     assert!(lab.runner.calls().is_empty(), "no command ran");
     assert!(!lab.karmada.requests().iter().any(|r| r.starts_with("PATCH")), "nothing was patched");
     assert_eq!(
@@ -343,9 +345,13 @@ async fn pull_register_end_to_end_keeps_the_token_secret() {
     );
     let plan = lab.plan(&provider, &config).await.unwrap();
     let err = lab.apply(&provider, &plan).await.unwrap_err();
-    let shown = format!("{err} {err:?} {:?}", err.hint());
+    let shown = format!("{} {err:?} {:?}", err.report(), err.hint());
     assert!(!shown.contains("0a1b2c3d4e5f6g7h"), "{shown}");
-    assert!(err.to_string().starts_with("karmada_member.member2: `karmadactl register"), "{err}");
+    assert!(
+        err.report().to_string().starts_with("karmada_member.member2: `karmadactl register"),
+        "{err}",
+        err = err.report()
+    );
     assert!(err.hint().unwrap().contains("the next apply creates a new one"), "{:?}", err.hint());
     assert!(!lab.logged().contains("0a1b2c3d4e5f6g7h"));
 }
@@ -365,8 +371,8 @@ async fn a_register_whose_preflight_failed_is_a_failure_although_it_exited_0() {
     );
     let plan = lab.plan(&provider, &config).await.unwrap();
     let err = lab.apply(&provider, &plan).await.unwrap_err();
-    assert!(err.to_string().contains("exited 0 but its pre-flight failed"), "{err}");
-    assert!(err.to_string().contains("karmada-kubeconfig already exists"), "{err}");
+    assert!(err.report().to_string().contains("exited 0 but its pre-flight failed"), "{err}", err = err.report());
+    assert!(err.report().to_string().contains("karmada-kubeconfig already exists"), "{err}", err = err.report());
     assert!(lab.karmada.state().cluster_mut("member1").is_none());
 }
 
@@ -447,7 +453,7 @@ async fn a_join_that_does_not_turn_ready_fails_with_what_to_check_then_a_later_a
     let plan = lab.plan(&provider, &config).await.unwrap();
     let err = lab.apply(&provider, &plan).await.unwrap_err();
     assert_eq!(
-        err.to_string(),
+        err.report().to_string(),
         "karmada_member.member2: member2 did not turn Ready within 300 ms: cluster member2: NotReady (ClusterNotReachable: cluster is not reachable), Push mode, endpoint https://127.0.0.12:16443, Kubernetes v1.32.3, taint cluster.karmada.io/unreachable:NoSchedule"
     );
     let hint = err.hint().unwrap();
@@ -582,7 +588,7 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
         "a Karmada control plane on the host cluster without testbed's label on the karmada-system namespace"
     );
     let refused = lab.apply(&provider, &destroy).await.unwrap_err();
-    assert!(refused.to_string().contains("testbed will not deinit"), "{refused}");
+    assert!(refused.report().to_string().contains("testbed will not deinit"), "{refused}", refused = refused.report());
     assert_eq!(lab.runner.transcript().len(), 5, "no second deinit, and the etcd data left alone");
 }
 
@@ -602,7 +608,7 @@ async fn an_unhealthy_control_plane_is_repaired_by_waiting_and_the_wait_says_wha
         actions(&plan)[0].reason
     );
     let err = lab.apply(&provider, &plan).await.unwrap_err();
-    assert!(err.to_string().starts_with("karmada.control_plane: the Karmada control plane's Deployments in karmada-system were not all available within 200 ms"), "{err}");
+    assert!(err.report().to_string().starts_with("karmada.control_plane: the Karmada control plane's Deployments in karmada-system were not all available within 200 ms"), "{err}", err = err.report());
     assert!(err.hint().unwrap().contains("-n karmada-system get pods"), "{:?}", err.hint());
     assert!(lab.runner.calls().is_empty(), "no deinit, no init: {:?}", lab.runner.transcript());
 }
@@ -631,8 +637,16 @@ async fn an_init_that_fails_half_way_is_labelled_and_repaired_but_a_foreign_left
     );
     let plan = lab.plan(&provider, &config).await.unwrap();
     let err = lab.apply(&provider, &plan).await.unwrap_err();
-    assert!(err.to_string().starts_with("karmada.control_plane: `karmadactl init"), "{err}");
-    assert!(err.to_string().ends_with("failed (exit code 1): error: context deadline exceeded"), "{err}");
+    assert!(
+        err.report().to_string().starts_with("karmada.control_plane: `karmadactl init"),
+        "{err}",
+        err = err.report()
+    );
+    assert!(
+        err.report().to_string().ends_with("failed (exit code 1): error: context deadline exceeded"),
+        "{err}",
+        err = err.report()
+    );
     assert!(err.hint().unwrap().contains("an image could not be pulled from the local registry"), "{:?}", err.hint());
     let ns = lab.host.state().namespaces.into_iter().find(|n| n.name == KARMADA_NAMESPACE).unwrap();
     assert_eq!(ns.labels.get(OWNER_LABEL).map(String::as_str), Some(TESTBED), "labelled although init failed");

@@ -496,12 +496,11 @@ fn instance_error(action: &Action, ctx: &str, e: LxdError) -> ProviderError {
     };
     match (&e, image) {
         (LxdError::Api { message, .. }, Some(image)) if action.op != Op::Delete && about_image(message) => {
-            ProviderError::Failed {
-                message: format!("{ctx}: image {image:?} not found: {e}"),
-                hint: Some(format!(
+            ProviderError::failed(format!("{ctx}: image {image:?} not found"))
+                .with_hint(format!(
                     "set the member's `image` (or `[lxd] image`) to an image LXD has (`lxc image list` shows the local aliases), or import {image:?}; then apply again"
-                )),
-            }
+                ))
+                .caused_by(e)
         }
         _ => e.into_provider(ctx),
     }
@@ -562,13 +561,10 @@ impl LxdProvider {
         if let Some(r) = a.desired.as_ref() {
             let missing = missing_kernel_modules(&r.spec, self.kernel.as_ref());
             if !missing.is_empty() {
-                return Err(ProviderError::Precondition {
-                    message: format!(
+                return Err(ProviderError::precondition(format!(
                         "{ctx}: this host's kernel lacks the modules {} that linux.kernel_modules lists; LXD would refuse to start the members",
                         missing.join(", ")
-                    ),
-                    hint: Some("load them on the host (modprobe), or set \"linux.kernel_modules\" in [lxd.profile_config] to the ones this kernel has".into()),
-                });
+                    )).with_hint("load them on the host (modprobe), or set \"linux.kernel_modules\" in [lxd.profile_config] to the ones this kernel has"));
             }
         }
         if matches!(a.op, Op::Delete | Op::Replace) {
@@ -790,14 +786,15 @@ impl LxdProvider {
             } else {
                 format!("the `host_port` of proxy {dev:?} of member {member}")
             };
-            ProviderError::Failed {
-                message: format!(
-                    "{ctx}: host port {host} is already in use by another program, so LXD cannot listen on it ({e})"
-                ),
-                hint: Some(format!(
-                    "stop what listens on {host} (`ss -lntp` shows it), or change {setting} in the file; then apply again"
-                )),
-            }
+            // The message quotes LXD's answer in parentheses, as before; the report does not repeat the
+            // source it already quotes.
+            ProviderError::failed(format!(
+                "{ctx}: host port {host} is already in use by another program, so LXD cannot listen on it ({e})"
+            ))
+            .with_hint(format!(
+                "stop what listens on {host} (`ss -lntp` shows it), or change {setting} in the file; then apply again"
+            ))
+            .caused_by(e)
         })
     }
 }

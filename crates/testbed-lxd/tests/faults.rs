@@ -17,7 +17,7 @@ use support::*;
 use testbed_exec::{Event, Outcome};
 use testbed_lxd::{Client, Flavor};
 use testbed_plan::{desired, Layer};
-use testbed_provider::{ActionLog, Provider, ProviderError};
+use testbed_provider::{ActionLog, ErrorKind, Provider, ProviderError};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -58,9 +58,9 @@ fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges() {
         let r = s.run(&s.plan(&config(&bad)).await, 4).await;
         assert!(!r.success());
         let e = failed_with(&r, "lxd_instance.rf1a");
-        let msg = e.to_string();
+        let msg = e.report().to_string();
         eprintln!("missing image: {msg}\n  hint: {:?}", e.hint());
-        assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
+        assert!(e.kind() == ErrorKind::Failed, "{e:?}");
         assert!(msg.starts_with("lxd_instance.rf1a (member rf1a): "), "{msg}");
         assert!(msg.contains("image \"rf-no-such-image\" not found"), "{msg}");
         assert!(e.hint().is_some_and(|h| h.contains("lxc image list")), "{:?}", e.hint());
@@ -109,7 +109,7 @@ fn a_host_port_in_use_fails_the_proxy_and_converges_once_free() {
             .expect("this test's host port 127.0.0.1:28201 must be free to start with");
         let r = s.run(&s.plan(&c).await, 4).await;
         let e = failed_with(&r, "proxy.rf2a.api");
-        let msg = e.to_string();
+        let msg = e.report().to_string();
         eprintln!("port in use: {msg}\n  hint: {:?}", e.hint());
         assert!(msg.starts_with("proxy.rf2a.api (member rf2a): "), "{msg}");
         assert!(msg.contains("host port 127.0.0.1:28201 is already in use"), "{msg}");
@@ -128,7 +128,7 @@ fn a_host_port_in_use_fails_the_proxy_and_converges_once_free() {
         let p = s.plan(&c).await;
         assert_eq!(addresses(&p), ["proxy.rf2a.api"]);
         let again = s.run(&p, 4).await;
-        assert!(failed_with(&again, "proxy.rf2a.api").to_string().contains("28201 is already in use"));
+        assert!(failed_with(&again, "proxy.rf2a.api").report().to_string().contains("28201 is already in use"));
         drop(listener);
         let r = s.run(&s.plan(&c).await, 4).await;
         assert!(r.success(), "{:?}", failures(&r));
@@ -175,10 +175,11 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         // The instance's own step, run directly.
         let a = p.actions().into_iter().find(|a| a.address.as_str() == "lxd_instance.rf3a").unwrap().clone();
         let e = s.lxd.apply(&a, &ActionLog::discard()).await.expect_err("no daemon");
-        eprintln!("no daemon: {e}\n  hint: {:?}", e.hint());
-        let ProviderError::Unavailable { message, hint } = &e else { panic!("{e:?}") };
-        assert_eq!(message, &format!("lxd_instance.rf3a (member rf3a): {not_installed}"));
-        assert!(hint.as_deref().is_some_and(|h| h.contains("start the LXD daemon")), "{hint:?}");
+        eprintln!("no daemon: {e}\n  hint: {:?}", e.hint(), e = e.report());
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
+        let hint = e.hint();
+        assert_eq!(e.report().to_string(), format!("lxd_instance.rf3a (member rf3a): {not_installed}"));
+        assert!(hint.is_some_and(|h| h.contains("start the LXD daemon")), "{hint:?}");
 
         // The whole plan: every LXD step that runs is unavailable, the rest skipped; nothing panics. (The
         // simulated host steps it needs first do run.)
@@ -189,7 +190,7 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
             r.actions
         );
         assert!(r.failed() >= 1);
-        assert!(r.failures().all(|(_, e)| matches!(e, ProviderError::Unavailable { .. })), "{:?}", failures(&r));
+        assert!(r.failures().all(|(_, e)| e.kind() == ErrorKind::Unavailable), "{:?}", failures(&r));
         assert_eq!(outcome(&r, "lxd_instance.rf3a").label(), "skipped");
 
         // A socket file nobody listens on (a daemon that died): refused, also unavailable.
@@ -204,8 +205,12 @@ fn without_a_daemon_observation_says_so_and_actions_are_unavailable() {
         assert!(reason.starts_with(&format!("observing LXD: {refused}")), "{reason}");
         assert!(reason.contains("refused"), "{reason}");
         let e = s.lxd.apply(&a, &ActionLog::discard()).await.expect_err("no daemon");
-        assert!(matches!(e, ProviderError::Unavailable { .. }), "{e:?}");
-        assert!(e.to_string().starts_with(&format!("lxd_instance.rf3a (member rf3a): {refused}")), "{e}");
+        assert!(e.kind() == ErrorKind::Unavailable, "{e:?}");
+        assert!(
+            e.report().to_string().starts_with(&format!("lxd_instance.rf3a (member rf3a): {refused}")),
+            "{e}",
+            e = e.report()
+        );
     });
 }
 
@@ -303,10 +308,10 @@ fn a_daemon_lost_mid_apply_fails_the_steps_in_flight_and_a_later_apply_converges
         assert!(r.failed() >= 1, "{}", r.summary_line("Apply"));
         let mut lost = 0;
         for (a, e) in r.failures() {
-            let msg = e.to_string();
+            let msg = e.report().to_string();
             eprintln!("lost daemon: {msg}\n  hint: {:?}", e.hint());
             let member = a.as_str().split('.').nth(1).unwrap();
-            assert!(matches!(e, ProviderError::Unavailable { .. }), "{a}: {e:?}");
+            assert!(e.kind() == ErrorKind::Unavailable, "{a}: {e:?}");
             assert!(msg.starts_with(&format!("{a} (member {member}): LXD ")), "{msg}");
             assert!(msg.contains("not reachable"), "{msg}");
             assert!(e.hint().is_some_and(|h| h.contains("apply again")), "{:?}", e.hint());
@@ -387,9 +392,9 @@ fn a_kernel_module_the_host_lacks_fails_the_profile_before_it_is_made() {
 
         let r = s.run(&s.plan(&c).await, 4).await;
         let e = failed_with(&r, "lxd_profile.tbrf6-member");
-        let msg = e.to_string();
+        let msg = e.report().to_string();
         eprintln!("kernel modules: {msg}\n  hint: {:?}", e.hint());
-        assert!(matches!(e, ProviderError::Precondition { .. }), "{e:?}");
+        assert!(e.kind() == ErrorKind::Precondition, "{e:?}");
         assert!(msg.starts_with("lxd_profile.tbrf6-member: "), "{msg}");
         assert!(msg.contains("ip_vs") && !msg.contains("overlay"), "only the missing module: {msg}");
         assert!(e.hint().is_some_and(|h| h.contains("[lxd.profile_config]")), "{:?}", e.hint());

@@ -12,7 +12,9 @@ use testbed_command::{run_step, CommandError, CommandRunner, Output, Values};
 use testbed_config::Backend;
 use testbed_kube::{nodes_ready, ApiConfig, Clients, KubeObserveError, Network, NodesReport};
 use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
-use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
+use testbed_provider::{
+    ActionLog, ContainerFacts, ContainerView, ErrorKind, LayerObservation, Provider, ProviderError, ResultExt,
+};
 use testbed_steps::{Context, Purpose, Role, Step, Where};
 
 use crate::kubeconfig::{self, OnDisk, Use};
@@ -175,25 +177,6 @@ fn addons_of(spec: &Spec) -> BTreeSet<String> {
 
 fn observed(address: Address, kind: Kind, member: Option<&str>, owner: Owner, spec: Spec) -> Observed {
     Observed::new(address, kind, member, owner, spec)
-}
-
-/// Keeps an error's kind and hint, with `prefix: ` in front of its message.
-fn prefixed(e: ProviderError, prefix: &str) -> ProviderError {
-    match e {
-        ProviderError::Precondition { message, hint } => {
-            ProviderError::Precondition { message: format!("{prefix}: {message}"), hint }
-        }
-        ProviderError::Failed { message, hint } => {
-            ProviderError::Failed { message: format!("{prefix}: {message}"), hint }
-        }
-        ProviderError::Unavailable { message, hint } => {
-            ProviderError::Unavailable { message: format!("{prefix}: {message}"), hint }
-        }
-        ProviderError::StateUnknown { message, hint } => {
-            ProviderError::StateUnknown { message: format!("{prefix}: {message}"), hint }
-        }
-        ProviderError::Interrupted => ProviderError::Interrupted,
-    }
 }
 
 /// How long a catalogue command may take, by what it is for.
@@ -447,13 +430,14 @@ impl Microk8sProvider {
             Ok(facts) => facts,
             // No LXD daemon (not installed yet on a fresh host): no containers, so no MicroK8s in them. The LXD
             // layer reports the same absence, and the plan creates both in order.
-            Err(ProviderError::Unavailable { .. }) => Vec::new(),
+            Err(e) if e.kind() == ErrorKind::Unavailable => Vec::new(),
             Err(e) => {
-                let hint = e.hint().map(str::to_owned);
-                return Err(ProviderError::StateUnknown {
-                    message: format!("cannot see the member containers: {e}"),
-                    hint: hint.or_else(|| Some(format!("check that the LXD daemon runs ({} list)", self.lxc()))),
-                });
+                let hint = e
+                    .hint()
+                    .map_or_else(|| format!("check that the LXD daemon runs ({} list)", self.lxc()), str::to_owned);
+                return Err(ProviderError::state_unknown("cannot see the member containers")
+                    .with_hint(hint)
+                    .caused_by(e));
             }
         };
         let mut looks = tokio::task::JoinSet::new();
@@ -500,8 +484,8 @@ impl Microk8sProvider {
         let owned: BTreeMap<&str, &ContainerFacts> = facts.iter().map(|c| (c.name.as_str(), c)).collect();
         let mut found: Vec<(String, Inside)> = Vec::new();
         while let Some(joined) = looks.join_next().await {
-            let (name, result) = joined.map_err(|e| ProviderError::failed(format!("an observer stopped: {e}")))?;
-            let result = result.map_err(|e| prefixed(e, &format!("observing MicroK8s in {name}")))?;
+            let (name, result) = joined.context(ErrorKind::Failed, "an observer stopped")?;
+            let result = result.map_err(|e| e.context(format!("observing MicroK8s in {name}")))?;
             if let Some(inside) = result {
                 found.push((name, inside));
             }
@@ -638,33 +622,33 @@ impl Microk8sProvider {
 
     /// The member's container, for a step that runs something in it: `Ok(None)` when it is gone.
     async fn container(&self, member: &str) -> Result<Option<ContainerFacts>, ProviderError> {
-        let facts = self.containers.containers().await.map_err(|e| ProviderError::Unavailable {
-            message: format!("cannot see container {member}: {e}"),
-            hint: e.hint().map(str::to_owned),
-        })?;
+        // The containers' layer's hint stays reachable through the cause.
+        let facts = self
+            .containers
+            .containers()
+            .await
+            .map_err(|e| ProviderError::unavailable(format!("cannot see container {member}")).caused_by(e))?;
         Ok(facts.into_iter().find(|c| c.name == member))
     }
 
     async fn require_running(&self, address: &Address, member: &str, doing: &str) -> Result<(), ProviderError> {
-        let found = self.container(member).await.map_err(|e| ProviderError::Unavailable {
-            message: format!("{address}: {e}"),
-            hint: e
-                .hint()
-                .map(str::to_owned)
-                .or_else(|| Some(format!("check that the LXD daemon runs ({} list)", self.lxc()))),
+        let found = self.container(member).await.map_err(|e| {
+            let hint =
+                e.hint().map_or_else(|| format!("check that the LXD daemon runs ({} list)", self.lxc()), str::to_owned);
+            ProviderError::unavailable(address.to_string()).with_hint(hint).caused_by(e)
         })?;
         match found {
-            None => Err(ProviderError::Precondition {
-                message: format!("{address}: cannot {doing}: container {member} does not exist"),
-                hint: Some(format!("apply lxd_instance.{member} first")),
-            }),
-            Some(c) if !c.running => Err(ProviderError::Precondition {
-                message: format!("{address}: cannot {doing}: container {member} is stopped"),
-                hint: Some(format!(
-                    "run testbed apply, which starts testbed's stopped containers, or: {} start {member}",
-                    self.lxc()
-                )),
-            }),
+            None => Err(ProviderError::precondition(format!(
+                "{address}: cannot {doing}: container {member} does not exist"
+            ))
+            .with_hint(format!("apply lxd_instance.{member} first"))),
+            Some(c) if !c.running => {
+                Err(ProviderError::precondition(format!("{address}: cannot {doing}: container {member} is stopped"))
+                    .with_hint(format!(
+                        "run testbed apply, which starts testbed's stopped containers, or: {} start {member}",
+                        self.lxc()
+                    )))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -672,9 +656,10 @@ impl Microk8sProvider {
     fn write_host_marker(&self, log: &ActionLog) -> Result<(), ProviderError> {
         let path = &self.host_owner_marker;
         let text = format!("owner=testbed\nname={}\n", self.testbed);
-        std::fs::write(path, text).map_err(|e| ProviderError::Failed {
-            message: format!("host.microk8s: cannot write the ownership marker {}: {e}", path.display()),
-            hint: Some("without it the next plan takes this MicroK8s for someone else's; apply again as root".into()),
+        std::fs::write(path, text).map_err(|e| {
+            ProviderError::failed(format!("host.microk8s: cannot write the ownership marker {}", path.display()))
+                .with_hint("without it the next plan takes this MicroK8s for someone else's; apply again as root")
+                .caused_by(e)
         })?;
         log.note(format!("wrote {} (this MicroK8s is testbed {:?}'s)", path.display(), self.testbed));
         Ok(())
@@ -683,14 +668,12 @@ impl Microk8sProvider {
     /// Runs the catalogue's steps of a host MicroK8s, addons or member MicroK8s action.
     async fn run_catalogue(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         if let Some(Owner::Other(found)) = action.observed.as_ref().map(|o| &o.owner) {
-            return Err(ProviderError::Precondition {
-                message: format!(
-                    "refusing to {} {}: {found}; testbed changes only what it created",
-                    action.op.name(),
-                    action.address
-                ),
-                hint: Some("it is used as it is; change the file so that testbed does not want it changed".into()),
-            });
+            return Err(ProviderError::precondition(format!(
+                "refusing to {} {}: {found}; testbed changes only what it created",
+                action.op.name(),
+                action.address
+            ))
+            .with_hint("it is used as it is; change the file so that testbed does not want it changed"));
         }
         if let (Some(m), true) = (action.member.as_deref(), action.runs()) {
             if action.op == Op::Delete && self.container(m).await?.is_none() {
@@ -700,14 +683,12 @@ impl Microk8sProvider {
             self.require_running(&action.address, m, &format!("{} {}", action.op.name(), action.address)).await?;
             // What is inside a container is its maker's: testbed changes nothing in one it did not create.
             if self.container(m).await?.is_some_and(|c| !c.owned) {
-                return Err(ProviderError::Precondition {
-                    message: format!(
-                        "{}: refusing to {} MicroK8s in container {m}: testbed did not create it",
-                        action.address,
-                        action.op.name()
-                    ),
-                    hint: Some(format!("remove or rename container {m}, or name the member differently in the file")),
-                });
+                return Err(ProviderError::precondition(format!(
+                    "{}: refusing to {} MicroK8s in container {m}: testbed did not create it",
+                    action.address,
+                    action.op.name()
+                ))
+                .with_hint(format!("remove or rename container {m}, or name the member differently in the file")));
             }
         }
         let values = Values::new();
@@ -757,9 +738,14 @@ impl Microk8sProvider {
                 None => return Ok(()),
             },
         };
-        written.map_err(|e| ProviderError::Failed {
-            message: format!("{}: cannot write the record {}: {e}", action.address, self.installs.path().display()),
-            hint: Some("check that the directory beside the config is writable by you, then apply again".into()),
+        written.map_err(|e| {
+            ProviderError::failed(format!(
+                "{}: cannot write the record {}",
+                action.address,
+                self.installs.path().display()
+            ))
+            .with_hint("check that the directory beside the config is writable by you, then apply again")
+            .caused_by(e)
         })?;
         log.note(format!(
             "recorded in {} that MicroK8s is {} in {member}",
@@ -797,15 +783,12 @@ impl Microk8sProvider {
                 return Ok(());
             }
             if tokio::time::Instant::now() + every > deadline {
-                return Err(ProviderError::Failed {
-                    message: format!(
+                return Err(ProviderError::failed(format!(
                         "{}: `{}` did not succeed within {timeout_secs} s: {}",
                         action.address,
                         filled.join(" "),
                         out.last_line()
-                    ),
-                    hint: Some("the container's snapd has not finished seeding: look at `snap changes` inside it, then apply again".into()),
-                });
+                    )).with_hint("the container's snapd has not finished seeding: look at `snap changes` inside it, then apply again"));
             }
             tokio::time::sleep(every).await;
         }
@@ -830,14 +813,11 @@ impl Microk8sProvider {
         }
         let content = testbed_steps::registry_hosts_toml(&testbed_steps::registry_host_port(&self.cx));
         log.api("POST", call);
-        self.runner.push_file(member, path, content.into_bytes(), 0o644).await.map_err(|e| ProviderError::Failed {
-            message: format!("{address}: cannot write the local registry's trust in {member}: {e}"),
-            hint: Some(format!(
+        self.runner.push_file(member, path, content.into_bytes(), 0o644).await.map_err(|e| ProviderError::failed(format!("{address}: cannot write the local registry's trust in {member}")).with_hint(format!(
                 "check that container {member} runs and that MicroK8s is installed in it ({} exec {member} -- ls {}); then run testbed apply again",
                 self.lxc(),
                 testbed_steps::REGISTRY_CERTS_DIR
-            )),
-        })?;
+            )).caused_by(e))?;
         log.note(format!("wrote {path} in {member} (mode 0644): pulls from the local registry over plain HTTP"));
         Ok(())
     }
@@ -851,27 +831,26 @@ impl Microk8sProvider {
         let hint = e.hint().map(str::to_owned);
         if let Role::WaitReady { timeout_secs } = role {
             let secs = Duration::from_secs(*timeout_secs);
-            return ProviderError::Failed {
-                message: format!("{}: MicroK8s {where_} was not ready within {}: {e}", action.address, shown(secs)),
-                hint: Some(format!(
-                    "see what holds it up: {}; then run testbed apply again",
-                    self.by_hand(at, "microk8s inspect")
-                )),
+            return ProviderError::failed(format!(
+                "{}: MicroK8s {where_} was not ready within {}",
+                action.address,
+                shown(secs)
+            ))
+            .with_hint(format!(
+                "see what holds it up: {}; then run testbed apply again",
+                self.by_hand(at, "microk8s inspect")
+            ))
+            .caused_by(e);
+        }
+        if e.kind() == ErrorKind::Precondition && argv.first().map(String::as_str) == Some("microk8s") {
+            let first = match at {
+                Where::Host => "host.microk8s".to_owned(),
+                Where::Member(m) => format!("microk8s.{m}"),
             };
+            return ProviderError::precondition(format!("{}: MicroK8s is not installed {where_}", action.address))
+                .with_hint(format!("apply {first} first (run testbed apply again: it observes afresh)"));
         }
-        if let ProviderError::Precondition { .. } = &e {
-            if argv.first().map(String::as_str) == Some("microk8s") {
-                let first = match at {
-                    Where::Host => "host.microk8s".to_owned(),
-                    Where::Member(m) => format!("microk8s.{m}"),
-                };
-                return ProviderError::Precondition {
-                    message: format!("{}: MicroK8s is not installed {where_}", action.address),
-                    hint: Some(format!("apply {first} first (run testbed apply again: it observes afresh)")),
-                };
-            }
-        }
-        let e = prefixed(e, &action.address.to_string());
+        let e = e.context(action.address.to_string());
         match hint {
             Some(_) => e,
             None => e.with_hint(format!(
@@ -884,11 +863,11 @@ impl Microk8sProvider {
     /// Checks that testbed may write or remove the kubeconfig files at `paths`.
     fn check_ours(&self, address: &Address, member: &str, paths: &[&str], verb: &str) -> Result<(), ProviderError> {
         for p in paths {
-            let refuse = |what: String| ProviderError::Precondition {
-                message: format!("refusing to {verb} {p} for {address}: {what}; testbed changes only what it wrote"),
-                hint: Some(
-                    "move the file away (or put it elsewhere with [host] kubeconfig_dir), then apply again".into(),
-                ),
+            let refuse = |what: String| {
+                ProviderError::precondition(format!(
+                    "refusing to {verb} {p} for {address}: {what}; testbed changes only what it wrote"
+                ))
+                .with_hint("move the file away (or put it elsewhere with [host] kubeconfig_dir), then apply again")
             };
             match kubeconfig::read(Path::new(p)) {
                 OnDisk::Absent => {}
@@ -931,14 +910,14 @@ impl Microk8sProvider {
         let out: Output = self.runner.run(&at, &argv(&["microk8s", "config"]), COMMAND_TIMEOUT).await.map_err(|e| {
             let hint = format!("try it yourself: {}", self.by_hand(&at, "microk8s config"));
             match e {
-                CommandError::NotFound { .. } => ProviderError::Precondition {
-                    message: format!("{address}: MicroK8s is not installed in {member}"),
-                    hint: Some(format!("apply microk8s.{member} first")),
-                },
-                CommandError::Member { .. } => {
-                    ProviderError::Unavailable { message: format!("{address}: {e}"), hint: Some(hint) }
+                CommandError::NotFound { .. } => {
+                    ProviderError::precondition(format!("{address}: MicroK8s is not installed in {member}"))
+                        .with_hint(format!("apply microk8s.{member} first"))
                 }
-                _ => ProviderError::Failed { message: format!("{address}: {e}"), hint: Some(hint) },
+                CommandError::Member { .. } => {
+                    ProviderError::unavailable(address.to_string()).with_hint(hint).caused_by(e)
+                }
+                _ => ProviderError::failed(address.to_string()).with_hint(hint).caused_by(e),
             }
         })?;
         log.note(format!(
@@ -949,24 +928,23 @@ impl Microk8sProvider {
         if !out.success() {
             // Only stderr is quoted: stdout may hold part of the credentials.
             let why = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim();
-            return Err(ProviderError::Failed {
-                message: format!("{address}: `microk8s config` in {member} failed (exit code {}): {why}", out.code),
-                hint: Some(format!("try it yourself: {}", self.by_hand(&at, "microk8s status"))),
-            });
+            return Err(ProviderError::failed(format!(
+                "{address}: `microk8s config` in {member} failed (exit code {}): {why}",
+                out.code
+            ))
+            .with_hint(format!("try it yourself: {}", self.by_hand(&at, "microk8s status"))));
         }
         let files = kubeconfig::rewrite(&out.stdout, &self.testbed, member, server, karmada_server).map_err(|e| {
-            ProviderError::Failed {
-                message: format!("{address}: the output of `microk8s config` in {member} cannot be used: {e}"),
-                hint: Some(format!("look at it yourself: {}", self.by_hand(&at, "microk8s config"))),
-            }
+            ProviderError::failed(format!("{address}: the output of `microk8s config` in {member} cannot be used"))
+                .with_hint(format!("look at it yourself: {}", self.by_hand(&at, "microk8s config")))
+                .caused_by(e)
         })?;
         drop(out);
         for (p, text, s) in [(path, &files.people, server), (karmada_path, &files.karmada, karmada_server)] {
             testbed_command::files::write_private(Path::new(p), text.as_bytes()).map_err(|e| {
-                ProviderError::Failed {
-                    message: format!("{address}: cannot write {p}: {e}"),
-                    hint: Some("check that the directory ([host] kubeconfig_dir) is writable by you".into()),
-                }
+                ProviderError::failed(format!("{address}: cannot write {p}"))
+                    .with_hint("check that the directory ([host] kubeconfig_dir) is writable by you")
+                    .caused_by(e)
             })?;
             log.note(format!("wrote {p} (mode 0600), server {s}"));
         }
@@ -997,14 +975,11 @@ impl Microk8sProvider {
                     return Ok(());
                 }
                 Ok(report) => Err(not_ready_nodes(&report)),
-                Err(e) if retryable(&e) => Ok(e.to_string()),
+                Err(e) if retryable(&e) => Ok(e),
                 Err(e) => {
-                    return Err(ProviderError::Failed {
-                        message: format!("{member}: {e}"),
-                        hint: Some(format!(
+                    return Err(ProviderError::failed(member).with_hint(format!(
                             "{path} holds what `microk8s config` printed just now; if MicroK8s in {member} was reinstalled meanwhile, run testbed apply again"
-                        )),
-                    })
+                        )).caused_by(e))
                 }
             };
             // Say what is waited for once per change, not once per poll.
@@ -1024,21 +999,15 @@ impl Microk8sProvider {
         };
         let waited = shown(self.ready_timeout);
         Err(match last {
-            Err(nodes) => ProviderError::Failed {
-                message: format!("{member}: nodes not Ready after {waited}: {nodes}"),
-                hint: Some(format!(
+            Err(nodes) => ProviderError::failed(format!("{member}: nodes not Ready after {waited}: {nodes}")).with_hint(format!(
                     "see why: kubectl --kubeconfig {path} describe nodes, or {}; then run testbed apply again",
                     self.by_hand(&Where::Member(member.to_owned()), "microk8s inspect")
                 )),
-            },
-            Ok(e) => ProviderError::Failed {
-                message: format!("{member}: the API did not answer through {server} within {waited}: {e}"),
-                hint: Some(format!(
+            Ok(e) => ProviderError::failed(format!("{member}: the API did not answer through {server} within {waited}")).caused_by(e).with_hint(format!(
                     "check the API proxy ({} config device show {member}: device api, or apply proxy.{member}.api) and MicroK8s inside ({}); then run testbed apply again",
                     self.lxc(),
                     self.by_hand(&Where::Member(member.to_owned()), "microk8s status")
                 )),
-            },
         })
     }
 
@@ -1057,7 +1026,7 @@ impl Microk8sProvider {
                 Ok(()) => log.note(format!("removed {p}")),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => log.note(format!("{p} is already gone")),
                 Err(e) => {
-                    return Err(ProviderError::failed(format!("{address}: cannot remove {p}: {e}")));
+                    return Err(ProviderError::failed(format!("{address}: cannot remove {p}")).caused_by(e));
                 }
             }
         }
@@ -1099,19 +1068,21 @@ async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Re
         Where::Host => "on the host".to_owned(),
         Where::Member(m) => format!("in {m}"),
     };
-    // MicroK8s may well be there: what is in it is unknown, not missing.
-    let unavailable = |what: String| ProviderError::StateUnknown { message: what, hint: None };
     let list = match runner.run(at, &argv(&["snap", "list", "microk8s"]), OBSERVE_TIMEOUT).await {
         // No snapd at all: no MicroK8s either (host.packages installs snapd).
         Err(CommandError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(unavailable(format!("cannot tell whether MicroK8s is installed {where_}: {e}"))),
+        // MicroK8s may well be there: what is in it is unknown, not missing.
+        Err(e) => {
+            return Err(ProviderError::state_unknown(format!("cannot tell whether MicroK8s is installed {where_}"))
+                .caused_by(e))
+        }
         Ok(o) => o,
     };
     if !list.success() {
         if list.stderr.contains("no matching snaps installed") {
             return Ok(None);
         }
-        return Err(unavailable(format!(
+        return Err(ProviderError::state_unknown(format!(
             "cannot tell whether MicroK8s is installed {where_}: `snap list microk8s` failed (exit code {}): {}",
             list.code,
             list.last_line()

@@ -14,7 +14,7 @@ use testbed_config::Config;
 use testbed_kube::fake::{FakeKube, FakeNode, FakeState, FakeTls};
 use testbed_microk8s::Microk8sProvider;
 use testbed_plan::{Action, Health, Kind, Op, Owner, PlanError};
-use testbed_provider::{ActionLog, Provider, ProviderError};
+use testbed_provider::{ActionLog, ErrorKind, Provider};
 use testbed_steps::Where;
 
 const TOKEN: &str = "YWRtaW4tdG9rZW4tc2VjcmV0LTQyNDI0Mg";
@@ -152,12 +152,13 @@ async fn nodes_not_ready_are_waited_for_then_named() {
     let started = Instant::now();
     let e = lab.provider().apply(&create, &log).await.unwrap_err();
     assert!(started.elapsed() >= Duration::from_secs(1), "it waited");
-    assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
+    assert!(e.kind() == ErrorKind::Failed, "{e:?}");
     assert!(
-        e.to_string().starts_with(
+        e.report().to_string().starts_with(
             "member1: nodes not Ready after 1 s: member1 (KubeletNotReady: container runtime network not ready"
         ),
-        "{e}"
+        "{e}",
+        e = e.report()
     );
     let hint = e.hint().unwrap();
     assert!(hint.contains("describe nodes") && hint.contains("lxc exec member1 -- microk8s inspect"), "{hint}");
@@ -166,7 +167,7 @@ async fn nodes_not_ready_are_waited_for_then_named() {
         "{}",
         seen.text()
     );
-    assert!(!e.to_string().contains(TOKEN) && !seen.text().contains(TOKEN));
+    assert!(!e.report().to_string().contains(TOKEN) && !seen.text().contains(TOKEN));
 }
 
 #[tokio::test]
@@ -219,7 +220,11 @@ async fn an_api_that_does_not_answer_through_the_file_is_reported_on_the_kubecon
     let update = plan.actions().into_iter().find(|a| a.kind == Kind::Kubeconfig).unwrap().clone();
     assert_eq!(update.op, Op::Update);
     let e = p.apply(&update, &ActionLog::discard()).await.unwrap_err();
-    assert!(e.to_string().starts_with(&format!("member1: the API did not answer through {server} within 1 s")), "{e}");
+    assert!(
+        e.report().to_string().starts_with(&format!("member1: the API did not answer through {server} within 1 s")),
+        "{e}",
+        e = e.report()
+    );
     assert!(e.hint().unwrap().contains("proxy.member1.api"), "{e:?}");
 }
 
@@ -251,8 +256,12 @@ async fn a_file_testbed_did_not_write_is_never_overwritten() {
         cascade: None,
     };
     let e = lab.provider().apply(&create, &ActionLog::discard()).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Precondition { .. }), "{e:?}");
-    assert!(e.to_string().starts_with(&format!("refusing to overwrite {}", lab.people().display())), "{e}");
+    assert!(e.kind() == ErrorKind::Precondition, "{e:?}");
+    assert!(
+        e.report().to_string().starts_with(&format!("refusing to overwrite {}", lab.people().display())),
+        "{e}",
+        e = e.report()
+    );
     assert_eq!(std::fs::read_to_string(lab.people()).unwrap(), mine);
     assert!(!lab.runner.transcript().iter().any(|l| l.contains("microk8s config")));
 
@@ -284,8 +293,8 @@ async fn credentials_stay_out_of_logs_errors_and_debug_output() {
         assert!(std::fs::read_to_string(lab.people()).unwrap().contains(&key_b64), "the file has the key");
         let mut shown = vec![seen.text(), format!("{:?}", lab.provider())];
         if let Err(e) = &result {
-            assert!(e.to_string().starts_with("member1: "), "{e}");
-            shown.extend([e.to_string(), format!("{e:?}"), e.hint().unwrap_or_default().to_owned()]);
+            assert!(e.report().to_string().starts_with("member1: "), "{e}", e = e.report());
+            shown.extend([e.report().to_string(), format!("{e:?}"), e.hint().unwrap_or_default().to_owned()]);
         }
         for text in shown {
             assert!(!text.contains(&key_b64) && !text.contains(&key_line), "{text}");
@@ -304,14 +313,23 @@ async fn credentials_stay_out_of_logs_errors_and_debug_output() {
     );
     let (log, seen) = capture();
     let e = lab.provider().apply(&create, &log).await.unwrap_err();
-    assert!(e.to_string().ends_with("failed (exit code 1): Insufficient permissions to access MicroK8s."), "{e}");
-    assert!(!e.to_string().contains(TOKEN) && !seen.text().contains(TOKEN), "{e} {}", seen.text());
+    assert!(
+        e.report().to_string().ends_with("failed (exit code 1): Insufficient permissions to access MicroK8s."),
+        "{e}",
+        e = e.report()
+    );
+    assert!(
+        !e.report().to_string().contains(TOKEN) && !seen.text().contains(TOKEN),
+        "{e} {}",
+        seen.text(),
+        e = e.report()
+    );
 
     // Garbage: described by size, never quoted.
     lab.runner.on_at(member1(), &["microk8s", "config"], Reply::ok(&format!("token: {TOKEN}\n  : [")));
     let e = lab.provider().apply(&create, &ActionLog::discard()).await.unwrap_err();
-    assert!(e.to_string().contains("is not a kubeconfig"), "{e}");
-    assert!(!e.to_string().contains(TOKEN), "{e}");
+    assert!(e.report().to_string().contains("is not a kubeconfig"), "{e}", e = e.report());
+    assert!(!e.report().to_string().contains(TOKEN), "{e}", e = e.report());
 }
 
 #[tokio::test]

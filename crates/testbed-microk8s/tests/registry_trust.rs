@@ -172,7 +172,7 @@ async fn a_refused_push_names_the_member_and_what_to_check() {
     lab.runner.refuse_pushes("member1", "Instance not found");
     let e = lab.p.apply(&create, &ActionLog::discard()).await.unwrap_err();
     assert_eq!(
-        e.to_string(),
+        e.report().to_string(),
         format!(
             "microk8s.member1: cannot write the local registry's trust in member1: cannot run a file push to {TRUST} in member1: Instance not found"
         )

@@ -12,6 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use testbed_plan::{Action, Layer, Observed, ObservedState, Resource, Unobservable};
 
+mod error;
+pub use error::{ErrorKind, ProviderError, Report, ResultExt};
+
 /// What one layer saw.
 #[derive(Debug, Clone, Default)]
 pub struct LayerObservation {
@@ -19,62 +22,6 @@ pub struct LayerObservation {
     pub resources: Vec<Observed>,
     /// IPv4 addresses in use on the member bridge (LXD layer only).
     pub bridge_addresses: BTreeSet<Ipv4Addr>,
-}
-
-/// Why an action or an observation failed, with what to do next.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderError {
-    /// The step cannot run yet: what it needs is not there (as the real tool would fail).
-    #[error("{message}")]
-    Precondition { message: String, hint: Option<String> },
-    /// The step ran and failed.
-    #[error("{message}")]
-    Failed { message: String, hint: Option<String> },
-    /// The layer cannot be reached at all (daemon not running, not installed yet): taken to be absent.
-    #[error("{message}")]
-    Unavailable { message: String, hint: Option<String> },
-    /// The layer is there but its state cannot be read now (an API that does not answer although its
-    /// kubeconfig exists): the plan leaves its resources alone rather than guess.
-    #[error("{message}")]
-    StateUnknown { message: String, hint: Option<String> },
-    /// Stopped by the user (a second Ctrl-C).
-    #[error("interrupted")]
-    Interrupted,
-}
-
-impl ProviderError {
-    pub fn failed(message: impl Into<String>) -> Self {
-        ProviderError::Failed { message: message.into(), hint: None }
-    }
-
-    pub fn precondition(message: impl Into<String>) -> Self {
-        ProviderError::Precondition { message: message.into(), hint: None }
-    }
-
-    /// The next step to try, if the provider knows one.
-    pub fn hint(&self) -> Option<&str> {
-        match self {
-            ProviderError::Precondition { hint, .. }
-            | ProviderError::Failed { hint, .. }
-            | ProviderError::Unavailable { hint, .. }
-            | ProviderError::StateUnknown { hint, .. } => hint.as_deref(),
-            ProviderError::Interrupted => None,
-        }
-    }
-
-    pub fn with_hint(self, h: impl Into<String>) -> Self {
-        match self {
-            ProviderError::Precondition { message, .. } => {
-                ProviderError::Precondition { message, hint: Some(h.into()) }
-            }
-            ProviderError::Failed { message, .. } => ProviderError::Failed { message, hint: Some(h.into()) },
-            ProviderError::Unavailable { message, .. } => ProviderError::Unavailable { message, hint: Some(h.into()) },
-            ProviderError::StateUnknown { message, .. } => {
-                ProviderError::StateUnknown { message, hint: Some(h.into()) }
-            }
-            ProviderError::Interrupted => ProviderError::Interrupted,
-        }
-    }
 }
 
 /// One entry of an action's log: what it ran and what came back. Secrets never go in here.
@@ -206,10 +153,10 @@ impl Providers {
                 }
                 Ok((layer, Err(e))) => {
                     missing.remove(&layer);
-                    let held = matches!(e, ProviderError::StateUnknown { .. });
+                    let held = e.kind() == ErrorKind::StateUnknown;
                     let reason = match e.hint() {
-                        Some(h) => format!("{e}; {h}"),
-                        None => e.to_string(),
+                        Some(h) => format!("{}; {h}", e.report()),
+                        None => e.report().to_string(),
                     };
                     state.unobservable.push(Unobservable { layer, reason, held });
                 }
@@ -238,10 +185,7 @@ impl ActionRunner for Providers {
         let layer = action.kind.layer();
         match self.get(layer) {
             Some(p) => p.apply(action, log).await,
-            None => Err(ProviderError::Unavailable {
-                message: format!("no provider for the {} layer", layer.name()),
-                hint: None,
-            }),
+            None => Err(ProviderError::unavailable(format!("no provider for the {} layer", layer.name()))),
         }
     }
 }

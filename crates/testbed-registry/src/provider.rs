@@ -59,6 +59,12 @@ fn failed(message: impl Into<String>, hint: impl Into<String>) -> ProviderError 
     ProviderError::failed(message).with_hint(hint)
 }
 
+/// An engine error as the layer's own. The engine's error reads "image {image}: what went wrong": the image
+/// is the message and what went wrong the source, so that the report reads as the engine's error did.
+fn engine_error(e: crate::Error) -> ProviderError {
+    ProviderError::failed(format!("image {}", e.image)).caused_by(*e.kind)
+}
+
 fn short(digest: &str) -> &str {
     digest.get(..19).unwrap_or(digest)
 }
@@ -88,7 +94,7 @@ impl RegistryProvider {
         record: impl Into<std::path::PathBuf>,
         addon: Addon,
     ) -> Result<RegistryProvider, ProviderError> {
-        let engine = Engine::new(Options::default()).map_err(|e| ProviderError::failed(e.to_string()))?;
+        let engine = Engine::new(Options::default()).map_err(engine_error)?;
         let local = Arc::new(Registry::insecure(format!("127.0.0.1:{}", settings.port)));
         Ok(RegistryProvider {
             engine,
@@ -108,8 +114,7 @@ impl RegistryProvider {
 
     /// How registries are reached (default: the machine's own network).
     pub fn with_network(mut self, network: crate::Network) -> Result<RegistryProvider, ProviderError> {
-        self.engine =
-            Engine::new(Options { network, ..Options::default() }).map_err(|e| ProviderError::failed(e.to_string()))?;
+        self.engine = Engine::new(Options { network, ..Options::default() }).map_err(engine_error)?;
         Ok(self)
     }
 
@@ -160,13 +165,10 @@ impl RegistryProvider {
     }
 
     fn record_error(&self, e: String) -> ProviderError {
-        ProviderError::StateUnknown {
-            message: format!("testbed's registry record cannot be read: {e}"),
-            hint: Some(format!(
-                "fix or remove {} (without it testbed treats the registry's images as someone else's)",
-                self.record.path().display()
-            )),
-        }
+        ProviderError::state_unknown(format!("testbed's registry record cannot be read: {e}")).with_hint(format!(
+            "fix or remove {} (without it testbed treats the registry's images as someone else's)",
+            self.record.path().display()
+        ))
     }
 
     async fn observe_images(
@@ -226,7 +228,7 @@ impl RegistryProvider {
 
         let heads = futures_util::future::join_all(probes.iter().map(|p| async {
             match self.local_location(&p.target) {
-                Some(loc) => self.engine.head_manifest(&loc).await.map_err(|e| e.to_string()),
+                Some(loc) => self.engine.head_manifest(&loc).await,
                 None => Ok(None),
             }
         }));
@@ -240,12 +242,13 @@ impl RegistryProvider {
 
         let mut out = Vec::new();
         for ((p, head), source) in probes.into_iter().zip(heads).zip(sources) {
-            let have = head.map_err(|e| ProviderError::StateUnknown {
-                message: format!(
-                    "the local registry localhost:{} did not answer about {}: {e}",
+            let have = head.map_err(|e| {
+                ProviderError::state_unknown(format!(
+                    "the local registry localhost:{} did not answer about {}",
                     self.settings.port, p.target
-                ),
-                hint: Some("check the registry (`curl -s localhost:32000/v2/_catalog`) and plan again".into()),
+                ))
+                .with_hint("check the registry (`curl -s localhost:32000/v2/_catalog`) and plan again")
+                .caused_by(e)
             })?;
             let Some(have) = have else { continue };
             let owner = match &p.owned {
@@ -289,16 +292,13 @@ impl RegistryProvider {
                     return Ok(());
                 }
                 if let Addon::Unmanaged(why) = &self.addon {
-                    return Err(ProviderError::Precondition {
-                        message: format!(
+                    return Err(ProviderError::precondition(format!(
                             "{}: no registry answers on localhost:{}, and testbed cannot enable the MicroK8s registry addon: {why}",
                             action.address, self.settings.port
-                        ),
-                        hint: Some(format!(
+                        )).with_hint(format!(
                             "start a registry on 127.0.0.1:{} (`cargo xtask testenv up` starts a test one), or run the microk8s layer for real",
                             self.settings.port
-                        )),
-                    });
+                        )));
                 }
                 // The catalogue's steps: the enable command, then the wait (done here).
                 self.run_steps(action, log).await?;
@@ -404,7 +404,7 @@ impl RegistryProvider {
                 crate::ErrorKind::NoPlatform { .. } => "change [registry] platforms, or the image",
                 _ => "apply again: the copy resumes, sending only what is still missing",
             };
-            failed(e.to_string(), hint)
+            engine_error(e).with_hint(hint)
         })?;
         let copied = CopiedImage {
             source: setting(desired, "source").to_owned(),
@@ -446,7 +446,7 @@ impl RegistryProvider {
         };
         let forget = || self.record.update(|c| c.images.remove(name)).map(|_| ()).map_err(ProviderError::failed);
         let Some(loc) = self.local_location(&owned.target) else { return forget() };
-        let have = self.engine.head_manifest(&loc).await.map_err(|e| failed(e.to_string(), "plan again"))?;
+        let have = self.engine.head_manifest(&loc).await.map_err(|e| engine_error(e).with_hint("plan again"))?;
         match have {
             None => {
                 log.note(format!("{} is already gone", owned.target));
@@ -505,8 +505,11 @@ impl RegistryProvider {
             }
         }
         log.api("DELETE", &format!("{}/manifests/{}", owned.target, owned.digest));
-        let deleted =
-            self.engine.delete_manifest(&loc, &owned.digest).await.map_err(|e| failed(e.to_string(), "apply again"))?;
+        let deleted = self
+            .engine
+            .delete_manifest(&loc, &owned.digest)
+            .await
+            .map_err(|e| engine_error(e).with_hint("apply again"))?;
         if !deleted {
             log.note(format!(
                 "the registry does not allow deletes (HTTP 405): {} stays, and testbed no longer counts it as its own",
@@ -538,9 +541,13 @@ impl Provider for RegistryProvider {
             *w = images.iter().map(|r| (r.name.clone(), setting(r, "target").to_owned())).collect();
         }
         let mut resources = Vec::new();
-        let answers = self.engine.ping(&self.local).await.map_err(|e| ProviderError::StateUnknown {
-            message: format!("the local registry localhost:{} answers, but not as a registry: {e}", self.settings.port),
-            hint: Some(format!("see what listens on port {}", self.settings.port)),
+        let answers = self.engine.ping(&self.local).await.map_err(|e| {
+            ProviderError::state_unknown(format!(
+                "the local registry localhost:{} answers, but not as a registry",
+                self.settings.port
+            ))
+            .with_hint(format!("see what listens on port {}", self.settings.port))
+            .caused_by(e)
         })?;
         if answers {
             let address = wanted
@@ -578,7 +585,7 @@ impl Provider for RegistryProvider {
 #[async_trait]
 impl RegistryView for RegistryProvider {
     async fn registry(&self) -> Result<Option<RegistryFacts>, ProviderError> {
-        if !self.engine.ping(&self.local).await.map_err(|e| ProviderError::failed(e.to_string()))? {
+        if !self.engine.ping(&self.local).await.map_err(engine_error)? {
             return Ok(None);
         }
         let wanted: Vec<(String, String)> =

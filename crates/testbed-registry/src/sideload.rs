@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use testbed_command::{run_step, CommandError, Values};
 use testbed_plan::{Action, Address, Kind, Observed, Op, Owner, Resource, Spec};
-use testbed_provider::{ActionLog, ContainerFacts, ProviderError};
+use testbed_provider::{ActionLog, ContainerFacts, ErrorKind, ProviderError};
 use testbed_steps::{Purpose, Step, Where};
 
 use crate::provider::RegistryProvider;
@@ -60,13 +60,12 @@ async fn containers(p: &RegistryProvider) -> Result<Vec<ContainerFacts>, Provide
     match view.containers().await {
         Ok(facts) => Ok(facts),
         // No LXD daemon (not installed yet on a fresh host): no containers, so nothing side-loaded in them.
-        Err(ProviderError::Unavailable { .. }) => Ok(Vec::new()),
+        Err(e) if e.kind() == ErrorKind::Unavailable => Ok(Vec::new()),
         Err(e) => {
-            let hint = e.hint().map(str::to_owned);
-            Err(ProviderError::StateUnknown {
-                message: format!("cannot see the member containers to list their side-loaded images: {e}"),
-                hint: hint.or_else(|| Some("check that the LXD daemon runs (lxc list)".into())),
-            })
+            let hint = e.hint().unwrap_or("check that the LXD daemon runs (lxc list)").to_owned();
+            Err(ProviderError::state_unknown("cannot see the member containers to list their side-loaded images")
+                .with_hint(hint)
+                .caused_by(e))
         }
     }
 }
@@ -142,12 +141,9 @@ pub(crate) async fn observe(
             Ok(images) => images,
             Err(ListError::NoMicrok8s) => continue,
             Err(ListError::Failed(why)) => {
-                return Err(ProviderError::StateUnknown {
-                    message: format!("cannot list the images in {m}'s MicroK8s: {why}"),
-                    hint: Some(format!(
+                return Err(ProviderError::state_unknown(format!("cannot list the images in {m}'s MicroK8s: {why}")).with_hint(format!(
                         "check MicroK8s in {m} (`lxc exec {m} -- microk8s status`; `microk8s start` if it is stopped), then plan again"
-                    )),
-                });
+                    )));
             }
         };
         let mine = record.sideloads.get(m);
@@ -182,24 +178,12 @@ fn member_lock(p: &RegistryProvider, member: &str) -> Arc<tokio::sync::Mutex<()>
     locks.entry((p.record.path().to_path_buf(), member.to_owned())).or_default().clone()
 }
 
-/// `e` with the action's address in front of its message.
-fn prefixed(e: ProviderError, address: &Address) -> ProviderError {
-    let at = |m: String| format!("{address}: {m}");
-    match e {
-        ProviderError::Precondition { message, hint } => ProviderError::Precondition { message: at(message), hint },
-        ProviderError::Failed { message, hint } => ProviderError::Failed { message: at(message), hint },
-        ProviderError::Unavailable { message, hint } => ProviderError::Unavailable { message: at(message), hint },
-        ProviderError::StateUnknown { message, hint } => ProviderError::StateUnknown { message: at(message), hint },
-        ProviderError::Interrupted => ProviderError::Interrupted,
-    }
-}
-
 fn precondition(message: String, hint: impl Into<String>) -> ProviderError {
-    ProviderError::Precondition { message, hint: Some(hint.into()) }
+    ProviderError::precondition(message).with_hint(hint)
 }
 
 fn failed(message: String, hint: impl Into<String>) -> ProviderError {
-    ProviderError::Failed { message, hint: Some(hint.into()) }
+    ProviderError::failed(message).with_hint(hint)
 }
 
 /// The action as the catalogue's delete (or create) of the same resource.
@@ -286,21 +270,20 @@ async fn read_archive(
             ),
         )),
         Err(e) => Err(failed(
-            format!("{}: cannot read the archive {}: {e}", action.address, path.display()),
+            format!("{}: cannot read the archive {}", action.address, path.display()),
             "check the file's permissions",
-        )),
+        )
+        .caused_by(e)),
     }
 }
 
 /// The member's container, running; `Ok(None)` when it does not exist.
 async fn container(p: &RegistryProvider, member: &str) -> Result<Option<ContainerFacts>, ProviderError> {
     if p.containers.is_none() {
-        return Err(ProviderError::Precondition {
-            message: format!(
-                "the registry layer cannot see the member containers, so it cannot side-load into {member}"
-            ),
-            hint: Some("run the LXD layer for real to side-load images".into()),
-        });
+        return Err(ProviderError::precondition(format!(
+            "the registry layer cannot see the member containers, so it cannot side-load into {member}"
+        ))
+        .with_hint("run the LXD layer for real to side-load images"));
     }
     let facts = containers(p).await?;
     Ok(facts.into_iter().find(|c| c.name == member))
@@ -364,9 +347,9 @@ async fn run(p: &RegistryProvider, action: &Action, step: &Step, log: &ActionLog
     let timeout = if import { IMPORT_TIMEOUT } else { STEP_TIMEOUT };
     let out = run_step(p.runner.as_ref(), step, &Values::new(), log, timeout, true)
         .await
-        .map_err(|e| prefixed(e, &action.address))?;
+        .map_err(|e| e.context(action.address.to_string()))?;
     if import {
-        import_failed(&out).map_err(|e| prefixed(e, &action.address))?;
+        import_failed(&out).map_err(|e| e.context(action.address.to_string()))?;
     }
     Ok(())
 }
@@ -376,10 +359,7 @@ async fn run(p: &RegistryProvider, action: &Action, step: &Step, log: &ActionLog
 fn import_failed(out: &testbed_command::Output) -> Result<(), ProviderError> {
     let text = format!("{}\n{}", out.stdout, out.stderr);
     match text.lines().map(str::trim).find(|l| l.starts_with("Failed to import") || l.starts_with("Failed to reach")) {
-        Some(line) => Err(ProviderError::Failed {
-            message: format!("`microk8s images import` exited 0 but failed: {line}"),
-            hint: Some("archives made by skopeo can fail to import; one made with `docker save` works (microk8s #4460); see the run log for its output, then apply again".into()),
-        }),
+        Some(line) => Err(ProviderError::failed(format!("`microk8s images import` exited 0 but failed: {line}")).with_hint("archives made by skopeo can fail to import; one made with `docker save` works (microk8s #4460); see the run log for its output, then apply again")),
         None => Ok(()),
     }
 }
@@ -394,9 +374,9 @@ async fn remove(
     strict: bool,
     log: &ActionLog,
 ) -> Result<(), ProviderError> {
-    let record = p.record.read().map_err(|e| ProviderError::StateUnknown {
-        message: format!("{}: testbed's registry record cannot be read: {e}", action.address),
-        hint: Some(format!("fix or remove {}", p.record.path().display())),
+    let record = p.record.read().map_err(|e| {
+        ProviderError::state_unknown(format!("{}: testbed's registry record cannot be read: {e}", action.address))
+            .with_hint(format!("fix or remove {}", p.record.path().display()))
     })?;
     let Some(owned) = record.sideloads.get(member).and_then(|m| m.get(name)).cloned() else {
         if !strict {
@@ -489,9 +469,10 @@ async fn import(
                         Ok(())
                     }
                     Err(e) => Err(failed(
-                        format!("{}: pushing {} into {member} failed: {e}", action.address, path.display()),
+                        format!("{}: pushing {} into {member} failed", action.address, path.display()),
                         format!("check container {member} (`lxc info {member}`) and its free disk, then apply again"),
-                    )),
+                    )
+                    .caused_by(e)),
                 }
             }
             Step::Note(n) => {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::*;
 use testbed_command::{Output, Reply, ScriptedRunner};
 use testbed_plan::{Action, Address, DesiredState, Health, Kind, Observed, ObservedState, Op, Owner, Resource, Spec};
-use testbed_provider::{ActionLog, LogEntry, Provider, ProviderError};
+use testbed_provider::{ActionLog, ErrorKind, LogEntry, Provider, ProviderError};
 use testbed_registry::record::{Contents, Record};
 use testbed_registry::{Addon, CopyJob, Location, RegistryProvider};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -119,7 +119,11 @@ impl Lab {
     }
 
     async fn observe(&self, wanted: &[Resource]) -> ObservedState {
-        let obs = self.provider.observe(wanted).await.unwrap_or_else(|e| panic!("observe: {e} ({:?})", e.hint()));
+        let obs = self
+            .provider
+            .observe(wanted)
+            .await
+            .unwrap_or_else(|e| panic!("observe: {e} ({:?})", e.hint(), e = e.report()));
         let mut state = ObservedState::default();
         for o in obs.resources {
             state.insert(o);
@@ -147,7 +151,7 @@ impl Lab {
         let (_, actions) = self.plan(wanted).await;
         for a in &actions {
             let (r, _) = self.apply(a).await;
-            r.unwrap_or_else(|e| panic!("{} {}: {e} ({:?})", a.op.name(), a.address, e.hint()));
+            r.unwrap_or_else(|e| panic!("{} {}: {e} ({:?})", a.op.name(), a.address, e.hint(), e = e.report()));
         }
     }
 }
@@ -232,7 +236,7 @@ async fn a_missing_image_is_copied_with_the_source_digest_recorded_and_then_left
     for a in &images {
         assert_eq!(a.op, Op::Create, "{}", a.address);
         let (r, log) = lab.apply(a).await;
-        r.unwrap_or_else(|e| panic!("{}: {e} ({:?})", a.address, e.hint()));
+        r.unwrap_or_else(|e| panic!("{}: {e} ({:?})", a.address, e.hint(), e = e.report()));
         assert!(
             notes(&log)
                 .iter()
@@ -299,7 +303,11 @@ async fn a_tag_testbed_did_not_copy_is_used_as_it_is_and_never_deleted() {
     };
     let (r, _) = lab.apply(&delete).await;
     let e = r.expect_err("testbed deletes only what it copied");
-    assert!(e.to_string().contains("did not copy") && e.to_string().contains("image.etcd"), "{e}");
+    assert!(
+        e.report().to_string().contains("did not copy") && e.report().to_string().contains("image.etcd"),
+        "{e}",
+        e = e.report()
+    );
     assert_eq!(
         engine().head_manifest(&lab.location("etcd", "3.5.16-0")).await.unwrap().as_deref(),
         Some(digest.as_str()),
@@ -334,7 +342,7 @@ async fn a_tag_pushed_over_is_repaired_with_an_update() {
     assert!(images[0].reason.contains(short(&theirs)), "{}", images[0].reason);
 
     let (r, _) = lab.apply(images[0]).await;
-    r.unwrap_or_else(|e| panic!("{e}"));
+    r.unwrap_or_else(|e| panic!("{e}", e = e.report()));
     assert_eq!(engine().head_manifest(&lab.location("etcd", "3.5.16-0")).await.unwrap(), Some(ours.clone()));
     assert_eq!(lab.record().images["etcd"].digest, ours);
     let (observed, actions) = lab.plan(&wanted).await;
@@ -359,7 +367,7 @@ async fn an_image_no_longer_wanted_is_deleted_by_digest_and_forgotten() {
     assert_eq!((images[0].op, images[0].address.as_str()), (Op::Delete, "image.etcd"));
 
     let (r, log) = lab.apply(images[0]).await;
-    r.unwrap_or_else(|e| panic!("{e}"));
+    r.unwrap_or_else(|e| panic!("{e}", e = e.report()));
     assert!(
         log.iter().any(|e| matches!(e, LogEntry::Api { method, path } if method == "DELETE" && path.contains(&digest))),
         "deleted by digest: {log:#?}"
@@ -386,7 +394,7 @@ async fn deleting_a_tag_someone_pushed_over_leaves_it_and_forgets_it() {
     assert_eq!(images.len(), 1, "{actions:#?}");
     assert_eq!(images[0].op, Op::Delete);
     let (r, log) = lab.apply(images[0]).await;
-    r.unwrap_or_else(|e| panic!("{e}"));
+    r.unwrap_or_else(|e| panic!("{e}", e = e.report()));
 
     assert!(
         notes(&log).iter().any(|n| n.contains(short(&theirs))
@@ -418,9 +426,9 @@ async fn a_failed_copy_names_the_image_and_records_nothing() {
     assert_eq!(images[0].op, Op::Create);
     let (r, _) = lab.apply(images[0]).await;
     let e = r.expect_err("the source tag is not in the upstream");
-    let message = e.to_string();
+    let message = e.report().to_string();
     assert!(message.contains("ghost") && message.contains("9.9.9-missing"), "names the image: {message}");
-    assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
+    assert!(e.kind() == ErrorKind::Failed, "{e:?}");
     assert!(e.hint().is_some_and(|h| h.contains("image reference")), "{:?}", e.hint());
 
     assert_eq!(lab.record(), Contents::default(), "nothing recorded");
@@ -447,7 +455,8 @@ async fn without_a_registry_and_without_microk8s_create_says_how_to_start_one() 
 
     let (r, _) = lab.apply(create).await;
     match r.expect_err("nothing can start a registry here") {
-        ProviderError::Precondition { message, hint } => {
+        e if e.kind() == ErrorKind::Precondition => {
+            let (message, hint) = (e.report().to_string(), e.hint().map(str::to_owned));
             assert!(message.contains(&format!("localhost:{port}")), "{message}");
             assert!(message.contains("the microk8s layer is simulated"), "says why: {message}");
             let hint = hint.expect("a hint");
@@ -476,8 +485,12 @@ async fn enabling_the_addon_runs_the_command_records_it_and_waits_for_the_port()
     let e = provider.apply(&actions[0], &log).await.expect_err("nothing answers on the port");
     assert!(started.elapsed() >= Duration::from_millis(400), "waited the timeout: {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(10), "and not much longer: {:?}", started.elapsed());
-    assert!(matches!(e, ProviderError::Failed { .. }), "{e:?}");
-    assert!(e.to_string().contains(&format!("did not answer on localhost:{port}")), "names the port: {e}");
+    assert!(e.kind() == ErrorKind::Failed, "{e:?}");
+    assert!(
+        e.report().to_string().contains(&format!("did not answer on localhost:{port}")),
+        "names the port: {e}",
+        e = e.report()
+    );
     assert!(e.hint().is_some_and(|h| h.contains("container-registry")), "{:?}", e.hint());
     assert_eq!(lab.runner.transcript(), ["host$ microk8s enable registry"], "exactly the enable command");
     // testbed enabled the addon, so it is testbed's to disable, whether or not it has come up yet: recorded once
@@ -497,7 +510,11 @@ async fn a_failed_enable_records_nothing_and_does_not_wait() {
     let started = Instant::now();
     let e = provider.apply(&actions[0], &ActionLog::discard()).await.expect_err("the command failed");
     assert!(started.elapsed() < Duration::from_secs(5), "no wait after a failed command: {:?}", started.elapsed());
-    assert!(e.to_string().contains("microk8s enable registry") && e.to_string().contains("exit code 1"), "{e}");
+    assert!(
+        e.report().to_string().contains("microk8s enable registry") && e.report().to_string().contains("exit code 1"),
+        "{e}",
+        e = e.report()
+    );
     assert_eq!(lab.runner.transcript(), ["host$ microk8s enable registry"]);
     assert!(!lab.record().registry_enabled, "testbed did not enable it");
 }
@@ -537,7 +554,7 @@ async fn a_registry_testbed_enabled_is_testbeds_once_it_answers() {
     assert_eq!(actions.len(), 1);
 
     let (log, entries) = collecting_log();
-    provider.apply(&actions[0], &log).await.unwrap_or_else(|e| panic!("{e}"));
+    provider.apply(&actions[0], &log).await.unwrap_or_else(|e| panic!("{e}", e = e.report()));
     assert!(
         entries.lock().unwrap().iter().any(|e| matches!(e, LogEntry::Api { method, path } if method == "GET" && path.contains(&format!("localhost:{port}/v2/")))),
         "{entries:?}"
@@ -731,7 +748,7 @@ async fn an_image_renamed_in_the_file_keeps_its_tag_and_stays_testbeds() {
     assert_eq!(images.len(), 1, "{actions:#?}");
     assert_eq!((images[0].op, images[0].address.as_str()), (Op::Delete, "image.etcd"));
     let (r, log) = lab.apply(images[0]).await;
-    r.unwrap_or_else(|e| panic!("{e}"));
+    r.unwrap_or_else(|e| panic!("{e}", e = e.report()));
     assert!(!log.iter().any(|e| matches!(e, LogEntry::Api { method, .. } if method == "DELETE")), "{log:#?}");
     let have = engine().head_manifest(&lab.location("etcd", "3.5.16-0")).await.unwrap();
     assert_eq!(have.as_deref(), Some(digest.as_str()), "the tag is still there");

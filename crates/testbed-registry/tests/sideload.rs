@@ -14,7 +14,7 @@ use std::time::Duration;
 use sideload_support::*;
 use testbed_command::{CommandError, CommandRunner, Output, ScriptedRunner, SystemRunner};
 use testbed_plan::{Op, Owner, PlanError};
-use testbed_provider::{LogEntry, Provider, ProviderError};
+use testbed_provider::{ErrorKind, LogEntry, Provider};
 use testbed_steps::{Step, Where};
 
 const TAR: &str = "/var/lib/testbed/sideload/flask-demo.tar";
@@ -48,7 +48,10 @@ fn create_pushes_the_archive_into_each_member_imports_it_and_the_next_plan_has_n
         let observing = w.runner.transcript().len();
         let (log, seen) = capture();
         for a in &actions {
-            w.provider.apply(a, &log).await.unwrap_or_else(|e| panic!("{}: {e} ({:?})", a.address, e.hint()));
+            w.provider
+                .apply(a, &log)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e} ({:?})", a.address, e.hint(), e = e.report()));
         }
 
         // The exact bytes of the archive, at the catalogue's path, 0600, once per member.
@@ -153,8 +156,12 @@ fn an_image_already_there_that_testbed_did_not_import_is_someone_elses() {
         let create =
             create.actions().into_iter().find(|a| a.address.as_str() == "sideload.m1.flask-demo").unwrap().clone();
         let e = apply(&w.provider, &create).await.unwrap_err();
-        assert!(matches!(e, ProviderError::Precondition { .. }), "{e}");
-        assert!(e.to_string().contains("already in m1's MicroK8s, and testbed did not import it"), "{e}");
+        assert!(e.kind() == ErrorKind::Precondition, "{e}", e = e.report());
+        assert!(
+            e.report().to_string().contains("already in m1's MicroK8s, and testbed did not import it"),
+            "{e}",
+            e = e.report()
+        );
         assert!(w.runner.pushes().is_empty());
         assert!(w.record().sideloads.is_empty());
     });
@@ -167,9 +174,9 @@ fn an_archive_without_the_source_fails_naming_what_it_holds() {
         w.write_archive(&["flask-demo:1.9", "registry.example.com/team/helper:3"]);
         let actions = w.plan().await.unwrap();
         let e = apply(&w.provider, &actions[0]).await.unwrap_err();
-        assert!(matches!(e, ProviderError::Failed { .. }), "{e}");
+        assert!(e.kind() == ErrorKind::Failed, "{e}", e = e.report());
         assert_eq!(
-            e.to_string(),
+            e.report().to_string(),
             format!(
                 "sideload.m1.flask-demo: the archive {} does not contain {IMAGE}; it holds: docker.io/library/flask-demo:1.9, registry.example.com/team/helper:3",
                 w.archive_path().display()
@@ -198,7 +205,11 @@ fn an_import_that_failed_with_exit_code_0_is_a_failure() {
         );
         let actions = w.plan().await.unwrap();
         let e = apply(&w.provider, &actions[0]).await.unwrap_err();
-        assert!(e.to_string().contains("exited 0 but failed: Failed to import images on member m1"), "{e}");
+        assert!(
+            e.report().to_string().contains("exited 0 but failed: Failed to import images on member m1"),
+            "{e}",
+            e = e.report()
+        );
         assert!(w.record().sideloads.is_empty(), "nothing recorded");
         assert_eq!(w.plan().await.unwrap()[0].op, Op::Create);
     });
@@ -231,7 +242,7 @@ fn delete_removes_only_what_testbed_imported() {
         let calls = w.runner.calls().len();
         let e = apply(&w.provider, &actions[0]).await.unwrap_err();
         assert_eq!(
-            e.to_string(),
+            e.report().to_string(),
             format!("sideload.m1.flask-demo: {IMAGE} in m1's MicroK8s was not imported by testbed; left alone")
         );
         assert_eq!(w.runner.calls().len(), calls, "nothing ran");
@@ -255,7 +266,7 @@ fn a_new_source_and_archive_update_the_image_old_one_out_new_one_in() {
         assert_eq!(actions.len(), 1);
         assert_eq!(actions[0].op, Op::Update, "{:?}", actions[0].changes);
         let p = World::provider_for(&newer, &w.runner, &w.containers, w.dir.path());
-        apply(&p, &actions[0]).await.unwrap_or_else(|e| panic!("{e}"));
+        apply(&p, &actions[0]).await.unwrap_or_else(|e| panic!("{e}", e = e.report()));
         let t = w.transcript_of("m1");
         let rm = t.iter().position(|l| l == &format!("m1$ microk8s ctr images rm {IMAGE}")).expect("old one removed");
         let import = t.iter().rposition(|l| l == &format!("m1$ microk8s images import {TAR}")).unwrap();
@@ -271,16 +282,24 @@ fn without_an_archive_or_with_a_missing_one_nothing_is_pushed() {
         let w = World::new(&["m1"], &file(&["m1"], None));
         let actions = w.plan().await.unwrap();
         let e = apply(&w.provider, &actions[0]).await.unwrap_err();
-        assert!(matches!(e, ProviderError::Precondition { .. }), "{e}");
-        assert!(e.to_string().contains("from a registry reference without an archive is not supported yet"), "{e}");
+        assert!(e.kind() == ErrorKind::Precondition, "{e}", e = e.report());
+        assert!(
+            e.report().to_string().contains("from a registry reference without an archive is not supported yet"),
+            "{e}",
+            e = e.report()
+        );
         assert!(e.hint().unwrap().contains("`archive`"), "{:?}", e.hint());
 
         let w = world(&["m1"]);
         let actions = w.plan().await.unwrap();
         let observing = w.runner.calls().len();
         let e = apply(&w.provider, &actions[0]).await.unwrap_err();
-        assert!(matches!(e, ProviderError::Precondition { .. }), "{e}");
-        assert!(e.to_string().contains(&format!("the archive {} does not exist", w.archive_path().display())), "{e}");
+        assert!(e.kind() == ErrorKind::Precondition, "{e}", e = e.report());
+        assert!(
+            e.report().to_string().contains(&format!("the archive {} does not exist", w.archive_path().display())),
+            "{e}",
+            e = e.report()
+        );
         assert!(w.runner.pushes().is_empty(), "{:?}", w.runner.transcript());
         assert_eq!(w.runner.calls().len(), observing, "nothing ran: {:?}", w.runner.transcript());
     });
@@ -328,8 +347,8 @@ fn stopped_containers_and_members_without_microk8s_hold_nothing_and_a_failing_li
             testbed_command::Reply::exit(1, "ctr: failed to dial \"/var/snap/microk8s/common/run/containerd.sock\""),
         );
         let e = p.observe(&wanted).await.unwrap_err();
-        assert!(matches!(e, ProviderError::StateUnknown { .. }), "{e}");
-        assert!(e.to_string().contains("cannot list the images in m1's MicroK8s"), "{e}");
+        assert!(e.kind() == ErrorKind::StateUnknown, "{e}", e = e.report());
+        assert!(e.report().to_string().contains("cannot list the images in m1's MicroK8s"), "{e}", e = e.report());
         assert!(e.hint().unwrap().contains("microk8s status"), "{:?}", e.hint());
     });
 }
@@ -342,8 +361,13 @@ fn a_refused_push_is_an_error_naming_the_member_and_nothing_is_recorded() {
         w.runner.refuse_pushes("m1", "no space left on device");
         let actions = w.plan().await.unwrap();
         let e = apply(&w.provider, &actions[0]).await.unwrap_err();
-        assert!(e.to_string().contains("pushing"), "{e}");
-        assert!(e.to_string().contains("into m1 failed") && e.to_string().contains("no space left on device"), "{e}");
+        assert!(e.report().to_string().contains("pushing"), "{e}", e = e.report());
+        assert!(
+            e.report().to_string().contains("into m1 failed")
+                && e.report().to_string().contains("no space left on device"),
+            "{e}",
+            e = e.report()
+        );
         assert!(!w.runner.transcript().iter().any(|l| l.contains("images import")));
         assert!(w.record().sideloads.is_empty());
     });
@@ -495,7 +519,7 @@ fn with_lxd_real_the_archive_reaches_each_members_filesystem_through_file_push()
                 provider
                     .apply(a, &testbed_provider::ActionLog::discard())
                     .await
-                    .map_err(|e| format!("{}: {e}", a.address))?;
+                    .map_err(|e| format!("{}: {e}", a.address, e = e.report()))?;
             }
             Ok::<_, String>(())
         }

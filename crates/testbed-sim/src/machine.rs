@@ -210,7 +210,7 @@ impl SimMachine {
     /// containers are read from `view` and stand in for the simulation's own for that step: whether each
     /// runs, its address, its proxy devices and who made it are the real ones; what is inside it is the
     /// simulation's, kept in the state file with the identity of the container it belongs to
-    /// ([`SimWorld::inside`]). If `view` fails, the step fails with [`ProviderError::Unavailable`].
+    /// ([`SimWorld::inside`]). If `view` fails, the step fails as [`ErrorKind::Unavailable`](testbed_provider::ErrorKind::Unavailable).
     ///
     /// The simulation's own LXD layer is then not used: [`SimMachine::providers`] leaves it out, and its
     /// provider refuses to act. The returned handle shares the machine (and its state file) with `self`.
@@ -304,7 +304,7 @@ impl SimMachine {
         let containers = match self.container_view() {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("{e}");
+                tracing::warn!("{}", e.report());
                 return None;
             }
         };
@@ -369,9 +369,8 @@ impl SimMachine {
         match &self.real_containers {
             Some(v) => Ok(Arc::new(RealContainers { view: Arc::clone(v), shared: Arc::clone(&self.shared) })),
             None => {
-                let provider = self.lxd_provider().map_err(|e| ProviderError::Failed {
-                    message: e.to_string(),
-                    hint: Some("check that the temporary directory is writable".into()),
+                let provider = self.lxd_provider().map_err(|e| {
+                    ProviderError::failed(e.to_string()).with_hint("check that the temporary directory is writable")
                 })?;
                 Ok(Arc::new(OwnContainers {
                     provider,
@@ -508,16 +507,22 @@ impl SimMachine {
             cx.registry_record(),
             testbed_registry::Addon::Managed,
         )
-        .map_err(|e| SimError::Runtime { what: "the registry provider", source: std::io::Error::other(e.to_string()) })?
+        .map_err(|e| SimError::Runtime {
+            what: "the registry provider",
+            source: std::io::Error::other(e.report().to_string()),
+        })?
         .with_network(testbed_registry::Network::Routed(route))
-        .map_err(|e| SimError::Runtime { what: "the registry provider", source: std::io::Error::other(e.to_string()) })?
+        .map_err(|e| SimError::Runtime {
+            what: "the registry provider",
+            source: std::io::Error::other(e.report().to_string()),
+        })?
         .with_base_dir(cx.base_dir.clone())
         .with_ready_timeout(wait, poll);
         let view: Arc<dyn ContainerView> = match &self.real_containers {
             Some(_) => Arc::new(self.clone()),
             None => self.container_view().map_err(|e| SimError::Runtime {
                 what: "the simulated LXD daemon",
-                source: std::io::Error::other(e.to_string()),
+                source: std::io::Error::other(e.report().to_string()),
             })?,
         };
         Ok(Some(p.with_containers(view)))

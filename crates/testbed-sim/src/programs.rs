@@ -236,7 +236,7 @@ impl SimPrograms {
         view: &dyn ContainerView,
         member: &str,
     ) -> Result<member_programs::Container, String> {
-        let facts = view.containers().await.map_err(|e| e.to_string())?;
+        let facts = view.containers().await.map_err(|e| e.report().to_string())?;
         self.shared.remember_real_facts(&facts);
         let c = facts.into_iter().find(|c| c.name == member).ok_or_else(|| "Instance not found".to_owned())?;
         if !c.running {

@@ -61,7 +61,7 @@ async fn a_fresh_ubuntu_host_gets_its_packages_limits_and_rules_once() {
     let expected = ["create host.firewall", "create host.nodeports", "update host.packages", "update host.sysctl"];
     assert_eq!(planned, expected.into_iter().map(String::from).collect(), "{planned:?}");
     for (address, result) in apply(&m, &p).await {
-        result.unwrap_or_else(|e| panic!("{address}: {e} ({:?})", e.hint()));
+        result.unwrap_or_else(|e| panic!("{address}: {e} ({:?})", e.hint(), e = e.report()));
     }
     // Ubuntu's lxd-installer stand-in stays at /usr/sbin/lxd ahead of the snap's /snap/bin/lxd: the real LXD
     // counts, so the next plan is empty rather than installing LXD forever.
@@ -88,7 +88,7 @@ async fn a_file_that_opens_the_node_ports_loses_only_testbeds_rule() {
     let c = config(FILE);
     let m = machine(dir.path(), SimOptions::instant(), &c);
     for (address, result) in apply(&m, &host_plan(&m, &c).await).await {
-        result.unwrap_or_else(|e| panic!("{address}: {e}"));
+        result.unwrap_or_else(|e| panic!("{address}: {e}", e = e.report()));
     }
     // A rule someone else put in the raw table stays.
     let theirs = "-A PREROUTING -p tcp -m tcp --dport 9999 -j DROP".to_owned();
@@ -99,7 +99,7 @@ async fn a_file_that_opens_the_node_ports_loses_only_testbeds_rule() {
     let planned: Vec<String> = p.actions().iter().map(|a| format!("{} {}", a.op.name(), a.address)).collect();
     assert_eq!(planned, ["delete host.nodeports"]);
     for (address, result) in apply(&m, &p).await {
-        result.unwrap_or_else(|e| panic!("{address}: {e}"));
+        result.unwrap_or_else(|e| panic!("{address}: {e}", e = e.report()));
     }
     assert_eq!(m.world().host.iptables_raw, [theirs]);
     assert!(host_plan(&m, &open).await.is_empty());
@@ -113,7 +113,7 @@ async fn a_karmada_version_that_was_never_released_fails_at_the_download() {
     let p = host_plan(&m, &c).await;
     let packages = p.actions().into_iter().find(|a| a.address.as_str() == "host.packages").expect("planned").clone();
     let e = run(&m, &packages).await.expect_err("no such release");
-    assert!(e.to_string().contains("curl: (22) The requested URL returned error: 404"), "{e}");
+    assert!(e.report().to_string().contains("curl: (22) The requested URL returned error: 404"), "{e}", e = e.report());
     assert!(m.host_system().find_program("karmadactl").is_none());
 }
 
@@ -127,13 +127,13 @@ async fn an_injected_failure_fails_the_first_change_once() {
     let results = apply(&m, &p).await;
     let sysctl = results.iter().find(|(a, _)| a == "host.sysctl").expect("ran");
     let e = sysctl.1.as_ref().expect_err("injected");
-    assert!(e.to_string().contains("simulated failure injected by TESTBED_SIM_FAIL"), "{e}");
+    assert!(e.report().to_string().contains("simulated failure injected by TESTBED_SIM_FAIL"), "{e}", e = e.report());
     // The next run of testbed (the same state file, the same environment) converges.
     let again = machine(dir.path(), options, &c);
     let p = host_plan(&again, &c).await;
     assert_eq!(p.actions().iter().map(|a| a.address.to_string()).collect::<Vec<_>>(), ["host.sysctl"]);
     for (address, result) in apply(&again, &p).await {
-        result.unwrap_or_else(|e| panic!("{address}: {e}"));
+        result.unwrap_or_else(|e| panic!("{address}: {e}", e = e.report()));
     }
     assert!(host_plan(&again, &c).await.is_empty());
 }

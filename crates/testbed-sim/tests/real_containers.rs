@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use testbed_config::Config;
 use testbed_plan::desired::{self, DesiredState};
 use testbed_plan::{Action, Address, Kind, Layer, ObservedState, Op, Plan, Resource};
-use testbed_provider::{ActionLog, ActionRunner, ContainerFacts, ContainerView, ProviderError, Providers};
+use testbed_provider::{ActionLog, ActionRunner, ContainerFacts, ContainerView, ErrorKind, ProviderError, Providers};
 use testbed_sim::{SimMachine, SimOptions};
 
 const ONE_MEMBER: &str = r#"
@@ -175,7 +175,7 @@ async fn run_above_lxd_until(machine: &SimMachine, actions: &[Action], stop: &st
             continue;
         }
         if let Err(e) = run(machine, a).await {
-            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint());
+            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint(), e = e.report());
         }
     }
     panic!("{stop} not planned");
@@ -183,7 +183,7 @@ async fn run_above_lxd_until(machine: &SimMachine, actions: &[Action], stop: &st
 
 fn expect_precondition(r: Result<(), ProviderError>) -> String {
     match r {
-        Err(ProviderError::Precondition { message, .. }) => message,
+        Err(e) if e.kind() == ErrorKind::Precondition => e.report().to_string(),
         other => panic!("expected a precondition failure, got {other:?}"),
     }
 }
@@ -271,7 +271,8 @@ async fn the_kubeconfig_needs_the_real_api_proxy_and_join_the_running_container_
     // nothing answers now: the hint points at the proxy.
     let rewrite = Action { op: Op::Update, ..find(&actions, "kubeconfig.member1") };
     match run(&b.machine, &rewrite).await {
-        Err(ProviderError::Failed { message, hint }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let (message, hint) = (e.report().to_string(), e.hint().map(str::to_owned));
             assert!(message.contains("did not answer through https://127.0.0.1:16441"), "{message}");
             assert!(hint.is_some_and(|h| h.contains("check the API proxy")));
         }
@@ -281,7 +282,8 @@ async fn the_kubeconfig_needs_the_real_api_proxy_and_join_the_running_container_
     // A stopped container answers nowhere: karmadactl join cannot reach the member.
     b.lxd.set(vec![container("member1", false, "uuid-1")]);
     match run(&b.machine, &join).await {
-        Err(ProviderError::Failed { message, .. }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let message = e.report().to_string();
             assert!(message.contains("karmadactl join") || message.contains("connection refused"), "{message}")
         }
         other => panic!("expected a failure, got {other:?}"),
@@ -320,7 +322,8 @@ async fn an_unreachable_lxd_fails_the_steps_that_need_it_as_unavailable() {
     b.lxd.fail(ProviderError::failed("connect /var/snap/lxd/common/lxd/unix.socket: connection refused"));
 
     match run(&b.machine, &find(&actions, "microk8s.member1")).await {
-        Err(ProviderError::Unavailable { message, hint }) => {
+        Err(e) if e.kind() == ErrorKind::Unavailable => {
+            let (message, hint) = (e.report().to_string(), e.hint().map(str::to_owned));
             assert!(message.contains("microk8s.member1: cannot see container member1"), "{message}");
             assert!(message.contains("connection refused"), "{message}");
             assert!(hint.is_some_and(|h| h.contains("lxc list")));
@@ -379,7 +382,7 @@ async fn with_real_containers_the_machine_has_no_lxd_provider_of_its_own() {
     let actions = creates(b._dir.path(), ONE_MEMBER).await;
     let network = find(&actions, "lxd_network.lxdbr0");
     match run(&b.machine, &network).await {
-        Err(ProviderError::Unavailable { .. } | ProviderError::Failed { .. }) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Failed) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(b.lxd.calls(), 0);
@@ -415,7 +418,7 @@ async fn apply_all(providers: &Providers, plan: &Plan) {
             continue;
         }
         if let Err(e) = providers.run(a, &ActionLog::discard()).await {
-            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint());
+            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint(), e = e.report());
         }
     }
 }
@@ -508,7 +511,7 @@ async fn a_container_that_stops_while_the_step_runs_fails_the_step() {
     tokio::time::sleep(std::time::Duration::from_secs(40)).await;
     lxd.edit("member1", |c| c.running = false);
     let e = step.await.expect("task").expect_err("the install died with its container");
-    assert!(e.to_string().contains("Instance is not running"), "{e}");
+    assert!(e.report().to_string().contains("Instance is not running"), "{e}", e = e.report());
     assert!(machine.world().inside.get("member1").is_none_or(|i| i.microk8s.is_none()), "nothing was installed");
 }
 

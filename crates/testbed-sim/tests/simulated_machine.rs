@@ -8,7 +8,7 @@ use std::time::Duration;
 use testbed_config::Config;
 use testbed_plan::desired::{self, DesiredState};
 use testbed_plan::{Action, Address, Health, Kind, Layer, ObservedState, Op, Owner, Plan, PlanError, Resource};
-use testbed_provider::{ActionLog, ActionRunner, LogEntry, ProviderError};
+use testbed_provider::{ActionLog, ActionRunner, ErrorKind, LogEntry, ProviderError};
 use testbed_sim::world::{ClusterRecord, SyncMode};
 use testbed_sim::{SimError, SimMachine, SimOptions};
 
@@ -132,7 +132,7 @@ async fn apply_until(
             continue;
         }
         if let Err(e) = run(machine, a).await {
-            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint());
+            panic!("{} {} failed: {e} (hint: {:?})", a.op.name(), a.address, e.hint(), e = e.report());
         }
     }
     None
@@ -152,7 +152,9 @@ fn nothing(_: &Action) -> bool {
 
 fn expect_precondition(r: Result<(), ProviderError>) -> (String, String) {
     match r {
-        Err(ProviderError::Precondition { message, hint }) => (message, hint.unwrap_or_default()),
+        Err(e) if e.kind() == ErrorKind::Precondition => {
+            (e.report().to_string(), e.hint().unwrap_or_default().to_owned())
+        }
         other => panic!("expected a precondition failure, got {other:?}"),
     }
 }
@@ -187,7 +189,8 @@ async fn karmadactl_init_before_the_images_fails_after_its_wait_and_the_pods_com
 
     // The pods cannot pull their images: init waits for them, then fails with what the pods say.
     match run(&b.machine, &init).await {
-        Err(ProviderError::Failed { message, .. }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let message = e.report().to_string();
             assert!(message.contains("Back-off pulling image \"localhost:32000/"), "{message}")
         }
         other => panic!("expected init to fail, got {other:?}"),
@@ -248,7 +251,8 @@ async fn join_refuses_a_name_someone_else_registered_with_karmadactls_own_messag
         })
         .expect("saved");
     match run(&b.machine, &join).await {
-        Err(ProviderError::Failed { message, hint }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let (message, hint) = (e.report().to_string(), e.hint().map(str::to_owned));
             assert!(message.contains("or the cluster name member1 has been registered"), "{message}");
             assert!(hint.unwrap_or_default().contains("registered already"));
         }
@@ -268,7 +272,8 @@ async fn an_injected_failure_happens_once_across_runs() {
     let network = apply_until(&b.machine, &plan, at("lxd_network.lxdbr0"), nothing).await.expect("planned");
 
     match run(&b.machine, &network).await {
-        Err(ProviderError::Failed { message, .. }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let message = e.report().to_string();
             assert!(message.contains("simulated failure injected by TESTBED_SIM_FAIL"), "{message}")
         }
         other => panic!("expected the injected failure, got {other:?}"),
@@ -366,7 +371,7 @@ async fn a_taken_host_port_fails_like_the_real_step() {
     // The real LXD provider over the simulated daemon: LXD's forkproxy cannot bind, and the provider names
     // the setting to change.
     let e = run(&b.machine, &proxy).await.expect_err("port taken");
-    let message = e.to_string();
+    let message = e.report().to_string();
     assert!(message.contains("host port 127.0.0.1:16441 is already in use by another program"), "{message}");
     assert!(message.contains("address already in use"), "{message}");
     assert!(e.hint().is_some_and(|h| h.contains("api_port")), "{e:?}");
@@ -374,7 +379,7 @@ async fn a_taken_host_port_fails_like_the_real_step() {
     let b = bench();
     b.machine.edit(|w| w.host.foreign_ports.insert(32443)).expect("saved");
     let init = apply_until(&b.machine, &plan, at("karmada.control_plane"), nothing).await;
-    let message = run(&b.machine, &init.expect("planned")).await.expect_err("port taken").to_string();
+    let message = run(&b.machine, &init.expect("planned")).await.expect_err("port taken").report().to_string();
     assert!(message.contains("32443") && message.contains("already allocated"), "{message}");
 }
 
@@ -575,7 +580,7 @@ async fn apply_concurrently(machine: &SimMachine, plan: &Plan) {
         let Some(joined) = running.join_next().await else { break };
         let (action, result) = joined.expect("task");
         if let Err(e) = result {
-            panic!("{} failed: {e}", action.address);
+            panic!("{} failed: {e}", action.address, e = e.report());
         }
         done.insert(action.address);
     }
@@ -661,7 +666,8 @@ async fn a_membership_whose_control_plane_is_gone_has_nothing_to_unjoin() {
     // Unjoin talks to the Karmada API server: not while the host MicroK8s is stopped.
     b.machine.edit(|w| w.host.microk8s.as_mut().map(|m| m.running = false)).expect("saved");
     match run(&b.machine, &delete("karmada_member.member1")).await {
-        Err(ProviderError::Failed { message, hint }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let (message, hint) = (e.report().to_string(), e.hint().map(str::to_owned));
             assert!(message.contains("https://10.123.45.1:32443 is unreachable"), "{message}");
             assert!(hint.unwrap_or_default().contains("once the Karmada API answers"));
         }
@@ -754,7 +760,8 @@ async fn a_register_whose_preflight_failed_is_reported_as_a_failure() {
         .edit(|w| w.inside.get_mut("member2").and_then(|i| i.microk8s.as_mut()).map(|m| m.karmada_agent = true))
         .expect("saved");
     match run(&b.machine, &register).await {
-        Err(ProviderError::Failed { message, hint }) => {
+        Err(e) if e.kind() == ErrorKind::Failed => {
+            let (message, hint) = (e.report().to_string(), e.hint().map(str::to_owned));
             assert!(message.contains("exited 0 but its pre-flight failed"), "{message}");
             assert!(message.contains("karmada-system/karmada-agent Deployment already exists"), "{message}");
             assert!(hint.unwrap_or_default().contains("karmadactl unregister member2"));
@@ -889,7 +896,7 @@ async fn an_import_that_failed_with_exit_0_fails_the_side_load() {
     let plan = plan_for(&b.machine, &cfg).await;
     let side = apply_until(&b.machine, &plan, at("sideload.member1.busybox"), nothing).await.expect("in the plan");
     let err = run(&b.machine, &side).await.expect_err("the import failed");
-    let message = err.to_string();
+    let message = err.report().to_string();
     assert!(message.contains("Failed to import images on"), "{message}");
     assert!(message.contains("unrecognized image format"), "{message}");
     let world = b.machine.world();

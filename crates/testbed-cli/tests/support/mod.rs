@@ -117,7 +117,7 @@ pub fn failures(r: &Report) -> String {
     let mut text = r.summary_line("Apply");
     for a in &r.actions {
         if let testbed_exec::Outcome::Failed { error } = &a.outcome {
-            text.push_str(&format!("\n  {}: {error}", a.address));
+            text.push_str(&format!("\n  {}: {error}", a.address, error = error.report()));
         }
     }
     text

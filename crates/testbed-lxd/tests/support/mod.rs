@@ -181,7 +181,7 @@ impl Stack {
 
 /// The failures of a run as `(address, message, hint)`, for assertions and messages.
 pub fn failures(r: &Report) -> Vec<(String, String, Option<String>)> {
-    r.failures().map(|(a, e)| (a.to_string(), e.to_string(), e.hint().map(str::to_owned))).collect()
+    r.failures().map(|(a, e)| (a.to_string(), e.report().to_string(), e.hint().map(str::to_owned))).collect()
 }
 
 /// The outcome of one action in a run, by address.
