@@ -59,6 +59,22 @@ impl Lab {
         self.run_with(args, &[])
     }
 
+    /// Applies under the faults of `TESTBED_SIM_FAIL`, asserts that the apply failed, and gives what it
+    /// printed.
+    fn apply_failing(&self, faults: &str) -> String {
+        let out = self.run_with(&["apply", "--yes"], &[("TESTBED_SIM_FAIL", faults)]);
+        assert_eq!(code(&out), 1, "{faults}: {}", stdout(&out));
+        stdout(&out)
+    }
+
+    /// Applies without faults, and asserts that the machine converges: the apply succeeds and the plan after
+    /// it is empty (what a spent or lifted fault leaves).
+    fn converges(&self, why: &str) {
+        let again = self.run(&["apply", "--yes"]);
+        assert_eq!(code(&again), 0, "{why}: {}", stdout(&again));
+        assert_eq!(stdout(&self.run(&["plan"])).trim(), "No changes.");
+    }
+
     fn sim_state(&self) -> Option<String> {
         std::fs::read_to_string(self.path().join(".testbed/sim.json")).ok()
     }
@@ -70,6 +86,11 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The progress line that reports `address` FAILED, or nothing.
+fn failed_line<'a>(text: &'a str, address: &str) -> &'a str {
+    text.lines().find(|l| l.contains(&format!("{address}: FAILED"))).unwrap_or_default()
 }
 
 fn code(o: &Output) -> i32 {
@@ -154,34 +175,80 @@ fn an_injected_failure_fails_the_run_and_the_next_apply_converges() {
 #[test]
 fn a_program_call_or_an_lxd_request_fails_as_the_real_one_and_the_next_apply_converges() {
     let lab = Lab::new(THREE);
-    let faults = "program:snap.install@member2,lxd:PUT:/1.0/instances/member3/state";
-    let out = lab.run_with(&["apply", "--yes"], &[("TESTBED_SIM_FAIL", faults)]);
-    assert_eq!(code(&out), 1, "{}", stdout(&out));
-    let text = stdout(&out);
-    let line = |address: &str| text.lines().find(|l| l.contains(&format!("{address}: FAILED"))).unwrap_or_default();
+    let text = lab.apply_failing("program:snap.install@member2,lxd:PUT:/1.0/instances/member3/state");
     // snapd's own words for a daemon it cannot reach, and LXD's error envelope, reach the user.
-    assert!(line("microk8s.member2").contains("cannot communicate with server"), "{text}");
-    assert!(line("lxd_instance.member3").contains("Failed to begin transaction"), "{text}");
+    assert!(failed_line(&text, "microk8s.member2").contains("cannot communicate with server"), "{text}");
+    assert!(failed_line(&text, "lxd_instance.member3").contains("Failed to begin transaction"), "{text}");
     assert!(text.contains("karmada_member.member1: created"), "member1 is untouched by both: {text}");
-
-    let again = lab.run(&["apply", "--yes"]);
-    assert_eq!(code(&again), 0, "once-faults are spent: {}", stdout(&again));
-    assert_eq!(stdout(&lab.run(&["plan"])).trim(), "No changes.");
+    lab.converges("once-faults are spent");
 }
 
 #[test]
 fn an_always_fault_fails_every_run_until_it_is_lifted() {
     let lab = Lab::new(THREE);
-    let always = [("TESTBED_SIM_FAIL", "program:snap.install@member2=always")];
     for _ in 0..2 {
-        let out = lab.run_with(&["apply", "--yes"], &always);
-        assert_eq!(code(&out), 1, "{}", stdout(&out));
-        assert!(stdout(&out).contains("microk8s.member2: FAILED"), "{}", stdout(&out));
+        let text = lab.apply_failing("program:snap.install@member2=always");
+        assert!(text.contains("microk8s.member2: FAILED"), "{text}");
     }
     assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
     let bad = lab.run_with(&["plan"], &[("TESTBED_SIM_FAIL", "program:snap@")]);
     assert_eq!(code(&bad), 1);
     assert!(stderr(&bad).contains("TESTBED_SIM_FAIL") && stderr(&bad).contains("`@`"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_kubernetes_api_request_fails_as_kube_apiserver_does_and_the_next_apply_converges() {
+    let lab = Lab::new(THREE);
+    // Labelling karmada-system right after init, on the host cluster's API; and the first look at member1's
+    // nodes through the kubeconfig testbed just wrote, which the wait for Ready asks again.
+    let text = lab.apply_failing("kube:PATCH:/api/v1/namespaces/karmada-system@host,kube:GET:/api/v1/nodes@member1");
+    // kube-apiserver's words for an etcd that timed out reach the user, with the fault that made them.
+    assert!(
+        failed_line(&text, "karmada.control_plane").contains(
+            "HTTP 500: etcdserver: request timed out (simulated: TESTBED_SIM_FAIL=kube:PATCH:/api/v1/namespaces/karmada-system@host)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("kubeconfig.member1: created"), "the wait for Ready asked again: {text}");
+    assert!(text.contains("Apply: 33 done, 1 failed, 3 skipped."), "only the memberships wait for Karmada: {text}");
+    let log = std::fs::read_dir(lab.path().join(".testbed/logs")).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("member1: waiting for the API")
+            && l.contains(
+                "etcdserver: request timed out (simulated: TESTBED_SIM_FAIL=kube:GET:/api/v1/nodes@member1)"
+            )),
+        "{log}"
+    );
+    lab.converges("once-faults are spent");
+}
+
+#[test]
+fn an_always_kubernetes_api_fault_fails_every_run_until_it_is_lifted() {
+    let lab = Lab::new(THREE);
+    let always = "kube:GET:/api/v1/nodes@member1=always";
+    for _ in 0..2 {
+        let text = lab.apply_failing(always);
+        assert_eq!(text.matches(": FAILED").count(), 1, "only member1's kubeconfig fails: {text}");
+        assert!(
+            failed_line(&text, "kubeconfig.member1").contains(
+                "HTTP 500: etcdserver: request timed out (simulated: TESTBED_SIM_FAIL=kube:GET:/api/v1/nodes@member1)"
+            ),
+            "{text}"
+        );
+    }
+    // What the provider's observation met, in the plan.
+    let plan = stdout(&lab.run_with(&["plan"], &[("TESTBED_SIM_FAIL", always)]));
+    let repair = plan.lines().find(|l| l.contains("kubeconfig.member1")).unwrap_or_default();
+    assert!(repair.contains("failed to list nodes: HTTP 500: etcdserver: request timed out"), "{plan}");
+    lab.converges("the fault is lifted");
+    let bad = lab.run_with(&["plan"], &[("TESTBED_SIM_FAIL", "kube:GET:/api/v1/nodes@")]);
+    assert_eq!(code(&bad), 1);
+    assert!(
+        stderr(&bad).contains("TESTBED_SIM_FAIL") && stderr(&bad).contains("kube:METHOD:PATH[@WHERE]"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]

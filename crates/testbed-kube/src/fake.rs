@@ -22,7 +22,8 @@
 //! request without that bearer token (and without a client certificate signed by the fake's CA) gets a
 //! `401` `Status`.
 //!
-//! The test changes what is served through [`FakeKube::update`] at any time.
+//! The test changes what is served through [`FakeKube::update`] at any time, and can make chosen requests
+//! fail as a real API server fails when its storage does ([`FakeKube::fail_requests`], [`FakeFailure`]).
 //!
 //! This is a fake: it proves the client code handles real-shaped answers. It is not a Kubernetes API
 //! server.
@@ -1037,9 +1038,48 @@ pub enum FakeWrite {
     Cluster { name: String, labels: BTreeMap<String, String>, api_endpoint: String },
 }
 
+/// Which requests fail, consulted for every request that got past authentication and authorization (where
+/// a real API server reaches its storage): the method (`GET`, `PATCH`) and the path, without the query.
+pub type FaultHook = Arc<dyn Fn(&str, &str) -> Option<FakeFailure> + Send + Sync>;
+
+/// How a request fails when a [`FaultHook`] says it does: the HTTP status and the `Status` object a real
+/// API server sends with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeFailure {
+    /// The HTTP status, also the `Status`'s `code`.
+    pub code: u16,
+    /// The `Status`'s `reason`; empty for kube-apiserver's `StatusReasonUnknown`, which leaves it out.
+    pub reason: String,
+    /// The `Status`'s `message`.
+    pub message: String,
+}
+
+impl FakeFailure {
+    /// An error that kube-apiserver's storage passed up unconverted (etcd's own, such as
+    /// `etcdserver: request timed out`): kube-apiserver answers it with a 500 `Status` whose message is the
+    /// error's text and whose reason is `StatusReasonUnknown` (the empty string, left out of the JSON).
+    /// Source: k8s.io/apiserver pkg/endpoints/handlers/responsewriters/status.go, `ErrorToAPIStatus`,
+    /// its branch for "an error that is not an metav1.Status"; kubectl shows it as
+    /// `Error from server: etcdserver: request timed out`, without a reason in parentheses.
+    pub fn unconverted(message: impl Into<String>) -> Self {
+        FakeFailure { code: 500, reason: String::new(), message: message.into() }
+    }
+
+    fn answer(&self) -> (StatusCode, Value) {
+        let mut status = status_json(self.code, &self.reason, &self.message, None);
+        if self.reason.is_empty() {
+            if let Some(fields) = status.as_object_mut() {
+                fields.remove("reason");
+            }
+        }
+        (StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), status)
+    }
+}
+
 struct Shared {
     source: Option<StateSource>,
     sink: Option<StateSink>,
+    faults: Mutex<Option<FaultHook>>,
     state: Mutex<FakeState>,
     requests: Mutex<Vec<String>>,
     resource_version: Mutex<u64>,
@@ -1091,6 +1131,7 @@ impl FakeKube {
         let shared = Arc::new(Shared {
             source: None,
             sink: None,
+            faults: Mutex::new(None),
             state: Mutex::new(state),
             requests: Mutex::new(Vec::new()),
             resource_version: Mutex::new(1000),
@@ -1121,6 +1162,7 @@ impl FakeKube {
         let shared = Arc::new(Shared {
             source: Some(source),
             sink,
+            faults: Mutex::new(None),
             state: Mutex::new(state),
             requests: Mutex::new(Vec::new()),
             resource_version: Mutex::new(1000),
@@ -1161,6 +1203,12 @@ impl FakeKube {
     pub fn update(&self, change: impl FnOnce(&mut FakeState)) {
         change(&mut lock(&self.shared.state));
         *lock(&self.shared.resource_version) += 1;
+    }
+
+    /// From now on, every request `hook` names fails as it says (after authentication and authorization,
+    /// before anything is read or written): a `PATCH` that fails changes nothing.
+    pub fn fail_requests(&self, hook: FaultHook) {
+        *lock(&self.shared.faults) = Some(hook);
     }
 
     /// A copy of what is served now.
@@ -1252,8 +1300,11 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
                 client_cert || bearer == Some(token.as_str())
             }
         };
+        let hook = lock(&shared.faults).clone();
         if !authorized {
             (StatusCode::UNAUTHORIZED, status_json(401, "Unauthorized", "Unauthorized", None))
+        } else if let Some(failure) = hook.and_then(|fails| fails(parts.method.as_str(), &path)) {
+            failure.answer()
         } else if parts.method == Method::GET {
             route(&path, &state, resource_version)
         } else if parts.method == Method::PATCH {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use testbed_kube::fake::{
-    unused_url, DroppingListener, FakeCluster, FakeDeployment, FakeKube, FakeNode, FakeState, FakeTls, SilentListener,
+    unused_url, DroppingListener, FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeNode, FakeState, FakeTls,
+    SilentListener,
 };
 use testbed_kube::{
     cluster, clusters, control_plane, describe_cluster, nodes_ready, server_version, ApiConfig, ConditionStatus,
@@ -195,6 +196,54 @@ async fn nodes_ready_not_ready_and_unknown() {
     let report = nodes_ready(&client).await.unwrap();
     assert!(!report.all_ready());
     assert_eq!(report.to_string(), "no nodes");
+}
+
+/// The answer to a plain-HTTP GET of `path`: its status line and its body.
+fn raw_get(url: &str, path: &str) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let authority = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn a_failing_request_is_a_500_status_that_reaches_the_client_with_its_message() {
+    let fake = FakeKube::start(FakeState::host_cluster()).await.unwrap();
+    fake.fail_requests(std::sync::Arc::new(|method, path| {
+        (method == "GET" && path.starts_with("/api/v1/nodes"))
+            .then(|| FakeFailure::unconverted("etcdserver: request timed out (a test's fault)"))
+    }));
+    let client = client(&fake.config());
+
+    let error = nodes_ready(&client).await.unwrap_err();
+    assert!(matches!(error, KubeObserveError::Other { .. }), "{error:?}");
+    assert!(
+        error.to_string().ends_with("failed to list nodes: HTTP 500: etcdserver: request timed out (a test's fault)"),
+        "{error}"
+    );
+    // Other requests are served as before.
+    assert_eq!(server_version(&client).await.unwrap(), "v1.32.3");
+
+    // On the wire: kube-apiserver's Status for an error its storage did not convert, without a reason.
+    let url = fake.url().to_owned();
+    let (status, body) = tokio::task::spawn_blocking(move || raw_get(&url, "/api/v1/nodes")).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 500"), "{status}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "etcdserver: request timed out (a test's fault)",
+            "code": 500,
+        })
+    );
 }
 
 #[tokio::test]

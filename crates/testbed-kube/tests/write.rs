@@ -1,6 +1,6 @@
 //! The writes (merge patches) and the namespace/Service reads against the in-process fake API.
 
-use testbed_kube::fake::{FakeCluster, FakeDeployment, FakeKube, FakeState};
+use testbed_kube::fake::{FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeState};
 use testbed_kube::{
     cluster, control_plane, namespace_labels, service_node_ports, set_cluster_api_endpoint, set_cluster_label,
     set_namespace_label, KubeClient, KARMADA_NAMESPACE,
@@ -54,6 +54,26 @@ async fn a_cluster_label_and_endpoint_are_patched_and_the_rest_is_kept() {
 
     let missing = set_cluster_label(&client, "member9", "testbed/owner", Some("lab")).await.unwrap_err();
     assert!(missing.to_string().contains("not found"), "{missing}");
+}
+
+#[tokio::test]
+async fn a_failing_patch_changes_nothing_and_says_why() {
+    let mut state = FakeState::karmada_apiserver();
+    state.put_cluster(FakeCluster::ready("member1"));
+    let fake = FakeKube::start(state).await.unwrap();
+    fake.fail_requests(std::sync::Arc::new(|method, path| {
+        (method == "PATCH").then(|| FakeFailure::unconverted(format!("etcdserver: request timed out ({path})")))
+    }));
+    let client = KubeClient::new(&fake.config()).unwrap();
+
+    let error = set_cluster_label(&client, "member1", "testbed/owner", Some("lab")).await.unwrap_err();
+    let shown = error.to_string();
+    assert!(
+        shown.contains("HTTP 500: etcdserver: request timed out (/apis/cluster.karmada.io/v1alpha1/clusters/member1)"),
+        "{shown}"
+    );
+    let read = cluster(&client, "member1").await.unwrap().unwrap();
+    assert!(!read.labels.contains_key("testbed/owner"), "the failed patch wrote nothing");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Faults at the seams: a program call or an LXD API request that fails as the real one fails, once or
-//! always, named in `TESTBED_SIM_FAIL`; random ones and random latencies drawn from `TESTBED_SIM_SEED`.
+//! Faults at the seams: a program call, an LXD API request or a Kubernetes/Karmada API request that fails
+//! as the real one fails, once or always, named in `TESTBED_SIM_FAIL`; random ones and random latencies
+//! drawn from `TESTBED_SIM_SEED`.
 //!
 //! What `TESTBED_SIM_FAIL` takes (comma-separated; each may end in `=always`, default `=once`):
 //! - `ADDRESS` (`lxd_instance.member1`): the first request or program call that changes that resource;
@@ -7,12 +8,16 @@
 //!   program NAME whose first argument is SUB, on the host or in member WHERE (anywhere if left out);
 //! - `lxd:METHOD:PATH` (`lxd:PUT:/1.0/instances/member1/state`): an LXD API request with that method whose
 //!   path starts with PATH;
+//! - `kube:METHOD:PATH[@WHERE]` (`kube:GET:/api/v1/nodes@member2`,
+//!   `kube:PATCH:/apis/cluster.karmada.io/v1alpha1/clusters/member1@karmada`): a request with that method
+//!   whose path starts with PATH, to the API server WHERE (`host` for the host MicroK8s', `karmada` for
+//!   Karmada's, or a member's name; any if left out);
 //! - `random:P` (`random:0.05`): each program call fails with probability P, decided per call from the
 //!   seed and the call itself (where it runs, its arguments, and how many times the same call ran before),
 //!   so a seed fails the same calls whatever order parallel actions make them in.
 //!
-//! A fault that fires answers with the program's own way of failing (its message and exit code, below), or
-//! LXD's error envelope, so the providers meet what they would meet on a real host. A once-fault is spent
+//! A fault that fires answers with the program's own way of failing (its message and exit code, below),
+//! LXD's error envelope, or kube-apiserver's 500 `Status` for an etcd that timed out, so the providers meet what they would meet on a real host. A once-fault is spent
 //! in the state file: the next run on the same machine does not see it again.
 
 use std::collections::BTreeMap;
@@ -36,6 +41,9 @@ pub enum Target {
     Program { name: String, sub: Option<String>, at: Option<String> },
     /// An LXD API request.
     Lxd { method: String, path: String },
+    /// A request to a Kubernetes API server: the host MicroK8s' (`host`), Karmada's (`karmada`) or a
+    /// member's (its name); any when `at` is `None`.
+    Kube { method: String, path: String, at: Option<String> },
 }
 
 /// One fault of `TESTBED_SIM_FAIL`.
@@ -78,11 +86,23 @@ impl Fault {
                 return Err("an LXD fault is lxd:METHOD:PATH, e.g. lxd:PUT:/1.0/instances/member1/state".into());
             };
             Target::Lxd { method: method.to_ascii_uppercase(), path: path.to_owned() }
+        } else if let Some(rest) = text.strip_prefix("kube:") {
+            let form = "a Kubernetes API fault is kube:METHOD:PATH[@WHERE], e.g. kube:GET:/api/v1/nodes@member1 (WHERE: host, karmada or a member)";
+            let Some((method, request)) = rest.split_once(':').filter(|(m, p)| !m.is_empty() && p.starts_with('/'))
+            else {
+                return Err(form.into());
+            };
+            let (path, at) = match request.split_once('@') {
+                Some((p, at)) if !at.is_empty() => (p, Some(at.to_owned())),
+                Some(_) => return Err(form.into()),
+                None => (request, None),
+            };
+            Target::Kube { method: method.to_ascii_uppercase(), path: path.to_owned(), at }
         } else if is_address(text) {
             Target::Address(text.to_owned())
         } else {
             return Err(
-                "this is not a resource address (e.g. lxd_instance.member1), program:NAME[.SUB][@WHERE], lxd:METHOD:PATH or random:P"
+                "this is not a resource address (e.g. lxd_instance.member1), program:NAME[.SUB][@WHERE], lxd:METHOD:PATH, kube:METHOD:PATH[@WHERE] or random:P"
                     .into(),
             );
         };
@@ -154,10 +174,36 @@ impl Faults {
 
     /// The fault for an LXD request, if one fires.
     pub fn lxd(&self, method: &str, path: &str, spent: &mut std::collections::BTreeSet<String>) -> Option<String> {
-        let f = self.named.iter().find(|f| match &f.target {
-            Target::Lxd { method: m, path: p } => m == method && path.starts_with(p.as_str()),
+        self.request(spent, |t| match t {
+            Target::Lxd { method: m, path: p } => m.eq_ignore_ascii_case(method) && path.starts_with(p.as_str()),
             _ => false,
-        })?;
+        })
+    }
+
+    /// The fault for a request to the Kubernetes API server `at` (`host`, `karmada` or a member), if one
+    /// fires.
+    pub fn kube(
+        &self,
+        at: &str,
+        method: &str,
+        path: &str,
+        spent: &mut std::collections::BTreeSet<String>,
+    ) -> Option<String> {
+        self.request(spent, |t| match t {
+            Target::Kube { method: m, path: p, at: w } => {
+                m.eq_ignore_ascii_case(method) && path.starts_with(p.as_str()) && w.as_deref().is_none_or(|w| w == at)
+            }
+            _ => false,
+        })
+    }
+
+    /// The first named fault `matches` picks, if it fires: always, or once (then it joins `spent`).
+    fn request(
+        &self,
+        spent: &mut std::collections::BTreeSet<String>,
+        matches: impl Fn(&Target) -> bool,
+    ) -> Option<String> {
+        let f = self.named.iter().find(|f| matches(&f.target))?;
         (f.times == Times::Always || spent.insert(f.text.clone())).then(|| f.text.clone())
     }
 
@@ -193,6 +239,14 @@ pub fn program_failure(name: &str, args: &[&str], fault: &str) -> (i32, String) 
 /// LXD's answer when its fault fires: an internal error, as LXD 5.0 sends one when its database is busy.
 pub fn lxd_failure(fault: &str) -> (u16, String) {
     (500, format!("Failed to begin transaction: context deadline exceeded (simulated: TESTBED_SIM_FAIL={fault})"))
+}
+
+/// A Kubernetes API server's answer when its fault fires: etcd did not answer in time, the error
+/// `kubectl` shows as `Error from server: etcdserver: request timed out` when etcd has lost its quorum or
+/// its disk is too slow. kube-apiserver passes that error up unconverted, as a 500 `Status` with etcd's
+/// text ([`testbed_kube::fake::FakeFailure::unconverted`] cites the source).
+pub fn kube_failure(fault: &str) -> String {
+    format!("etcdserver: request timed out (simulated: TESTBED_SIM_FAIL={fault})")
 }
 
 /// A 64-bit mix of the seed and a call (FNV-1a over the bytes, then splitmix64's finaliser): stable across
@@ -237,9 +291,68 @@ mod tests {
             Target::Lxd { method: "PUT".into(), path: "/1.0/instances/member1/state".into() }
         );
         assert_eq!(parse("lxd_instance.member1").unwrap().target, Target::Address("lxd_instance.member1".into()));
-        for bad in ["program:", "program:snap@", "lxd:PUT", "lxd:PUT:instances", "nonsense", "lxd_instance.m1=twice"] {
+        let f = parse("kube:patch:/apis/cluster.karmada.io/v1alpha1/clusters/member1@karmada=always").unwrap();
+        assert_eq!(
+            f.target,
+            Target::Kube {
+                method: "PATCH".into(),
+                path: "/apis/cluster.karmada.io/v1alpha1/clusters/member1".into(),
+                at: Some("karmada".into())
+            }
+        );
+        assert_eq!(
+            (f.text.as_str(), f.times),
+            ("kube:patch:/apis/cluster.karmada.io/v1alpha1/clusters/member1@karmada", Times::Always)
+        );
+        assert_eq!(
+            parse("kube:GET:/api/v1/nodes").unwrap().target,
+            Target::Kube { method: "GET".into(), path: "/api/v1/nodes".into(), at: None }
+        );
+        for bad in [
+            "program:",
+            "program:snap@",
+            "lxd:PUT",
+            "lxd:PUT:instances",
+            "nonsense",
+            "lxd_instance.m1=twice",
+            "kube:GET",
+            "kube::/api/v1/nodes",
+            "kube:GET:api/v1/nodes",
+            "kube:GET:/api/v1/nodes@",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        let e = parse("kube:GET:/api/v1/nodes@").unwrap_err();
+        assert!(e.contains("kube:METHOD:PATH[@WHERE]"), "{e}");
+        assert!(parse("nonsense").unwrap_err().contains("kube:METHOD:PATH[@WHERE]"));
+    }
+
+    #[test]
+    fn a_kube_fault_fails_requests_to_its_server_by_method_and_path_prefix() {
+        let mut spent = BTreeSet::new();
+        let f = Faults::new(vec![parse("kube:GET:/api/v1/nodes@member2").unwrap()], None, None);
+        assert!(f.kube("member1", "GET", "/api/v1/nodes", &mut spent).is_none(), "another member");
+        assert!(f.kube("host", "GET", "/api/v1/nodes", &mut spent).is_none(), "the host's API");
+        assert!(f.kube("member2", "PATCH", "/api/v1/nodes/member2", &mut spent).is_none(), "another method");
+        assert!(f.kube("member2", "GET", "/api/v1/namespaces", &mut spent).is_none(), "another path");
+        assert!(f.lxd("GET", "/api/v1/nodes", &mut spent).is_none(), "not an LXD fault");
+        assert_eq!(
+            f.kube("member2", "get", "/api/v1/nodes/member2", &mut spent).as_deref(),
+            Some("kube:GET:/api/v1/nodes@member2"),
+            "the path is a prefix, the method any case"
+        );
+        assert!(spent.contains("kube:GET:/api/v1/nodes@member2"), "spent where the state file keeps it");
+        assert!(f.kube("member2", "GET", "/api/v1/nodes", &mut spent).is_none(), "spent");
+
+        let f = Faults::new(vec![parse("kube:PATCH:/apis/cluster.karmada.io=always").unwrap()], None, None);
+        for at in ["karmada", "host", "member1", "karmada"] {
+            assert!(f.kube(at, "PATCH", "/apis/cluster.karmada.io/v1alpha1/clusters/m1", &mut spent).is_some(), "{at}");
+        }
+        let message = kube_failure("kube:GET:/api/v1/nodes@member2");
+        assert_eq!(
+            message,
+            "etcdserver: request timed out (simulated: TESTBED_SIM_FAIL=kube:GET:/api/v1/nodes@member2)"
+        );
     }
 
     #[test]

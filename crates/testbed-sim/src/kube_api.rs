@@ -12,7 +12,9 @@
 //!   created it; Ready when karmada-controller-manager (push) or the agent (pull) reaches the member.
 //!
 //! Otherwise nothing answers at the address and the connection is refused or dropped, as on a real host.
-//! Label and endpoint writes (`PATCH`) go into the world ([`FakeWrite`]).
+//! Label and endpoint writes (`PATCH`) go into the world ([`FakeWrite`]). A request that a
+//! `kube:METHOD:PATH[@WHERE]` fault of `TESTBED_SIM_FAIL` names fails as kube-apiserver fails when etcd
+//! times out ([`crate::faults::kube_failure`]), whichever address reached the server.
 //!
 //! The server's certificate is signed by the cluster's CA (the one `microk8s config` or `karmadactl init`
 //! hands out) for the address the client asked for, and it takes the admin client certificate that CA
@@ -25,8 +27,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use testbed_kube::fake::{
-    FakeCluster, FakeDeployment, FakeKube, FakeNamespace, FakeNode, FakeService, FakeState, FakeTls, FakeWrite,
-    StateSink, StateSource,
+    FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeNamespace, FakeNode, FakeService, FakeState, FakeTls,
+    FakeWrite, FaultHook, StateSink, StateSource,
 };
 use testbed_kube::{ConditionStatus, Network, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 use testbed_provider::ContainerFacts;
@@ -70,6 +72,17 @@ pub(crate) enum Reached {
     /// The Karmada API server: the `karmada-apiserver` NodePort Service on the host cluster, which
     /// answers on every address of the host (MicroK8s' kube-proxy has no `--nodeport-addresses`).
     Karmada,
+}
+
+impl Reached {
+    /// The server's name in a `kube:` fault's `@WHERE`: `host`, `karmada` or the member's name.
+    fn fault_name(&self) -> &str {
+        match self {
+            Reached::Host => "host",
+            Reached::Member(name) => name,
+            Reached::Karmada => "karmada",
+        }
+    }
 }
 
 /// The containers as they are now (only `only`, when given): the simulated daemon's, or (with real
@@ -395,8 +408,16 @@ impl Apis {
         if tokio::runtime::Handle::try_current().is_err() {
             return nowhere;
         }
+        let faults = Arc::downgrade(shared);
+        let at = cluster.fault_name().to_owned();
+        let fails: FaultHook = Arc::new(move |method: &str, path: &str| {
+            let shared = faults.upgrade()?;
+            let fault = shared.request_fault(|faults, spent| faults.kube(&at, method, path, spent))?;
+            Some(FakeFailure::unconverted(crate::faults::kube_failure(&fault)))
+        });
         match FakeKube::serve_tls_with(listener, &tls, source, Some(sink)) {
             Ok(server) => {
+                server.fail_requests(fails);
                 let addr = server.url().trim_start_matches("https://").parse().unwrap_or(nowhere);
                 servers.insert(key, Served { cluster, ca_pem: pki.ca_pem, server });
                 addr

@@ -147,6 +147,24 @@ impl Shared {
         cx.map(|cx| vec![PathBuf::from(&cx.kubeconfig_dir)]).unwrap_or_default()
     }
 
+    /// The request fault `fires` picks from the run's faults, if one fires; a once-fault it spends is
+    /// recorded in the state file at once, so that the next run does not see it again.
+    pub(crate) fn request_fault(
+        &self,
+        fires: impl FnOnce(&crate::faults::Faults, &mut BTreeSet<String>) -> Option<String>,
+    ) -> Option<String> {
+        let mut world = self.lock();
+        let spent = world.consumed_failures.len();
+        let SimWorld { faults, consumed_failures, .. } = &mut *world;
+        let fault = fires(faults, consumed_failures)?;
+        if world.consumed_failures.len() != spent {
+            if let Err(e) = self.save_locked(&world) {
+                tracing::warn!("the simulated machine could not record a spent fault: {e}");
+            }
+        }
+        Some(fault)
+    }
+
     /// Changes the world without saving (a counter the next change saves).
     pub(crate) fn change_quiet<R>(&self, f: impl FnOnce(&mut SimWorld) -> R) -> R {
         f(&mut self.lock())

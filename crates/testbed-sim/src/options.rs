@@ -11,8 +11,8 @@ use crate::SimError;
 
 /// The environment variable holding the speed factor.
 pub const SPEED_ENV: &str = "TESTBED_SIM_SPEED";
-/// The environment variable holding the faults: addresses whose actions fail once, program calls and LXD
-/// requests that fail once or always, `random:P` ([`crate::faults`]).
+/// The environment variable holding the faults: addresses whose actions fail once, program calls, LXD
+/// requests and Kubernetes API requests that fail once or always, `random:P` ([`crate::faults`]).
 pub const FAIL_ENV: &str = "TESTBED_SIM_FAIL";
 /// The environment variable holding the seed of random faults and latencies (an unsigned 64-bit integer).
 pub const SEED_ENV: &str = "TESTBED_SIM_SEED";
@@ -24,7 +24,7 @@ pub struct SimOptions {
     pub speed: f64,
     /// Addresses whose actions fail once (the first time they run on this machine's state file).
     pub fail_once: BTreeSet<String>,
-    /// Program calls and LXD requests that fail, and random faults.
+    /// Program calls, LXD and Kubernetes API requests that fail, and random faults.
     pub faults: Faults,
 }
 
@@ -90,7 +90,7 @@ impl SimOptions {
                     fail_once.insert(a.clone());
                 }
                 (Target::Address(_), Times::Always) => {
-                    return Err(bad(item, "an address fails once; to fail a call every time, name it: program:NAME[.SUB][@WHERE]=always or lxd:METHOD:PATH=always".into()))
+                    return Err(bad(item, "an address fails once; to fail a call every time, name it: program:NAME[.SUB][@WHERE]=always, lxd:METHOD:PATH=always or kube:METHOD:PATH[@WHERE]=always".into()))
                 }
                 _ => named.push(fault),
             }
@@ -145,9 +145,13 @@ mod tests {
         }
         let e = SimOptions::from_values(None, Some("nonsense.x")).expect_err("bad address").to_string();
         assert!(e.contains("TESTBED_SIM_FAIL") && e.contains("nonsense.x"), "{e}");
-        let o = SimOptions::from_values(None, Some("program:snap.install@member2=always, random:0.1")).expect("ok");
-        assert_eq!((o.faults.named.len(), o.faults.random), (1, Some(0.1)));
-        for bad in ["random:2", "lxd_instance.member1=always", "program:"] {
+        let o = SimOptions::from_values(
+            None,
+            Some("program:snap.install@member2=always, random:0.1, kube:GET:/api/v1/nodes@member1=once"),
+        )
+        .expect("ok");
+        assert_eq!((o.faults.named.len(), o.faults.random), (2, Some(0.1)));
+        for bad in ["random:2", "lxd_instance.member1=always", "program:", "kube:GET:nodes"] {
             let e = SimOptions::from_values(None, Some(bad)).expect_err(bad).to_string();
             assert!(e.contains("TESTBED_SIM_FAIL"), "{e}");
         }

@@ -1076,13 +1076,7 @@ fn proxy_keys(config: &Map) -> BTreeSet<String> {
 /// The fault `TESTBED_SIM_FAIL` names for this request (`lxd:METHOD:PATH`), if one fires; a once-fault is
 /// spent in the state file.
 fn injected_request(d: &Arc<Daemon>, method: &str, path: &str) -> Option<String> {
-    let mut w = d.shared.lock();
-    let SimWorld { faults, consumed_failures, .. } = &mut *w;
-    let fault = faults.lxd(method, path, consumed_failures)?;
-    if let Err(e) = d.shared.save_locked(&w) {
-        tracing::warn!("the simulated machine could not record a spent fault: {e}");
-    }
-    Some(fault)
+    d.shared.request_fault(|faults, spent| faults.lxd(method, path, spent))
 }
 
 /// Fails a request that changes a resource named in `TESTBED_SIM_FAIL`, the first time only.
