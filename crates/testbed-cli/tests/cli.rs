@@ -224,6 +224,22 @@ fn a_kubernetes_api_request_fails_as_kube_apiserver_does_and_the_next_apply_conv
 }
 
 #[test]
+fn a_membership_whose_label_call_failed_is_repaired_not_taken_for_someone_elses() {
+    let lab = Lab::new(THREE);
+    // The PATCH that labels member1's Cluster as testbed's, right after `karmadactl join` made it.
+    let text = lab.apply_failing("kube:PATCH:/apis/cluster.karmada.io/v1alpha1/clusters/member1@karmada");
+    assert!(
+        failed_line(&text, "karmada_member.member1").contains("member1 is registered, but testbed could not label it"),
+        "{text}"
+    );
+    assert_eq!(text.matches(": FAILED").count(), 1, "only member1's membership fails: {text}");
+    // The Cluster join made is labelled after the failure, so the next plan does not see a stranger's.
+    let plan = stdout(&lab.run(&["plan"]));
+    assert!(!plan.contains("conflict") && !plan.contains("without testbed's label"), "{plan}");
+    lab.converges("the membership testbed made is repaired");
+}
+
+#[test]
 fn an_always_kubernetes_api_fault_fails_every_run_until_it_is_lifted() {
     let lab = Lab::new(THREE);
     let always = "kube:GET:/api/v1/nodes@member1=always";

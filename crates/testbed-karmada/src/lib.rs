@@ -1062,12 +1062,25 @@ impl Provider for KarmadaProvider {
                 )))
             }
         }
-        let installs = action.kind == Kind::KarmadaControlPlane && matches!(action.op, Op::Create | Op::Replace);
+        let makes = matches!(action.op, Op::Create | Op::Replace);
+        let installs = action.kind == Kind::KarmadaControlPlane && makes;
         // A karmada-system namespace someone else left is never labelled on their behalf.
         let foreign_namespace_before = installs && self.foreign_namespace().await;
+        // Nor is a Cluster: only a name that is free, or testbed's own (a replace), is labelled afterwards.
+        let joining = match action.member.as_deref() {
+            Some(member) if action.kind == Kind::KarmadaMember && makes && self.cluster_free_or_ours(member).await => {
+                Some(member)
+            }
+            _ => None,
+        };
         let result = self.apply_action(action, log).await;
-        if result.is_err() && installs && !foreign_namespace_before {
-            self.label_after_failed_init(log).await;
+        if result.is_err() {
+            if installs && !foreign_namespace_before {
+                self.label_after_failed_init(log).await;
+            }
+            if let Some(member) = joining {
+                self.label_after_failed_join(member, log).await;
+            }
         }
         result
     }
@@ -1082,6 +1095,34 @@ impl KarmadaProvider {
             Ok(None) => false,
             // Unknown: do not label anything afterwards.
             Err(_) => true,
+        }
+    }
+
+    /// Whether no Cluster named `member` is registered, or the one that is is this testbed's. Unknown (no
+    /// Karmada kubeconfig, an API that does not answer) is neither.
+    async fn cluster_free_or_ours(&self, member: &str) -> bool {
+        let Ok(Some((karmada, _))) = self.client(&self.karmada_kubeconfig, "Karmada") else { return false };
+        match testbed_kube::cluster(&karmada, member).await {
+            Ok(None) => true,
+            Ok(Some(c)) => self.cluster_owner(&c) == Owner::Testbed,
+            Err(_) => false,
+        }
+    }
+
+    /// After a failed join or register (its label call failed, say): if the Cluster was made anyway and
+    /// has no owner label, label it, so that the next apply repairs it instead of reporting a conflict with
+    /// a Cluster that looks like someone else's. Best effort: when this fails too, the failure's hint says
+    /// how to label it by hand.
+    async fn label_after_failed_join(&self, member: &str, log: &ActionLog) {
+        let Ok(Some((karmada, _))) = self.client(&self.karmada_kubeconfig, "Karmada") else { return };
+        let Ok(Some(c)) = testbed_kube::cluster(&karmada, member).await else { return };
+        if !c.labels.contains_key(OWNER_LABEL)
+            && testbed_kube::set_cluster_label(&karmada, member, OWNER_LABEL, Some(&self.testbed)).await.is_ok()
+        {
+            log.note(format!(
+                "labelled cluster {member} {OWNER_LABEL}={} although the membership step failed: the next apply repairs it",
+                self.testbed
+            ));
         }
     }
 
