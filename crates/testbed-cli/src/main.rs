@@ -18,9 +18,11 @@ use cli::{Cli, Command};
 use session::Goal;
 
 fn init_tracing(verbose: u8) {
+    // kube's client logs every answer of 500 and up as an ERROR of its own; testbed reports the failures
+    // that matter in its own words (a wait for Ready polls through many), so they are shown from -vv on.
     let default = match verbose {
-        0 => "warn",
-        1 => "warn,testbed_cli=debug,testbed_exec=debug,testbed_sim=debug,testbed_provider=debug",
+        0 => "warn,kube_client=off",
+        1 => "warn,kube_client=off,testbed_cli=debug,testbed_exec=debug,testbed_sim=debug,testbed_provider=debug",
         _ => "debug,testbed_cli=trace,testbed_exec=trace,testbed_sim=trace,testbed_provider=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -244,7 +244,11 @@ fn an_always_kubernetes_api_fault_fails_every_run_until_it_is_lifted() {
     let lab = Lab::new(THREE);
     let always = "kube:GET:/api/v1/nodes@member1=always";
     for _ in 0..2 {
-        let text = lab.apply_failing(always);
+        let out = lab.run_with(&["apply", "--yes"], &[("TESTBED_SIM_FAIL", always)]);
+        assert_eq!(code(&out), 1, "{}", stdout(&out));
+        // Each poll of the wait for Ready met the 500: the client library's own log of it stays out of sight.
+        assert!(!stderr(&out).contains("kube_client"), "{}", stderr(&out));
+        let text = stdout(&out);
         assert_eq!(text.matches(": FAILED").count(), 1, "only member1's kubeconfig fails: {text}");
         assert!(
             failed_line(&text, "kubeconfig.member1").contains(
