@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use support::*;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The runtime `testbed plan` runs on (crates/testbed-cli/src/main.rs): a worker per core.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut group = c.benchmark_group("no-op plan");
     group.sample_size(20);
     // `cargo bench` passes `--bench`; run as a test (`cargo test --all-targets`, a debug build), each case
