@@ -105,21 +105,30 @@ pub struct ExecResult {
 /// Idle connections to the daemon, kept for the next request (HTTP/1.1 keep-alive): an observation of many
 /// members makes hundreds of small requests (an exec is six), and a fresh connection for each cost more
 /// than the request itself. Shared by a client's clones.
+///
+/// A connection is driven by a task on the tokio runtime that made it, so it is only reused on that
+/// runtime: on another one (a test's next runtime, say) the request could wait on a runtime nobody drives.
 #[derive(Debug, Clone, Default)]
-struct Idle(Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>);
+struct Idle(Arc<Mutex<Vec<Kept>>>);
+
+/// A kept connection, with the runtime whose task drives it.
+type Kept = (tokio::runtime::Id, SendRequest<Full<Bytes>>);
 
 /// At most this many idle connections are kept; more requests at once get connections of their own.
 const IDLE_KEPT: usize = 64;
 
 impl Idle {
-    /// An idle connection that can take a request now, if one is kept. A closed one (the daemon restarted,
-    /// or the runtime that drove it ended) is dropped.
+    /// An idle connection of the current runtime that can take a request now, if one is kept. Closed ones
+    /// (the daemon restarted, or the runtime that drove them ended) are dropped on the way.
     async fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let here = tokio::runtime::Handle::try_current().ok()?.id();
         loop {
-            let mut sender = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-            if sender.is_closed() {
-                continue;
-            }
+            let mut sender = {
+                let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                idle.retain(|(_, s)| !s.is_closed());
+                let at = idle.iter().rposition(|(id, _)| *id == here)?;
+                idle.swap_remove(at).1
+            };
             // Ready as soon as its connection task has seen the last response through.
             if sender.ready().await.is_ok() {
                 return Some(sender);
@@ -128,9 +137,10 @@ impl Idle {
     }
 
     fn keep(&self, sender: SendRequest<Full<Bytes>>) {
+        let Ok(here) = tokio::runtime::Handle::try_current() else { return };
         let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < IDLE_KEPT && !sender.is_closed() {
-            idle.push(sender);
+            idle.push((here.id(), sender));
         }
     }
 }

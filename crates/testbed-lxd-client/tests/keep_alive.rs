@@ -69,3 +69,30 @@ async fn a_kept_connection_the_daemon_closed_is_replaced_without_an_error() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 4, "each request needed a connection of its own");
 }
+
+#[test]
+fn a_connection_is_reused_only_on_the_runtime_that_drives_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("unix.socket");
+    // The daemon on a runtime of its own, driven throughout.
+    let daemon = tokio::runtime::Runtime::new().expect("runtime");
+    let accepted = daemon.block_on(async { serve(&socket, false) });
+    let client = Client::at(&socket, Flavor::Lxd);
+    let first = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let second = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let get = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let answer: Result<serde_json::Value, _> =
+                tokio::time::timeout(std::time::Duration::from_secs(10), client.get("/1.0/instances"))
+                    .await
+                    .expect("answered in time, not stuck on a connection another runtime drives");
+            answer.expect("answered");
+        })
+    };
+    get(&first);
+    // `first` lives on but is not driven now: its connection must not carry `second`'s request.
+    get(&second);
+    get(&second);
+    get(&first);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per runtime");
+}
