@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Values};
+use testbed_config::MEMBER_API_PORT;
 use testbed_kube::{
     ApiConfig, Clients, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, Network, SyncMode,
     KARMADA_NAMESPACE,
@@ -71,8 +72,6 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
 
 /// The Service `karmadactl init` exposes the Karmada API server with.
 const APISERVER_SERVICE: &str = "karmada-apiserver";
-/// The port the member's API server listens on inside its container (what a push endpoint dials).
-const MEMBER_API_PORT: u16 = 16443;
 
 const CONTROL_PLANE: &str = "a Karmada control plane on the host cluster";
 

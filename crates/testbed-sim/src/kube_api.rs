@@ -37,7 +37,7 @@ use crate::lxd_daemon::state::{kind, Devices, Instance, LxdDaemon};
 use crate::machine::Shared;
 use crate::microk8s_snap;
 use crate::programs::HOST_ADDRESS;
-use crate::world::{ClusterPki, ClusterRecord, SimWorld, SyncMode, HOST_MICROK8S_API_PORT};
+use crate::world::{ClusterPki, ClusterRecord, SimWorld, SyncMode, HOST_MICROK8S_API_PORT, MEMBER_API_PORT};
 
 /// The Karmada API server's port inside the host cluster (the `karmada-apiserver` Service's `port`).
 const APISERVER_PORT: i32 = 5443;
@@ -170,13 +170,13 @@ pub(crate) fn reached(world: &SimWorld, facts: &[ContainerFacts], host: &str, po
     for c in facts.iter().filter(|c| c.running) {
         let inside = world.inside.get(&c.name).filter(|i| i.identity == c.identity);
         let answers = inside.and_then(|i| i.microk8s.as_ref()).is_some_and(|m| m.running);
-        let direct = c.ipv4.as_deref() == Some(host) && port == HOST_MICROK8S_API_PORT;
+        let direct = c.ipv4.as_deref() == Some(host) && port == MEMBER_API_PORT;
         let proxied = c.proxies.values().any(|(listen, connect)| {
             let (Some((lh, lp)), Some((ch, cp))) = (address_of(listen), address_of(connect)) else { return false };
             lp == port
                 && (lh == host || lh == "0.0.0.0" || (loopback(&lh) && loopback(host)))
                 && loopback(&ch)
-                && cp == HOST_MICROK8S_API_PORT
+                && cp == MEMBER_API_PORT
         });
         if direct || proxied {
             return answers.then(|| Reached::Member(c.name.clone()));

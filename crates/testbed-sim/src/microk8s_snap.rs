@@ -244,7 +244,8 @@ fn status(m: &dyn Snapped, rest: &[&str]) -> Ran {
 
 /// The admin kubeconfig `microk8s config` prints.
 fn kubeconfig(pki: &ClusterPki, address: &str) -> String {
-    kubeconfig_text(pki, &format!("https://{address}:16443"), "microk8s-cluster", "admin", "microk8s")
+    let port = crate::world::MEMBER_API_PORT;
+    kubeconfig_text(pki, &format!("https://{address}:{port}"), "microk8s-cluster", "admin", "microk8s")
 }
 
 /// A kubeconfig for `server` with the admin client certificate `pki` signed.

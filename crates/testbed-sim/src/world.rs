@@ -18,8 +18,8 @@ use crate::lxd_daemon::state::LxdDaemon;
 /// The owner value testbed writes on what it creates.
 pub const TESTBED: &str = "testbed";
 
-/// The host MicroK8s API server's port.
-pub const HOST_MICROK8S_API_PORT: u16 = 16443;
+/// The host MicroK8s API server's port, and a member's inside its container: the file model's.
+pub use testbed_config::model::{HOST_MICROK8S_API_PORT, MEMBER_API_PORT};
 
 /// The owner value of something testbed creates.
 pub fn testbed() -> Option<String> {
