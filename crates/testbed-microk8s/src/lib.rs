@@ -2,8 +2,8 @@
 //! container (commands run there through LXD exec), and the members' kubeconfig files on the host.
 //!
 //! - Commands are the catalogue's (`testbed_steps::steps`), run through a [`testbed_command::CommandRunner`]
-//!   as argument vectors, never through a shell. Tests use [`testbed_command::ScriptedRunner`] with replies
-//!   shaped like the real programs' output.
+//!   as argument vectors, never through a shell. Tests use `testbed_command::ScriptedRunner` (its `scripted`
+//!   feature) with replies shaped like the real programs' output.
 //! - Observation reads `snap list microk8s` (the snap's tracking channel), `microk8s status --format yaml`
 //!   (running, addons) and testbed's record of the addons it enabled, on the host and in every running
 //!   member container; the kubeconfig files on the host; and, through each member's people kubeconfig, whether

@@ -410,17 +410,3 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     }
     d
 }
-
-/// Dependencies of a resource testbed owns but the file no longer describes, reconstructed from its kind
-/// and member so that deletes can be ordered.
-pub fn structural_dependencies(kind: Kind, member: Option<&str>) -> Vec<Address> {
-    let Some(m) = member else { return vec![] };
-    let inst = Address::new(Kind::LxdInstance, &[m]);
-    match kind {
-        Kind::Proxy | Kind::Microk8s => vec![inst],
-        Kind::Microk8sAddons | Kind::Sideload => vec![Address::new(Kind::Microk8s, &[m])],
-        Kind::Kubeconfig => vec![Address::new(Kind::Microk8s, &[m]), Address::new(Kind::Proxy, &[m, "api"])],
-        Kind::KarmadaMember => vec![Address::new(Kind::Kubeconfig, &[m])],
-        _ => vec![],
-    }
-}
