@@ -20,11 +20,9 @@ use testbed_steps::{Context, Purpose, Role, Step, Where};
 use crate::kubeconfig::{self, OnDisk, Use};
 use crate::parse::{self, Status};
 
-/// Where testbed marks the host MicroK8s it installed (the catalogue writes the same path); the content
-/// names the testbed. `snap remove microk8s --purge` takes it along.
-pub const HOST_OWNER_MARKER: &str = "/var/snap/microk8s/common/testbed-owner";
-/// Where testbed records the addons it enabled, on the host and in each member: one empty file per addon.
-pub const ADDONS_RECORD: &str = "/var/snap/microk8s/common/testbed-addons";
+/// Where testbed marks the host MicroK8s it installed, and records the addons it enabled: the catalogue's
+/// paths, which its steps write.
+pub use testbed_steps::{ADDONS_RECORD, HOST_OWNER_MARKER};
 
 /// The limit of a read-only command run while observing.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(60);

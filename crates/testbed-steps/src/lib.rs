@@ -22,7 +22,9 @@ mod registry;
 pub use host::{node_ports_rule, raw_prerouting};
 
 pub use karmada::ETCD_DATA;
-pub use microk8s::{registry_host_port, registry_hosts_toml, registry_trust_path, REGISTRY_CERTS_DIR};
+pub use microk8s::{
+    registry_host_port, registry_hosts_toml, registry_trust_path, ADDONS_RECORD, HOST_OWNER_MARKER, REGISTRY_CERTS_DIR,
+};
 pub use registry::containerd_name;
 
 /// One argument of a command.

@@ -21,10 +21,12 @@ use testbed_plan::{Action, Kind};
 
 use crate::*;
 
-/// Marks the host MicroK8s as installed by testbed; its content is the testbed's name.
-pub(crate) const HOST_OWNER_MARKER: &str = "/var/snap/microk8s/common/testbed-owner";
-/// The addons testbed enabled: one empty file per addon, named after it.
-pub(crate) const ADDONS_RECORD: &str = "/var/snap/microk8s/common/testbed-addons";
+/// Marks the host MicroK8s as installed by testbed; its content names the testbed. `snap remove microk8s
+/// --purge` takes it along. The MicroK8s provider reads it.
+pub const HOST_OWNER_MARKER: &str = "/var/snap/microk8s/common/testbed-owner";
+/// The addons testbed enabled, on the host and in each member: one empty file per addon, named after it.
+/// The MicroK8s provider reads it.
+pub const ADDONS_RECORD: &str = "/var/snap/microk8s/common/testbed-addons";
 
 /// Where MicroK8s' containerd looks for per-registry settings (its CRI `registry.config_path`):
 /// `certs.d/<host:port>/hosts.toml`.
