@@ -50,9 +50,19 @@ pub struct Session {
 }
 
 /// Parses `--simulate`: `all` or a comma-separated list of layers.
+///
+/// An empty list (`--simulate ""`, `--simulate ,`, a script's unset variable) or an empty entry is refused:
+/// read as "no layer simulated" it would change the real host.
 pub fn parse_layers(s: &str) -> Result<BTreeSet<Layer>, CliError> {
+    const LAYERS: &str = "use `all` or a comma-separated list of host, lxd, microk8s, registry, karmada; leave --simulate out to run every layer for real";
+    if s.split(',').all(|p| p.trim().is_empty()) {
+        return Err(CliError::usage(format!("--simulate {s:?} names no layer"), Some(LAYERS.into())));
+    }
     let mut out = BTreeSet::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(CliError::usage(format!("--simulate {s:?} has an empty entry"), Some(LAYERS.into())));
+        }
         if part == "all" {
             out.extend(Layer::ALL);
             continue;
@@ -61,12 +71,7 @@ pub fn parse_layers(s: &str) -> Result<BTreeSet<Layer>, CliError> {
             Some(l) => {
                 out.insert(l);
             }
-            None => {
-                return Err(CliError::usage(
-                    format!("--simulate: unknown layer {part:?}"),
-                    Some("use `all` or a comma-separated list of host, lxd, microk8s, registry, karmada".into()),
-                ))
-            }
+            None => return Err(CliError::usage(format!("--simulate: unknown layer {part:?}"), Some(LAYERS.into()))),
         }
     }
     Ok(out)

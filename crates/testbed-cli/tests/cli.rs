@@ -424,6 +424,26 @@ fn a_real_microk8s_layer_over_simulated_containers_is_refused() {
 }
 
 #[test]
+fn a_simulate_list_that_names_no_layer_is_refused_not_read_as_all_real() {
+    let lab = Lab::new(THREE);
+    // `--simulate "$LAYERS"` with the variable unset, or a stray comma: running every layer for real on
+    // this host would be the opposite of what was asked. Nothing is observed or changed.
+    for layers in ["", ",", " , ", "host,,lxd"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .arg("-c")
+            .arg(lab.config())
+            .args(["--simulate", layers, "plan"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 1, "--simulate {layers:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("--simulate") && err.contains("leave --simulate out"), "{layers:?}: {err}");
+        assert!(stdout(&out).is_empty(), "{layers:?}: nothing is planned: {}", stdout(&out));
+    }
+    assert!(!lab.path().join(".testbed/sim.json").exists(), "no machine was even opened");
+}
+
+#[test]
 fn validate_and_schema() {
     let lab = Lab::new(THREE);
     let out = lab.run(&["validate"]);
