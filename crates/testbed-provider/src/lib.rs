@@ -134,11 +134,14 @@ impl Providers {
     /// says so.
     pub async fn observe(&self, wanted: &[Resource]) -> ObservedState {
         let mut set = tokio::task::JoinSet::new();
+        // Which layer each observer is, for one that panics (its task then returns no layer).
+        let mut observers = std::collections::HashMap::new();
         for (layer, p) in &self.by_layer {
             let p = Arc::clone(p);
             let layer = *layer;
             let mine: Vec<Resource> = wanted.iter().filter(|r| r.kind.layer() == layer).cloned().collect();
-            set.spawn(async move { (layer, p.observe(&mine).await) });
+            let task = set.spawn(async move { (layer, p.observe(&mine).await) });
+            observers.insert(task.id(), layer);
         }
         let mut state = ObservedState::default();
         let mut missing: BTreeSet<Layer> = Layer::ALL.into_iter().collect();
@@ -160,11 +163,17 @@ impl Providers {
                     };
                     state.unobservable.push(Unobservable { layer, reason, held });
                 }
-                Err(join) => state.unobservable.push(Unobservable {
-                    layer: Layer::Host,
-                    reason: format!("an observer stopped unexpectedly: {join}"),
-                    held: true,
-                }),
+                // A layer whose observer panicked is unknown, never absent: planning its resources as
+                // missing would, for Karmada, run `karmadactl init` over a live control plane.
+                Err(join) => {
+                    let Some(layer) = observers.get(&join.id()).copied() else { continue };
+                    missing.remove(&layer);
+                    state.unobservable.push(Unobservable {
+                        layer,
+                        reason: format!("observing {} stopped unexpectedly: {join}", layer.name()),
+                        held: true,
+                    });
+                }
             }
         }
         for layer in missing {
@@ -229,4 +238,44 @@ pub struct RegistryFacts {
 pub trait RegistryView: Send + Sync {
     /// None when no registry answers.
     async fn registry(&self) -> Result<Option<RegistryFacts>, ProviderError>;
+}
+
+#[cfg(test)]
+mod observe_tests {
+    use super::*;
+
+    /// A provider whose observation panics, as a bug in one would.
+    struct Panicking(Layer);
+
+    #[async_trait]
+    impl Provider for Panicking {
+        fn layer(&self) -> Layer {
+            self.0
+        }
+        fn simulated(&self) -> bool {
+            false
+        }
+        async fn observe(&self, _wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
+            panic!("a bug in the {} observer", self.0.name())
+        }
+        async fn apply(&self, _action: &Action, _log: &ActionLog) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_observer_leaves_its_own_layer_unknown_not_absent() {
+        let providers = Providers::new().with(Arc::new(Panicking(Layer::Karmada)));
+        let state = providers.observe(&[]).await;
+        let karmada: Vec<_> = state.unobservable.iter().filter(|u| u.layer == Layer::Karmada).collect();
+        assert_eq!(karmada.len(), 1, "{:?}", state.unobservable);
+        assert!(karmada[0].held, "its resources are held, not planned as missing: {:?}", karmada[0]);
+        assert!(karmada[0].reason.contains("observing karmada stopped unexpectedly"), "{}", karmada[0].reason);
+        assert!(karmada[0].reason.contains("a bug in the karmada observer"), "{}", karmada[0].reason);
+        // The host layer has no provider here: it is absent for that reason, not blamed for the panic.
+        let host: Vec<_> = state.unobservable.iter().filter(|u| u.layer == Layer::Host).collect();
+        assert_eq!(host.len(), 1);
+        assert_eq!(host[0].reason, "no provider configured");
+        assert!(!host[0].held);
+    }
 }
