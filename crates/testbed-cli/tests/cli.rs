@@ -444,6 +444,25 @@ fn a_simulate_list_that_names_no_layer_is_refused_not_read_as_all_real() {
 }
 
 #[test]
+fn a_problem_far_along_a_long_line_is_shown_not_a_panic() {
+    // A syntax problem and a validation problem past column 65535 (a pasted blob, a generated file): the
+    // renderer cannot indent that far, so the line is shown cut around the problem.
+    let long = "a".repeat(70_000);
+    for (text, location) in [
+        (format!("[lxd]\nx = \"{long}\" bogus = 1\n"), "testbed.toml:2:70008"),
+        (format!("name = \"ok\"\n[lxd]\nbridge = \"{long}\"\n"), "testbed.toml:3:10"),
+    ] {
+        let lab = Lab::new(&text);
+        let out = lab.run(&["validate"]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{}", &err[..err.len().min(2000)]);
+        assert!(!err.contains("panicked"), "{}", &err[..err.len().min(2000)]);
+        assert!(err.contains(location), "{location}: {}", &err[..err.len().min(2000)]);
+        assert!(err.len() < 4_000, "the long line is cut: {} bytes", err.len());
+    }
+}
+
+#[test]
 fn validate_and_schema() {
     let lab = Lab::new(THREE);
     let out = lab.run(&["validate"]);

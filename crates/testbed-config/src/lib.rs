@@ -83,11 +83,12 @@ fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     } else {
         (raw, "here".to_owned(), None)
     };
+    let (src, span) = error::shown(path, text, &span);
     ConfigError::Syntax(Box::new(Problem {
         location: format!("{path}:{line}:{col}"),
-        message,
-        src: miette::NamedSource::new(path, text.to_owned()),
-        span: (span.start, span.end.saturating_sub(span.start)).into(),
+        message: error::brief(message),
+        src,
+        span,
         label,
         help,
     }))
