@@ -58,10 +58,29 @@ impl Subnet {
 
     /// Host addresses usable for members, in order, starting at the 10th address of the subnet (the low
     /// ones are left for the bridge and whatever the user places there by hand).
+    ///
+    /// The arithmetic cannot wrap: a subnet at the top of the address space has no candidate past its
+    /// broadcast address, and a subnet too small for the offset has none at all.
     pub fn member_candidates(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        let first = u32::from(self.network()) + 10;
-        let last = u32::from(self.broadcast()).saturating_sub(1);
+        let (first, last) = self.candidate_range();
         (first..=last).map(Ipv4Addr::from).filter(move |a| *a != self.gateway)
+    }
+
+    /// How many addresses [`Subnet::member_candidates`] yields.
+    pub fn member_room(&self) -> usize {
+        let (first, last) = self.candidate_range();
+        if first > last {
+            return 0;
+        }
+        let gateway = u32::from(self.gateway);
+        (last - first + 1) as usize - usize::from((first..=last).contains(&gateway))
+    }
+
+    /// The first and last candidate member address as numbers; first > last when there is none.
+    fn candidate_range(&self) -> (u32, u32) {
+        let first = u32::from(self.network()).saturating_add(10);
+        let last = u32::from(self.broadcast()).saturating_sub(1);
+        (first, last)
     }
 }
 
@@ -109,6 +128,26 @@ pub fn is_memory_limit(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_candidates_never_wrap_and_count_the_room() {
+        // At the top of the address space: network 255.255.255.252, +10 is past the broadcast address.
+        let top = Subnet::parse("255.255.255.253/30").unwrap();
+        assert_eq!(top.member_candidates().count(), 0);
+        assert_eq!(top.member_room(), 0);
+        // A /29 has 8 addresses: none from the 10th on.
+        assert_eq!(Subnet::parse("10.0.0.1/29").unwrap().member_room(), 0);
+        // A /28: .10 to .14.
+        let small = Subnet::parse("10.0.0.1/28").unwrap();
+        let got: Vec<String> = small.member_candidates().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14"]);
+        assert_eq!(small.member_room(), 5);
+        // The gateway inside the range is not room.
+        let gw = Subnet::parse("10.0.0.12/28").unwrap();
+        assert_eq!(gw.member_room(), 4);
+        assert_eq!(gw.member_candidates().count(), 4);
+        assert_eq!(Subnet::parse("10.123.45.1/24").unwrap().member_room(), 245);
+    }
 
     #[test]
     fn subnet_bounds() {

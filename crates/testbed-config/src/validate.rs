@@ -209,6 +209,34 @@ fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
         );
     }
 
+    // Members without an ipv4 get one from the subnet (from its 10th address up): there must be room for
+    // all of them, besides the addresses given by hand.
+    if let Some(s) = &subnet {
+        let automatic = file.members.iter().filter(|m| m.ipv4.is_none()).count();
+        let given_in_range = file
+            .members
+            .iter()
+            .filter_map(|m| m.ipv4.as_deref()?.parse::<Ipv4Addr>().ok())
+            .filter(|a| s.member_candidates().any(|c| c == *a))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let room = s.member_room().saturating_sub(given_in_range);
+        if automatic > room {
+            r.report(
+                r.map.value_span(&subnet_path),
+                format!(
+                    "[lxd] ipv4_address {:?} leaves room for {room} member address{} (testbed gives members addresses from the subnet's 10th up), but {automatic} member{} {} no ipv4",
+                    file.lxd.ipv4_address,
+                    if room == 1 { "" } else { "es" },
+                    if automatic == 1 { "" } else { "s" },
+                    if automatic == 1 { "has" } else { "have" },
+                ),
+                "subnet too small",
+                Some("use a larger subnet (a /24 holds 245 members), or give members their ipv4 by hand".into()),
+            );
+        }
+    }
+
     let mut addrs: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
     for (i, m) in file.members.iter().enumerate() {
         let Some(ip) = &m.ipv4 else { continue };

@@ -1047,3 +1047,36 @@ fn image_name_must_not_shadow_a_karmada_release_image() {
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].starts_with("testbed.toml:2:10: "), "{}", lines[0]);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Room in the subnet
+
+#[test]
+fn a_subnet_too_small_for_its_members_is_a_problem_at_the_subnet() {
+    // A /29 has no address from the 10th on; a /28 has five (.10 to .14), one of them given by hand here.
+    let members = |n: usize| {
+        (1..=n).map(|i| format!("[[members]]\nname = \"m{i}\"\napi_port = {}\n\n", 20000 + i)).collect::<String>()
+    };
+    for (subnet, n, room) in [("10.0.0.1/29", 1, 0), ("255.255.255.253/30", 1, 0), ("10.0.0.1/28", 6, 5)] {
+        let text = format!("[lxd]\nipv4_address = \"{subnet}\"\n\n{}", members(n));
+        let lines = problems(&text);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "testbed.toml:2:16: [lxd] ipv4_address \"{subnet}\" leaves room for {room} member address"
+            )),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains(&format!("but {n} member")), "{lines:?}");
+    }
+    // Room counts the addresses given by hand: five candidates, one taken by m6's own, four left for five.
+    let text = format!("[lxd]\nipv4_address = \"10.0.0.1/28\"\n\n{}[[members]]\nname = \"m6\"\napi_port = 20006\nipv4 = \"10.0.0.10\"\n", members(5));
+    let lines = problems(&text);
+    assert!(
+        lines[0].contains("leaves room for 4 member addresses") && lines[0].contains("but 5 members have no ipv4"),
+        "{lines:?}"
+    );
+    // Exactly enough room validates.
+    let fits = format!("[lxd]\nipv4_address = \"10.0.0.1/28\"\n\n{}", members(5));
+    assert!(testbed_config::parse(Path::new(FILE), &fits).is_ok());
+}
