@@ -191,6 +191,10 @@ pub async fn run(
     println!("{summary}");
     if !report.success() {
         println!("Run `testbed {what}` again to pick up what is left; the log is {}", log.path().display());
+        // Stopped by Ctrl-C: the shell's code for a run ended by SIGINT (128 + 2), as scripts expect.
+        if interrupt.count() > 0 {
+            return Ok(ExitCode::from(130));
+        }
         return Ok(ExitCode::FAILURE);
     }
     println!("Log: {}", log.path().display());

@@ -12,7 +12,7 @@ mod session;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 use cli::{Cli, Command};
 use session::Goal;
@@ -45,7 +45,15 @@ fn init_diagnostics() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error exits 1 like every other error: 2 means "changes pending" under
+        // `plan --detailed-exitcode`, and a mistyped flag must not read as drift. Help and version exit 0.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+    };
     init_tracing(cli.verbose);
     init_diagnostics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -463,6 +463,41 @@ fn a_problem_far_along_a_long_line_is_shown_not_a_panic() {
 }
 
 #[test]
+fn a_mistyped_flag_exits_1_not_the_2_that_means_changes_pending() {
+    let lab = Lab::new(THREE);
+    let typo = lab.run(&["plan", "--detailed-exitcod"]);
+    assert_eq!(code(&typo), 1, "{}", stderr(&typo));
+    assert!(stderr(&typo).contains("--detailed-exitcod"), "{}", stderr(&typo));
+    let help = lab.run(&["plan", "--help"]);
+    assert_eq!(code(&help), 0, "{}", stderr(&help));
+    assert!(stdout(&help).contains("--detailed-exitcode"), "{}", stdout(&help));
+    // Pending changes still exit 2 under --detailed-exitcode.
+    assert_eq!(code(&lab.run(&["plan", "--detailed-exitcode"])), 2);
+}
+
+#[test]
+fn an_apply_stopped_by_ctrl_c_exits_130() {
+    let lab = Lab::new(THREE);
+    // Real-magnitude step times at a hundredth: the apply takes seconds, long enough to be interrupted.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    cmd.arg("-c").arg(lab.config()).args(["--simulate", "all", "apply", "--yes"]);
+    cmd.env("TESTBED_SIM_SPEED", "0.01").env_remove("TESTBED_SIM_FAIL").env_remove("TESTBED_SIM_SEED");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("run testbed");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Twice: stop starting actions, then abort the running ones (if they have not finished by then, which
+    // also ends the run: the second signal may find the process gone).
+    let interrupt = || Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(interrupt().success(), "the apply still runs after 1.5 s");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = interrupt();
+    let out = child.wait_with_output().expect("testbed ends");
+    assert_eq!(code(&out), 130, "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("Interrupt: starting no new actions"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Run `testbed apply` again"), "{}", stdout(&out));
+}
+
+#[test]
 fn validate_and_schema() {
     let lab = Lab::new(THREE);
     let out = lab.run(&["validate"]);
