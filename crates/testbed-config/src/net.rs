@@ -76,6 +76,12 @@ impl Subnet {
         (last - first + 1) as usize - usize::from((first..=last).contains(&gateway))
     }
 
+    /// Whether `a` is one of [`Subnet::member_candidates`], without walking them.
+    pub fn is_member_candidate(&self, a: Ipv4Addr) -> bool {
+        let (first, last) = self.candidate_range();
+        (first..=last).contains(&u32::from(a)) && a != self.gateway
+    }
+
     /// The first and last candidate member address as numbers; first > last when there is none.
     fn candidate_range(&self) -> (u32, u32) {
         let first = u32::from(self.network()).saturating_add(10);
@@ -146,6 +152,9 @@ mod tests {
         let gw = Subnet::parse("10.0.0.12/28").unwrap();
         assert_eq!(gw.member_room(), 4);
         assert_eq!(gw.member_candidates().count(), 4);
+        assert!(gw.is_member_candidate("10.0.0.10".parse().unwrap()));
+        assert!(!gw.is_member_candidate("10.0.0.12".parse().unwrap()), "the gateway");
+        assert!(!gw.is_member_candidate("10.0.0.9".parse().unwrap()), "below the 10th");
         assert_eq!(Subnet::parse("10.123.45.1/24").unwrap().member_room(), 245);
     }
 

@@ -217,7 +217,7 @@ fn check_network(file: &TestbedFile, r: &mut Reporter<'_>) {
             .members
             .iter()
             .filter_map(|m| m.ipv4.as_deref()?.parse::<Ipv4Addr>().ok())
-            .filter(|a| s.member_candidates().any(|c| c == *a))
+            .filter(|a| s.is_member_candidate(*a))
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         let room = s.member_room().saturating_sub(given_in_range);

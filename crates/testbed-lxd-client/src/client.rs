@@ -225,25 +225,28 @@ impl Client {
         }
         let mut req =
             req.body(Full::new(body)).map_err(|e| LxdError::Http { path: path.to_owned(), reason: e.to_string() })?;
-        let (sender, resp) = match self.idle.take().await {
-            Some(mut kept) => match kept.try_send_request(req).await {
-                Ok(resp) => (kept, resp),
+        // On a kept connection first; a request it hands back unsent goes on a fresh one.
+        if let Some(mut kept) = self.idle.take().await {
+            match kept.try_send_request(req).await {
+                Ok(resp) => return self.finish(kept, resp, &lost).await,
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
-                        req = unsent;
-                        let mut fresh = self.connect(&lost).await?;
-                        let resp = fresh.send_request(req).await.map_err(lost)?;
-                        (fresh, resp)
-                    }
+                    Some(unsent) => req = unsent,
                     None => return Err(lost(e.into_error())),
                 },
-            },
-            None => {
-                let mut fresh = self.connect(&lost).await?;
-                let resp = fresh.send_request(req).await.map_err(lost)?;
-                (fresh, resp)
             }
-        };
+        }
+        let mut fresh = self.connect(&lost).await?;
+        let resp = fresh.send_request(req).await.map_err(lost)?;
+        self.finish(fresh, resp, &lost).await
+    }
+
+    /// Reads an answer whole, then keeps its connection for the next request.
+    async fn finish(
+        &self,
+        sender: SendRequest<Full<Bytes>>,
+        resp: hyper::Response<hyper::body::Incoming>,
+        lost: &impl Fn(hyper::Error) -> LxdError,
+    ) -> Result<(StatusCode, Bytes), LxdError> {
         let status = resp.status();
         let bytes = resp.into_body().collect().await.map_err(lost)?.to_bytes();
         self.idle.keep(sender);

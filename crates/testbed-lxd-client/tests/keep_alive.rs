@@ -43,12 +43,18 @@ fn serve(path: &std::path::Path, close_after_one: bool) -> Arc<AtomicUsize> {
     accepted
 }
 
-#[tokio::test]
-async fn requests_one_after_another_share_one_connection() {
+/// A daemon (see [`serve`]) in a fresh directory and a client of it; the directory lives as long as the
+/// returned guard.
+fn daemon_and_client(close_after_one: bool) -> (tempfile::TempDir, Arc<AtomicUsize>, Client) {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("unix.socket");
-    let accepted = serve(&socket, false);
-    let client = Client::at(&socket, Flavor::Lxd);
+    let accepted = serve(&socket, close_after_one);
+    (dir, accepted, Client::at(&socket, Flavor::Lxd))
+}
+
+#[tokio::test]
+async fn requests_one_after_another_share_one_connection() {
+    let (_dir, accepted, client) = daemon_and_client(false);
     for _ in 0..5 {
         let _: serde_json::Value = client.get("/1.0/instances").await.expect("answered");
     }
@@ -59,10 +65,7 @@ async fn requests_one_after_another_share_one_connection() {
 
 #[tokio::test]
 async fn a_kept_connection_the_daemon_closed_is_replaced_without_an_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("unix.socket");
-    let accepted = serve(&socket, true);
-    let client = Client::at(&socket, Flavor::Lxd);
+    let (_dir, accepted, client) = daemon_and_client(true);
     for i in 0..4 {
         let answer: Result<serde_json::Value, _> = client.get("/1.0/instances").await;
         assert!(answer.is_ok(), "request {i}: {answer:?}");
