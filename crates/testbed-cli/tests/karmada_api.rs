@@ -206,7 +206,7 @@ fn an_unreachable_karmada_api_holds_the_layer_and_says_why() {
     let mut lab = Lab::new();
     lab.serve(host_cluster(), FakeState::karmada_apiserver());
     let nowhere = lab.rt.block_on(unused_url()).unwrap();
-    std::fs::write(lab.karmada_kubeconfig(), kubeconfig(&nowhere, None)).unwrap();
+    std::fs::write(lab.karmada_kubeconfig(), kubeconfig(nowhere.url(), None)).unwrap();
 
     let (actions, notes) = lab.plan();
     assert!(actions.is_empty(), "nothing is joined or re-initialised on a guess: {actions:?}");

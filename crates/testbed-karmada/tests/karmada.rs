@@ -122,7 +122,8 @@ async fn an_unreachable_karmada_api_and_a_tls_failure_cannot_be_observed_and_say
     let provider = lab.provider(&config);
 
     // Nothing listens where the kubeconfig points.
-    lab.write_karmada_kubeconfig(&unused_url().await.unwrap(), None);
+    let nowhere = unused_url().await.unwrap();
+    lab.write_karmada_kubeconfig(nowhere.url(), None);
     let unreachable = lab.observe(&provider, &config).await.unwrap_err();
     assert_eq!(unreachable.kind(), ErrorKind::StateUnknown, "{unreachable:?}");
     let (message, hint) = (&unreachable.report().to_string(), unreachable.hint());

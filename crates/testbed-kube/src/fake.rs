@@ -1439,12 +1439,26 @@ fn patch_object(
 // Endpoints that misbehave
 // ---------------------------------------------------------------------------------------------------
 
-/// A `http://127.0.0.1:PORT` URL where nothing listens (the port was bound and released).
-pub async fn unused_url() -> io::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
-    drop(listener);
-    Ok(format!("http://{addr}"))
+/// A `http://127.0.0.1:PORT` address where nothing listens, held for as long as this lives: the port is
+/// bound and never listened on, so a connection is refused and no other server (another test's, running at
+/// the same time) can be given the port. (Binding and releasing it raced with them.)
+pub struct RefusingAddress {
+    _bound: tokio::net::TcpSocket,
+    url: String,
+}
+
+impl RefusingAddress {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// A [`RefusingAddress`] on loopback.
+pub async fn unused_url() -> io::Result<RefusingAddress> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = socket.local_addr()?;
+    Ok(RefusingAddress { _bound: socket, url: format!("http://{addr}") })
 }
 
 /// A listener that accepts every connection and closes it at once, as an LXD proxy device does when

@@ -308,7 +308,8 @@ async fn server_version_comes_from_version() {
 
 #[tokio::test]
 async fn an_unreachable_api_is_unreachable_and_names_the_url() {
-    let url = unused_url().await.unwrap();
+    let nowhere = unused_url().await.unwrap();
+    let url = nowhere.url().to_owned();
     let config = ApiConfig::new(url.clone()).with_credentials(Credentials::token(TOKEN));
     let client = client(&config);
 
