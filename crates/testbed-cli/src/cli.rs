@@ -84,4 +84,13 @@ pub struct RunArgs {
     /// destroy: the deletes of what depends on it).
     #[arg(long, value_name = "ADDRESS_OR_MEMBER")]
     pub target: Vec<String>,
+    /// How long to wait for another run on the same machine to finish (`30s`, `10m`) before giving up.
+    #[arg(
+        long = "lock-timeout",
+        value_name = "DURATION",
+        default_value = "0s",
+        env = "TESTBED_LOCK_TIMEOUT",
+        value_parser = humantime::parse_duration
+    )]
+    pub lock_timeout: std::time::Duration,
 }

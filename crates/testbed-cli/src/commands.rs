@@ -8,9 +8,8 @@ use serde::Serialize;
 use testbed_exec::{execute, ExecOptions, Interrupt};
 use testbed_plan::{render, Health, Owner};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, RunArgs};
 use crate::error::CliError;
-use crate::lock::RunLock;
 use crate::progress::Progress;
 use crate::runlog::RunLog;
 use crate::session::{Goal, Session};
@@ -112,13 +111,8 @@ pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCo
 }
 
 /// Applies the plan towards `goal`: converge (apply) or destroy.
-pub async fn run(
-    cli: &Cli,
-    goal: Goal,
-    yes: bool,
-    parallelism: Option<usize>,
-    targets: &[String],
-) -> Result<ExitCode, CliError> {
+pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliError> {
+    let RunArgs { yes, parallelism, target: targets, lock_timeout, .. } = args;
     let what = match goal {
         Goal::Converge => "apply",
         Goal::Destroy => "destroy",
@@ -127,9 +121,8 @@ pub async fn run(
     if parallelism == 0 {
         return Err(CliError::usage("--parallelism must be at least 1", None));
     }
-    let session = Session::open(cli)?;
-    let (_lock, note) = RunLock::acquire(&session.state_dir, what)?;
-    if let Some(n) = note {
+    let (session, locks) = Session::open_locked(cli, what, *lock_timeout)?;
+    for n in &locks.notes {
         eprintln!("Note: {n}");
     }
     banner(&session);
@@ -142,7 +135,7 @@ pub async fn run(
     if blocking > 0 {
         return Err(CliError::Preflight { count: blocking });
     }
-    confirm(yes, what)?;
+    confirm(*yes, what)?;
 
     let log = Arc::new(RunLog::create(&session.state_dir, what)?);
     log.raw(&format!(

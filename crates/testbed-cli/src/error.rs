@@ -23,12 +23,12 @@ pub enum CliError {
     #[diagnostic(code(testbed::io))]
     Io { path: PathBuf, source: std::io::Error },
 
-    #[error("another `testbed {holder}` (process {pid}) is already running for this config")]
+    #[error("{} is locked by another testbed run: {}", world, holder.as_deref().unwrap_or("one that is just starting"))]
     #[diagnostic(
         code(testbed::locked),
-        help("wait for it to finish; if it is gone, remove {}", path.display())
+        help("{}wait for it to finish, or pass --lock-timeout 10m to wait for it; the lock is {} and goes away with its holder", if waited.is_zero() { String::new() } else { format!("waited {}; ", humantime::format_duration(*waited)) }, path.display())
     )]
-    Locked { path: PathBuf, pid: u32, holder: String },
+    Locked { world: String, path: PathBuf, holder: Option<String>, waited: std::time::Duration },
 
     #[error("{message}")]
     #[diagnostic(code(testbed::usage))]

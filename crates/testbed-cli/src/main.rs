@@ -73,7 +73,7 @@ fn main() -> ExitCode {
                 if run.dry_run {
                     commands::dry_run(&cli, goal, &run.target).await
                 } else {
-                    commands::run(&cli, goal, run.yes, run.parallelism, &run.target).await
+                    commands::run(&cli, goal, run).await
                 }
             }
             Command::Status { json } => commands::status(&cli, *json).await,

@@ -1,8 +1,11 @@
 //! The complete log of an apply or destroy under `.testbed/logs/`: each action, each command with its
 //! output, and timings.
+//!
+//! Each event is written to the file as it happens, in one write, unbuffered: a run that is killed leaves
+//! a log that says everything up to the moment it died.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
@@ -15,7 +18,7 @@ use crate::error::CliError;
 pub struct RunLog {
     path: PathBuf,
     started: Instant,
-    out: Mutex<BufWriter<File>>,
+    out: Mutex<File>,
 }
 
 impl RunLog {
@@ -31,7 +34,7 @@ impl RunLog {
             n += 1;
         }
         let file = File::create(&path).map_err(|e| CliError::io(&path, e))?;
-        Ok(RunLog { path, started: Instant::now(), out: Mutex::new(BufWriter::new(file)) })
+        Ok(RunLog { path, started: Instant::now(), out: Mutex::new(file) })
     }
 
     pub fn path(&self) -> &Path {
@@ -40,20 +43,23 @@ impl RunLog {
 
     /// Writes lines as they are, without a time prefix.
     pub fn raw(&self, text: &str) {
-        if let Ok(mut w) = self.out.lock() {
-            let _ = w.write_all(text.as_bytes());
-            if !text.ends_with('\n') {
-                let _ = w.write_all(b"\n");
-            }
+        let mut block = text.to_owned();
+        if !block.ends_with('\n') {
+            block.push('\n');
         }
+        self.write(&block);
     }
 
     fn line(&self, text: &str) {
         let t = self.started.elapsed().as_secs_f64();
+        let block: String = text.lines().map(|l| format!("[{t:>9.3}s] {l}\n")).collect();
+        self.write(&block);
+    }
+
+    /// One write per event, so that lines from actions running at once never interleave mid-line.
+    fn write(&self, block: &str) {
         if let Ok(mut w) = self.out.lock() {
-            for l in text.lines() {
-                let _ = writeln!(w, "[{t:>9.3}s] {l}");
-            }
+            let _ = w.write_all(block.as_bytes());
         }
     }
 
@@ -64,9 +70,7 @@ impl RunLog {
                 LogEntry::Command(argv) => self.line(&format!("{address}: $ {}", display_argv(argv))),
                 LogEntry::Api { method, path } => self.line(&format!("{address}: {method} {path}")),
                 LogEntry::Output(out) => {
-                    for l in out.lines() {
-                        self.line(&format!("{address}: | {l}"));
-                    }
+                    self.line(&out.lines().map(|l| format!("{address}: | {l}")).collect::<Vec<_>>().join("\n"))
                 }
                 LogEntry::Note(n) => self.line(&format!("{address}: {n}")),
                 // Live progress is for the terminal; the step's own notes say what it did.
@@ -91,9 +95,10 @@ impl RunLog {
         }
     }
 
+    /// Makes the log durable: on disk, not only in the kernel's cache.
     pub fn finish(&self) {
-        if let Ok(mut w) = self.out.lock() {
-            let _ = w.flush();
+        if let Ok(w) = self.out.lock() {
+            let _ = w.sync_data();
         }
     }
 }

@@ -4,7 +4,8 @@
 //! through the providers.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use std::sync::Arc;
 use testbed_config::Config;
@@ -23,6 +24,7 @@ use testbed_sim::{SimMachine, SimOptions};
 
 use crate::cli::Cli;
 use crate::error::CliError;
+use crate::lock::{Holder, RunLocks, World};
 
 /// Where the host cluster's admin kubeconfig is, when it is not MicroK8s' own (which Karmada's control
 /// plane is observed through).
@@ -78,8 +80,20 @@ pub fn parse_layers(s: &str) -> Result<BTreeSet<Layer>, CliError> {
 }
 
 impl Session {
-    /// Loads the file and sets up one provider per layer.
+    /// Loads the file and sets up one provider per layer, to read the machine.
     pub fn open(cli: &Cli) -> Result<Session, CliError> {
+        Ok(Session::open_with(cli, |_| Ok(()))?.0)
+    }
+
+    /// Loads the file, takes the lock of every world the run changes (waiting up to `timeout`), and only
+    /// then sets up the providers: the simulated machine's state is read under its lock, never before.
+    pub fn open_locked(cli: &Cli, command: &str, timeout: Duration) -> Result<(Session, RunLocks), CliError> {
+        let holder = Holder::this_run(command, &cli.config);
+        Session::open_with(cli, |worlds| RunLocks::acquire(worlds, &holder, timeout))
+    }
+
+    /// Sets up the session, calling `before` with the worlds it changes before anything of them is read.
+    fn open_with<T>(cli: &Cli, before: impl FnOnce(&[World]) -> Result<T, CliError>) -> Result<(Session, T), CliError> {
         let config = testbed_config::load(&cli.config)?;
         let state_dir = config.base_dir().join(".testbed");
         let simulate = match &cli.simulate {
@@ -101,19 +115,19 @@ impl Session {
         let cx = testbed_steps::Context::new(&config);
         let name = config.file.name.clone();
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
+        let lxd_client = (!simulate.contains(&Layer::Lxd)).then(|| {
+            Client::discover(match config.file.lxd.backend {
+                testbed_config::Backend::Lxd => Flavor::Lxd,
+                testbed_config::Backend::Incus => Flavor::Incus,
+            })
+        });
+        let before = before(&worlds(&simulate, &sim_state, lxd_client.as_ref().map(Client::socket)))?;
+        let lxd = lxd_client.map(|client| (client.clone(), Arc::new(LxdProvider::new(client, name.clone()))));
         let options = SimOptions::from_env()?;
         let mut machine = SimMachine::open(&sim_state, options)?
             .with_context(cx.clone())
             .for_testbed(name.clone())
             .with_flavor(config.file.lxd.backend == testbed_config::Backend::Incus);
-        let lxd = (!simulate.contains(&Layer::Lxd)).then(|| {
-            let flavor = match config.file.lxd.backend {
-                testbed_config::Backend::Lxd => Flavor::Lxd,
-                testbed_config::Backend::Incus => Flavor::Incus,
-            };
-            let client = Client::discover(flavor);
-            (client.clone(), Arc::new(LxdProvider::new(client, name.clone())))
-        });
         let runner: Arc<dyn CommandRunner> = match &lxd {
             Some((client, _)) => Arc::new(SystemRunner::with_lxd(client.clone())),
             None => Arc::new(SystemRunner::host_only()),
@@ -155,6 +169,7 @@ impl Session {
             }
         };
         let above_real_lxd = lxd.is_some().then(|| machine.clone());
+
         if let Some(r) = registry {
             providers = providers.with(r);
         }
@@ -177,15 +192,18 @@ impl Session {
                 PathBuf::from(&cx.karmada_kubeconfig),
             )));
         }
-        Ok(Session {
-            config,
-            // What runs over a simulated seam: the LXD provider is the real one, over the simulated daemon.
-            simulated: Layer::ALL.into_iter().filter(|l| simulate.contains(l)).collect(),
-            providers,
-            state_dir,
-            sim_state: Some(sim_state),
-            above_real_lxd,
-        })
+        Ok((
+            Session {
+                config,
+                // What runs over a simulated seam: the LXD provider is the real one, over the simulated daemon.
+                simulated: Layer::ALL.into_iter().filter(|l| simulate.contains(l)).collect(),
+                providers,
+                state_dir,
+                sim_state: Some(sim_state),
+                above_real_lxd,
+            },
+            before,
+        ))
     }
 
     /// A line telling the user which layers are simulated, or None when everything is real.
@@ -243,6 +261,22 @@ impl Session {
         };
         Ok((testbed_plan::plan(&desired, &observed)?.targeted(targets), findings))
     }
+}
+
+/// What a run with these layers simulated changes, and so must lock, in the order every run locks them:
+/// the simulated machine, the real LXD daemon, the real host's own layers.
+fn worlds(simulate: &BTreeSet<Layer>, sim_state: &Path, lxd_socket: Option<&Path>) -> Vec<World> {
+    let mut worlds = Vec::new();
+    if !simulate.is_empty() {
+        worlds.push(World::Simulated { sim_state: sim_state.to_path_buf() });
+    }
+    if let Some(socket) = lxd_socket {
+        worlds.push(World::Lxd { socket: socket.to_path_buf() });
+    }
+    if Layer::ALL.iter().any(|l| *l != Layer::Lxd && !simulate.contains(l)) {
+        worlds.push(World::Host);
+    }
+    worlds
 }
 
 /// A target must name something: an address or prefix of a wanted or observed resource, or a member.

@@ -288,18 +288,6 @@ fn every_apply_and_destroy_writes_a_complete_log() {
 }
 
 #[test]
-fn a_second_apply_while_one_runs_is_refused() {
-    let lab = Lab::new(THREE);
-    std::fs::create_dir_all(lab.path().join(".testbed")).unwrap();
-    // A lock held by a live process (this test's own parent, which outlives the command).
-    std::fs::write(lab.path().join(".testbed/lock"), format!("{} apply\n", std::process::id())).unwrap();
-    let out = lab.run(&["apply", "--yes"]);
-    assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("is already running for this config"), "{}", stderr(&out));
-    assert!(lab.sim_state().is_none(), "nothing was changed");
-}
-
-#[test]
 fn destroy_removes_every_owned_resource() {
     let lab = Lab::new(THREE);
     assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);

@@ -24,6 +24,8 @@ pub fn testbed(dir: &Path, simulate: &str, args: &[&str]) -> Output {
         .env("LXD_DIR", lxd_dir)
         .env_remove("LXD_SOCKET")
         .env("TESTBED_SIM_SPEED", "0")
+        // The tests share the test daemon, and so its lock: each waits for the others' runs.
+        .env("TESTBED_LOCK_TIMEOUT", "10m")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run testbed")
