@@ -150,7 +150,7 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
     let options = ExecOptions::new(parallelism)
         .with_estimate(move |a| estimates.expected_duration(a).unwrap_or(std::time::Duration::from_secs(1)));
     let interrupt = Interrupt::new();
-    interrupt.listen_for_ctrl_c();
+    interrupt.listen_for_signals();
     let mut presses = interrupt.subscribe();
     tokio::spawn(async move {
         while presses.changed().await.is_ok() {
@@ -184,9 +184,9 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
     println!("{summary}");
     if !report.success() {
         println!("Run `testbed {what}` again to pick up what is left; the log is {}", log.path().display());
-        // Stopped by Ctrl-C: the shell's code for a run ended by SIGINT (128 + 2), as scripts expect.
-        if interrupt.count() > 0 {
-            return Ok(ExitCode::from(130));
+        // Stopped by Ctrl-C or SIGTERM: the shell's code for a run the signal ended (130, 143), as scripts expect.
+        if let Some(status) = interrupt.signal_exit_status() {
+            return Ok(ExitCode::from(status));
         }
         return Ok(ExitCode::FAILURE);
     }

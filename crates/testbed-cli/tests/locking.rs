@@ -1,5 +1,6 @@
-//! One run at a time per world, through the binary: two applies started together, a run killed mid-way,
-//! two configs sharing one simulated machine, and the log a killed run leaves. Every run here is on a
+//! One run at a time per world, and runs stopped from outside, through the binary: two applies started
+//! together, a run killed mid-way or told to stop with SIGTERM, two configs sharing one simulated machine,
+//! and the log a killed run leaves. Every run here is on a
 //! simulated machine in a temporary directory.
 
 use std::io::{BufRead, BufReader, Write};
@@ -199,4 +200,24 @@ fn two_configs_in_different_folders_sharing_one_simulated_machine_share_its_lock
         message.contains(&format!("pid {} (testbed apply for {}", first.id(), config_a.display())),
         "the refusal names the other config's run: {message}"
     );
+}
+
+#[test]
+fn an_apply_told_to_stop_with_sigterm_stops_like_ctrl_c_and_exits_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab(dir.path(), &members(3));
+    let mut child = testbed(&config, "0.01", &["apply", "--yes"]).spawn().unwrap();
+    read_until(&mut child, |l| l.contains(": created"));
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let stopped = child.wait_with_output().unwrap();
+    // 128 + 15, as a shell reports a process SIGTERM ended; the run itself said what is left.
+    assert_eq!(stopped.status.code(), Some(143), "{}", text(&stopped));
+    assert!(out(&stopped).contains("Run `testbed apply` again"), "{}", text(&stopped));
+    assert!(err(&stopped).contains("starting no new actions"), "{}", text(&stopped));
+
+    // It ended cleanly: its lock released as a finished run's is, and the next apply completes the lab.
+    let next = testbed(&config, "0", &["apply", "--yes"]).output().unwrap();
+    assert!(next.status.success(), "{}", text(&next));
+    assert!(!err(&next).contains("ended without releasing its lock"), "{}", text(&next));
 }

@@ -18,6 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,6 +224,8 @@ pub enum Event {
 #[derive(Clone, Debug)]
 pub struct Interrupt {
     tx: Arc<watch::Sender<u32>>,
+    /// The signal that first stopped the run, when a signal did.
+    signal: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl Default for Interrupt {
@@ -234,7 +237,7 @@ impl Default for Interrupt {
 impl Interrupt {
     pub fn new() -> Self {
         let (tx, _) = watch::channel(0);
-        Interrupt { tx: Arc::new(tx) }
+        Interrupt { tx: Arc::new(tx), signal: Arc::default() }
     }
 
     /// Asks the run to stop (first call) or to abort what is running (second call).
@@ -247,21 +250,41 @@ impl Interrupt {
         *self.tx.borrow()
     }
 
-    /// Spawns a task that calls [`Interrupt::interrupt`] on every Ctrl-C (SIGINT), for the CLI. Must be
-    /// called inside a tokio runtime. Once it runs, Ctrl-C no longer kills the process: the run stops, or
-    /// aborts, and returns its report. The task ends if the signal cannot be listened for.
-    pub fn listen_for_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+    /// Spawns a task that calls [`Interrupt::interrupt`] on every Ctrl-C (SIGINT) and every SIGTERM (what
+    /// `kill`, a CI runner's cancel or a service manager sends), for the CLI. Must be called inside a tokio
+    /// runtime. Once it runs, these signals no longer kill the process: the run stops, or aborts, and returns
+    /// its report. The task ends if the signals cannot be listened for.
+    pub fn listen_for_signals(&self) -> tokio::task::JoinHandle<()> {
+        use tokio::signal::unix::{signal, SignalKind};
         let me = self.clone();
         tokio::spawn(async move {
-            loop {
-                if let Err(e) = tokio::signal::ctrl_c().await {
-                    tracing::warn!("cannot listen for Ctrl-C: {e}");
+            let (mut int, mut term) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                (Ok(int), Ok(term)) => (int, term),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("cannot listen for Ctrl-C and SIGTERM: {e}");
                     return;
                 }
+            };
+            loop {
+                let number = tokio::select! {
+                    Some(()) = int.recv() => SignalKind::interrupt().as_raw_value(),
+                    Some(()) = term.recv() => SignalKind::terminate().as_raw_value(),
+                    else => return,
+                };
+                let _ = me.signal.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
                 me.interrupt();
-                tracing::debug!(count = me.count(), "Ctrl-C");
+                tracing::debug!(count = me.count(), signal = number, "interrupted");
             }
         })
+    }
+
+    /// The exit status for a run a signal stopped, as a shell reports a process the signal ended: 128 plus
+    /// the signal's number (130 for Ctrl-C, 143 for SIGTERM). None when no signal stopped it.
+    pub fn signal_exit_status(&self) -> Option<u8> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            n => u8::try_from(128 + n).ok(),
+        }
     }
 
     /// Watches the number of interrupts, e.g. to tell the user "stopping; press Ctrl-C again to abort".
