@@ -93,7 +93,8 @@ pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCo
     println!("\nDry run: nothing is changed. Each action, in order, with what it would run");
     println!("(<name> is a value learned while applying; <secret:name> is never shown or logged):\n");
     for a in plan.actions() {
-        println!("{} {} ({})", a.op.symbol(), a.address, a.op.name());
+        let half = if a.replace { ", half of a replace" } else { "" };
+        println!("{} {} ({}{half})", a.op.symbol(), a.address, a.op.name());
         match &a.cascade {
             Some(c) => println!("    goes with {c}: nothing of its own to run"),
             None => {

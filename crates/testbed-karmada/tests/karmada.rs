@@ -209,6 +209,7 @@ async fn a_foreign_cluster_under_a_member_name_is_a_conflict_and_is_never_touche
         desired: None,
         observed: Some(o.clone()),
         cascade: None,
+        replace: false,
     };
     let refused = provider.apply(&delete, &lab.action_log()).await.unwrap_err();
     assert!(

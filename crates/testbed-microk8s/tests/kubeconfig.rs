@@ -254,6 +254,7 @@ async fn a_file_testbed_did_not_write_is_never_overwritten() {
         desired: Some(r),
         observed: Some(o.clone()),
         cascade: None,
+        replace: false,
     };
     let e = lab.provider().apply(&create, &ActionLog::discard()).await.unwrap_err();
     assert!(e.kind() == ErrorKind::Precondition, "{e:?}");

@@ -277,6 +277,7 @@ async fn a_host_microk8s_testbed_did_not_install_is_used_as_it_is() {
         desired: None,
         observed: Some(host.clone()),
         cascade: None,
+        replace: false,
     };
     let e = p.apply(&foreign, &ActionLog::discard()).await.unwrap_err();
     assert!(e.report().to_string().starts_with("refusing to delete host.microk8s"), "{e}", e = e.report());

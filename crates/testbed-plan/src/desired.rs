@@ -17,6 +17,10 @@ use crate::resource::{Address, Kind, Resource, Spec};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub resources: BTreeMap<Address, Resource>,
+    /// Members without an address in the file that the subnet had none free for (other containers on the
+    /// bridge hold the rest): the planner refuses them rather than plan a container, a kubeconfig and a
+    /// Karmada endpoint with an empty host.
+    pub unaddressed: Vec<String>,
 }
 
 impl DesiredState {
@@ -299,7 +303,13 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     };
     for m in &f.members {
         let name = m.name.as_str();
-        let ip = addresses.get(name).map(|a| a.to_string()).unwrap_or_default();
+        let ip = match addresses.get(name) {
+            Some(a) => a.to_string(),
+            None => {
+                d.unaddressed.push(name.to_owned());
+                String::new()
+            }
+        };
         let mut inst_spec = spec([
             ("image", m.image.clone().unwrap_or_else(|| f.lxd.image.clone())),
             ("ipv4", ip.clone()),

@@ -65,12 +65,26 @@ pub struct Action {
     pub observed: Option<Observed>,
     /// A delete carried out by deleting this container: nothing to run of its own.
     pub cascade: Option<Address>,
+    /// One half of a replace: a replace is planned as a delete (`op` is [`Op::Delete`]), ordered as a
+    /// destroy orders deletes, after the deletes of everything that needs the old resource, and a create
+    /// (`op` is [`Op::Create`]) after it. `op` is what runs; [`Action::shown_op`] is what the user is told.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
 
 impl Action {
     /// Whether the action runs anything (a cascaded delete only records its container's work).
     pub fn runs(&self) -> bool {
         self.cascade.is_none()
+    }
+
+    /// The operation as plans show and count it: [`Op::Replace`] for either half of a replace.
+    pub fn shown_op(&self) -> Op {
+        if self.replace {
+            Op::Replace
+        } else {
+            self.op
+        }
     }
 }
 
@@ -103,10 +117,11 @@ impl Plan {
         self.graph.node_count() == 0
     }
 
+    /// Counts by operation; a replace's two halves count as one replace.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
-        for a in self.graph.node_weights() {
-            match a.op {
+        for a in self.graph.node_weights().filter(|a| !(a.replace && a.op == Op::Delete)) {
+            match a.shown_op() {
                 Op::Create => s.create += 1,
                 Op::Update => s.update += 1,
                 Op::Replace => s.replace += 1,
@@ -200,6 +215,10 @@ pub enum PlanError {
         .0.len(), if .0.len() == 1 { "" } else { "s" }, if .0.len() == 1 { "s" } else { "" },
         .0.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n"))]
     Conflicts(Vec<Conflict>),
+    #[error("{} ha{} no address: the file gives {} no ipv4, and every address the subnet ([lxd] ipv4_address) offers members is held by another container on the bridge. Give {} an ipv4 in the file, free addresses on the bridge, or widen the subnet.",
+        .0.join(", "), if .0.len() == 1 { "s" } else { "ve" }, if .0.len() == 1 { "it" } else { "them" },
+        if .0.len() == 1 { "it" } else { "them" })]
+    Unaddressed(Vec<String>),
     #[error("internal error: the plan has a dependency cycle through {0}")]
     Cycle(Address),
 }

@@ -11,6 +11,10 @@ use crate::resource::{Address, Kind, Layer, Lifecycle, Resource, Spec};
 
 /// Plans what it takes to turn `observed` into `desired`.
 pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, PlanError> {
+    // A member without an address would be a container without one, and a Karmada endpoint `https://:16443`.
+    if !desired.unaddressed.is_empty() {
+        return Err(PlanError::Unaddressed(desired.unaddressed.clone()));
+    }
     let mut notes: Vec<String> = observed
         .unobservable
         .iter()
@@ -40,17 +44,17 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         // Nor is anything deleted that a resource of that layer may still use (a container whose membership
         // cannot be seen): deletes wait, in the order they would have run, until the layer can be observed.
         let needed_by_held = |k: Kind| Kind::ALL.iter().any(|h| held.contains(&h.layer()) && h.needs_transitively(k));
-        let postponed: Vec<String> = o
+        let postponed: BTreeSet<Address> = o
             .resources
             .values()
             .filter(|r| !d.resources.contains_key(&r.address) && needed_by_held(r.kind))
-            .map(|r| r.address.to_string())
+            .map(|r| r.address.clone())
             .collect();
         if !postponed.is_empty() {
-            o.resources.retain(|a, _| !postponed.iter().any(|p| p == a.as_str()));
+            o.resources.retain(|a, _| !postponed.contains(a));
             notes.push(format!(
                 "deleting {} waits until {} can be observed: {} may still use {}",
-                postponed.join(", "),
+                postponed.iter().map(Address::as_str).collect::<Vec<_>>().join(", "),
                 held.iter().map(|l| l.name()).collect::<Vec<_>>().join(", "),
                 if postponed.len() == 1 { "its resources" } else { "their resources" },
                 if postponed.len() == 1 { "it" } else { "them" },
@@ -149,34 +153,63 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         false
     });
 
-    // 4. Nodes.
+    // 4. Nodes. A replace is two: its delete, ordered as a destroy orders deletes (after everything that
+    // needs the old resource is gone: a membership is unjoined before its container goes), then its create.
     let mut graph: DiGraph<Action, ()> = DiGraph::new();
-    let mut index: BTreeMap<Address, NodeIndex> = BTreeMap::new();
+    // The node that creates or changes each address, and the node that deletes it (a replace has both).
+    let mut forward: BTreeMap<Address, NodeIndex> = BTreeMap::new();
+    let mut deleting: BTreeMap<Address, NodeIndex> = BTreeMap::new();
+    // Containers that go (deleted, or the delete half of a replace): what lives in them goes with them.
+    let going: BTreeSet<Address> = ops
+        .iter()
+        .filter(|(a, (op, _, _))| {
+            *op == Op::Replace && desired.resources.get(**a).is_some_and(|r| r.kind == Kind::LxdInstance)
+        })
+        .map(|(a, _)| (*a).clone())
+        .chain(orphans.iter().filter(|o| o.kind == Kind::LxdInstance).map(|o| o.address.clone()))
+        .collect();
+    let cascade_of = |kind: Kind, member: Option<&str>| {
+        member
+            .filter(|_| kind.lives_in_container())
+            .map(|m| Address::new(Kind::LxdInstance, &[m]))
+            .filter(|c| going.contains(c))
+    };
     for r in desired.resources.values() {
-        if let Some((op, reason, changes)) = ops.remove(&r.address) {
+        let Some((op, reason, changes)) = ops.remove(&r.address) else { continue };
+        let observed_now = observed.get(&r.address).cloned();
+        let replace = op == Op::Replace;
+        if replace {
+            let cascade = cascade_of(r.kind, r.member.as_deref());
             let n = graph.add_node(Action {
                 address: r.address.clone(),
                 kind: r.kind,
                 member: r.member.clone(),
-                op,
-                reason,
-                changes,
-                desired: Some(r.clone()),
-                observed: observed.get(&r.address).cloned(),
-                cascade: None,
+                op: Op::Delete,
+                reason: reason.clone(),
+                changes: changes.clone(),
+                desired: None,
+                observed: observed_now.clone(),
+                cascade,
+                replace: true,
             });
-            index.insert(r.address.clone(), n);
+            deleting.insert(r.address.clone(), n);
         }
+        let n = graph.add_node(Action {
+            address: r.address.clone(),
+            kind: r.kind,
+            member: r.member.clone(),
+            op: if replace { Op::Create } else { op },
+            reason,
+            changes,
+            desired: Some(r.clone()),
+            observed: observed_now,
+            cascade: None,
+            replace,
+        });
+        forward.insert(r.address.clone(), n);
     }
     for o in &orphans {
-        let container = o
-            .member
-            .as_deref()
-            .filter(|_| o.kind.lives_in_container())
-            .map(|m| Address::new(Kind::LxdInstance, &[m]))
-            .filter(|c| {
-                index.get(c).is_some_and(|n| matches!(graph[*n].op, Op::Delete | Op::Replace)) || is_orphan(&orphans, c)
-            });
+        let container = cascade_of(o.kind, o.member.as_deref());
         let reason = match &container {
             Some(c) => format!("no longer in the file; goes with {c}"),
             None => "owned by testbed and no longer in the file".to_owned(),
@@ -191,13 +224,22 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
             desired: None,
             observed: Some((*o).clone()),
             cascade: container,
+            replace: false,
         });
-        index.insert(o.address.clone(), n);
+        deleting.insert(o.address.clone(), n);
     }
 
-    // 5. Edges.
+    // 5. Edges. Every lookup goes through a map keyed by address, kind or claim, never over every node
+    // for each node: a plan of thousands of leftovers stays near-linear.
     let nodes: Vec<NodeIndex> = graph.node_indices().collect();
     let mut edges: BTreeSet<(NodeIndex, NodeIndex)> = BTreeSet::new();
+    // What each delete frees (a host port, an address), for the creates that claim it.
+    let mut freed: BTreeMap<(Kind, String), Vec<NodeIndex>> = BTreeMap::new();
+    for &z in deleting.values() {
+        for c in claims_of_observed(&graph[z]) {
+            freed.entry((graph[z].kind, c)).or_default().push(z);
+        }
+    }
     for &x in &nodes {
         let ax = &graph[x];
         match ax.op {
@@ -212,11 +254,11 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                         if !seen.insert(d) {
                             continue;
                         }
-                        match index.get(d) {
-                            Some(&y) if graph[y].op != Op::Delete => {
+                        match forward.get(d) {
+                            Some(&y) => {
                                 edges.insert((y, x));
                             }
-                            Some(_) => {}
+                            None if deleting.contains_key(d) => {}
                             None => {
                                 if let Some(between) = desired.resources.get(d) {
                                     todo.extend(between.depends_on.iter());
@@ -225,46 +267,59 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                         }
                     }
                 }
+                // A replace creates again only once its delete is done.
+                if ax.replace {
+                    if let Some(&d) = deleting.get(&ax.address) {
+                        edges.insert((d, x));
+                    }
+                }
                 // A create must wait for the delete that frees what it claims (a host port, an address).
-                let claims = claims(ax.kind, ax.desired.as_ref().map(|r| &r.spec));
-                for &z in &nodes {
-                    let az = &graph[z];
-                    if az.op == Op::Delete && az.kind == ax.kind {
-                        let theirs = claims_of_observed(az);
-                        if claims.iter().any(|c| theirs.contains(c)) {
-                            edges.insert((z, x));
-                        }
+                for c in claims(ax.kind, ax.desired.as_ref().map(|r| &r.spec)) {
+                    for &z in freed.get(&(ax.kind, c)).into_iter().flatten() {
+                        edges.insert((z, x));
                     }
                 }
             }
             Op::Delete => {
                 if let Some(c) = &ax.cascade {
-                    if let Some(&p) = index.get(c) {
+                    if let Some(&p) = deleting.get(c) {
                         edges.insert((p, x));
                     }
                 }
             }
         }
     }
-    // Deletes wait for whatever needs the deleted resource: its dependents' deletes and changes.
+    // Deletes wait for whatever needs the deleted resource: its dependents' deletes, and for a delete that
+    // is no half of a replace, their changes too (a replace's dependents change after its create instead).
+    let dependent_kinds: BTreeMap<Kind, Vec<Kind>> = Kind::ALL
+        .iter()
+        .map(|&k| (k, Kind::ALL.iter().copied().filter(|d| d.needs_transitively(k)).collect()))
+        .collect();
+    let mut by_kind: BTreeMap<(Kind, Option<&str>), Vec<NodeIndex>> = BTreeMap::new();
+    for &z in &nodes {
+        let az = &graph[z];
+        by_kind.entry((az.kind, None)).or_default().push(z);
+        if let Some(m) = az.member.as_deref() {
+            by_kind.entry((az.kind, Some(m))).or_default().push(z);
+        }
+    }
     for &x in &nodes {
         let ax = &graph[x];
         if ax.op != Op::Delete || ax.cascade.is_some() {
             continue;
         }
-        for &z in &nodes {
-            if z == x {
-                continue;
+        for &k in &dependent_kinds[&ax.kind] {
+            // A member's resource waits only for that member's; a shared one for everyone's.
+            for &z in by_kind.get(&(k, ax.member.as_deref())).into_iter().flatten() {
+                let az = &graph[z];
+                if z == x || (ax.replace && az.op != Op::Delete) {
+                    continue;
+                }
+                if az.op == Op::Delete && az.cascade.as_ref() == Some(&ax.address) {
+                    continue;
+                }
+                edges.insert((z, x));
             }
-            let az = &graph[z];
-            let same_scope = ax.member.is_none() || az.member == ax.member;
-            if !same_scope || !az.kind.needs_transitively(ax.kind) {
-                continue;
-            }
-            if az.op == Op::Delete && az.cascade.as_ref() == Some(&ax.address) {
-                continue;
-            }
-            edges.insert((z, x));
         }
     }
     for (a, b) in edges {
@@ -275,10 +330,6 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         return Err(PlanError::Cycle(graph[cycle.node_id()].address.clone()));
     }
     Ok(Plan { graph, notes })
-}
-
-fn is_orphan(orphans: &[&Observed], a: &Address) -> bool {
-    orphans.iter().any(|o| &o.address == a)
 }
 
 fn rebuilt_word(op: Op) -> &'static str {

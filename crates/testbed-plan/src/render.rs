@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::plan::{Change, Op, Plan, Summary};
+use crate::plan::{Action, Change, Op, Plan, Summary};
 
 /// The version of the JSON format `testbed plan --json` prints.
 pub const FORMAT_VERSION: &str = "1.0";
@@ -26,9 +26,9 @@ pub fn text(plan: &Plan) -> String {
     for a in actions {
         out.push_str(&format!(
             "  {:>3} {:<width$}  {}: {}\n",
-            a.op.symbol(),
+            a.shown_op().symbol(),
             a.address.as_str(),
-            a.op.name(),
+            half_name(a),
             a.reason,
             width = width
         ));
@@ -37,6 +37,15 @@ pub fn text(plan: &Plan) -> String {
     out.push_str(&summary_line(&plan.summary()));
     out.push('\n');
     out
+}
+
+/// The operation's name as the plan shows it: a replace's halves say which half they are.
+fn half_name(a: &Action) -> &'static str {
+    match (a.replace, a.op) {
+        (true, Op::Delete) => "replace, delete",
+        (true, _) => "replace, create",
+        (false, op) => op.name(),
+    }
 }
 
 /// `Plan: N to create, N to update, N to replace, N to destroy.` or `No changes.`
@@ -59,6 +68,9 @@ struct JsonPlan<'a> {
 struct JsonAction<'a> {
     address: &'a str,
     action: Op,
+    /// Which half of a replace (`delete` or `create`); absent for other actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    half: Option<Op>,
     depends_on: Vec<&'a str>,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,7 +88,8 @@ pub fn json(plan: &Plan) -> String {
             let a = &plan.graph[n];
             JsonAction {
                 address: a.address.as_str(),
-                action: a.op,
+                action: a.shown_op(),
+                half: a.replace.then_some(a.op),
                 depends_on: plan.depends_on(n).into_iter().map(|d| d.as_str()).collect(),
                 reason: &a.reason,
                 member: a.member.as_deref(),
@@ -90,27 +103,40 @@ pub fn json(plan: &Plan) -> String {
     s
 }
 
+/// A node's DOT identifier: its address, and for a replace's delete half the address with `/delete`.
+fn dot_id(a: &Action) -> String {
+    if a.replace && a.op == Op::Delete {
+        format!("{}/delete", a.address)
+    } else {
+        a.address.to_string()
+    }
+}
+
 /// The plan's DAG in Graphviz DOT: one node per action, an edge from each action to those that wait on it.
 pub fn dot(plan: &Plan) -> String {
     let mut out = String::from("digraph testbed {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
     let order = plan.order();
     for &n in &order {
         let a = &plan.graph[n];
-        let color = match a.op {
+        let color = match a.shown_op() {
             Op::Create => "darkgreen",
             Op::Update => "goldenrod",
             Op::Replace => "darkorange",
             Op::Delete => "firebrick",
         };
         out.push_str(&format!(
-            "  \"{addr}\" [label=\"{sym} {addr}\", color={color}];\n",
+            "  \"{id}\" [label=\"{sym} {addr}\", color={color}];\n",
+            id = dot_id(a),
             addr = a.address,
-            sym = a.op.symbol()
+            sym = a.shown_op().symbol()
         ));
     }
     for &n in &order {
-        for d in plan.depends_on(n) {
-            out.push_str(&format!("  \"{d}\" -> \"{}\";\n", plan.graph[n].address));
+        let mut from: Vec<String> =
+            plan.graph.neighbors_directed(n, petgraph::Direction::Incoming).map(|d| dot_id(&plan.graph[d])).collect();
+        from.sort();
+        for d in from {
+            out.push_str(&format!("  \"{d}\" -> \"{}\";\n", dot_id(&plan.graph[n])));
         }
     }
     out.push_str("}\n");

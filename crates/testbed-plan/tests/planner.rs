@@ -95,7 +95,14 @@ fn a_changed_image_replaces_the_container_and_rebuilds_what_lives_in_it() {
     let mut o = converged(&d);
     o.resources.get_mut(&addr("lxd_instance.member2")).unwrap().spec.insert("image".into(), "ubuntu:20.04".into());
     let p = plan(&d, &o).unwrap();
-    let got = ops(&p);
+    // Each replace is shown in its two halves, its delete and its create.
+    let got: Vec<(String, Op)> = p
+        .actions()
+        .iter()
+        .map(|a| (a.address.to_string(), a.shown_op()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for a in [
         "lxd_instance.member2",
         "proxy.member2.api",
@@ -111,6 +118,35 @@ fn a_changed_image_replaces_the_container_and_rebuilds_what_lives_in_it() {
     assert!(inst.reason.contains("forces replacement"), "{}", inst.reason);
     let m = &p.actions()[position(&p, "microk8s.member2")];
     assert!(m.reason.contains("rebuilt because lxd_instance.member2 is replaced"), "{}", m.reason);
+}
+
+/// Issue 11, item 6a: a replace's delete comes after the deletes of what needs the old resource, exactly as
+/// destroy orders them (the membership is unjoined, its kubeconfig still there, before the container
+/// goes), and its create after its delete.
+#[test]
+fn a_replaced_member_is_unjoined_before_its_container_is_deleted() {
+    let c = three();
+    let d = desired::build(&c, &ObservedState::default());
+    let mut o = converged(&d);
+    o.resources.get_mut(&addr("lxd_instance.member2")).unwrap().spec.insert("image".into(), "ubuntu:20.04".into());
+    let p = plan(&d, &o).unwrap();
+    let at = |a: &str, op: Op| {
+        p.actions()
+            .iter()
+            .position(|x| x.address.as_str() == a && x.op == op)
+            .unwrap_or_else(|| panic!("no {op:?} of {a} in {:?}", ops(&p)))
+    };
+    assert!(at("karmada_member.member2", Op::Delete) < at("kubeconfig.member2", Op::Delete));
+    assert!(at("kubeconfig.member2", Op::Delete) < at("lxd_instance.member2", Op::Delete));
+    assert!(at("lxd_instance.member2", Op::Delete) < at("lxd_instance.member2", Op::Create));
+    assert!(at("lxd_instance.member2", Op::Create) < at("karmada_member.member2", Op::Create));
+    // What lives in the container goes with it, as in a destroy: nothing of its own to run.
+    let proxy = &p.actions()[at("proxy.member2.api", Op::Delete)];
+    assert_eq!(proxy.cascade, Some(addr("lxd_instance.member2")));
+    // Shown and counted as six replaces, each in two halves.
+    assert_eq!(p.summary().replace, 6);
+    assert_eq!(p.summary().total(), 6);
+    assert!(p.actions().iter().all(|a| a.shown_op() == Op::Replace));
 }
 
 #[test]
@@ -324,4 +360,23 @@ fn an_image_whose_digest_drifted_is_updated_when_testbeds_and_only_noted_when_no
     let p = plan(&d, &o).unwrap();
     assert!(p.is_empty(), "{:?}", ops(&p));
     assert!(p.notes.iter().any(|n| n.contains("image.etcd exists and is not testbed's") && n.contains(&drift)));
+}
+
+/// Issue 11, item 8: a member the subnet has no free address for (other containers on the bridge hold the
+/// rest) is refused, naming it, instead of planned with a Karmada endpoint `https://:16443`.
+#[test]
+fn a_member_left_without_an_address_is_refused_not_joined_with_an_empty_host() {
+    let text = "[lxd]\nipv4_address = \"10.0.0.1/28\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n\n[[members]]\nname = \"member2\"\napi_port = 16442\n";
+    let c = testbed_config::parse(Path::new("testbed.toml"), text).expect("room for two members");
+    let mut o = ObservedState::default();
+    // Someone else's containers on the bridge hold four of the subnet's five member addresses.
+    for ip in ["10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13"] {
+        o.bridge_addresses.insert(ip.parse().unwrap());
+    }
+    let d = desired::build(&c, &o);
+    let err = plan(&d, &o).map(|p| ops(&p)).expect_err("member2 has no address");
+    assert_eq!(err, PlanError::Unaddressed(vec!["member2".into()]));
+    let message = err.to_string();
+    assert!(message.starts_with("member2 has no address"), "{message}");
+    assert!(message.contains("[lxd] ipv4_address"), "{message}");
 }

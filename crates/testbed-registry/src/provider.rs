@@ -436,7 +436,7 @@ impl RegistryProvider {
     async fn delete_image(&self, action: &Action, name: &str, log: &ActionLog) -> Result<(), ProviderError> {
         let record = self.record.read().map_err(|e| self.record_error(e))?;
         let Some(owned) = record.images.get(name).cloned() else {
-            if action.op == Op::Replace {
+            if action.op == Op::Replace || action.replace {
                 return Ok(());
             }
             return Err(failed(

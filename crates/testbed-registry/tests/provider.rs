@@ -134,7 +134,10 @@ impl Lab {
     /// Observes `wanted` and plans towards it: the actions, in order.
     async fn plan(&self, wanted: &[Resource]) -> (ObservedState, Vec<Action>) {
         let observed = self.observe(wanted).await;
-        let desired = DesiredState { resources: wanted.iter().map(|r| (r.address.clone(), r.clone())).collect() };
+        let desired = DesiredState {
+            resources: wanted.iter().map(|r| (r.address.clone(), r.clone())).collect(),
+            ..Default::default()
+        };
         let plan = testbed_plan::plan(&desired, &observed).unwrap_or_else(|e| panic!("plan: {e}"));
         (observed, plan.actions().into_iter().cloned().collect())
     }
@@ -300,6 +303,7 @@ async fn a_tag_testbed_did_not_copy_is_used_as_it_is_and_never_deleted() {
         desired: None,
         observed: Some(o.clone()),
         cascade: None,
+        replace: false,
     };
     let (r, _) = lab.apply(&delete).await;
     let e = r.expect_err("testbed deletes only what it copied");

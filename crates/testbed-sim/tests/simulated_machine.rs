@@ -355,6 +355,7 @@ async fn a_container_testbed_did_not_create_is_someone_elses() {
         desired: None,
         observed: Some(found.clone()),
         cascade: None,
+        replace: false,
     };
     let (message, _) = expect_precondition(run(&b.machine, &delete).await);
     assert!(message.contains("refusing to delete lxd_instance.member2"), "{message}");
@@ -413,6 +414,7 @@ async fn steps_log_the_real_commands_without_secrets() {
         desired: None,
         observed: None,
         cascade: None,
+        replace: false,
     };
     let (log, entries) = recording_log();
     b.machine.providers().run(&delete, &log).await.expect("deleted");
@@ -645,6 +647,7 @@ async fn someone_elses_bridge_and_pool_are_used_as_they_are_and_never_changed() 
         desired: desired.resources.get(&network.address).cloned(),
         observed: Some(network),
         cascade: None,
+        replace: false,
     };
     let (message, _) = expect_precondition(run(&b.machine, &update).await);
     assert!(message.contains("refusing to change lxd_network.lxdbr0"), "{message}");
@@ -713,6 +716,7 @@ fn delete_of(observed: &ObservedState, address: &str) -> Action {
         desired: None,
         observed: Some(o),
         cascade: None,
+        replace: false,
     }
 }
 

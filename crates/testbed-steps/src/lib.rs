@@ -486,6 +486,7 @@ mod tests {
             }),
             observed: None,
             cascade: None,
+            replace: false,
         }
     }
 

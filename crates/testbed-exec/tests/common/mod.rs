@@ -32,6 +32,7 @@ pub fn action(name: &str) -> Action {
         desired: None,
         observed: None,
         cascade: None,
+        replace: false,
     }
 }
 

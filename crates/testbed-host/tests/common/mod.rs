@@ -104,6 +104,7 @@ pub fn action(op: Op, r: Resource) -> Action {
         desired: Some(r),
         observed: None,
         cascade: None,
+        replace: false,
     }
 }
 
