@@ -96,6 +96,9 @@ pub struct Plan {
     /// Things that are not actions but matter: a foreign bridge used as it is, a layer that could not be
     /// observed.
     pub notes: Vec<String>,
+    /// Resources testbed owns and would delete, kept because something it does not own uses them (or uses
+    /// what needs them): the notes say what and what to do. A destroy that keeps any has not finished.
+    pub kept: Vec<Address>,
 }
 
 impl Plan {
@@ -181,7 +184,7 @@ impl Plan {
                 graph.add_edge(*x, *y, ());
             }
         }
-        Plan { graph, notes: self.notes.clone() }
+        Plan { graph, notes: self.notes.clone(), kept: self.kept.clone() }
     }
 }
 
