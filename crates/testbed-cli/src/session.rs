@@ -102,6 +102,7 @@ impl Session {
         let name = config.file.name.clone();
         let sim_state = cli.sim_state.clone().unwrap_or_else(|| state_dir.join("sim.json"));
         let options = SimOptions::from_env()?;
+        options.check_names(&fault_names(&config))?;
         let mut machine = SimMachine::open(&sim_state, options)?
             .with_context(cx.clone())
             .for_testbed(name.clone())
@@ -242,6 +243,15 @@ impl Session {
             Goal::Destroy => DesiredState::nothing(),
         };
         Ok((testbed_plan::plan(&desired, &observed)?.targeted(targets), findings))
+    }
+}
+
+/// What `TESTBED_SIM_FAIL` may name: the file's resources and members.
+fn fault_names(config: &Config) -> testbed_sim::faults::Names {
+    let skeleton = desired::build(config, &ObservedState::default());
+    testbed_sim::faults::Names {
+        addresses: skeleton.resources.keys().map(|a| a.as_str().to_owned()).collect(),
+        members: config.file.members.iter().map(|m| m.name.clone()).collect(),
     }
 }
 

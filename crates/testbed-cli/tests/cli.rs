@@ -583,3 +583,39 @@ fn destroy_keeps_a_registry_that_holds_a_tag_testbed_did_not_copy() {
     let reg = world.host.microk8s.as_ref().and_then(|m| m.registry.as_ref()).expect("the registry is kept");
     assert_eq!(reg.tags(), ["team/app:1.0"], "testbed's own images are deleted, the other one is not");
 }
+
+/// Plans under `TESTBED_SIM_FAIL=entry`, and gives what the refusal said (it must exit 1, naming the entry).
+fn refused_fault(entry: &str) -> String {
+    let lab = Lab::new(THREE);
+    let out = lab.run_with(&["plan"], &[("TESTBED_SIM_FAIL", entry)]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{entry} names nothing here, yet: {}{err}", stdout(&out));
+    assert!(err.contains(entry), "the message names the entry: {err}");
+    err
+}
+
+#[test]
+fn a_fault_at_an_address_the_file_does_not_have_is_refused() {
+    let err = refused_fault("lxd_instance.member9");
+    assert!(err.contains("lxd_instance.member3") && err.contains("karmada.control_plane"), "{err}");
+}
+
+#[test]
+fn a_program_fault_in_a_member_the_file_does_not_have_or_of_an_unknown_program_is_refused() {
+    let err = refused_fault("program:snap.install@member9");
+    assert!(err.contains("host, member1, member2, member3"), "{err}");
+    let err = refused_fault("program:kubeadm@host");
+    assert!(err.contains("karmadactl"), "{err}");
+}
+
+#[test]
+fn an_lxd_fault_for_an_instance_the_file_does_not_have_is_refused() {
+    let err = refused_fault("lxd:PUT:/1.0/instances/member9/state");
+    assert!(err.contains("member1, member2, member3"), "{err}");
+}
+
+#[test]
+fn a_kubernetes_fault_at_an_unknown_api_server_is_refused() {
+    let err = refused_fault("kube:GET:/api/v1/nodes@karmda");
+    assert!(err.contains("host, karmada, member1, member2, member3"), "{err}");
+}
