@@ -131,7 +131,7 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
     let blocking = report_preflight(&findings);
     print!("{}", render::text(&plan));
     if plan.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(unfinished(goal, &plan).unwrap_or(ExitCode::SUCCESS));
     }
     if blocking > 0 {
         return Err(CliError::Preflight { count: blocking });
@@ -192,7 +192,24 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
         return Ok(ExitCode::FAILURE);
     }
     println!("Log: {}", log.path().display());
-    Ok(ExitCode::SUCCESS)
+    Ok(unfinished(goal, &plan).unwrap_or(ExitCode::SUCCESS))
+}
+
+/// A destroy that kept something testbed owns, because something it does not own uses it, has not
+/// finished: it says so after its summary and exits 1, so that a script does not take the machine for clean.
+fn unfinished(goal: Goal, plan: &testbed_plan::Plan) -> Option<ExitCode> {
+    if goal != Goal::Destroy || plan.kept.is_empty() {
+        return None;
+    }
+    println!(
+        "Destroy is not finished: {} that testbed owns {} kept, because something it does not own uses {} or \
+         what needs {}. See the notes above for what to do, then run `testbed destroy` again.",
+        if plan.kept.len() == 1 { "1 resource".to_owned() } else { format!("{} resources", plan.kept.len()) },
+        if plan.kept.len() == 1 { "is" } else { "are" },
+        if plan.kept.len() == 1 { "it" } else { "them" },
+        if plan.kept.len() == 1 { "it" } else { "them" },
+    );
+    Some(ExitCode::FAILURE)
 }
 
 fn confirm(yes: bool, what: &'static str) -> Result<(), CliError> {

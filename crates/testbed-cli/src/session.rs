@@ -124,6 +124,7 @@ impl Session {
         let before = before(&worlds(&simulate, &sim_state, lxd_client.as_ref().map(Client::socket)))?;
         let lxd = lxd_client.map(|client| (client.clone(), Arc::new(LxdProvider::new(client, name.clone()))));
         let options = SimOptions::from_env()?;
+        options.check_names(&fault_names(&config))?;
         let mut machine = SimMachine::open(&sim_state, options)?
             .with_context(cx.clone())
             .for_testbed(name.clone())
@@ -277,6 +278,15 @@ fn worlds(simulate: &BTreeSet<Layer>, sim_state: &Path, lxd_socket: Option<&Path
         worlds.push(World::Host);
     }
     worlds
+}
+
+/// What `TESTBED_SIM_FAIL` may name: the file's resources and members.
+fn fault_names(config: &Config) -> testbed_sim::faults::Names {
+    let skeleton = desired::build(config, &ObservedState::default());
+    testbed_sim::faults::Names {
+        addresses: skeleton.resources.keys().map(|a| a.as_str().to_owned()).collect(),
+        members: config.file.members.iter().map(|m| m.name.clone()).collect(),
+    }
 }
 
 /// A target must name something: an address or prefix of a wanted or observed resource, or a member.

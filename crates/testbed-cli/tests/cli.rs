@@ -495,3 +495,120 @@ fn validate_and_schema() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&schema)).unwrap();
     assert!(v["properties"]["members"].is_object(), "{v}");
 }
+
+/// The simulated machine a lab's runs left, opened to change it as someone else would.
+fn machine_of(lab: &Lab) -> testbed_sim::SimMachine {
+    testbed_sim::SimMachine::open(lab.path().join(".testbed/sim.json"), testbed_sim::SimOptions::instant())
+        .expect("open the simulated machine")
+}
+
+#[test]
+fn destroy_keeps_a_karmada_control_plane_that_holds_a_cluster_testbed_did_not_join() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    // Someone registers their own cluster with testbed's Karmada (as `karmadactl join edge7` would).
+    let edge7 = testbed_sim::world::ClusterRecord {
+        sync_mode: testbed_sim::world::SyncMode::Push,
+        api_endpoint: Some("https://192.0.2.7:6443".into()),
+        id: "5f1c0e7a-edge7".into(),
+        labels: Default::default(),
+        appears_at_ms: None,
+    };
+    let cluster_on = |edit: &dyn Fn(&mut testbed_sim::world::KarmadaEtcd)| {
+        machine_of(&lab).edit(|w| edit(&mut w.host.microk8s.as_mut().unwrap().karmada.as_mut().unwrap().etcd)).unwrap()
+    };
+    cluster_on(&|etcd| {
+        etcd.clusters.insert("edge7".into(), edge7.clone());
+    });
+
+    // A destroy of one member never reached the control plane: it has finished.
+    let out = lab.run(&["destroy", "--yes", "--target", "member1"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(!stdout(&out).contains("Destroy is not finished"), "{}", stdout(&out));
+
+    let plan = stdout(&lab.run(&["destroy", "--yes", "--dry-run"]));
+    let note = "kept: karmada.control_plane: Cluster `edge7` was not joined by testbed; unjoin it";
+    assert!(plan.contains(note) && plan.contains("then run `testbed destroy` again"), "{plan}");
+    assert!(!plan.contains("karmada.control_plane  delete"), "{plan}");
+
+    let out = lab.run(&["destroy", "--yes"]);
+    assert_eq!(code(&out), 1, "a destroy that kept the control plane has not finished: {}", stdout(&out));
+    assert!(stdout(&out).contains(note), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Destroy is not finished"), "{}", stdout(&out));
+    let world = machine_of(&lab).world();
+    let karmada = world.host.microk8s.as_ref().and_then(|m| m.karmada.as_ref()).expect("the control plane is kept");
+    assert_eq!(karmada.etcd.clusters.keys().collect::<Vec<_>>(), ["edge7"], "testbed's own members are unjoined");
+
+    // Once its owner unjoins it, destroy finishes.
+    cluster_on(&|etcd| {
+        etcd.clusters.remove("edge7");
+    });
+    let out = lab.run(&["destroy", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(machine_of(&lab).world().host.microk8s.is_none_or(|m| m.karmada.is_none()));
+}
+
+#[test]
+fn destroy_keeps_a_registry_that_holds_a_tag_testbed_did_not_copy() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    // Someone pushes their own image into testbed's registry (the same content as one of testbed's, under a
+    // repository and tag of their own).
+    machine_of(&lab)
+        .edit(|w| {
+            let reg = w.host.microk8s.as_mut().unwrap().registry.as_mut().unwrap();
+            let mut theirs = reg.repositories.values().next().cloned().unwrap();
+            let digest = theirs.tags.values().next().cloned().unwrap();
+            theirs.tags = [("1.0".to_owned(), digest)].into();
+            reg.repositories.insert("team/app".into(), theirs);
+        })
+        .unwrap();
+
+    let out = lab.run(&["destroy", "--yes"]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 1, "a destroy that kept the registry has not finished: {text}");
+    assert!(
+        text.contains("kept: registry.local: tag `team/app:1.0` was not copied there by testbed; delete it")
+            && text.contains("then run `testbed destroy` again"),
+        "{text}"
+    );
+    let world = machine_of(&lab).world();
+    let reg = world.host.microk8s.as_ref().and_then(|m| m.registry.as_ref()).expect("the registry is kept");
+    assert_eq!(reg.tags(), ["team/app:1.0"], "testbed's own images are deleted, the other one is not");
+}
+
+/// Plans under `TESTBED_SIM_FAIL=entry`, and gives what the refusal said (it must exit 1, naming the entry).
+fn refused_fault(entry: &str) -> String {
+    let lab = Lab::new(THREE);
+    let out = lab.run_with(&["plan"], &[("TESTBED_SIM_FAIL", entry)]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{entry} names nothing here, yet: {}{err}", stdout(&out));
+    assert!(err.contains(entry), "the message names the entry: {err}");
+    err
+}
+
+#[test]
+fn a_fault_at_an_address_the_file_does_not_have_is_refused() {
+    let err = refused_fault("lxd_instance.member9");
+    assert!(err.contains("lxd_instance.member3") && err.contains("karmada.control_plane"), "{err}");
+}
+
+#[test]
+fn a_program_fault_in_a_member_the_file_does_not_have_or_of_an_unknown_program_is_refused() {
+    let err = refused_fault("program:snap.install@member9");
+    assert!(err.contains("host, member1, member2, member3"), "{err}");
+    let err = refused_fault("program:kubeadm@host");
+    assert!(err.contains("karmadactl"), "{err}");
+}
+
+#[test]
+fn an_lxd_fault_for_an_instance_the_file_does_not_have_is_refused() {
+    let err = refused_fault("lxd:PUT:/1.0/instances/member9/state");
+    assert!(err.contains("member1, member2, member3"), "{err}");
+}
+
+#[test]
+fn a_kubernetes_fault_at_an_unknown_api_server_is_refused() {
+    let err = refused_fault("kube:GET:/api/v1/nodes@karmda");
+    assert!(err.contains("host, karmada, member1, member2, member3"), "{err}");
+}

@@ -57,7 +57,7 @@ use testbed_kube::{
     ApiConfig, Clients, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, Network, SyncMode,
     KARMADA_NAMESPACE,
 };
-use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
+use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ErrorKind, LayerObservation, LogEntry, Provider, ProviderError};
 use testbed_steps::{Arg, Context, KarmadactlVerb, Purpose, Role, Step};
 
@@ -473,28 +473,29 @@ impl KarmadaProvider {
         } else {
             Health::NeedsRepair(format!("the control plane is not healthy: {}", report.to_string().replace('\n', "; ")))
         };
-        out.resources.push(Observed {
-            address,
-            kind: Kind::KarmadaControlPlane,
-            member: None,
-            owner,
-            spec,
-            health,
-            in_use_by: vec![],
-        });
+        let mut control_plane =
+            Observed { address, kind: Kind::KarmadaControlPlane, member: None, owner, spec, health, in_use_by: vec![] };
 
-        // Memberships.
-        let Some((karmada, _)) = karmada else { return Ok(out) };
+        // Memberships. A Cluster that is not this testbed's (registered by hand, by a script, by another
+        // testbed) uses the control plane: it is reported on it, so that a destroy keeps the control plane.
+        let Some((karmada, _)) = karmada else {
+            out.resources.push(control_plane);
+            return Ok(out);
+        };
         let clusters = testbed_kube::clusters(&karmada).await.map_err(|e| self.karmada_unavailable(e, &report))?;
         for c in clusters {
             let address = Address::new(Kind::KarmadaMember, &[&c.name]);
             let owner = self.cluster_owner(&c);
+            if owner != Owner::Testbed {
+                control_plane.in_use_by.push(ForeignUse::Cluster(c.name.clone()));
+            }
             let is_wanted = wanted.iter().any(|r| r.address == address);
             if !is_wanted && owner != Owner::Testbed {
                 continue;
             }
             out.resources.push(observed_membership(address, c, owner));
         }
+        out.resources.push(control_plane);
         Ok(out)
     }
 

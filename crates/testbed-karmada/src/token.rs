@@ -39,23 +39,40 @@ pub(crate) fn is_token(s: &str) -> bool {
 
 /// `text` with everything shaped like a bootstrap token replaced by `<secret:join-token>`: for text that may
 /// quote a token before testbed knows which one it is.
+///
+/// A token is found by its shape alone, wherever it stands: six of `[a-z0-9]` right before a dot and sixteen
+/// right after it, whatever touches them (a full stop ending a sentence, an ANSI colour code such as
+/// `\x1b[1m` whose final `m` runs into the token's first character, a `v1.` before it, a quote, a URL's
+/// `=`). Only those 23 characters are replaced, so the text around them (the colour code too) stays as it
+/// was. Masking too much is the safe side: a version (`v1.15.9`), an address, a host name with short labels
+/// or a `sha256:` CA pin (no dot in it) has no such run and stays.
 pub(crate) fn mask_tokens(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let start = rest.find(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()).unwrap_or(rest.len());
-        out.push_str(&rest[..start]);
-        rest = &rest[start..];
-        let end =
-            rest.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let word = &rest[..end];
-        if is_token(word) {
-            out.push_str("<secret:join-token>");
-        } else {
-            out.push_str(word);
+    const ID: usize = 6;
+    const SECRET: usize = 16;
+    let bytes = text.as_bytes();
+    let tokenish = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let run_before = |dot: usize| bytes[..dot].iter().rev().take(ID).take_while(|b| tokenish(**b)).count();
+    let run_after = |dot: usize| bytes[dot + 1..].iter().take(SECRET).take_while(|b| tokenish(**b)).count();
+    // The byte ranges of every token-shaped run, merged where they overlap (`a.b.c` with both dots fitting).
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for dot in bytes.iter().enumerate().filter(|(_, b)| **b == b'.').map(|(i, _)| i) {
+        if run_before(dot) == ID && run_after(dot) == SECRET {
+            let (from, to) = (dot - ID, dot + 1 + SECRET);
+            match spans.last_mut() {
+                Some(last) if last.1 >= from => last.1 = to,
+                _ => spans.push((from, to)),
+            }
         }
-        rest = &rest[end..];
     }
+    // Every span is ASCII and starts and ends at ASCII characters, so slicing at its ends is safe.
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (from, to) in spans {
+        out.push_str(&text[at..from]);
+        out.push_str("<secret:join-token>");
+        at = to;
+    }
+    out.push_str(&text[at..]);
     out
 }
 
@@ -127,6 +144,62 @@ mod tests {
         assert!(!e.contains("0123456789abcdef"), "{e}");
         let e = parse_register_command("karmadactl register 1.2.3.4:1 --token nope").unwrap_err();
         assert!(e.contains("not of the form"), "{e}");
+    }
+
+    const TOKEN: &str = "abcdef.0123456789abcdef";
+
+    #[test]
+    fn a_token_ending_a_sentence_is_masked() {
+        let masked = mask_tokens(&format!("join with {TOKEN}. Then wait."));
+        assert_eq!(masked, "join with <secret:join-token>. Then wait.");
+    }
+
+    #[test]
+    fn a_token_touched_by_an_ansi_colour_code_is_masked() {
+        // `\x1b[1m` ends in `m`, a letter a token may hold: it runs into the token's first character.
+        let masked = mask_tokens(&format!("--token \x1b[1m{TOKEN}\x1b[0m"));
+        assert_eq!(masked, "--token \x1b[1m<secret:join-token>\x1b[0m");
+        let masked = mask_tokens(&format!("\x1b[32m{TOKEN}\x1b[39m;\x1b[0m"));
+        assert_eq!(masked, "\x1b[32m<secret:join-token>\x1b[39m;\x1b[0m");
+    }
+
+    #[test]
+    fn a_token_after_a_version_prefix_is_masked() {
+        let masked = mask_tokens(&format!("bootstraptoken v1.{TOKEN} created"));
+        assert_eq!(masked, "bootstraptoken v1.<secret:join-token> created");
+    }
+
+    #[test]
+    fn a_ca_pin_and_versions_are_not_masked() {
+        let text = "--discovery-token-ca-cert-hash sha256:8f3c1b6e4e0f4fd0b1f2f0f6d2b0a1c3e9c8d7b6a5f4e3d2c1b0a9f8e7d6c5b4. karmadactl v1.15.9, registry.k8s.io/pause:3.10";
+        assert_eq!(mask_tokens(text), text);
+    }
+
+    /// Text that may stand next to a token: anything, letters, digits and dots that run into it, ANSI colour
+    /// codes.
+    fn around() -> impl proptest::strategy::Strategy<Value = String> {
+        let piece = proptest::prop_oneof![
+            proptest::string::string_regex(".{0,8}").unwrap(),
+            proptest::string::string_regex("[a-z0-9.]{0,8}").unwrap(),
+            proptest::string::string_regex("\x1b\\[[0-9;]{0,5}m").unwrap(),
+        ];
+        proptest::strategy::Strategy::prop_map(proptest::collection::vec(piece, 0..4), |p| p.concat())
+    }
+
+    proptest::proptest! {
+        /// Whatever text surrounds a token (any characters: letters and digits touching it, dots, ANSI
+        /// escapes, non-ASCII), neither the token nor its secret half is left in the masked text.
+        #[test]
+        fn a_token_in_any_text_never_survives_masking(
+            token in "[a-z0-9]{6}\\.[a-z0-9]{16}",
+            before in around(),
+            after in around(),
+        ) {
+            let text = format!("{before}{token}{after}");
+            let masked = mask_tokens(&text);
+            let secret = &token[7..];
+            proptest::prop_assert!(!masked.contains(secret), "{text:?} was masked to {masked:?}");
+        }
     }
 
     #[test]

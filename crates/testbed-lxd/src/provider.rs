@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
+use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
 
 use testbed_lxd_client::{encode, Client, LxdError};
@@ -351,15 +351,15 @@ impl LxdProvider {
         let owned_profiles: BTreeSet<&str> =
             profiles.iter().filter(|p| owned(&p.config, me)).map(|p| p.name.as_str()).collect();
         // Things testbed does not own among an object's `used_by`.
-        let foreign_users = |used_by: &[String]| -> Vec<String> {
+        let foreign_users = |used_by: &[String]| -> Vec<ForeignUse> {
             used_by
                 .iter()
                 .filter_map(|u| {
                     let name = last_segment(u);
                     if u.contains("/instances/") && !owned_instances.contains(name) {
-                        Some(format!("container {name}"))
+                        Some(ForeignUse::Container(name.to_owned()))
                     } else if u.contains("/profiles/") && !owned_profiles.contains(name) && name != "default" {
-                        Some(format!("profile {name}"))
+                        Some(ForeignUse::Profile(name.to_owned()))
                     } else {
                         None
                     }

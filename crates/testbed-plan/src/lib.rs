@@ -12,7 +12,7 @@ pub mod render;
 pub mod resource;
 
 pub use desired::DesiredState;
-pub use observed::{Health, Observed, ObservedState, Owner, Unobservable};
+pub use observed::{ForeignUse, Health, Observed, ObservedState, Owner, Unobservable};
 pub use plan::{Action, Change, Conflict, Op, Plan, PlanError, Summary};
 pub use planner::plan;
 pub use resource::{Address, Kind, Layer, Lifecycle, Resource, Spec};

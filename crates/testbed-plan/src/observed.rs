@@ -26,6 +26,46 @@ pub enum Health {
     NeedsRepair(String),
 }
 
+/// Something testbed does not own that uses a resource testbed owns: while it is there, the resource is
+/// kept rather than deleted, and the plan says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum ForeignUse {
+    /// A container in LXD's `used_by` that testbed does not own.
+    Container(String),
+    /// A profile in LXD's `used_by` that testbed does not own.
+    Profile(String),
+    /// A Karmada `Cluster` testbed did not join or register (no `testbed/owner` label of this testbed).
+    Cluster(String),
+    /// A `REPOSITORY:TAG` in the local registry that testbed did not copy there.
+    Tag(String),
+}
+
+impl ForeignUse {
+    /// What the user does to free the resource.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            ForeignUse::Container(_) => "move or delete the container",
+            ForeignUse::Profile(_) => "delete the profile",
+            ForeignUse::Cluster(_) => {
+                "unjoin it (`karmadactl unjoin`, or `karmadactl unregister` for a pull-mode cluster)"
+            }
+            ForeignUse::Tag(_) => "delete it from the registry (or keep the registry)",
+        }
+    }
+}
+
+impl std::fmt::Display for ForeignUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForeignUse::Container(n) => write!(f, "container {n}"),
+            ForeignUse::Profile(n) => write!(f, "profile {n}"),
+            ForeignUse::Cluster(n) => write!(f, "Cluster `{n}` was not joined by testbed"),
+            ForeignUse::Tag(t) => write!(f, "tag `{t}` was not copied there by testbed"),
+        }
+    }
+}
+
 /// One live resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observed {
@@ -36,9 +76,10 @@ pub struct Observed {
     pub spec: Spec,
     pub health: Health,
     /// Things testbed does not own that use this resource (LXD's `used_by`: someone's container on
-    /// testbed's bridge). An owned resource in use is kept rather than deleted.
+    /// testbed's bridge; a Cluster someone registered on testbed's Karmada; a tag someone pushed into
+    /// testbed's registry). An owned resource in use is kept rather than deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub in_use_by: Vec<String>,
+    pub in_use_by: Vec<ForeignUse>,
 }
 
 impl Observed {

@@ -110,6 +110,9 @@ pub struct Plan {
     /// Things that are not actions but matter: a foreign bridge used as it is, a layer that could not be
     /// observed.
     pub notes: Vec<String>,
+    /// Resources testbed owns and would delete, kept because something it does not own uses them (or uses
+    /// what needs them): the notes say what and what to do. A destroy that keeps any has not finished.
+    pub kept: Vec<Address>,
 }
 
 impl Plan {
@@ -196,16 +199,21 @@ impl Plan {
                 graph.add_edge(*x, *y, ());
             }
         }
-        Plan { graph, notes: self.notes.clone() }
+        // What was kept counts only where a target would have reached it: a destroy of one member has not
+        // left the control plane behind.
+        let kept = self.kept.iter().filter(|k| targets.iter().any(|t| address_matches(k, None, t))).cloned().collect();
+        Plan { graph, notes: self.notes.clone(), kept }
     }
 }
 
 /// Whether an action is selected by a `--target` value.
 pub fn matches_target(a: &Action, target: &str) -> bool {
-    let addr = a.address.as_str();
-    addr == target
-        || addr.strip_prefix(target).is_some_and(|rest| rest.starts_with('.'))
-        || a.member.as_deref() == Some(target)
+    address_matches(&a.address, a.member.as_deref(), target)
+}
+
+fn address_matches(address: &Address, member: Option<&str>, target: &str) -> bool {
+    let addr = address.as_str();
+    addr == target || addr.strip_prefix(target).is_some_and(|rest| rest.starts_with('.')) || member == Some(target)
 }
 
 /// Why a plan could not be made.

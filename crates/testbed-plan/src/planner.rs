@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::desired::DesiredState;
-use crate::observed::{Health, Observed, ObservedState, Owner};
+use crate::observed::{ForeignUse, Health, Observed, ObservedState, Owner};
 use crate::plan::{Action, Change, Conflict, Op, Plan, PlanError};
 use crate::resource::{Address, Kind, Layer, Lifecycle, Resource, Spec};
 
@@ -140,18 +140,38 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         })
         .collect();
     orphans.sort_by(|a, b| a.address.cmp(&b.address));
-    orphans.retain(|o| {
-        if o.in_use_by.is_empty() {
-            return true;
+    // Those that something testbed does not own uses are kept, and so is what they need (a control plane
+    // kept for someone's Cluster still needs the host MicroK8s it runs in): the notes say what to do.
+    let again = if desired.resources.is_empty() { "testbed destroy" } else { "testbed apply" };
+    let mut kept: Vec<Address> = Vec::new();
+    for o in orphans.iter().filter(|o| !o.in_use_by.is_empty()) {
+        notes.push(kept_note(o, again));
+        kept.push(o.address.clone());
+    }
+    let users: Vec<&Observed> = orphans.iter().copied().filter(|o| !o.in_use_by.is_empty()).collect();
+    for u in &users {
+        let needed: Vec<&Address> = orphans
+            .iter()
+            .filter(|o| {
+                o.in_use_by.is_empty()
+                    && !kept.contains(&o.address)
+                    && (u.member.is_none() || o.member == u.member)
+                    && u.kind.needs_transitively(o.kind)
+            })
+            .map(|o| &o.address)
+            .collect();
+        if needed.is_empty() {
+            continue;
         }
         notes.push(format!(
-            "{} is kept although the file no longer wants it: {} that testbed does not own use{} it",
-            o.address,
-            o.in_use_by.join(", "),
-            if o.in_use_by.len() == 1 { "s" } else { "" }
+            "kept: {}: {} is kept and needs {}",
+            needed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+            u.address,
+            if needed.len() == 1 { "it" } else { "them" }
         ));
-        false
-    });
+        kept.extend(needed.into_iter().cloned());
+    }
+    orphans.retain(|o| !kept.contains(&o.address));
 
     // 4. Nodes. A replace is two: its delete, ordered as a destroy orders deletes (after everything that
     // needs the old resource is gone: a membership is unjoined before its container goes), then its create.
@@ -329,7 +349,24 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
     if let Err(cycle) = petgraph::algo::toposort(&graph, None) {
         return Err(PlanError::Cycle(graph[cycle.node_id()].address.clone()));
     }
-    Ok(Plan { graph, notes })
+    Ok(Plan { graph, notes, kept })
+}
+
+/// Why an owned resource the plan would delete is kept, and what the user does about it.
+fn kept_note(o: &Observed, again: &str) -> String {
+    let lxd = o.in_use_by.iter().all(|u| matches!(u, ForeignUse::Container(_) | ForeignUse::Profile(_)));
+    let users: Vec<String> = o.in_use_by.iter().map(ToString::to_string).collect();
+    if lxd {
+        return format!(
+            "{} is kept although the file no longer wants it: {} that testbed does not own use{} it",
+            o.address,
+            users.join(", "),
+            if users.len() == 1 { "s" } else { "" }
+        );
+    }
+    let mut remedies: Vec<&str> = o.in_use_by.iter().map(ForeignUse::remedy).collect();
+    remedies.dedup();
+    format!("kept: {}: {}; {}, then run `{again}` again", o.address, users.join("; "), remedies.join(" and "))
 }
 
 fn rebuilt_word(op: Op) -> &'static str {

@@ -277,7 +277,8 @@ fn target_keeps_what_the_target_needs() {
 fn an_owned_resource_someone_else_uses_is_kept_and_the_plan_says_why() {
     let d = desired::build(&three(), &ObservedState::default());
     let mut o = converged(&d);
-    o.resources.get_mut(&addr("lxd_network.lxdbr0")).unwrap().in_use_by = vec!["container builder".into()];
+    o.resources.get_mut(&addr("lxd_network.lxdbr0")).unwrap().in_use_by =
+        vec![testbed_plan::ForeignUse::Container("builder".into())];
     let p = plan(&DesiredState::nothing(), &o).unwrap();
     assert!(p.find("lxd_network.lxdbr0").is_none(), "{:?}", ops(&p));
     assert!(p.find("host.firewall").is_some());

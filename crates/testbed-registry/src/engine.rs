@@ -376,6 +376,51 @@ impl Engine {
         }
     }
 
+    /// Every `(repository, tag)` the registry holds: its catalogue (`GET /v2/_catalog`), then each
+    /// repository's tags (`GET /v2/NAME/tags/list`). A repository whose tags were all deleted lists none.
+    pub async fn tags(&self, registry: &Arc<Registry>) -> Result<Vec<(String, String)>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let catalog: Catalog =
+            self.get_json(registry, "registry:catalog:*", "the catalogue (/v2/_catalog)", "_catalog?n=10000").await?;
+        let mut out = Vec::new();
+        for repository in catalog.repositories.unwrap_or_default() {
+            let what = format!("the tags of {repository}");
+            let tags: Tags =
+                self.get_json(registry, &pull_scope(&repository), &what, &format!("{repository}/tags/list")).await?;
+            out.extend(tags.tags.unwrap_or_default().into_iter().map(|t| (repository.clone(), t)));
+        }
+        Ok(out)
+    }
+
+    /// `GET /v2/TAIL`, read as JSON.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        registry: &Registry,
+        scope: &str,
+        what: &str,
+        tail: &str,
+    ) -> Result<T, Error> {
+        let ctx =
+            Ctx { image: "(registry)", role: Role::Target, registry, scope: scope.to_owned(), what: what.to_owned() };
+        let target = format!("{}/v2/{tail}", registry.base_url());
+        let resp = self.http.send(&ctx, |c| c.get(&target)).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(ctx.status(resp).await);
+        }
+        let body = resp.bytes().await.map_err(|e| ctx.transport(&e, true))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ctx.err(ErrorKind::Malformed { what: ctx.what.clone(), detail: e.to_string() }))
+    }
+
     /// [`Engine::head_manifest`] for every location at once; one result per location, in order.
     pub async fn head_manifests(&self, locs: &[Location]) -> Vec<Result<Option<String>, Error>> {
         futures_util::future::join_all(locs.iter().map(|l| self.head_manifest(l))).await

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Values};
 use testbed_config::image_ref::ImageRef;
-use testbed_plan::{Action, Address, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
+use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{
     ActionLog, ContainerView, LayerObservation, Provider, ProviderError, RegistryFacts, RegistryView,
 };
@@ -162,6 +162,30 @@ impl RegistryProvider {
         let platforms =
             platforms_of(get("platforms")).map_err(|why| ProviderError::failed(format!("image {name}: {why}")))?;
         Ok(CopyJob::new(source, target).named(name).platforms(platforms))
+    }
+
+    /// The tags in testbed's registry that testbed did not copy (not in the record): someone else's, which
+    /// disabling the addon would take with it.
+    async fn foreign_tags(&self, record: &crate::record::Contents) -> Result<Vec<ForeignUse>, ProviderError> {
+        let copied: std::collections::BTreeSet<(String, String)> = record
+            .images
+            .values()
+            .filter_map(|i| self.local_location(&i.target))
+            .map(|l| (l.repository, l.reference))
+            .collect();
+        let tags = self.engine.tags(&self.local).await.map_err(|e| {
+            ProviderError::state_unknown(format!(
+                "the local registry localhost:{} did not list its tags",
+                self.settings.port
+            ))
+            .with_hint("check the registry (`curl -s localhost:32000/v2/_catalog`) and plan again")
+            .caused_by(e)
+        })?;
+        Ok(tags
+            .into_iter()
+            .filter(|t| !copied.contains(t))
+            .map(|(repository, tag)| ForeignUse::Tag(format!("{repository}:{tag}")))
+            .collect())
     }
 
     fn record_error(&self, e: String) -> ProviderError {
@@ -564,7 +588,11 @@ impl Provider for RegistryProvider {
                 ))
             };
             let spec = Spec::from([("port".to_owned(), self.settings.port.to_string())]);
-            resources.push(Observed::new(address, Kind::Registry, None, owner, spec));
+            let mut registry = Observed::new(address, Kind::Registry, None, owner, spec);
+            if registry.owner == Owner::Testbed {
+                registry.in_use_by = self.foreign_tags(&record).await?;
+            }
+            resources.push(registry);
             resources.extend(self.observe_images(&images, &record).await?);
         }
         let sideloads: Vec<&Resource> = wanted.iter().filter(|r| r.kind == Kind::Sideload).collect();

@@ -20,7 +20,7 @@
 //! LXD's error envelope, or kube-apiserver's 500 `Status` for an etcd that timed out, so the providers meet what they would meet on a real host. A once-fault is spent
 //! in the state file: the next run on the same machine does not see it again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,99 @@ pub struct Fault {
 
 /// Why an entry of `TESTBED_SIM_FAIL` is not one.
 pub type BadEntry = String;
+
+/// What a fault may name in this run: the file's resources and members (and the host, Karmada, and the
+/// programs the simulated machine runs). A fault naming anything else would never fire.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// Every resource address the file implies.
+    pub addresses: BTreeSet<String>,
+    /// The file's members.
+    pub members: BTreeSet<String>,
+}
+
+/// The programs the simulated machine runs: on the host all of them, in a member `snap`, `microk8s` and
+/// the file programs.
+pub const PROGRAMS: &[&str] = &[
+    "apt-get",
+    "snap",
+    "lxd",
+    "incus",
+    "curl",
+    "tar",
+    "karmadactl",
+    "sysctl",
+    "iptables",
+    "microk8s",
+    "mkdir",
+    "touch",
+    "rm",
+    "ls",
+    "cat",
+];
+
+impl Names {
+    /// Where a program runs or a Kubernetes API server answers: `host`, (`karmada`,) or a member.
+    fn check_where(&self, at: Option<&str>, karmada: bool) -> Result<(), BadEntry> {
+        let Some(at) = at else { return Ok(()) };
+        if at == "host" || (karmada && at == "karmada") || self.members.contains(at) {
+            return Ok(());
+        }
+        let fixed: &[&str] = if karmada { &["host", "karmada"] } else { &["host"] };
+        let places: Vec<&str> = fixed.iter().copied().chain(self.members.iter().map(String::as_str)).collect();
+        Err(format!("`@{at}` names nothing in this world; WHERE is one of {}", places.join(", ")))
+    }
+
+    fn check_member(&self, name: &str, prefix: bool) -> Result<(), BadEntry> {
+        let known = if prefix { self.members.iter().any(|m| m.starts_with(name)) } else { self.members.contains(name) };
+        if known {
+            return Ok(());
+        }
+        let members: Vec<&str> = self.members.iter().map(String::as_str).collect();
+        Err(format!("instance {name} is not a member of this file; its members are {}", members.join(", ")))
+    }
+}
+
+impl Fault {
+    /// Whether what the fault names exists in this world (`names`); the error says what does.
+    pub fn check(&self, names: &Names) -> Result<(), BadEntry> {
+        match &self.target {
+            Target::Address(a) if names.addresses.contains(a) => Ok(()),
+            Target::Address(a) => {
+                let all: Vec<&str> = names.addresses.iter().map(String::as_str).collect();
+                Err(format!("{a} is not a resource of this file; its resources are {}", all.join(", ")))
+            }
+            Target::Program { name, at, .. } => {
+                if !PROGRAMS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "the simulated machine runs no program {name}; it runs {}",
+                        PROGRAMS.join(", ")
+                    ));
+                }
+                names.check_where(at.as_deref(), false)
+            }
+            Target::Lxd { path, .. } => {
+                let Some(rest) = path.strip_prefix("/1.0") else {
+                    return Err(format!("{path} is not a path of LXD's API, which starts with /1.0"));
+                };
+                match rest.strip_prefix("/instances/") {
+                    // A path that ends in the name matches every instance whose name starts with it.
+                    Some(instance) => match instance.split_once('/') {
+                        Some((name, _)) => names.check_member(name, false),
+                        None => names.check_member(instance, true),
+                    },
+                    None => Ok(()),
+                }
+            }
+            Target::Kube { path, at, .. } => {
+                if !(path == "/api" || path.starts_with("/api/") || path.starts_with("/apis")) {
+                    return Err(format!("{path} is not a path of the Kubernetes API, which starts with /api or /apis"));
+                }
+                names.check_where(at.as_deref(), true)
+            }
+        }
+    }
+}
 
 impl Fault {
     /// Parses one entry; `is_address` says whether a string is a resource address.

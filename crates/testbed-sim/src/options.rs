@@ -98,6 +98,20 @@ impl SimOptions {
         Ok(SimOptions { speed, fail_once, faults: Faults::new(named, random, None) })
     }
 
+    /// Checks that every fault names something of this world (`names`: the file's resources and members):
+    /// a fault that names nothing would never fire, and a run that was meant to fail would pass unnoticed.
+    pub fn check_names(&self, names: &crate::faults::Names) -> Result<(), SimError> {
+        let addresses = self.fail_once.iter().map(|a| Fault {
+            text: a.clone(),
+            target: Target::Address(a.clone()),
+            times: Times::Once,
+        });
+        for f in addresses.chain(self.faults.named.iter().cloned()) {
+            f.check(names).map_err(|reason| SimError::BadSetting { name: FAIL_ENV.into(), value: f.text, reason })?;
+        }
+        Ok(())
+    }
+
     /// These options with the seed's raw value (`TESTBED_SIM_SEED`; none: no variation).
     pub fn seeded(mut self, seed: Option<&str>) -> Result<SimOptions, SimError> {
         if let Some(raw) = seed.map(str::trim).filter(|s| !s.is_empty()) {

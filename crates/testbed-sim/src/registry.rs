@@ -217,6 +217,12 @@ impl Reply {
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Base,
+    /// `GET /v2/_catalog`: every repository.
+    Catalog,
+    /// `GET /v2/NAME/tags/list`.
+    Tags {
+        repository: &'a str,
+    },
     Manifest {
         repository: &'a str,
         reference: &'a str,
@@ -239,6 +245,12 @@ fn route(path: &str) -> Option<Route<'_>> {
     let rest = path.strip_prefix("/v2/")?;
     if rest.is_empty() {
         return Some(Route::Base);
+    }
+    if rest == "_catalog" {
+        return Some(Route::Catalog);
+    }
+    if let Some(repository) = rest.strip_suffix("/tags/list") {
+        return Some(Route::Tags { repository });
     }
     if let Some((repository, session)) = rest.rsplit_once("/blobs/uploads/") {
         return Some(if session.is_empty() { Route::Uploads { repository } } else { Route::Upload { repository } });
@@ -298,6 +310,16 @@ pub(crate) fn handle_local(
     let head = req.method == "HEAD";
     match (req.method, route) {
         ("GET" | "HEAD", Route::Base) => (Reply::json(200, json!({})), false),
+        // distribution 2.8 lists every repository, also one whose tags were all deleted.
+        ("GET", Route::Catalog) => {
+            (Reply::json(200, json!({ "repositories": reg.repositories.keys().collect::<Vec<_>>() })), false)
+        }
+        ("GET", Route::Tags { repository }) => match reg.repositories.get(repository) {
+            Some(r) => {
+                (Reply::json(200, json!({ "name": repository, "tags": r.tags.keys().collect::<Vec<_>>() })), false)
+            }
+            None => (Reply::error(404, "NAME_UNKNOWN", "repository name not known to registry"), false),
+        },
         ("GET" | "HEAD", Route::Manifest { repository, reference }) => {
             let found = reg.repositories.get(repository).and_then(|r| {
                 let digest = if reference.starts_with("sha256:") { reference } else { r.tags.get(reference)? };
