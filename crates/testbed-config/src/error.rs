@@ -163,6 +163,9 @@ pub(crate) struct Reporter<'a> {
     pub path: &'a str,
     pub map: &'a crate::source::SourceMap,
     pub problems: Vec<Problem>,
+    /// Starts of the values (and keys) already reported for a control character: one problem per value, so
+    /// the field's own rule is not reported there again.
+    pub tainted: std::collections::BTreeSet<usize>,
 }
 
 impl<'a> Reporter<'a> {
@@ -178,6 +181,9 @@ impl<'a> Reporter<'a> {
         label: impl Into<String>,
         help: Option<String>,
     ) {
+        if self.tainted.contains(&span.start) {
+            return;
+        }
         let (src, shown_span) = shown(self.path, self.map.text(), &span);
         self.problems.push(Problem {
             location: self.location(&span),

@@ -11,6 +11,7 @@ pub mod mirror;
 pub mod model;
 pub mod net;
 pub mod source;
+pub mod text;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
     let file: TestbedFile = toml::from_str(text).map_err(|e| syntax_error(&shown, text, &e))?;
     let map = source::SourceMap::new(text);
-    let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new() };
+    let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new(), tainted: Default::default() };
     validate::check(&file, &mut reporter);
     reporter.problems.sort_by_key(|p| p.span.offset());
     if reporter.problems.is_empty() {
