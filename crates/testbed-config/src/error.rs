@@ -24,6 +24,11 @@ pub enum ConfigError {
     #[diagnostic(transparent)]
     Syntax(Box<Problem>),
 
+    /// The file is not UTF-8: the problem is at its first bad byte.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Encoding(Box<Problem>),
+
     /// The file parsed but says something testbed cannot build.
     #[error("{path}: {} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" })]
     #[diagnostic(code(testbed::config::invalid), help("fix the lines shown, then run `testbed validate`"))]

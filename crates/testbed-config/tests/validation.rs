@@ -1228,3 +1228,26 @@ cpu = "2\n"
     let raw = "[lxd.profile_config]\n\"raw.lxc\" = \"lxc.apparmor.profile=unconfined\\nlxc.cap.drop=\"\n";
     assert!(testbed_config::parse(Path::new(FILE), raw).is_ok());
 }
+
+/// A file that is not UTF-8 is a problem at its first bad byte, by byte offset and line:col, without the
+/// "pass the file with -c/--config" hint of a file that cannot be read at all.
+#[test]
+fn invalid_utf8_names_the_byte_offset() {
+    let bytes = b"name = \"lab\"\n[lxd]\nprofile = \"caf\xE9\"\n";
+    let err = testbed_config::parse_bytes(Path::new(FILE), bytes).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        ["testbed.toml:3:15: the file is not UTF-8: byte 0xE9 at byte offset 33 (line 3, column 15)"]
+    );
+    let shown = render(&err);
+    assert!(shown.contains("not UTF-8") && shown.contains("save the file as UTF-8"), "{shown}");
+    assert!(!shown.contains("-c/--config"), "{shown}");
+
+    // The same through `load`, which reads the file from disk.
+    let path = std::env::temp_dir().join(format!("testbed-config-latin1-{}.toml", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let err = testbed_config::load(&path).unwrap_err();
+    std::fs::remove_file(&path).ok();
+    assert!(err.lines()[0].ends_with(":3:15: the file is not UTF-8: byte 0xE9 at byte offset 33 (line 3, column 15)"));
+    assert!(!render(&err).contains("-c/--config"));
+}
