@@ -24,6 +24,11 @@ pub enum ConfigError {
     #[diagnostic(transparent)]
     Syntax(Box<Problem>),
 
+    /// The file is not UTF-8: the problem is at its first bad byte.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Encoding(Box<Problem>),
+
     /// The file parsed but says something testbed cannot build.
     #[error("{path}: {} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" })]
     #[diagnostic(code(testbed::config::invalid), help("fix the lines shown, then run `testbed validate`"))]
@@ -163,6 +168,9 @@ pub(crate) struct Reporter<'a> {
     pub path: &'a str,
     pub map: &'a crate::source::SourceMap,
     pub problems: Vec<Problem>,
+    /// Starts of the values (and keys) already reported for a control character: one problem per value, so
+    /// the field's own rule is not reported there again.
+    pub tainted: std::collections::BTreeSet<usize>,
 }
 
 impl<'a> Reporter<'a> {
@@ -178,6 +186,9 @@ impl<'a> Reporter<'a> {
         label: impl Into<String>,
         help: Option<String>,
     ) {
+        if self.tainted.contains(&span.start) {
+            return;
+        }
         let (src, shown_span) = shown(self.path, self.map.text(), &span);
         self.problems.push(Problem {
             location: self.location(&span),

@@ -38,6 +38,12 @@ impl ImageRef {
             _ if name.contains('/') => ("docker.io".to_owned(), name.to_owned()),
             _ => ("docker.io".to_owned(), format!("library/{name}")),
         };
+        if let Some(why) = (registry != "docker.io" || name.starts_with("docker.io/"))
+            .then(|| crate::mirror::host_port_problem(&registry))
+            .flatten()
+        {
+            return Err(format!("has registry host {registry:?}, which {why}"));
+        }
         let repo_ok = !repository.is_empty()
             && repository.split('/').all(|c| {
                 !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
@@ -81,5 +87,10 @@ mod tests {
         assert_eq!(ImageRef::parse("registry.k8s.io/etcd:3.5.16-0").unwrap().short_name(), "etcd");
         assert!(ImageRef::parse("nginx; rm -rf /").is_err());
         assert!(ImageRef::parse("Nginx").is_err());
+        // The registry host is a host: lowercase, a port from 1 to 65535.
+        assert!(ImageRef::parse("Registry.Example/app:1").is_err());
+        assert!(ImageRef::parse("registry.example:99999/app:1").is_err());
+        assert!(ImageRef::parse("registry..example/app:1").is_err());
+        assert!(ImageRef::parse("localhost:5000/app:1").is_ok());
     }
 }

@@ -11,6 +11,7 @@ pub mod mirror;
 pub mod model;
 pub mod net;
 pub mod source;
+pub mod text;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -46,9 +47,38 @@ impl Config {
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-    parse(path, &text)
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    parse_bytes(path, &bytes)
+}
+
+/// Parses and validates the file's bytes, naming it `path` in messages: bytes that are not UTF-8 (which
+/// TOML requires) are a problem at the first bad byte, by byte offset and line:column.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
+        Err(e) => Err(encoding_error(&path.display().to_string(), bytes, &e)),
+    }
+}
+
+fn encoding_error(path: &str, bytes: &[u8], e: &std::str::Utf8Error) -> ConfigError {
+    let offset = e.valid_up_to();
+    let bad = &bytes[offset..offset + e.error_len().unwrap_or(bytes.len() - offset)];
+    let shown_bytes = bad.iter().map(|b| format!("0x{b:02X}")).collect::<Vec<_>>().join(" ");
+    // The text up to the bad byte is valid, so the lossy text has the same offsets up to it.
+    let text = String::from_utf8_lossy(bytes);
+    let (line, col) = source::line_col(&text, offset);
+    let what = if e.error_len().is_some() { "is not UTF-8" } else { "ends inside a UTF-8 character" };
+    let (src, span) = error::shown(path, &text, &(offset..offset + char::REPLACEMENT_CHARACTER.len_utf8()));
+    ConfigError::Encoding(Box::new(Problem {
+        location: format!("{path}:{line}:{col}"),
+        message: format!("the file {what}: byte {shown_bytes} at byte offset {offset} (line {line}, column {col})"),
+        src,
+        span,
+        label: "not UTF-8".to_owned(),
+        help: Some(
+            "TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8`), or remove the byte".into(),
+        ),
+    }))
 }
 
 /// Parses and validates `text`, naming it `path` in messages.
@@ -56,7 +86,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
     let file: TestbedFile = toml::from_str(text).map_err(|e| syntax_error(&shown, text, &e))?;
     let map = source::SourceMap::new(text);
-    let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new() };
+    let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new(), tainted: Default::default() };
     validate::check(&file, &mut reporter);
     reporter.problems.sort_by_key(|p| p.span.offset());
     if reporter.problems.is_empty() {

@@ -73,6 +73,85 @@ impl SourceMap {
     }
 }
 
+/// A string the document writes, key or value, with where it is: for checks that hold for every string.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Where it is, in TOML's dotted form (`lxd.profile`, `members[1].name`); a key's path ends with itself.
+    pub path: String,
+    /// The string as TOML decodes it (escapes resolved).
+    pub text: String,
+    pub span: Range<usize>,
+    pub is_key: bool,
+}
+
+impl SourceMap {
+    /// Every key and every string value the document writes, in document order.
+    pub fn written_strings(&self) -> Vec<Written> {
+        let mut out = Vec::new();
+        if let Some(doc) = &self.doc {
+            walk_table(doc.as_table(), "", &mut out);
+        }
+        out.sort_by_key(|w| w.span.start);
+        out
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn walk_table(table: &toml_edit::Table, path: &str, out: &mut Vec<Written>) {
+    for (key, item) in table.iter().filter_map(|(k, _)| table.get_key_value(k)) {
+        let here = join(path, key.get());
+        if let Some(span) = key.span() {
+            out.push(Written { path: here.clone(), text: key.get().to_owned(), span, is_key: true });
+        }
+        walk_item(item, &here, out);
+    }
+}
+
+fn walk_item(item: &toml_edit::Item, path: &str, out: &mut Vec<Written>) {
+    match item {
+        toml_edit::Item::Value(v) => walk_value(v, path, out),
+        toml_edit::Item::Table(t) => walk_table(t, path, out),
+        toml_edit::Item::ArrayOfTables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                walk_table(t, &format!("{path}[{i}]"), out);
+            }
+        }
+        toml_edit::Item::None => {}
+    }
+}
+
+fn walk_value(value: &toml_edit::Value, path: &str, out: &mut Vec<Written>) {
+    match value {
+        toml_edit::Value::String(s) => {
+            if let Some(span) = s.span() {
+                out.push(Written { path: path.to_owned(), text: s.value().clone(), span, is_key: false });
+            }
+        }
+        toml_edit::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                walk_value(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        toml_edit::Value::InlineTable(t) => {
+            for (key, item) in t.iter().filter_map(|(k, _)| t.get_key_value(k)) {
+                let here = join(path, key.get());
+                if let Some(span) = key.span() {
+                    out.push(Written { path: here.clone(), text: key.get().to_owned(), span, is_key: true });
+                }
+                walk_item(item, &here, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset into `text`.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());

@@ -1080,3 +1080,174 @@ fn a_subnet_too_small_for_its_members_is_a_problem_at_the_subnet() {
     let fits = format!("[lxd]\nipv4_address = \"10.0.0.1/28\"\n\n{}", members(5));
     assert!(testbed_config::parse(Path::new(FILE), &fits).is_ok());
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Text fields that reach a path, an argument or an API (issue 11, item 9)
+
+/// A host addon becomes `microk8s enable NAME` and the file `/var/snap/microk8s/common/testbed-addons/NAME`:
+/// a path in it would create (and on destroy remove) a file outside the record folder.
+#[test]
+fn host_addons_must_be_addon_names() {
+    let text = r#"[host]
+addons = ["dns", "../../../etc/cron.d/x", "metallb:10.0.0.1-10.0.0.5"]
+"#;
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        [
+            "testbed.toml:2:18: host addon \"../../../etc/cron.d/x\" is not a MicroK8s addon name: it may contain only lowercase letters, digits and hyphens",
+            "testbed.toml:2:43: host addon \"metallb:10.0.0.1-10.0.0.5\" is not a MicroK8s addon name: it carries arguments (NAME:ARGS), which testbed does not pass to `microk8s enable`",
+        ]
+    );
+}
+
+/// Snap channels are `[TRACK/]RISK[/BRANCH]`; `snap install --channel` refuses anything else, after the
+/// lab is half built.
+#[test]
+fn microk8s_channels_must_be_snap_channels() {
+    let text = r#"[host]
+microk8s_channel = "1.32/stabel"
+
+[[members]]
+name = "member1"
+api_port = 16441
+microk8s_channel = "1.32/stable --classic"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_at(&lines, text, "\"1.32/stabel\"", 0);
+    assert_at(&lines, text, "\"1.32/stable --classic\"", 0);
+    assert!(lines[0].contains("has no risk where snap wants one (the risk is one of stable, candidate, beta, edge)"));
+    assert!(lines[1].contains("is not a snap channel: it has the part \"stable --classic\""));
+}
+
+/// Pool and profile names go into LXD's URL paths (`/1.0/profiles/NAME`) and resource addresses; the
+/// driver and the images into its API.
+#[test]
+fn lxd_pool_profile_driver_and_images() {
+    let text = r#"[lxd]
+storage_pool = "pool/../x"
+storage_driver = "z fs"
+image = "myremote:22.04"
+profile = "micro k8s"
+
+[[members]]
+name = "member1"
+api_port = 16441
+image = "ubuntu:22.04?x"
+"#;
+    let lines = check!(text);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    for needle in ["\"pool/../x\"", "\"z fs\"", "\"myremote:22.04\"", "\"micro k8s\"", "\"ubuntu:22.04?x\""] {
+        assert_at(&lines, text, needle, 0);
+    }
+    assert!(lines[2].contains("names the image server \"myremote\", which testbed does not know"), "{}", lines[2]);
+}
+
+#[test]
+fn registry_platforms_are_os_arch_variant() {
+    let text = "[registry]\nplatforms = [\"linux/amd64\", \"linux/arm64,linux/arm\", \"amd64\"]\n";
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        [
+            "testbed.toml:2:29: platform \"linux/arm64,linux/arm\" has a part that is empty or not lowercase letters, digits, '.', '_' and '-' (at most 32)",
+            "testbed.toml:2:54: platform \"amd64\" is not OS/ARCH or OS/ARCH/VARIANT",
+        ]
+    );
+}
+
+/// The registry host of an image source is where testbed connects (and what `[registry.mirrors]` keys by).
+#[test]
+fn image_source_registry_host_is_checked() {
+    let text = r#"[[images]]
+source = "Registry.Example:5000/app:1"
+
+[[images]]
+source = "registry.example:99999/app:1"
+"#;
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        [
+            "testbed.toml:2:10: image source \"Registry.Example:5000/app:1\" has registry host \"Registry.Example:5000\", which may contain only lowercase letters, digits, '.' and '-' (and a :port)",
+            "testbed.toml:5:10: image source \"registry.example:99999/app:1\" has registry host \"registry.example:99999\", which has a port that is not a number from 1 to 65535",
+        ]
+    );
+}
+
+/// `karmadactl init` wipes data_dir and destroy deletes it: `/` or a shared folder would be lost.
+#[test]
+fn karmada_data_dir_must_be_a_folder_of_its_own() {
+    for (dir, why) in [
+        ("/", "is the root folder, which `karmadactl init` would wipe and `testbed destroy` would delete"),
+        ("/etc", "is the shared folder /etc, which `karmadactl init` would wipe and `testbed destroy` would delete"),
+        (
+            "/home/me/",
+            "is the shared folder /home/me, which `karmadactl init` would wipe and `testbed destroy` would delete",
+        ),
+        ("/etc/karmada/../..", "has an empty, `.` or `..` part; write the folder's plain absolute path"),
+    ] {
+        let text = format!("[karmada]\ndata_dir = \"{dir}\"\n");
+        let lines = problems(&text);
+        assert_eq!(lines, [format!("testbed.toml:2:12: [karmada] data_dir {dir:?} {why}")]);
+    }
+    assert!(testbed_config::parse(Path::new(FILE), "[karmada]\ndata_dir = \"/var/lib/karmada\"\n").is_ok());
+}
+
+/// A newline in a value printed fake lines in `--dry-run`; no string, key or value, holds a control
+/// character, and the value's own rule does not report it a second time.
+#[test]
+fn control_characters_never_pass() {
+    let text = r#"[lxd]
+profile = "microk8s\nEVIL"
+
+[lxd.profile_config]
+"raw.lxc" = "lxc.apparmor.profile=unconfined\nlxc.cap.drop="
+"user.note" = "a\tb"
+
+[registry.mirrors]
+"docker.io\u001b[2J" = { endpoint = "https://mirror.example" }
+
+[[members]]
+name = "member1"
+api_port = 16441
+cpu = "2\n"
+"#;
+    let lines = check!(text);
+    assert_eq!(
+        lines,
+        [
+            "testbed.toml:2:11: lxd.profile = \"microk8s\\nEVIL\" contains a newline (U+000A)",
+            "testbed.toml:6:15: lxd.profile_config.user.note = \"a\\tb\" contains a tab (U+0009)",
+            "testbed.toml:9:1: key \"docker.io\\u{1b}[2J\" contains an escape (U+001B)",
+            "testbed.toml:14:7: members[0].cpu = \"2\\n\" contains a newline (U+000A)",
+        ]
+    );
+    // A newline is LXD's own in a raw.* setting: that alone validates.
+    let raw = "[lxd.profile_config]\n\"raw.lxc\" = \"lxc.apparmor.profile=unconfined\\nlxc.cap.drop=\"\n";
+    assert!(testbed_config::parse(Path::new(FILE), raw).is_ok());
+}
+
+/// A file that is not UTF-8 is a problem at its first bad byte, by byte offset and line:col, without the
+/// "pass the file with -c/--config" hint of a file that cannot be read at all.
+#[test]
+fn invalid_utf8_names_the_byte_offset() {
+    let bytes = b"name = \"lab\"\n[lxd]\nprofile = \"caf\xE9\"\n";
+    let err = testbed_config::parse_bytes(Path::new(FILE), bytes).unwrap_err();
+    assert_eq!(
+        err.lines(),
+        ["testbed.toml:3:15: the file is not UTF-8: byte 0xE9 at byte offset 33 (line 3, column 15)"]
+    );
+    let shown = render(&err);
+    assert!(shown.contains("not UTF-8") && shown.contains("save the file as UTF-8"), "{shown}");
+    assert!(!shown.contains("-c/--config"), "{shown}");
+
+    // The same through `load`, which reads the file from disk.
+    let path = std::env::temp_dir().join(format!("testbed-config-latin1-{}.toml", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let err = testbed_config::load(&path).unwrap_err();
+    std::fs::remove_file(&path).ok();
+    assert!(err.lines()[0].ends_with(":3:15: the file is not UTF-8: byte 0xE9 at byte offset 33 (line 3, column 15)"));
+    assert!(!render(&err).contains("-c/--config"));
+}
