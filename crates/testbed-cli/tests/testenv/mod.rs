@@ -11,22 +11,26 @@ pub const LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
 
 /// `testbed -c DIR/testbed.toml --simulate SIMULATE ARGS...` on the test LXD daemon.
 pub fn testbed(dir: &Path, simulate: &str, args: &[&str]) -> Output {
+    command(dir, simulate, args).stdin(std::process::Stdio::null()).output().expect("run testbed")
+}
+
+/// The command [`testbed`] runs, to start it yourself.
+pub fn command(dir: &Path, simulate: &str, args: &[&str]) -> Command {
     let lxd_dir = std::env::var("LXD_DIR").unwrap_or_else(|_| LXD_DIR.to_owned());
     assert!(
         Path::new(&lxd_dir).join("unix.socket").exists(),
         "no LXD test daemon at {lxd_dir}: run `cargo xtask testenv up`"
     );
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    command
         .arg("-c")
         .arg(dir.join("testbed.toml"))
         .args(["--simulate", simulate])
         .args(args)
         .env("LXD_DIR", lxd_dir)
         .env_remove("LXD_SOCKET")
-        .env("TESTBED_SIM_SPEED", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run testbed")
+        .env("TESTBED_SIM_SPEED", "0");
+    command
 }
 
 /// stdout and stderr together, for messages.
