@@ -1,6 +1,7 @@
 //! A small LXD / Incus REST client over the daemon's unix socket: typed envelopes, async operations with a
 //! timeout, exec with recorded output, file push. No shelling out to `lxc`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,19 +72,76 @@ struct Envelope {
     metadata: Value,
 }
 
-/// An operation's final state, from `GET /1.0/operations/<id>/wait`.
+/// An operation (`shared/api/operation.go`), as `GET /1.0/operations?recursion=1` lists it and
+/// `GET /1.0/operations/<id>/wait` returns it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Operation {
     #[serde(default)]
     pub id: String,
+    /// `task`, `websocket` or `token` ([`OperationClass`]).
+    #[serde(default)]
+    pub class: OperationClass,
+    #[serde(default)]
+    pub description: String,
     #[serde(default)]
     pub status: String,
     #[serde(default)]
     pub status_code: u16,
+    /// The objects it affects, by collection: `{"instances": ["/1.0/instances/member1"], ...}`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub resources: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub err: String,
     #[serde(default)]
     pub metadata: Value,
+}
+
+/// What kind of operation (`shared/api/operation.go`): a background task, a websocket session (an
+/// interactive exec or console, running for as long as someone is attached), or a token waiting to be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationClass {
+    #[default]
+    Task,
+    Websocket,
+    Token,
+    #[serde(other)]
+    Other,
+}
+
+/// LXD's status codes (`shared/api/status_code.go`) of an operation that has not finished.
+const RUNNING: u16 = 103;
+const CANCELLING: u16 = 104;
+const PENDING: u16 = 105;
+
+impl Operation {
+    /// Whether it has not finished yet: pending, running or being cancelled.
+    pub fn in_progress(&self) -> bool {
+        matches!(self.status_code, RUNNING | CANCELLING | PENDING)
+    }
+
+    /// The names of the instances it affects (from `resources.instances`, in the default project).
+    pub fn instances(&self) -> Vec<String> {
+        let urls = self.resources.get("instances").map(Vec::as_slice).unwrap_or_default();
+        urls.iter()
+            .filter_map(|url| {
+                let path = url.split('?').next().unwrap_or(url);
+                match path.split('/').collect::<Vec<_>>().as_slice() {
+                    ["", "1.0", "instances", name] if !name.is_empty() => Some(decode(name)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// LXD writes `null` for some empty lists and maps.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Who answers on the socket.
@@ -343,10 +401,17 @@ impl Client {
         }
         let op: Operation = serde_json::from_value(env.metadata)
             .map_err(|e| LxdError::Http { path: path.clone(), reason: e.to_string() })?;
-        if op.status == "Running" || op.status == "Pending" {
+        if op.in_progress() {
             return Err(LxdError::Timeout { what: operation.to_owned(), after: timeout });
         }
         Ok(op)
+    }
+
+    /// `GET /1.0/operations?recursion=1`: the daemon's operations, whatever their status (LXD groups them
+    /// by status; finished ones stay listed for a few seconds).
+    pub async fn operations(&self) -> Result<Vec<Operation>, LxdError> {
+        let by_status: BTreeMap<String, Option<Vec<Operation>>> = self.get("/1.0/operations?recursion=1").await?;
+        Ok(by_status.into_values().flatten().flatten().collect())
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LxdError> {
@@ -480,6 +545,27 @@ pub fn encode(s: &str) -> String {
     out
 }
 
+/// Decodes a percent-encoded path segment (as [`encode`] writes it).
+pub fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,5 +596,30 @@ mod tests {
     fn names_with_odd_characters_are_encoded() {
         assert_eq!(encode("member1"), "member1");
         assert_eq!(encode("/root/a b;c"), "/root/a%20b%3Bc");
+        assert_eq!(decode(&encode("/root/a b;c")), "/root/a b;c");
+        assert_eq!(decode("100%"), "100%");
+    }
+
+    #[test]
+    fn an_operation_names_the_instances_it_affects_and_says_whether_it_runs() {
+        // As lxd-5.0.2 renders an instance update (lxd/operations/operations.go Render).
+        let op: Operation = serde_json::from_value(serde_json::json!({
+            "id": "6916c8a6", "class": "task", "description": "Updating instance",
+            "status": "Running", "status_code": 103,
+            "resources": {"instances": ["/1.0/instances/member1", "/1.0/instances/a%20b?project=default"],
+                          "containers": ["/1.0/containers/member1"]},
+            "metadata": null, "may_cancel": false, "err": "", "location": "none"
+        }))
+        .unwrap();
+        assert!(op.in_progress());
+        assert_eq!(op.class, OperationClass::Task);
+        assert_eq!(op.instances(), ["member1", "a b"]);
+        let done: Operation = serde_json::from_value(serde_json::json!({
+            "id": "x", "class": "websocket", "status": "Success", "status_code": 200, "resources": null
+        }))
+        .unwrap();
+        assert!(!done.in_progress());
+        assert_eq!(done.class, OperationClass::Websocket);
+        assert!(done.instances().is_empty());
     }
 }

@@ -21,4 +21,8 @@ pub enum LxdError {
     Http { path: String, reason: String },
     #[error("{what} did not finish within {after:?}")]
     Timeout { what: String, after: Duration },
+    /// Operations on instances were still running when the wait for them ended: what they will leave
+    /// cannot be read yet.
+    #[error("{flavor} was still carrying out operations on {} after {after:?} ({})", instances.join(", "), operations.join("; "))]
+    Busy { flavor: &'static str, instances: Vec<String>, operations: Vec<String>, after: Duration },
 }

@@ -5,5 +5,5 @@
 mod client;
 mod error;
 
-pub use client::{encode, Client, ExecResult, Flavor};
+pub use client::{decode, encode, Client, ExecResult, Flavor, Operation, OperationClass};
 pub use error::LxdError;

@@ -7,4 +7,4 @@ pub mod provider;
 
 pub use error::IntoProvider;
 pub use provider::LxdProvider;
-pub use testbed_lxd_client::{Client, ExecResult, Flavor, LxdError};
+pub use testbed_lxd_client::{encode, Client, ExecResult, Flavor, LxdError};

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
 
-use testbed_lxd_client::{encode, Client, LxdError};
+use testbed_lxd_client::{encode, Client, LxdError, Operation, OperationClass};
 
 use crate::error::IntoProvider;
 
@@ -32,6 +32,9 @@ pub const PROXY_KEY_PREFIX: &str = "user.testbed.proxy.";
 
 const LONG: Duration = Duration::from_secs(300);
 const SHORT: Duration = Duration::from_secs(60);
+/// How long observation waits for LXD operations still running on this testbed's instances (an apply
+/// stopped mid-way leaves its operations running in the daemon) before it says the layer's state is unknown.
+pub const SETTLE: Duration = Duration::from_secs(60);
 
 type Map = BTreeMap<String, String>;
 
@@ -224,15 +227,40 @@ pub fn missing_kernel_modules(spec: &Spec, has: &dyn Fn(&str) -> bool) -> Vec<St
         .unwrap_or_default()
 }
 
-/// Whether the host side of a proxy (`tcp:ADDRESS:PORT`, `udp:ADDRESS:PORT`) is taken on this host: a
-/// bind that fails with "address in use". Anything else (a unix socket, a port range) is not checked.
-fn host_port_in_use(listen: &str) -> bool {
-    let Some((proto, addr)) = listen.split_once(':') else { return false };
-    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else { return false };
-    let bound = match proto {
-        "tcp" => std::net::TcpListener::bind(addr).map(drop),
-        "udp" => std::net::UdpSocket::bind(addr).map(drop),
-        _ => return false,
+/// The host side of a proxy device, when it is one address and port (`tcp:ADDRESS:PORT`,
+/// `udp:ADDRESS:PORT`); a unix socket or a port range is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPort {
+    pub udp: bool,
+    pub addr: std::net::SocketAddr,
+}
+
+impl HostPort {
+    pub fn parse(listen: &str) -> Option<HostPort> {
+        let (proto, addr) = listen.split_once(':')?;
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return None,
+        };
+        Some(HostPort { udp, addr: addr.parse().ok()? })
+    }
+
+    /// Whether the two cannot both listen: the same protocol and port, on the same address or a wildcard.
+    fn clashes(&self, other: &HostPort) -> bool {
+        let (a, b) = (self.addr.ip(), other.addr.ip());
+        self.udp == other.udp
+            && self.addr.port() == other.addr.port()
+            && (a == b || a.is_unspecified() || b.is_unspecified())
+    }
+}
+
+/// Whether a host port is held on this host: a bind that fails with "address in use".
+fn host_port_bound(port: HostPort) -> bool {
+    let bound = if port.udp {
+        std::net::UdpSocket::bind(port.addr).map(drop)
+    } else {
+        std::net::TcpListener::bind(port.addr).map(drop)
     };
     matches!(bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
 }
@@ -244,6 +272,9 @@ fn last_segment(url: &str) -> &str {
 /// Whether the host's kernel has a module (loaded, or loadable by LXD's modprobe).
 pub type KernelModules = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Whether something holds a host port on LXD's host (LXD's own proxies included).
+pub type HostPorts = Arc<dyn Fn(HostPort) -> bool + Send + Sync>;
+
 /// The real LXD (or Incus) layer.
 pub struct LxdProvider {
     client: Client,
@@ -252,6 +283,10 @@ pub struct LxdProvider {
     /// The host kernel the daemon runs on: `/sys/module` here, the simulated host's kernel under
     /// simulation.
     kernel: KernelModules,
+    /// The host ports held on LXD's host: this machine's, or the simulated host's under simulation.
+    host_ports: HostPorts,
+    /// How long observation waits for operations still running on this testbed's instances.
+    settle: Duration,
     /// One change at a time per instance: proxies and the instance share its device map.
     locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -259,12 +294,31 @@ pub struct LxdProvider {
 impl LxdProvider {
     pub fn new(client: Client, testbed: impl Into<String>) -> LxdProvider {
         let kernel: KernelModules = Arc::new(|m: &str| std::path::Path::new("/sys/module").join(m).exists());
-        LxdProvider { client, testbed: testbed.into(), kernel, locks: Default::default() }
+        LxdProvider {
+            client,
+            testbed: testbed.into(),
+            kernel,
+            host_ports: Arc::new(host_port_bound),
+            settle: SETTLE,
+            locks: Default::default(),
+        }
     }
 
     /// The kernel LXD's host has, when it is not this machine's (a simulated host).
     pub fn with_kernel_modules(mut self, has: impl Fn(&str) -> bool + Send + Sync + 'static) -> LxdProvider {
         self.kernel = Arc::new(has);
+        self
+    }
+
+    /// The ports held on LXD's host, when it is not this machine (a simulated host).
+    pub fn with_host_ports(mut self, held: impl Fn(HostPort) -> bool + Send + Sync + 'static) -> LxdProvider {
+        self.host_ports = Arc::new(held);
+        self
+    }
+
+    /// How long observation waits for operations running on this testbed's instances ([`SETTLE`]).
+    pub fn with_settle_limit(mut self, limit: Duration) -> LxdProvider {
+        self.settle = limit;
         self
     }
 
@@ -321,7 +375,62 @@ impl LxdProvider {
         self.client.put(&path, &body, SHORT).await.map(|_| ())
     }
 
+    /// Waits, up to the settle limit, for the operations running on this testbed's instances (wanted or
+    /// owned): an apply stopped mid-way leaves its operations running in the daemon, and what they change is
+    /// not there to read until they finish. Websocket sessions and tokens change nothing and are not waited
+    /// for. Operations still running at the limit make the state unknown ([`LxdError::Busy`]).
+    async fn settle(&self, wanted: &[Resource]) -> Result<(), LxdError> {
+        let running = |ops: Vec<Operation>| -> Vec<Operation> {
+            ops.into_iter()
+                .filter(|op| op.in_progress() && op.class == OperationClass::Task && !op.instances().is_empty())
+                .collect()
+        };
+        let ops = running(self.client.operations().await?);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut mine: BTreeSet<String> =
+            wanted.iter().filter(|r| r.kind == Kind::LxdInstance).filter_map(|r| r.member.clone()).collect();
+        if ops.iter().flat_map(Operation::instances).any(|n| !mine.contains(&n)) {
+            mine.extend(self.instances().await?.into_iter().filter(|i| i.owned_by(&self.testbed)).map(|i| i.name));
+        }
+        let ours = |op: &Operation| op.instances().iter().any(|n| mine.contains(n));
+        let deadline = tokio::time::Instant::now() + self.settle;
+        let mut waits = tokio::task::JoinSet::new();
+        for op in ops.iter().filter(|op| ours(op)) {
+            let (client, url) = (self.client.clone(), format!("/1.0/operations/{}", encode(&op.id)));
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            tracing::debug!(operation = %op.id, description = %op.description, "waiting for a running LXD operation");
+            waits.spawn(async move { client.wait(&url, left).await });
+        }
+        if waits.is_empty() {
+            return Ok(());
+        }
+        // Each wait ends with the operation finished (whether it succeeded or failed), gone, or still running
+        // at the limit: the listing below tells which. Only a daemon that went away stops the look.
+        while let Some(waited) = waits.join_next().await {
+            if let Ok(Err(e @ (LxdError::NotInstalled { .. } | LxdError::Unreachable { .. } | LxdError::Lost { .. }))) =
+                waited
+            {
+                return Err(e);
+            }
+        }
+        let busy: Vec<Operation> = running(self.client.operations().await?).into_iter().filter(|op| ours(op)).collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        let instances: BTreeSet<String> =
+            busy.iter().flat_map(Operation::instances).filter(|n| mine.contains(n)).collect();
+        Err(LxdError::Busy {
+            flavor: self.client.flavor().name(),
+            instances: instances.into_iter().collect(),
+            operations: busy.iter().map(|op| format!("{} ({})", op.description, op.id)).collect(),
+            after: self.settle,
+        })
+    }
+
     async fn observe_layer(&self, wanted: &[Resource]) -> Result<LayerObservation, LxdError> {
+        self.settle(wanted).await?;
         let wanted: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
         // Four independent reads, at once: listing networks alone takes LXD ~20 ms (it inspects every
         // host interface).
@@ -770,33 +879,71 @@ impl LxdProvider {
                 i.config.remove(&key);
             }
         }
-        self.put_instance(&i, log).await.map_err(|e| {
-            // LXD reports a taken host port either as "address already in use" or, depending on timing, as
-            // "Failed to receive fd from listener process": look at the port itself (LXD has rolled the
-            // device back, so whatever holds it now is not this proxy).
-            let listen = a.desired.as_ref().and_then(|r| r.spec.get("listen")).cloned().unwrap_or_default();
-            let in_use = matches!(e, LxdError::Api { .. })
-                && (e.to_string().contains("address already in use") || host_port_in_use(&listen));
-            if !in_use {
-                return e.into_provider(&ctx);
+        let Err(e) = self.put_instance(&i, log).await else { return Ok(()) };
+        let listen = a.desired.as_ref().filter(|_| a.op != Op::Delete).and_then(|r| r.spec.get("listen"));
+        let Some(port) = listen.and_then(|l| HostPort::parse(l)).filter(|_| matches!(e, LxdError::Api { .. })) else {
+            return Err(e.into_provider(&ctx));
+        };
+        // LXD reports a taken host port in words that vary with timing ("address already in use", "Failed
+        // to receive fd from listener process"), and refuses for other reasons too (an operation of an
+        // apply that was stopped still changing the container). The port is blamed only on evidence: what
+        // holds it now, LXD having rolled the device back.
+        Err(match self.port_holder(port).await {
+            Some(PortHolder::Device { container, device }) if container == member && device == dev => {
+                // The device is there after all (another client's change to the same container): not a
+                // clash, LXD's own answer says what happened.
+                e.into_provider(&ctx)
             }
-            let host = listen.split_once(':').map_or(listen.as_str(), |(_, h)| h);
-            let setting = if dev == "api" {
-                format!("member {member}'s `api_port`")
-            } else {
-                format!("the `host_port` of proxy {dev:?} of member {member}")
-            };
-            // The message quotes LXD's answer in parentheses, as before; the report does not repeat the
-            // source it already quotes.
-            ProviderError::failed(format!(
-                "{ctx}: host port {host} is already in use by another program, so LXD cannot listen on it ({e})"
-            ))
-            .with_hint(format!(
-                "stop what listens on {host} (`ss -lntp` shows it), or change {setting} in the file; then apply again"
-            ))
-            .caused_by(e)
+            Some(PortHolder::Device { container, device }) => {
+                self.port_taken(a, &ctx, port, &format!("proxy device {device:?} of container {container}"), e)
+            }
+            Some(PortHolder::Program) => self.port_taken(a, &ctx, port, "another program", e),
+            None => e.into_provider(&ctx),
         })
     }
+
+    /// What holds a host port: a proxy device of a running container (forkproxy listens for it), another
+    /// program, or nothing.
+    async fn port_holder(&self, port: HostPort) -> Option<PortHolder> {
+        let instances = self.instances().await.ok()?;
+        let device = instances.iter().filter(|i| i.running()).find_map(|i| {
+            i.expanded_devices.iter().find_map(|(name, d)| {
+                let theirs = d.get("listen").and_then(|l| HostPort::parse(l))?;
+                (d.get("type").map(String::as_str) == Some("proxy") && theirs.clashes(&port))
+                    .then(|| PortHolder::Device { container: i.name.clone(), device: name.clone() })
+            })
+        });
+        device.or_else(|| (self.host_ports)(port).then_some(PortHolder::Program))
+    }
+
+    /// The error of a proxy whose host port something else holds.
+    fn port_taken(&self, a: &Action, ctx: &str, port: HostPort, holder: &str, e: LxdError) -> ProviderError {
+        let member = a.member.clone().unwrap_or_default();
+        let dev = name_of(a);
+        let host = port.addr;
+        let setting = if dev == "api" {
+            format!("member {member}'s `api_port`")
+        } else {
+            format!("the `host_port` of proxy {dev:?} of member {member}")
+        };
+        // The message quotes LXD's answer in parentheses, as before; the report does not repeat the source it
+        // already quotes.
+        ProviderError::failed(format!(
+            "{ctx}: host port {host} is already in use by {holder}, so LXD cannot listen on it ({e})"
+        ))
+        .with_hint(format!(
+            "stop what listens on {host} (`ss -lntp` shows it), or change {setting} in the file; then apply again"
+        ))
+        .caused_by(e)
+    }
+}
+
+/// What holds a host port.
+enum PortHolder {
+    /// A proxy device of a running container.
+    Device { container: String, device: String },
+    /// Something that is not an LXD proxy device.
+    Program,
 }
 
 #[derive(Deserialize)]
@@ -928,9 +1075,21 @@ mod tests {
     fn a_taken_host_port_is_recognised() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
-        assert!(host_port_in_use(&format!("tcp:127.0.0.1:{port}")));
-        assert!(!host_port_in_use("unix:/run/x.sock"));
-        assert!(!host_port_in_use("tcp:127.0.0.1:80-81"));
+        assert!(host_port_bound(HostPort::parse(&format!("tcp:127.0.0.1:{port}")).unwrap()));
+        drop(held);
+        assert!(!host_port_bound(HostPort::parse(&format!("tcp:127.0.0.1:{port}")).unwrap()));
+        assert_eq!(HostPort::parse("unix:/run/x.sock"), None);
+        assert_eq!(HostPort::parse("tcp:127.0.0.1:80-81"), None);
+    }
+
+    #[test]
+    fn host_ports_clash_on_the_same_address_or_a_wildcard() {
+        let p = |s: &str| HostPort::parse(s).unwrap();
+        assert!(p("tcp:127.0.0.1:16441").clashes(&p("tcp:0.0.0.0:16441")));
+        assert!(p("tcp:127.0.0.1:16441").clashes(&p("tcp:127.0.0.1:16441")));
+        assert!(!p("tcp:127.0.0.1:16441").clashes(&p("tcp:127.0.0.2:16441")));
+        assert!(!p("tcp:127.0.0.1:16441").clashes(&p("udp:127.0.0.1:16441")));
+        assert!(!p("tcp:127.0.0.1:16441").clashes(&p("tcp:127.0.0.1:16442")));
     }
 
     #[test]

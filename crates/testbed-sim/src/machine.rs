@@ -269,7 +269,11 @@ impl SimMachine {
         let client = self.lxd_client()?;
         let shared = Arc::clone(&self.shared);
         Ok(LxdProvider::new(client, self.testbed.clone())
-            .with_kernel_modules(move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))))
+            .with_kernel_modules({
+                let shared = Arc::clone(&shared);
+                move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))
+            })
+            .with_host_ports(move |p| shared.read(|w| w.ports_in_use().iter().any(|(port, _)| *port == p.addr.port()))))
     }
 
     /// A client of the simulated LXD daemon, started if needed (see [`SimMachine::lxd_provider`]).

@@ -362,6 +362,54 @@ async fn a_container_testbed_did_not_create_is_someone_elses() {
     assert!(b.machine.world().lxd_daemon.instances.contains_key("member2"));
 }
 
+/// A machine at real-magnitude speed (under paused time) whose apply of TWO_MEMBERS ran up to `address` and
+/// was stopped there, as a killed apply would be, once the daemon had an operation running for it: the
+/// operation goes on without its client, as LXD's do.
+async fn stopped_at(address: &str) -> (Bench, Config) {
+    let b = bench_with(SimOptions { speed: 1.0, ..SimOptions::instant() });
+    let config = b.config(TWO_MEMBERS);
+    let plan = plan_for(&b.machine, &config).await;
+    let action = apply_until(&b.machine, &plan, at(address), nothing).await.expect("planned");
+    let client = b.machine.lxd_provider().expect("daemon").client().clone();
+    let runner = b.machine.clone();
+    let apply = tokio::spawn(async move { run(&runner, &action).await });
+    while !client.operations().await.expect("operations").iter().any(|op| op.in_progress()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    apply.abort();
+    (b, config)
+}
+
+/// An apply stopped while LXD still adds a member's proxy: the next look waits for that operation and sees
+/// the proxy, so the next plan does not add it again (which real LXD refuses, "A matching non-reusable
+/// operation has now succeeded", with the port then held by that very proxy).
+#[tokio::test(start_paused = true)]
+async fn the_next_plan_waits_for_what_a_stopped_apply_left_running_in_lxd() {
+    let (b, config) = stopped_at("proxy.member1.api").await;
+
+    let again = plan_for(&b.machine, &config).await;
+    let redone: Vec<&str> = again.actions().into_iter().filter(|a| a.runs()).map(|a| a.address.as_str()).collect();
+    assert!(
+        !redone.contains(&"proxy.member1.api"),
+        "the proxy the stopped apply was adding is planned again: {redone:?}"
+    );
+    assert!(b.machine.world().lxd_daemon.instances["member1"].devices.contains_key("api"));
+}
+
+/// Operations that outlast the wait leave the LXD layer unknown, not missing: nothing of it is planned.
+#[tokio::test(start_paused = true)]
+async fn lxd_operations_that_outlast_the_wait_leave_the_layer_unknown() {
+    let (b, config) = stopped_at("lxd_instance.member1").await;
+
+    let lxd = b.machine.lxd_provider().expect("daemon").with_settle_limit(Duration::from_secs(1));
+    let first = desired::build(&config, &ObservedState::default());
+    let e = testbed_provider::Provider::observe(&lxd, &wanted(&first)).await.expect_err("still creating member1");
+    assert_eq!(e.kind(), ErrorKind::StateUnknown, "{e:?}");
+    let message = e.report().to_string();
+    assert!(message.contains("still carrying out operations on member1 after 1s"), "{message}");
+    assert!(e.hint().is_some_and(|h| h.contains("unknown until they finish")), "{e:?}");
+}
+
 #[tokio::test]
 async fn a_taken_host_port_fails_like_the_real_step() {
     let b = bench();

@@ -11,12 +11,18 @@ pub const LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
 
 /// `testbed -c DIR/testbed.toml --simulate SIMULATE ARGS...` on the test LXD daemon.
 pub fn testbed(dir: &Path, simulate: &str, args: &[&str]) -> Output {
+    command(dir, simulate, args).stdin(std::process::Stdio::null()).output().expect("run testbed")
+}
+
+/// The command [`testbed`] runs, to start it yourself.
+pub fn command(dir: &Path, simulate: &str, args: &[&str]) -> Command {
     let lxd_dir = std::env::var("LXD_DIR").unwrap_or_else(|_| LXD_DIR.to_owned());
     assert!(
         Path::new(&lxd_dir).join("unix.socket").exists(),
         "no LXD test daemon at {lxd_dir}: run `cargo xtask testenv up`"
     );
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    command
         .arg("-c")
         .arg(dir.join("testbed.toml"))
         .args(["--simulate", simulate])
@@ -25,10 +31,8 @@ pub fn testbed(dir: &Path, simulate: &str, args: &[&str]) -> Output {
         .env_remove("LXD_SOCKET")
         .env("TESTBED_SIM_SPEED", "0")
         // The tests share the test daemon, and so its lock: each waits for the others' runs.
-        .env("TESTBED_LOCK_TIMEOUT", "10m")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run testbed")
+        .env("TESTBED_LOCK_TIMEOUT", "10m");
+    command
 }
 
 /// stdout and stderr together, for messages.

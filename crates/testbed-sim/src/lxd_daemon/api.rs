@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::state::{kind, Devices, Instance, LxdDaemon, Map, Network, Profile, Status, StoragePool};
 use super::{Daemon, Flavor, Op, OpEnd};
 use crate::world::{listen_port, subnet_allows, SimWorld};
+use testbed_lxd::encode;
 
 /// An error answer: the HTTP status and LXD's message.
 #[derive(Debug, Clone)]
@@ -116,7 +117,9 @@ pub(crate) async fn handle(
                 Err(e) => Err(e),
                 Ok(name) => {
                     let description = format!("Creating instance {name}");
-                    return operation(d, description, latency::CREATE_INSTANCE, move |w| create_instance(w, &body));
+                    return operation(d, description, name, latency::CREATE_INSTANCE, move |w| {
+                        create_instance(w, &body)
+                    });
                 }
             }
         }
@@ -126,9 +129,13 @@ pub(crate) async fn handle(
             match d.shared.read(|w| existing(&w.lxd_daemon, &name).map(|_| ())) {
                 Err(e) => Err(e),
                 Ok(()) => {
-                    return operation(d, format!("Updating instance {name}"), latency::UPDATE_INSTANCE, move |w| {
-                        update_instance(w, &name, &body, true)
-                    })
+                    return operation(
+                        d,
+                        format!("Updating instance {name}"),
+                        name.clone(),
+                        latency::UPDATE_INSTANCE,
+                        move |w| update_instance(w, &name, &body, true),
+                    )
                 }
             }
         }
@@ -142,9 +149,13 @@ pub(crate) async fn handle(
                 // lxd/instance_delete.go: refused before any operation.
                 Ok(true) => Err(err(400, "Instance is running")),
                 Ok(false) => {
-                    return operation(d, format!("Deleting instance {name}"), latency::DELETE_INSTANCE, move |w| {
-                        delete_instance(w, &name)
-                    })
+                    return operation(
+                        d,
+                        format!("Deleting instance {name}"),
+                        name.clone(),
+                        latency::DELETE_INSTANCE,
+                        move |w| delete_instance(w, &name),
+                    )
                 }
             }
         }
@@ -161,7 +172,7 @@ pub(crate) async fn handle(
                 Err(e) => Err(e),
                 Ok(()) => {
                     let description = format!("{} instance {name}", capitalised(&action));
-                    return operation(d, description, took, move |w| change_state(w, &name, &action));
+                    return operation(d, description, name.clone(), took, move |w| change_state(w, &name, &action));
                 }
             }
         }
@@ -192,7 +203,7 @@ pub(crate) async fn handle(
                 None => Err(err(404, "not found")),
             }
         }
-        (&Method::GET, ["1.0", "operations"]) => Ok(list_operations(d)),
+        (&Method::GET, ["1.0", "operations"]) => Ok(list_operations(d, recursion)),
         (&Method::GET, ["1.0", "operations", id]) => match find_op(d, id) {
             Some(op) => Ok(op_json(id, &op)),
             None => Err(err(404, "Operation not found")),
@@ -259,10 +270,11 @@ async fn sync_change(d: &Arc<Daemon>, took: Duration, f: impl FnOnce(&mut SimWor
 fn operation(
     d: &Arc<Daemon>,
     description: String,
+    instance: String,
     took: Duration,
     f: impl FnOnce(&mut SimWorld) -> Answer + Send + 'static,
 ) -> (StatusCode, Vec<u8>) {
-    operation_ending(d, description, took, Ending::Change(Box::new(f)))
+    operation_ending(d, description, instance, took, Ending::Change(Box::new(f)))
 }
 
 /// What an operation does when its time has passed.
@@ -273,11 +285,17 @@ enum Ending {
     Done(Value),
 }
 
-fn operation_ending(d: &Arc<Daemon>, description: String, took: Duration, ending: Ending) -> (StatusCode, Vec<u8>) {
+fn operation_ending(
+    d: &Arc<Daemon>,
+    description: String,
+    instance: String,
+    took: Duration,
+    ending: Ending,
+) -> (StatusCode, Vec<u8>) {
     let id = d.shared.change_quiet(|w| w.lxd_daemon.new_id());
     let id = format!("00000000-0000-4000-a000-{id:012}");
     let (tx, rx) = watch::channel(None);
-    let op = Arc::new(Op { description, end: rx });
+    let op = Arc::new(Op { description, instance, end: rx });
     d.ops.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::clone(&op));
     let shared = Arc::clone(&d.shared);
     let wait = shared.options.scaled(took);
@@ -324,7 +342,12 @@ fn op_json(id: &str, op: &Op) -> Value {
         "description": op.description,
         "status": status,
         "status_code": code,
-        "resources": {},
+        // lxd/operations/operations.go Render: each affected object as its URL, by collection (an instance
+        // under its old name `containers` too).
+        "resources": {
+            "instances": [format!("/1.0/instances/{}", encode(&op.instance))],
+            "containers": [format!("/1.0/containers/{}", encode(&op.instance))],
+        },
         "metadata": metadata,
         "may_cancel": false,
         "err": err,
@@ -332,20 +355,23 @@ fn op_json(id: &str, op: &Op) -> Value {
     })
 }
 
-fn list_operations(d: &Daemon) -> Value {
+/// `GET /1.0/operations`: lxd/operations.go operationsGet groups them by their status in lower case, only the
+/// statuses some operation has; URLs, or with recursion the operations themselves.
+fn list_operations(d: &Daemon, recursion: u8) -> Value {
     let ops = d.ops.lock().unwrap_or_else(|p| p.into_inner());
-    let mut running = Vec::new();
-    let mut success = Vec::new();
-    let mut failure = Vec::new();
+    let mut by_status = serde_json::Map::new();
     for (id, op) in ops.iter() {
-        let v = format!("/1.0/operations/{id}");
-        match &*op.end.borrow() {
-            None => running.push(v),
-            Some(e) if e.status_code == 200 => success.push(v),
-            Some(_) => failure.push(v),
+        let status = match &*op.end.borrow() {
+            None => "running",
+            Some(e) if e.status_code == 200 => "success",
+            Some(_) => "failure",
+        };
+        let v = if recursion >= 1 { op_json(id, op) } else { json!(format!("/1.0/operations/{id}")) };
+        if let Value::Array(list) = by_status.entry(status).or_insert_with(|| json!([])) {
+            list.push(v);
         }
     }
-    json!({"running": running, "success": success, "failure": failure})
+    Value::Object(by_status)
 }
 
 fn server_info(d: &Daemon) -> Value {
@@ -1239,7 +1265,7 @@ fn exec(d: &Arc<Daemon>, c: crate::member_programs::Container, body: &Value) -> 
             "2": format!("/1.0/instances/{}/logs/{stderr}", c.name),
         });
     }
-    operation_ending(d, format!("Executing command in {}", c.name), ran.took, Ending::Done(metadata))
+    operation_ending(d, format!("Executing command in {}", c.name), c.name.clone(), ran.took, Ending::Done(metadata))
 }
 
 /// The recorded exec outputs still kept for an instance.

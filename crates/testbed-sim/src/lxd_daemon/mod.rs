@@ -63,6 +63,8 @@ pub(crate) struct OpEnd {
 /// A running or finished operation.
 pub(crate) struct Op {
     pub description: String,
+    /// The instance it affects (its `resources`).
+    pub instance: String,
     pub end: watch::Receiver<Option<OpEnd>>,
 }
 
