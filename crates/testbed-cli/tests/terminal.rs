@@ -269,3 +269,17 @@ fn destroy_asks_in_its_own_words_on_the_terminal() {
     assert_eq!(pty.finish(), 1);
     assert!(pty.contents().contains("destroy cancelled; nothing was changed"), "{}", pty.contents());
 }
+
+#[test]
+fn tracing_lines_stay_on_screen_among_the_spinners() {
+    let lab = Lab::new(THREE);
+    let env = [("TESTBED_SIM_SPEED", "0.02"), ("RUST_LOG", "testbed_exec=debug")];
+    let (code, screen, _) = lab.on_terminal(&["apply", "--yes"], &env);
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("Plan: 35 to create, 2 to update"), "{screen}");
+    // One debug line per action started and per action finished: 37 of each (the plan has 37 actions).
+    for what in ["action started", "action finished"] {
+        let seen = screen.lines().filter(|l| l.contains(what)).count();
+        assert_eq!(seen, 37, "{what}: {seen} of 37 lines on the screen:\n{screen}");
+    }
+}
