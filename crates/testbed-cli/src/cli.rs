@@ -4,13 +4,28 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::style::ColorChoice;
+
+/// The environment variables testbed reads, shown at the end of `--help`.
+const ENVIRONMENT: &str = "\
+ENVIRONMENT:
+  RUST_LOG                  Tracing filter (overrides -v), e.g. RUST_LOG=testbed_exec=debug
+  NO_COLOR                  Any non-empty value: no colour under --color auto (https://no-color.org)
+  TESTBED_HOST_KUBECONFIG   Admin kubeconfig of the host cluster
+                            [default: /var/snap/microk8s/current/credentials/client.config]
+  LXD_DIR, LXD_SOCKET       Where the LXD daemon's socket is (INCUS_DIR, INCUS_SOCKET with Incus)
+  TESTBED_SIM_SPEED         Simulated machine: factor on real-magnitude step times; 0 = instant [default: 0.01]
+  TESTBED_SIM_FAIL          Simulated machine: faults to inject, comma-separated (see the README)
+  TESTBED_SIM_SEED          Simulated machine: seed for random faults and step times";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "testbed",
     version,
     about = "Declarative multi-cluster Kubernetes lab on one server: MicroK8s + LXD + Karmada",
     long_about = "testbed reads the desired state from testbed.toml, observes the machine, plans the missing \
-                  steps as a dependency graph, and applies only those, in parallel where the graph allows."
+                  steps as a dependency graph, and applies only those, in parallel where the graph allows.",
+    after_help = ENVIRONMENT
 )]
 pub struct Cli {
     /// The desired-state file.
@@ -29,6 +44,10 @@ pub struct Cli {
     /// More tracing output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// When to colour the output; NO_COLOR (non-empty) turns `auto` off.
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 
     #[command(subcommand)]
     pub command: Command,
@@ -54,11 +73,13 @@ pub enum Command {
     Destroy(#[command(flatten)] RunArgs),
     /// Show the observed state of each resource.
     Status {
+        /// Print the state as one JSON object, with a "format_version".
         #[arg(long)]
         json: bool,
     },
     /// Print the plan's dependency graph as Graphviz DOT.
     Graph {
+        /// Limit the graph to an address, an address prefix or a member, plus what it needs.
         #[arg(long, value_name = "ADDRESS_OR_MEMBER")]
         target: Vec<String>,
     },
@@ -66,6 +87,12 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of testbed.toml.
     Schema,
+    /// Print a shell completion script: `testbed completions bash > /etc/bash_completion.d/testbed`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What `apply` and `destroy` share.
@@ -78,8 +105,8 @@ pub struct RunArgs {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     /// How many actions may run at once.
-    #[arg(long, value_name = "N")]
-    pub parallelism: Option<usize>,
+    #[arg(long, value_name = "N", default_value_t = testbed_exec::default_parallelism())]
+    pub parallelism: usize,
     /// Limit the run to an address, an address prefix or a member, plus what must happen first (for
     /// destroy: the deletes of what depends on it).
     #[arg(long, value_name = "ADDRESS_OR_MEMBER")]

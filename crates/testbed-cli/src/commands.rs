@@ -1,23 +1,55 @@
 //! The subcommands. Each returns the process exit code or an error that main renders.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde::Serialize;
 use testbed_exec::{execute, ExecOptions, Interrupt};
-use testbed_plan::{render, Health, Owner};
+use testbed_plan::{render, Health, Owner, Plan};
 
 use crate::cli::{Cli, RunArgs};
 use crate::error::CliError;
-use crate::progress::Progress;
+use crate::progress::{self, Progress};
 use crate::runlog::RunLog;
-use crate::session::{Goal, Session};
+use crate::session::{Goal, Planned, Session};
+use crate::style;
 
+/// Which layers are simulated, or that all are real: every run says so.
 fn banner(session: &Session) {
-    if let Some(b) = session.simulation_banner() {
-        eprintln!("{b}");
+    eprintln!("{}", session.simulation_banner());
+}
+
+/// The plan as text for stdout: coloured when stdout takes colour, in destroy's words for a destroy.
+fn plan_text(plan: &Plan, goal: Goal) -> String {
+    render::text_styled(plan, render::TextStyle { color: style::stdout(), destroy: goal == Goal::Destroy })
+}
+
+/// What a destroy leaves in place (said with what it destroys).
+fn print_kept(plan: &Plan, kept: &[String]) {
+    if !plan.is_empty() && !kept.is_empty() {
+        println!("\nKept: destroy leaves these in place:");
+        for k in kept {
+            println!("    {k}");
+        }
     }
+}
+
+/// A run limited by --target may leave the machine half-way: said as Terraform says it.
+fn warn_targeted(targets: &[String]) {
+    if targets.is_empty() {
+        return;
+    }
+    let warning = style::paint("Warning:", "1;33", style::stderr());
+    eprintln!(
+        "\n{warning} --target is in effect: only {} and what {} need{} are planned, so the result may be \
+         partial.\n    Use it to repair or rehearse one part; run without --target to bring the whole file \
+         about.\n",
+        targets.join(", "),
+        if targets.len() == 1 { "it" } else { "they" },
+        if targets.len() == 1 { "s" } else { "" },
+    );
 }
 
 /// Prints what the host pre-flight found; returns how many findings would make apply fail.
@@ -37,14 +69,14 @@ pub async fn plan(cli: &Cli, json: bool, detailed: bool, targets: &[String]) -> 
     if !json {
         banner(&session);
     }
-    let (plan, findings) = session.plan_checked(Goal::Converge, targets).await?;
-    if !json {
-        report_preflight(&findings);
-    }
+    let Planned { plan, findings, .. } = session.plan_checked(Goal::Converge, targets).await?;
     if json {
-        print!("{}", render::json(&plan));
+        let simulated: Vec<&str> = session.simulated.iter().map(|l| l.name()).collect();
+        print!("{}", render::json_simulated(&plan, &simulated));
     } else {
-        print!("{}", render::text(&plan));
+        report_preflight(&findings);
+        warn_targeted(targets);
+        print!("{}", plan_text(&plan, Goal::Converge));
     }
     Ok(if detailed && !plan.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
@@ -83,9 +115,11 @@ pub fn schema() -> Result<ExitCode, CliError> {
 pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCode, CliError> {
     let session = Session::open(cli)?;
     banner(&session);
-    let (plan, findings) = session.plan_checked(goal, targets).await?;
+    let Planned { plan, findings, kept } = session.plan_checked(goal, targets).await?;
     report_preflight(&findings);
-    print!("{}", render::text(&plan));
+    warn_targeted(targets);
+    print!("{}", plan_text(&plan, goal));
+    print_kept(&plan, &kept);
     if plan.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -118,8 +152,7 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
         Goal::Converge => "apply",
         Goal::Destroy => "destroy",
     };
-    let parallelism = parallelism.unwrap_or_else(testbed_exec::default_parallelism);
-    if parallelism == 0 {
+    if *parallelism == 0 {
         return Err(CliError::usage("--parallelism must be at least 1", None));
     }
     let (session, locks) = Session::open_locked(cli, what, *lock_timeout)?;
@@ -127,39 +160,44 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
         eprintln!("Note: {n}");
     }
     banner(&session);
-    let (plan, findings) = session.plan_checked(goal, targets).await?;
+    let Planned { plan, findings, kept } = session.plan_checked(goal, targets).await?;
     let blocking = report_preflight(&findings);
-    print!("{}", render::text(&plan));
+    warn_targeted(targets);
+    print!("{}", plan_text(&plan, goal));
+    print_kept(&plan, &kept);
     if plan.is_empty() {
         return Ok(unfinished(goal, &plan).unwrap_or(ExitCode::SUCCESS));
     }
     if blocking > 0 {
         return Err(CliError::Preflight { count: blocking });
     }
-    confirm(*yes, what)?;
+    confirm(*yes, goal)?;
 
     let log = Arc::new(RunLog::create(&session.state_dir, what)?);
+    crate::session::prune_logs(&session.state_dir.join("logs"), crate::session::LOGS_KEPT);
     log.raw(&format!(
         "testbed {} {what}\nconfig: {}\n{}\n\n{}",
         env!("CARGO_PKG_VERSION"),
         session.config.path.display(),
-        session.simulation_banner().unwrap_or_else(|| "All layers real.".into()),
+        session.simulation_banner(),
         render::text(&plan)
     ));
 
     let estimates = session.providers.clone();
-    let options = ExecOptions::new(parallelism)
+    let options = ExecOptions::new(*parallelism)
         .with_estimate(move |a| estimates.expected_duration(a).unwrap_or(std::time::Duration::from_secs(1)));
     let interrupt = Interrupt::new();
     interrupt.listen_for_signals();
     let mut presses = interrupt.subscribe();
+    // Printed around the spinners, so that their next redraw does not erase it.
     tokio::spawn(async move {
         while presses.changed().await.is_ok() {
-            match *presses.borrow() {
-                1 => eprintln!(
-                    "\nInterrupt: starting no new actions; running ones finish. Press Ctrl-C again to abort them."
+            let count = *presses.borrow();
+            match count {
+                1 => progress::notice(
+                    "\nInterrupt: starting no new actions; running ones finish. Press Ctrl-C again to abort them.",
                 ),
-                _ => eprintln!("\nInterrupt: aborting running actions."),
+                _ => progress::notice("\nInterrupt: aborting running actions."),
             }
         }
     });
@@ -174,6 +212,7 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
     };
     let runner: Arc<dyn testbed_provider::ActionRunner> = Arc::new(session.providers.clone());
     let report = execute(&plan, runner, &options, &interrupt, sink).await;
+    drop(progress);
 
     let summary = report.summary_line(match goal {
         Goal::Converge => "Apply",
@@ -183,6 +222,7 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
     log.finish();
     println!();
     println!("{summary}");
+    print_errors(&report);
     if !report.success() {
         println!("Run `testbed {what}` again to pick up what is left; the log is {}", log.path().display());
         // Stopped by Ctrl-C or SIGTERM: the shell's code for a run the signal ended (130, 143), as scripts expect.
@@ -212,23 +252,73 @@ fn unfinished(goal: Goal, plan: &testbed_plan::Plan) -> Option<ExitCode> {
     Some(ExitCode::FAILURE)
 }
 
-fn confirm(yes: bool, what: &'static str) -> Result<(), CliError> {
+/// Each failed action again, after the summary, with what to do next: the lines scrolled by long ago.
+fn print_errors(report: &testbed_exec::Report) {
+    let failed: Vec<_> = report
+        .actions
+        .iter()
+        .filter_map(|a| match &a.outcome {
+            testbed_exec::Outcome::Failed { error } => Some((a, error)),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    let color = style::stdout();
+    println!("\n{}", style::paint("Errors:", "1;31", color));
+    for (a, error) in failed {
+        println!(
+            "\n  {}: {}",
+            style::paint(a.address.as_str(), "1", color),
+            progress::message(a.address.as_str(), error)
+        );
+        if let Some(h) = error.hint() {
+            println!("    next: {h}");
+        }
+    }
+    println!();
+}
+
+/// Asks on the terminal (never on stdout, which may be a file): the question goes to /dev/tty, or to
+/// stderr when that is a terminal; the answer is read from the terminal on stdin.
+fn confirm(yes: bool, goal: Goal) -> Result<(), CliError> {
+    let what = match goal {
+        Goal::Converge => "apply",
+        Goal::Destroy => "destroy",
+    };
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         return Err(CliError::NoTerminal { what });
     }
-    print!("\nDo you want to {what} these actions? Only 'yes' will be accepted: ");
-    let _ = std::io::stdout().flush();
+    let question = match goal {
+        Goal::Converge => "\nApply all of the above? Only 'yes' will be accepted: ",
+        Goal::Destroy => "\nDestroy all of the above? There is no undo. Only 'yes' will be accepted: ",
+    };
+    let asked = match std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+        Ok(mut tty) => tty.write_all(question.as_bytes()).and_then(|()| tty.flush()).is_ok(),
+        Err(_) => false,
+    };
+    if !asked {
+        if !std::io::stderr().is_terminal() {
+            return Err(CliError::NoTerminal { what });
+        }
+        eprint!("{question}");
+        let _ = std::io::stderr().flush();
+    }
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::io(std::path::Path::new("<stdin>"), e))?;
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::io(Path::new("<stdin>"), e))?;
     if answer.trim() == "yes" {
         Ok(())
     } else {
         Err(CliError::Declined { what })
     }
 }
+
+/// The version of `status --json`'s format: a change that removes or renames a field bumps the major number.
+const STATUS_FORMAT_VERSION: &str = "1.0";
 
 #[derive(Serialize)]
 struct StatusEntry<'a> {
@@ -244,6 +334,7 @@ struct StatusEntry<'a> {
 
 #[derive(Serialize)]
 struct StatusDoc<'a> {
+    format_version: &'static str,
     simulated: Vec<&'static str>,
     resources: Vec<StatusEntry<'a>>,
     unobservable: &'a [testbed_plan::Unobservable],
@@ -289,6 +380,7 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
 
     if json {
         let doc = StatusDoc {
+            format_version: STATUS_FORMAT_VERSION,
             simulated: session.simulated.iter().map(|l| l.name()).collect(),
             resources: entries,
             unobservable: &observed.unobservable,

@@ -8,11 +8,12 @@ mod lock;
 mod progress;
 mod runlog;
 mod session;
+mod style;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 
 use cli::{Cli, Command};
 use session::Goal;
@@ -29,15 +30,16 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| progress::TracingWriter)
+        .with_ansi(style::stderr())
         .try_init();
 }
 
 fn init_diagnostics() {
     let terminal = std::io::stderr().is_terminal();
+    let color = style::stderr();
     let _ = miette::set_hook(Box::new(move |_| {
-        let opts = miette::MietteHandlerOpts::new().color(terminal).terminal_links(false).context_lines(1);
+        let opts = miette::MietteHandlerOpts::new().color(color).terminal_links(false).context_lines(1);
         // Lines are wrapped to the terminal; into a file or a pipe each message stays on one line.
         let opts = if terminal { opts } else { opts.width(usize::MAX / 4) };
         Box::new(opts.build())
@@ -54,6 +56,11 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
         }
     };
+    style::set(cli.color);
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "testbed", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     init_tracing(cli.verbose);
     init_diagnostics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
             Command::Graph { target } => commands::graph(&cli, target).await,
             Command::Validate => commands::validate(&cli),
             Command::Schema => commands::schema(),
+            Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

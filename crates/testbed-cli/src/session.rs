@@ -207,10 +207,10 @@ impl Session {
         ))
     }
 
-    /// A line telling the user which layers are simulated, or None when everything is real.
-    pub fn simulation_banner(&self) -> Option<String> {
+    /// A line telling the user which layers are simulated, or that all are real.
+    pub fn simulation_banner(&self) -> String {
         if self.simulated.is_empty() {
-            return None;
+            return "All layers real: this run observes and changes this host.".to_owned();
         }
         let which = if self.simulated.len() == Layer::ALL.len() {
             "all layers".to_owned()
@@ -224,7 +224,7 @@ impl Session {
         } else {
             format!("real: {} (these change this host)", real.join(", "))
         };
-        Some(format!("Simulated: {which} run on the simulated machine{state}; {effect}."))
+        format!("Simulated: {which} run on the simulated machine{state}; {effect}.")
     }
 
     /// Observes the machine: what the file wants (with addresses resolved against what is there) and what is
@@ -243,12 +243,12 @@ impl Session {
 
     /// Observes the machine and plans towards `goal`, limited to `targets`.
     pub async fn plan(&self, goal: Goal, targets: &[String]) -> Result<Plan, CliError> {
-        Ok(self.plan_checked(goal, targets).await?.0)
+        Ok(self.plan_checked(goal, targets).await?.plan)
     }
 
-    /// The plan, and what the host pre-flight found (only when the host layer is real and the goal is to
-    /// converge: destroying needs nothing of the host).
-    pub async fn plan_checked(&self, goal: Goal, targets: &[String]) -> Result<(Plan, Vec<Finding>), CliError> {
+    /// The plan, what the host pre-flight found (only when the host layer is real and the goal is to
+    /// converge: destroying needs nothing of the host), and what a destroy leaves.
+    pub async fn plan_checked(&self, goal: Goal, targets: &[String]) -> Result<Planned, CliError> {
         let (wanted, observed) = self.observe().await;
         check_targets(targets, &wanted, &observed, &self.config)?;
         let findings = if goal == Goal::Converge && !self.simulated.contains(&Layer::Host) {
@@ -260,7 +260,49 @@ impl Session {
             Goal::Converge => wanted,
             Goal::Destroy => DesiredState::nothing(),
         };
-        Ok((testbed_plan::plan(&desired, &observed)?.targeted(targets), findings))
+        let kept = match goal {
+            Goal::Converge => Vec::new(),
+            Goal::Destroy if targets.is_empty() => kept_on_destroy(&observed),
+            Goal::Destroy => Vec::new(),
+        };
+        Ok(Planned { plan: testbed_plan::plan(&desired, &observed)?.targeted(targets), findings, kept })
+    }
+}
+
+/// A plan and what came with it.
+pub struct Planned {
+    pub plan: Plan,
+    pub findings: Vec<Finding>,
+    /// What a destroy leaves in place, in words (empty when converging).
+    pub kept: Vec<String>,
+}
+
+/// What destroy leaves by design: what testbed ensures but never removes (the host's packages and kernel
+/// limits). What it keeps because something it does not own uses it, the plan's own `kept:` notes say.
+fn kept_on_destroy(observed: &ObservedState) -> Vec<String> {
+    observed
+        .resources
+        .values()
+        .filter(|o| o.kind.lifecycle() == testbed_plan::Lifecycle::Retained)
+        .map(|o| format!("{} (testbed ensures it but never removes it)", o.address))
+        .collect()
+}
+
+/// How many run logs `.testbed/logs/` keeps: each apply or destroy removes the oldest beyond these.
+pub const LOGS_KEPT: usize = 50;
+
+/// Removes the oldest run logs in `logs` (by name, which starts with the run's UTC time) beyond the newest
+/// `keep`. A log that cannot be removed is left; pruning never fails a run.
+pub fn prune_logs(logs: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(logs) else { return };
+    let mut names: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    for old in &names[..excess] {
+        let _ = std::fs::remove_file(old);
     }
 }
 

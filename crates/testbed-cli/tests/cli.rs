@@ -1,42 +1,14 @@
 //! The command line as a user meets it: exit codes, messages, confirmation, lock, logs, targets.
 //! Every run here uses `--simulate all` with a simulated machine in a temporary directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const THREE: &str = r#"
-[[members]]
-name = "member1"
-api_port = 16441
+mod support;
 
-[[members]]
-name = "member2"
-api_port = 16442
-
-[[members]]
-name = "member3"
-api_port = 16444
-"#;
-
-struct Lab {
-    dir: tempfile::TempDir,
-}
+use support::{Lab, THREE};
 
 impl Lab {
-    fn new(config: &str) -> Lab {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("testbed.toml"), config).expect("write config");
-        Lab { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn config(&self) -> PathBuf {
-        self.path().join("testbed.toml")
-    }
-
     fn write_config(&self, text: &str) {
         std::fs::write(self.config(), text).expect("write config");
     }
@@ -131,7 +103,8 @@ fn plan_json_is_one_object_with_the_documented_fields() {
     let out = lab.run(&["plan", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is one JSON object");
-    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["simulated"], serde_json::json!(["host", "lxd", "microk8s", "registry", "karmada"]), "{v}");
     let actions = v["actions"].as_array().expect("actions");
     assert!(!actions.is_empty());
     for a in actions {
@@ -611,4 +584,137 @@ fn an_lxd_fault_for_an_instance_the_file_does_not_have_is_refused() {
 fn a_kubernetes_fault_at_an_unknown_api_server_is_refused() {
     let err = refused_fault("kube:GET:/api/v1/nodes@karmda");
     assert!(err.contains("host, karmada, member1, member2, member3"), "{err}");
+}
+
+#[test]
+fn destroy_says_what_it_destroys_and_what_it_keeps() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let out = lab.run(&["destroy", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("testbed will destroy these resources"), "{text}");
+    assert!(!text.contains("no longer in the file"), "every resource is still in the file: {text}");
+    let line = text.lines().find(|l| l.contains("- lxd_instance.member1 ")).unwrap_or_default();
+    assert!(line.ends_with("will be destroyed"), "{text}");
+    let line = text.lines().find(|l| l.contains("- microk8s.member1 ")).unwrap_or_default();
+    assert!(line.ends_with("will be destroyed, with lxd_instance.member1"), "{text}");
+    let kept = text.split("Kept: destroy leaves these in place:").nth(1).unwrap_or_default();
+    assert!(kept.contains("host.packages") && kept.contains("host.sysctl"), "{text}");
+}
+
+#[test]
+fn a_failed_run_ends_with_its_errors_once_each_with_what_to_do_next() {
+    let lab = Lab::new(THREE);
+    let text = lab.apply_failing("program:snap.install@member2");
+    let line = failed_line(&text, "microk8s.member2");
+    assert_eq!(line.matches("microk8s.member2").count(), 1, "the address once: {line}");
+    let errors = text.split("\nErrors:\n").nth(1).unwrap_or_else(|| panic!("no Errors: block: {text}"));
+    let summary = text.find("Apply: ").expect("summary");
+    assert!(text.find("\nErrors:\n").unwrap() > summary, "after the summary: {text}");
+    let failure = errors.lines().find(|l| l.trim_start().starts_with("microk8s.member2: ")).unwrap_or_default();
+    assert!(failure.contains("cannot communicate with server"), "{errors}");
+    assert_eq!(failure.matches("microk8s.member2").count(), 1, "{failure}");
+    assert!(errors.contains("next: run it yourself to see more: lxc exec member2"), "{errors}");
+    assert!(!errors.contains("karmada_member.member2"), "a skipped action is no error: {errors}");
+}
+
+#[test]
+fn a_targeted_run_warns_that_the_result_may_be_partial() {
+    let lab = Lab::new(THREE);
+    for cmd in [&["plan", "--target", "member1"][..], &["apply", "--yes", "--target", "member1"]] {
+        let out = lab.run(cmd);
+        assert_eq!(code(&out), 0, "{cmd:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("Warning: --target is in effect"), "{cmd:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("the result may be partial"), "{cmd:?}: {}", stderr(&out));
+    }
+    assert!(!stderr(&lab.run(&["plan"])).contains("Warning:"), "no warning without --target");
+}
+
+#[test]
+fn run_logs_are_pruned_to_the_last_fifty() {
+    let lab = Lab::new(THREE);
+    let logs = lab.path().join(".testbed/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Sixty runs' logs from last year; the run's own log sorts after them (its name starts with the time).
+    for i in 0..60 {
+        std::fs::write(logs.join(format!("2025-01-01T0000{i:02}.000Z-apply.log")), "old\n").unwrap();
+    }
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 50, "{names:?}");
+    assert_eq!(names[0], "2025-01-01T000011.000Z-apply.log", "the oldest go first: {names:?}");
+    assert!(names.last().unwrap().starts_with("20") && !names.last().unwrap().starts_with("2025"), "{names:?}");
+}
+
+#[test]
+fn colour_follows_the_color_flag() {
+    let lab = Lab::new(THREE);
+    let always = lab.run(&["--color", "always", "plan"]);
+    assert_eq!(code(&always), 0, "{}", stderr(&always));
+    assert!(stdout(&always).contains("\x1b[32m  +\x1b[0m lxd_instance.member1"), "{}", stdout(&always));
+    assert!(stdout(&always).contains("\x1b[33m  ~\x1b[0m host.packages"), "{}", stdout(&always));
+    // --color always wins over NO_COLOR, as an explicit choice does.
+    let out = lab.run_with(&["--color", "always", "plan", "--target", "nothing"], &[("NO_COLOR", "1")]);
+    assert!(stderr(&out).contains('\x1b'), "{}", stderr(&out));
+    for args in [&["plan"][..], &["--color", "never", "plan"]] {
+        let out = lab.run(args);
+        assert!(!stdout(&out).contains('\x1b') && !stderr(&out).contains('\x1b'), "{args:?}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn help_documents_every_flag_its_default_and_the_environment() {
+    let lab = Lab::new(THREE);
+    let help = stdout(&lab.run(&["--help"]));
+    assert!(help.contains("ENVIRONMENT:"), "{help}");
+    for var in ["RUST_LOG", "NO_COLOR", "TESTBED_HOST_KUBECONFIG", "LXD_DIR", "TESTBED_SIM_SPEED", "TESTBED_SIM_FAIL"] {
+        assert!(help.contains(var), "{var} is not in --help: {help}");
+    }
+    assert!(help.contains("completions"), "{help}");
+    let apply = stdout(&lab.run(&["apply", "--help"]));
+    assert!(apply.contains("[default: 8]"), "{apply}");
+    for cmd in ["plan", "apply", "destroy", "status", "graph"] {
+        let text = stdout(&lab.run(&[cmd, "-h"]));
+        // In the short help every option line carries its text: `  --flag <V>  What it does`.
+        for line in text.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let words = line.trim().split("  ").filter(|p| !p.trim().is_empty()).count();
+            assert!(words >= 2, "`{cmd} --help`: an option without help text: {line:?}");
+        }
+    }
+}
+
+#[test]
+fn shell_completions_are_printed_for_bash_zsh_and_fish() {
+    let lab = Lab::new(THREE);
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef testbed"), ("fish", "complete -c testbed")] {
+        let out = lab.run(&["completions", shell]);
+        assert_eq!(code(&out), 0, "{shell}: {}", stderr(&out));
+        assert!(stdout(&out).contains(marker), "{shell}: {}", stdout(&out));
+        assert!(stdout(&out).contains("destroy") && stdout(&out).contains("parallelism"), "{shell}");
+    }
+}
+
+#[test]
+fn status_json_has_a_format_version_and_runs_say_when_all_layers_are_real() {
+    let lab = Lab::new(THREE);
+    let out = lab.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(v["format_version"], "1.0", "{v}");
+    // Without --simulate every layer is real, and the run says so (a plan only reads the host; no LXD
+    // daemon and no host cluster answer here).
+    let real = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .arg("-c")
+        .arg(lab.config())
+        .arg("plan")
+        .env("LXD_SOCKET", lab.path().join("no-lxd.socket"))
+        .env("TESTBED_HOST_KUBECONFIG", lab.path().join("no-kubeconfig"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(stderr(&real).starts_with("All layers real"), "{}", stderr(&real));
+    let simulated = lab.run(&["plan"]);
+    assert!(!stderr(&simulated).contains("All layers real"), "{}", stderr(&simulated));
 }

@@ -5,10 +5,34 @@ use serde::Serialize;
 use crate::plan::{Action, Change, Op, Plan, Summary};
 
 /// The version of the JSON format `testbed plan --json` prints.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
+
+/// How [`text_styled`] shows a plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextStyle {
+    /// ANSI colours on the symbols: `+` green, `~` yellow, `-` red, `-/+` magenta.
+    pub color: bool,
+    /// The plan is `testbed destroy`'s: it says so in destroy's words.
+    pub destroy: bool,
+}
 
 /// One line per action with its symbol and reason, then the summary line.
 pub fn text(plan: &Plan) -> String {
+    text_styled(plan, TextStyle::default())
+}
+
+/// The ANSI colour of an operation's symbol.
+pub fn op_color(op: Op) -> &'static str {
+    match op {
+        Op::Create => "32",
+        Op::Update => "33",
+        Op::Delete => "31",
+        Op::Replace => "35",
+    }
+}
+
+/// [`text`], coloured or in destroy's words.
+pub fn text_styled(plan: &Plan, style: TextStyle) -> String {
     let mut out = String::new();
     for n in &plan.notes {
         out.push_str(&format!("Note: {n}\n"));
@@ -22,16 +46,21 @@ pub fn text(plan: &Plan) -> String {
     }
     let actions = plan.actions();
     let width = actions.iter().map(|a| a.address.as_str().len()).max().unwrap_or(0);
-    out.push_str("testbed will perform these actions, in dependency order:\n\n");
+    if style.destroy {
+        out.push_str("testbed will destroy these resources, in reverse dependency order:\n\n");
+    } else {
+        out.push_str("testbed will perform these actions, in dependency order:\n\n");
+    }
     for a in actions {
-        out.push_str(&format!(
-            "  {:>3} {:<width$}  {}: {}\n",
-            a.shown_op().symbol(),
-            a.address.as_str(),
-            half_name(a),
-            a.reason,
-            width = width
-        ));
+        let op = a.shown_op();
+        let symbol = format!("{:>3}", op.symbol());
+        let symbol = if style.color { format!("\x1b[{}m{symbol}\x1b[0m", op_color(op)) } else { symbol };
+        let reason = match (&a.cascade, style.destroy) {
+            (Some(c), true) => format!("will be destroyed, with {c}"),
+            (None, true) => "will be destroyed".to_owned(),
+            (_, false) => format!("{}: {}", half_name(a), a.reason),
+        };
+        out.push_str(&format!("  {symbol} {:<width$}  {reason}\n", a.address.as_str(), width = width));
     }
     out.push('\n');
     out.push_str(&summary_line(&plan.summary()));
@@ -59,6 +88,8 @@ pub fn summary_line(s: &Summary) -> String {
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     format_version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    simulated: Option<&'a [&'a str]>,
     actions: Vec<JsonAction<'a>>,
     summary: Summary,
     notes: &'a [String],
@@ -81,6 +112,15 @@ struct JsonAction<'a> {
 
 /// The plan as one JSON object (pretty-printed, with a final newline).
 pub fn json(plan: &Plan) -> String {
+    json_doc(plan, None)
+}
+
+/// [`json`] with `"simulated"`: the layers that ran on the simulated machine (empty when all are real).
+pub fn json_simulated(plan: &Plan, simulated: &[&str]) -> String {
+    json_doc(plan, Some(simulated))
+}
+
+fn json_doc(plan: &Plan, simulated: Option<&[&str]>) -> String {
     let actions = plan
         .order()
         .into_iter()
@@ -97,7 +137,8 @@ pub fn json(plan: &Plan) -> String {
             }
         })
         .collect();
-    let doc = JsonPlan { format_version: FORMAT_VERSION, actions, summary: plan.summary(), notes: &plan.notes };
+    let doc =
+        JsonPlan { format_version: FORMAT_VERSION, simulated, actions, summary: plan.summary(), notes: &plan.notes };
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s

@@ -12,6 +12,42 @@ use testbed_plan::{desired, DesiredState, ObservedState, Plan};
 use testbed_provider::ActionRunner;
 use testbed_sim::{SimMachine, SimOptions};
 
+/// Three members: the file most command-line tests run.
+pub const THREE: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_port = 16442
+
+[[members]]
+name = "member3"
+api_port = 16444
+"#;
+
+/// A temporary directory with a `testbed.toml`, for running the command in.
+pub struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    pub fn new(config: &str) -> Lab {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("testbed.toml"), config).expect("write config");
+        Lab { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> std::path::PathBuf {
+        self.path().join("testbed.toml")
+    }
+}
+
 /// A file with the given members (name, api_port) and join mode.
 pub fn file(members: &[(String, u16)], pull: bool) -> String {
     let mut text = String::from("[lxd]\nipv4_address = \"10.100.0.1/16\"\n\n");
