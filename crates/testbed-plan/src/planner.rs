@@ -306,6 +306,24 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                         edges.insert((p, x));
                     }
                 }
+                // The delete half of a replace runs against what the resource depends on (an unjoin
+                // talks to the member's cluster). When that is missing, already gone (a container
+                // re-created by hand, without MicroK8s), the old one cannot be waited for: the delete
+                // waits for it to be made again instead.
+                if ax.replace && ax.cascade.is_none() {
+                    let mut seen: BTreeSet<&Address> = BTreeSet::new();
+                    let mut todo: Vec<&Address> =
+                        desired.resources.get(&ax.address).into_iter().flat_map(|r| &r.depends_on).collect();
+                    while let Some(d) = todo.pop() {
+                        if !seen.insert(d) {
+                            continue;
+                        }
+                        if let Some(&y) = forward.get(d).filter(|&&y| graph[y].op == Op::Create && !graph[y].replace) {
+                            edges.insert((y, x));
+                        }
+                        todo.extend(desired.resources.get(d).into_iter().flat_map(|r| &r.depends_on));
+                    }
+                }
             }
         }
     }

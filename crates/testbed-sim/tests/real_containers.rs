@@ -479,7 +479,7 @@ async fn lxd_from_one_machine_and_the_rest_from_another_converge_and_follow_a_re
     assert_ne!(before, after);
 
     let rebuild = plan_with(&p.providers, &cfg).await;
-    let op = |a: &str| rebuild.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.op);
+    let op = |a: &str| rebuild.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.shown_op());
     assert_eq!(op("microk8s.member1"), Some(Op::Create));
     assert_eq!(op("sideload.member1.busybox"), Some(Op::Create));
     assert_eq!(op("kubeconfig.member1"), Some(Op::Replace));

@@ -574,7 +574,7 @@ async fn a_changed_member_image_replaces_what_lives_in_the_container() {
     let moved = TWO_MEMBERS.replacen("cpu = \"2\"", "cpu = \"2\"\nimage = \"ubuntu:24.04\"", 1);
     let cfg = b.config(&moved);
     let plan = plan_for(&b.machine, &cfg).await;
-    let op = |a: &str| plan.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.op);
+    let op = |a: &str| plan.actions().iter().find(|x| x.address.as_str() == a).map(|x| x.shown_op());
     assert_eq!(op("lxd_instance.member1"), Some(Op::Replace));
     assert_eq!(op("microk8s.member1"), Some(Op::Replace));
     assert_eq!(op("karmada_member.member1"), Some(Op::Replace));
