@@ -15,8 +15,9 @@ pub enum CliError {
     #[diagnostic(code(testbed::plan::conflict), help("testbed only changes what it created; nothing was changed"))]
     Plan(#[from] testbed_plan::PlanError),
 
-    #[error("the simulated machine's state cannot be used: {0}")]
-    #[diagnostic(code(testbed::sim::state))]
+    /// The simulated machine's state file or its settings (`TESTBED_SIM_*`): each says which, and what to do.
+    #[error(transparent)]
+    #[diagnostic(code(testbed::sim))]
     Sim(#[from] testbed_sim::SimError),
 
     #[error("{path}: {source}")]

@@ -1,5 +1,6 @@
 //! `testbed`: the command-line entry point. Parses arguments, sets up tracing and diagnostics, and runs one
-//! subcommand. Exit codes: 0 success, 1 error or failed actions, 2 changes pending (`plan --detailed-exitcode`).
+//! subcommand. Exit codes: 0 success, 1 error or failed actions (a usage error too), 2 changes pending
+//! (`plan --detailed-exitcode`), 130 and 143 an apply or destroy stopped by Ctrl-C or SIGTERM.
 
 mod cli;
 mod commands;

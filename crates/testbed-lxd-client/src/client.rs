@@ -393,8 +393,9 @@ impl Client {
             serde_json::from_slice(&raw).map_err(|e| LxdError::Http { path: path.clone(), reason: e.to_string() })?;
         if env.kind == "error" {
             // lxd/operations.go operationWaitGet answers a wait whose timeout passed with an error, not with
-            // the running operation.
-            if env.error.contains("context deadline exceeded") {
+            // the running operation, and so answers a failed operation: which it was is read off the
+            // operation itself, not off the error's words.
+            if self.operation_running(operation).await {
                 return Err(LxdError::Timeout { what: operation.to_owned(), after: timeout });
             }
             return Err(LxdError::Api { method: "GET".into(), path, code: env.error_code, message: env.error });
@@ -405,6 +406,17 @@ impl Client {
             return Err(LxdError::Timeout { what: operation.to_owned(), after: timeout });
         }
         Ok(op)
+    }
+
+    /// Whether the operation at `operation` (its URL) is still pending or running, as the daemon reads it
+    /// now; false when it cannot be read.
+    async fn operation_running(&self, operation: &str) -> bool {
+        let Ok((_, raw)) = self.send(Method::GET, operation, Bytes::new(), &[]).await else { return false };
+        serde_json::from_slice::<Envelope>(&raw)
+            .ok()
+            .filter(|env| env.kind != "error")
+            .and_then(|env| serde_json::from_value::<Operation>(env.metadata).ok())
+            .is_some_and(|op| op.in_progress())
     }
 
     /// `GET /1.0/operations?recursion=1`: the daemon's operations, whatever their status (LXD groups them
