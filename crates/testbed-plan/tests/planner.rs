@@ -1,6 +1,10 @@
 //! The planner's rules, on hand-made observed states (no simulation involved).
 
+mod common;
+
 use std::path::Path;
+
+use common::converged;
 
 use testbed_config::Config;
 use testbed_plan::desired::{self, DesiredState};
@@ -12,18 +16,6 @@ fn config(members: &[(&str, u16)]) -> Config {
         text.push_str(&format!("[[members]]\nname = \"{name}\"\napi_port = {port}\n\n"));
     }
     testbed_config::parse(Path::new("testbed.toml"), &text).expect("valid test config")
-}
-
-/// What a machine that exactly matches `d` looks like to observation.
-fn converged(d: &DesiredState) -> ObservedState {
-    let mut o = ObservedState::default();
-    for r in d.resources.values() {
-        o.insert(Observed::new(r.address.clone(), r.kind, r.member.as_deref(), Owner::Testbed, r.spec.clone()));
-        if let Some(ip) = r.spec.get("ipv4").and_then(|s| s.parse().ok()) {
-            o.bridge_addresses.insert(ip);
-        }
-    }
-    o
 }
 
 fn addr(s: &str) -> Address {
