@@ -41,11 +41,14 @@ pub struct TestbedFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Host {
-    /// Snap channel of the host MicroK8s, e.g. `1.32/stable`.
+    /// Snap channel of the host MicroK8s: `TRACK/RISK[/BRANCH]` (e.g. `1.32/stable`), `RISK[/BRANCH]`, or a
+    /// track alone (read as `TRACK/stable`).
     pub microk8s_channel: String,
-    /// Addons enabled on the host MicroK8s (the registry addon is managed by `[registry]`).
+    /// Addons enabled on the host MicroK8s (the registry addon is managed by `[registry]`): names of
+    /// lowercase letters, digits and `-`, at most 63 characters, without `:ARGS`.
     pub addons: Vec<String>,
-    /// Directory for member kubeconfig files (mode 0600), relative to this file unless absolute.
+    /// Directory for member kubeconfig files (mode 0600), relative to this file unless absolute; not empty,
+    /// at most 4096 bytes.
     pub kubeconfig_dir: String,
     /// `fs.inotify.max_user_instances` wanted on the host (raised, never lowered).
     pub inotify_max_user_instances: u64,
@@ -90,15 +93,19 @@ pub struct Lxd {
     /// The bridge's own address with prefix length, as LXD's `ipv4.address` (e.g. `10.123.45.1/24`).
     /// Always explicit: LXD's automatic subnet probe fails on many hosts.
     pub ipv4_address: String,
-    /// Storage pool for the members' root disks.
+    /// Storage pool for the members' root disks: 1-63 ASCII letters, digits, `-` and `_`, starting with a
+    /// letter or digit.
     pub storage_pool: String,
-    /// Driver used if testbed has to create the pool.
+    /// Driver used if testbed has to create the pool (`dir`, `zfs`, `btrfs`, ...): 1-32 lowercase letters.
     pub storage_driver: String,
-    /// Default image for members (`ubuntu:22.04` from the image server, or a local alias).
+    /// Default image for members: `ubuntu:ALIAS`, `ubuntu-daily:ALIAS` or `images:ALIAS` from those image
+    /// servers (e.g. `ubuntu:22.04`), or a local alias.
     pub image: String,
-    /// Name of the member profile testbed manages.
+    /// Name of the member profile testbed manages: 1-63 ASCII letters, digits, `-` and `_`, starting with a
+    /// letter or digit.
     pub profile: String,
-    /// Overrides of the member profile's config keys (e.g. a reduced `linux.kernel_modules`).
+    /// Overrides of the member profile's config keys (e.g. a reduced `linux.kernel_modules`). Only `raw.*`
+    /// values may span lines.
     pub profile_config: BTreeMap<String, String>,
 }
 
@@ -124,7 +131,7 @@ pub struct Registry {
     /// Host port of the registry: the MicroK8s registry addon's NodePort, which MicroK8s fixes at 32000.
     #[schemars(range(min = 1024))]
     pub port: u16,
-    /// Platforms copied from multi-platform images.
+    /// Platforms copied from multi-platform images: `OS/ARCH[/VARIANT]`, e.g. `linux/amd64`, `linux/arm/v7`.
     pub platforms: Vec<String>,
     /// Where images are read from instead of their own registry, keyed by the source registry's host as image
     /// references name it (`docker.io`, `registry.k8s.io`, `ghcr.io`, `localhost:5000`, ...): a pull-through
@@ -181,7 +188,9 @@ pub struct Karmada {
     /// NodePort of the Karmada API server on the host (`karmadactl init --port`), 30000-32767.
     #[schemars(range(min = 1024))]
     pub api_port: u16,
-    /// Where `karmadactl init` writes its data; init wipes this folder.
+    /// Where `karmadactl init` writes its data; init wipes this folder and destroy removes it, so it must be
+    /// an absolute folder of its own: not `/`, not a folder directly under `/`, not a shared one such as
+    /// `/var/lib` or `/home`.
     pub data_dir: String,
 }
 
@@ -212,7 +221,7 @@ pub struct Member {
     /// Static IPv4 address on the bridge; derived from the subnet (and kept stable) when absent.
     #[serde(default)]
     pub ipv4: Option<String>,
-    /// Image for this member's container; `[lxd] image` when absent.
+    /// Image for this member's container (as `[lxd] image`); `[lxd] image` when absent.
     #[serde(default)]
     pub image: Option<String>,
     /// CPU limit (`limits.cpu`), e.g. `"2"`.
@@ -221,10 +230,10 @@ pub struct Member {
     /// Memory limit (`limits.memory`), e.g. `"4GiB"`.
     #[serde(default)]
     pub memory: Option<String>,
-    /// MicroK8s snap channel inside the member; the host's channel when absent.
+    /// MicroK8s snap channel inside the member (as `[host] microk8s_channel`); the host's channel when absent.
     #[serde(default)]
     pub microk8s_channel: Option<String>,
-    /// MicroK8s addons in the member.
+    /// MicroK8s addons in the member (as `[host] addons`: names only).
     #[serde(default = "default_member_addons")]
     pub addons: Vec<String>,
     /// Join mode for this member; `[karmada] join_mode` when absent.
