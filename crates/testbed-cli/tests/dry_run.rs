@@ -22,7 +22,7 @@ fn dry_run(example: &str, args: &[&str]) -> String {
         !dir.path().join(".testbed/sim.json").exists(),
         "a dry run changes nothing, not even the simulated machine"
     );
-    assert!(!dir.path().join(".testbed/lock").exists());
+    assert!(!dir.path().join(".testbed/sim.json.lock").exists(), "nor takes a lock");
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -86,4 +86,40 @@ fn dry_run_of_a_changed_member_image_unjoins_before_the_container_is_recreated()
     assert!(unjoin < delete, "the old cluster is unjoined before its container goes:\n{out}");
     assert!(delete < create && create < join, "{out}");
     assert!(!out.contains("member1") && !out.contains("member3"), "{out}");
+}
+
+/// Each Karmada minor testbed knows inits with that release's own flags and image tags (read from
+/// karmadactl's sources, docs/karmada-versions.md, not from testbed's table), and its lab converges on the
+/// simulated machine, whose karmadactl deploys what that release deploys.
+#[test]
+fn each_known_karmada_release_inits_with_its_own_images_and_converges() {
+    // (version, kube-apiserver and kube-controller-manager tag, etcd tag, etcd's init container)
+    let releases = [
+        ("v1.15.9", "v1.31.3", "3.5.16-0", true),
+        ("v1.16.8", "v1.34.1", "3.6.0-0", false),
+        ("v1.17.5", "v1.35.2", "3.6.6-0", false),
+        ("v1.18.2", "v1.35.2", "3.6.6-0", false),
+        ("v1.19.0", "v1.36.2", "3.6.8-0", false),
+    ];
+    for (version, kube, etcd, init_container) in releases {
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("[karmada]\nversion = \"{version}\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n");
+        std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+        let dry = testbed(dir.path(), &["apply", "--dry-run"]);
+        let text = String::from_utf8_lossy(&dry.stdout);
+        let init = text.lines().find(|l| l.contains("karmadactl init")).unwrap_or_else(|| panic!("{version}: {text}"));
+        for wanted in [
+            format!("--karmada-apiserver-image localhost:32000/kube-apiserver:{kube}"),
+            format!("--karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:{kube}"),
+            format!("--etcd-image localhost:32000/etcd:{etcd}"),
+            format!("--karmada-scheduler-image localhost:32000/karmada-scheduler:{version}"),
+        ] {
+            assert!(init.contains(&wanted), "{version}: {wanted} in {init}");
+        }
+        assert_eq!(init.contains("--etcd-init-image"), init_container, "{version}: {init}");
+        let apply = testbed(dir.path(), &["apply", "--yes"]);
+        assert!(apply.status.success(), "{version}: {}", String::from_utf8_lossy(&apply.stdout));
+        let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.status.code(), Some(0), "{version}: {}", String::from_utf8_lossy(&plan.stdout));
+    }
 }

@@ -1,7 +1,7 @@
 //! The images `karmadactl init` pulls, by karmadactl release.
 //!
 //! Read from karmadactl's own defaults (see docs/reference.md): the Karmada component images carry the
-//! karmadactl version as their tag; kube-apiserver, kube-controller-manager, etcd and (until v1.17) the
+//! karmadactl version as their tag; kube-apiserver, kube-controller-manager, etcd and (until v1.16) the
 //! alpine image used by etcd's init container have tags fixed per release. Patch releases within a minor
 //! share the minor's table. A version without an entry works when the file lists the images itself
 //! ([`control_plane_images`]).
@@ -32,7 +32,13 @@ const TABLE: &[Defaults] = &[
     Defaults { minor: "v1.13", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.0") },
     Defaults { minor: "v1.14", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.3") },
     Defaults { minor: "v1.15", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.3") },
-    Defaults { minor: "v1.16", kube: "v1.34.1", etcd: "3.6.0-0", alpine: Some("3.21.3") },
+    // From v1.16 etcd has no init container: `--etcd-init-image` is accepted and ignored, then removed in
+    // v1.17 (docs/karmada-versions.md).
+    Defaults { minor: "v1.16", kube: "v1.34.1", etcd: "3.6.0-0", alpine: None },
+    Defaults { minor: "v1.17", kube: "v1.35.2", etcd: "3.6.6-0", alpine: None },
+    Defaults { minor: "v1.18", kube: "v1.35.2", etcd: "3.6.6-0", alpine: None },
+    // Read at v1.19.0-rc.0 and master (the same there); to re-check at the v1.19.0 tag.
+    Defaults { minor: "v1.19", kube: "v1.36.2", etcd: "3.6.8-0", alpine: None },
 ];
 
 /// Versions with a table entry, for messages.
@@ -104,7 +110,7 @@ pub const CONTROL_PLANE_IMAGES: &[&str] = &[
     "kube-controller-manager",
     "etcd",
 ];
-/// The image of etcd's init container (karmadactl before v1.17): optional in a file's own list.
+/// The image of etcd's init container (karmadactl before v1.16): optional in a file's own list.
 pub const ETCD_INIT_IMAGE: &str = "alpine";
 /// The karmada-agent that pull-mode members run.
 pub const AGENT_IMAGE: &str = "karmada-agent";

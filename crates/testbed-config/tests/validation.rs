@@ -545,7 +545,7 @@ fn unknown_version_with_images_missing_from_the_list() {
     let lines = check!(text);
     assert_eq!(
         lines,
-        ["testbed.toml:2:11: karmada version \"v1.99.0\" has no image table in this testbed (known: v1.11.x, v1.12.x, v1.13.x, v1.14.x, v1.15.x, v1.16.x), and [[images]] does not list its images: missing karmada-scheduler, etcd, karmada-agent"]
+        ["testbed.toml:2:11: karmada version \"v1.99.0\" has no image table in this testbed (known: v1.11.x, v1.12.x, v1.13.x, v1.14.x, v1.15.x, v1.16.x, v1.17.x, v1.18.x, v1.19.x), and [[images]] does not list its images: missing karmada-scheduler, etcd, karmada-agent"]
     );
     assert_eq!(
         hints(text),

@@ -315,21 +315,54 @@ fn image_flags(version: &str) -> Vec<(&'static str, &'static str)> {
         ("--karmada-kube-controller-manager-image", "kube-controller-manager"),
         ("--etcd-image", "etcd"),
     ];
-    // v1.17 removed etcd's init container, and its flag with it.
+    // v1.16 dropped etcd's init container (its flag is accepted, with cobra's deprecation warning, and
+    // ignored); v1.17 removed the flag.
     if minor(version).is_some_and(|m| m < 17) {
         flags.push(("--etcd-init-image", "etcd-init"));
     }
     flags
 }
 
+/// Whether init at `version` runs etcd with an init container (the alpine image): before v1.16.
+fn has_etcd_init_container(version: &str) -> bool {
+    minor(version).is_some_and(|m| m < 16)
+}
+
+/// cobra's warning for `--etcd-init-image` at v1.16 (karmada v1.16.0 cmdinit.go `MarkDeprecated`).
+const ETCD_INIT_DEPRECATED: &str = "Flag --etcd-init-image has been deprecated, The etcd init container is no longer used; this flag is therefore ineffective and will be removed in a future release.\n";
+
+/// init's `--<component>-extra-args` flags, from v1.16 (karmada v1.16.0 cmdinit.go).
+fn extra_args_flags(version: &str) -> &'static [&'static str] {
+    if minor(version).is_some_and(|m| m >= 16) {
+        &[
+            "--etcd-extra-args",
+            "--karmada-apiserver-extra-args",
+            "--karmada-aggregated-apiserver-extra-args",
+            "--karmada-controller-manager-extra-args",
+            "--karmada-kube-controller-manager-extra-args",
+            "--karmada-scheduler-extra-args",
+            "--karmada-webhook-extra-args",
+        ]
+    } else {
+        &[]
+    }
+}
+
 /// The image init uses for `component` when no flag names one: its own release's defaults, from
-/// `registry` (karmada v1.15.9 `cmdinit/kubernetes/deploy.go` and `utils/images.go`).
+/// `registry` (`cmdinit/kubernetes/deploy.go` `defaultEtcdImage`, `DefaultInitImage` and cmdinit.go's
+/// `--kube-image-tag` default at each minor's latest release; docs/karmada-versions.md).
 fn default_image(registry: &str, component: &str, version: &str) -> String {
     let registry = registry.trim_end_matches('/');
+    let (kube, etcd) = match minor(version) {
+        Some(16) => ("v1.34.1", "3.6.0-0"),
+        Some(17 | 18) => ("v1.35.2", "3.6.6-0"),
+        Some(m) if m >= 19 => ("v1.36.2", "3.6.8-0"),
+        _ => ("v1.31.3", "3.5.16-0"),
+    };
     match component {
-        "karmada-apiserver" => format!("{registry}/kube-apiserver:v1.31.3"),
-        "kube-controller-manager" => format!("{registry}/kube-controller-manager:v1.31.3"),
-        "etcd" => format!("{registry}/etcd:3.5.16-0"),
+        "karmada-apiserver" => format!("{registry}/kube-apiserver:{kube}"),
+        "kube-controller-manager" => format!("{registry}/kube-controller-manager:{kube}"),
+        "etcd" => format!("{registry}/etcd:{etcd}"),
         "etcd-init" => format!("{registry}/alpine:3.21.3"),
         other => format!("{registry}/{other}:{version}"),
     }
@@ -353,6 +386,7 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
         "--etcd-storage-mode",
     ];
     valued.extend(images.iter().map(|(flag, _)| *flag));
+    valued.extend(extra_args_flags(version));
     let flags = attempt!(parse(args, &valued, &[]));
     let host = attempt!(kubeconfig(env, flags.get("--kubeconfig"), "--kubeconfig"));
     match reach(world, env, &host) {
@@ -398,6 +432,7 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
     let wait: u64 = flags.get("--wait-component-ready-timeout").and_then(|t| t.parse().ok()).unwrap_or(120);
     let component_images: BTreeMap<String, String> = images
         .iter()
+        .filter(|(_, component)| *component != "etcd-init" || has_etcd_init_container(version))
         .map(|(flag, component)| {
             let image =
                 flags.get(flag).map(str::to_owned).unwrap_or_else(|| default_image(registry, component, version));
@@ -454,14 +489,18 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
             took: Duration::from_secs(wait + 30),
         };
     }
-    ok(
+    let mut ran = ok(
         format!(
             "I1201 deploy.go] kubeconfig file: {}, kubernetes: {}\nI1201 deploy.go] karmada apiserver ip: [{advertise}]\nI1201 deploy.go] Generate ca certificate success.\nI1201 deploy.go] Generate karmada certificate success.\n------------------------------------------------------------------------------------------------------\n █████   ████   █████████   ███████████   ██████   ██████   █████████   ██████████     █████████\n------------------------------------------------------------------------------------------------------\nKarmada is installed successfully.\n\nRegister Kubernetes cluster to Karmada control plane.\n\nRegister cluster with 'Push' mode\n\n  kubectl karmada join <CLUSTER_NAME> --kubeconfig={data_dir}/karmada-apiserver.config --cluster-kubeconfig=<CLUSTER_KUBECONFIG>\n",
             flags.get("--kubeconfig").unwrap_or_default(),
             host.server
         ),
         120,
-    )
+    );
+    if flags.get("--etcd-init-image").is_some() && !has_etcd_init_container(version) {
+        ran.out.stderr.insert_str(0, ETCD_INIT_DEPRECATED);
+    }
+    ran
 }
 
 /// The files init writes: the CA and the Karmada kubeconfig (credentials: 0600).
@@ -800,6 +839,16 @@ mod tests {
         assert!(f.switches.contains("--force"));
         let refused = parse(&["--etcd-init-image", "x"], &["--kubeconfig"], &[]).err().map(|r| r.out.stderr);
         assert_eq!(refused.as_deref(), Some("Error: unknown flag: --etcd-init-image\n"));
+    }
+
+    #[test]
+    fn init_defaults_and_flags_follow_the_release() {
+        assert!(has_etcd_init_container("v1.15.9") && !has_etcd_init_container("v1.16.8"));
+        assert_eq!(default_image("r", "etcd", "v1.16.8"), "r/etcd:3.6.0-0");
+        assert_eq!(default_image("r", "karmada-apiserver", "v1.18.2"), "r/kube-apiserver:v1.35.2");
+        assert_eq!(default_image("r", "kube-controller-manager", "v1.19.0"), "r/kube-controller-manager:v1.36.2");
+        assert!(extra_args_flags("v1.15.9").is_empty());
+        assert!(extra_args_flags("v1.16.0").contains(&"--karmada-controller-manager-extra-args"));
     }
 
     #[test]

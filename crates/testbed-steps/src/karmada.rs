@@ -354,16 +354,16 @@ mod tests {
     /// `--etcd-init-image` (the flag karmadactl v1.17 removed); the agent keeps its listed tag.
     #[test]
     fn an_unknown_version_gives_init_the_listed_images() {
-        let mut text = String::from("[karmada]\nversion = \"v1.18.0\"\njoin_mode = \"pull\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n");
+        let mut text = String::from("[karmada]\nversion = \"v1.20.0\"\njoin_mode = \"pull\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n");
         for (name, source) in [
-            ("karmada-controller-manager", "docker.io/karmada/karmada-controller-manager:v1.18.0"),
-            ("karmada-scheduler", "docker.io/karmada/karmada-scheduler:v1.18.0"),
-            ("karmada-webhook", "docker.io/karmada/karmada-webhook:v1.18.0"),
-            ("karmada-aggregated-apiserver", "docker.io/karmada/karmada-aggregated-apiserver:v1.18.0"),
+            ("karmada-controller-manager", "docker.io/karmada/karmada-controller-manager:v1.20.0"),
+            ("karmada-scheduler", "docker.io/karmada/karmada-scheduler:v1.20.0"),
+            ("karmada-webhook", "docker.io/karmada/karmada-webhook:v1.20.0"),
+            ("karmada-aggregated-apiserver", "docker.io/karmada/karmada-aggregated-apiserver:v1.20.0"),
             ("kube-apiserver", "registry.k8s.io/kube-apiserver:v1.35.0"),
             ("kube-controller-manager", "registry.k8s.io/kube-controller-manager:v1.35.0"),
             ("etcd", "registry.k8s.io/etcd:3.6.5-0"),
-            ("karmada-agent", "docker.io/karmada/karmada-agent:v1.18.1"),
+            ("karmada-agent", "docker.io/karmada/karmada-agent:v1.20.1"),
         ] {
             text.push_str(&format!("\n[[images]]\nname = \"{name}\"\nsource = \"{source}\"\n"));
         }
@@ -371,15 +371,15 @@ mod tests {
         assert_eq!(
             flags(&cx),
             [
-                "--karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.18.0",
-                "--karmada-scheduler-image localhost:32000/karmada-scheduler:v1.18.0",
-                "--karmada-webhook-image localhost:32000/karmada-webhook:v1.18.0",
-                "--karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.18.0",
+                "--karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.20.0",
+                "--karmada-scheduler-image localhost:32000/karmada-scheduler:v1.20.0",
+                "--karmada-webhook-image localhost:32000/karmada-webhook:v1.20.0",
+                "--karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.20.0",
                 "--karmada-apiserver-image localhost:32000/kube-apiserver:v1.35.0",
                 "--karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.35.0",
                 "--etcd-image localhost:32000/etcd:3.6.5-0",
             ]
         );
-        assert_eq!(cx.agent_image, "10.123.45.1:32000/karmada-agent:v1.18.1");
+        assert_eq!(cx.agent_image, "10.123.45.1:32000/karmada-agent:v1.20.1");
     }
 }
