@@ -123,3 +123,91 @@ fn each_known_karmada_release_inits_with_its_own_images_and_converges() {
         assert_eq!(plan.status.code(), Some(0), "{version}: {}", String::from_utf8_lossy(&plan.stdout));
     }
 }
+
+/// The karmada.control_plane block of a dry run: what init is called with.
+fn control_plane_block(dry_run: &str) -> String {
+    let start = dry_run.find("+ karmada.control_plane (create)").expect("the control plane is created");
+    let rest = &dry_run[start..];
+    let end = rest[1..].find("\n+ ").map_or(rest.len(), |i| i + 1);
+    rest[..end].trim_end().to_owned()
+}
+
+/// Issue 12: the init of v1.15.9, of a v1.17 patch and of v1.19.0, each with its own flags and image tags,
+/// checked against testbed's version table (the flags that exist, the fixed tags) and snapshotted whole.
+#[test]
+fn dry_run_of_init_for_each_supported_release_follows_the_version_table() {
+    use testbed_config::karmada_release::{release, EtcdInitImage};
+    for version in ["v1.15.9", "v1.17.5", "v1.19.0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("[karmada]\nversion = \"{version}\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n");
+        std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+        let out = testbed(dir.path(), &["apply", "--dry-run"]);
+        assert!(out.status.success(), "{version}: {}", String::from_utf8_lossy(&out.stderr));
+        let block = control_plane_block(&String::from_utf8_lossy(&out.stdout));
+        let table = release(version).expect("a known release");
+        let init = block.lines().find(|l| l.contains("karmadactl init")).unwrap();
+        assert!(init.contains(&format!("/kube-apiserver:{} ", table.kube)), "{version}: {init}");
+        assert!(init.contains(&format!("/etcd:{} ", table.etcd)), "{version}: {init}");
+        let init_image = matches!(table.etcd_init_image, EtcdInitImage::Used { .. });
+        assert_eq!(init.contains("--etcd-init-image"), init_image, "{version}: {init}");
+        assert!(!init.contains("-extra-args"), "failover is off: no extra args: {init}");
+        insta::assert_snapshot!(format!("init_{}", version.replace('.', "_")), block);
+    }
+}
+
+/// Issue 12: with failover on, a v1.19 init switches the controller manager's Failover gate and no-execute
+/// eviction on through `--karmada-controller-manager-extra-args`, and the lab converges with them on.
+#[test]
+fn the_failover_example_inits_with_the_gate_and_no_execute_eviction_and_converges() {
+    let out = dry_run("examples/failover.toml", &["apply", "--dry-run"]);
+    let block = control_plane_block(&out);
+    let init = block.lines().find(|l| l.contains("karmadactl init")).unwrap();
+    for arg in testbed_config::karmada_release::FAILOVER_CONTROLLER_MANAGER_ARGS {
+        assert!(init.contains(&format!(" --karmada-controller-manager-extra-args={arg} ")), "{arg}: {init}");
+    }
+    insta::assert_snapshot!(block);
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/failover.toml");
+    std::fs::copy(src, dir.path().join("testbed.toml")).unwrap();
+    assert!(testbed(dir.path(), &["apply", "--yes"]).status.success());
+    let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
+    // Switching it off is a new init: the plan says so, with its cost.
+    let text = std::fs::read_to_string(dir.path().join("testbed.toml")).unwrap();
+    std::fs::write(dir.path().join("testbed.toml"), text.replace("failover = true", "failover = false")).unwrap();
+    let plan = String::from_utf8(testbed(dir.path(), &["plan"]).stdout).unwrap();
+    assert!(plan.contains("karmada.control_plane is replaced (failover: \"true\" → \"false\")"), "{plan}");
+}
+
+/// Issue 12: a new `[karmada] version` on a converged lab is a replace of the control plane: the plan says
+/// so once, with what it costs and which members re-join; karmadactl is updated first, each release image
+/// is copied at its new tag, and apply converges on the new release.
+#[test]
+fn a_new_karmada_version_on_a_converged_lab_plans_the_control_plane_replace_and_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("testbed.toml");
+    let members =
+        "[[members]]\nname = \"member1\"\napi_port = 16441\n\n[[members]]\nname = \"member2\"\napi_port = 16442\n";
+    std::fs::write(&file, format!("[karmada]\nversion = \"v1.15.9\"\n\n{members}")).unwrap();
+    assert!(testbed(dir.path(), &["apply", "--yes"]).status.success());
+    std::fs::write(&file, format!("[karmada]\nversion = \"v1.19.0\"\n\n{members}")).unwrap();
+    let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2));
+    let text = String::from_utf8(plan.stdout).unwrap();
+    let notes: Vec<&str> = text.lines().filter(|l| l.starts_with("Note:")).collect();
+    assert_eq!(
+        notes,
+        ["Note: karmada.control_plane is replaced (version: \"v1.15.9\" → \"v1.19.0\"): karmadactl deinit, then init, and member1, member2 re-join. Cost: everything applied to the Karmada API (policies, federated workloads) is deleted, and the federation is down until every member is Ready again"],
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+    let apply = testbed(dir.path(), &["apply", "--yes"]);
+    assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stdout));
+    let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
+    // The control plane the simulated machine runs is the new release's.
+    let world = std::fs::read_to_string(dir.path().join(".testbed/sim.json")).unwrap();
+    assert!(world.contains("\"localhost:32000/karmada-scheduler:v1.19.0\""), "the new release runs");
+    assert!(!world.contains("\"localhost:32000/karmada-scheduler:v1.15.9\""), "the old one is gone");
+}

@@ -26,12 +26,12 @@ fn kubeconfig(server: &str, ca_file: Option<&Path>) -> String {
     )
 }
 
-/// The host cluster after testbed's `karmadactl init` v1.15.9 from the local registry.
+/// The host cluster after testbed's `karmadactl init` v1.19.0 from the local registry.
 fn host_cluster() -> FakeState {
     let mut s = FakeState::host_with_karmada();
     for name in CONTROL_PLANE_DEPLOYMENTS {
         let image = if name.starts_with("karmada-") {
-            format!("localhost:32000/{name}:v1.15.9")
+            format!("localhost:32000/{name}:v1.19.0")
         } else {
             format!("localhost:32000/{name}:v1.31.3")
         };

@@ -1,10 +1,12 @@
-//! The images `karmadactl init` pulls, by karmadactl release.
+//! What differs between the Karmada releases testbed knows: the single source of it.
 //!
-//! Read from karmadactl's own defaults (see docs/reference.md): the Karmada component images carry the
-//! karmadactl version as their tag; kube-apiserver, kube-controller-manager, etcd and (until v1.16) the
-//! alpine image used by etcd's init container have tags fixed per release. Patch releases within a minor
-//! share the minor's table. A version without an entry works when the file lists the images itself
-//! ([`control_plane_images`]).
+//! For each supported minor ([`Release`]): the images `karmadactl init` deploys and their fixed tags, the init
+//! flags that exist, the `purgeMode` values the PropagationPolicy API accepts, and how cluster failover is
+//! switched on. Read from Karmada's own sources at each minor's latest tag (docs/karmada-versions.md), not
+//! from the website, whose table is stale. The Karmada component images carry the karmadactl version as their
+//! tag; kube-apiserver, kube-controller-manager and etcd have tags fixed per minor. Patch releases within a
+//! minor share the minor's entry (checked for every patch tag). A version without an entry works when the
+//! file lists the images itself ([`control_plane_images`]); testbed then knows none of its other facts.
 
 use crate::model::{Image, JoinMode, TestbedFile};
 
@@ -19,27 +21,105 @@ pub struct ReleaseImage {
     pub pull_mode_only: bool,
 }
 
-struct Defaults {
-    minor: &'static str,
-    kube: &'static str,
-    etcd: &'static str,
-    alpine: Option<&'static str>,
+/// What `karmadactl init --etcd-init-image` does in a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdInitImage {
+    /// etcd's pod has an init container running this alpine tag; the flag sets its image.
+    Used { alpine: &'static str },
+    /// The init container is gone; the flag is accepted, warned about as deprecated and ignored (v1.16).
+    Ignored,
+    /// The flag no longer exists: passing it is an "unknown flag" error (v1.17 on).
+    Removed,
 }
 
-const TABLE: &[Defaults] = &[
-    Defaults { minor: "v1.11", kube: "v1.29.6", etcd: "3.5.13-0", alpine: Some("3.19.1") },
-    Defaults { minor: "v1.12", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.19.1") },
-    Defaults { minor: "v1.13", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.0") },
-    Defaults { minor: "v1.14", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.3") },
-    Defaults { minor: "v1.15", kube: "v1.31.3", etcd: "3.5.16-0", alpine: Some("3.21.3") },
-    // From v1.16 etcd has no init container: `--etcd-init-image` is accepted and ignored, then removed in
-    // v1.17 (docs/karmada-versions.md).
-    Defaults { minor: "v1.16", kube: "v1.34.1", etcd: "3.6.0-0", alpine: None },
-    Defaults { minor: "v1.17", kube: "v1.35.2", etcd: "3.6.6-0", alpine: None },
-    Defaults { minor: "v1.18", kube: "v1.35.2", etcd: "3.6.6-0", alpine: None },
-    // Read at v1.19.0-rc.0 and master (the same there); to re-check at the v1.19.0 tag.
-    Defaults { minor: "v1.19", kube: "v1.36.2", etcd: "3.6.8-0", alpine: None },
+/// How cluster failover is switched on in a release. In every known release it takes the
+/// karmada-controller-manager flags [`FAILOVER_CONTROLLER_MANAGER_ARGS`] (the `Failover` gate is Beta and off
+/// by default; without no-execute eviction a NoExecute taint evicts nothing) and a ClusterTaintPolicy that
+/// taints a cluster NoExecute (the cluster controller itself only adds NoSchedule taints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverSwitch {
+    /// `karmadactl init --karmada-controller-manager-extra-args=ARG`, once per argument (v1.16 on).
+    InitExtraArgs,
+    /// init has no way to pass them (v1.15): the karmada-controller-manager Deployment is patched after init.
+    PatchControllerManager,
+}
+
+/// The karmada-controller-manager arguments that switch cluster failover on, in every known release.
+pub const FAILOVER_CONTROLLER_MANAGER_ARGS: &[&str] =
+    &["--feature-gates=Failover=true", "--enable-no-execute-taint-eviction=true"];
+
+/// One Karmada minor as testbed knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// `v1.19`.
+    pub minor: &'static str,
+    /// `--kube-image-tag`'s default: the kube-apiserver and kube-controller-manager tag.
+    pub kube: &'static str,
+    /// The etcd image's tag.
+    pub etcd: &'static str,
+    pub etcd_init_image: EtcdInitImage,
+    /// Whether init has the `--<component>-extra-args` flags (v1.16 on).
+    pub extra_args: bool,
+    /// The values `failover.application.purgeMode` accepts in the PropagationPolicy CRD.
+    pub purge_modes: &'static [&'static str],
+    pub failover: FailoverSwitch,
+}
+
+const PURGE_MODES_UP_TO_1_18: &[&str] = &["Directly", "Gracefully", "Never", "Immediately", "Graciously"];
+/// v1.19 removed the deprecated `Immediately` and `Graciously`.
+const PURGE_MODES_FROM_1_19: &[&str] = &["Directly", "Gracefully", "Never"];
+
+const TABLE: &[Release] = &[
+    Release {
+        minor: "v1.15",
+        kube: "v1.31.3",
+        etcd: "3.5.16-0",
+        etcd_init_image: EtcdInitImage::Used { alpine: "3.21.3" },
+        extra_args: false,
+        purge_modes: PURGE_MODES_UP_TO_1_18,
+        failover: FailoverSwitch::PatchControllerManager,
+    },
+    Release {
+        minor: "v1.16",
+        kube: "v1.34.1",
+        etcd: "3.6.0-0",
+        etcd_init_image: EtcdInitImage::Ignored,
+        extra_args: true,
+        purge_modes: PURGE_MODES_UP_TO_1_18,
+        failover: FailoverSwitch::InitExtraArgs,
+    },
+    Release {
+        minor: "v1.17",
+        kube: "v1.35.2",
+        etcd: "3.6.6-0",
+        etcd_init_image: EtcdInitImage::Removed,
+        extra_args: true,
+        purge_modes: PURGE_MODES_UP_TO_1_18,
+        failover: FailoverSwitch::InitExtraArgs,
+    },
+    Release {
+        minor: "v1.18",
+        kube: "v1.35.2",
+        etcd: "3.6.6-0",
+        etcd_init_image: EtcdInitImage::Removed,
+        extra_args: true,
+        purge_modes: PURGE_MODES_UP_TO_1_18,
+        failover: FailoverSwitch::InitExtraArgs,
+    },
+    // Read at v1.19.0-rc.0 and master (the same there): the sources read hold no v1.19.0 tag yet.
+    Release {
+        minor: "v1.19",
+        kube: "v1.36.2",
+        etcd: "3.6.8-0",
+        etcd_init_image: EtcdInitImage::Removed,
+        extra_args: true,
+        purge_modes: PURGE_MODES_FROM_1_19,
+        failover: FailoverSwitch::InitExtraArgs,
+    },
 ];
+
+/// The newest release testbed knows, and the default `[karmada] version`.
+pub const DEFAULT_VERSION: &str = "v1.19.0";
 
 /// Versions with a table entry, for messages.
 pub fn known_minors() -> Vec<&'static str> {
@@ -55,13 +135,18 @@ pub fn is_release_tag(version: &str) -> bool {
     parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The images `karmadactl init` at `version` pulls, or `None` if the release has no table entry.
-pub fn images(version: &str) -> Option<Vec<ReleaseImage>> {
+/// The table entry of `version`'s minor, or `None` for a version testbed does not know.
+pub fn release(version: &str) -> Option<&'static Release> {
     if !is_release_tag(version) {
         return None;
     }
     let minor = version.rsplit_once('.').map(|(m, _)| m)?;
-    let d = TABLE.iter().find(|d| d.minor == minor)?;
+    TABLE.iter().find(|d| d.minor == minor)
+}
+
+/// The images `karmadactl init` at `version` pulls, or `None` if the release has no table entry.
+pub fn images(version: &str) -> Option<Vec<ReleaseImage>> {
+    let d = release(version)?;
     let karmada = |name: &'static str| ReleaseImage {
         name,
         source: format!("docker.io/karmada/{name}:{version}"),
@@ -84,7 +169,7 @@ pub fn images(version: &str) -> Option<Vec<ReleaseImage>> {
         },
         ReleaseImage { name: "etcd", source: format!("registry.k8s.io/etcd:{}", d.etcd), pull_mode_only: false },
     ];
-    if let Some(alpine) = d.alpine {
+    if let EtcdInitImage::Used { alpine } = d.etcd_init_image {
         out.push(ReleaseImage {
             name: "alpine",
             source: format!("docker.io/library/alpine:{alpine}"),
@@ -110,7 +195,7 @@ pub const CONTROL_PLANE_IMAGES: &[&str] = &[
     "kube-controller-manager",
     "etcd",
 ];
-/// The image of etcd's init container (karmadactl before v1.16): optional in a file's own list.
+/// The image of etcd's init container (karmadactl v1.15 and older): optional in a file's own list.
 pub const ETCD_INIT_IMAGE: &str = "alpine";
 /// The karmada-agent that pull-mode members run.
 pub const AGENT_IMAGE: &str = "karmada-agent";
@@ -222,17 +307,17 @@ mod tests {
                 "kube-apiserver",
                 "kube-controller-manager",
                 "etcd",
-                "alpine"
-            ]
+            ],
+            "the default release has no etcd init container"
         );
         assert!(missing_listed_images(&push).is_empty());
         let pull = file("[[members]]\nname = \"m1\"\napi_port = 16441\njoin_mode = \"pull\"\n");
         let agent = control_plane_images(&pull).pop().unwrap();
         assert_eq!(agent.name, "karmada-agent");
         assert!(agent.pull_mode_only);
-        assert_eq!(agent.target("10.123.45.1:32000"), "10.123.45.1:32000/karmada-agent:v1.15.9");
+        assert_eq!(agent.target("10.123.45.1:32000"), "10.123.45.1:32000/karmada-agent:v1.19.0");
         let etcd = control_plane_images(&pull).into_iter().find(|i| i.name == "etcd").unwrap();
-        assert_eq!(etcd.target("localhost:32000"), "localhost:32000/etcd:3.5.16-0");
+        assert_eq!(etcd.target("localhost:32000"), "localhost:32000/etcd:3.6.8-0");
     }
 
     #[test]
@@ -281,6 +366,29 @@ source = "docker.io/library/nginx:1.27"
                 "kube-controller-manager"
             ]
         );
+    }
+
+    #[test]
+    fn each_minor_says_how_init_and_failover_differ() {
+        let v115 = release("v1.15.9").unwrap();
+        assert_eq!(v115.etcd_init_image, EtcdInitImage::Used { alpine: "3.21.3" });
+        assert!(!v115.extra_args);
+        assert_eq!(v115.failover, FailoverSwitch::PatchControllerManager);
+        let v116 = release("v1.16.8").unwrap();
+        assert_eq!((v116.etcd_init_image, v116.extra_args), (EtcdInitImage::Ignored, true));
+        for v in ["v1.17.5", "v1.18.2", "v1.19.0"] {
+            let r = release(v).unwrap();
+            assert_eq!(
+                (r.etcd_init_image, r.extra_args, r.failover),
+                (EtcdInitImage::Removed, true, FailoverSwitch::InitExtraArgs),
+                "{v}"
+            );
+        }
+        assert!(release("v1.18.2").unwrap().purge_modes.contains(&"Graciously"));
+        assert_eq!(release("v1.19.0").unwrap().purge_modes, ["Directly", "Gracefully", "Never"]);
+        assert!(release(DEFAULT_VERSION).is_some());
+        // Older minors are not supported: their facts were not read.
+        assert!(release("v1.14.2").is_none());
     }
 
     #[test]

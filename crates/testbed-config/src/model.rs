@@ -41,7 +41,7 @@ pub struct TestbedFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Host {
-    /// Snap channel of the host MicroK8s: `TRACK/RISK[/BRANCH]` (e.g. `1.32/stable`), `RISK[/BRANCH]`, or a
+    /// Snap channel of the host MicroK8s: `TRACK/RISK[/BRANCH]` (e.g. `1.35/stable`), `RISK[/BRANCH]`, or a
     /// track alone (read as `TRACK/stable`).
     pub microk8s_channel: String,
     /// Addons enabled on the host MicroK8s (the registry addon is managed by `[registry]`): names of
@@ -63,7 +63,7 @@ pub struct Host {
 impl Default for Host {
     fn default() -> Self {
         Host {
-            microk8s_channel: "1.32/stable".into(),
+            microk8s_channel: "1.35/stable".into(),
             addons: vec!["dns".into(), "hostpath-storage".into()],
             kubeconfig_dir: ".testbed/kubeconfigs".into(),
             inotify_max_user_instances: 1_048_576,
@@ -192,12 +192,19 @@ pub struct Karmada {
     /// an absolute folder of its own: not `/`, not a folder directly under `/`, not a shared one such as
     /// `/var/lib` or `/home`.
     pub data_dir: String,
+    /// Cluster failover: when a member's cluster stops being Ready, Karmada taints it NoExecute and moves
+    /// the workloads whose policies allow it elsewhere. Switches on karmada-controller-manager's `Failover`
+    /// feature gate and no-execute taint eviction (through init's `--karmada-controller-manager-extra-args`
+    /// from v1.16, by patching the controller-manager's Deployment on v1.15) and keeps a ClusterTaintPolicy
+    /// that adds the NoExecute taint. Off by default, as in Karmada.
+    pub failover: bool,
 }
 
 impl Default for Karmada {
     fn default() -> Self {
         Karmada {
-            version: "v1.15.9".into(),
+            version: crate::karmada_release::DEFAULT_VERSION.into(),
+            failover: false,
             join_mode: JoinMode::Push,
             api_port: 32443,
             data_dir: "/etc/karmada".into(),

@@ -26,7 +26,7 @@ pub fn describe_control(c: char) -> String {
 const RISKS: [&str; 4] = ["stable", "candidate", "beta", "edge"];
 
 /// A snap channel as `snap install --channel` takes it: `[TRACK/]RISK[/BRANCH]`, or a track alone (its
-/// stable risk), e.g. `1.32/stable`, `1.32`, `latest/edge/fix`. Tracks and branches are ASCII letters,
+/// stable risk), e.g. `1.35/stable`, `1.35`, `latest/edge/fix`. Tracks and branches are ASCII letters,
 /// digits, `.`, `_` and `-`, starting with a letter or digit.
 pub fn snap_channel_problem(s: &str) -> Option<String> {
     if s.is_empty() {

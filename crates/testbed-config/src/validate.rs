@@ -106,7 +106,7 @@ fn check_text_fields(file: &TestbedFile, r: &mut Reporter<'_>) {
     }
     for (path, what, whose, c) in channels {
         let why = text::snap_channel_problem(c);
-        let hint = "write a snap channel such as \"1.32/stable\" (TRACK/RISK[/BRANCH], or a track alone)";
+        let hint = "write a snap channel such as \"1.35/stable\" (TRACK/RISK[/BRANCH], or a track alone)";
         field(r, &path, format!("{what} {c:?}{whose} is not a snap channel: it"), why, "not a snap channel", hint);
     }
     for (path, what, whose, a) in addons {
@@ -437,7 +437,7 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
     if !karmada_release::is_release_tag(v) {
         r.report(
             version_span(),
-            format!("karmada version {v:?} is not a release tag like \"v1.15.9\""),
+            format!("karmada version {v:?} is not a release tag like \"{}\"", karmada_release::DEFAULT_VERSION),
             "unknown version",
             Some("use a release of one of the listed minors; any patch release of a listed minor works".into()),
         );
@@ -461,6 +461,24 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
                 )),
             );
         }
+    }
+    let switch = karmada_release::release(v).map(|r| r.failover);
+    if file.karmada.failover && switch == Some(karmada_release::FailoverSwitch::PatchControllerManager) {
+        r.report(
+            r.map.value_span(&[Key("karmada"), Key("failover")]),
+            format!("karmada {v} cannot switch cluster failover on at init: karmadactl has --karmada-controller-manager-extra-args from v1.16 only"),
+            "not supported on this version yet",
+            Some("use Karmada v1.16 or later (the default is v1.19.0), or set failover = false; testbed does not yet patch the controller manager after a v1.15 init".into()),
+        );
+    }
+    if file.karmada.failover && karmada_release::is_release_tag(v) && switch.is_none() {
+        let known = karmada_release::known_minors().iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
+        r.report(
+            r.map.value_span(&[Key("karmada"), Key("failover")]),
+            format!("testbed does not know how karmada {v} switches cluster failover on (it knows {known})"),
+            "unknown for this version",
+            Some("use a release of one of the listed minors, or set failover = false".into()),
+        );
     }
     // Below 1024 is already reported with the other ports: one problem per value.
     if file.karmada.api_port >= 1024 && !(30000..=32767).contains(&file.karmada.api_port) {

@@ -60,7 +60,14 @@ fn every_example_validates() {
     names.sort();
     assert_eq!(
         names,
-        ["custom-image.toml", "four-members.toml", "pull-mode.toml", "testenv.toml", "three-members.toml"]
+        [
+            "custom-image.toml",
+            "failover.toml",
+            "four-members.toml",
+            "pull-mode.toml",
+            "testenv.toml",
+            "three-members.toml"
+        ]
     );
     for n in &names {
         let rel = format!("examples/{n}");

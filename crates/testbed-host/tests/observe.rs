@@ -48,7 +48,7 @@ async fn a_converged_ubuntu_host_plans_no_changes() {
         &format!("{}\nfs.inotify.max_user_instances = 1048576\n", testbed_host::SYSCTL_HEADER),
     );
     let r = ScriptedRunner::new();
-    r.on(&["karmadactl", "version"], Reply::Output(Output::ok(karmadactl_version_line("v1.15.9"))));
+    r.on(&["karmadactl", "version"], Reply::Output(Output::ok(karmadactl_version_line("v1.19.0"))));
     r.on(&["iptables", "-C"], Reply::ok(""));
     r.on(&["iptables", "-t", "raw", "-S", "PREROUTING"], Reply::ok(RAW_WITH_NODE_PORTS));
     assert_eq!(plan(&host, &r, &config(FILE)).await, vec![]);

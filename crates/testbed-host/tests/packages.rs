@@ -11,7 +11,7 @@ use testbed_provider::{ErrorKind, Provider, ProviderError};
 
 const FILE: &str = "[[members]]\nname = \"member1\"\napi_port = 16441\n";
 const ARCHIVE: &[u8] = b"karmadactl-linux-amd64.tgz: the archive's bytes";
-const URL: &str = "https://github.com/karmada-io/karmada/releases/download/v1.15.9/karmadactl-linux-amd64.tgz";
+const URL: &str = "https://github.com/karmada-io/karmada/releases/download/v1.19.0/karmadactl-linux-amd64.tgz";
 
 fn digest(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -56,7 +56,7 @@ fn fresh(os: &str, published: &str) -> (FakeHost, ScriptedRunner, testbed_config
     let sums = format!("{published}  karmadactl-linux-amd64.tgz\n");
     r.on(&["curl", "-fsSL", &format!("{URL}.sha256")], Reply::Output(Output::ok(sums)));
     r.on(&["tar", "-xzf"], installs(&root, "/usr/local/bin/karmadactl", ""));
-    r.on(&["karmadactl", "version"], Reply::Output(Output::ok(karmadactl_version_line("v1.15.9"))));
+    r.on(&["karmadactl", "version"], Reply::Output(Output::ok(karmadactl_version_line("v1.19.0"))));
     (host, r, config(FILE))
 }
 
@@ -77,9 +77,9 @@ async fn a_fresh_ubuntu_gets_the_snaps_and_a_verified_karmadactl() {
     host$ snap install kubectl --classic
     host$ snap install lxd
     host$ lxd waitready --timeout=60
-    host$ curl -fsSL -o /var/lib/testbed/downloads/karmadactl-v1.15.9-linux-amd64.tgz https://github.com/karmada-io/karmada/releases/download/v1.15.9/karmadactl-linux-amd64.tgz
-    host$ curl -fsSL https://github.com/karmada-io/karmada/releases/download/v1.15.9/karmadactl-linux-amd64.tgz.sha256
-    host$ tar -xzf /var/lib/testbed/downloads/karmadactl-v1.15.9-linux-amd64.tgz -C /usr/local/bin karmadactl
+    host$ curl -fsSL -o /var/lib/testbed/downloads/karmadactl-v1.19.0-linux-amd64.tgz https://github.com/karmada-io/karmada/releases/download/v1.19.0/karmadactl-linux-amd64.tgz
+    host$ curl -fsSL https://github.com/karmada-io/karmada/releases/download/v1.19.0/karmadactl-linux-amd64.tgz.sha256
+    host$ tar -xzf /var/lib/testbed/downloads/karmadactl-v1.19.0-linux-amd64.tgz -C /usr/local/bin karmadactl
     host$ karmadactl version
     ");
     assert_eq!(
@@ -93,7 +93,7 @@ async fn a_fresh_ubuntu_gets_the_snaps_and_a_verified_karmadactl() {
     let pk = obs.resources.iter().find(|o| o.kind == Kind::HostPackages).unwrap();
     assert_eq!(pk.owner, Owner::Testbed);
     assert_eq!(pk.spec.get("packages").map(String::as_str), Some("karmadactl,kubectl,lxd,snapd"));
-    assert_eq!(pk.spec.get("karmadactl.version").map(String::as_str), Some("v1.15.9"));
+    assert_eq!(pk.spec.get("karmadactl.version").map(String::as_str), Some("v1.19.0"));
 }
 
 #[tokio::test]
@@ -130,14 +130,14 @@ async fn a_checksum_mismatch_installs_nothing() {
     assert!(e.kind() == ErrorKind::Failed, "{e:?}");
     let msg = e.report().to_string();
     assert!(msg.contains(&format!("has SHA-256 {}", digest(ARCHIVE))), "{msg}");
-    assert!(msg.contains(&format!("karmada-io publishes {wrong} for v1.15.9")), "{msg}");
+    assert!(msg.contains(&format!("karmada-io publishes {wrong} for v1.19.0")), "{msg}");
     assert!(msg.contains("nothing was installed"), "{msg}");
     assert!(e.hint().unwrap().contains("apply again"), "{e:?}");
     let t = r.transcript();
     assert!(!t.iter().any(|l| l.contains("tar ")), "nothing unpacked: {t:?}");
     assert!(!host.at("/usr/local/bin/karmadactl").exists());
     assert!(
-        !host.at("/var/lib/testbed/downloads/karmadactl-v1.15.9-linux-amd64.tgz").exists(),
+        !host.at("/var/lib/testbed/downloads/karmadactl-v1.19.0-linux-amd64.tgz").exists(),
         "the bad archive is removed"
     );
     assert!(host.read("/var/lib/testbed/host-packages").is_none());
@@ -161,8 +161,8 @@ async fn an_arm64_host_downloads_the_arm64_archive() {
     let (log, _) = capture();
     p.apply(&action(Op::Create, wanted(&cfg, "host.packages")), &log).await.unwrap();
     let t = r.transcript().join("\n");
-    assert!(t.contains("/v1.15.9/karmadactl-linux-arm64.tgz.sha256"), "{t}");
-    assert!(t.contains("-o /var/lib/testbed/downloads/karmadactl-v1.15.9-linux-arm64.tgz"), "{t}");
+    assert!(t.contains("/v1.19.0/karmadactl-linux-arm64.tgz.sha256"), "{t}");
+    assert!(t.contains("-o /var/lib/testbed/downloads/karmadactl-v1.19.0-linux-arm64.tgz"), "{t}");
     assert!(!t.contains("amd64"), "{t}");
 }
 
@@ -200,7 +200,7 @@ async fn an_older_karmadactl_is_replaced_by_the_files_version() {
         &["karmadactl", "version"],
         vec![
             Reply::Output(Output::ok(karmadactl_version_line("v1.14.2"))),
-            Reply::Output(Output::ok(karmadactl_version_line("v1.15.9"))),
+            Reply::Output(Output::ok(karmadactl_version_line("v1.19.0"))),
         ],
     );
     apply(&host, &r, &cfg).await.unwrap();

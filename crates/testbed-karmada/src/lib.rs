@@ -468,6 +468,8 @@ impl KarmadaProvider {
             format!("(no karmada-apiserver.config at {})", self.karmada_kubeconfig.display())
         };
         spec.insert("data_dir".into(), data_dir);
+        let command = report.get(CONTROLLER_MANAGER).map(|c| c.command.as_slice()).unwrap_or_default();
+        spec.insert("failover".into(), failover_switched_on(command).to_string());
         let health = if report.is_healthy() {
             Health::Ok
         } else {
@@ -994,6 +996,35 @@ impl KarmadaProvider {
 /// An error with anything shaped like a bootstrap token masked: its message, its hint and its causes. The
 /// causes are masked as the report renders them, so the masked error keeps their text but not the errors
 /// themselves (a cause's own text could still hold the token).
+/// The controller manager's Deployment, whose command says whether cluster failover is on.
+const CONTROLLER_MANAGER: &str = "karmada-controller-manager";
+
+/// Whether a karmada-controller-manager command switches cluster failover on: the `Failover` feature gate
+/// and no-execute taint eviction both true, read as the program's flag parser reads them (the last
+/// occurrence of a flag wins; a bool flag alone is true; `--feature-gates` is a comma-separated list of
+/// `NAME=BOOL`).
+pub fn failover_switched_on(command: &[String]) -> bool {
+    let last = |flag: &str| {
+        command.iter().rev().find_map(|a| {
+            let rest = a.strip_prefix(flag)?;
+            if rest.is_empty() {
+                Some("true")
+            } else {
+                rest.strip_prefix('=')
+            }
+        })
+    };
+    let gate = last("--feature-gates").is_some_and(|gates| {
+        gates
+            .rsplit(',')
+            .filter_map(|g| g.trim().split_once('='))
+            .find(|(name, _)| *name == "Failover")
+            .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"))
+    });
+    let eviction = last("--enable-no-execute-taint-eviction").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    gate && eviction
+}
+
 fn mask_error(e: ProviderError) -> ProviderError {
     if !matches!(e.kind(), ErrorKind::Failed | ErrorKind::Precondition) {
         return e;
@@ -1148,6 +1179,29 @@ impl KarmadaProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_is_on_only_with_the_gate_and_no_execute_eviction_as_the_flag_parser_reads_them() {
+        let cmd = |args: &[&str]| {
+            let mut c = vec!["/bin/karmada-controller-manager".to_owned(), "--v=2".to_owned()];
+            c.extend(args.iter().map(|a| a.to_string()));
+            failover_switched_on(&c)
+        };
+        assert!(cmd(testbed_config::karmada_release::FAILOVER_CONTROLLER_MANAGER_ARGS));
+        assert!(cmd(&["--feature-gates=GracefulEviction=true,Failover=true", "--enable-no-execute-taint-eviction"]));
+        assert!(!cmd(&[]), "Failover is off by default");
+        assert!(!cmd(&["--feature-gates=Failover=true"]), "without eviction a NoExecute taint evicts nothing");
+        assert!(!cmd(&["--enable-no-execute-taint-eviction=true"]));
+        assert!(
+            !cmd(&[
+                "--feature-gates=Failover=true",
+                "--enable-no-execute-taint-eviction=true",
+                "--feature-gates=Failover=false"
+            ]),
+            "the last occurrence wins"
+        );
+        assert!(!cmd(&["--feature-gates=FailoverX=true", "--enable-no-execute-taint-eviction-purge-mode=Directly"]));
+    }
 
     #[test]
     fn servers_and_images_are_taken_apart() {

@@ -315,7 +315,7 @@ async fn pull_register_end_to_end_keeps_the_token_secret() {
     assert_eq!(
         t[1],
         format!(
-            "host$ karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} --kubeconfig {dir}/kubeconfigs/member2-karmada.config --cluster-name member2 --karmada-agent-image 127.0.0.1:32000/karmada-agent:v1.15.9"
+            "host$ karmadactl register 127.0.0.1:32443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} --kubeconfig {dir}/kubeconfigs/member2-karmada.config --cluster-name member2 --karmada-agent-image 127.0.0.1:32000/karmada-agent:v1.19.0"
         ),
         "the runner's record is what the program received"
     );
@@ -544,7 +544,7 @@ async fn init_labels_the_namespace_and_destroy_deinits_only_testbeds_control_pla
     assert_eq!(
         lab.runner.transcript(),
         [format!("host$ mkdir -p {dir}/downloads"), format!(
-            "host$ karmadactl init --kubeconfig /var/snap/microk8s/current/credentials/client.config --private-image-registry localhost:32000 --karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.15.9 --karmada-scheduler-image localhost:32000/karmada-scheduler:v1.15.9 --karmada-webhook-image localhost:32000/karmada-webhook:v1.15.9 --karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.15.9 --karmada-apiserver-image localhost:32000/kube-apiserver:v1.31.3 --karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.31.3 --etcd-image localhost:32000/etcd:3.5.16-0 --etcd-init-image localhost:32000/alpine:3.21.3 --crds {dir}/downloads/karmada-crds-v1.15.9.tar.gz --port 32443 --karmada-data {dir}/karmada --karmada-pki {dir}/karmada/pki --karmada-apiserver-advertise-address 127.0.0.1 --cert-external-ip 127.0.0.1 --wait-component-ready-timeout 300"
+            "host$ karmadactl init --kubeconfig /var/snap/microk8s/current/credentials/client.config --private-image-registry localhost:32000 --karmada-controller-manager-image localhost:32000/karmada-controller-manager:v1.19.0 --karmada-scheduler-image localhost:32000/karmada-scheduler:v1.19.0 --karmada-webhook-image localhost:32000/karmada-webhook:v1.19.0 --karmada-aggregated-apiserver-image localhost:32000/karmada-aggregated-apiserver:v1.19.0 --karmada-apiserver-image localhost:32000/kube-apiserver:v1.36.2 --karmada-kube-controller-manager-image localhost:32000/kube-controller-manager:v1.36.2 --etcd-image localhost:32000/etcd:3.6.8-0 --crds {dir}/downloads/karmada-crds-v1.19.0.tar.gz --port 32443 --karmada-data {dir}/karmada --karmada-pki {dir}/karmada/pki --karmada-apiserver-advertise-address 127.0.0.1 --cert-external-ip 127.0.0.1 --wait-component-ready-timeout 300"
         )]
     );
     let ns = lab.host.state().namespaces.into_iter().find(|n| n.name == KARMADA_NAMESPACE).unwrap();

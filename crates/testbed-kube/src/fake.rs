@@ -249,9 +249,12 @@ pub struct FakeDeployment {
     pub replicas: i32,
     /// `status.availableReplicas` (and readyReplicas).
     pub available_replicas: i32,
-    /// The container's image; `None`: `localhost:32000/<name>:v1.15.9`, as `karmadactl init
-    /// --private-image-registry localhost:32000` of release v1.15.9 names the Karmada images.
+    /// The container's image; `None`: `localhost:32000/<name>:v1.19.0`, as `karmadactl init
+    /// --private-image-registry localhost:32000` of release v1.19.0 (testbed's default) names the Karmada
+    /// images.
     pub image: Option<String>,
+    /// The container's `command`; not served when empty.
+    pub command: Vec<String>,
 }
 
 impl FakeDeployment {
@@ -263,7 +266,14 @@ impl FakeDeployment {
             replicas: 1,
             available_replicas: 1,
             image: None,
+            command: Vec::new(),
         }
+    }
+
+    /// With this container command.
+    pub fn command(mut self, command: Vec<String>) -> Self {
+        self.command = command;
+        self
     }
 
     /// With this container image.
@@ -274,7 +284,7 @@ impl FakeDeployment {
 
     /// The container's image as served.
     pub fn image_or_default(&self) -> String {
-        self.image.clone().unwrap_or_else(|| format!("localhost:32000/{}:v1.15.9", self.name))
+        self.image.clone().unwrap_or_else(|| format!("localhost:32000/{}:v1.19.0", self.name))
     }
 
     /// One replica wanted, none available (an image that cannot be pulled, say).
@@ -547,6 +557,10 @@ fn deployment_json(d: &FakeDeployment, resource_version: u64) -> Value {
     if d.replicas > d.available_replicas {
         status["unavailableReplicas"] = json!(d.replicas - d.available_replicas);
     }
+    let mut container = json!({"name": d.name, "image": d.image_or_default(), "imagePullPolicy": "IfNotPresent"});
+    if !d.command.is_empty() {
+        container["command"] = json!(d.command);
+    }
     json!({
         "metadata": meta,
         "spec": {
@@ -554,11 +568,7 @@ fn deployment_json(d: &FakeDeployment, resource_version: u64) -> Value {
             "selector": {"matchLabels": {"app": d.name}},
             "template": {
                 "metadata": {"labels": {"app": d.name}},
-                "spec": {"containers": [{
-                    "name": d.name,
-                    "image": d.image_or_default(),
-                    "imagePullPolicy": "IfNotPresent",
-                }]},
+                "spec": {"containers": [container]},
             },
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
             "revisionHistoryLimit": 10,

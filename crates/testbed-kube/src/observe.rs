@@ -240,6 +240,8 @@ pub struct ComponentReport {
     pub available_condition: Option<Condition>,
     /// The images of its Pod template's containers, in order (empty when absent).
     pub images: Vec<String>,
+    /// Its first container's `command` followed by its `args` (empty when absent).
+    pub command: Vec<String>,
 }
 
 impl ControlPlaneReport {
@@ -310,6 +312,7 @@ fn component(name: &str, deployment: Option<&Deployment>) -> ComponentReport {
             available_replicas: None,
             available_condition: None,
             images: Vec::new(),
+            command: Vec::new(),
         };
     };
     let desired = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -332,6 +335,13 @@ fn component(name: &str, deployment: Option<&Deployment>) -> ComponentReport {
         .and_then(|s| s.template.spec.as_ref())
         .map(|pod| pod.containers.iter().filter_map(|c| c.image.clone()).collect())
         .unwrap_or_default();
+    let command = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|pod| pod.containers.first())
+        .map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()).cloned().collect())
+        .unwrap_or_default();
     ComponentReport {
         name: name.to_string(),
         present: true,
@@ -340,6 +350,7 @@ fn component(name: &str, deployment: Option<&Deployment>) -> ComponentReport {
         available_replicas: Some(available_replicas),
         available_condition,
         images,
+        command,
     }
 }
 

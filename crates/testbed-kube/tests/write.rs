@@ -83,14 +83,20 @@ async fn deployment_images_and_service_node_ports_are_read() {
         FakeDeployment::available(KARMADA_NAMESPACE, "karmada-scheduler")
             .image("localhost:32000/karmada-scheduler:v1.14.0"),
     );
+    let command: Vec<String> =
+        ["/bin/karmada-controller-manager", "--v=2", "--feature-gates=Failover=true"].map(str::to_owned).to_vec();
+    state.put_deployment(
+        FakeDeployment::available(KARMADA_NAMESPACE, "karmada-controller-manager").command(command.clone()),
+    );
     let fake = FakeKube::start(state).await.unwrap();
     let client = KubeClient::new(&fake.config()).unwrap();
 
     let report = control_plane(&client).await.unwrap();
     assert_eq!(
         report.get("karmada-controller-manager").unwrap().images,
-        ["localhost:32000/karmada-controller-manager:v1.15.9"]
+        ["localhost:32000/karmada-controller-manager:v1.19.0"]
     );
+    assert_eq!(report.get("karmada-controller-manager").unwrap().command, command, "the container's command is read");
     assert_eq!(report.get("karmada-scheduler").unwrap().images, ["localhost:32000/karmada-scheduler:v1.14.0"]);
 
     assert_eq!(service_node_ports(&client, KARMADA_NAMESPACE, "karmada-apiserver").await.unwrap(), Some(vec![32443]));

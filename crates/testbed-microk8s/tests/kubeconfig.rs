@@ -43,11 +43,11 @@ impl Lab {
         inside(
             &runner,
             Where::Host,
-            Some("1.32/stable"),
+            Some("1.35/stable"),
             status_running(&["dns", "hostpath-storage"]),
             &["dns", "hostpath-storage"],
         );
-        inside(&runner, member1(), Some("1.32/stable"), status_running(&["dns"]), &["dns"]);
+        inside(&runner, member1(), Some("1.35/stable"), status_running(&["dns"]), &["dns"]);
         // `microk8s config` prints the server at the container's default address, as the real one does.
         let admin = admin_kubeconfig(&tls.ca_pem, "https://10.123.45.10:16443", &token_user(TOKEN));
         runner.on_at(member1(), &["microk8s", "config"], Reply::ok(&admin));

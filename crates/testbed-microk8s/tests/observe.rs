@@ -19,7 +19,7 @@ fn host_ok(r: &ScriptedRunner) {
     inside(
         r,
         Where::Host,
-        Some("1.32/stable"),
+        Some("1.35/stable"),
         status_running(&["dns", "ha-cluster", "helm", "helm3", "hostpath-storage"]),
         &["dns", "hostpath-storage"],
     );
@@ -43,7 +43,7 @@ async fn channels_and_addons_come_from_snap_list_and_microk8s_status() {
     let host = state.get(&addr("host.microk8s")).unwrap();
     assert_eq!(
         (host.spec["channel"].as_str(), &host.owner, &host.health),
-        ("1.32/stable", &Owner::Testbed, &Health::Ok)
+        ("1.35/stable", &Owner::Testbed, &Health::Ok)
     );
     // ha-cluster and helm are on by MicroK8s' own doing: not the file's business, not drift.
     assert_eq!(state.get(&addr("host.addons")).unwrap().spec["addons"], "dns,hostpath-storage");
@@ -67,7 +67,7 @@ async fn channels_and_addons_come_from_snap_list_and_microk8s_status() {
 
     // The update refreshes the channel and enables what is missing, then records it.
     let runner2 = ScriptedRunner::new();
-    runner2.on(&["snap", "refresh"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ refreshed\n"));
+    runner2.on(&["snap", "refresh"], Reply::ok("microk8s (1.35/stable) v1.35.0 from Canonical✓ refreshed\n"));
     runner2.on(&["microk8s"], Reply::ok(""));
     runner2.on(&["mkdir"], Reply::ok(""));
     runner2.on(&["touch"], Reply::ok(""));
@@ -78,7 +78,7 @@ async fn channels_and_addons_come_from_snap_list_and_microk8s_status() {
     assert_eq!(
         runner2.transcript(),
         [
-            "member1$ snap refresh microk8s --channel=1.32/stable",
+            "member1$ snap refresh microk8s --channel=1.35/stable",
             "member1$ microk8s status --wait-ready --timeout 300",
             // A repaired MicroK8s gets its registry trust again (an unchanged file, rewritten).
             "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000",
@@ -98,7 +98,7 @@ async fn addons_microk8s_enabled_by_itself_are_not_drift() {
     let runner = ScriptedRunner::new();
     host_ok(&runner);
     // The registry addon pulls in hostpath-storage; neither is in the record or the file.
-    inside(&runner, m1(), Some("1.32/stable"), status_running(&["dns", "ha-cluster", "hostpath-storage"]), &["dns"]);
+    inside(&runner, m1(), Some("1.35/stable"), status_running(&["dns", "ha-cluster", "hostpath-storage"]), &["dns"]);
     let containers = Arc::new(Containers::default());
     containers.0.lock().unwrap().push(container("member1", true, true));
     mark_host(dir.path(), "lab");
@@ -122,7 +122,7 @@ async fn addons_dropped(
     let desired = testbed_plan::desired::build(&config, &Default::default());
     let runner = ScriptedRunner::new();
     host_ok(&runner);
-    inside(&runner, m1(), Some("1.32/stable"), status_running(enabled), recorded);
+    inside(&runner, m1(), Some("1.35/stable"), status_running(enabled), recorded);
     let containers = Arc::new(Containers::default());
     containers.0.lock().unwrap().push(container("member1", true, true));
     mark_host(dir.path(), "lab");
@@ -176,7 +176,7 @@ async fn a_stopped_microk8s_needs_repair_and_is_started() {
     let desired = testbed_plan::desired::build(&config, &Default::default());
     let runner = ScriptedRunner::new();
     host_ok(&runner);
-    inside(&runner, m1(), Some("1.32/stable"), status_stopped(), &["dns"]);
+    inside(&runner, m1(), Some("1.35/stable"), status_stopped(), &["dns"]);
     let containers = Arc::new(Containers::default());
     containers.0.lock().unwrap().push(container("member1", true, true));
     mark_host(dir.path(), "lab");
@@ -236,7 +236,7 @@ async fn a_stopped_container_is_never_entered() {
     let state = observed_with_the_rest(&p, &desired).await;
     assert!(runner.calls().iter().all(|(at, _)| *at == Where::Host), "{:#?}", runner.transcript());
     let m = state.get(&addr("microk8s.member1")).unwrap();
-    assert_eq!(m.spec["channel"], "1.32/stable");
+    assert_eq!(m.spec["channel"], "1.35/stable");
     assert!(matches!(&m.health, Health::NeedsRepair(r) if r.contains("container member1 is stopped")), "{m:?}");
 
     // Applying anything in it refuses before running a command.
@@ -300,16 +300,16 @@ async fn installing_the_host_microk8s_marks_it_as_testbeds() {
     let create = plan.actions().into_iter().find(|a| a.kind == Kind::HostMicrok8s).unwrap().clone();
     assert_eq!(create.op, Op::Create);
     runner.on(&["snap", "wait"], Reply::ok(""));
-    runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
+    runner.on(&["snap", "install"], Reply::ok("microk8s (1.35/stable) v1.35.0 from Canonical✓ installed\n"));
     runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
     let (log, seen) = capture();
     p.apply(&create, &log).await.unwrap();
-    assert!(seen.text().contains("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed"), "{}", seen.text());
+    assert!(seen.text().contains("microk8s (1.35/stable) v1.35.0 from Canonical✓ installed"), "{}", seen.text());
     let marker = std::fs::read_to_string(dir.path().join("testbed-owner")).unwrap();
     assert_eq!(marker, "owner=testbed\nname=lab\n");
 
     // The next look finds it testbed's.
-    inside(&runner, Where::Host, Some("1.32/stable"), status_running(&["ha-cluster"]), &[]);
+    inside(&runner, Where::Host, Some("1.35/stable"), status_running(&["ha-cluster"]), &[]);
     let state = observed_with_the_rest(&p, &desired).await;
     assert_eq!(state.get(&addr("host.microk8s")).unwrap().owner, Owner::Testbed);
     let plan = testbed_plan::plan(&desired, &state).unwrap();
@@ -333,7 +333,7 @@ async fn a_wait_that_times_out_names_the_member_and_the_next_step() {
     let plan = testbed_plan::plan(&desired, &state).unwrap();
     let create = plan.actions().into_iter().find(|a| a.kind == Kind::Microk8s).unwrap().clone();
     runner.on(&["snap", "wait"], Reply::ok(""));
-    runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
+    runner.on(&["snap", "install"], Reply::ok("microk8s (1.35/stable) v1.35.0 from Canonical✓ installed\n"));
     // What status prints when --wait-ready gives up.
     runner.on(
         &["microk8s", "status", "--wait-ready"],

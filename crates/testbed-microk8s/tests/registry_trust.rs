@@ -52,7 +52,7 @@ fn lab(member_microk8s: Option<&str>) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &[("member1", 16441)], "\"dns\"");
     let runner = ScriptedRunner::new();
-    inside(&runner, Where::Host, Some("1.32/stable"), status_running(&["dns"]), &["dns"]);
+    inside(&runner, Where::Host, Some("1.35/stable"), status_running(&["dns"]), &["dns"]);
     inside(&runner, m1(), member_microk8s, status_running(&["dns"]), &["dns"]);
     let containers = Arc::new(Containers::default());
     containers.0.lock().unwrap().push(container("member1", true, true));
@@ -73,7 +73,7 @@ async fn installing_a_members_microk8s_writes_the_trust_of_the_local_registry() 
     let create = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
     assert_eq!(create.op, Op::Create);
     lab.runner.on(&["snap", "wait"], Reply::ok(""));
-    lab.runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
+    lab.runner.on(&["snap", "install"], Reply::ok("microk8s (1.35/stable) v1.35.0 from Canonical✓ installed\n"));
     lab.runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
     lab.runner.on(&["mkdir"], Reply::ok(""));
     let before = lab.runner.transcript().len();
@@ -107,7 +107,7 @@ async fn microk8s_is_installed_once_the_containers_snapd_has_seeded() {
     let create = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
     let too_early = "error: too early for operation, device not yet seeded or device model not acknowledged";
     lab.runner.on_seq(&["snap", "wait"], vec![Reply::exit(1, too_early), Reply::exit(1, too_early), Reply::ok("")]);
-    lab.runner.on(&["snap", "install"], Reply::ok("microk8s (1.32/stable) v1.32.3 from Canonical✓ installed\n"));
+    lab.runner.on(&["snap", "install"], Reply::ok("microk8s (1.35/stable) v1.35.0 from Canonical✓ installed\n"));
     lab.runner.on(&["microk8s", "status", "--wait-ready"], Reply::ok("microk8s is running\n"));
     lab.runner.on(&["mkdir"], Reply::ok(""));
     let before = lab.runner.transcript().len();
@@ -120,7 +120,7 @@ async fn microk8s_is_installed_once_the_containers_snapd_has_seeded() {
 
 #[tokio::test]
 async fn a_missing_trust_needs_repair_and_the_repair_writes_it() {
-    let lab = lab(Some("1.32/stable"));
+    let lab = lab(Some("1.35/stable"));
     lab.runner.on_at(m1(), &["cat", TRUST], trust_missing());
     let actions = planned(&lab).await;
     let update = actions.iter().find(|a| a.kind == Kind::Microk8s).unwrap();
@@ -151,7 +151,7 @@ async fn a_missing_trust_needs_repair_and_the_repair_writes_it() {
 
 #[tokio::test]
 async fn a_trust_that_differs_is_rewritten() {
-    let lab = lab(Some("1.32/stable"));
+    let lab = lab(Some("1.35/stable"));
     // Someone pointed it at HTTPS by hand.
     lab.runner.on_at(m1(), &["cat", TRUST], Reply::ok(&HOSTS_TOML.replace("http://", "https://")));
     let update = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();

@@ -287,6 +287,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             ("data_dir", f.karmada.data_dir.clone()),
             ("advertise_address", gateway),
             ("image_registry", format!("localhost:{}", f.registry.port)),
+            ("failover", f.karmada.failover.to_string()),
         ]),
         cp_deps,
     );

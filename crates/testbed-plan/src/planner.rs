@@ -129,6 +129,31 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         }
     }
 
+    // What a replace costs beyond its own lines, said once: replacing the control plane takes every
+    // membership and everything applied to the Karmada API with it.
+    for (address, (op, _, changes)) in &ops {
+        let Some(r) = desired.resources.get(*address) else { continue };
+        if *op != Op::Replace || r.kind != Kind::KarmadaControlPlane {
+            continue;
+        }
+        let why = changes.iter().filter(|c| r.kind.forces_replacement(&c.key)).cloned().collect::<Vec<_>>();
+        let rejoin: Vec<&str> = desired
+            .resources
+            .values()
+            .filter(|m| m.kind == Kind::KarmadaMember && m.depends_on.contains(address))
+            .filter_map(|m| m.member.as_deref())
+            .collect();
+        let members = match rejoin.as_slice() {
+            [] => String::new(),
+            [one] => format!(", and {one} re-joins"),
+            many => format!(", and {} re-join", many.join(", ")),
+        };
+        notes.push(format!(
+            "{address} is replaced ({}): karmadactl deinit, then init{members}. Cost: everything applied to the Karmada API (policies, federated workloads) is deleted, and the federation is down until every member is Ready again",
+            describe(&why)
+        ));
+    }
+
     // 3. Owned resources the file no longer wants.
     let mut orphans: Vec<&Observed> = observed
         .resources

@@ -228,7 +228,11 @@ impl Kind {
                 | (Kind::LxdNetwork, "type")
                 | (Kind::Registry, "port")
                 | (Kind::Image, "target")
-                | (Kind::KarmadaControlPlane, "version" | "api_port" | "data_dir")
+                // Only `karmadactl init` sets these: a change is a deinit and a new init.
+                | (
+                    Kind::KarmadaControlPlane,
+                    "version" | "api_port" | "data_dir" | "advertise_address" | "image_registry" | "failover"
+                )
                 | (Kind::KarmadaMember, "mode")
         )
     }

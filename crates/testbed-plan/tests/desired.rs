@@ -144,7 +144,7 @@ fn an_unknown_version_takes_the_listed_images_as_the_control_planes() {
 
 #[test]
 fn a_known_version_takes_the_table() {
-    let d = desired("[[members]]\nname = \"member1\"\napi_port = 16441\n");
+    let d = desired("[karmada]\nversion = \"v1.15.9\"\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n");
     let got: Vec<(String, String)> = images(&d).into_iter().map(|(a, _, t)| (a, t)).collect();
     let want = [
         ("image.alpine", "localhost:32000/alpine:3.21.3"),

@@ -117,14 +117,20 @@ macro_rules! attempt {
 
 /// The flags of one call, as cobra parses them (`--flag value` or `--flag=value`; `-f` alone).
 struct Flags<'a> {
-    values: BTreeMap<&'a str, String>,
+    /// Every value given to each flag, in order (a string-slice flag takes all of them; others the last).
+    values: BTreeMap<&'a str, Vec<String>>,
     switches: BTreeSet<&'a str>,
     positional: Vec<&'a str>,
 }
 
 impl Flags<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.values.get(name).and_then(|v| v.last()).map(String::as_str)
+    }
+
+    /// A string-slice flag's values as cobra's pflag reads them: each occurrence split at commas, appended.
+    fn slice(&self, name: &str) -> Vec<String> {
+        self.values.get(name).into_iter().flatten().flat_map(|v| v.split(',')).map(str::to_owned).collect()
     }
 }
 
@@ -163,7 +169,7 @@ fn parse<'a>(args: &[&'a str], valued: &[&'a str], switches: &[&'a str]) -> Resu
                 }
             }
         };
-        out.values.insert(flag, value);
+        out.values.entry(flag).or_default().push(value);
         i += 1;
     }
     Ok(out)
@@ -348,6 +354,77 @@ fn extra_args_flags(version: &str) -> &'static [&'static str] {
     }
 }
 
+/// karmada-controller-manager's container command as the control plane runs it.
+pub(crate) fn controller_manager_command(cp: &ControlPlane) -> Vec<String> {
+    if cp.controller_manager_command.is_empty() {
+        // The release init ran, by its own image's tag.
+        let image = cp.images.get("karmada-controller-manager").map(String::as_str).unwrap_or("");
+        let version = image.rsplit_once(':').map_or("v1.15.9", |(_, tag)| tag);
+        return default_controller_manager_command(version);
+    }
+    cp.controller_manager_command.clone()
+}
+
+/// karmada-controller-manager's container command as init writes it, before extra args (karmada
+/// `cmdinit/kubernetes` deployments.go at v1.15.9, command.go from v1.16; `--v=4` became `--v=2` in v1.18).
+pub fn default_controller_manager_command(version: &str) -> Vec<String> {
+    let verbosity = if minor(version).is_some_and(|m| m >= 18) { "--v=2" } else { "--v=4" };
+    [
+        "/bin/karmada-controller-manager",
+        "--kubeconfig=/etc/karmada/config/karmada.config",
+        "--metrics-bind-address=$(POD_IP):8080",
+        "--health-probe-bind-address=$(POD_IP):10357",
+        "--cluster-status-update-frequency=10s",
+        "--leader-elect-resource-namespace=karmada-system",
+        verbosity,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// init's check of a `--*-extra-args` list (karmada `cmdinit/utils` `ValidateExtraArgs`): pflag split the
+/// values at commas, so a piece that does not start with `--` belongs to the one before it and is joined
+/// back with a comma; then each must be `--NAME[=VALUE]`.
+fn extra_args(flag: &str, pieces: Vec<String>) -> Result<Vec<String>, Ran> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in pieces {
+        match out.last_mut() {
+            Some(last) if !piece.starts_with("--") => {
+                last.push(',');
+                last.push_str(&piece);
+            }
+            _ => out.push(piece),
+        }
+    }
+    for arg in &out {
+        let name = arg.strip_prefix("--").map(|a| a.split_once('=').map_or(a, |(n, _)| n)).unwrap_or("");
+        let well_formed = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && arg.trim() == arg;
+        if !well_formed {
+            return Err(fail(
+                1,
+                format!("error: invalid {flag} value {arg:?}: extra args must be in the form --key=value\n"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// init's merge of a component's default command with its extra args (karmada `cmdinit/utils`
+/// `MergeCommandArgs`): an extra arg replaces the default one with the same `--key`; new keys are appended.
+fn merge_command(defaults: Vec<String>, extra: &[String]) -> Vec<String> {
+    let key = |a: &str| a.split_once('=').map_or(a, |(k, _)| k).to_owned();
+    let mut out = defaults;
+    for arg in extra {
+        match out.iter_mut().find(|d| key(d) == key(arg)) {
+            Some(d) => *d = arg.clone(),
+            None => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
 /// The image init uses for `component` when no flag names one: its own release's defaults, from
 /// `registry` (`cmdinit/kubernetes/deploy.go` `defaultEtcdImage`, `DefaultInitImage` and cmdinit.go's
 /// `--kube-image-tag` default at each minor's latest release; docs/karmada-versions.md).
@@ -388,6 +465,12 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
     valued.extend(images.iter().map(|(flag, _)| *flag));
     valued.extend(extra_args_flags(version));
     let flags = attempt!(parse(args, &valued, &[]));
+    let controller_manager_extra = if extra_args_flags(version).is_empty() {
+        Vec::new()
+    } else {
+        let flag = "--karmada-controller-manager-extra-args";
+        attempt!(extra_args(flag, flags.slice(flag)))
+    };
     let host = attempt!(kubeconfig(env, flags.get("--kubeconfig"), "--kubeconfig"));
     match reach(world, env, &host) {
         Ok(Reached::Host) => {}
@@ -462,6 +545,10 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
             namespace_labels,
             pulled: BTreeSet::new(),
             etcd,
+            controller_manager_command: merge_command(
+                default_controller_manager_command(version),
+                &controller_manager_extra,
+            ),
         });
     }
     pull_images(world);

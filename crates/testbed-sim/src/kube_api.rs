@@ -253,7 +253,13 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
                 } else {
                     FakeDeployment::unavailable(KARMADA_NAMESPACE, name)
                 };
-                state.put_deployment(d.image(image));
+                let d = d.image(image);
+                let d = if name == "karmada-controller-manager" {
+                    d.command(crate::karmadactl::controller_manager_command(cp))
+                } else {
+                    d
+                };
+                state.put_deployment(d);
             }
             state.put_service(FakeService::node_port(
                 KARMADA_NAMESPACE,

@@ -235,6 +235,10 @@ pub struct ControlPlane {
     pub pulled: BTreeSet<String>,
     /// What is in its etcd.
     pub etcd: KarmadaEtcd,
+    /// karmada-controller-manager's container command: init's default with its extra args merged in.
+    /// Empty in a state file written before testbed modelled it: the default of the installed release.
+    #[serde(default)]
+    pub controller_manager_command: Vec<String>,
 }
 
 /// What the Karmada control plane keeps in its etcd (on the host under `/var/lib/karmada-etcd`, where

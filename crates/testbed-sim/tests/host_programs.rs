@@ -69,7 +69,7 @@ async fn a_fresh_ubuntu_host_gets_its_packages_limits_and_rules_once() {
     let again = host_plan(&m, &c).await;
     assert!(again.is_empty(), "{:?}", again.actions().iter().map(|a| a.address.to_string()).collect::<Vec<_>>());
     let world = m.world();
-    assert_eq!(world.host.packages.get("karmadactl").and_then(|p| p.version.as_deref()), Some("v1.15.9"));
+    assert_eq!(world.host.packages.get("karmadactl").and_then(|p| p.version.as_deref()), Some("v1.19.0"));
     assert_eq!(world.host.iptables.iter().filter(|r| r.contains("--comment \"testbed:testbed\"")).count(), 3);
     assert_eq!(
         world.host.iptables_raw,

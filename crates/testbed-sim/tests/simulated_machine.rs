@@ -901,7 +901,7 @@ async fn images_reach_the_addons_registry_and_a_tag_lost_by_hand_is_copied_again
     apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
     let world = b.machine.world();
     let registry = world.registry().expect("the addon is enabled");
-    for tag in ["karmada-agent:v1.15.9", "etcd:3.5.16-0", "nginx:1.27", "alpine:3.21.3"] {
+    for tag in ["karmada-agent:v1.19.0", "etcd:3.6.8-0", "nginx:1.27", "kube-apiserver:v1.36.2"] {
         assert!(registry.tags().iter().any(|t| t == tag), "{tag} in {:?}", registry.tags());
     }
     // The record holds what the registry holds.
@@ -909,7 +909,7 @@ async fn images_reach_the_addons_registry_and_a_tag_lost_by_hand_is_copied_again
         serde_json::from_str(&std::fs::read_to_string(b._dir.path().join(".testbed/registry.json")).expect("record"))
             .expect("json");
     let digest = record["images"]["etcd"]["digest"].as_str().expect("recorded digest");
-    assert_eq!(registry.repositories["etcd"].tags["3.5.16-0"], digest);
+    assert_eq!(registry.repositories["etcd"].tags["3.6.8-0"], digest);
     assert!(plan_for(&b.machine, &cfg).await.is_empty());
 
     // Someone deletes a tag: that image is copied again, and nothing else.
@@ -988,12 +988,12 @@ async fn the_crd_archive_is_downloaded_once_and_kept_outside_inits_data_director
     let b = bench();
     let cfg = b.config(TWO_MEMBERS);
     apply_all(&b.machine, &plan_for(&b.machine, &cfg).await).await;
-    let url = "https://github.com/karmada-io/karmada/releases/download/v1.15.9/crds.tar.gz";
+    let url = "https://github.com/karmada-io/karmada/releases/download/v1.19.0/crds.tar.gz";
     assert_eq!(b.machine.world().host.downloads.get(url), Some(&1));
-    let archive = host_file(&b, "/var/lib/testbed/downloads/karmada-crds-v1.15.9.tar.gz");
+    let archive = host_file(&b, "/var/lib/testbed/downloads/karmada-crds-v1.19.0.tar.gz");
     assert!(archive.is_file());
     let recorded =
-        std::fs::read_to_string(host_file(&b, "/var/lib/testbed/downloads/karmada-crds-v1.15.9.tar.gz.sha256"))
+        std::fs::read_to_string(host_file(&b, "/var/lib/testbed/downloads/karmada-crds-v1.19.0.tar.gz.sha256"))
             .expect("the checksum is recorded");
     assert_eq!(recorded.split_whitespace().count(), 2, "{recorded}");
 

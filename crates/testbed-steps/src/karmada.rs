@@ -5,6 +5,7 @@
 //! namespace after init, each `Cluster` after join/register. It deinits and unjoins only what carries the
 //! label.
 
+use testbed_config::karmada_release::FAILOVER_CONTROLLER_MANAGER_ARGS;
 use testbed_config::ControlPlaneImage;
 use testbed_plan::{Action, Kind};
 
@@ -128,6 +129,13 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             // Every image explicitly, at the copy testbed made: init does not fall back to its own default tags.
             for (flag, image) in &cx.init_images {
                 argv.extend([(*flag).to_owned(), image.clone()]);
+            }
+            // Cluster failover, where init can switch it on (v1.16 on): the controller manager's feature
+            // gate and no-execute eviction, one `--karmada-controller-manager-extra-args` per argument.
+            if setting(a, "failover") == "true" && cx.failover_switch() == Some(FailoverSwitch::InitExtraArgs) {
+                for arg in FAILOVER_CONTROLLER_MANAGER_ARGS {
+                    argv.push(format!("--karmada-controller-manager-extra-args={arg}"));
+                }
             }
             // The CRDs from the archive fetched once, not from the internet at each init.
             argv.extend(["--crds".into(), cx.crd_archive()]);
@@ -333,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_known_version_gives_init_every_table_image_including_etcds_init_container() {
-        let cx = cx("");
+        let cx = cx("[karmada]\nversion = \"v1.15.9\"\n");
         assert_eq!(
             flags(&cx),
             [

@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use testbed_config::karmada_release::FailoverSwitch;
 use testbed_config::net::Subnet;
 use testbed_config::{Backend, Config};
 use testbed_plan::{Action, Layer, Op};
@@ -330,6 +331,12 @@ impl Context {
     /// The release's CRD archive (karmadactl init's default `--crds`, downloaded at init time without it).
     pub fn crd_archive_url(&self) -> String {
         format!("https://github.com/karmada-io/karmada/releases/download/{}/crds.tar.gz", self.karmada_version)
+    }
+
+    /// How the file's Karmada release switches cluster failover on; `None` for a release testbed does not
+    /// know (validation refuses `failover` there).
+    pub fn failover_switch(&self) -> Option<FailoverSwitch> {
+        testbed_config::karmada_release::release(&self.karmada_version).map(|r| r.failover)
     }
 
     /// testbed's state beside the file: `.testbed` in its directory.

@@ -54,7 +54,7 @@ pub fn config(dir: &Path, members: &[(&str, u16)], member_addons: &str) -> Confi
 /// `snap list microk8s` as snapd prints it.
 pub fn snap_list(tracking: &str) -> Reply {
     Reply::ok(&format!(
-        "Name      Version  Rev   Tracking     Publisher   Notes\nmicrok8s  v1.32.3  7964  {tracking:<11}  canonical✓  classic\n"
+        "Name      Version  Rev   Tracking     Publisher   Notes\nmicrok8s  v1.35.0  7964  {tracking:<11}  canonical✓  classic\n"
     ))
 }
 
@@ -72,7 +72,7 @@ pub fn status_running(enabled: &[&str]) -> Reply {
     {
         for name in names {
             s.push_str(&format!(
-                "  - name: {name}\n    repository: core\n    description: the {name} addon\n    version: 1.32.3\n    status: {status}\n"
+                "  - name: {name}\n    repository: core\n    description: the {name} addon\n    version: 1.35.0\n    status: {status}\n"
             ));
         }
     }
