@@ -173,6 +173,25 @@ fn the_failover_example_inits_with_the_gate_and_no_execute_eviction_and_converge
     assert!(testbed(dir.path(), &["apply", "--yes"]).status.success());
     let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
+    // The policy that taints a failed cluster NoExecute is in the (simulated) Karmada API, labelled as
+    // testbed's; someone deletes it: the next plan repairs the control plane in place, not a new init.
+    let state = dir.path().join(".testbed/sim.json");
+    let mut world: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let policies = &mut world["world"]["host"]["microk8s"]["karmada"]["etcd"]["taint_policies"];
+    let policy = &policies["testbed-failover"];
+    assert_eq!(policy["labels"]["testbed/owner"], "testbed", "{policy}");
+    assert_eq!(policy["spec"]["taints"][0]["effect"], "NoExecute", "{policy}");
+    *policies = serde_json::json!({});
+    std::fs::write(&state, serde_json::to_string(&world).unwrap()).unwrap();
+    let plan = String::from_utf8(testbed(dir.path(), &["plan"]).stdout).unwrap();
+    assert!(
+        plan.contains("~ karmada.control_plane") && plan.contains("the ClusterTaintPolicy testbed-failover is missing"),
+        "{plan}"
+    );
+    assert!(plan.contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to destroy."), "{plan}");
+    assert!(testbed(dir.path(), &["apply", "--yes"]).status.success());
+    let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
     // Switching it off is a new init: the plan says so, with its cost.
     let text = std::fs::read_to_string(dir.path().join("testbed.toml")).unwrap();
     std::fs::write(dir.path().join("testbed.toml"), text.replace("failover = true", "failover = false")).unwrap();

@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use testbed_command::{run_step, CommandRunner, Values};
 use testbed_config::MEMBER_API_PORT;
+use testbed_kube::{failover_policy_spec, FAILOVER_POLICY};
 use testbed_kube::{
     ApiConfig, Clients, ClusterStatus, ControlPlaneReport, KubeClient, KubeObserveError, Network, SyncMode,
     KARMADA_NAMESPACE,
@@ -497,6 +498,26 @@ impl KarmadaProvider {
             }
             out.resources.push(observed_membership(address, c, owner));
         }
+        // Failover switched on in the controller manager works only with the policy that taints a failed
+        // cluster NoExecute: one that is gone or changed is repaired in place.
+        if control_plane.spec.get("failover").map(String::as_str) == Some("true") && control_plane.health == Health::Ok
+        {
+            let policy = testbed_kube::taint_policy(&karmada, FAILOVER_POLICY)
+                .await
+                .map_err(|e| self.karmada_unavailable(e, &report))?;
+            let why = match policy {
+                None => Some(format!("the ClusterTaintPolicy {FAILOVER_POLICY} is missing")),
+                Some(p) if p.spec != failover_policy_spec() => {
+                    Some(format!("the ClusterTaintPolicy {FAILOVER_POLICY} was changed"))
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                control_plane.health = Health::NeedsRepair(format!(
+                    "{why}: without it a cluster that fails is never tainted NoExecute; it will be applied again"
+                ));
+            }
+        }
         out.resources.push(control_plane);
         Ok(out)
     }
@@ -740,6 +761,23 @@ impl KarmadaProvider {
             }
             Purpose::ControlPlaneAvailable => {
                 self.wait_control_plane(a, log).await?;
+                Ok(Flow::Continue)
+            }
+            Purpose::FailoverTaintPolicy => {
+                let karmada = self.karmada_client(a)?;
+                let labels = [(OWNER_LABEL.to_owned(), self.testbed.clone())].into();
+                testbed_kube::apply_taint_policy(&karmada, FAILOVER_POLICY, labels, failover_policy_spec())
+                    .await
+                    .map_err(|e| {
+                        failed(
+                            format!("cannot apply the ClusterTaintPolicy {FAILOVER_POLICY}"),
+                            "check that the Karmada API server answers (kubectl --kubeconfig <karmada-apiserver.config> get clustertaintpolicies)",
+                        )
+                        .caused_by(e)
+                    })?;
+                log.note(format!(
+                    "ClusterTaintPolicy {FAILOVER_POLICY} applied: Clusters not Ready are tainted NoExecute"
+                ));
                 Ok(Flow::Continue)
             }
             Purpose::ControlPlaneOwned => self.check_control_plane_owned(a, log).await,

@@ -10,12 +10,14 @@
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
 //!   server is a Karmada API server);
 //! - `/api/v1/namespaces`, `/api/v1/namespaces/<name>`, `/api/v1/namespaces/<ns>/services` and
-//!   `.../services/<name>`.
+//!   `.../services/<name>`;
+//! - `/apis/policy.karmada.io/v1alpha1/clustertaintpolicies/<name>` (Karmada API servers only).
 //!
 //! Writes: `PATCH` with a JSON merge patch (`Content-Type: application/merge-patch+json`) on a namespace
 //! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`); the answer is the patched
 //! object, as a real API server sends it. Other fields of a patch are accepted and forgotten (the fake keeps
-//! only what it models). Every other method is a `405`.
+//! only what it models). Server-side apply (`PATCH` with `application/apply-patch+yaml` and a `fieldManager`)
+//! creates or sets a ClusterTaintPolicy. Every other method is a `405`.
 //!
 //! A missing object is a `404` with the `Status` a real API server sends (`details.name` set); a path the
 //! server does not know is a `404` `Status` without details. With [`FakeState::required_token`] set, a
@@ -80,6 +82,9 @@ pub struct FakeState {
     pub namespaces: Vec<FakeNamespace>,
     /// The Services (any namespace).
     pub services: Vec<FakeService>,
+    /// Karmada ClusterTaintPolicies by name, as applied: `{"labels": {...}, "spec": {...}}` (served only when
+    /// `serves_karmada`).
+    pub taint_policies: BTreeMap<String, Value>,
 }
 
 impl Default for FakeState {
@@ -94,6 +99,7 @@ impl Default for FakeState {
             forbidden_paths: Vec::new(),
             namespaces: Vec::new(),
             services: Vec::new(),
+            taint_policies: BTreeMap::new(),
         }
     }
 }
@@ -905,8 +911,29 @@ fn route(path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, V
                 None => not_found("cluster.karmada.io", "clusters", name),
             }
         }
+        ["apis", "policy.karmada.io", "v1alpha1", "clustertaintpolicies", name] if state.serves_karmada => {
+            match state.taint_policies.get(*name) {
+                Some(p) => ok(taint_policy_json(name, p, resource_version)),
+                None => not_found("policy.karmada.io", "clustertaintpolicies", name),
+            }
+        }
         _ => unknown_path(),
     }
+}
+
+/// A ClusterTaintPolicy as the API server sends it, from what was applied (`labels`, `spec`).
+fn taint_policy_json(name: &str, applied: &Value, resource_version: u64) -> Value {
+    let mut meta = metadata("ClusterTaintPolicy", None, name, resource_version);
+    meta["generation"] = json!(1);
+    if let Some(labels) = applied.get("labels").filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        meta["labels"] = labels.clone();
+    }
+    json!({
+        "apiVersion": "policy.karmada.io/v1alpha1",
+        "kind": "ClusterTaintPolicy",
+        "metadata": meta,
+        "spec": applied.get("spec").cloned().unwrap_or(json!({})),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1046,6 +1073,8 @@ pub enum FakeWrite {
     Namespace { name: String, labels: BTreeMap<String, String> },
     /// A Cluster's labels and `spec.apiEndpoint`, as they are now.
     Cluster { name: String, labels: BTreeMap<String, String>, api_endpoint: String },
+    /// A ClusterTaintPolicy as applied: `{"labels": {...}, "spec": {...}}`.
+    TaintPolicy { name: String, object: Value },
 }
 
 /// Which requests fail, consulted for every request that got past authentication and authorization (where
@@ -1319,7 +1348,8 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
             route(&path, &state, resource_version)
         } else if parts.method == Method::PATCH {
             let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            let (status, answer, write) = patch(shared, &path, content_type, &body);
+            let query = parts.uri.query().unwrap_or("");
+            let (status, answer, write) = patch(shared, &path, query, content_type, &body);
             if let (Some(write), Some(sink)) = (write, &shared.sink) {
                 sink(&write);
             }
@@ -1371,9 +1401,17 @@ fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
 fn patch(
     shared: &Shared,
     path: &str,
+    query: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> (StatusCode, Value, Option<FakeWrite>) {
+    let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    if media == Some("application/apply-patch+yaml") {
+        return match server_side_apply(shared, path, query, body) {
+            Ok((object, write)) => (StatusCode::OK, object, Some(write)),
+            Err((status, answer)) => (status, answer, None),
+        };
+    }
     match patch_object(shared, path, content_type, body) {
         Ok((object, write)) => (StatusCode::OK, object, Some(write)),
         Err((status, answer)) => (status, answer, None),
@@ -1440,6 +1478,47 @@ fn patch_object(
                 api_endpoint: cluster.api_endpoint.clone(),
             };
             Ok((cluster_json(cluster, resource_version), write))
+        }
+        _ => Err(unknown_path()),
+    }
+}
+
+/// Server-side apply (`application/apply-patch+yaml`), for the ClusterTaintPolicies only: the object is
+/// created or its labels and spec are set to the applied ones. As a real API server, it requires a field
+/// manager, and the applied object's kind and name must be the path's.
+fn server_side_apply(
+    shared: &Shared,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<(Value, FakeWrite), (StatusCode, Value)> {
+    let bad = |message: &str| (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", message, None));
+    if !query.split('&').any(|kv| kv.strip_prefix("fieldManager=").is_some_and(|v| !v.is_empty())) {
+        return Err(bad("PATCH with apply requires a fieldManager: it is required for apply requests"));
+    }
+    // The patch is YAML; kube sends JSON, which is YAML too (the fake reads JSON only).
+    let applied: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("error decoding YAML: {e}")))?;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut state = lock(&shared.state);
+    let resource_version = {
+        let mut rv = lock(&shared.resource_version);
+        *rv += 1;
+        *rv
+    };
+    match segments.as_slice() {
+        ["apis", "policy.karmada.io", "v1alpha1", "clustertaintpolicies", name] if state.serves_karmada => {
+            if applied["kind"] != "ClusterTaintPolicy" || applied["metadata"]["name"] != *name {
+                return Err(bad(
+                    "the name of the object does not match the name on the URL, or its kind is not ClusterTaintPolicy",
+                ));
+            }
+            let object = json!({
+                "labels": applied["metadata"].get("labels").cloned().unwrap_or(json!({})),
+                "spec": applied.get("spec").cloned().unwrap_or(json!({})),
+            });
+            state.taint_policies.insert((*name).to_owned(), object.clone());
+            let answer = taint_policy_json(name, &object, resource_version);
+            Ok((answer, FakeWrite::TaintPolicy { name: (*name).to_owned(), object }))
         }
         _ => Err(unknown_path()),
     }

@@ -24,6 +24,7 @@ mod clients;
 mod config;
 mod error;
 mod observe;
+mod taint_policy;
 mod write;
 
 #[cfg(feature = "fake")]
@@ -36,5 +37,8 @@ pub use observe::{
     cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, server_version,
     service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ControlPlaneReport,
     NodeReport, NodesReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
+};
+pub use taint_policy::{
+    apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
 };
 pub use write::{set_cluster_api_endpoint, set_cluster_label, set_namespace_label};

@@ -527,7 +527,12 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
     let etcd_dir = under(env.root, flags.get("--etcd-data").unwrap_or(ETCD_DATA));
     let etcd = match world.host.karmada_etcd.take().filter(|_| etcd_dir.is_dir()) {
         Some(old) => old,
-        None => KarmadaEtcd { pki: ClusterPki::generate(), tokens: BTreeSet::new(), clusters: BTreeMap::new() },
+        None => KarmadaEtcd {
+            pki: ClusterPki::generate(),
+            tokens: BTreeSet::new(),
+            clusters: BTreeMap::new(),
+            taint_policies: BTreeMap::new(),
+        },
     };
     let _ = std::fs::create_dir_all(&etcd_dir);
     let missing: Vec<String> = component_images.values().filter(|i| !pullable(world, i)).cloned().collect();

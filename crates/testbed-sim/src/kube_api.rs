@@ -231,6 +231,7 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
                 serves_karmada: true,
                 clusters,
                 required_token,
+                taint_policies: cp.etcd.taint_policies.clone(),
                 ..FakeState::default()
             });
         }
@@ -352,6 +353,11 @@ fn keep_write(world: &mut SimWorld, reached: &Reached, write: &FakeWrite) {
             if let Some(c) = cp.and_then(|cp| cp.etcd.clusters.get_mut(name)) {
                 c.labels = labels.clone();
                 c.api_endpoint = Some(api_endpoint.clone()).filter(|e| !e.is_empty());
+            }
+        }
+        (Reached::Karmada, FakeWrite::TaintPolicy { name, object }) => {
+            if let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) {
+                cp.etcd.taint_policies.insert(name.clone(), object.clone());
             }
         }
         _ => {}

@@ -253,6 +253,9 @@ pub struct KarmadaEtcd {
     pub tokens: BTreeSet<String>,
     /// Registered member clusters (`Cluster` objects), by name.
     pub clusters: BTreeMap<String, ClusterRecord>,
+    /// ClusterTaintPolicies as applied (`{"labels": {...}, "spec": {...}}`), by name.
+    #[serde(default)]
+    pub taint_policies: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

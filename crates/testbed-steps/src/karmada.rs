@@ -38,6 +38,19 @@ fn wait_control_plane() -> Step {
     }
 }
 
+/// testbed's ClusterTaintPolicy, applied once the control plane is up when the file wants cluster
+/// failover: Karmada's cluster controller adds only NoSchedule taints, so without it a cluster that fails is
+/// never tainted NoExecute and nothing moves.
+fn failover_taint_policy() -> Step {
+    Step::Call {
+        api: "karmada",
+        method: "PATCH",
+        path: "/apis/policy.karmada.io/v1alpha1/clustertaintpolicies/testbed-failover".into(),
+        note: "server-side apply, field manager testbed: taint a cluster cluster.karmada.io/not-ready:NoExecute while its Ready is False or Unknown, and untaint it when True".into(),
+        purpose: Purpose::FailoverTaintPolicy,
+    }
+}
+
 fn cluster_path(m: &str) -> String {
     format!("/apis/cluster.karmada.io/v1alpha1/clusters/{m}")
 }
@@ -159,6 +172,9 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 label_namespace(),
                 wait_control_plane(),
             ]);
+            if setting(a, "failover") == "true" {
+                steps.push(failover_taint_policy());
+            }
             steps
         }
         Kind::KarmadaMember => membership_create(a, cx),
@@ -180,8 +196,15 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
             },
             wait_cluster_ready(&m),
         ],
-        // Only unhealthy (a component not available): wait for it rather than reinstall.
-        Kind::KarmadaControlPlane if a.changes.is_empty() => vec![wait_control_plane()],
+        // Only unhealthy (a component not available, the failover policy gone): wait for it rather than
+        // reinstall, and apply the policy again.
+        Kind::KarmadaControlPlane if a.changes.is_empty() => {
+            let mut s = vec![wait_control_plane()];
+            if setting(a, "failover") == "true" {
+                s.push(failover_taint_policy());
+            }
+            s
+        }
         Kind::KarmadaControlPlane => {
             let mut s = delete(a, cx);
             s.extend(create(a, cx));

@@ -187,6 +187,9 @@ pub enum Purpose {
     LabelControlPlane,
     /// Wait until the control plane's deployments are available.
     ControlPlaneAvailable,
+    /// Apply testbed's ClusterTaintPolicy to the Karmada API (server-side apply): a Cluster whose Ready is
+    /// False or Unknown is tainted NoExecute, which is what makes cluster failover move workloads.
+    FailoverTaintPolicy,
     /// Check that the control plane is this testbed's; none at all: skip the next step.
     ControlPlaneOwned,
     /// Label the `Cluster` as this testbed's.
