@@ -230,3 +230,34 @@ fn a_new_karmada_version_on_a_converged_lab_plans_the_control_plane_replace_and_
     assert!(world.contains("\"localhost:32000/karmada-scheduler:v1.19.0\""), "the new release runs");
     assert!(!world.contains("\"localhost:32000/karmada-scheduler:v1.15.9\""), "the old one is gone");
 }
+
+/// Issue 12: v1.15's init cannot take extra args, so failover on v1.15.9 is a patch of the controller
+/// manager's Deployment after init (then a wait for the control plane), and the lab converges with it on.
+#[test]
+fn failover_on_v1_15_patches_the_controller_manager_after_init_and_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let file =
+        "[karmada]\nversion = \"v1.15.9\"\nfailover = true\n\n[[members]]\nname = \"member1\"\napi_port = 16441\n";
+    std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+    let out = testbed(dir.path(), &["apply", "--dry-run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let block = control_plane_block(&String::from_utf8_lossy(&out.stdout));
+    assert!(!block.contains("-extra-args"), "v1.15 has no extra args: {block}");
+    let steps: Vec<&str> = block.lines().map(str::trim).collect();
+    let init = steps.iter().position(|l| l.contains("karmadactl init")).unwrap();
+    let patch = steps
+        .iter()
+        .position(|l| {
+            l.starts_with(
+                "kubernetes: PATCH /apis/apps/v1/namespaces/karmada-system/deployments/karmada-controller-manager",
+            )
+        })
+        .unwrap_or_else(|| panic!("{block}"));
+    let policy = steps.iter().position(|l| l.contains("clustertaintpolicies/testbed-failover")).unwrap();
+    assert!(init < patch && patch < policy, "{block}");
+    assert!(testbed(dir.path(), &["apply", "--yes"]).status.success());
+    let world = std::fs::read_to_string(dir.path().join(".testbed/sim.json")).unwrap();
+    assert!(world.contains("\"--feature-gates=Failover=true\""), "the controller manager runs with the gate");
+    let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));
+}

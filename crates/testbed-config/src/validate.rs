@@ -463,14 +463,6 @@ fn check_karmada(file: &TestbedFile, r: &mut Reporter<'_>) {
         }
     }
     let switch = karmada_release::release(v).map(|r| r.failover);
-    if file.karmada.failover && switch == Some(karmada_release::FailoverSwitch::PatchControllerManager) {
-        r.report(
-            r.map.value_span(&[Key("karmada"), Key("failover")]),
-            format!("karmada {v} cannot switch cluster failover on at init: karmadactl has --karmada-controller-manager-extra-args from v1.16 only"),
-            "not supported on this version yet",
-            Some("use Karmada v1.16 or later (the default is v1.19.0), or set failover = false; testbed does not yet patch the controller manager after a v1.15 init".into()),
-        );
-    }
     if file.karmada.failover && karmada_release::is_release_tag(v) && switch.is_none() {
         let known = karmada_release::known_minors().iter().map(|m| format!("{m}.x")).collect::<Vec<_>>().join(", ");
         r.report(

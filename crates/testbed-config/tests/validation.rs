@@ -488,6 +488,27 @@ version = "v1.99.0"
     assert_at(&lines, text, "\"v1.99.0\"", 0);
 }
 
+/// A version testbed does not know may run when the file lists its images, but testbed cannot tell how it
+/// switches cluster failover on: `failover = true` is refused there, at the key.
+#[test]
+fn failover_on_an_unknown_version_is_refused_at_its_key() {
+    let mut text = String::from("[karmada]\nversion = \"v1.99.0\"\nfailover = true\n");
+    for name in ["karmada-controller-manager", "karmada-scheduler", "karmada-webhook", "karmada-aggregated-apiserver"] {
+        text.push_str(&format!("\n[[images]]\nsource = \"docker.io/karmada/{name}:v1.99.0\"\n"));
+    }
+    for name in ["kube-apiserver:v1.36.2", "kube-controller-manager:v1.36.2", "etcd:3.6.8-0"] {
+        text.push_str(&format!("\n[[images]]\nsource = \"registry.k8s.io/{name}\"\n"));
+    }
+    let lines = problems(&text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("testbed.toml:3:12: testbed does not know how karmada v1.99.0 switches cluster failover on (it knows v1.15.x, v1.16.x, v1.17.x, v1.18.x, v1.19.x)"),
+        "{}",
+        lines[0]
+    );
+    assert!(testbed_config::parse(Path::new(FILE), &text.replace("failover = true", "failover = false")).is_ok());
+}
+
 #[test]
 fn karmada_version_not_a_release_tag() {
     let text = r#"[karmada]

@@ -763,6 +763,39 @@ impl KarmadaProvider {
                 self.wait_control_plane(a, log).await?;
                 Ok(Flow::Continue)
             }
+            Purpose::ControllerManagerFailover => {
+                let host = self.require_host(a)?;
+                let report = testbed_kube::control_plane(&host).await.map_err(|e| {
+                    state_unknown("the host cluster could not be read".into(), "check the host MicroK8s".into())
+                        .caused_by(e)
+                })?;
+                let current = report.get(CONTROLLER_MANAGER).map(|c| c.command.clone()).unwrap_or_default();
+                if current.is_empty() {
+                    return Err(failed(
+                        format!("{a}: karmada-controller-manager has no container command to add the failover arguments to"),
+                        "check the Deployment: `kubectl -n karmada-system get deployment karmada-controller-manager -o yaml` on the host cluster",
+                    ));
+                }
+                let wanted = with_args(&current, testbed_config::karmada_release::FAILOVER_CONTROLLER_MANAGER_ARGS);
+                if wanted == current {
+                    log.note("karmada-controller-manager already runs with the failover arguments".to_owned());
+                    return Ok(Flow::Continue);
+                }
+                testbed_kube::set_container_command(&host, KARMADA_NAMESPACE, CONTROLLER_MANAGER, CONTROLLER_MANAGER, &wanted)
+                    .await
+                    .map_err(|e| {
+                        failed(
+                            format!("{a}: cannot patch karmada-controller-manager's command"),
+                            "check the host cluster: `microk8s status` and `microk8s kubectl -n karmada-system get deployments`",
+                        )
+                        .caused_by(e)
+                    })?;
+                log.note(format!(
+                    "karmada-controller-manager's command patched: {}",
+                    testbed_config::karmada_release::FAILOVER_CONTROLLER_MANAGER_ARGS.join(" ")
+                ));
+                Ok(Flow::Continue)
+            }
             Purpose::FailoverTaintPolicy => {
                 let karmada = self.karmada_client(a)?;
                 let labels = [(OWNER_LABEL.to_owned(), self.testbed.clone())].into();
@@ -1036,6 +1069,20 @@ impl KarmadaProvider {
 /// themselves (a cause's own text could still hold the token).
 /// The controller manager's Deployment, whose command says whether cluster failover is on.
 const CONTROLLER_MANAGER: &str = "karmada-controller-manager";
+
+/// `command` with `args` merged in as karmadactl init merges extra args (`MergeCommandArgs`): an argument
+/// replaces the one with the same `--key`, and one with a new key is appended.
+fn with_args(command: &[String], args: &[&str]) -> Vec<String> {
+    let key = |a: &str| a.split_once('=').map_or(a, |(k, _)| k).to_owned();
+    let mut out = command.to_vec();
+    for arg in args {
+        match out.iter_mut().find(|c| key(c) == key(arg)) {
+            Some(c) => *c = (*arg).to_owned(),
+            None => out.push((*arg).to_owned()),
+        }
+    }
+    out
+}
 
 /// Whether a karmada-controller-manager command switches cluster failover on: the `Failover` feature gate
 /// and no-execute taint eviction both true, read as the program's flag parser reads them (the last

@@ -17,7 +17,8 @@
 //! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`); the answer is the patched
 //! object, as a real API server sends it. Other fields of a patch are accepted and forgotten (the fake keeps
 //! only what it models). Server-side apply (`PATCH` with `application/apply-patch+yaml` and a `fieldManager`)
-//! creates or sets a ClusterTaintPolicy. Every other method is a `405`.
+//! creates or sets a ClusterTaintPolicy; a strategic merge patch sets a Deployment's container command.
+//! Every other method is a `405`.
 //!
 //! A missing object is a `404` with the `Status` a real API server sends (`details.name` set); a path the
 //! server does not know is a `404` `Status` without details. With [`FakeState::required_token`] set, a
@@ -1075,6 +1076,8 @@ pub enum FakeWrite {
     Cluster { name: String, labels: BTreeMap<String, String>, api_endpoint: String },
     /// A ClusterTaintPolicy as applied: `{"labels": {...}, "spec": {...}}`.
     TaintPolicy { name: String, object: Value },
+    /// A Deployment's container command, as it is now.
+    DeploymentCommand { namespace: String, name: String, command: Vec<String> },
 }
 
 /// Which requests fail, consulted for every request that got past authentication and authorization (where
@@ -1406,6 +1409,12 @@ fn patch(
     body: &[u8],
 ) -> (StatusCode, Value, Option<FakeWrite>) {
     let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    if media == Some("application/strategic-merge-patch+json") {
+        return match container_command_patch(shared, path, body) {
+            Ok((object, write)) => (StatusCode::OK, object, Some(write)),
+            Err((status, answer)) => (status, answer, None),
+        };
+    }
     if media == Some("application/apply-patch+yaml") {
         return match server_side_apply(shared, path, query, body) {
             Ok((object, write)) => (StatusCode::OK, object, Some(write)),
@@ -1481,6 +1490,53 @@ fn patch_object(
         }
         _ => Err(unknown_path()),
     }
+}
+
+/// A strategic merge patch on a Deployment, of what the fake models: its container's `command` (the
+/// container found by name, as a strategic merge patch merges containers).
+fn container_command_patch(
+    shared: &Shared,
+    path: &str,
+    body: &[u8],
+) -> Result<(Value, FakeWrite), (StatusCode, Value)> {
+    let bad = |message: &str| (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", message, None));
+    let patch: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("error decoding patch: {e}")))?;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ["apis", "apps", "v1", "namespaces", namespace, "deployments", name] = segments.as_slice() else {
+        return Err(unknown_path());
+    };
+    let mut state = lock(&shared.state);
+    let resource_version = {
+        let mut rv = lock(&shared.resource_version);
+        *rv += 1;
+        *rv
+    };
+    let Some(d) = state.deployment_mut(namespace, name) else {
+        return Err(not_found("apps", "deployments", name));
+    };
+    let containers = patch["spec"]["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    for c in containers {
+        if c["name"] != d.name.as_str() {
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                status_json(
+                    422,
+                    "Invalid",
+                    "the fake's Deployments have one container, named after the Deployment",
+                    None,
+                ),
+            ));
+        }
+        if let Some(command) = c["command"].as_array() {
+            d.command = command.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+        }
+    }
+    let write = FakeWrite::DeploymentCommand {
+        namespace: (*namespace).to_owned(),
+        name: (*name).to_owned(),
+        command: d.command.clone(),
+    };
+    Ok((deployment_json(d, resource_version), write))
 }
 
 /// Server-side apply (`application/apply-patch+yaml`), for the ClusterTaintPolicies only: the object is

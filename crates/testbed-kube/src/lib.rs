@@ -41,4 +41,4 @@ pub use observe::{
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
 };
-pub use write::{set_cluster_api_endpoint, set_cluster_label, set_namespace_label};
+pub use write::{set_cluster_api_endpoint, set_cluster_label, set_container_command, set_namespace_label};

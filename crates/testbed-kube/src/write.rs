@@ -1,10 +1,12 @@
 //! The few writes testbed makes through the API: labels that record ownership, and a Cluster's endpoint.
 //!
 //! Each is one JSON merge patch (`PATCH` with `Content-Type: application/merge-patch+json`), which changes
-//! only the fields it names and leaves every other label and field as it is.
+//! only the fields it names and leaves every other label and field as it is; a container's command is a
+//! strategic merge patch, which finds the container by its name.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
@@ -66,4 +68,23 @@ pub async fn set_cluster_api_endpoint(
         .await
         .map_err(|e| client.error(e, &format!("set spec.apiEndpoint of Karmada cluster {name}")))?;
     Ok(cluster_status(patched))
+}
+
+/// Sets the `command` of the container `container` of the Deployment `namespace/name` (a strategic merge
+/// patch, `PATCH /apis/apps/v1/namespaces/<ns>/deployments/<name>` with
+/// `application/strategic-merge-patch+json`: the container is found by name, its other fields and the other
+/// containers stay). The Deployment rolls its pods out again.
+pub async fn set_container_command(
+    client: &KubeClient,
+    namespace: &str,
+    name: &str,
+    container: &str,
+    command: &[String],
+) -> Result<(), KubeObserveError> {
+    let api: Api<Deployment> = Api::namespaced(client.kube().clone(), namespace);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "command": command}]}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map_err(|e| client.error(e, &format!("set the command of {namespace}/{name}")))?;
+    Ok(())
 }

@@ -355,6 +355,13 @@ fn keep_write(world: &mut SimWorld, reached: &Reached, write: &FakeWrite) {
                 c.api_endpoint = Some(api_endpoint.clone()).filter(|e| !e.is_empty());
             }
         }
+        (Reached::Host, FakeWrite::DeploymentCommand { namespace, name, command })
+            if namespace == KARMADA_NAMESPACE && name == "karmada-controller-manager" =>
+        {
+            if let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) {
+                cp.controller_manager_command = command.clone();
+            }
+        }
         (Reached::Karmada, FakeWrite::TaintPolicy { name, object }) => {
             if let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) {
                 cp.etcd.taint_policies.insert(name.clone(), object.clone());

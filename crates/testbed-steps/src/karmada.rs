@@ -5,7 +5,7 @@
 //! namespace after init, each `Cluster` after join/register. It deinits and unjoins only what carries the
 //! label.
 
-use testbed_config::karmada_release::FAILOVER_CONTROLLER_MANAGER_ARGS;
+use testbed_config::karmada_release::{FailoverSwitch, FAILOVER_CONTROLLER_MANAGER_ARGS};
 use testbed_config::ControlPlaneImage;
 use testbed_plan::{Action, Kind};
 
@@ -49,6 +49,25 @@ fn failover_taint_policy() -> Step {
         note: "server-side apply, field manager testbed: taint a cluster cluster.karmada.io/not-ready:NoExecute while its Ready is False or Unknown, and untaint it when True".into(),
         purpose: Purpose::FailoverTaintPolicy,
     }
+}
+
+/// For a release whose init cannot pass extra arguments (v1.15): the controller manager's command gets the
+/// failover arguments by a patch of its Deployment after init, and the control plane is waited for again
+/// while it rolls out.
+fn patch_controller_manager() -> Vec<Step> {
+    vec![
+        Step::Call {
+            api: "kubernetes",
+            method: "PATCH",
+            path: "/apis/apps/v1/namespaces/karmada-system/deployments/karmada-controller-manager".into(),
+            note: format!(
+                "on the host cluster, a strategic merge patch of its container's command: {} added (an argument of the same name replaced), as init from v1.16 does with extra args",
+                FAILOVER_CONTROLLER_MANAGER_ARGS.join(" ")
+            ),
+            purpose: Purpose::ControllerManagerFailover,
+        },
+        wait_control_plane(),
+    ]
 }
 
 fn cluster_path(m: &str) -> String {
@@ -173,6 +192,9 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
                 wait_control_plane(),
             ]);
             if setting(a, "failover") == "true" {
+                if cx.failover_switch() == Some(FailoverSwitch::PatchControllerManager) {
+                    steps.extend(patch_controller_manager());
+                }
                 steps.push(failover_taint_policy());
             }
             steps

@@ -187,6 +187,9 @@ pub enum Purpose {
     LabelControlPlane,
     /// Wait until the control plane's deployments are available.
     ControlPlaneAvailable,
+    /// Add the arguments that switch cluster failover on to karmada-controller-manager's command on the host
+    /// cluster (a Deployment patch, for a release whose init cannot take them), when they are not there.
+    ControllerManagerFailover,
     /// Apply testbed's ClusterTaintPolicy to the Karmada API (server-side apply): a Cluster whose Ready is
     /// False or Unknown is tainted NoExecute, which is what makes cluster failover move workloads.
     FailoverTaintPolicy,
