@@ -139,7 +139,7 @@ fn rehearse(daemon: Daemon) {
 #[test]
 fn an_apply_killed_while_a_member_is_created_is_finished_by_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
-    let file = "name = \"kill\"\n\n[lxd]\nbridge = \"tbkill0\"\nipv4_address = \"10.199.91.1/24\"\nstorage_pool = \"default\"\nimage = \"testbed-busybox\"\nprofile = \"tbkill-member\"\n\n[lxd.profile_config]\n\"linux.kernel_modules\" = \"overlay,nf_conntrack\"\n\n[[members]]\nname = \"kill-member1\"\napi_port = 26491\n";
+    let file = "name = \"kill\"\n\n[lxd]\nbridge = \"tbkill0\"\nipv4_address = \"10.199.97.1/24\"\nstorage_pool = \"default\"\nimage = \"testbed-busybox\"\nprofile = \"tbkill-member\"\n\n[lxd.profile_config]\n\"linux.kernel_modules\" = \"overlay,nf_conntrack\"\n\n[[members]]\nname = \"kill-member1\"\napi_port = 26491\n";
     std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
     // The bridge and profile once, the member then created and killed again and again. A first apply that
     // meets LXD 5.0's race between concurrent network creations (another test's bridge: "Network not found")
