@@ -32,6 +32,14 @@ impl Flavor {
         }
     }
 
+    /// Its command-line client, as hints name it: `lxc` or `incus`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Flavor::Lxd => "lxc",
+            Flavor::Incus => "incus",
+        }
+    }
+
     fn header_prefix(self) -> &'static str {
         match self {
             Flavor::Lxd => "X-LXD",
