@@ -2,6 +2,7 @@
 //! above simulated. Each case runs on both (`CASE::lxd`, `CASE::incus`), with its own bridge, subnet,
 //! profile, member names and host ports on each.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -11,23 +12,6 @@ use support::*;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
-/// Runs each case on both test daemons: a module per case, a test per daemon.
-macro_rules! on_both_daemons {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[test]
-            fn lxd() {
-                super::$case(super::Daemon::Lxd)
-            }
-
-            #[test]
-            fn incus() {
-                super::$case(super::Daemon::Incus)
-            }
-        }
-    )*};
 }
 
 on_both_daemons!(
@@ -84,9 +68,13 @@ fn members_profile_addresses_and_proxies_converge_and_drift_is_repaired(d: Daemo
         assert_eq!(mode.stdout.trim(), "600");
         let failing = cl.exec(&m2, &["sh", "-c", "echo oops >&2; exit 3"], Duration::from_secs(30)).await.unwrap();
         assert_eq!((failing.code, failing.stderr.as_str()), (3, "oops\n"));
-        // What exec printed is not kept in the instance's logs (the daemon records it there until deleted).
+        // What exec printed is not kept: LXD records it among the instance's logs, Incus in logs/exec-output,
+        // until deleted.
         let logs: Vec<String> = cl.get(&format!("/1.0/instances/{m2}/logs")).await.unwrap();
-        let kept: Vec<&String> = logs.iter().filter(|l| l.contains("exec")).collect();
+        let mut kept: Vec<String> = logs.into_iter().filter(|l| l.contains("exec")).collect();
+        if d == Daemon::Incus {
+            kept.extend(cl.get::<Vec<String>>(&format!("/1.0/instances/{m2}/logs/exec-output")).await.unwrap());
+        }
         assert!(kept.is_empty(), "recorded exec output left behind: {kept:?}");
         let info = cl.server_info().await.unwrap();
         assert_eq!(info.server, d.server());
@@ -209,7 +197,8 @@ fn what_testbed_does_not_own_is_never_touched(daemon: Daemon) {
         // Once its owner removes it, destroy finishes the job.
         cl.put(&state, &json!({"action": "stop", "force": true}), Duration::from_secs(60)).await.unwrap();
         cl.delete(&format!("/1.0/instances/{neighbour}"), Duration::from_secs(60)).await.unwrap();
-        assert!(s.run(&s.destroy_plan(&c).await, 8).await.success());
+        let r = s.run(&s.destroy_plan(&c).await, 8).await;
+        assert!(r.success(), "{}: {:?}", r.summary_line("Destroy"), failures(&r));
         assert!(cl.get_opt::<Value>(&format!("/1.0/networks/tb{t}")).await.unwrap().is_none());
     });
 }

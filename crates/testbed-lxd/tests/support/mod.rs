@@ -1,7 +1,7 @@
 //! Against the project's own LXD and Incus daemons (`cargo xtask testenv up`): never skipped. A test that
 //! cannot reach its daemon fails and says how to start it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -88,6 +88,23 @@ impl Daemon {
             Daemon::Incus => port + 2000,
         }
     }
+}
+
+/// Runs each case on both test daemons: a module per case, a test per daemon.
+macro_rules! on_both_daemons {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn lxd() {
+                super::$case(super::Daemon::Lxd)
+            }
+
+            #[test]
+            fn incus() {
+                super::$case(super::Daemon::Incus)
+            }
+        }
+    )*};
 }
 
 /// The test LXD daemon's client.
@@ -326,7 +343,12 @@ impl SocketProxy {
     }
 
     pub fn client(&self) -> Client {
-        Client::at(&self.path, Flavor::Lxd)
+        self.client_as(Flavor::Lxd)
+    }
+
+    /// A client of the proxy for a daemon of `flavor` behind it.
+    pub fn client_as(&self, flavor: Flavor) -> Client {
+        Client::at(&self.path, flavor)
     }
 
     /// Arms the cut: see `cut_on_wait`.
