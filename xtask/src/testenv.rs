@@ -303,7 +303,14 @@ impl Daemon {
             }
         }
         let program = Path::new(self.server).file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        if have("nft") && Command::new("pgrep").args(["-x", &program]).status().is_ok_and(|s| !s.success()) {
+        // A daemon that just stopped may still be exiting (not yet reaped): give it a few seconds.
+        let running =
+            || Command::new("pgrep").args(["-x", &program]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if have("nft") && !running() {
             let _ =
                 Command::new("nft").args(["delete", "table", "inet", self.nft_table]).stderr(Stdio::null()).status();
         }
