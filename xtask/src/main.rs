@@ -30,7 +30,8 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> bool {
 }
 
 fn test() -> bool {
-    // The LXD and registry integration tests need the real daemons: bring them up (idempotent) before anything else.
+    // The LXD, Incus and registry integration tests need the real daemons: bring them up (idempotent) before
+    // anything else.
     if let Err(e) = testenv::up() {
         eprintln!("xtask: the test environment did not come up: {e}");
         return false;
@@ -121,7 +122,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\n  test    formatting check, clippy (warnings denied), every test (brings the test LXD up): what CI runs\n  testenv up|down  the real LXD daemon and image registries the integration tests use\n  bench   the benchmarks behind docs/performance.md\n  schema  regenerate testbed.schema.json from the model"
+                "usage: cargo xtask <task>\n\n  test    formatting check, clippy (warnings denied), every test (brings the test LXD and Incus up): what CI runs\n  testenv up|down  the real LXD and Incus daemons and image registries the integration tests use\n  bench   the benchmarks behind docs/performance.md\n  schema  regenerate testbed.schema.json from the model"
             );
             return ExitCode::from(2);
         }

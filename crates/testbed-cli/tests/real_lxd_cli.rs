@@ -1,5 +1,5 @@
-//! The rehearsal a cautious user runs, through the binary: LXD for real (the project's test daemon,
-//! `cargo xtask testenv up`), the layers above it simulated.
+//! The rehearsal a cautious user runs, through the binary: LXD or Incus for real (the project's test daemons,
+//! `cargo xtask testenv up`), the layers above simulated.
 
 mod testenv;
 
@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use testenv::{example, text};
+use testenv::{example, text, Daemon};
 
 const LAYERS: &str = "host,microk8s,registry,karmada";
 
@@ -17,45 +17,118 @@ fn testbed(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn rehearse_the_lxd_part_for_real_with_the_rest_simulated() {
-    let dir = tempfile::tempdir().unwrap();
-    let example = example("testenv.toml");
-    // Its own name, bridge, subnet, profile, members and ports, so that it never meets other tests' objects.
-    let file = format!("name = \"cli\"\n{example}")
-        .replace("tbtest0", "tbcli0")
-        .replace("10.199.77.1/24", "10.199.78.1/24")
-        .replace("testbed-member", "tbcli-member")
-        .replace("\"member", "\"cli-member")
-        .replace("= 2644", "= 2664");
-    std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+    rehearse(Daemon::Lxd);
+}
 
-    let apply = testbed(dir.path(), &["apply", "--yes"]);
+#[test]
+fn rehearse_the_incus_part_for_real_with_the_rest_simulated() {
+    rehearse(Daemon::Incus);
+}
+
+/// The daemon's example applied, planned again (no changes), looked at and destroyed; a container that is
+/// not testbed's, on testbed's bridge, survives destroy and keeps the bridge.
+fn rehearse(daemon: Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let testbed = |args: &[&str]| testenv::testbed_on(daemon, dir.path(), LAYERS, args);
+    // Each example's own name, bridge, subnet, profile, members and ports, renamed so that the rehearsal never
+    // meets the objects of other tests (nor of the example itself, applied by hand).
+    let (name, renames) = match daemon {
+        Daemon::Lxd => {
+            ("testenv.toml", [("tbtest0", "tbcli0"), ("10.199.77.1/24", "10.199.78.1/24"), ("= 2644", "= 2664")])
+        }
+        Daemon::Incus => (
+            "testenv-incus.toml",
+            [("tbincus0", "tbicli0"), ("10.199.87.1/24", "10.199.88.1/24"), ("= 2654", "= 2674")],
+        ),
+    };
+    // The example's own top-level `name` (if any) gives way to the rehearsal's.
+    let source = example(name);
+    let (top, tables) = source.split_at(source.find("\n[").expect("a table"));
+    let mut file: String = top.lines().filter(|l| !l.starts_with("name = ")).map(|l| format!("{l}\n")).collect();
+    file.push_str(tables);
+    for (from, to) in renames {
+        file = file.replace(from, to);
+    }
+    let file =
+        format!("name = \"cli\"\n{file}").replace("testbed-member", "tbcli-member").replace("\"member", "\"cli-member");
+    let bridge = renames[0].1;
+    std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cl = daemon.client();
+    let bystander = "cli-bystander";
+    let wait = Duration::from_secs(60);
+    let remove_bystander = || {
+        rt.block_on(async {
+            let path = format!("/1.0/instances/{bystander}");
+            if cl.get_opt::<serde_json::Value>(&path).await.unwrap().is_some() {
+                let _ =
+                    cl.put(&format!("{path}/state"), &serde_json::json!({"action": "stop", "force": true}), wait).await;
+                cl.delete(&path, wait).await.unwrap();
+            }
+        })
+    };
+    remove_bystander();
+
+    let apply = testbed(&["apply", "--yes"]);
     assert!(apply.status.success(), "{}", text(&apply));
     let out = text(&apply);
     assert!(out.contains("real: lxd (these change this host)"), "the banner never hides what is real: {out}");
     assert!(out.contains("lxd_instance.cli-member1: created"), "{out}");
 
-    let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
+    let plan = testbed(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     assert!(text(&plan).contains("No changes."));
 
-    let status = testbed(dir.path(), &["status", "--json"]);
+    let status = testbed(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
     assert_eq!(v["simulated"], serde_json::json!(["host", "microk8s", "registry", "karmada"]));
     let inst = v["resources"].as_array().unwrap().iter().find(|r| r["address"] == "lxd_instance.cli-member2").unwrap();
     assert_eq!(inst["state"], "ok");
 
-    let destroy = testbed(dir.path(), &["destroy", "--yes"]);
-    assert!(destroy.status.success(), "{}", text(&destroy));
-    let after = testbed(dir.path(), &["status", "--json"]);
+    // Someone's own container joins testbed's bridge: none of testbed's business, and it survives destroy.
+    rt.block_on(async {
+        let body = serde_json::json!({"name": bystander, "type": "container",
+            "source": {"type": "image", "alias": "testbed-busybox"},
+            "devices": {"eth0": {"type": "nic", "network": bridge, "name": "eth0"}}});
+        cl.post("/1.0/instances", &body, Duration::from_secs(120)).await.unwrap();
+        let start = serde_json::json!({"action": "start"});
+        cl.put(&format!("/1.0/instances/{bystander}/state"), &start, wait).await.unwrap();
+    });
+    let plan = testbed(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "a bystander changes nothing: {}", text(&plan));
+
+    // Destroy removes all the rest and says it is not finished: the bridge is kept for the bystander.
+    let destroy = testbed(&["destroy", "--yes"]);
+    let out = text(&destroy);
+    assert_eq!(destroy.status.code(), Some(1), "{out}");
+    assert!(out.contains(" done, 0 failed") && out.contains("Destroy is not finished"), "{out}");
+    assert!(out.contains(&format!("{bridge} is kept")) && out.contains("container cli-bystander"), "{out}");
+    let survivor: serde_json::Value =
+        rt.block_on(cl.get(&format!("/1.0/instances/{bystander}"))).expect("the bystander survives destroy");
+    assert_eq!(survivor["status"], "Running");
+    let network = format!("lxd_network.{bridge}");
+    let after = testbed(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
     for r in v["resources"].as_array().unwrap() {
         let a = r["address"].as_str().unwrap();
         if a == "lxd_storage_pool.default" {
             assert_eq!(r["state"], "not testbed's", "the test environment's pool is used, never removed");
+        } else if a == network {
+            assert_ne!(r["state"], "missing", "the bridge the bystander uses is kept");
         } else if a.starts_with("lxd_") || a.starts_with("proxy.") {
             assert_eq!(r["state"], "missing", "{a} after destroy");
         }
     }
+
+    // Once its owner removes it, destroy removes the bridge too.
+    remove_bystander();
+    let destroy = testbed(&["destroy", "--yes"]);
+    assert!(destroy.status.success(), "{}", text(&destroy));
+    let after = testbed(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    let bridge_state =
+        v["resources"].as_array().unwrap().iter().find(|r| r["address"] == network).map(|r| r["state"].clone());
+    assert_eq!(bridge_state, Some(serde_json::json!("missing")), "{}", text(&after));
 }
 
 /// issue 11, item 2: an apply killed while its member is created and its proxy added leaves LXD operations
@@ -66,7 +139,7 @@ fn rehearse_the_lxd_part_for_real_with_the_rest_simulated() {
 #[test]
 fn an_apply_killed_while_a_member_is_created_is_finished_by_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
-    let file = "name = \"kill\"\n\n[lxd]\nbridge = \"tbkill0\"\nipv4_address = \"10.199.91.1/24\"\nstorage_pool = \"default\"\nimage = \"testbed-busybox\"\nprofile = \"tbkill-member\"\n\n[lxd.profile_config]\n\"linux.kernel_modules\" = \"overlay,nf_conntrack\"\n\n[[members]]\nname = \"kill-member1\"\napi_port = 26491\n";
+    let file = "name = \"kill\"\n\n[lxd]\nbridge = \"tbkill0\"\nipv4_address = \"10.199.97.1/24\"\nstorage_pool = \"default\"\nimage = \"testbed-busybox\"\nprofile = \"tbkill-member\"\n\n[lxd.profile_config]\n\"linux.kernel_modules\" = \"overlay,nf_conntrack\"\n\n[[members]]\nname = \"kill-member1\"\napi_port = 26491\n";
     std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
     // The bridge and profile once, the member then created and killed again and again. A first apply that
     // meets LXD 5.0's race between concurrent network creations (another test's bridge: "Network not found")

@@ -65,6 +65,7 @@ fn every_example_validates() {
             "failover.toml",
             "four-members.toml",
             "pull-mode.toml",
+            "testenv-incus.toml",
             "testenv.toml",
             "three-members.toml"
         ]
@@ -74,6 +75,30 @@ fn every_example_validates() {
         load(&rel);
         assert_schema_directive(&rel);
     }
+}
+
+/// testenv-incus.toml is testenv.toml on Incus: the same lab (pool, image, profile settings, mirrors, Karmada,
+/// members) with its own name, bridge, subnet and host ports, so that both can be applied at once.
+#[test]
+fn testenv_incus_is_testenv_on_incus() {
+    let lxd = load("examples/testenv.toml").file;
+    let incus = load("examples/testenv-incus.toml").file;
+    assert_eq!(lxd.lxd.backend, testbed_config::Backend::Lxd);
+    assert_eq!(incus.lxd.backend, testbed_config::Backend::Incus);
+    assert_ne!(incus.name, lxd.name);
+    assert_ne!(incus.lxd.bridge, lxd.lxd.bridge);
+    assert_ne!(incus.lxd.ipv4_address, lxd.lxd.ipv4_address);
+    let ports = |f: &testbed_config::TestbedFile| f.members.iter().map(|m| m.api_port).collect::<Vec<_>>();
+    assert!(ports(&incus).iter().all(|p| !ports(&lxd).contains(p)), "{:?} {:?}", ports(&incus), ports(&lxd));
+    let names = |f: &testbed_config::TestbedFile| f.members.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&incus), names(&lxd));
+    assert_eq!(incus.karmada, lxd.karmada);
+    assert_eq!(incus.registry, lxd.registry);
+    assert_eq!(incus.host, lxd.host);
+    let rest = |l: &testbed_config::Lxd| {
+        (l.storage_pool.clone(), l.storage_driver.clone(), l.image.clone(), l.profile.clone(), l.profile_config.clone())
+    };
+    assert_eq!(rest(&incus.lxd), rest(&lxd.lxd));
 }
 
 #[test]

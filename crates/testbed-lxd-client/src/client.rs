@@ -32,6 +32,14 @@ impl Flavor {
         }
     }
 
+    /// Its command-line client, as hints name it: `lxc` or `incus`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Flavor::Lxd => "lxc",
+            Flavor::Incus => "incus",
+        }
+    }
+
     fn header_prefix(self) -> &'static str {
         match self {
             Flavor::Lxd => "X-LXD",
@@ -392,9 +400,10 @@ impl Client {
         let env: Envelope =
             serde_json::from_slice(&raw).map_err(|e| LxdError::Http { path: path.clone(), reason: e.to_string() })?;
         if env.kind == "error" {
-            // lxd/operations.go operationWaitGet answers a wait whose timeout passed with an error, not with
-            // the running operation, and so answers a failed operation: which it was is read off the
-            // operation itself, not off the error's words.
+            // Incus 6.0 (cmd/incusd/operations.go operationWaitGet) answers a wait whose timeout passed with
+            // an error ("context deadline exceeded"), not with the running operation, and so answers a
+            // failed operation (LXD 5.0 answers both with the operation itself: status 103 or 400): which it
+            // was is read off the operation itself, not off the error's words.
             if self.operation_running(operation).await {
                 return Err(LxdError::Timeout { what: operation.to_owned(), after: timeout });
             }

@@ -24,5 +24,12 @@ pub enum LxdError {
     /// Operations on instances were still running when the wait for them ended: what they will leave
     /// cannot be read yet.
     #[error("{flavor} was still carrying out operations on {} after {after:?} ({})", instances.join(", "), operations.join("; "))]
-    Busy { flavor: &'static str, instances: Vec<String>, operations: Vec<String>, after: Duration },
+    Busy {
+        flavor: &'static str,
+        /// The daemon's command-line client (`lxc`, `incus`), for the hint.
+        command: &'static str,
+        instances: Vec<String>,
+        operations: Vec<String>,
+        after: Duration,
+    },
 }

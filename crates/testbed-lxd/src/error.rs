@@ -25,9 +25,11 @@ impl IntoProvider for LxdError {
             LxdError::WrongDaemon { found, .. } => ProviderError::unavailable(context).with_hint(format!(
                 "set [lxd] backend = \"{found}\" in the file, or point LXD_SOCKET/INCUS_SOCKET at the daemon you mean"
             )),
-            LxdError::Busy { flavor, .. } => ProviderError::state_unknown(context).with_hint(format!(
-                "{flavor} is still changing them (an apply that was stopped may have left its operations running; `lxc operation list` shows them): what they leave is unknown until they finish; plan or apply again then"
-            )),
+            LxdError::Busy { flavor, command, .. } => {
+                ProviderError::state_unknown(context).with_hint(format!(
+                    "{flavor} is still changing them (an apply that was stopped may have left its operations running; `{command} operation list` shows them): what they leave is unknown until they finish; plan or apply again then"
+                ))
+            }
             LxdError::Timeout { .. } => ProviderError::failed(context)
                 .with_hint("check the daemon's log; a later apply picks up where this one stopped"),
             _ => ProviderError::failed(context),

@@ -275,6 +275,27 @@ pub type KernelModules = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// Whether something holds a host port on LXD's host (LXD's own proxies included).
 pub type HostPorts = Arc<dyn Fn(HostPort) -> bool + Send + Sync>;
 
+/// How often a foreign container's state is read again when the daemon could not render it.
+const STATE_TRIES: u32 = 5;
+
+/// The live state of a container testbed does not own, at `path` (`/1.0/instances/NAME/state`); None if it
+/// is gone. Its owner may be changing it while testbed looks: deleted since the listing (404), or stopping
+/// with no init process left, which Incus 6.0 cannot render (it answers 500, `processStartedAt` refusing the
+/// missing PID; LXD 5.0 has no start time in the state). A state the daemon refuses is read again a few
+/// times, 200 ms apart, before observation gives up.
+async fn foreign_state(client: &Client, path: &str) -> Result<Option<Value>, LxdError> {
+    let mut tries = 1;
+    loop {
+        match client.get_opt::<Value>(path).await {
+            Err(LxdError::Api { .. }) if tries < STATE_TRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// The real LXD (or Incus) layer.
 pub struct LxdProvider {
     client: Client,
@@ -346,11 +367,11 @@ impl LxdProvider {
             }
             let client = self.client.clone();
             let path = format!("/1.0/instances/{}/state", encode(&i.name));
-            set.spawn(async move { (idx, client.get::<Value>(&path).await) });
+            set.spawn(async move { (idx, foreign_state(&client, &path).await) });
         }
         while let Some(joined) = set.join_next().await {
             if let Ok((idx, state)) = joined {
-                instances[idx].state = Some(state?);
+                instances[idx].state = state?;
             }
         }
         Ok(())
@@ -423,6 +444,7 @@ impl LxdProvider {
             busy.iter().flat_map(Operation::instances).filter(|n| mine.contains(n)).collect();
         Err(LxdError::Busy {
             flavor: self.client.flavor().name(),
+            command: self.client.flavor().command(),
             instances: instances.into_iter().collect(),
             operations: busy.iter().map(|op| format!("{} ({})", op.description, op.id)).collect(),
             after: self.settle,
@@ -593,24 +615,17 @@ fn spec_of(action: &Action) -> Result<&Resource, ProviderError> {
         .ok_or_else(|| ProviderError::failed(format!("{}: the plan carries no settings", action.address)))
 }
 
-/// An instance action's error. LXD answers a create from a missing image with a bare "Image alias not
-/// found" (a 404 before the operation) or, in LXD 5.0, with the create operation failing "Image not
-/// provided for instance creation" (lxd-5.0.3 lxd/instances_post.go drops the alias lookup's 404): say
-/// which image, and where it is set.
-fn instance_error(action: &Action, ctx: &str, e: LxdError) -> ProviderError {
-    let image = action.desired.as_ref().and_then(|r| r.spec.get("image"));
-    let about_image = |message: &str| {
-        let m = message.to_lowercase();
-        m.contains("image alias not found") || m.contains("image not provided") || m.contains("requested image")
-    };
-    match (&e, image) {
-        (LxdError::Api { message, .. }, Some(image)) if action.op != Op::Delete && about_image(message) => {
-            ProviderError::failed(format!("{ctx}: image {image:?} not found"))
-                .with_hint(format!(
-                    "set the member's `image` (or `[lxd] image`) to an image LXD has (`lxc image list` shows the local aliases), or import {image:?}; then apply again"
-                ))
-                .caused_by(e)
-        }
+/// An instance action's error. A create from an image the daemon does not have fails differently on each
+/// daemon: LXD 5.0 answers a 404 before the operation ("Image alias not found"), Incus 6.0 starts the
+/// operation and it fails ("Image not provided for instance creation", error code 500). Whether the image is
+/// the cause is read off the daemon, not off those words: [`LxdProvider::image_missing`].
+fn instance_error(action: &Action, ctx: &str, e: LxdError, image_missing: bool, command: &str) -> ProviderError {
+    match action.desired.as_ref().and_then(|r| r.spec.get("image")) {
+        Some(image) if image_missing => ProviderError::failed(format!("{ctx}: image {image:?} not found"))
+            .with_hint(format!(
+                "set the member's `image` (or `[lxd] image`) to an image the daemon has (`{command} image list` shows the local aliases), or import {image:?}; then apply again"
+            ))
+            .caused_by(e),
         _ => e.into_provider(ctx),
     }
 }
@@ -819,7 +834,29 @@ impl LxdProvider {
                 }
             }
         }
-        self.instance_change(a, &name, log).await.map_err(|e| instance_error(a, &ctx, e))
+        match self.instance_change(a, &name, log).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let image_missing = matches!(e, LxdError::Api { .. }) && self.image_missing(a).await;
+                Err(instance_error(a, &ctx, e, image_missing, self.client.flavor().command()))
+            }
+        }
+    }
+
+    /// Whether a create (or replace) failed for want of its image: the image is a local alias (no remote)
+    /// and the daemon has no such alias now.
+    async fn image_missing(&self, a: &Action) -> bool {
+        if a.op == Op::Delete {
+            return false;
+        }
+        let Some(image) = a.desired.as_ref().and_then(|r| r.spec.get("image")) else { return false };
+        let source = image_source(image);
+        if !source["server"].is_null() {
+            return false;
+        }
+        let alias = source["alias"].as_str().unwrap_or_default();
+        let path = format!("/1.0/images/aliases/{}", encode(alias));
+        matches!(self.client.get_opt::<Value>(&path).await, Ok(None))
     }
 
     async fn instance_change(&self, a: &Action, name: &str, log: &ActionLog) -> Result<(), LxdError> {
@@ -928,8 +965,9 @@ impl LxdProvider {
         };
         // The message quotes LXD's answer in parentheses, as before; the report does not repeat the source it
         // already quotes.
+        let daemon = self.client.flavor().name();
         ProviderError::failed(format!(
-            "{ctx}: host port {host} is already in use by {holder}, so LXD cannot listen on it ({e})"
+            "{ctx}: host port {host} is already in use by {holder}, so {daemon} cannot listen on it ({e})"
         ))
         .with_hint(format!(
             "stop what listens on {host} (`ss -lntp` shows it), or change {setting} in the file; then apply again"
@@ -981,7 +1019,8 @@ impl Provider for LxdProvider {
     }
 
     async fn observe(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
-        self.observe_layer(wanted).await.map_err(|e| e.into_provider("observing LXD"))
+        let context = format!("observing {}", self.client.flavor().name());
+        self.observe_layer(wanted).await.map_err(|e| e.into_provider(&context))
     }
 
     async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {

@@ -1,6 +1,7 @@
-//! Running the binary against the project's test environment (`cargo xtask testenv up`): the test LXD daemon
-//! (and, for a real registry layer, the loopback registries), with the layers named in `simulate` simulated
-//! at full speed. A missing test daemon is a failure that says how to start it, never a skip.
+//! Running the binary against the project's test environment (`cargo xtask testenv up`): the test LXD or
+//! Incus daemon (and, for a real registry layer, the loopback registries), with the layers named in
+//! `simulate` simulated at full speed. A missing test daemon is a failure that says how to start it, never a
+//! skip.
 
 #![allow(dead_code)]
 
@@ -8,27 +9,71 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub const LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
+pub const INCUS_DIR: &str = "/var/lib/testbed-testenv/incus";
+
+/// One of the test environment's daemons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Lxd,
+    Incus,
+}
+
+impl Daemon {
+    /// The variables that point testbed at its directory and at its socket, and where testenv puts it.
+    fn vars(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Daemon::Lxd => ("LXD_DIR", "LXD_SOCKET", LXD_DIR),
+            Daemon::Incus => ("INCUS_DIR", "INCUS_SOCKET", INCUS_DIR),
+        }
+    }
+
+    /// Its directory (the variable overrides), checked to hold a socket.
+    pub fn dir(self) -> String {
+        let (dir_var, _, default) = self.vars();
+        let dir = std::env::var(dir_var).unwrap_or_else(|_| default.to_owned());
+        assert!(
+            Path::new(&dir).join("unix.socket").exists(),
+            "no {self:?} test daemon at {dir}: run `cargo xtask testenv up`"
+        );
+        dir
+    }
+
+    /// A client of its socket, for what a test does to the daemon behind testbed's back.
+    pub fn client(self) -> testbed_lxd::Client {
+        let flavor = match self {
+            Daemon::Lxd => testbed_lxd::Flavor::Lxd,
+            Daemon::Incus => testbed_lxd::Flavor::Incus,
+        };
+        testbed_lxd::Client::at(Path::new(&self.dir()).join("unix.socket"), flavor)
+    }
+}
 
 /// `testbed -c DIR/testbed.toml --simulate SIMULATE ARGS...` on the test LXD daemon.
 pub fn testbed(dir: &Path, simulate: &str, args: &[&str]) -> Output {
-    command(dir, simulate, args).stdin(std::process::Stdio::null()).output().expect("run testbed")
+    testbed_on(Daemon::Lxd, dir, simulate, args)
+}
+
+/// [`testbed`] on one of the test daemons.
+pub fn testbed_on(daemon: Daemon, dir: &Path, simulate: &str, args: &[&str]) -> Output {
+    command_on(daemon, dir, simulate, args).stdin(std::process::Stdio::null()).output().expect("run testbed")
 }
 
 /// The command [`testbed`] runs, to start it yourself.
 pub fn command(dir: &Path, simulate: &str, args: &[&str]) -> Command {
-    let lxd_dir = std::env::var("LXD_DIR").unwrap_or_else(|_| LXD_DIR.to_owned());
-    assert!(
-        Path::new(&lxd_dir).join("unix.socket").exists(),
-        "no LXD test daemon at {lxd_dir}: run `cargo xtask testenv up`"
-    );
+    command_on(Daemon::Lxd, dir, simulate, args)
+}
+
+/// The command [`testbed_on`] runs.
+pub fn command_on(daemon: Daemon, dir: &Path, simulate: &str, args: &[&str]) -> Command {
+    let (dir_var, socket_var, _) = daemon.vars();
     let mut command = Command::new(env!("CARGO_BIN_EXE_testbed"));
     command
         .arg("-c")
         .arg(dir.join("testbed.toml"))
         .args(["--simulate", simulate])
         .args(args)
-        .env("LXD_DIR", lxd_dir)
-        .env_remove("LXD_SOCKET")
+        .env(dir_var, daemon.dir())
+        .env_remove(socket_var)
         .env("TESTBED_SIM_SPEED", "0")
         // The tests share the test daemon, and so its lock: each waits for the others' runs.
         .env("TESTBED_LOCK_TIMEOUT", "10m");

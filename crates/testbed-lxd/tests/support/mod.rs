@@ -1,7 +1,7 @@
-//! Against the project's own LXD daemon (`cargo xtask testenv up`): never skipped. A test that cannot reach
-//! LXD fails and says how to start it.
+//! Against the project's own LXD and Incus daemons (`cargo xtask testenv up`): never skipped. A test that
+//! cannot reach its daemon fails and says how to start it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -16,27 +16,116 @@ use testbed_plan::{desired, DesiredState, Layer, ObservedState, Plan};
 use testbed_provider::{ActionRunner, Providers};
 use testbed_sim::{SimMachine, SimOptions};
 
-/// The test daemon's directory, as `cargo xtask testenv up` makes it (LXD_DIR overrides).
+/// The test daemons' directories, as `cargo xtask testenv up` makes them (LXD_DIR, INCUS_DIR override).
 pub const TESTENV_LXD_DIR: &str = "/var/lib/testbed-testenv/lxd";
+pub const TESTENV_INCUS_DIR: &str = "/var/lib/testbed-testenv/incus";
 pub const IMAGE: &str = "testbed-busybox";
 
-pub fn client() -> Client {
-    let dir = std::env::var("LXD_DIR").unwrap_or_else(|_| TESTENV_LXD_DIR.to_owned());
-    let socket = Path::new(&dir).join("unix.socket");
-    assert!(
-        socket.exists(),
-        "no LXD socket at {}: start the project's test daemon with `cargo xtask testenv up`",
-        socket.display()
-    );
-    Client::at(socket, Flavor::Lxd)
+/// One of the test environment's daemons. Both run on this one host: a test that runs on both gives each its
+/// own names, subnet and host ports (bridges are host interfaces, proxies listen on host ports), so the two
+/// runs never meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Lxd,
+    Incus,
 }
 
-/// A file for an isolated test: its own bridge, subnet, profile and members.
+impl Daemon {
+    pub fn flavor(self) -> Flavor {
+        match self {
+            Daemon::Lxd => Flavor::Lxd,
+            Daemon::Incus => Flavor::Incus,
+        }
+    }
+
+    /// What `GET /1.0` says the server is (`environment.server`).
+    pub fn server(self) -> &'static str {
+        match self {
+            Daemon::Lxd => "lxd",
+            Daemon::Incus => "incus",
+        }
+    }
+
+    pub fn dir(self) -> PathBuf {
+        let (var, default) = match self {
+            Daemon::Lxd => ("LXD_DIR", TESTENV_LXD_DIR),
+            Daemon::Incus => ("INCUS_DIR", TESTENV_INCUS_DIR),
+        };
+        PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.to_owned()))
+    }
+
+    pub fn client(self) -> Client {
+        let socket = self.dir().join("unix.socket");
+        assert!(
+            socket.exists(),
+            "no {} socket at {}: start the project's test daemons with `cargo xtask testenv up`",
+            self.flavor().name(),
+            socket.display()
+        );
+        Client::at(socket, self.flavor())
+    }
+
+    /// A test's tag (the prefix of its names) on this daemon: as written on LXD, `i` before it on Incus.
+    pub fn tag(self, tag: &str) -> String {
+        match self {
+            Daemon::Lxd => tag.to_owned(),
+            Daemon::Incus => format!("i{tag}"),
+        }
+    }
+
+    /// A test's subnet (`10.199.N.0/24`) on this daemon: as written on LXD, 100 above it on Incus.
+    pub fn subnet(self, n: u8) -> u8 {
+        match self {
+            Daemon::Lxd => n,
+            Daemon::Incus => n + 100,
+        }
+    }
+
+    /// A test's host port on this daemon: as written on LXD, 2000 above it on Incus.
+    pub fn port(self, port: u16) -> u16 {
+        match self {
+            Daemon::Lxd => port,
+            Daemon::Incus => port + 2000,
+        }
+    }
+}
+
+/// Runs each case on both test daemons: a module per case, a test per daemon.
+macro_rules! on_both_daemons {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn lxd() {
+                super::$case(super::Daemon::Lxd)
+            }
+
+            #[test]
+            fn incus() {
+                super::$case(super::Daemon::Incus)
+            }
+        }
+    )*};
+}
+
+/// The test LXD daemon's client.
+pub fn client() -> Client {
+    Daemon::Lxd.client()
+}
+
+/// A file for an isolated test on the test LXD daemon: its own bridge, subnet, profile and members.
 pub fn file(tag: &str, subnet: u8, members: &[(&str, u16)]) -> String {
+    file_on(Daemon::Lxd, tag, subnet, members)
+}
+
+/// [`file`] for one of the test daemons (`[lxd] backend` says which). The tag, subnet and ports are used as
+/// given: [`Daemon::tag`], [`Daemon::subnet`] and [`Daemon::port`] make them the daemon's own.
+pub fn file_on(daemon: Daemon, tag: &str, subnet: u8, members: &[(impl AsRef<str>, u16)]) -> String {
+    let backend = daemon.server();
     let mut s = format!(
-        "name = \"{tag}\"\n\n[lxd]\nbridge = \"tb{tag}\"\nipv4_address = \"10.199.{subnet}.1/24\"\nstorage_pool = \"default\"\nimage = \"{IMAGE}\"\nprofile = \"tb{tag}-member\"\n\n[lxd.profile_config]\n\"linux.kernel_modules\" = \"overlay,nf_conntrack\"\n\n"
+        "name = \"{tag}\"\n\n[lxd]\nbackend = \"{backend}\"\nbridge = \"tb{tag}\"\nipv4_address = \"10.199.{subnet}.1/24\"\nstorage_pool = \"default\"\nimage = \"{IMAGE}\"\nprofile = \"tb{tag}-member\"\n\n[lxd.profile_config]\n\"linux.kernel_modules\" = \"overlay,nf_conntrack\"\n\n"
     );
     for (name, port) in members {
+        let name = name.as_ref();
         s.push_str(&format!("[[members]]\nname = \"{name}\"\napi_port = {port}\n\n"));
     }
     s
@@ -46,7 +135,7 @@ pub fn config(text: &str) -> Config {
     testbed_config::parse(Path::new("testbed.toml"), text).expect("valid test file")
 }
 
-/// Real LXD, everything above it simulated in `dir`.
+/// A real daemon, everything above it simulated in `dir`.
 pub struct Stack {
     pub lxd: Arc<LxdProvider>,
     pub sim: SimMachine,
@@ -54,11 +143,14 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// A stack for the testbed named `name` (the file's `name`).
+    /// A stack for the testbed named `name` (the file's `name`) on the test LXD daemon.
     pub fn new(name: &str) -> Stack {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let sim = SimMachine::open(dir.path().join("sim.json"), SimOptions::instant()).expect("sim");
-        Stack { lxd: Arc::new(LxdProvider::new(client(), name)), sim, _dir: dir }
+        Stack::with_client(name, client())
+    }
+
+    /// A stack for the testbed named `name` on one of the test daemons.
+    pub fn on(daemon: Daemon, name: &str) -> Stack {
+        Stack::with_client(name, daemon.client())
     }
 
     pub fn providers(&self) -> Providers {
@@ -125,7 +217,7 @@ pub fn http_get(port: u16, timeout: Duration) -> Option<String> {
 }
 
 pub fn lxd_dir() -> PathBuf {
-    PathBuf::from(std::env::var("LXD_DIR").unwrap_or_else(|_| TESTENV_LXD_DIR.to_owned()))
+    Daemon::Lxd.dir()
 }
 
 /// Removes what an earlier, interrupted run of a test may have left: its instances, profile and bridge.
@@ -251,7 +343,12 @@ impl SocketProxy {
     }
 
     pub fn client(&self) -> Client {
-        Client::at(&self.path, Flavor::Lxd)
+        self.client_as(Flavor::Lxd)
+    }
+
+    /// A client of the proxy for a daemon of `flavor` behind it.
+    pub fn client_as(&self, flavor: Flavor) -> Client {
+        Client::at(&self.path, flavor)
     }
 
     /// Arms the cut: see `cut_on_wait`.

@@ -203,6 +203,7 @@ pub(crate) async fn handle(
                 None => Err(err(404, "not found")),
             }
         }
+        (&Method::GET, ["1.0", "images", "aliases", name]) => d.shared.read(|w| get_image_alias(&w.lxd_daemon, name)),
         (&Method::GET, ["1.0", "operations"]) => Ok(list_operations(d, recursion)),
         (&Method::GET, ["1.0", "operations", id]) => match find_op(d, id) {
             Some(op) => Ok(op_json(id, &op)),
@@ -580,6 +581,14 @@ fn profile_json(daemon: &LxdDaemon, name: &str, p: &Profile) -> Value {
 fn list_profiles(daemon: &LxdDaemon, recursion: u8) -> Value {
     let all = daemon.profiles.iter().map(|(name, p)| profile_json(daemon, name, p)).collect();
     listed(all, recursion, "profiles")
+}
+
+/// `GET /1.0/images/aliases/NAME`: a locally imported image's alias (the simulation keeps no fingerprints).
+fn get_image_alias(daemon: &LxdDaemon, name: &str) -> Answer {
+    if !daemon.images.contains(name) {
+        return Err(err(404, "Image alias not found"));
+    }
+    Ok(json!({"name": name, "description": "", "target": "", "type": "container"}))
 }
 
 fn get_profile(daemon: &LxdDaemon, name: &str) -> Answer {
