@@ -183,7 +183,7 @@ fn a_kubernetes_api_request_fails_as_kube_apiserver_does_and_the_next_apply_conv
         "{text}"
     );
     assert!(text.contains("kubeconfig.member1: created"), "the wait for Ready asked again: {text}");
-    assert!(text.contains("Apply: 32 done, 1 failed, 3 skipped."), "only the memberships wait for Karmada: {text}");
+    assert!(text.contains("Apply: 33 done, 1 failed, 3 skipped."), "only the memberships wait for Karmada: {text}");
     let log = std::fs::read_dir(lab.path().join(".testbed/logs")).unwrap().next().unwrap().unwrap().path();
     let log = std::fs::read_to_string(log).unwrap();
     assert!(
@@ -271,7 +271,8 @@ fn destroy_removes_every_owned_resource() {
     for r in v["resources"].as_array().unwrap() {
         let state = r["state"].as_str().unwrap();
         let addr = r["address"].as_str().unwrap();
-        let retained = addr == "host.packages" || addr == "host.sysctl";
+        // Retained: the host's packages and settings, and the download cache.
+        let retained = addr == "host.packages" || addr == "host.sysctl" || addr.starts_with("snap_download.");
         assert!(state == "missing" || retained, "{addr} is {state} after destroy");
     }
     assert_eq!(stdout(&lab.run(&["destroy", "--yes"])).trim(), "No changes.");
@@ -717,4 +718,71 @@ fn status_json_has_a_format_version_and_runs_say_when_all_layers_are_real() {
     assert!(stderr(&real).starts_with("All layers real"), "{}", stderr(&real));
     let simulated = lab.run(&["plan"]);
     assert!(!stderr(&simulated).contains("All layers real"), "{}", stderr(&simulated));
+}
+
+/// Issue 12, item 4: the MicroK8s snap is downloaded once on the host and pushed into each member, which
+/// installs it from the file; a second lab on the same host downloads nothing.
+#[test]
+fn three_members_install_microk8s_from_one_download() {
+    let lab = Lab::new(THREE);
+    let apply = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&apply), 0, "{}", stdout(&apply));
+    let world = machine_of(&lab).world();
+    assert_eq!(world.host.downloads.get("snap:microk8s@1.35/stable"), Some(&1), "{:?}", world.host.downloads);
+    assert_eq!(world.host.downloads.get("snap:core22@latest/stable"), Some(&1), "{:?}", world.host.downloads);
+    let log = std::fs::read_dir(lab.path().join(".testbed/logs")).unwrap().next().unwrap().unwrap().path();
+    let log = std::fs::read_to_string(log).unwrap();
+    let pushes: Vec<&str> =
+        log.lines().filter(|l| l.contains("files?path=/var/lib/testbed/snaps/microk8s.snap")).collect();
+    assert_eq!(pushes.len(), 3, "one push per member: {pushes:#?}");
+    assert!(!log.lines().any(|l| l.contains("snap install microk8s --classic --channel") && l.contains("member")));
+    for m in ["member1", "member2", "member3"] {
+        let inside = &world.inside[m];
+        let mk = inside.microk8s.as_ref().expect("installed");
+        assert!(mk.from_file, "{m} installed from the file");
+        assert!(inside.bases.contains("core22"), "{m} got the base snap from the download too");
+    }
+    assert_eq!(stdout(&lab.run(&["plan"])).trim(), "No changes.", "a snap from a file tracks no channel: not drift");
+
+    // The download cache outlives the lab: the next one installs from it without the store.
+    assert_eq!(code(&lab.run(&["destroy", "--yes"])), 0);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let world = machine_of(&lab).world();
+    assert_eq!(world.host.downloads.get("snap:microk8s@1.35/stable"), Some(&1), "{:?}", world.host.downloads);
+}
+
+/// Issue 12, item 3: a changed MicroK8s channel is a refresh in place from the new channel's download, one
+/// member at a time: each member's refresh waits for the one before it, and the plan says so.
+#[test]
+fn a_changed_channel_refreshes_the_members_one_at_a_time_from_one_download() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let changed = format!("[host]\nmicrok8s_channel = \"1.36/stable\"\n{THREE}");
+    lab.write_config(&changed);
+    let plan = lab.run(&["plan"]);
+    insta::assert_snapshot!(stdout(&plan).replace(&lab.path().display().to_string(), "<lab>"));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&lab.run(&["plan", "--json"]))).unwrap();
+    let depends = |a: &str| -> Vec<String> {
+        json["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["address"] == a)
+            .map(|x| x["depends_on"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert!(depends("microk8s.member1").contains(&"snap_download.microk8s-1_36-stable".to_owned()));
+    assert!(depends("microk8s.member2").contains(&"microk8s.member1".to_owned()), "{json}");
+    assert!(depends("microk8s.member3").contains(&"microk8s.member2".to_owned()), "{json}");
+
+    // A failed refresh stops the rest.
+    let text = lab.apply_failing("microk8s.member2");
+    assert!(text.contains("microk8s.member1: updated"), "{text}");
+    assert!(!text.contains("microk8s.member3: updated"), "member3 waits for member2: {text}");
+    lab.converges("after the failed refresh");
+    let world = machine_of(&lab).world();
+    assert_eq!(world.host.downloads.get("snap:microk8s@1.36/stable"), Some(&1), "{:?}", world.host.downloads);
+    for m in ["member1", "member2", "member3"] {
+        assert_eq!(world.inside[m].microk8s.as_ref().map(|k| k.channel.as_str()), Some("1.36/stable"), "{m}");
+    }
 }

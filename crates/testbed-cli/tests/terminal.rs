@@ -276,10 +276,10 @@ fn tracing_lines_stay_on_screen_among_the_spinners() {
     let env = [("TESTBED_SIM_SPEED", "0.02"), ("RUST_LOG", "testbed_exec=debug")];
     let (code, screen, _) = lab.on_terminal(&["apply", "--yes"], &env);
     assert_eq!(code, 0, "{screen}");
-    assert!(screen.contains("Plan: 34 to create, 2 to update"), "{screen}");
-    // One debug line per action started and per action finished: 36 of each (the plan has 36 actions).
+    assert!(screen.contains("Plan: 35 to create, 2 to update"), "{screen}");
+    // One debug line per action started and per action finished: 37 of each (the plan has 37 actions).
     for what in ["action started", "action finished"] {
         let seen = screen.lines().filter(|l| l.contains(what)).count();
-        assert_eq!(seen, 36, "{what}: {seen} of 36 lines on the screen:\n{screen}");
+        assert_eq!(seen, 37, "{what}: {seen} of 37 lines on the screen:\n{screen}");
     }
 }

@@ -58,6 +58,11 @@ pub struct Host {
     /// address of the host, as MicroK8s' NodePorts do. By default (`false`) testbed owns a firewall rule
     /// that lets them answer only on loopback and on the bridge: the registry has no authentication.
     pub expose_node_ports: bool,
+    /// Whether the members' MicroK8s snap is downloaded once on the host (`snap download`, with its base
+    /// snap and their assertions, kept in testbed's download directory) and installed in each member from
+    /// that file, pushed through LXD's file API (`true`, the default), or downloaded from the snap store by
+    /// each member itself (`snap install --channel`; for members that reach a fast store proxy of their own).
+    pub microk8s_download_once: bool,
 }
 
 impl Default for Host {
@@ -69,6 +74,7 @@ impl Default for Host {
             inotify_max_user_instances: 1_048_576,
             inotify_max_user_watches: 1_048_576,
             expose_node_ports: false,
+            microk8s_download_once: true,
         }
     }
 }

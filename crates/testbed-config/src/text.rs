@@ -55,6 +55,18 @@ pub fn snap_channel_problem(s: &str) -> Option<String> {
     (!ok).then(|| format!("has no risk where snap wants one (the risk is one of {})", RISKS.join(", ")))
 }
 
+/// A valid snap channel as snapd shows it, fully qualified: `1.32` is `1.32/stable`, `stable` is
+/// `latest/stable`, `edge/fix` is `latest/edge/fix` (snapd's `channel.Full`).
+pub fn full_snap_channel(s: &str) -> String {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [risk] if RISKS.contains(risk) => format!("latest/{risk}"),
+        [track] => format!("{track}/stable"),
+        [risk, branch] if RISKS.contains(risk) && !RISKS.contains(branch) => format!("latest/{risk}/{branch}"),
+        _ => s.to_owned(),
+    }
+}
+
 /// A MicroK8s addon name (`microk8s enable NAME`, and the name of testbed's record file for it): lowercase
 /// letters, digits and hyphens, starting with a letter or digit, at most 63 characters. Arguments
 /// (`metallb:RANGE`) are not taken: testbed enables and disables addons by name.
@@ -239,6 +251,15 @@ mod tests {
         }
         for bad in ["", "1.32/", "/stable", "1.32/stabel", "1.32/stable/a/b", "1.32 stable", "1.32/stable;x", "a/b/c"] {
             assert!(snap_channel_problem(bad).is_some(), "{bad:?} was accepted");
+        }
+        for (given, full) in [
+            ("1.32", "1.32/stable"),
+            ("1.32/edge", "1.32/edge"),
+            ("stable", "latest/stable"),
+            ("edge/fix", "latest/edge/fix"),
+            ("1.32/stable/hotfix-1", "1.32/stable/hotfix-1"),
+        ] {
+            assert_eq!(full_snap_channel(given), full, "{given}");
         }
     }
 

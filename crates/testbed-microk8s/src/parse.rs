@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SnapInfo {
     pub version: String,
+    /// The `Rev` column: the installed revision (`x1` for a snap installed with `--dangerous`).
+    pub revision: String,
     /// The `Tracking` column: the channel the snap follows (`1.32/stable`; a branch is cut to `1.32/stable/…`).
     pub tracking: String,
     /// The `Notes` column (`classic`, `disabled,classic`, ...).
@@ -26,10 +28,11 @@ pub(crate) fn snap_list(stdout: &str) -> Option<SnapInfo> {
     let mut lines = stdout.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next()?.split_whitespace().collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let (version, tracking, notes) = (col("Version")?, col("Tracking")?, col("Notes"));
+    let (version, rev, tracking, notes) = (col("Version")?, col("Rev")?, col("Tracking")?, col("Notes"));
     lines.map(|l| l.split_whitespace().collect::<Vec<&str>>()).find(|cells| cells.first() == Some(&"microk8s")).map(
         |cells| SnapInfo {
             version: cells.get(version).unwrap_or(&"").to_string(),
+            revision: cells.get(rev).unwrap_or(&"").to_string(),
             tracking: cells.get(tracking).unwrap_or(&"").to_string(),
             notes: notes.and_then(|n| cells.get(n)).unwrap_or(&"").to_string(),
         },
@@ -128,6 +131,57 @@ pub(crate) fn status(stdout: &str) -> Option<Status> {
     }
 }
 
+/// The revision of each channel `snap info microk8s` lists (cmd/snapd/cli/cmd_info.go: under `channels:`,
+/// one line per channel, `  TRACK/RISK:  VERSION  DATE  (REVISION)  SIZE  NOTES`; a closed channel shows `↑`
+/// or `–` and no revision), by the fully qualified channel.
+pub(crate) fn channel_revisions(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut in_channels = false;
+    for line in stdout.lines() {
+        if !line.starts_with(' ') {
+            in_channels = line.trim_end() == "channels:";
+            continue;
+        }
+        if !in_channels {
+            continue;
+        }
+        let mut cells = line.split_whitespace();
+        let Some(channel) = cells.next().and_then(|c| c.strip_suffix(':')) else { continue };
+        let revision = cells.find_map(|c| c.strip_prefix('(').and_then(|c| c.strip_suffix(')')));
+        if let Some(r) = revision.filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit())) {
+            out.insert(testbed_config::text::full_snap_channel(channel), r.to_owned());
+        }
+    }
+    out
+}
+
+/// The `base:` line of `snap info --verbose` (the base snap the snap runs on); `None` without one.
+pub(crate) fn snap_base(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("base:"))
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_".contains(&c)))
+        .map(str::to_owned)
+}
+
+/// The `snap-revision` header of a snap's assertions (`snap download`'s `.assert`: the `snap-revision`
+/// assertion of the downloaded file, `snap-revision: 7964`).
+pub(crate) fn asserted_revision(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("snap-revision:"))
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+}
+
+/// testbed's record of a snap installed from a download ([`testbed_steps::snap_record`]): (channel,
+/// revision).
+pub(crate) fn snap_record(text: &str) -> Option<(String, String)> {
+    let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_owned());
+    Some((value("channel=")?, value("revision=")?))
+}
+
 /// The addons named in a listing of testbed's record (`ls -1`, one name per line). Names that are not
 /// addon names (a stray file) are ignored.
 pub(crate) fn record(stdout: &str) -> BTreeSet<String> {
@@ -146,6 +200,20 @@ mod tests {
     /// `snap list microk8s` as snapd prints it (cmd/snapd/cli/cmd_list.go: a tabwriter, padding 2).
     const SNAP_LIST: &str = "Name      Version  Rev   Tracking     Publisher   Notes\n\
                              microk8s  v1.32.3  7964  1.32/stable  canonical✓  classic\n";
+
+    /// `snap info microk8s` as snapd prints it (channels and revisions made up; the layout is cmd_info.go's).
+    const SNAP_INFO: &str = "name:      microk8s\nsummary:   Kubernetes for workstations and appliances\npublisher: Canonical✓\nstore-url: https://snapcraft.io/microk8s\nlicense:   Apache-2.0\ndescription: |\n  MicroK8s is a small, fast, secure, certified Kubernetes distribution\nsnap-id:      EaXqgt1lyCaxKaQCU349mlodBkDCXRcg\nchannels:\n  1.32/stable:      v1.32.3  2025-04-01 (7964) 172MB classic\n  1.32/candidate:   v1.32.3  2025-04-01 (7964) 172MB classic\n  1.32/beta:        ↑\n  latest/stable:    v1.35.0  2026-01-10 (8600) 180MB classic\n";
+
+    #[test]
+    fn channel_revisions_come_from_snap_info() {
+        let r = channel_revisions(SNAP_INFO);
+        assert_eq!(r.get("1.32/stable").map(String::as_str), Some("7964"));
+        assert_eq!(r.get("latest/stable").map(String::as_str), Some("8600"));
+        assert!(!r.contains_key("1.32/beta"), "a closed channel has no revision of its own");
+        assert_eq!(snap_base("name: microk8s\nbase:    core20\n").as_deref(), Some("core20"));
+        assert_eq!(asserted_revision("type: snap-revision\nsnap-revision: 7964\n").as_deref(), Some("7964"));
+        assert_eq!(snap_record("channel=1.32/stable\nrevision=7964\n"), Some(("1.32/stable".into(), "7964".into())));
+    }
 
     #[test]
     fn the_tracking_channel_comes_from_snap_list() {

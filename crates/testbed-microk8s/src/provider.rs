@@ -93,6 +93,8 @@ pub struct Microk8sProvider {
     clients: Clients,
     /// The members whose containers testbed finished installing MicroK8s in.
     installs: Arc<Installs>,
+    /// Where the host's files are (`/`; a simulated host's directory): the downloads are read from here.
+    host_root: PathBuf,
 }
 
 impl fmt::Debug for Microk8sProvider {
@@ -115,6 +117,8 @@ struct Inside {
     recorded: BTreeSet<String>,
     /// In a member: the registry trust file's content, or why it could not be read (absent, most likely).
     trust: Option<Result<String, String>>,
+    /// In a member: testbed's record of the snap it installed from a download (channel, revision).
+    snap_record: Option<(String, String)>,
 }
 
 /// Whether an error from the API means "wait and ask again" or "asking again will not help".
@@ -182,7 +186,7 @@ fn timeout_for(role: &Role) -> Duration {
     match role {
         // It gives up by itself after its --timeout: let it, and say what it said.
         Role::WaitReady { timeout_secs } => Duration::from_secs(timeout_secs + 60),
-        Role::SnapChange | Role::RemoveHostMicrok8s => SNAP_TIMEOUT,
+        Role::SnapChange | Role::RemoveHostMicrok8s | Role::SnapDownload => SNAP_TIMEOUT,
         Role::AddonChange => ADDON_TIMEOUT,
         _ => COMMAND_TIMEOUT,
     }
@@ -208,7 +212,53 @@ impl Microk8sProvider {
             network: Network::Direct,
             clients: Clients::default(),
             installs,
+            host_root: PathBuf::from("/"),
         }
+    }
+
+    /// Where the host's files are (default `/`): the downloads pushed into members are read under it.
+    pub fn with_host_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.host_root = root.into();
+        self
+    }
+
+    fn on_host(&self, path: &str) -> PathBuf {
+        self.host_root.join(path.trim_start_matches('/'))
+    }
+
+    /// The revision a download's assertions name (`NAME.assert`), `None` when it is not there.
+    fn downloaded_revision(&self, name: &str) -> Option<String> {
+        let assert = std::fs::read_to_string(self.on_host(&format!("{}.assert", self.cx.snap_download(name)))).ok()?;
+        parse::asserted_revision(&assert)
+    }
+
+    /// The downloads the file wants that are complete in the download directory (the snap, its base and
+    /// both assertions), with the revision downloaded; and the store's revision of each channel now.
+    async fn observe_downloads(&self, wanted: &[Resource]) -> (Vec<Observed>, BTreeMap<String, String>) {
+        let downloads: Vec<&Resource> = wanted.iter().filter(|r| r.kind == Kind::SnapDownload).collect();
+        if downloads.is_empty() {
+            return (Vec::new(), BTreeMap::new());
+        }
+        // One store query for every channel: what a download would fetch now.
+        let revisions = match self.runner.run(&Where::Host, &argv(&["snap", "info", "microk8s"]), OBSERVE_TIMEOUT).await
+        {
+            Ok(o) if o.success() => parse::channel_revisions(&o.stdout),
+            // Offline, or no snapd yet: the revision is unknown and the download is not re-checked.
+            _ => BTreeMap::new(),
+        };
+        let mut out = Vec::new();
+        for r in downloads {
+            let base = self.cx.snap_download(&r.name);
+            let complete = ["snap", "assert", "base.snap", "base.assert"]
+                .iter()
+                .all(|ext| self.on_host(&format!("{base}.{ext}")).is_file());
+            let Some(revision) = self.downloaded_revision(&r.name).filter(|_| complete) else { continue };
+            let mut spec = Spec::new();
+            spec.insert("channel".into(), r.spec.get("channel").cloned().unwrap_or_default());
+            spec.insert("revision".into(), revision);
+            out.push(observed(r.address.clone(), Kind::SnapDownload, None, Owner::Testbed, spec));
+        }
+        (out, revisions)
     }
 
     /// How long applying a kubeconfig waits for every node to be Ready through it (default 300 s).
@@ -305,11 +355,22 @@ impl Microk8sProvider {
         inside: &Inside,
         wanted_channel: Option<&str>,
     ) -> Observed {
-        let channel = match wanted_channel {
-            Some(w) if parse::same_channel(w, &inside.snap.tracking) => w.to_owned(),
-            _ => inside.snap.tracking.clone(),
+        // A snap installed from a download tracks no channel (`-`): the channel is the one testbed recorded
+        // with the revision it installed, as long as that revision is still the one installed.
+        let from_record = inside.snap_record.as_ref().filter(|(_, rev)| *rev == inside.snap.revision);
+        let tracking = match from_record {
+            Some((channel, _)) => channel.clone(),
+            None => inside.snap.tracking.clone(),
         };
-        let mut o = observed(address, kind, member, owner, [("channel".to_owned(), channel)].into());
+        let channel = match wanted_channel {
+            Some(w) if parse::same_channel(w, &tracking) => w.to_owned(),
+            _ => tracking,
+        };
+        let mut spec: Spec = [("channel".to_owned(), channel)].into();
+        if !inside.snap.revision.is_empty() {
+            spec.insert("revision".into(), inside.snap.revision.clone());
+        }
+        let mut o = observed(address, kind, member, owner, spec);
         o.health = match &inside.status {
             Ok(Status::Running { .. }) => Health::Ok,
             Ok(Status::Stopped) => Health::NeedsRepair("MicroK8s is stopped; will be started".into()),
@@ -689,9 +750,37 @@ impl Microk8sProvider {
                 .with_hint(format!("remove or rename container {m}, or name the member differently in the file")));
             }
         }
-        let values = Values::new();
+        let mut values = Values::new();
+        let mut skip = 0usize;
         for step in testbed_steps::steps(action, &self.cx) {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
             match &step {
+                Step::Run { at, argv: args, role: Role::SnapPresent } => {
+                    let filled = values.fill(args).unwrap_or_default();
+                    let out = run_step(self.runner.as_ref(), &step, &values, log, COMMAND_TIMEOUT, false)
+                        .await
+                        .map_err(|e| self.explain(e, action, at, &Role::SnapPresent, &filled))?;
+                    if out.success() {
+                        log.note(format!("{} is installed already: its ack and install are skipped", filled.join(" ")));
+                        skip = 2;
+                    }
+                }
+                Step::Run { at, argv: args, role: Role::SnapBase } => {
+                    let filled = values.fill(args).unwrap_or_default();
+                    let out = run_step(self.runner.as_ref(), &step, &values, log, COMMAND_TIMEOUT, true)
+                        .await
+                        .map_err(|e| self.explain(e, action, at, &Role::SnapBase, &filled))?;
+                    let base = parse::snap_base(&out.stdout).ok_or_else(|| {
+                        ProviderError::failed(format!("{}: `{}` names no base snap", action.address, filled.join(" ")))
+                            .with_hint(
+                                "the download may be damaged: remove it from the download directory and apply again",
+                            )
+                    })?;
+                    values.set("base", base);
+                }
                 Step::Run { at, argv: args, role } => {
                     let filled = values.fill(args).unwrap_or_default();
                     run_step(self.runner.as_ref(), &step, &values, log, timeout_for(role), true)
@@ -710,6 +799,12 @@ impl Microk8sProvider {
                 }
                 Step::Call { purpose: Purpose::PushFile { member, path }, path: call, .. } => {
                     self.push_file(action, member, path, call, log).await?
+                }
+                Step::Call { purpose: Purpose::PushDownload { member, from, path }, path: call, .. } => {
+                    self.push_download(action, member, from, path, call, log).await?
+                }
+                Step::Call { purpose: Purpose::RecordSnap { member, download }, path: call, .. } => {
+                    self.record_snap(action, member, download, call, log).await?
                 }
                 Step::Note(n) => log.note(n.clone()),
                 other => {
@@ -817,6 +912,63 @@ impl Microk8sProvider {
                 testbed_steps::REGISTRY_CERTS_DIR
             )).caused_by(e))?;
         log.note(format!("wrote {path} in {member} (mode 0644): pulls from the local registry over plain HTTP"));
+        Ok(())
+    }
+
+    /// Pushes a download from the host into a member (0644: snaps and assertions are public).
+    async fn push_download(
+        &self,
+        action: &Action,
+        member: &str,
+        from: &str,
+        path: &str,
+        call: &str,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        let address = &action.address;
+        let bytes = std::fs::read(self.on_host(from)).map_err(|e| {
+            ProviderError::failed(format!("{address}: cannot read the download {from}"))
+                .with_hint("apply again: the download is fetched again when it is not complete")
+                .caused_by(e)
+        })?;
+        let size = bytes.len();
+        log.api("POST", call);
+        self.runner.push_file(member, path, bytes, 0o644).await.map_err(|e| {
+            ProviderError::failed(format!("{address}: pushing {from} into {member} failed"))
+                .with_hint(format!("check that container {member} runs and has room for it, then apply again"))
+                .caused_by(e)
+        })?;
+        log.note(format!("pushed {from} ({size} bytes) to {path} in {member}"));
+        Ok(())
+    }
+
+    /// Writes testbed's record of the snap installed in `member` from the download `download`: the channel
+    /// the file wants and the revision the download's assertions name.
+    async fn record_snap(
+        &self,
+        action: &Action,
+        member: &str,
+        download: &str,
+        call: &str,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        let address = &action.address;
+        let channel = action.desired.as_ref().and_then(|r| r.spec.get("channel")).cloned().unwrap_or_default();
+        let revision = self.downloaded_revision(download).ok_or_else(|| {
+            ProviderError::failed(format!(
+                "{address}: {}.assert names no snap revision",
+                self.cx.snap_download(download)
+            ))
+            .with_hint("remove the download from the download directory and apply again")
+        })?;
+        let content = testbed_steps::snap_record(&channel, &revision);
+        log.api("POST", call);
+        self.runner.push_file(member, testbed_steps::SNAP_RECORD, content.into_bytes(), 0o644).await.map_err(|e| {
+            ProviderError::failed(format!("{address}: cannot write {} in {member}", testbed_steps::SNAP_RECORD))
+                .with_hint("without it the next plan sees no channel; apply again")
+                .caused_by(e)
+        })?;
+        log.note(format!("recorded in {member}: MicroK8s {channel}, revision {revision}, installed from the download"));
         Ok(())
     }
 
@@ -1096,7 +1248,7 @@ async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Re
         // No record yet (`ls: cannot access ...: No such file or directory`).
         _ => BTreeSet::new(),
     };
-    let trust = match trust {
+    let trust_text = match trust {
         None => None,
         Some(path) => Some(match runner.run(at, &argv(&["cat", path]), OBSERVE_TIMEOUT).await {
             Ok(o) if o.success() => Ok(o.stdout),
@@ -1105,7 +1257,14 @@ async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Re
             Err(e) => Err(e.to_string()),
         }),
     };
-    Ok(Some(Inside { snap, status, recorded, trust }))
+    let snap_record = match trust {
+        None => None,
+        Some(_) => match runner.run(at, &argv(&["cat", testbed_steps::SNAP_RECORD]), OBSERVE_TIMEOUT).await {
+            Ok(o) if o.success() => parse::snap_record(&o.stdout),
+            _ => None,
+        },
+    };
+    Ok(Some(Inside { snap, status, recorded, trust: trust_text, snap_record }))
 }
 
 /// The nodes, asked through a kubeconfig's text.
@@ -1133,15 +1292,21 @@ impl Provider for Microk8sProvider {
     }
 
     async fn observe(&self, wanted: &[Resource]) -> Result<LayerObservation, ProviderError> {
-        Ok(LayerObservation { resources: self.observe_all(wanted).await?, ..Default::default() })
+        let (downloads, snap_revisions) = self.observe_downloads(wanted).await;
+        let mut resources = self.observe_all(wanted).await?;
+        resources.extend(downloads);
+        Ok(LayerObservation { resources, snap_revisions, ..Default::default() })
     }
 
     async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         match action.kind {
             Kind::Kubeconfig if action.runs() => self.apply_kubeconfig(action, log).await,
-            Kind::HostMicrok8s | Kind::HostAddons | Kind::Microk8s | Kind::Microk8sAddons | Kind::Kubeconfig => {
-                self.run_catalogue(action, log).await
-            }
+            Kind::HostMicrok8s
+            | Kind::HostAddons
+            | Kind::SnapDownload
+            | Kind::Microk8s
+            | Kind::Microk8sAddons
+            | Kind::Kubeconfig => self.run_catalogue(action, log).await,
             other => Err(ProviderError::failed(format!("the MicroK8s layer does not handle {other:?} resources"))),
         }
     }

@@ -21,6 +21,8 @@ pub struct DesiredState {
     /// bridge hold the rest): the planner refuses them rather than plan a container, a kubeconfig and a
     /// Karmada endpoint with an empty host.
     pub unaddressed: Vec<String>,
+    /// The members, in the file's order (the order of rolling changes).
+    pub member_order: Vec<String>,
 }
 
 impl DesiredState {
@@ -144,10 +146,17 @@ fn member_addresses(config: &Config, observed: &ObservedState) -> BTreeMap<Strin
     out
 }
 
+/// The name of the download of MicroK8s channel `channel` (fully qualified): `microk8s-1_32-stable` for
+/// `1.32/stable`. It is the resource's name (`snap_download.NAME`: an address segment has no `.`) and the
+/// files' basename in the download directory (`NAME.snap`, `NAME.assert`; its base snap's `NAME.base.snap`).
+pub fn snap_download_name(channel: &str) -> String {
+    format!("microk8s-{}", channel.replace('.', "_").replace('/', "-"))
+}
+
 /// Builds the desired state of a validated file.
 pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     let f = &config.file;
-    let mut d = DesiredState::default();
+    let mut d = DesiredState { member_order: f.members.iter().map(|m| m.name.clone()).collect(), ..Default::default() };
 
     // Host.
     let lxd_pkg = match f.lxd.backend {
@@ -292,6 +301,27 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         cp_deps,
     );
 
+    // The members' MicroK8s snap: downloaded once per channel on the host, then pushed into each member.
+    // The revision is the store's now (observation asked it), so that a channel that moved on is fetched
+    // again and its members refreshed; unknown when the store could not be asked.
+    let mut downloads: BTreeMap<String, Address> = BTreeMap::new();
+    if f.host.microk8s_download_once {
+        for m in &f.members {
+            let channel = testbed_config::text::full_snap_channel(
+                m.microk8s_channel.as_deref().unwrap_or(&f.host.microk8s_channel),
+            );
+            if downloads.contains_key(&channel) {
+                continue;
+            }
+            let mut s = spec([("channel", channel.clone())]);
+            if let Some(rev) = observed.snap_revisions.get(&channel) {
+                s.insert("revision".into(), rev.clone());
+            }
+            let a = d.add(Kind::SnapDownload, None, &snap_download_name(&channel), s, vec![packages.clone()]);
+            downloads.insert(channel, a);
+        }
+    }
+
     // Members.
     let addresses = member_addresses(config, observed);
     let kubeconfig_dir = {
@@ -342,13 +372,19 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             ]),
             vec![instance.clone()],
         );
-        let mk8s = d.add(
-            Kind::Microk8s,
-            Some(name),
-            name,
-            spec([("channel", m.microk8s_channel.clone().unwrap_or_else(|| f.host.microk8s_channel.clone()))]),
-            vec![instance.clone(), firewall.clone()],
-        );
+        let channel = m.microk8s_channel.clone().unwrap_or_else(|| f.host.microk8s_channel.clone());
+        let mut mk8s_spec = spec([("channel", channel.clone())]);
+        let mut mk8s_deps = vec![instance.clone(), firewall.clone()];
+        let full = testbed_config::text::full_snap_channel(&channel);
+        if let Some(download) = downloads.get(&full) {
+            // Installed from the download: the member tracks no channel; it has the revision downloaded.
+            mk8s_spec.insert("channel".into(), full.clone());
+            if let Some(rev) = observed.snap_revisions.get(&full) {
+                mk8s_spec.insert("revision".into(), rev.clone());
+            }
+            mk8s_deps.push(download.clone());
+        }
+        let mk8s = d.add(Kind::Microk8s, Some(name), name, mk8s_spec, mk8s_deps);
         let addons = d.add(
             Kind::Microk8sAddons,
             Some(name),

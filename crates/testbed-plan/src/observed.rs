@@ -116,6 +116,11 @@ pub struct ObservedState {
     pub resources: BTreeMap<Address, Observed>,
     /// Every IPv4 address in use on the member bridge, whoever's instance holds it.
     pub bridge_addresses: BTreeSet<Ipv4Addr>,
+    /// The revision the snap store has now in each MicroK8s channel (fully qualified), as `snap info
+    /// microk8s` on the host lists them: what a download of that channel would fetch. Empty when the store
+    /// could not be asked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub snap_revisions: BTreeMap<String, String>,
     pub unobservable: Vec<Unobservable>,
 }
 

@@ -113,7 +113,13 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         };
         // What lives in a rebuilt container, or carries a rebuilt cluster's credentials, is rebuilt too.
         let rebuilt_dep = (r.kind.follows_replacement() && o.is_some())
-            .then(|| r.depends_on.iter().find(|d| matches!(ops.get(d), Some((Op::Create | Op::Replace, _, _)))))
+            .then(|| {
+                // A new download rebuilds nothing: what was installed from another is refreshed in place
+                // when its channel or revision differs.
+                r.depends_on.iter().find(|d| {
+                    d.kind() != Some(Kind::SnapDownload) && matches!(ops.get(d), Some((Op::Create | Op::Replace, _, _)))
+                })
+            })
             .flatten();
         let decided = match (decided, rebuilt_dep) {
             (None, Some(d)) => {
@@ -385,6 +391,19 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
             }
         }
     }
+    // A MicroK8s refresh (a changed channel, or the channel's new revision) runs in one member at a time,
+    // in the file's member order: each waits for the one before it, which ends with that member Ready, so a
+    // failed refresh stops the rest (the executor skips what depends on a failed action).
+    let rolling = rolling_refreshes(&graph, desired);
+    for pair in rolling.windows(2) {
+        edges.insert((pair[0], pair[1]));
+    }
+    if rolling.len() > 1 {
+        notes.push(format!(
+            "MicroK8s is refreshed in place one member at a time, each Ready before the next (a failure stops the rest): {}",
+            rolling.iter().map(|&n| graph[n].member.clone().unwrap_or_default()).collect::<Vec<_>>().join(" → ")
+        ));
+    }
     for (a, b) in edges {
         graph.add_edge(a, b, ());
     }
@@ -393,6 +412,25 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         return Err(PlanError::Cycle(graph[cycle.node_id()].address.clone()));
     }
     Ok(Plan { graph, notes, kept })
+}
+
+/// Whether an action refreshes a member's MicroK8s in place: an update whose channel or revision changes.
+pub fn is_refresh(a: &Action) -> bool {
+    a.kind == Kind::Microk8s
+        && a.op == Op::Update
+        && a.changes.iter().any(|c| c.key == "channel" || c.key == "revision")
+}
+
+/// The members' MicroK8s refreshes, in the order of the members in the file (their addresses' order when
+/// the file's is not known).
+fn rolling_refreshes(graph: &DiGraph<Action, ()>, desired: &DesiredState) -> Vec<NodeIndex> {
+    let mut refreshes: Vec<NodeIndex> = graph.node_indices().filter(|&n| is_refresh(&graph[n])).collect();
+    let position = |n: &NodeIndex| {
+        let m = graph[*n].member.as_deref().unwrap_or_default();
+        desired.member_order.iter().position(|x| x == m).unwrap_or(usize::MAX)
+    };
+    refreshes.sort_by(|a, b| position(a).cmp(&position(b)).then_with(|| graph[*a].address.cmp(&graph[*b].address)));
+    refreshes
 }
 
 /// Why an owned resource the plan would delete is kept, and what the user does about it.

@@ -114,6 +114,9 @@ pub enum Kind {
     HostMicrok8s,
     /// Addons of the host MicroK8s (dns, hostpath-storage).
     HostAddons,
+    /// The members' MicroK8s snap of one channel and its base snap, with their assertions, downloaded once
+    /// into testbed's download directory on the host.
+    SnapDownload,
     /// The LXD bridge network.
     LxdNetwork,
     /// The LXD storage pool for members' root disks.
@@ -153,13 +156,14 @@ pub enum Lifecycle {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::HostPackages,
         Kind::HostSysctl,
         Kind::HostFirewall,
         Kind::HostNodeports,
         Kind::HostMicrok8s,
         Kind::HostAddons,
+        Kind::SnapDownload,
         Kind::LxdNetwork,
         Kind::LxdStoragePool,
         Kind::LxdProfile,
@@ -184,6 +188,7 @@ impl Kind {
             | Kind::HostNodeports
             | Kind::HostMicrok8s
             | Kind::HostAddons => "host",
+            Kind::SnapDownload => "snap_download",
             Kind::LxdNetwork => "lxd_network",
             Kind::LxdStoragePool => "lxd_storage_pool",
             Kind::LxdProfile => "lxd_profile",
@@ -204,9 +209,12 @@ impl Kind {
         match self {
             Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall | Kind::HostNodeports => Layer::Host,
             Kind::LxdNetwork | Kind::LxdStoragePool | Kind::LxdProfile | Kind::LxdInstance | Kind::Proxy => Layer::Lxd,
-            Kind::HostMicrok8s | Kind::HostAddons | Kind::Microk8s | Kind::Microk8sAddons | Kind::Kubeconfig => {
-                Layer::Microk8s
-            }
+            Kind::HostMicrok8s
+            | Kind::HostAddons
+            | Kind::SnapDownload
+            | Kind::Microk8s
+            | Kind::Microk8sAddons
+            | Kind::Kubeconfig => Layer::Microk8s,
             Kind::Registry | Kind::Image | Kind::Sideload => Layer::Registry,
             Kind::KarmadaControlPlane | Kind::KarmadaMember => Layer::Karmada,
         }
@@ -214,7 +222,8 @@ impl Kind {
 
     pub fn lifecycle(self) -> Lifecycle {
         match self {
-            Kind::HostPackages | Kind::HostSysctl => Lifecycle::Retained,
+            // The download cache is kept too: the next lab installs from it without the store.
+            Kind::HostPackages | Kind::HostSysctl | Kind::SnapDownload => Lifecycle::Retained,
             _ => Lifecycle::Owned,
         }
     }
@@ -288,14 +297,17 @@ impl Kind {
     pub fn needs(self) -> &'static [Kind] {
         match self {
             Kind::HostPackages => &[],
-            Kind::HostSysctl | Kind::LxdNetwork | Kind::LxdStoragePool | Kind::LxdProfile | Kind::HostMicrok8s => {
-                &[Kind::HostPackages]
-            }
+            Kind::HostSysctl
+            | Kind::LxdNetwork
+            | Kind::LxdStoragePool
+            | Kind::LxdProfile
+            | Kind::HostMicrok8s
+            | Kind::SnapDownload => &[Kind::HostPackages],
             Kind::HostFirewall => &[Kind::LxdNetwork],
             Kind::HostNodeports => &[],
             Kind::LxdInstance => &[Kind::LxdNetwork, Kind::LxdStoragePool, Kind::LxdProfile, Kind::HostSysctl],
             Kind::Proxy => &[Kind::LxdInstance],
-            Kind::Microk8s => &[Kind::LxdInstance, Kind::HostFirewall],
+            Kind::Microk8s => &[Kind::LxdInstance, Kind::HostFirewall, Kind::SnapDownload],
             Kind::Microk8sAddons | Kind::Sideload => &[Kind::Microk8s],
             Kind::Kubeconfig => &[Kind::Microk8s, Kind::Proxy],
             Kind::HostAddons => &[Kind::HostMicrok8s],

@@ -178,8 +178,10 @@ fn destroy_deletes_everything_owned_except_retained_host_settings() {
     let d = desired::build(&three(), &ObservedState::default());
     let o = converged(&d);
     let p = plan(&DesiredState::nothing(), &o).unwrap();
-    assert_eq!(p.summary().delete, d.resources.len() - 2);
+    // The download cache stays too: the next lab installs from it.
+    assert_eq!(p.summary().delete, d.resources.len() - 3);
     assert!(p.find("host.packages").is_none() && p.find("host.sysctl").is_none());
+    assert!(p.find("snap_download.microk8s-1_35-stable").is_none());
     // Reverse dependency order.
     assert!(position(&p, "karmada_member.member1") < position(&p, "karmada.control_plane"));
     assert!(position(&p, "karmada.control_plane") < position(&p, "image.etcd"));

@@ -22,6 +22,8 @@ pub struct LayerObservation {
     pub resources: Vec<Observed>,
     /// IPv4 addresses in use on the member bridge (LXD layer only).
     pub bridge_addresses: BTreeSet<Ipv4Addr>,
+    /// The store's revision of each MicroK8s channel (MicroK8s layer only).
+    pub snap_revisions: std::collections::BTreeMap<String, String>,
 }
 
 /// One entry of an action's log: what it ran and what came back. Secrets never go in here.
@@ -174,6 +176,7 @@ async fn observe_layers(observers: Vec<(Layer, Observation)>) -> ObservedState {
                     state.insert(o);
                 }
                 state.bridge_addresses.extend(obs.bridge_addresses);
+                state.snap_revisions.extend(obs.snap_revisions);
             }
             Ok((layer, Err(e))) => {
                 missing.remove(&layer);

@@ -35,6 +35,7 @@ mod programs;
 mod registry;
 mod registry_server;
 mod server_thread;
+mod snap_store;
 mod store;
 pub mod world;
 

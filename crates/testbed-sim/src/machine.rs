@@ -198,6 +198,7 @@ impl SimMachine {
             .map_err(|source| SimError::Runtime { what: "the simulated host's files", source })?;
         world.fail_once = options.fail_once.clone();
         world.faults = options.faults.clone();
+        world.line = crate::snap_store::Line::new(options.speed, options.line_mbits);
         let sockets = Sockets::new()
             .map_err(|source| SimError::Runtime { what: "the simulated LXD daemon's socket directory", source })?;
         Ok(SimMachine {
@@ -339,6 +340,7 @@ impl SimMachine {
         Some(
             testbed_microk8s::Microk8sProvider::new(Arc::new(self.programs()), containers, cx, self.testbed.clone())
                 .with_host_owner_marker(marker)
+                .with_host_root(self.shared.host_root.clone())
                 .with_network(self.network())
                 .with_ready_timeout(ready)
                 .with_poll_interval(poll),

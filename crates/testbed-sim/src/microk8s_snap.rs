@@ -34,6 +34,11 @@ pub(crate) trait Snapped {
     /// What an addon brings or takes with it besides being listed.
     fn addon_changed(&mut self, _addon: &str, _enabled: bool) {}
     fn pki(&mut self) -> &mut Option<ClusterPki>;
+    /// Installed from a file: it tracks no channel.
+    fn installed_from_file(&self) -> bool {
+        false
+    }
+    fn set_from_file(&mut self, _from_file: bool) {}
 }
 
 /// The MicroK8s version a channel installs (`1.32/stable` → `v1.32.3`), and the snap revision.
@@ -46,7 +51,7 @@ pub(crate) fn release(channel: &str) -> Option<(String, u32)> {
         "latest" => 35,
         t => t.strip_prefix("1.")?.parse().ok()?,
     };
-    (20..=35).contains(&minor).then(|| (format!("v1.{minor}.3"), 7000 + minor * 20))
+    (20..=36).contains(&minor).then(|| (format!("v1.{minor}.3"), 7000 + minor * 20))
 }
 
 /// The channel as snapd shows it (`1.32` → `1.32/stable`).
@@ -64,10 +69,12 @@ pub(crate) fn snap_list(m: Option<&dyn Snapped>) -> Ran {
         None => fail(1, "error: no matching snaps installed\n"),
         Some(m) => {
             let (version, rev) = release(m.channel()).unwrap_or_else(|| ("v1.32.3".into(), 7964));
+            // A snap installed from a file with its assertions acknowledged keeps the store's revision and
+            // publisher, and tracks no channel (cmd_list.go's fmtChannel: "" is "-").
+            let tracking = if m.installed_from_file() { "-".to_owned() } else { tracked(m.channel()) };
             ok(
                 format!(
-                    "Name      Version  Rev   Tracking     Publisher   Notes\nmicrok8s  {version}  {rev}  {}  canonical✓  classic\n",
-                    tracked(m.channel())
+                    "Name      Version  Rev   Tracking     Publisher   Notes\nmicrok8s  {version}  {rev}  {tracking}  canonical✓  classic\n"
                 ),
                 0,
             )
@@ -93,11 +100,11 @@ pub(crate) fn install_request(args: &[&str]) -> Result<String, Ran> {
     Ok(tracked(channel))
 }
 
-/// `snap install microk8s` succeeded.
+/// `snap install microk8s` succeeded. The download from the store (over the line, [`crate::snap_store`]) is
+/// added by the caller; this is the install and the first start.
 pub(crate) fn installed(channel: &str) -> Ran {
     let (version, _) = release(channel).unwrap_or_else(|| ("v1.32.3".into(), 7964));
-    // Downloading a few hundred MB, then the first start.
-    Ran { out: Output::ok(format!("microk8s ({channel}) {version} from Canonical✓ installed\n")), took: secs(90) }
+    Ran { out: Output::ok(format!("microk8s ({channel}) {version} from Canonical✓ installed\n")), took: secs(75) }
 }
 
 /// `snap refresh microk8s --channel=C`.
@@ -109,11 +116,12 @@ pub(crate) fn refresh(m: &mut dyn Snapped, args: &[&str]) -> Ran {
         return fail(1, format!("error: snap \"microk8s\" is not available on {channel}\n"));
     }
     let channel = tracked(channel);
-    if channel == m.channel() {
+    if channel == m.channel() && !m.installed_from_file() {
         return ok("snap \"microk8s\" has no updates available\n", 3);
     }
     let (version, _) = release(&channel).unwrap_or_default();
     m.set_channel(channel.clone());
+    m.set_from_file(false);
     // A refresh restarts MicroK8s' services; a stopped MicroK8s stays stopped.
     ok(format!("microk8s ({channel}) {version} from Canonical✓ refreshed\n"), 60)
 }

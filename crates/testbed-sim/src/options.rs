@@ -14,6 +14,9 @@ pub const SPEED_ENV: &str = "TESTBED_SIM_SPEED";
 /// The environment variable holding the faults: addresses whose actions fail once, program calls, LXD
 /// requests and Kubernetes API requests that fail once or always, `random:P` ([`crate::faults`]).
 pub const FAIL_ENV: &str = "TESTBED_SIM_FAIL";
+/// The environment variable holding the internet line's rate in Mbit/s, which every download from the snap
+/// store shares ([`SimOptions::line_mbits`]).
+pub const LINE_ENV: &str = "TESTBED_SIM_LINE_MBITS";
 /// The environment variable holding the seed of random faults and latencies (an unsigned 64-bit integer).
 pub const SEED_ENV: &str = "TESTBED_SIM_SEED";
 
@@ -26,11 +29,19 @@ pub struct SimOptions {
     pub fail_once: BTreeSet<String>,
     /// Program calls, LXD and Kubernetes API requests that fail, and random faults.
     pub faults: Faults,
+    /// The host's internet line in Mbit/s (default 100, an ordinary line): downloads from the snap store
+    /// share it, so that three members each fetching the microk8s snap take three times as long as one.
+    pub line_mbits: f64,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { speed: SimOptions::DEFAULT_SPEED, fail_once: BTreeSet::new(), faults: Faults::default() }
+        SimOptions {
+            speed: SimOptions::DEFAULT_SPEED,
+            fail_once: BTreeSet::new(),
+            faults: Faults::default(),
+            line_mbits: SimOptions::DEFAULT_LINE_MBITS,
+        }
     }
 }
 
@@ -38,10 +49,17 @@ impl SimOptions {
     /// The default speed: the default three-member testbed (about 400 s of real work on its critical path)
     /// applies in about four seconds.
     pub const DEFAULT_SPEED: f64 = 0.01;
+    /// The default line: 100 Mbit/s.
+    pub const DEFAULT_LINE_MBITS: f64 = 100.0;
 
     /// Options where every step takes no time.
     pub fn instant() -> SimOptions {
-        SimOptions { speed: 0.0, fail_once: BTreeSet::new(), faults: Faults::default() }
+        SimOptions {
+            speed: 0.0,
+            fail_once: BTreeSet::new(),
+            faults: Faults::default(),
+            line_mbits: SimOptions::DEFAULT_LINE_MBITS,
+        }
     }
 
     /// These options with `fail_once` as the addresses that fail once.
@@ -61,7 +79,19 @@ impl SimOptions {
                 reason: "the value is not valid UTF-8".into(),
             }),
         };
-        let options = SimOptions::from_values(read(SPEED_ENV)?.as_deref(), read(FAIL_ENV)?.as_deref())?;
+        let mut options = SimOptions::from_values(read(SPEED_ENV)?.as_deref(), read(FAIL_ENV)?.as_deref())?;
+        if let Some(raw) = read(LINE_ENV)?.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            options.line_mbits = match raw.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 1.0 => v,
+                _ => {
+                    return Err(SimError::BadSetting {
+                        name: LINE_ENV.into(),
+                        value: raw.into(),
+                        reason: "expected a rate in Mbit/s of at least 1, such as 100".into(),
+                    })
+                }
+            };
+        }
         options.seeded(read(SEED_ENV)?.as_deref())
     }
 
@@ -95,7 +125,12 @@ impl SimOptions {
                 _ => named.push(fault),
             }
         }
-        Ok(SimOptions { speed, fail_once, faults: Faults::new(named, random, None) })
+        Ok(SimOptions {
+            speed,
+            fail_once,
+            faults: Faults::new(named, random, None),
+            line_mbits: SimOptions::DEFAULT_LINE_MBITS,
+        })
     }
 
     /// Checks that every fault names something of this world (`names`: the file's resources and members):

@@ -35,6 +35,7 @@ use crate::host_root::{program_bytes, under, write};
 use crate::machine::Shared;
 use crate::member_programs;
 use crate::microk8s_snap::{self, Snapped};
+use crate::snap_store::SnapFile;
 use crate::world::{ClusterPki, HostMicrok8s, Package, PortHolder, SimWorld, HOST_MICROK8S_API_PORT};
 
 /// The host's own address, as `microk8s config` on the host puts it in the server URL.
@@ -343,9 +344,58 @@ fn install(world: &mut SimWorld, root: &Path, package: &str, source: &str, progr
     }
 }
 
+/// `snap download NAME [--channel=C] --target-directory=DIR [--basename=B]`: the snap and its assertions
+/// (`B.snap`, `B.assert`; without `--basename`, `NAME_REV`), fetched over the line unless the file is there
+/// already with the store's content (snapd store/tooling: "not downloading, using existing file").
+fn snap_download(world: &mut SimWorld, root: &Path, name: &str, rest: &[&str]) -> Ran {
+    let flag = |k: &str| rest.iter().find_map(|a| a.strip_prefix(k));
+    let channel = testbed_config::text::full_snap_channel(flag("--channel=").unwrap_or("latest/stable"));
+    let file = match name {
+        "microk8s" => SnapFile::microk8s(&channel),
+        base => SnapFile::base(base),
+    };
+    let Some(file) = file else {
+        return fail(1, format!("error: cannot download snap \"{name}\": no snap revision on channel \"{channel}\"\n"));
+    };
+    let dir = flag("--target-directory=").unwrap_or("/root");
+    let basename = flag("--basename=").map_or_else(|| format!("{name}_{}", file.revision), str::to_owned);
+    let snap_path = format!("{}/{basename}.snap", dir.trim_end_matches('/'));
+    let assert_path = format!("{}/{basename}.assert", dir.trim_end_matches('/'));
+    if !under(root, dir).is_dir() {
+        return fail(1, format!("error: cannot create \"{snap_path}\": no such file or directory\n"));
+    }
+    let bytes = file.bytes();
+    let fresh = std::fs::read(under(root, &snap_path)).ok().as_deref() != Some(bytes.as_slice());
+    let mut took = Duration::from_secs(2);
+    if fresh {
+        if write(root, &snap_path, &bytes, 0o644).is_err() {
+            return fail(1, format!("error: cannot create \"{snap_path}\"\n"));
+        }
+        *world.host.downloads.entry(format!("snap:{name}@{channel}")).or_default() += 1;
+        took += world.line.transfer(file.size);
+    }
+    if write(root, &assert_path, file.assertions().as_bytes(), 0o644).is_err() {
+        return fail(1, format!("error: cannot create assertions file: open {assert_path}\n"));
+    }
+    Ran {
+        out: Output::ok(format!(
+            "Fetching snap \"{name}\"\nFetching assertions for \"{name}\"\nInstall the snap with:\n   snap ack {assert_path}\n   snap install {snap_path}\n"
+        )),
+        took,
+    }
+}
+
 fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
     match a {
         ["wait", "system", "seed.loaded"] => ok("", 1),
+        ["download", name, rest @ ..] => snap_download(world, root, name, rest),
+        ["info", "microk8s"] => ok(crate::snap_store::info_microk8s(), 1),
+        ["info", "--verbose", path] if path.starts_with('/') => {
+            match std::fs::read(under(root, path)).ok().and_then(|b| SnapFile::parse(&b)) {
+                Some(f) => ok(f.info(path), 1),
+                None => fail(1, format!("error: cannot read \"{path}\": not a snap file\n")),
+            }
+        }
         ["list", "microk8s"] => microk8s_snap::snap_list(world.host.microk8s.as_ref().map(|m| m as &dyn Snapped)),
         ["install", "microk8s", rest @ ..] => {
             if world.host.microk8s.is_some() {
@@ -375,7 +425,8 @@ fn snap(world: &mut SimWorld, root: &Path, a: &[&str]) -> Ran {
                 "microk8s",
             );
             let _ = write(root, testbed_steps::MICROK8S_CLIENT_CONFIG, client.as_bytes(), 0o600);
-            let done = microk8s_snap::installed(&channel);
+            let mut done = microk8s_snap::installed(&channel);
+            done.took += world.line.transfer(crate::snap_store::MICROK8S_SNAP_BYTES);
             world.host.microk8s = Some(HostMicrok8s {
                 channel,
                 running: true,

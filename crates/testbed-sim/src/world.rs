@@ -43,6 +43,9 @@ pub struct SimWorld {
     /// once-fault spent is, in [`SimWorld::consumed_failures`].
     #[serde(skip)]
     pub(crate) faults: crate::faults::Faults,
+    /// The internet line store downloads share in this run. Never saved.
+    #[serde(skip)]
+    pub(crate) line: crate::snap_store::Line,
     /// The real local registry's images (`localhost:PORT/NAME:TAG`), as last read, when the registry is
     /// real: what the control plane's pods can pull. Never saved.
     #[serde(skip)]
@@ -94,12 +97,25 @@ pub struct Inside {
     /// Its files, as the programs testbed runs in it and LXD's file API change them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, crate::coreutils::Entry>,
+    /// The base snaps installed (a fresh container's image seeds none that MicroK8s uses).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub bases: BTreeSet<String>,
+    /// The snap revisions whose assertions `snap ack` added: (snap, revision).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acked: BTreeSet<(String, u32)>,
 }
 
 impl Inside {
     /// A container's inside as its image leaves it.
     pub fn fresh(identity: impl Into<String>) -> Inside {
-        Inside { identity: identity.into(), microk8s: None, seeded: false, files: BTreeMap::new() }
+        Inside {
+            identity: identity.into(),
+            microk8s: None,
+            seeded: false,
+            files: BTreeMap::new(),
+            bases: BTreeSet::new(),
+            acked: BTreeSet::new(),
+        }
     }
 }
 
@@ -307,6 +323,10 @@ pub struct MemberMicrok8s {
     pub images: BTreeSet<String>,
     /// Whether a karmada-agent (pull mode) is installed in it.
     pub karmada_agent: bool,
+    /// Installed from a file (`snap install ./microk8s_N.snap`): it tracks no channel (`snap list` shows
+    /// `-`); `channel` is then the channel the file was downloaded from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_file: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pki: Option<ClusterPki>,
 }
@@ -356,6 +376,7 @@ impl SimWorld {
             lxd_daemon: LxdDaemon::default(),
             fail_once: BTreeSet::new(),
             faults: Default::default(),
+            line: Default::default(),
             real_registry_images: None,
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,
@@ -564,6 +585,14 @@ impl crate::microk8s_snap::Snapped for HostMicrok8s {
 
 impl crate::microk8s_snap::Snapped for MemberMicrok8s {
     snap_accessors!();
+
+    fn installed_from_file(&self) -> bool {
+        self.from_file
+    }
+
+    fn set_from_file(&mut self, from_file: bool) {
+        self.from_file = from_file;
+    }
 
     fn enabled(&self) -> BTreeSet<String> {
         self.addons.clone()

@@ -24,7 +24,8 @@ pub use host::{node_ports_rule, raw_prerouting};
 
 pub use karmada::ETCD_DATA;
 pub use microk8s::{
-    registry_host_port, registry_hosts_toml, registry_trust_path, ADDONS_RECORD, HOST_OWNER_MARKER, REGISTRY_CERTS_DIR,
+    registry_host_port, registry_hosts_toml, registry_trust_path, snap_record, ADDONS_RECORD, HOST_OWNER_MARKER,
+    MEMBER_SNAP_DIR, REGISTRY_CERTS_DIR, SNAP_RECORD,
 };
 pub use registry::containerd_name;
 
@@ -111,6 +112,14 @@ pub enum Role {
     SnapChange,
     /// Removing the host's MicroK8s snap: testbed's ownership marker goes with it.
     RemoveHostMicrok8s,
+    /// `snap download` into the download directory (minutes on an ordinary line; snapd itself skips a file
+    /// already there with the store's SHA3-384).
+    SnapDownload,
+    /// `snap info --verbose FILE.snap`: its `base:` line names the snap's base snap, learned as `<base>`.
+    SnapBase,
+    /// `snap list BASE` in a member: when it succeeds the base is installed, and the two steps after it
+    /// (its `snap ack` and `snap install`) are skipped.
+    SnapPresent,
     /// Enabling or disabling MicroK8s addons (minutes: images are pulled).
     AddonChange,
     /// `microk8s status --wait-ready --timeout N`: it gives up after N seconds itself.
@@ -181,6 +190,13 @@ pub enum Purpose {
     ReleaseChecksum { url: String },
     /// Write a file into member `member` at `path` over LXD's file API; the step's provider knows its bytes.
     PushFile { member: String, path: String },
+    /// Push the host's file `from` (a download) into member `member` at `path` over LXD's file API (`<base>`
+    /// in either stands for the base snap learned earlier).
+    PushDownload { member: String, from: String, path: String },
+    /// Write testbed's record of the MicroK8s snap it installed in member `member` from the download
+    /// `download` (its channel, and the revision the download's assertion names): a snap installed from a
+    /// file tracks no channel.
+    RecordSnap { member: String, download: String },
     /// Wait until every node of the cluster the step's kubeconfig names is Ready.
     NodesReady,
     /// Label the `karmada-system` namespace as this testbed's control plane.
@@ -343,6 +359,12 @@ impl Context {
     /// know (validation refuses `failover` there).
     pub fn failover_switch(&self) -> Option<FailoverSwitch> {
         testbed_config::karmada_release::release(&self.karmada_version).map(|r| r.failover)
+    }
+
+    /// Where the download `name` of the MicroK8s snap is kept on the host, without the extension: `.snap`
+    /// and `.assert` are the snap and its assertions, `.base.snap` and `.base.assert` its base's.
+    pub fn snap_download(&self, name: &str) -> String {
+        format!("{}/{name}", self.downloads)
     }
 
     /// testbed's state beside the file: `.testbed` in its directory.

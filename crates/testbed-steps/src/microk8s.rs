@@ -28,6 +28,119 @@ pub const HOST_OWNER_MARKER: &str = "/var/snap/microk8s/common/testbed-owner";
 /// The MicroK8s provider reads it.
 pub const ADDONS_RECORD: &str = "/var/snap/microk8s/common/testbed-addons";
 
+/// testbed's record of the MicroK8s snap it installed in a member from a download ([`snap_record`]): a snap
+/// installed from a file tracks no channel (`snap list` shows `-`), so the channel it came from is kept
+/// here, with the revision, which observation compares with the installed one. `--purge` takes it along.
+pub const SNAP_RECORD: &str = "/var/snap/microk8s/common/testbed-snap";
+/// Where a member receives the downloaded snaps before installing them (removed after the install).
+pub const MEMBER_SNAP_DIR: &str = "/var/lib/testbed/snaps";
+
+/// The content of [`SNAP_RECORD`]: the channel downloaded and the revision the download's assertion names.
+pub fn snap_record(channel: &str, revision: &str) -> String {
+    format!("channel={channel}\nrevision={revision}\n")
+}
+
+/// The download a member's MicroK8s is installed from: the name of its `snap_download` dependency.
+fn download_of(a: &Action) -> Option<String> {
+    a.desired
+        .as_ref()?
+        .depends_on
+        .iter()
+        .find(|d| d.kind() == Some(Kind::SnapDownload))
+        .and_then(|d| d.as_str().split_once('.').map(|(_, name)| name.to_owned()))
+}
+
+/// The snap of a channel and its base, with their assertions, into the download directory. `snap download`
+/// names its files after `--basename` (`NAME.snap`, `NAME.assert`), and fetches nothing when the file is
+/// there with the store's SHA3-384 for the channel's revision (snapd `store/tooling`: "not downloading,
+/// using existing file"). The base is what the snap's own metadata names (`snap info --verbose FILE`).
+fn download(a: &Action, cx: &Context) -> Vec<Step> {
+    let name = a.desired.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let file = cx.snap_download(&name);
+    vec![
+        host(["mkdir", "-p", &cx.downloads]),
+        host([
+            "snap".to_owned(),
+            "download".into(),
+            "microk8s".into(),
+            format!("--channel={}", setting(a, "channel")),
+            format!("--target-directory={}", cx.downloads),
+            format!("--basename={name}"),
+        ])
+        .with_role(Role::SnapDownload),
+        host(["snap".to_owned(), "info".into(), "--verbose".into(), format!("{file}.snap")]).with_role(Role::SnapBase),
+        Step::Run {
+            at: Where::Host,
+            argv: vec![
+                "snap".into(),
+                "download".into(),
+                Arg::Runtime("base"),
+                format!("--target-directory={}", cx.downloads).into(),
+                format!("--basename={name}.base").into(),
+            ],
+            role: Role::SnapDownload,
+        },
+    ]
+}
+
+/// Installs (or, over an installed one, refreshes in place) a member's MicroK8s from the download `name`:
+/// the files pushed through LXD, the assertions acknowledged (`snap install FILE` without them refuses:
+/// "cannot find signatures with metadata for snap"), the base installed the same way when the member lacks
+/// it, then the snap. A snap file installed over the same snap is a refresh in snapd (`InstallPath` is
+/// `UpdateOne`): its data and configuration stay. The pushed files are removed afterwards.
+fn install_from_download(m: &str, name: &str, cx: &Context) -> Vec<Step> {
+    let at = Where::Member(m.to_owned());
+    let from = cx.snap_download(name);
+    let inside = |f: &str| format!("{MEMBER_SNAP_DIR}/{f}");
+    let mut s = vec![
+        run(at.clone(), ["mkdir", "-p", MEMBER_SNAP_DIR]),
+        host(["snap".to_owned(), "info".into(), "--verbose".into(), format!("{from}.snap")]).with_role(Role::SnapBase),
+    ];
+    for (file, what) in [
+        ("base.assert", "the base snap's assertions"),
+        ("base.snap", "the base snap"),
+        ("microk8s.assert", "the snap's assertions"),
+        ("microk8s.snap", "the MicroK8s snap"),
+    ] {
+        let host_file = format!("{from}.{}", file.replace("microk8s.", ""));
+        s.push(Step::Call {
+            api: "lxd",
+            method: "POST",
+            path: format!("/1.0/instances/{m}/files?path={}", inside(file)),
+            note: format!("push {what}: {host_file}"),
+            purpose: Purpose::PushDownload { member: m.to_owned(), from: host_file, path: inside(file) },
+        });
+    }
+    s.extend([
+        Step::Note("the base snap only when `snap list <base>` finds it missing".into()),
+        Step::Run {
+            at: at.clone(),
+            argv: vec!["snap".into(), "list".into(), Arg::Runtime("base")],
+            role: Role::SnapPresent,
+        },
+        run(at.clone(), ["snap".to_owned(), "ack".into(), inside("base.assert")]),
+        run(at.clone(), ["snap".to_owned(), "install".into(), inside("base.snap")]).with_role(Role::SnapChange),
+        run(at.clone(), ["snap".to_owned(), "ack".into(), inside("microk8s.assert")]),
+        run(at.clone(), ["snap".to_owned(), "install".into(), "--classic".into(), inside("microk8s.snap")])
+            .with_role(Role::SnapChange),
+        Step::Call {
+            api: "lxd",
+            method: "POST",
+            path: format!("/1.0/instances/{m}/files?path={SNAP_RECORD}"),
+            note: format!("record the channel and the revision named in {from}.assert (mode 0644)"),
+            purpose: Purpose::RecordSnap { member: m.to_owned(), download: name.to_owned() },
+        },
+        run(
+            at,
+            ["rm", "-f"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(["base.assert", "base.snap", "microk8s.assert", "microk8s.snap"].map(inside)),
+        ),
+    ]);
+    s
+}
+
 /// Where MicroK8s' containerd looks for per-registry settings (its CRI `registry.config_path`):
 /// `certs.d/<host:port>/hosts.toml`.
 pub const REGISTRY_CERTS_DIR: &str = "/var/snap/microk8s/current/args/certs.d";
@@ -152,16 +265,25 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             record_addons(&at, &addons, &mut s);
             s
         }
+        Kind::SnapDownload => download(a, cx),
         Kind::Microk8s => {
+            // A freshly started container's snapd is still seeding: `snap install` answers "too early
+            // for operation, device not yet seeded", and `snap wait` itself fails until snapd answers
+            // (real-tools.md, behaviour 2).
+            let seeded = Step::Until {
+                step: Box::new(run(Where::Member(m.clone()), ["snap", "wait", "system", "seed.loaded"])),
+                timeout_secs: 300,
+                every_secs: 5,
+            };
+            if let Some(name) = download_of(a) {
+                let mut s = vec![seeded];
+                s.extend(install_from_download(&m, &name, cx));
+                s.push(wait_ready(Where::Member(m.clone())));
+                s.extend(trust_registry(&m, cx));
+                return s;
+            }
             let mut s = vec![
-                // A freshly started container's snapd is still seeding: `snap install` answers "too early
-                // for operation, device not yet seeded", and `snap wait` itself fails until snapd answers
-                // (real-tools.md, behaviour 2).
-                Step::Until {
-                    step: Box::new(run(Where::Member(m.clone()), ["snap", "wait", "system", "seed.loaded"])),
-                    timeout_secs: 300,
-                    every_secs: 5,
-                },
+                seeded,
                 run(
                     Where::Member(m.clone()),
                     [
@@ -208,11 +330,16 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
     let m = member(a);
     match a.kind {
         Kind::Kubeconfig => create(a, cx),
+        Kind::SnapDownload => download(a, cx),
         Kind::HostMicrok8s | Kind::Microk8s => {
             let at = if a.kind == Kind::Microk8s { Where::Member(m.clone()) } else { Where::Host };
             let mut s = Vec::new();
-            let refresh = a.changes.iter().any(|c| c.key == "channel");
-            if refresh {
+            let refresh = a.changes.iter().any(|c| c.key == "channel" || c.key == "revision");
+            let from_download = if a.kind == Kind::Microk8s { download_of(a) } else { None };
+            if let (true, Some(name)) = (refresh, &from_download) {
+                // In place from the new download: the same files, acknowledged and installed over the snap.
+                s.extend(install_from_download(&m, name, cx));
+            } else if refresh {
                 s.push(
                     run(
                         at.clone(),
@@ -334,7 +461,7 @@ mod tests {
         let dir = "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000";
         assert!(s[0].starts_with(&format!("{m}$ snap wait system seed.loaded  (until it succeeds")), "{s:?}");
         assert_eq!(
-            s[2..],
+            s[s.len() - 3..],
             [
                 format!("{m}$ microk8s status --wait-ready --timeout 300"),
                 format!("{m}$ mkdir -p {dir}"),
@@ -346,6 +473,25 @@ mod tests {
         );
         // A repair rewrites it.
         assert!(member_microk8s(Op::Update).iter().any(|l| l.contains("POST") && l.contains(dir)));
+    }
+
+    #[test]
+    fn a_member_installs_the_download_acknowledged_then_records_it() {
+        let s = member_microk8s(Op::Create);
+        let m = "member1";
+        let from = "/var/lib/testbed/downloads/microk8s-1_35-stable";
+        let at = |needle: &str| s.iter().position(|l| l == needle).unwrap_or_else(|| panic!("{needle} in {s:#?}"));
+        let push = at(&format!(
+            "lxd: POST /1.0/instances/{m}/files?path=/var/lib/testbed/snaps/microk8s.snap  (push the MicroK8s snap: {from}.snap)"
+        ));
+        let ack = at(&format!("{m}$ snap ack /var/lib/testbed/snaps/microk8s.assert"));
+        let install = at(&format!("{m}$ snap install --classic /var/lib/testbed/snaps/microk8s.snap"));
+        let base = at(&format!("{m}$ snap list <base>"));
+        let record = at(&format!(
+            "lxd: POST /1.0/instances/{m}/files?path={SNAP_RECORD}  (record the channel and the revision named in {from}.assert (mode 0644))"
+        ));
+        assert!(push < base && base < ack && ack < install && install < record, "{s:#?}");
+        assert!(!s.iter().any(|l| l.contains("--channel")), "nothing from the store in the member: {s:#?}");
     }
 
     #[test]

@@ -64,6 +64,12 @@ fn expected(at: &Where, words: &[&str]) -> Role {
         ["karmadactl", "token", ..] => Role::Karmadactl(V::TokenCreate),
         ["karmadactl", "version"] => Role::KarmadactlVersion,
         ["snap", "remove", "microk8s", ..] if at == &Where::Host => Role::RemoveHostMicrok8s,
+        ["snap", "download", ..] => Role::SnapDownload,
+        ["snap", "info", "--verbose", file] if file.ends_with(".snap") => Role::SnapBase,
+        ["snap", "list", "<base>"] => Role::SnapPresent,
+        ["snap", "install", "--classic", file] | ["snap", "install", file] if file.ends_with(".snap") => {
+            Role::SnapChange
+        }
         ["snap", "install" | "refresh" | "remove", "microk8s", ..] => Role::SnapChange,
         ["snap", "install", pkg, ..] => Role::SnapInstall(pkg.to_string()),
         ["snap", "wait", ..] if at == &Where::Host => Role::SnapSeeded,

@@ -36,10 +36,12 @@ pub fn container(name: &str, running: bool, owned: bool) -> ContainerFacts {
     }
 }
 
-/// A file named `lab` with `members` (name, api_port), kubeconfigs under `dir`.
+/// A file named `lab` with `members` (name, api_port), kubeconfigs under `dir`. Each member installs MicroK8s
+/// from the store itself (`microk8s_download_once = false`): the scripted runner has no downloads to push;
+/// the download once is proven on the simulated machine (`testbed-cli/tests/cli.rs`).
 pub fn config(dir: &Path, members: &[(&str, u16)], member_addons: &str) -> Config {
     let mut text = format!(
-        "name = \"lab\"\n[host]\nkubeconfig_dir = \"{}\"\n[lxd]\nipv4_address = \"10.123.45.1/24\"\n",
+        "name = \"lab\"\n[host]\nkubeconfig_dir = \"{}\"\nmicrok8s_download_once = false\n[lxd]\nipv4_address = \"10.123.45.1/24\"\n",
         dir.join("kubeconfigs").display()
     );
     for (i, (name, port)) in members.iter().enumerate() {
