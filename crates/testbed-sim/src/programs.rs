@@ -249,8 +249,14 @@ impl SimPrograms {
 
 /// The host resource a program call changes, as the catalogue uses the program: what
 /// `TESTBED_SIM_FAIL=ADDRESS` fails (its first change, once).
-fn changes(name: &str, a: &[&str]) -> Option<&'static str> {
-    match (name, a) {
+fn changes(name: &str, a: &[&str]) -> Option<String> {
+    // The members' MicroK8s download: `snap download ... --basename=NAME` (its base's `NAME.base`).
+    if let ("snap", ["download", ..]) = (name, a) {
+        let basename = a.iter().find_map(|x| x.strip_prefix("--basename="))?;
+        let download = basename.strip_suffix(".base").unwrap_or(basename);
+        return Some(testbed_plan::Address::new(testbed_plan::Kind::SnapDownload, &[download]).to_string());
+    }
+    let address = match (name, a) {
         ("snap", ["install" | "refresh" | "remove", "microk8s", ..]) => Some("host.microk8s"),
         ("microk8s", ["enable" | "disable", "registry"]) => Some("registry.local"),
         ("microk8s", ["enable" | "disable", ..]) => Some("host.addons"),
@@ -260,13 +266,14 @@ fn changes(name: &str, a: &[&str]) -> Option<&'static str> {
         ("apt-get", ["install", ..]) | ("snap", ["install", ..]) => Some("host.packages"),
         ("curl", _) if a.contains(&"-o") => Some("host.packages"),
         _ => None,
-    }
+    };
+    address.map(str::to_owned)
 }
 
 fn host_program(world: &mut SimWorld, root: &Path, name: &str, args: &[String]) -> Ran {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     if let Some(address) = changes(name, &a) {
-        if world.fail_once.contains(address) && world.consumed_failures.insert(address.to_owned()) {
+        if world.fail_once.contains(&address) && world.consumed_failures.insert(address.clone()) {
             return fail(1, format!("{name}: simulated failure injected by TESTBED_SIM_FAIL ({address})\n"));
         }
     }
