@@ -84,6 +84,13 @@ impl Progress {
                     bar.set_message(format!("{address}: {text}"));
                 }
             }
+            (bars, Event::Log { address, entry: LogEntry::Warning(text) }) => {
+                let line = format!("{address}: {} {text}", style::paint("Warning:", "1;33", self.color));
+                match bars {
+                    Some((multi, _)) => multi.suspend(|| println!("{line}")),
+                    None => println!("{line}"),
+                }
+            }
             (_, Event::Log { .. }) => {}
             (None, Event::Started { address, op }) => println!("{address}: {}...", verb(*op).0),
             (None, Event::Finished { address, op, outcome, duration }) => {

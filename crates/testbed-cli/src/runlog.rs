@@ -73,6 +73,7 @@ impl RunLog {
                     self.line(&out.lines().map(|l| format!("{address}: | {l}")).collect::<Vec<_>>().join("\n"))
                 }
                 LogEntry::Note(n) => self.line(&format!("{address}: {n}")),
+                LogEntry::Warning(w) => self.line(&format!("{address}: warning: {w}")),
                 // Live progress is for the terminal; the step's own notes say what it did.
                 LogEntry::Progress(_) => {}
             },

@@ -786,3 +786,29 @@ fn a_changed_channel_refreshes_the_members_one_at_a_time_from_one_download() {
         assert_eq!(world.inside[m].microk8s.as_ref().map(|k| k.channel.as_str()), Some("1.36/stable"), "{m}");
     }
 }
+
+/// The release publishes no checksum for its CRD archive: testbed records the first download's SHA-256 and
+/// warns, where the user sees the apply, when a later download differs.
+#[test]
+fn a_crd_archive_that_differs_from_the_first_download_is_warned_about() {
+    let lab = Lab::new(THREE);
+    assert_eq!(code(&lab.run(&["apply", "--yes"])), 0);
+    let downloads = lab.path().join(".testbed/sim-host/var/lib/testbed/downloads");
+    // The default release's archive, whichever it is.
+    let archive = std::fs::read_dir(&downloads)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("karmada-crds-") && n.ends_with(".tar.gz"))
+        .expect("the CRD archive is downloaded");
+    let record = downloads.join(format!("{archive}.sha256"));
+    assert!(record.is_file(), "recorded on first download");
+    // As if the first download had been another file: the next download is the release's as it is now.
+    std::fs::write(&record, format!("{}  {archive}\n", "0".repeat(64))).unwrap();
+    std::fs::remove_file(downloads.join(&archive)).unwrap();
+    assert_eq!(code(&lab.run(&["destroy", "--yes"])), 0);
+    let apply = lab.run(&["apply", "--yes"]);
+    assert_eq!(code(&apply), 0, "{}", stdout(&apply));
+    let warned = stdout(&apply);
+    let line = warned.lines().find(|l| l.starts_with("karmada.control_plane: Warning:")).unwrap_or_default();
+    assert!(line.contains(&format!("but the first download had {}", "0".repeat(64))), "{warned}");
+}

@@ -243,8 +243,8 @@ impl KarmadaProvider {
             Ok(recorded) => {
                 let first = recorded.split_whitespace().next().unwrap_or_default().to_owned();
                 tracing::warn!("{a}: {path} has SHA-256 {sum}, but the first download had {first}");
-                log.note(format!(
-                    "warning: {path} has SHA-256 {sum}, but the first download had {first}: the release's archive changed, or the download is not the release's; remove {path}.sha256 to accept it"
+                log.warn(format!(
+                    "{path} has SHA-256 {sum}, but the first download had {first}: the release's archive changed, or the download is not the release's; remove {path}.sha256 to accept it"
                 ));
             }
             Err(_) => {
@@ -674,6 +674,7 @@ impl KarmadaProvider {
                 LogEntry::Command(argv) => log.command(&argv),
                 LogEntry::Output(text) => log.output(token::mask_tokens(&values.redact(&text))),
                 LogEntry::Note(text) => log.note(token::mask_tokens(&values.redact(&text))),
+                LogEntry::Warning(text) => log.warn(token::mask_tokens(&values.redact(&text))),
                 LogEntry::Api { method, path } => log.api(&method, &path),
                 LogEntry::Progress(text) => log.progress(token::mask_tokens(&values.redact(&text))),
             }

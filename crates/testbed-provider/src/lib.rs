@@ -37,6 +37,9 @@ pub enum LogEntry {
     Output(String),
     /// A free-form note.
     Note(String),
+    /// Something the user should know although the action goes on (a download that differs from the first
+    /// one): shown with the action's progress, not only kept in the run log.
+    Warning(String),
     /// How far a long step has come ("3 of 5 blobs, 12.1 of 40.2 MB"): shown live on a terminal, replaced
     /// by the next one, not kept in the run log.
     Progress(String),
@@ -72,6 +75,10 @@ impl ActionLog {
 
     pub fn note(&self, text: impl Into<String>) {
         (self.sink)(LogEntry::Note(text.into()));
+    }
+
+    pub fn warn(&self, text: impl Into<String>) {
+        (self.sink)(LogEntry::Warning(text.into()));
     }
 
     pub fn progress(&self, text: impl Into<String>) {
