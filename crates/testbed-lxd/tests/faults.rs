@@ -105,7 +105,8 @@ fn a_missing_image_fails_only_its_member_and_a_fixed_file_converges(d: Daemon) {
         assert!(r.success(), "{:?}", failures(&r));
         assert!(s.plan(&fixed).await.is_empty());
 
-        assert!(s.run(&s.destroy_plan(&fixed).await, 4).await.success());
+        let destroyed = s.run(&s.destroy_plan(&fixed).await, 4).await;
+        assert!(destroyed.success(), "destroy: {:?}", failures(&destroyed));
         clear(&cl, &names, &t).await;
     });
 }
@@ -155,7 +156,8 @@ fn a_host_port_in_use_fails_the_proxy_and_converges_once_free(d: Daemon) {
         let i: Value = cl.get(&format!("/1.0/instances/{a}")).await.unwrap();
         assert_eq!(i["devices"]["api"]["listen"], format!("tcp:127.0.0.1:{port}"));
 
-        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        let destroyed = s.run(&s.destroy_plan(&c).await, 4).await;
+        assert!(destroyed.success(), "destroy: {:?}", failures(&destroyed));
         clear(&cl, &[&a, &b], &t).await;
     });
 }
@@ -361,7 +363,8 @@ fn a_daemon_lost_mid_apply_fails_the_steps_in_flight_and_a_later_apply_converges
             assert_eq!(i["status"], "Running", "{m}");
         }
 
-        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        let destroyed = s.run(&s.destroy_plan(&c).await, 4).await;
+        assert!(destroyed.success(), "destroy: {:?}", failures(&destroyed));
         clear(&cl, &names, &t).await;
     });
 }
@@ -395,7 +398,8 @@ fn a_profile_key_changed_by_hand_is_planned_and_repaired(d: Daemon) {
         let i: Value = cl.get(&format!("/1.0/instances/{a}")).await.unwrap();
         assert_eq!(i["status"], "Running");
 
-        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        let destroyed = s.run(&s.destroy_plan(&c).await, 4).await;
+        assert!(destroyed.success(), "destroy: {:?}", failures(&destroyed));
         clear(&cl, &[&a], &t).await;
     });
 }
@@ -432,7 +436,8 @@ fn a_kernel_module_the_host_lacks_fails_the_profile_before_it_is_made() {
         assert!(!exists(&cl, "/1.0/profiles/tbrf6-member").await, "nothing of the profile is made");
         assert!(!exists(&cl, "/1.0/instances/rf6a").await);
 
-        assert!(s.run(&s.destroy_plan(&c).await, 4).await.success());
+        let destroyed = s.run(&s.destroy_plan(&c).await, 4).await;
+        assert!(destroyed.success(), "destroy: {:?}", failures(&destroyed));
         clear(&cl, &["rf6a"], "rf6").await;
     });
 }
