@@ -90,11 +90,12 @@ impl Daemon {
     }
 }
 
-/// Held by each case on the test Incus daemon: its cases run one at a time. Incus 6.0.4 fails a bridge's
-/// creation when a veth it lists vanishes meanwhile ("Failed to delete bridge children interfaces: ... ip -d -j
-/// link show vethXXXX: Device does not exist", HTTP 500), which another case's container going away at that
-/// moment causes; seen once in CI (docs/incus.md). LXD's cases still run side by side.
-pub static INCUS_CASES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Held by each case the macro runs, on either daemon: the cases of a binary run one at a time. Incus 6.0.4
+/// fails a bridge's creation when a veth it lists vanishes meanwhile ("Failed to delete bridge children
+/// interfaces: ... ip -d -j link show vethXXXX: Device does not exist", HTTP 500), which a container of
+/// another case (on LXD or Incus: the veths are the host's) going away at that moment causes; seen in CI
+/// (docs/incus.md).
+pub static DAEMON_CASES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs each case on both test daemons: a module per case, a test per daemon.
 macro_rules! on_both_daemons {
@@ -102,12 +103,13 @@ macro_rules! on_both_daemons {
         mod $case {
             #[test]
             fn lxd() {
+                let _one_at_a_time = super::DAEMON_CASES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 super::$case(super::Daemon::Lxd)
             }
 
             #[test]
             fn incus() {
-                let _one_at_a_time = super::INCUS_CASES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let _one_at_a_time = super::DAEMON_CASES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 super::$case(super::Daemon::Incus)
             }
         }
