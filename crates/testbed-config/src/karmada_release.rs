@@ -69,6 +69,16 @@ const PURGE_MODES_UP_TO_1_18: &[&str] = &["Directly", "Gracefully", "Never", "Im
 /// v1.19 removed the deprecated `Immediately` and `Graciously`.
 const PURGE_MODES_FROM_1_19: &[&str] = &["Directly", "Gracefully", "Never"];
 
+const V1_17: Release = Release {
+    minor: "v1.17",
+    kube: "v1.35.2",
+    etcd: "3.6.6-0",
+    etcd_init_image: EtcdInitImage::Removed,
+    extra_args: true,
+    purge_modes: PURGE_MODES_UP_TO_1_18,
+    failover: FailoverSwitch::InitExtraArgs,
+};
+
 const TABLE: &[Release] = &[
     Release {
         minor: "v1.15",
@@ -88,24 +98,9 @@ const TABLE: &[Release] = &[
         purge_modes: PURGE_MODES_UP_TO_1_18,
         failover: FailoverSwitch::InitExtraArgs,
     },
-    Release {
-        minor: "v1.17",
-        kube: "v1.35.2",
-        etcd: "3.6.6-0",
-        etcd_init_image: EtcdInitImage::Removed,
-        extra_args: true,
-        purge_modes: PURGE_MODES_UP_TO_1_18,
-        failover: FailoverSwitch::InitExtraArgs,
-    },
-    Release {
-        minor: "v1.18",
-        kube: "v1.35.2",
-        etcd: "3.6.6-0",
-        etcd_init_image: EtcdInitImage::Removed,
-        extra_args: true,
-        purge_modes: PURGE_MODES_UP_TO_1_18,
-        failover: FailoverSwitch::InitExtraArgs,
-    },
+    V1_17,
+    // v1.18 changed nothing of this from v1.17 (docs/karmada-versions.md).
+    Release { minor: "v1.18", ..V1_17 },
     // Read at v1.19.0-rc.0 and master (the same there): the sources read hold no v1.19.0 tag yet.
     Release {
         minor: "v1.19",
