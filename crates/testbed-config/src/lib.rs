@@ -7,6 +7,7 @@
 pub mod error;
 pub mod image_ref;
 pub mod karmada_release;
+pub mod manifests;
 pub mod mirror;
 pub mod model;
 pub mod net;
@@ -28,6 +29,8 @@ pub struct Config {
     pub file: TestbedFile,
     /// The file's path as the user gave it.
     pub path: PathBuf,
+    /// Each `[[workloads]]` entry's objects, read from its manifest files, in the file's order.
+    pub workloads: Vec<manifests::WorkloadManifests>,
 }
 
 impl Config {
@@ -90,7 +93,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     validate::check(&file, &mut reporter);
     reporter.problems.sort_by_key(|p| p.span.offset());
     if reporter.problems.is_empty() {
-        Ok(Config { file, path: path.to_path_buf() })
+        Ok(Config { file, path: path.to_path_buf(), workloads: Vec::new() })
     } else {
         let problems = reporter.problems;
         Err(ConfigError::Invalid { path: shown.clone(), problems })

@@ -35,6 +35,10 @@ pub struct TestbedFile {
     /// Application proxies: a host port forwarded into a member (e.g. straight to a pod's address).
     #[serde(default)]
     pub proxies: Vec<Proxy>,
+    /// Applications run across the federation: Kubernetes manifests applied to the Karmada API server and
+    /// propagated to members by a PropagationPolicy testbed writes from the placement given here.
+    #[serde(default)]
+    pub workloads: Vec<Workload>,
 }
 
 /// `[host]`
@@ -302,6 +306,75 @@ pub struct Proxy {
     /// Address the proxy listens on, `127.0.0.1` unless the file asks otherwise.
     #[serde(default = "default_listen")]
     pub listen: String,
+}
+
+/// `[[workloads]]`: manifests applied to the Karmada API server, and where Karmada places them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Workload name: one segment of its resources' addresses (`workload.NAME`) and the value of the
+    /// `testbed/workload` label on everything testbed applies for it. 1-63 lowercase letters, digits and
+    /// `-`, starting with a letter.
+    pub name: String,
+    /// YAML files (several documents each, separated by `---`), or directories whose `*.yaml` and `*.yml`
+    /// files are read in name order; relative to this file unless absolute.
+    pub manifests: Vec<String>,
+    /// The members the workload is placed on (Karmada cluster names); every member when absent.
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+    /// `duplicated`: every member runs the full replica count. `divided`: the replicas are divided among the
+    /// members by `weights` (equal weights when absent). Default: `divided` when `weights` is given,
+    /// `duplicated` otherwise.
+    #[serde(default)]
+    pub replicas: Option<ReplicaMode>,
+    /// Static weights per member for divided replicas (Karmada's `staticWeightList`), e.g.
+    /// `{ member1 = 1, member2 = 0, member3 = 0 }`.
+    #[serde(default)]
+    pub weights: Option<BTreeMap<String, u32>>,
+    /// At most this many members run the workload at a time (a `spreadConstraints` entry by cluster with
+    /// `maxGroups`); the others stand by for failover.
+    #[serde(default)]
+    pub spread: Option<u32>,
+    /// Move the workload away from a member where it is not healthy (Karmada's application failover).
+    #[serde(default)]
+    pub failover: Option<WorkloadFailover>,
+    /// A PropagationPolicy file written by hand, used instead of the one testbed writes from the keys
+    /// above (which must then be absent); relative to this file unless absolute.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// How a workload's replicas are spread over its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaMode {
+    /// Every member runs all the replicas (Karmada's `Duplicated`).
+    Duplicated,
+    /// The replicas are divided by static weights (Karmada's `Divided` with `Weighted` preference).
+    Divided,
+}
+
+/// `failover = { toleration_seconds = 60, purge_mode = "Gracefully" }`: Karmada's
+/// `failover.application`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFailover {
+    /// How long the workload may be unhealthy on a member before it is moved (`decisionConditions.
+    /// tolerationSeconds`), 0-3600. Karmada's default is 300.
+    #[serde(default = "default_toleration_seconds")]
+    pub toleration_seconds: u32,
+    /// How the old copy is removed (`purgeMode`): `Directly`, `Gracefully` (after the new one is healthy)
+    /// or `Never`; which values are accepted depends on the Karmada version (docs/reference.md).
+    #[serde(default = "default_purge_mode")]
+    pub purge_mode: String,
+}
+
+fn default_toleration_seconds() -> u32 {
+    300
+}
+
+fn default_purge_mode() -> String {
+    "Gracefully".into()
 }
 
 /// Ports the host itself uses: host MicroK8s API server.
