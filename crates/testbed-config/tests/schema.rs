@@ -48,7 +48,7 @@ fn schema_describes_every_section_and_refuses_unknown_keys() {
     let props = schema["properties"].as_object().expect("top-level properties");
     let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["host", "images", "karmada", "lxd", "members", "name", "proxies", "registry"]);
+    assert_eq!(keys, ["host", "images", "karmada", "lxd", "members", "name", "proxies", "registry", "workloads"]);
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
     // Doc comments become descriptions, which editors show on hover.
     assert!(props["members"]["description"].as_str().is_some_and(|d| d.contains("LXD container")));
