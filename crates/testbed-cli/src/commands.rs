@@ -137,7 +137,13 @@ pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCo
                     println!("    nothing to run");
                 }
                 for s in steps {
-                    println!("    {s}");
+                    // A step that shows a body (an object applied) continues on lines of its own, indented under it.
+                    let text = s.to_string();
+                    let mut lines = text.lines();
+                    println!("    {}", lines.next().unwrap_or_default());
+                    for line in lines {
+                        println!("        {line}");
+                    }
                 }
             }
         }
@@ -374,6 +380,22 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
             (None, None) => continue,
         };
         let kind = want.map(|w| w.kind).or(have.map(|h| h.kind)).unwrap_or(testbed_plan::Kind::HostPackages);
+        // Where a workload runs, per member, and whether a simulated Karmada placed it there.
+        let detail = match (kind, have.and_then(|h| h.spec.get("placed_on"))) {
+            (testbed_plan::Kind::Workload, Some(on)) => {
+                let simulated = if session.simulated.contains(&testbed_plan::Layer::Karmada) {
+                    " by the simulated Karmada"
+                } else {
+                    ""
+                };
+                let placed = format!("placed{simulated} on {on}");
+                Some(match detail {
+                    Some(d) => format!("{placed}; {d}"),
+                    None => placed,
+                })
+            }
+            _ => detail,
+        };
         let member = want.and_then(|w| w.member.as_deref()).or(have.and_then(|h| h.member.as_deref()));
         entries.push(StatusEntry { address: a.as_str(), kind, member, wanted: want.is_some(), state, detail });
     }

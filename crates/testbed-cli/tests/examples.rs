@@ -8,6 +8,8 @@ fn testbed(example: &Path, args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("testbed.toml");
     std::fs::copy(example, &config).expect("copy example");
+    // The workloads' manifests, which the examples name relative to themselves.
+    copy_dir(&example.with_file_name("workloads"), &dir.path().join("workloads"));
     let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .arg("-c")
         .arg(&config)
@@ -19,6 +21,19 @@ fn testbed(example: &Path, args: &[&str]) -> String {
         .expect("run testbed");
     assert!(out.status.success(), "{}: {}", example.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else { return };
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in entries {
+        let e = e.expect("entry");
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
 }
 
 #[test]

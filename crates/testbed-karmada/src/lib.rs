@@ -43,6 +43,7 @@
 //! before they act.
 
 mod token;
+mod workloads;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -518,6 +519,11 @@ impl KarmadaProvider {
                 ));
             }
         }
+        // Workloads, once the control plane works: before that their objects cannot be read, and they are
+        // planned as missing (applying an object testbed already applied changes nothing).
+        if control_plane.health == Health::Ok {
+            out.resources.extend(self.observe_workloads(&karmada, wanted).await?);
+        }
         out.resources.push(control_plane);
         Ok(out)
     }
@@ -878,6 +884,26 @@ impl KarmadaProvider {
                     }
                 }
             }
+            Purpose::ApplyObject { address } => {
+                self.apply_object(action, address, log).await?;
+                Ok(Flow::Continue)
+            }
+            Purpose::ObjectOwned { path } => {
+                if self.object_owned(action, path).await? {
+                    Ok(Flow::Continue)
+                } else {
+                    log.note(format!("{path} is gone already: nothing to delete"));
+                    Ok(Flow::SkipNext)
+                }
+            }
+            Purpose::DeleteObject { .. } => {
+                self.delete_object(action, log).await?;
+                Ok(Flow::Continue)
+            }
+            Purpose::WorkloadHealthy { workload } => {
+                self.wait_workload(action, workload, log).await?;
+                Ok(Flow::Continue)
+            }
             other => Err(ProviderError::failed(format!(
                 "{a}: the Karmada layer does not make calls for {other:?} (an internal error)"
             ))),
@@ -1172,6 +1198,7 @@ impl Provider for KarmadaProvider {
     async fn apply(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         match action.kind {
             Kind::KarmadaControlPlane | Kind::KarmadaMember => {}
+            Kind::WorkloadObject | Kind::Workload => return self.apply_action(action, log).await,
             other => {
                 return Err(ProviderError::failed(format!(
                     "{}: the Karmada layer does not handle {other:?} resources",

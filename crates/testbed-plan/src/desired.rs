@@ -455,5 +455,72 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             d.add(Kind::Sideload, Some(&m.name), &img_name, s, vec![Address::new(Kind::Microk8s, &[&m.name])]);
         }
     }
+
+    add_workloads(&mut d, config, &control_plane);
     d
+}
+
+/// Each workload's objects (`workload_object.WORKLOAD.KEY`, applied to the Karmada API server once the
+/// control plane is there, a namespaced object after its Namespace when the workload has it) and the
+/// workload itself (`workload.NAME`, done once Karmada placed every object and the members report them
+/// healthy: after its objects, the memberships of the members it is placed on, and the images its pods use).
+fn add_workloads(d: &mut DesiredState, config: &Config, control_plane: &Address) {
+    let objects = crate::workload::applied_objects(config);
+    for w in &config.file.workloads {
+        let mine: Vec<&crate::workload::AppliedObject> = objects.iter().filter(|o| o.workload == w.name).collect();
+        let mut workload_deps = Vec::new();
+        for o in &mine {
+            let key = o.key();
+            let address = Address::new(Kind::WorkloadObject, &[&w.name, &key]);
+            let mut deps = vec![control_plane.clone()];
+            if let Some(ns) = &o.namespace {
+                let ns_key = crate::workload::object_key("Namespace", None, ns);
+                if mine.iter().any(|other| other.key() == ns_key) {
+                    deps.push(Address::new(Kind::WorkloadObject, &[&w.name, &ns_key]));
+                }
+            }
+            let r = Resource {
+                address: address.clone(),
+                kind: Kind::WorkloadObject,
+                member: None,
+                name: key,
+                spec: crate::workload::flatten(o.kind.kind, &o.object),
+                depends_on: deps,
+            };
+            d.resources.insert(address.clone(), r);
+            workload_deps.push(address);
+        }
+        for m in crate::workload::placement(config, w) {
+            workload_deps.push(Address::new(Kind::KarmadaMember, &[&m]));
+        }
+        // The images its pods run that testbed puts in place: copied into the registry, or side-loaded.
+        let images = pod_images(&mine);
+        for r in d.resources.values() {
+            let used = match r.kind {
+                Kind::Image => r.spec.get("target").is_some_and(|t| images.contains(t.as_str())),
+                Kind::Sideload => r.spec.get("source").is_some_and(|s| images.contains(s.as_str())),
+                _ => false,
+            };
+            if used {
+                workload_deps.push(r.address.clone());
+            }
+        }
+        d.add(Kind::Workload, None, &w.name, Spec::new(), workload_deps);
+    }
+}
+
+/// Every container image the objects' pod templates name.
+fn pod_images<'a>(objects: &[&'a crate::workload::AppliedObject]) -> BTreeSet<&'a str> {
+    let mut out = BTreeSet::new();
+    for o in objects {
+        let pod = &o.object["spec"]["template"]["spec"];
+        for list in ["initContainers", "containers"] {
+            for c in pod[list].as_array().into_iter().flatten() {
+                if let Some(image) = c["image"].as_str() {
+                    out.insert(image);
+                }
+            }
+        }
+    }
+    out
 }

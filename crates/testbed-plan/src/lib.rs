@@ -10,6 +10,7 @@ pub mod plan;
 pub mod planner;
 pub mod render;
 pub mod resource;
+pub mod workload;
 
 pub use desired::DesiredState;
 pub use observed::{ForeignUse, Health, Observed, ObservedState, Owner, Unobservable};

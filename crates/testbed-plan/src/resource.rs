@@ -143,6 +143,12 @@ pub enum Kind {
     KarmadaControlPlane,
     /// One member's membership in Karmada (push join or pull registration).
     KarmadaMember,
+    /// One Kubernetes object of a workload (its manifests' objects and its PropagationPolicy), applied to
+    /// the Karmada API server: `workload_object.WORKLOAD.KIND/NAMESPACE/NAME`.
+    WorkloadObject,
+    /// A workload as a whole: done when Karmada has scheduled its objects and the members report them
+    /// healthy (`workload.NAME`).
+    Workload,
 }
 
 /// What `destroy` does with a resource kind.
@@ -156,7 +162,7 @@ pub enum Lifecycle {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 22] = [
         Kind::HostPackages,
         Kind::HostSysctl,
         Kind::HostFirewall,
@@ -177,6 +183,8 @@ impl Kind {
         Kind::Sideload,
         Kind::KarmadaControlPlane,
         Kind::KarmadaMember,
+        Kind::WorkloadObject,
+        Kind::Workload,
     ];
 
     /// The first address segment.
@@ -202,6 +210,8 @@ impl Kind {
             Kind::Sideload => "sideload",
             Kind::KarmadaControlPlane => "karmada",
             Kind::KarmadaMember => "karmada_member",
+            Kind::WorkloadObject => "workload_object",
+            Kind::Workload => "workload",
         }
     }
 
@@ -216,7 +226,7 @@ impl Kind {
             | Kind::Microk8sAddons
             | Kind::Kubeconfig => Layer::Microk8s,
             Kind::Registry | Kind::Image | Kind::Sideload => Layer::Registry,
-            Kind::KarmadaControlPlane | Kind::KarmadaMember => Layer::Karmada,
+            Kind::KarmadaControlPlane | Kind::KarmadaMember | Kind::WorkloadObject | Kind::Workload => Layer::Karmada,
         }
     }
 
@@ -271,6 +281,9 @@ impl Kind {
                 | Kind::Sideload
                 | Kind::Kubeconfig
                 | Kind::KarmadaMember
+                // What was applied to a Karmada API server goes with it.
+                | Kind::WorkloadObject
+                | Kind::Workload
         )
     }
 
@@ -323,6 +336,8 @@ impl Kind {
                 Kind::LxdNetwork,
             ],
             Kind::KarmadaMember => &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
+            Kind::WorkloadObject => &[Kind::KarmadaControlPlane],
+            Kind::Workload => &[Kind::WorkloadObject, Kind::KarmadaMember, Kind::Image, Kind::Sideload],
         }
     }
 

@@ -532,6 +532,8 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
             tokens: BTreeSet::new(),
             clusters: BTreeMap::new(),
             taint_policies: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            applied: BTreeMap::new(),
         },
     };
     let _ = std::fs::create_dir_all(&etcd_dir);

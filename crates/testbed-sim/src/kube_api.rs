@@ -37,6 +37,7 @@ use crate::lxd_daemon::state::{kind, Devices, Instance, LxdDaemon};
 use crate::machine::Shared;
 use crate::microk8s_snap;
 use crate::programs::HOST_ADDRESS;
+use crate::propagation::ClusterState;
 use crate::world::{ClusterPki, ClusterRecord, SimWorld, SyncMode, HOST_MICROK8S_API_PORT, MEMBER_API_PORT};
 
 /// The Karmada API server's port inside the host cluster (the `karmada-apiserver` Service's `port`).
@@ -226,12 +227,28 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
                 .filter(|(_, c)| c.appears_at_ms.is_none_or(|at| at <= now))
                 .map(|(name, c)| served_cluster(world, facts, name, c))
                 .collect();
+            let states: Vec<ClusterState> = clusters
+                .iter()
+                .map(|c: &FakeCluster| ClusterState {
+                    name: c.name.clone(),
+                    ready: c.ready.as_ref().is_some_and(|r| r.0 == ConditionStatus::True),
+                    runs: world
+                        .inside
+                        .get(&c.name)
+                        .and_then(|i| i.microk8s.as_ref())
+                        .is_some_and(|k| k.running && k.cluster_id == c.id),
+                })
+                .collect();
+            let resource_bindings = crate::propagation::bindings(&cp.etcd.objects, &states);
             return Some(FakeState {
                 git_version: "v1.31.3".into(),
                 serves_karmada: true,
                 clusters,
                 required_token,
                 taint_policies: cp.etcd.taint_policies.clone(),
+                objects: cp.etcd.objects.clone(),
+                applied: cp.etcd.applied.clone(),
+                resource_bindings,
                 ..FakeState::default()
             });
         }
@@ -360,6 +377,26 @@ fn keep_write(world: &mut SimWorld, reached: &Reached, write: &FakeWrite) {
         {
             if let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) {
                 cp.controller_manager_command = command.clone();
+            }
+        }
+        (Reached::Karmada, FakeWrite::Object { path, object, applied }) => {
+            if let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) {
+                match object {
+                    Some(o) => {
+                        cp.etcd.objects.insert(path.clone(), o.clone());
+                    }
+                    None => {
+                        cp.etcd.objects.remove(path);
+                    }
+                }
+                match applied {
+                    Some(a) => {
+                        cp.etcd.applied.insert(path.clone(), a.clone());
+                    }
+                    None => {
+                        cp.etcd.applied.remove(path);
+                    }
+                }
             }
         }
         (Reached::Karmada, FakeWrite::TaintPolicy { name, object }) => {

@@ -32,6 +32,7 @@ mod member_programs;
 mod microk8s_snap;
 mod options;
 mod programs;
+mod propagation;
 mod registry;
 mod registry_server;
 mod server_thread;

@@ -200,6 +200,8 @@ pub(crate) fn create(a: &Action, cx: &Context) -> Vec<Step> {
             steps
         }
         Kind::KarmadaMember => membership_create(a, cx),
+        Kind::WorkloadObject => apply_object(a, cx),
+        Kind::Workload => vec![workload_healthy(a, cx)],
         _ => vec![],
     }
 }
@@ -232,6 +234,8 @@ pub(crate) fn update(a: &Action, cx: &Context) -> Vec<Step> {
             s.extend(create(a, cx));
             s
         }
+        Kind::WorkloadObject => apply_object(a, cx),
+        Kind::Workload => vec![workload_healthy(a, cx)],
         _ => vec![],
     }
 }
@@ -270,6 +274,31 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
                 purpose: Purpose::RemoveLeftByDeinit { path: setting(a, "data_dir").trim_end_matches('/').into() },
             },
         ],
+        Kind::WorkloadObject => {
+            let Some(path) = object_path(a) else {
+                return vec![Step::Note(format!("{}: not an object testbed knows how to delete", a.address))];
+            };
+            vec![
+                Step::Call {
+                    api: "karmada",
+                    method: "GET",
+                    path: path.clone(),
+                    note: format!("owned: must carry {OWNER_LABEL}=<testbed name>; gone already: nothing to do"),
+                    purpose: Purpose::ObjectOwned { path: path.clone() },
+                },
+                Step::Call {
+                    api: "karmada",
+                    method: "DELETE",
+                    path: path.clone(),
+                    note: "Karmada removes its copies from the members".into(),
+                    purpose: Purpose::DeleteObject { path },
+                },
+            ]
+        }
+        Kind::Workload => vec![Step::Note(
+            "nothing of its own: its objects are deleted one by one, and Karmada removes their copies from the members"
+                .into(),
+        )],
         Kind::KarmadaMember => {
             let check = Step::Call {
                 api: "karmada",
@@ -313,6 +342,45 @@ pub(crate) fn delete(a: &Action, cx: &Context) -> Vec<Step> {
             }
         }
         _ => vec![],
+    }
+}
+
+/// Server-side apply of a workload object, with the object as it is sent (a Secret's values hidden).
+fn apply_object(a: &Action, cx: &Context) -> Vec<Step> {
+    let address = a.address.to_string();
+    let Some(o) = cx.workload_objects.get(&address) else {
+        return vec![Step::Note(format!("{address}: the file no longer has this object"))];
+    };
+    let shown = testbed_plan::workload::shown(o.kind.kind, &o.object);
+    let body = serde_json::to_string_pretty(&shown).unwrap_or_default();
+    vec![Step::Call {
+        api: "karmada",
+        method: "PATCH",
+        path: format!("{}?fieldManager=testbed&force=true", o.api_path()),
+        note: format!("server-side apply of {}:\n{body}", o.source),
+        purpose: Purpose::ApplyObject { address },
+    }]
+}
+
+/// The REST path of the object a workload-object action is about: the address's last part names its kind,
+/// namespace and name.
+fn object_path(a: &Action) -> Option<String> {
+    let key = a.address.as_str().splitn(3, '.').nth(2)?;
+    let (kind, namespace, name) = testbed_plan::workload::parse_key(key)?;
+    Some(testbed_plan::workload::api_path(&kind, namespace.as_deref(), &name))
+}
+
+fn workload_healthy(a: &Action, cx: &Context) -> Step {
+    let workload = a.address.as_str().split_once('.').map(|(_, w)| w).unwrap_or_default().to_owned();
+    Step::Call {
+        api: "karmada",
+        method: "GET",
+        path: "/apis/work.karmada.io/v1alpha2/resourcebindings".into(),
+        note: format!(
+            "until every ResourceBinding of {workload}'s objects is scheduled and each member it is placed on reports it applied and healthy (at most {} s)",
+            cx.workload_wait_secs
+        ),
+        purpose: Purpose::WorkloadHealthy { workload },
     }
 }
 

@@ -229,6 +229,17 @@ pub enum Purpose {
     /// warn when a later copy differs from the recorded one: for a download whose publisher gives no
     /// checksum.
     RecordChecksum { path: String },
+    /// Server-side apply (field manager `testbed`, forced) of the workload object at `address` to the Karmada
+    /// API server: the object is the context's ([`Context::workload_objects`]).
+    ApplyObject { address: String },
+    /// Check that the object at `path` on the Karmada API server is this testbed's (its `testbed/owner`
+    /// label); not there: skip the next step.
+    ObjectOwned { path: String },
+    /// Delete the object at `path` from the Karmada API server (Karmada then removes its copies from the
+    /// members).
+    DeleteObject { path: String },
+    /// Wait until Karmada has scheduled every object of `workload` and the members report them healthy.
+    WorkloadHealthy { workload: String },
 }
 
 /// Single-quotes an argument for display when it needs it (only for reading: testbed never hands a string
@@ -338,6 +349,10 @@ pub struct Context {
     pub registry: testbed_config::Registry,
     /// The file's directory: relative paths in it (side-load archives) are resolved against it.
     pub base_dir: std::path::PathBuf,
+    /// Every workload object as testbed applies it, by its address (`workload_object.WORKLOAD.KEY`).
+    pub workload_objects: std::collections::BTreeMap<String, testbed_plan::workload::AppliedObject>,
+    /// How long a workload may take to be scheduled and healthy.
+    pub workload_wait_secs: u64,
 }
 
 /// Where MicroK8s keeps the admin kubeconfig it generates.
@@ -420,6 +435,14 @@ impl Context {
                 .collect(),
             registry: f.registry.clone(),
             base_dir: config.base_dir(),
+            workload_objects: testbed_plan::workload::applied_objects(config)
+                .into_iter()
+                .map(|o| {
+                    let address = testbed_plan::Address::new(testbed_plan::Kind::WorkloadObject, &[&o.workload, &o.key()]);
+                    (address.to_string(), o)
+                })
+                .collect(),
+            workload_wait_secs: 180,
         }
     }
 }

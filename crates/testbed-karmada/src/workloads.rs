@@ -1,0 +1,409 @@
+//! Workloads on the Karmada API server: the objects testbed applied (found by their `testbed/owner` label),
+//! each wanted object whoever made it, and whether Karmada has placed them and the members run them
+//! healthy (their ResourceBindings).
+//!
+//! Every object is written with server-side apply (field manager `testbed`, forced: testbed owns the fields
+//! it writes, and an edit by hand of one of them is drift it undoes). An object is deleted only when it
+//! carries this testbed's label; an object of the same name without it is someone else's, which the plan
+//! reports as a conflict and apply never touches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use serde_json::Value;
+use testbed_config::manifests::{runs_pods, PlaceableKind, PLACEABLE_KINDS};
+use testbed_kube::{Binding, KubeClient, ObjectRef};
+use testbed_plan::workload::{flatten, object_key, parse_key, OWNER_LABEL, PROPAGATION_POLICY, WORKLOAD_LABEL};
+use testbed_plan::{Action, Address, Health, Kind, Observed, Owner, Resource, Spec};
+use testbed_provider::{ActionLog, ProviderError};
+
+use crate::{failed, shown, KarmadaProvider};
+
+/// Every kind testbed applies for workloads, the policies included.
+fn kinds() -> impl Iterator<Item = PlaceableKind> {
+    PLACEABLE_KINDS.iter().copied().chain([PROPAGATION_POLICY])
+}
+
+pub(crate) fn object_ref(kind: &PlaceableKind, namespace: Option<&str>, name: &str) -> ObjectRef {
+    ObjectRef {
+        group: kind.group().to_owned(),
+        version: kind.version().to_owned(),
+        kind: kind.kind.to_owned(),
+        plural: kind.plural.to_owned(),
+        namespace: namespace.map(str::to_owned),
+        name: name.to_owned(),
+    }
+}
+
+/// An object's labels.
+fn labels(object: &Value) -> BTreeMap<String, String> {
+    object["metadata"]["labels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default()
+}
+
+/// What one object of a workload needs to be done: applied on every member it is placed on, and healthy
+/// there when it runs pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placed {
+    /// Members with the object, and whether it is done there.
+    members: Vec<(String, Result<(), String>)>,
+    /// Why the object is not placed at all, if it is not.
+    unplaced: Option<String>,
+}
+
+/// Where each object of a workload is, from its ResourceBinding (`None`: not propagated, e.g. a Namespace,
+/// which Karmada's namespace controller copies to every member without a binding).
+fn placement_of(kind: &str, namespace: Option<&str>, name: &str, bindings: &[Binding]) -> Option<Placed> {
+    let namespace = namespace?;
+    let binding = bindings.iter().find(|b| {
+        b.resource.kind == kind && b.resource.namespace.as_deref() == Some(namespace) && b.resource.name == name
+    });
+    let Some(b) = binding else {
+        return Some(Placed { members: vec![], unplaced: Some("no ResourceBinding yet: no policy selects it".into()) });
+    };
+    if let Some(s) = b.scheduled.as_ref().filter(|s| !s.is_true()) {
+        let why: Vec<&str> = [s.reason.as_deref(), s.message.as_deref()].into_iter().flatten().filter(|t| !t.is_empty()).collect();
+        return Some(Placed { members: vec![], unplaced: Some(format!("not scheduled: {}", why.join(": "))) });
+    }
+    if b.clusters.is_empty() {
+        return Some(Placed { members: vec![], unplaced: Some("not scheduled to any member yet".into()) });
+    }
+    let members = b
+        .clusters
+        .iter()
+        .map(|t| {
+            let status = b.aggregated.iter().find(|a| a.cluster == t.name);
+            let done = match status {
+                None => Err("not applied yet".to_owned()),
+                Some(a) if !a.applied => {
+                    Err(format!("not applied{}", a.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()))
+                }
+                Some(a) if runs_pods(kind) && a.health != "Healthy" => Err(format!("{}", a.health.to_lowercase())),
+                Some(_) => Ok(()),
+            };
+            (t.name.clone(), done)
+        })
+        .collect();
+    Some(Placed { members, unplaced: None })
+}
+
+/// A workload's health and where it runs, from the placement of its objects.
+fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, String) {
+    let mut problems = Vec::new();
+    let mut running: BTreeMap<String, bool> = BTreeMap::new();
+    for (key, placed) in objects {
+        let Some(p) = placed else { continue };
+        if let Some(why) = &p.unplaced {
+            problems.push(format!("{key}: {why}"));
+        }
+        for (member, done) in &p.members {
+            let ok = running.entry(member.clone()).or_insert(true);
+            if let Err(why) = done {
+                *ok = false;
+                problems.push(format!("{key} on {member}: {why}"));
+            }
+        }
+    }
+    let placed_on = if running.is_empty() {
+        "nowhere yet".to_owned()
+    } else {
+        running
+            .iter()
+            .map(|(m, ok)| format!("{m} ({})", if *ok { "healthy" } else { "not healthy" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let health = if problems.is_empty() { Health::Ok } else { Health::NeedsRepair(problems.join("; ")) };
+    (health, placed_on)
+}
+
+impl KarmadaProvider {
+    /// The workload objects testbed applied, every wanted one whoever made it, and each workload's health.
+    pub(crate) async fn observe_workloads(
+        &self,
+        karmada: &KubeClient,
+        wanted: &[Resource],
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let unreadable = |e| {
+            crate::state_unknown(
+                "the Karmada API server's objects could not be listed".into(),
+                "check that the Karmada API answers: `kubectl --kubeconfig <karmada-apiserver.config> get deployments -A`"
+                    .into(),
+            )
+            .caused_by(e)
+        };
+        let mut out: BTreeMap<Address, Observed> = BTreeMap::new();
+        let selector = format!("{OWNER_LABEL}={}", self.testbed);
+        for kind in kinds() {
+            let live = testbed_kube::list_objects(karmada, kind.group(), kind.version(), kind.kind, kind.plural, &selector)
+                .await
+                .map_err(unreadable)?;
+            for object in live {
+                let l = labels(&object);
+                let Some(workload) = l.get(WORKLOAD_LABEL) else { continue };
+                let namespace = object["metadata"]["namespace"].as_str();
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                let key = object_key(kind.kind, namespace, name);
+                let address = Address::new(Kind::WorkloadObject, &[workload, &key]);
+                out.insert(
+                    address.clone(),
+                    Observed::new(address, Kind::WorkloadObject, None, Owner::Testbed, flatten(kind.kind, &object)),
+                );
+            }
+        }
+        // A wanted object that carries no label of this testbed's: someone else's, unless it is absent.
+        for r in wanted.iter().filter(|r| r.kind == Kind::WorkloadObject && !out.contains_key(&r.address)) {
+            let Some((kind, namespace, name)) = parse_key(&r.name) else { continue };
+            let found = testbed_kube::get_object(karmada, &object_ref(&kind, namespace.as_deref(), &name))
+                .await
+                .map_err(unreadable)?;
+            if let Some(object) = found {
+                let owner = match labels(&object).get(OWNER_LABEL) {
+                    Some(other) => Owner::Other(format!(
+                        "{} {name} carries {OWNER_LABEL}={other}: another testbed applied it",
+                        kind.kind
+                    )),
+                    None => Owner::Other(format!(
+                        "{} {name} exists on the Karmada API server without the label {OWNER_LABEL}: testbed did not apply it",
+                        kind.kind
+                    )),
+                };
+                out.insert(
+                    r.address.clone(),
+                    Observed::new(r.address.clone(), Kind::WorkloadObject, None, owner, flatten(kind.kind, &object)),
+                );
+            }
+        }
+
+        // Workloads: present once any of their objects is; healthy once every object is placed and done.
+        let mut workloads: BTreeSet<String> = wanted
+            .iter()
+            .filter(|r| r.kind == Kind::Workload)
+            .filter_map(|r| r.address.as_str().split_once('.').map(|(_, w)| w.to_owned()))
+            .collect();
+        for o in out.values().filter(|o| o.owner == Owner::Testbed) {
+            if let Some(w) = o.address.as_str().split('.').nth(1) {
+                workloads.insert(w.to_owned());
+            }
+        }
+        if workloads.is_empty() {
+            return Ok(out.into_values().collect());
+        }
+        let bindings = testbed_kube::resource_bindings(karmada).await.map_err(unreadable)?;
+        let mut result: Vec<Observed> = Vec::new();
+        for w in &workloads {
+            let prefix = format!("{}.{w}.", Kind::WorkloadObject.prefix());
+            let owned: Vec<&Observed> = out
+                .values()
+                .filter(|o| o.owner == Owner::Testbed && o.address.as_str().starts_with(&prefix))
+                .collect();
+            if owned.is_empty() {
+                continue;
+            }
+            // The wanted objects when the file has the workload, else the ones testbed left.
+            let keys: Vec<String> = {
+                let wanted_keys: Vec<String> = wanted
+                    .iter()
+                    .filter(|r| r.kind == Kind::WorkloadObject && r.address.as_str().starts_with(&prefix))
+                    .map(|r| r.name.clone())
+                    .collect();
+                if wanted_keys.is_empty() {
+                    owned.iter().map(|o| o.address.as_str()[prefix.len()..].to_owned()).collect()
+                } else {
+                    wanted_keys
+                }
+            };
+            let placed: Vec<(String, Option<Placed>)> = keys
+                .iter()
+                .filter_map(|key| {
+                    let (kind, namespace, name) = parse_key(key)?;
+                    if kind.kind == PROPAGATION_POLICY.kind {
+                        return None;
+                    }
+                    Some((key.clone(), placement_of(kind.kind, namespace.as_deref(), &name, &bindings)))
+                })
+                .collect();
+            let (health, placed_on) = workload_health(&placed);
+            let address = Address::new(Kind::Workload, &[w]);
+            let mut spec = Spec::new();
+            spec.insert("placed_on".into(), placed_on);
+            let mut o = Observed::new(address, Kind::Workload, None, Owner::Testbed, spec);
+            o.health = health;
+            result.push(o);
+        }
+        result.extend(out.into_values());
+        Ok(result)
+    }
+
+    /// Server-side apply of one workload object, as the catalogue's context holds it.
+    pub(crate) async fn apply_object(&self, action: &Action, address: &str, log: &ActionLog) -> Result<(), ProviderError> {
+        let a = &action.address;
+        let Some(o) = self.cx.workload_objects.get(address) else {
+            return Err(ProviderError::failed(format!("{a}: the file holds no such object (an internal error)")));
+        };
+        let karmada = self.karmada_client(a)?;
+        let r = object_ref(&o.kind, o.namespace.as_deref(), &o.name);
+        // Someone else's object of the same name is never taken over, even if it appeared after the plan.
+        if let Some(live) = testbed_kube::get_object(&karmada, &r).await.map_err(|e| {
+            failed(format!("{a}: cannot read {r}"), "check that the Karmada API answers, then apply again").caused_by(e)
+        })? {
+            if labels(&live).get(OWNER_LABEL) != Some(&self.testbed) {
+                return Err(ProviderError::precondition(format!(
+                    "{a}: {r} exists and testbed did not apply it (no {OWNER_LABEL}={} label)",
+                    self.testbed
+                ))
+                .with_hint("rename the object in the manifest, or delete the existing one yourself"));
+            }
+        }
+        testbed_kube::apply_object(&karmada, &r, &o.object).await.map_err(|e| {
+            failed(
+                format!("{a}: the Karmada API server refused {r}"),
+                format!("check the manifest ({}): the server's message says which field", o.source),
+            )
+            .caused_by(e)
+        })?;
+        log.note(format!("applied {r} (server-side apply, field manager testbed)"));
+        Ok(())
+    }
+
+    /// Whether the object at `path` is this testbed's: `false` when it is gone (nothing to delete); an
+    /// error when it is someone else's.
+    pub(crate) async fn object_owned(&self, action: &Action, path: &str) -> Result<bool, ProviderError> {
+        let a = &action.address;
+        let karmada = self.karmada_client(a)?;
+        let key = a.as_str().splitn(3, '.').nth(2).unwrap_or_default();
+        let Some((kind, namespace, name)) = parse_key(key) else {
+            return Err(ProviderError::failed(format!("{a}: {path} is not an object testbed applies")));
+        };
+        let r = object_ref(&kind, namespace.as_deref(), &name);
+        let live = testbed_kube::get_object(&karmada, &r)
+            .await
+            .map_err(|e| failed(format!("{a}: cannot read {r}"), "apply again once the Karmada API answers").caused_by(e))?;
+        match live {
+            None => Ok(false),
+            Some(live) if labels(&live).get(OWNER_LABEL) == Some(&self.testbed) => Ok(true),
+            Some(_) => Err(ProviderError::precondition(format!(
+                "{a}: {r} is not testbed's (no {OWNER_LABEL}={} label): it is left alone",
+                self.testbed
+            ))),
+        }
+    }
+
+    pub(crate) async fn delete_object(&self, action: &Action, log: &ActionLog) -> Result<(), ProviderError> {
+        let a = &action.address;
+        let karmada = self.karmada_client(a)?;
+        let key = a.as_str().splitn(3, '.').nth(2).unwrap_or_default();
+        let Some((kind, namespace, name)) = parse_key(key) else {
+            return Err(ProviderError::failed(format!("{a}: not an object testbed applies")));
+        };
+        let r = object_ref(&kind, namespace.as_deref(), &name);
+        let existed = testbed_kube::delete_object(&karmada, &r)
+            .await
+            .map_err(|e| failed(format!("{a}: cannot delete {r}"), "apply again once the Karmada API answers").caused_by(e))?;
+        log.note(if existed { format!("deleted {r}") } else { format!("{r} was gone already") });
+        Ok(())
+    }
+
+    /// Waits until every object of `workload` is placed and done on its members.
+    pub(crate) async fn wait_workload(&self, action: &Action, workload: &str, log: &ActionLog) -> Result<(), ProviderError> {
+        let a = &action.address;
+        let karmada = self.karmada_client(a)?;
+        let wanted: Vec<Resource> = self
+            .cx
+            .workload_objects
+            .iter()
+            .filter(|(_, o)| o.workload == workload)
+            .map(|(address, o)| Resource {
+                address: Address::parse(address).unwrap_or_else(|| Address::new(Kind::WorkloadObject, &[workload])),
+                kind: Kind::WorkloadObject,
+                member: None,
+                name: o.key(),
+                spec: Spec::new(),
+                depends_on: vec![],
+            })
+            .chain(std::iter::once(Resource {
+                address: Address::new(Kind::Workload, &[workload]),
+                kind: Kind::Workload,
+                member: None,
+                name: workload.to_owned(),
+                spec: Spec::new(),
+                depends_on: vec![],
+            }))
+            .collect();
+        let start = Instant::now();
+        let mut last = String::new();
+        loop {
+            let seen = self.observe_workloads(&karmada, &wanted).await;
+            let this = seen.as_ref().ok().and_then(|s| s.iter().find(|o| o.address == *a).cloned());
+            match this.as_ref().map(|o| &o.health) {
+                Some(Health::Ok) => {
+                    let placed = this.as_ref().and_then(|o| o.spec.get("placed_on")).cloned().unwrap_or_default();
+                    log.note(format!("{workload} runs on {placed} after {}", shown(start.elapsed())));
+                    return Ok(());
+                }
+                Some(Health::NeedsRepair(why)) => last = why.clone(),
+                None => {
+                    last = match &seen {
+                        Err(e) => e.report().to_string(),
+                        Ok(_) => "none of its objects is on the Karmada API server".into(),
+                    }
+                }
+            }
+            if start.elapsed() >= self.wait {
+                return Err(failed(
+                    format!("{a}: not scheduled and healthy after {}: {last}", shown(self.wait)),
+                    format!(
+                        "see `kubectl --kubeconfig {} get resourcebindings -A` and, on the member, `kubectl describe` of the pods that are not Ready",
+                        self.karmada_kubeconfig.display()
+                    ),
+                ));
+            }
+            log.progress(last.clone());
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testbed_kube::{BindingResource, ClusterHealth, TargetCluster};
+
+    #[test]
+    fn a_workload_is_healthy_only_when_every_placed_member_reports_it() {
+        let binding = |health: &str| Binding {
+            namespace: "default".into(),
+            name: "nginx-deployment".into(),
+            generation: None,
+            resource: BindingResource {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("default".into()),
+                name: "nginx".into(),
+            },
+            replicas: Some(2),
+            scheduler_observed_generation: None,
+            clusters: vec![
+                TargetCluster { name: "member1".into(), replicas: Some(2) },
+                TargetCluster { name: "member2".into(), replicas: Some(2) },
+            ],
+            scheduled: None,
+            fully_applied: None,
+            aggregated: vec![
+                ClusterHealth { cluster: "member1".into(), applied: true, health: "Healthy".into(), message: None, status: None },
+                ClusterHealth { cluster: "member2".into(), applied: true, health: health.into(), message: None, status: None },
+            ],
+        };
+        let placed = |b: &Binding| placement_of("Deployment", Some("default"), "nginx", std::slice::from_ref(b));
+        let (health, on) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Healthy")))]);
+        assert_eq!(health, Health::Ok);
+        assert_eq!(on, "member1 (healthy), member2 (healthy)");
+        let (health, on) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Unhealthy")))]);
+        assert_eq!(health, Health::NeedsRepair("deployment/default/nginx on member2: unhealthy".into()));
+        assert_eq!(on, "member1 (healthy), member2 (not healthy)");
+        let (health, _) = workload_health(&[("deployment/default/nginx".into(), placement_of("Deployment", Some("default"), "nginx", &[]))]);
+        assert!(matches!(health, Health::NeedsRepair(ref why) if why.contains("no ResourceBinding")), "{health:?}");
+    }
+}
