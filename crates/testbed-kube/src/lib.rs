@@ -50,5 +50,6 @@ pub use observe::{
 };
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
+    FIELD_MANAGER,
 };
 pub use write::{set_cluster_api_endpoint, set_cluster_label, set_container_command, set_namespace_label};
