@@ -834,7 +834,14 @@ fn discovery(path: &str, state: &FakeState) -> Option<Value> {
             "preferredVersion": {"groupVersion": format!("{name}/{version}"), "version": version},
         })
     };
-    let resource_list = |group_version: &str, resources: Vec<Value>| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources});
+    let resource_list = |group_version: &str, resources: Vec<Value>| {
+        json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        })
+    };
     // Listed by name, each once: the typed resources first.
     let merged = |typed: Vec<Value>, stored: Vec<Value>| {
         let mut all = typed;

@@ -273,6 +273,11 @@ pub const RESOURCE_BINDING_API_VERSION: &str = "work.karmada.io/v1alpha2";
 /// namespace), which the scheduler fills with the clusters it chose and the controllers with how the object
 /// fares on each. Field names as in karmada `pkg/apis/work/v1alpha2/binding_types.go` (the same from v1.15 to
 /// v1.19).
+///
+/// A cluster-scoped object (a Namespace) has none: a ClusterPropagationPolicy gives it a
+/// `ClusterResourceBinding` instead, and without one Karmada's namespace sync controller propagates a
+/// Namespace to every member (unless it is labelled `namespace.karmada.io/skip-auto-propagation: "true"`)
+/// with no binding at all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Binding {
     /// The binding's namespace (the object's).
@@ -328,7 +333,9 @@ pub struct ClusterHealth {
     pub cluster: String,
     /// `applied`: whether the object was applied on the cluster (Karmada leaves it out when false).
     pub applied: bool,
-    /// `health`: `Healthy`, `Unhealthy` or `Unknown` (also when Karmada left it out).
+    /// `health`: `Healthy`, `Unhealthy` or `Unknown` (also when Karmada left it out). Karmada reports a kind
+    /// its resource interpreter has no health check for (a ConfigMap, a Secret) as `Healthy` once applied,
+    /// and `Unknown` where the apply failed.
     pub health: String,
     /// `appliedMessage`: why the apply failed, when it did.
     pub message: Option<String>,
