@@ -2,23 +2,48 @@
 //!
 //! [`FakeKube`] listens on `127.0.0.1:<ephemeral port>`, over plain HTTP ([`FakeKube::start`]) or HTTPS
 //! with a certificate generated at test time ([`FakeKube::start_tls`], [`FakeTls`]), and serves
-//! real-shaped JSON for the few endpoints testbed reads:
+//! real-shaped JSON for what testbed reads and writes. From the typed state ([`FakeState`]'s nodes,
+//! Deployments, namespaces, Services, Clusters, ClusterTaintPolicies):
 //!
-//! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`, `/apis/cluster.karmada.io/v1alpha1`;
+//! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`, and on a Karmada API server
+//!   `/apis/cluster.karmada.io/v1alpha1`, `/apis/policy.karmada.io/v1alpha1` and
+//!   `/apis/work.karmada.io/v1alpha2` (testbed's calls name their resources and do not consult discovery);
 //! - `/api/v1/nodes` and `/api/v1/nodes/<name>`;
 //! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
 //!   server is a Karmada API server);
-//! - `/api/v1/namespaces`, `/api/v1/namespaces/<name>`, `/api/v1/namespaces/<ns>/services` and
-//!   `.../services/<name>`;
+//! - `/api/v1/namespaces`, `/api/v1/namespaces/<name>`, `/api/v1/services`,
+//!   `/api/v1/namespaces/<ns>/services` and `.../services/<name>`;
 //! - `/apis/policy.karmada.io/v1alpha1/clustertaintpolicies/<name>` (Karmada API servers only).
 //!
+//! From the object store ([`FakeState::objects`], keyed by REST path), on every path of the kinds it serves
+//! (`/api/v1/namespaces/<ns>/<plural>/<name>`, `/api/v1/<plural>/<name>`,
+//! `/apis/<group>/<version>/namespaces/<ns>/<plural>/<name>`, `/apis/<group>/<version>/<plural>/<name>`, and
+//! their lists, in a namespace and across all): Namespaces, ServiceAccounts, ConfigMaps, Secrets,
+//! PersistentVolumeClaims, Services, Deployments, StatefulSets, DaemonSets, and on a Karmada API server
+//! PropagationPolicies, ClusterPropagationPolicies, OverridePolicies and ClusterOverridePolicies. The typed
+//! state answers first; a namespace, Service or Deployment it lacks is looked for in the store, and their
+//! lists hold both. Lists take a `labelSelector` (`a=b,c!=d`, `key`, `!key`, `key in (x,y)`) and are
+//! `<Kind>List`s whose items carry `apiVersion` and `kind` for a custom resource only, as a real server
+//! sends them. Karmada's ResourceBindings are served from [`FakeState::resource_bindings`] (Karmada API
+//! servers only, read-only: whoever builds the state computes them), at
+//! `/apis/work.karmada.io/v1alpha2/resourcebindings`, `.../namespaces/<ns>/resourcebindings` and
+//! `.../resourcebindings/<name>`.
+//!
 //! Writes: `PATCH` with a JSON merge patch (`Content-Type: application/merge-patch+json`) on a namespace
-//! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`); the answer is the patched
-//! object, as a real API server sends it. Other fields of a patch are accepted and forgotten (the fake keeps
-//! only what it models). Server-side apply (`PATCH` with `application/apply-patch+yaml` and a `fieldManager`)
-//! creates or sets a ClusterTaintPolicy; a strategic merge patch sets a Deployment's container command.
-//! Every other method is a `405`.
+//! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`), and on any object of the
+//! store; the answer is the patched object, as a real API server sends it. Other fields of a patch on a
+//! typed object are accepted and forgotten (the fake keeps only what it models). Server-side apply (`PATCH`
+//! with `application/apply-patch+yaml`; without a `fieldManager` it is a `422`, as kube-apiserver answers)
+//! creates or sets a ClusterTaintPolicy, and creates or updates any object of the store with server-side
+//! apply's semantics for one manager at a time (see the `store` module: the fields a manager no longer
+//! applies are removed, other writers' fields stay, `status` is never applied, defaults are filled in as a
+//! real server fills them, a Secret's `stringData` is folded into `data`). A strategic merge patch sets a
+//! Deployment's container command. `DELETE` removes an object of the store (a namespace with what the store
+//! holds in it) and answers as kube-apiserver does for a background deletion: the object for a
+//! ServiceAccount or a Namespace, a `Status` `Success` for the rest. Every other method is a `405`. Each
+//! write is handed to the state's sink, when a world outside the fake keeps the state ([`FakeWrite`];
+//! [`FakeWrite::Object`] for the store).
 //!
 //! A missing object is a `404` with the `Status` a real API server sends (`details.name` set); a path the
 //! server does not know is a `404` `Status` without details. With [`FakeState::required_token`] set, a
@@ -49,6 +74,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{ApiConfig, Credentials};
 use crate::observe::{ConditionStatus, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
+
+mod store;
+
+use store::Selector;
 
 /// The timestamp every fake object was created at.
 const CREATED: &str = "2026-01-05T09:00:00Z";
@@ -86,6 +115,14 @@ pub struct FakeState {
     /// Karmada ClusterTaintPolicies by name, as applied: `{"labels": {...}, "spec": {...}}` (served only when
     /// `serves_karmada`).
     pub taint_policies: BTreeMap<String, Value>,
+    /// The object store: objects of the kinds the store serves, by REST path
+    /// (`/apis/apps/v1/namespaces/default/deployments/nginx`, `/api/v1/namespaces/monitoring`: what
+    /// `ObjectRef::api_path` gives), as served. Server-side apply, merge patches and deletes of those paths
+    /// change it; a test may set objects directly, as another writer would.
+    pub objects: BTreeMap<String, Value>,
+    /// Karmada ResourceBindings (`work.karmada.io/v1alpha2`), as served (served only when `serves_karmada`).
+    /// The fake does not compute them: whoever builds the state (a test, a simulated world) does.
+    pub resource_bindings: Vec<Value>,
 }
 
 impl Default for FakeState {
@@ -101,6 +138,8 @@ impl Default for FakeState {
             namespaces: Vec::new(),
             services: Vec::new(),
             taint_policies: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            resource_bindings: Vec::new(),
         }
     }
 }
@@ -659,7 +698,7 @@ fn service_json(s: &FakeService, resource_version: u64) -> Value {
     if let Some(node_port) = s.node_port {
         port["nodePort"] = json!(node_port);
     }
-    let n: u32 = s.name.bytes().map(u32::from).sum::<u32>() % 250 + 2;
+    let ip = service_ip(&s.name);
     json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -668,8 +707,8 @@ fn service_json(s: &FakeService, resource_version: u64) -> Value {
             "type": if s.node_port.is_some() { "NodePort" } else { "ClusterIP" },
             "selector": {"app": s.name},
             "ports": [port],
-            "clusterIP": format!("10.152.183.{n}"),
-            "clusterIPs": [format!("10.152.183.{n}")],
+            "clusterIP": ip,
+            "clusterIPs": [ip],
             "sessionAffinity": "None",
             "externalTrafficPolicy": "Cluster",
             "ipFamilies": ["IPv4"],
@@ -678,6 +717,12 @@ fn service_json(s: &FakeService, resource_version: u64) -> Value {
         },
         "status": {"loadBalancer": {}},
     })
+}
+
+/// The cluster IP of a [`FakeService`].
+fn service_ip(name: &str) -> String {
+    let n: u32 = name.bytes().map(u32::from).sum::<u32>() % 250 + 2;
+    format!("10.152.183.{n}")
 }
 
 fn status_json(code: u16, reason: &str, message: &str, details: Option<Value>) -> Value {
@@ -759,6 +804,28 @@ fn api_resource(name: &str, kind: &str, namespaced: bool, verbs: &[&str], short:
 
 const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
+/// The store's kinds in `group`/`version`, as discovery lists them.
+fn store_resources(group: &str, version: &str, state: &FakeState) -> Vec<Value> {
+    store::KINDS
+        .iter()
+        .filter(|k| k.group == group && k.version == version && (state.serves_karmada || !k.karmada))
+        .flat_map(|k| {
+            let verbs: &[&str] = if k.writable { ALL_VERBS } else { &["get", "list", "watch"] };
+            let mut resources = vec![api_resource(k.plural, k.kind, k.namespaced, verbs, k.short)];
+            if !matches!(k.kind, "ConfigMap" | "Secret" | "ServiceAccount") {
+                resources.push(api_resource(
+                    &format!("{}/status", k.plural),
+                    k.kind,
+                    k.namespaced,
+                    &["get", "patch", "update"],
+                    &[],
+                ));
+            }
+            resources
+        })
+        .collect()
+}
+
 fn discovery(path: &str, state: &FakeState) -> Option<Value> {
     let group = |name: &str, version: &str| {
         json!({
@@ -766,6 +833,24 @@ fn discovery(path: &str, state: &FakeState) -> Option<Value> {
             "versions": [{"groupVersion": format!("{name}/{version}"), "version": version}],
             "preferredVersion": {"groupVersion": format!("{name}/{version}"), "version": version},
         })
+    };
+    let resource_list = |group_version: &str, resources: Vec<Value>| {
+        json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        })
+    };
+    // Listed by name, each once: the typed resources first.
+    let merged = |typed: Vec<Value>, stored: Vec<Value>| {
+        let mut all = typed;
+        for r in stored {
+            if !all.iter().any(|t| t["name"] == r["name"]) {
+                all.push(r);
+            }
+        }
+        all
     };
     Some(match path {
         "/version" => json!({
@@ -788,122 +873,142 @@ fn discovery(path: &str, state: &FakeState) -> Option<Value> {
             let mut groups = vec![group("apps", "v1")];
             if state.serves_karmada {
                 groups.push(group("cluster.karmada.io", "v1alpha1"));
+                groups.push(group("policy.karmada.io", "v1alpha1"));
+                groups.push(group("work.karmada.io", "v1alpha2"));
             }
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         }
         "/api/v1" => json!({
             "kind": "APIResourceList",
             "groupVersion": "v1",
-            "resources": [
-                api_resource("nodes", "Node", false, ALL_VERBS, &["no"]),
-                api_resource("nodes/status", "Node", false, &["get", "patch", "update"], &[]),
-                api_resource("namespaces", "Namespace", false, ALL_VERBS, &["ns"]),
-                api_resource("services", "Service", true, ALL_VERBS, &["svc"]),
-            ],
+            "resources": merged(
+                vec![
+                    api_resource("nodes", "Node", false, ALL_VERBS, &["no"]),
+                    api_resource("nodes/status", "Node", false, &["get", "patch", "update"], &[]),
+                ],
+                store_resources("", "v1", state),
+            ),
         }),
         "/apis/apps" => group("apps", "v1"),
-        "/apis/apps/v1" => json!({
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": "apps/v1",
-            "resources": [
-                api_resource("deployments", "Deployment", true, ALL_VERBS, &["deploy"]),
-                api_resource("deployments/status", "Deployment", true, &["get", "patch", "update"], &[]),
-            ],
-        }),
+        "/apis/apps/v1" => resource_list("apps/v1", store_resources("apps", "v1", state)),
         "/apis/cluster.karmada.io" if state.serves_karmada => group("cluster.karmada.io", "v1alpha1"),
-        "/apis/cluster.karmada.io/v1alpha1" if state.serves_karmada => json!({
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": CLUSTER_API_VERSION,
-            "resources": [
+        "/apis/cluster.karmada.io/v1alpha1" if state.serves_karmada => resource_list(
+            CLUSTER_API_VERSION,
+            vec![
                 api_resource("clusters", "Cluster", false, ALL_VERBS, &[]),
                 api_resource("clusters/status", "Cluster", false, &["get", "patch", "update"], &[]),
-                api_resource("clusters/proxy", "ClusterProxyOptions", false, &["create", "delete", "get", "patch", "update"], &[]),
+                api_resource(
+                    "clusters/proxy",
+                    "ClusterProxyOptions",
+                    false,
+                    &["create", "delete", "get", "patch", "update"],
+                    &[],
+                ),
             ],
-        }),
+        ),
+        "/apis/policy.karmada.io" if state.serves_karmada => group("policy.karmada.io", "v1alpha1"),
+        "/apis/policy.karmada.io/v1alpha1" if state.serves_karmada => resource_list(
+            "policy.karmada.io/v1alpha1",
+            merged(
+                vec![api_resource("clustertaintpolicies", "ClusterTaintPolicy", false, ALL_VERBS, &[])],
+                store_resources("policy.karmada.io", "v1alpha1", state),
+            ),
+        ),
+        "/apis/work.karmada.io" if state.serves_karmada => group("work.karmada.io", "v1alpha2"),
+        "/apis/work.karmada.io/v1alpha2" if state.serves_karmada => {
+            resource_list("work.karmada.io/v1alpha2", store_resources("work.karmada.io", "v1alpha2", state))
+        }
         _ => return None,
     })
 }
 
-/// The answer to one GET, from the state.
-fn route(path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, Value) {
+/// The answer to one GET, from the state: the typed objects first, then the object store. A namespace,
+/// Service or Deployment the typed state lacks is looked for in the store, and their lists hold both.
+fn route(path: &str, query: &str, state: &FakeState, resource_version: u64) -> (StatusCode, Value) {
     if let Some(doc) = discovery(path, state) {
         return (StatusCode::OK, doc);
     }
+    let selector = match Selector::from_query(query) {
+        Ok(selector) => selector,
+        Err(message) => return (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", &message, None)),
+    };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let ok = |v: Value| (StatusCode::OK, v);
+    let target = store::parse(path, state.serves_karmada);
+    // A list of typed objects and the store's of the same kind, both filtered by the selector.
+    let merged_list = |typed: Vec<Value>| {
+        let target = target.as_ref().expect("a path of a kind the store serves");
+        let mut items: Vec<Value> = typed.into_iter().filter(|item| selector.matches(item)).collect();
+        items.extend(store::items(state, target, &selector));
+        ok(store::list(target.kind, resource_version, items))
+    };
+    // A typed object, else the store's.
+    let typed_or_stored = |typed: Option<Value>| match typed {
+        Some(object) => ok(object),
+        None => {
+            let target = target.as_ref().expect("a path of a kind the store serves");
+            store::get(state, target, &selector, resource_version)
+        }
+    };
     match segments.as_slice() {
         ["api", "v1", "nodes"] => ok(list_json(
             "v1",
             "NodeList",
             resource_version,
-            state.nodes.iter().map(|n| node_json(n, resource_version)).collect(),
+            state.nodes.iter().map(|n| node_json(n, resource_version)).filter(|n| selector.matches(n)).collect(),
             false,
         )),
         ["api", "v1", "nodes", name] => match state.nodes.iter().find(|n| n.name == *name) {
             Some(n) => ok(with_types(node_json(n, resource_version), "v1", "Node")),
             None => not_found("", "nodes", name),
         },
-        ["api", "v1", "namespaces"] => ok(list_json(
-            "v1",
-            "NamespaceList",
-            resource_version,
-            state.namespaces.iter().map(|n| namespace_json(n, resource_version)).collect(),
-            false,
-        )),
-        ["api", "v1", "namespaces", name] => match state.namespaces.iter().find(|n| n.name == *name) {
-            Some(n) => ok(namespace_json(n, resource_version)),
-            None => not_found("", "namespaces", name),
-        },
-        ["api", "v1", "namespaces", namespace, "services"] => ok(list_json(
-            "v1",
-            "ServiceList",
-            resource_version,
+        ["api", "v1", "namespaces"] => {
+            merged_list(state.namespaces.iter().map(|n| namespace_json(n, resource_version)).collect())
+        }
+        ["api", "v1", "namespaces", name] => typed_or_stored(
+            state.namespaces.iter().find(|n| n.name == *name).map(|n| namespace_json(n, resource_version)),
+        ),
+        ["api", "v1", "services"] => {
+            merged_list(state.services.iter().map(|s| service_json(s, resource_version)).collect())
+        }
+        ["api", "v1", "namespaces", namespace, "services"] => merged_list(
             state
                 .services
                 .iter()
                 .filter(|s| s.namespace == *namespace)
                 .map(|s| service_json(s, resource_version))
                 .collect(),
-            false,
-        )),
-        ["api", "v1", "namespaces", namespace, "services", name] => {
-            match state.services.iter().find(|s| s.namespace == *namespace && s.name == *name) {
-                Some(s) => ok(service_json(s, resource_version)),
-                None => not_found("", "services", name),
-            }
+        ),
+        ["api", "v1", "namespaces", namespace, "services", name] => typed_or_stored(
+            state
+                .services
+                .iter()
+                .find(|s| s.namespace == *namespace && s.name == *name)
+                .map(|s| service_json(s, resource_version)),
+        ),
+        ["apis", "apps", "v1", "deployments"] => {
+            merged_list(state.deployments.iter().map(|d| deployment_json(d, resource_version)).collect())
         }
-        ["apis", "apps", "v1", "deployments"] => ok(list_json(
-            "apps/v1",
-            "DeploymentList",
-            resource_version,
-            state.deployments.iter().map(|d| deployment_json(d, resource_version)).collect(),
-            false,
-        )),
-        ["apis", "apps", "v1", "namespaces", namespace, "deployments"] => ok(list_json(
-            "apps/v1",
-            "DeploymentList",
-            resource_version,
+        ["apis", "apps", "v1", "namespaces", namespace, "deployments"] => merged_list(
             state
                 .deployments
                 .iter()
                 .filter(|d| d.namespace == *namespace)
                 .map(|d| deployment_json(d, resource_version))
                 .collect(),
-            false,
-        )),
-        ["apis", "apps", "v1", "namespaces", namespace, "deployments", name] => {
-            match state.deployments.iter().find(|d| d.namespace == *namespace && d.name == *name) {
-                Some(d) => ok(with_types(deployment_json(d, resource_version), "apps/v1", "Deployment")),
-                None => not_found("apps", "deployments", name),
-            }
-        }
+        ),
+        ["apis", "apps", "v1", "namespaces", namespace, "deployments", name] => typed_or_stored(
+            state
+                .deployments
+                .iter()
+                .find(|d| d.namespace == *namespace && d.name == *name)
+                .map(|d| with_types(deployment_json(d, resource_version), "apps/v1", "Deployment")),
+        ),
         ["apis", "cluster.karmada.io", "v1alpha1", "clusters"] if state.serves_karmada => ok(list_json(
             CLUSTER_API_VERSION,
             "ClusterList",
             resource_version,
-            state.clusters.iter().map(|c| cluster_json(c, resource_version)).collect(),
+            state.clusters.iter().map(|c| cluster_json(c, resource_version)).filter(|c| selector.matches(c)).collect(),
             true,
         )),
         ["apis", "cluster.karmada.io", "v1alpha1", "clusters", name] if state.serves_karmada => {
@@ -918,7 +1023,10 @@ fn route(path: &str, state: &FakeState, resource_version: u64) -> (StatusCode, V
                 None => not_found("policy.karmada.io", "clustertaintpolicies", name),
             }
         }
-        _ => unknown_path(),
+        _ => match &target {
+            Some(target) => store::get(state, target, &selector, resource_version),
+            None => unknown_path(),
+        },
     }
 }
 
@@ -1063,11 +1171,11 @@ impl FakeTls {
 /// means nothing serves the address now (the connection is dropped).
 pub type StateSource = Arc<dyn Fn() -> Option<FakeState> + Send + Sync>;
 
-/// Where a write goes, when a world outside the fake keeps the state: called with what a `PATCH` changed,
-/// before the answer is sent (so that the next read, from the source, sees it).
+/// Where a write goes, when a world outside the fake keeps the state: called with what a `PATCH` or `DELETE`
+/// changed, before the answer is sent (so that the next read, from the source, sees it).
 pub type StateSink = Arc<dyn Fn(&FakeWrite) + Send + Sync>;
 
-/// What one `PATCH` changed, of what the fake models.
+/// What one write (`PATCH`, `DELETE`) changed, of what the fake models.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FakeWrite {
     /// A namespace's labels, as they are now.
@@ -1078,6 +1186,8 @@ pub enum FakeWrite {
     TaintPolicy { name: String, object: Value },
     /// A Deployment's container command, as it is now.
     DeploymentCommand { namespace: String, name: String, command: Vec<String> },
+    /// An object of the store ([`FakeState::objects`]) at its REST path, as it is now: `None` once deleted.
+    Object { path: String, object: Option<Value> },
 }
 
 /// Which requests fail, consulted for every request that got past authentication and authorization (where
@@ -1348,19 +1458,23 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
         } else if let Some(failure) = hook.and_then(|fails| fails(parts.method.as_str(), &path)) {
             failure.answer()
         } else if parts.method == Method::GET {
-            route(&path, &state, resource_version)
-        } else if parts.method == Method::PATCH {
-            let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            let query = parts.uri.query().unwrap_or("");
-            let (status, answer, write) = patch(shared, &path, query, content_type, &body);
-            if let (Some(write), Some(sink)) = (write, &shared.sink) {
-                sink(&write);
+            route(&path, parts.uri.query().unwrap_or(""), &state, resource_version)
+        } else if parts.method == Method::PATCH || parts.method == Method::DELETE {
+            let (status, answer, writes) = if parts.method == Method::PATCH {
+                let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                let query = parts.uri.query().unwrap_or("");
+                patch(shared, &path, query, content_type, &body)
+            } else {
+                delete(shared, &path)
+            };
+            if let Some(sink) = &shared.sink {
+                writes.iter().for_each(|write| sink(write));
             }
             (status, answer)
         } else {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
-                status_json(405, "MethodNotAllowed", "the fake API server only answers GET and PATCH", None),
+                status_json(405, "MethodNotAllowed", "the fake API server only answers GET, PATCH and DELETE", None),
             )
         }
     };
@@ -1407,23 +1521,99 @@ fn patch(
     query: &str,
     content_type: Option<&str>,
     body: &[u8],
-) -> (StatusCode, Value, Option<FakeWrite>) {
+) -> (StatusCode, Value, Vec<FakeWrite>) {
     let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim());
+    let answer = |result: Result<(Value, FakeWrite), (StatusCode, Value)>| match result {
+        Ok((object, write)) => (StatusCode::OK, object, vec![write]),
+        Err((status, answer)) => (status, answer, Vec::new()),
+    };
+    let answers = |result: Result<(Value, Vec<FakeWrite>), (StatusCode, Value)>| match result {
+        Ok((object, writes)) => (StatusCode::OK, object, writes),
+        Err((status, answer)) => (status, answer, Vec::new()),
+    };
     if media == Some("application/strategic-merge-patch+json") {
-        return match container_command_patch(shared, path, body) {
-            Ok((object, write)) => (StatusCode::OK, object, Some(write)),
-            Err((status, answer)) => (status, answer, None),
-        };
+        return answer(container_command_patch(shared, path, body));
     }
     if media == Some("application/apply-patch+yaml") {
-        return match server_side_apply(shared, path, query, body) {
-            Ok((object, write)) => (StatusCode::OK, object, Some(write)),
-            Err((status, answer)) => (status, answer, None),
+        // As kube-apiserver, before anything else: an apply names its field manager.
+        let Some(manager) = store::field_manager(query) else {
+            let (status, answer) = store::field_manager_required();
+            return (status, answer, Vec::new());
+        };
+        if path.starts_with("/apis/policy.karmada.io/v1alpha1/clustertaintpolicies/") {
+            return answer(server_side_apply(shared, path, body));
+        }
+        let mut state = lock(&shared.state);
+        let target = store::parse(path, state.serves_karmada).filter(|t| t.name.is_some() && t.kind.writable);
+        let Some(target) = target else {
+            let (status, answer) = store::not_writable(store::parse(path, state.serves_karmada).as_ref());
+            return (status, answer, Vec::new());
+        };
+        if typed_object_exists(&state, path) {
+            let (status, answer) = typed_not_writable("applies");
+            return (status, answer, Vec::new());
+        }
+        let mut rv = lock(&shared.resource_version);
+        return match store::apply(&mut state, &target, &manager, body, *rv + 1) {
+            Ok(written) => {
+                if !written.writes.is_empty() {
+                    *rv += 1;
+                }
+                (StatusCode::OK, written.answer, written.writes)
+            }
+            Err((status, answer)) => (status, answer, Vec::new()),
         };
     }
-    match patch_object(shared, path, content_type, body) {
-        Ok((object, write)) => (StatusCode::OK, object, Some(write)),
-        Err((status, answer)) => (status, answer, None),
+    answers(patch_object(shared, path, content_type, body))
+}
+
+/// The answer to one DELETE: an object of the store deleted.
+fn delete(shared: &Shared, path: &str) -> (StatusCode, Value, Vec<FakeWrite>) {
+    let mut state = lock(&shared.state);
+    let parsed = store::parse(path, state.serves_karmada);
+    let Some(target) = parsed.filter(|t| t.name.is_some() && t.kind.writable) else {
+        let (status, answer) = store::not_writable(parsed.as_ref());
+        return (status, answer, Vec::new());
+    };
+    if !state.objects.contains_key(path.trim_end_matches('/')) && typed_object_exists(&state, path) {
+        let (status, answer) = typed_not_writable("deletes");
+        return (status, answer, Vec::new());
+    }
+    match store::delete(&mut state, &target) {
+        Ok(written) => {
+            *lock(&shared.resource_version) += 1;
+            (StatusCode::OK, written.answer, written.writes)
+        }
+        Err((status, answer)) => (status, answer, Vec::new()),
+    }
+}
+
+/// The answer to an apply or delete of an object the typed state models (which the fake changes only as it
+/// models: labels, a Cluster's endpoint, a container's command).
+fn typed_not_writable(verb: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        status_json(
+            405,
+            "MethodNotAllowed",
+            &format!("the fake API server {verb} only the objects of its store, not those its typed state models"),
+            None,
+        ),
+    )
+}
+
+/// Whether `path` is a namespace, Service or Deployment the typed state models.
+fn typed_object_exists(state: &FakeState, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", "v1", "namespaces", name] => state.namespaces.iter().any(|n| n.name == *name),
+        ["api", "v1", "namespaces", namespace, "services", name] => {
+            state.services.iter().any(|s| s.namespace == *namespace && s.name == *name)
+        }
+        ["apis", "apps", "v1", "namespaces", namespace, "deployments", name] => {
+            state.deployments.iter().any(|d| d.namespace == *namespace && d.name == *name)
+        }
+        _ => false,
     }
 }
 
@@ -1432,7 +1622,7 @@ fn patch_object(
     path: &str,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<(Value, FakeWrite), (StatusCode, Value)> {
+) -> Result<(Value, Vec<FakeWrite>), (StatusCode, Value)> {
     if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some("application/merge-patch+json") {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -1462,7 +1652,7 @@ fn patch_object(
         *rv
     };
     match segments.as_slice() {
-        ["api", "v1", "namespaces", name] => {
+        ["api", "v1", "namespaces", name] if state.namespace_mut(name).is_some() => {
             let Some(ns) = state.namespace_mut(name) else {
                 return Err(not_found("", "namespaces", name));
             };
@@ -1471,7 +1661,7 @@ fn patch_object(
             let mut labels = string_map(object["metadata"].get("labels"));
             labels.remove("kubernetes.io/metadata.name");
             ns.labels = labels.clone();
-            Ok((namespace_json(ns, resource_version), FakeWrite::Namespace { name: (*name).to_owned(), labels }))
+            Ok((namespace_json(ns, resource_version), vec![FakeWrite::Namespace { name: (*name).to_owned(), labels }]))
         }
         ["apis", "cluster.karmada.io", "v1alpha1", "clusters", name] if state.serves_karmada => {
             let Some(cluster) = state.cluster_mut(name) else {
@@ -1486,9 +1676,16 @@ fn patch_object(
                 labels: cluster.labels.clone(),
                 api_endpoint: cluster.api_endpoint.clone(),
             };
-            Ok((cluster_json(cluster, resource_version), write))
+            Ok((cluster_json(cluster, resource_version), vec![write]))
         }
-        _ => Err(unknown_path()),
+        _ => {
+            let parsed = store::parse(path, state.serves_karmada);
+            let Some(target) = parsed.filter(|t| t.name.is_some() && t.kind.writable) else {
+                return Err(store::not_writable(parsed.as_ref()));
+            };
+            let written = store::merge_patch_stored(&mut state, &target, &patch_doc, resource_version)?;
+            Ok((written.answer, written.writes))
+        }
     }
 }
 
@@ -1539,19 +1736,11 @@ fn container_command_patch(
     Ok((deployment_json(d, resource_version), write))
 }
 
-/// Server-side apply (`application/apply-patch+yaml`), for the ClusterTaintPolicies only: the object is
-/// created or its labels and spec are set to the applied ones. As a real API server, it requires a field
-/// manager, and the applied object's kind and name must be the path's.
-fn server_side_apply(
-    shared: &Shared,
-    path: &str,
-    query: &str,
-    body: &[u8],
-) -> Result<(Value, FakeWrite), (StatusCode, Value)> {
+/// Server-side apply (`application/apply-patch+yaml`) of a ClusterTaintPolicy, which the state models: the
+/// object is created or its labels and spec are set to the applied ones. As a real API server, the applied
+/// object's kind and name must be the path's.
+fn server_side_apply(shared: &Shared, path: &str, body: &[u8]) -> Result<(Value, FakeWrite), (StatusCode, Value)> {
     let bad = |message: &str| (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", message, None));
-    if !query.split('&').any(|kv| kv.strip_prefix("fieldManager=").is_some_and(|v| !v.is_empty())) {
-        return Err(bad("PATCH with apply requires a fieldManager: it is required for apply requests"));
-    }
     // The patch is YAML; kube sends JSON, which is YAML too (the fake reads JSON only).
     let applied: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("error decoding YAML: {e}")))?;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -14,6 +14,11 @@
 //! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
 //! ownership labels testbed puts on what it made) and [`set_cluster_api_endpoint`].
 //!
+//! Objects of any kind (module `objects`), by their [`ObjectRef`]: [`apply_object`] (server-side apply, field
+//! manager `testbed`), [`get_object`], [`list_objects`] (by label selector, every namespace) and
+//! [`delete_object`]; and Karmada's `ResourceBinding`s ([`resource_bindings`]), which say where Karmada placed
+//! each object and whether it is healthy there.
+//!
 //! Failures are [`KubeObserveError`]s that tell an unreachable API, a TLS failure, rejected credentials and
 //! the rest apart, name the server, and never carry a credential.
 //!
@@ -23,6 +28,7 @@
 mod clients;
 mod config;
 mod error;
+mod objects;
 mod observe;
 mod taint_policy;
 mod write;
@@ -33,6 +39,10 @@ pub mod fake;
 pub use clients::Clients;
 pub use config::{ApiConfig, Credentials, KubeClient, Network};
 pub use error::KubeObserveError;
+pub use objects::{
+    apply_object, binding_of, delete_object, get_object, list_objects, parse_binding, resource_bindings, Binding,
+    BindingResource, ClusterHealth, ObjectRef, TargetCluster, RESOURCE_BINDING_API_VERSION,
+};
 pub use observe::{
     cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, server_version,
     service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ControlPlaneReport,
@@ -40,5 +50,6 @@ pub use observe::{
 };
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
+    FIELD_MANAGER,
 };
 pub use write::{set_cluster_api_endpoint, set_cluster_label, set_container_command, set_namespace_label};

@@ -40,7 +40,7 @@ pub enum ConditionStatus {
 }
 
 impl ConditionStatus {
-    fn parse(status: &str) -> Self {
+    pub(crate) fn parse(status: &str) -> Self {
         match status {
             "True" => ConditionStatus::True,
             "False" => ConditionStatus::False,
