@@ -154,7 +154,9 @@ impl KarmadaProvider {
             }
         }
         // A wanted object that carries no label of this testbed's: someone else's, unless it is absent.
-        for r in wanted.iter().filter(|r| r.kind == Kind::WorkloadObject && !out.contains_key(&r.address)) {
+        let unlabelled: Vec<&Resource> =
+            wanted.iter().filter(|r| r.kind == Kind::WorkloadObject && !out.contains_key(&r.address)).collect();
+        for r in unlabelled {
             let Some((kind, namespace, name)) = parse_key(&r.name) else { continue };
             let found = testbed_kube::get_object(karmada, &object_ref(&kind, namespace.as_deref(), &name))
                 .await
@@ -333,24 +335,21 @@ impl KarmadaProvider {
             }))
             .collect();
         let start = Instant::now();
-        let mut last = String::new();
         loop {
             let seen = self.observe_workloads(&karmada, &wanted).await;
             let this = seen.as_ref().ok().and_then(|s| s.iter().find(|o| o.address == *a).cloned());
-            match this.as_ref().map(|o| &o.health) {
+            let last = match this.as_ref().map(|o| &o.health) {
                 Some(Health::Ok) => {
                     let placed = this.as_ref().and_then(|o| o.spec.get("placed_on")).cloned().unwrap_or_default();
                     log.note(format!("{workload} runs on {placed} after {}", shown(start.elapsed())));
                     return Ok(());
                 }
-                Some(Health::NeedsRepair(why)) => last = why.clone(),
-                None => {
-                    last = match &seen {
-                        Err(e) => e.report().to_string(),
-                        Ok(_) => "none of its objects is on the Karmada API server".into(),
-                    }
-                }
-            }
+                Some(Health::NeedsRepair(why)) => why.clone(),
+                None => match &seen {
+                    Err(e) => e.report().to_string(),
+                    Ok(_) => "none of its objects is on the Karmada API server".into(),
+                },
+            };
             if start.elapsed() >= self.wait {
                 return Err(failed(
                     format!("{a}: not scheduled and healthy after {}: {last}", shown(self.wait)),

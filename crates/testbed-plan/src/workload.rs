@@ -189,9 +189,12 @@ fn generated_policy(config: &Config, w: &Workload, namespace: &str, selectors: V
     let scheduling = match mode {
         ReplicaMode::Duplicated => json!({"replicaSchedulingType": "Duplicated"}),
         ReplicaMode::Divided => {
+            // Karmada's CRD takes weights from 1: a member of weight 0 is left out of the list, which gives it
+            // no replicas while a listed member is a candidate (and an equal share when none is).
             let weight = |m: &str| w.weights.as_ref().map_or(1, |ws| ws.get(m).copied().unwrap_or(0));
             let list: Vec<Value> = members
                 .iter()
+                .filter(|m| weight(m) > 0)
                 .map(|m| json!({"targetCluster": {"clusterNames": [m]}, "weight": weight(m)}))
                 .collect();
             json!({

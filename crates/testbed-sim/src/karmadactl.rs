@@ -533,7 +533,6 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
             clusters: BTreeMap::new(),
             taint_policies: BTreeMap::new(),
             objects: BTreeMap::new(),
-            applied: BTreeMap::new(),
         },
     };
     let _ = std::fs::create_dir_all(&etcd_dir);

@@ -220,7 +220,7 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
         Reached::Karmada => {
             let cp = world.control_plane()?;
             let now = now_ms();
-            let clusters = cp
+            let clusters: Vec<FakeCluster> = cp
                 .etcd
                 .clusters
                 .iter()
@@ -247,7 +247,6 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
                 required_token,
                 taint_policies: cp.etcd.taint_policies.clone(),
                 objects: cp.etcd.objects.clone(),
-                applied: cp.etcd.applied.clone(),
                 resource_bindings,
                 ..FakeState::default()
             });
@@ -379,24 +378,12 @@ fn keep_write(world: &mut SimWorld, reached: &Reached, write: &FakeWrite) {
                 cp.controller_manager_command = command.clone();
             }
         }
-        (Reached::Karmada, FakeWrite::Object { path, object, applied }) => {
+        (Reached::Karmada, FakeWrite::Object { path, object }) => {
             if let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) {
                 match object {
-                    Some(o) => {
-                        cp.etcd.objects.insert(path.clone(), o.clone());
-                    }
-                    None => {
-                        cp.etcd.objects.remove(path);
-                    }
-                }
-                match applied {
-                    Some(a) => {
-                        cp.etcd.applied.insert(path.clone(), a.clone());
-                    }
-                    None => {
-                        cp.etcd.applied.remove(path);
-                    }
-                }
+                    Some(o) => cp.etcd.objects.insert(path.clone(), o.clone()),
+                    None => cp.etcd.objects.remove(path),
+                };
             }
         }
         (Reached::Karmada, FakeWrite::TaintPolicy { name, object }) => {

@@ -272,14 +272,10 @@ pub struct KarmadaEtcd {
     /// ClusterTaintPolicies as applied (`{"labels": {...}, "spec": {...}}`), by name.
     #[serde(default)]
     pub taint_policies: BTreeMap<String, serde_json::Value>,
-    /// Every other object on the Karmada API server (resource templates, PropagationPolicies), as served,
-    /// by its REST path.
+    /// Every other object on the Karmada API server (resource templates, PropagationPolicies), as served
+    /// (with `metadata.managedFields`, where the fields testbed last applied are kept), by its REST path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub objects: BTreeMap<String, serde_json::Value>,
-    /// The body each object was last server-side applied with, by its REST path: what the next apply
-    /// removes when it no longer sets a field.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub applied: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
