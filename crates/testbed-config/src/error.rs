@@ -189,14 +189,28 @@ impl<'a> Reporter<'a> {
         if self.tainted.contains(&span.start) {
             return;
         }
-        let (src, shown_span) = shown(self.path, self.map.text(), &span);
-        self.problems.push(Problem {
-            location: self.location(&span),
-            message: brief(message.into()),
-            src,
-            span: shown_span,
-            label: brief(label.into()),
-            help,
-        });
+        self.problems.push(problem(self.path, self.map.text(), span, message, label, help));
+    }
+}
+
+/// A problem at `span` of a file's `text`, the file named `path` (`path:line:col` in its location): for
+/// testbed.toml and for the YAML files a workload reads alike.
+pub(crate) fn problem(
+    path: &str,
+    text: &str,
+    span: Range<usize>,
+    message: impl Into<String>,
+    label: impl Into<String>,
+    help: Option<String>,
+) -> Problem {
+    let (line, col) = crate::source::line_col(text, span.start);
+    let (src, shown_span) = shown(path, text, &span);
+    Problem {
+        location: format!("{path}:{line}:{col}"),
+        message: brief(message.into()),
+        src,
+        span: shown_span,
+        label: brief(label.into()),
+        help,
     }
 }

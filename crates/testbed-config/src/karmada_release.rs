@@ -113,6 +113,37 @@ const TABLE: &[Release] = &[
     },
 ];
 
+/// The `purgeMode` values every release in the table accepts: what testbed takes for a version it does not
+/// know.
+pub const PURGE_MODES_EVERY_RELEASE: &[&str] = &["Directly", "Gracefully", "Never"];
+
+/// What is wrong with `purgeMode` value `mode` on Karmada `version`, as `(message, help)`: the message
+/// names the version and the values it accepts (for a version without a table entry, the values every
+/// known release accepts). `None` when the value is accepted.
+pub fn purge_mode_problem(version: &str, mode: &str) -> Option<(String, String)> {
+    let accepted = release(version).map_or(PURGE_MODES_EVERY_RELEASE, |r| r.purge_modes);
+    if accepted.contains(&mode) {
+        return None;
+    }
+    let message = match release(version) {
+        Some(r) => format!(
+            "purge mode {mode:?} is not accepted by Karmada {version}: {} accepts {}",
+            r.minor,
+            accepted.join(", ")
+        ),
+        None => format!(
+            "purge mode {mode:?} is not accepted by every Karmada release testbed knows, and testbed does not know {version}: it accepts only {} there",
+            accepted.join(", ")
+        ),
+    };
+    let renamed = match mode {
+        "Graciously" => "Karmada v1.15 renamed Graciously to Gracefully: write \"Gracefully\"",
+        "Immediately" => "Karmada v1.15 renamed Immediately to Directly: write \"Directly\"",
+        _ => "write one of the values listed (the names are case-sensitive)",
+    };
+    Some((message, renamed.to_owned()))
+}
+
 /// The newest release testbed knows, and the default `[karmada] version`.
 pub const DEFAULT_VERSION: &str = "v1.19.0";
 
@@ -384,6 +415,25 @@ source = "docker.io/library/nginx:1.27"
         assert!(release(DEFAULT_VERSION).is_some());
         // Older minors are not supported: their facts were not read.
         assert!(release("v1.14.2").is_none());
+    }
+
+    #[test]
+    fn the_purge_modes_of_an_unknown_version_are_those_every_release_accepts() {
+        let every: Vec<&str> = PURGE_MODES_UP_TO_1_18
+            .iter()
+            .copied()
+            .filter(|m| TABLE.iter().all(|r| r.purge_modes.contains(m)))
+            .collect();
+        assert_eq!(every, PURGE_MODES_EVERY_RELEASE);
+        assert_eq!(purge_mode_problem("v1.15.9", "Graciously"), None);
+        let (message, help) = purge_mode_problem("v1.19.0", "Graciously").unwrap();
+        assert_eq!(
+            message,
+            "purge mode \"Graciously\" is not accepted by Karmada v1.19.0: v1.19 accepts Directly, Gracefully, Never"
+        );
+        assert!(help.contains("\"Gracefully\""), "{help}");
+        assert!(purge_mode_problem("v1.20.0", "Immediately").unwrap().0.contains("Directly, Gracefully, Never"));
+        assert_eq!(purge_mode_problem("v1.20.0", "Never"), None);
     }
 
     #[test]

@@ -92,11 +92,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut reporter = error::Reporter { path: &shown, map: &map, problems: Vec::new(), tainted: Default::default() };
     validate::check(&file, &mut reporter);
     reporter.problems.sort_by_key(|p| p.span.offset());
+    if !reporter.problems.is_empty() {
+        return Err(ConfigError::Invalid { path: shown.clone(), problems: reporter.problems });
+    }
+    // The workloads' files are read once the file itself is sound; their problems come in the workloads'
+    // order, each at its place in its own file.
+    let workloads = manifests::read_all(&file, path, &mut reporter);
     if reporter.problems.is_empty() {
-        Ok(Config { file, path: path.to_path_buf(), workloads: Vec::new() })
+        Ok(Config { file, path: path.to_path_buf(), workloads })
     } else {
-        let problems = reporter.problems;
-        Err(ConfigError::Invalid { path: shown.clone(), problems })
+        Err(ConfigError::Invalid { path: shown.clone(), problems: reporter.problems })
     }
 }
 

@@ -1,7 +1,17 @@
 //! The Kubernetes objects a `[[workloads]]` entry applies: which kinds testbed can place through Karmada,
 //! and the objects as read from the workload's manifest files.
+//!
+//! [`crate::parse`] reads the files once testbed.toml passes its own checks, and fills
+//! [`crate::Config::workloads`]: YAML read as Kubernetes reads it (YAML 1.1 booleans and octal numbers),
+//! several documents a file, each object checked against Kubernetes' own type for its kind (a field it does
+//! not have, a value of the wrong type), each problem at its line in its YAML file.
 
 use serde_json::Value;
+
+mod read;
+mod yaml;
+
+pub(crate) use read::read_all;
 
 /// A kind testbed applies to the Karmada API server and Karmada propagates to members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +80,9 @@ pub struct ManifestObject {
     pub name: String,
     /// The object as written (JSON), with its namespace filled in.
     pub object: Value,
-    /// Where it was written, for messages: `examples/workloads/nginx.yaml:12`.
+    /// Where it was written, for messages: `examples/workloads/nginx.yaml:12`, the document's first line of
+    /// content; the file as the path to testbed.toml and the entry name it (relative to the current
+    /// directory when the path to testbed.toml is relative).
     pub source: String,
 }
 
@@ -93,6 +105,7 @@ pub struct WorkloadManifests {
     pub name: String,
     /// Its objects, in the order the files list them.
     pub objects: Vec<ManifestObject>,
-    /// The PropagationPolicy of `policy = "FILE"`, as written (JSON); `None` when testbed writes it.
+    /// The PropagationPolicy of `policy = "FILE"`, as written (JSON), with `metadata.namespace` filled in
+    /// (`default` when it gives none); `None` when testbed writes it.
     pub policy: Option<Value>,
 }

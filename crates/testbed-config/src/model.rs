@@ -314,12 +314,12 @@ pub struct Proxy {
 pub struct Workload {
     /// Workload name: one segment of its resources' addresses (`workload.NAME`) and the value of the
     /// `testbed/workload` label on everything testbed applies for it. 1-63 lowercase letters, digits and
-    /// `-`, starting with a letter.
+    /// `-`, starting with a letter and ending with a letter or digit; unique among workloads.
     pub name: String,
     /// YAML files (several documents each, separated by `---`), or directories whose `*.yaml` and `*.yml`
     /// files are read in name order; relative to this file unless absolute.
     pub manifests: Vec<String>,
-    /// The members the workload is placed on (Karmada cluster names); every member when absent.
+    /// The members the workload is placed on (Karmada cluster names), each once; every member when absent.
     #[serde(default)]
     pub members: Option<Vec<String>>,
     /// `duplicated`: every member runs the full replica count. `divided`: the replicas are divided among the
@@ -328,14 +328,16 @@ pub struct Workload {
     #[serde(default)]
     pub replicas: Option<ReplicaMode>,
     /// Static weights per member for divided replicas (Karmada's `staticWeightList`), e.g.
-    /// `{ member1 = 1, member2 = 0, member3 = 0 }`.
+    /// `{ member1 = 1, member2 = 0, member3 = 0 }`: keys are members the workload is placed on; a member
+    /// whose weight is 0 (or that has none) gets no replicas; at least one weight is above 0.
     #[serde(default)]
     pub weights: Option<BTreeMap<String, u32>>,
     /// At most this many members run the workload at a time (a `spreadConstraints` entry by cluster with
-    /// `maxGroups`); the others stand by for failover.
+    /// `maxGroups`); the others stand by for failover. From 1 to the number of members it is placed on.
     #[serde(default)]
     pub spread: Option<u32>,
-    /// Move the workload away from a member where it is not healthy (Karmada's application failover).
+    /// Move the workload away from a member where it is not healthy (Karmada's application failover, which
+    /// works without `[karmada] failover`: that is cluster failover).
     #[serde(default)]
     pub failover: Option<WorkloadFailover>,
     /// A PropagationPolicy file written by hand, used instead of the one testbed writes from the keys

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::Reporter;
-use crate::model::{TestbedFile, HOST_MICROK8S_API_PORT};
+use crate::model::{ReplicaMode, TestbedFile, HOST_MICROK8S_API_PORT};
 use crate::source::Seg::{self, Index, Key};
 use crate::{karmada_release, mirror, net, text};
 
@@ -32,6 +32,7 @@ pub(crate) fn check(file: &TestbedFile, r: &mut Reporter<'_>) {
     check_images(file, r);
     check_proxies(file, r);
     check_members(file, r);
+    check_workloads(file, r);
     check_text_fields(file, r);
 }
 
@@ -706,6 +707,205 @@ fn check_members(file: &TestbedFile, r: &mut Reporter<'_>) {
                     "invalid limit",
                     None,
                 );
+            }
+        }
+    }
+}
+
+/// A workload name: 1 to 63 lowercase letters, digits and `-`, starting with a letter and ending with a
+/// letter or digit. It is the value of the `testbed/workload` label and a segment of resource addresses.
+pub(crate) fn workload_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Some("must be 1 to 63 characters long");
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Some("may contain only lowercase letters, digits and '-'");
+    }
+    if !name.as_bytes()[0].is_ascii_lowercase() {
+        return Some("must start with a letter");
+    }
+    if name.ends_with('-') {
+        return Some("must end with a letter or digit");
+    }
+    None
+}
+
+/// The most seconds `failover.toleration_seconds` takes.
+const MAX_TOLERATION_SECONDS: u32 = 3600;
+
+/// The keys of a `[[workloads]]` entry. Its manifest files are read after every check here passes.
+fn check_workloads(file: &TestbedFile, r: &mut Reporter<'_>) {
+    let members: Vec<&str> = file.members.iter().map(|m| m.name.as_str()).collect();
+    let listed = |names: &[&str]| match names {
+        [] => "there are none".to_owned(),
+        _ => format!("they are {}", names.join(", ")),
+    };
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, w) in file.workloads.iter().enumerate() {
+        let at = |k: &'static str| [Key("workloads"), Index(i), Key(k)];
+        let name = &w.name;
+        if let Some(why) = workload_name_problem(name) {
+            r.report(
+                r.map.value_span(&at("name")),
+                format!("workload name {name:?} {why} (it is a label value and a segment of resource addresses)"),
+                "invalid name",
+                Some("use 1-63 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, e.g. \"web\"".into()),
+            );
+        }
+        if let Some(first) = seen.insert(name, i) {
+            let first_at = r.location(&r.map.value_span(&[Key("workloads"), Index(first), Key("name")]));
+            r.report(
+                r.map.value_span(&at("name")),
+                format!("duplicate workload name {name:?} (first defined at {first_at})"),
+                "defined twice",
+                Some("give each [[workloads]] block its own name".into()),
+            );
+        }
+        if w.manifests.is_empty() {
+            r.report(
+                r.map.value_span(&at("manifests")),
+                format!("workload {name:?} has no manifests"),
+                "empty",
+                Some("list its YAML files or directories of them, e.g. manifests = [\"workloads/web.yaml\"]".into()),
+            );
+        }
+        for (j, m) in w.manifests.iter().enumerate() {
+            field(
+                r,
+                &[Key("workloads"), Index(i), Key("manifests"), Index(j)],
+                format!("manifests entry {m:?} of workload {name:?}"),
+                text::path_problem(m),
+                "invalid path",
+                "name a YAML file or a directory of them, relative to this file or absolute",
+            );
+        }
+        if let Some(p) = &w.policy {
+            field(
+                r,
+                &at("policy"),
+                format!("policy {p:?} of workload {name:?}"),
+                text::path_problem(p),
+                "invalid path",
+                "name the PropagationPolicy's YAML file, relative to this file or absolute",
+            );
+            let given = [
+                ("members", w.members.is_some()),
+                ("replicas", w.replicas.is_some()),
+                ("weights", w.weights.is_some()),
+                ("spread", w.spread.is_some()),
+                ("failover", w.failover.is_some()),
+            ];
+            for (key, _) in given.iter().filter(|(_, given)| *given) {
+                r.report(
+                    r.map.key_span(&at(key)),
+                    format!("workload {name:?} has a policy file, so `{key}` has no effect: the policy file decides placement"),
+                    "the policy file decides placement",
+                    Some(format!("remove `{key}` (and write it into the policy file), or remove `policy` and let testbed write the policy")),
+                );
+            }
+            continue;
+        }
+        let mut placed: Vec<&str> = members.clone();
+        if let Some(ms) = &w.members {
+            if ms.is_empty() {
+                r.report(
+                    r.map.value_span(&at("members")),
+                    format!("`members = []` places workload {name:?} on no member"),
+                    "no members",
+                    Some("list at least one member, or remove `members` to place it on every member".into()),
+                );
+            }
+            placed.clear();
+            for (j, m) in ms.iter().enumerate() {
+                let span = r.map.value_span(&[Key("workloads"), Index(i), Key("members"), Index(j)]);
+                if !members.contains(&m.as_str()) {
+                    r.report(
+                        span,
+                        format!(
+                            "workload {name:?} names member {m:?}, which is not in [[members]] ({})",
+                            listed(&members)
+                        ),
+                        "no such member",
+                        None,
+                    );
+                } else if placed.contains(&m.as_str()) {
+                    r.report(
+                        span,
+                        format!("workload {name:?} lists member {m:?} twice"),
+                        "listed twice",
+                        Some("list each member once".into()),
+                    );
+                } else {
+                    placed.push(m);
+                }
+            }
+        }
+        if let Some(ws) = &w.weights {
+            if w.replicas == Some(ReplicaMode::Duplicated) {
+                r.report(
+                    r.map.value_span(&at("replicas")),
+                    format!("workload {name:?} has `replicas = \"duplicated\"` and `weights`: duplicated replicas run in full on every member, so there is nothing to divide by weight"),
+                    "conflicts with weights",
+                    Some("remove one: `weights` to divide the replicas, or `replicas = \"duplicated\"` to run them all everywhere".into()),
+                );
+            }
+            for k in ws.keys() {
+                if placed.contains(&k.as_str()) {
+                    continue;
+                }
+                let message = if members.contains(&k.as_str()) {
+                    format!("weights of workload {name:?} name member {k:?}, which the workload is not placed on (its members: {})", placed.join(", "))
+                } else {
+                    format!(
+                        "weights of workload {name:?} name {k:?}, which is not in [[members]] ({})",
+                        listed(&members)
+                    )
+                };
+                r.report(
+                    r.map.key_span(&[Key("workloads"), Index(i), Key("weights"), Key(k)]),
+                    message,
+                    "not placed there",
+                    Some("weigh only the members the workload is placed on (`members`, or every member when it is absent)".into()),
+                );
+            }
+            if ws.values().all(|w| *w == 0) {
+                let what = if ws.is_empty() { "`weights = {}` gives no member a weight" } else { "every weight is 0" };
+                r.report(
+                    r.map.value_span(&at("weights")),
+                    format!("{what} in workload {name:?}: Karmada then divides the replicas equally among all its members, as if no weights were given"),
+                    "no member weighed",
+                    Some("give at least one member a weight above 0 (a member whose weight is 0 gets no replicas), or remove `weights` for an equal division".into()),
+                );
+            }
+        }
+        if let Some(spread) = w.spread {
+            let n = placed.len();
+            if spread == 0 || spread as usize > n {
+                let on = match n {
+                    0 => "on no member".to_owned(),
+                    1 => "on 1 member".to_owned(),
+                    n => format!("on {n} members"),
+                };
+                r.report(
+                    r.map.value_span(&at("spread")),
+                    format!("spread = {spread} of workload {name:?} is outside 1-{n}: the workload is placed {on}"),
+                    "out of range",
+                    Some("spread is how many of its members run the workload at a time: at least 1, at most the members it is placed on".into()),
+                );
+            }
+        }
+        if let Some(f) = &w.failover {
+            let fo = |k: &'static str| [Key("workloads"), Index(i), Key("failover"), Key(k)];
+            if f.toleration_seconds > MAX_TOLERATION_SECONDS {
+                r.report(
+                    r.map.value_span(&fo("toleration_seconds")),
+                    format!("failover.toleration_seconds = {} of workload {name:?} is above {MAX_TOLERATION_SECONDS} (an hour)", f.toleration_seconds),
+                    "out of range",
+                    Some(format!("use 0-{MAX_TOLERATION_SECONDS} seconds; Karmada's default is 300")),
+                );
+            }
+            if let Some((message, help)) = karmada_release::purge_mode_problem(&file.karmada.version, &f.purge_mode) {
+                r.report(r.map.value_span(&fo("purge_mode")), message, "not accepted by this version", Some(help));
             }
         }
     }
