@@ -92,9 +92,12 @@ fn the_nginx_demo_converges_is_repaired_after_an_edit_and_leaves_what_testbed_di
     assert_eq!(deployment["metadata"]["labels"]["testbed/owner"], "testbed", "{deployment}");
     assert_eq!(deployment["metadata"]["labels"]["testbed/workload"], "nginx", "{deployment}");
     let policy = &objects["/apis/policy.karmada.io/v1alpha1/namespaces/default/propagationpolicies/testbed-nginx"];
-    assert_eq!(policy["spec"]["placement"]["clusterAffinity"]["clusterNames"], serde_json::json!(["member1", "member2", "member3"]));
+    assert_eq!(
+        policy["spec"]["placement"]["clusterAffinity"]["clusterNames"],
+        serde_json::json!(["member1", "member2", "member3"])
+    );
     assert_eq!(policy["spec"]["placement"]["replicaScheduling"]["replicaSchedulingType"], "Duplicated");
-    let status = text(&testbed(d, &["plan", "--json"]));
+    let status = text(&testbed(d, &["status"]));
     assert!(status.contains("member1 (healthy), member2 (healthy), member3 (healthy)"), "{status}");
 
     // Someone scales the Deployment by hand and adds an object of their own: the plan shows the field, apply
@@ -116,7 +119,7 @@ fn the_nginx_demo_converges_is_repaired_after_an_edit_and_leaves_what_testbed_di
 
     // The file no longer has the workload: what testbed applied goes, the other object stays.
     let file = std::fs::read_to_string(d.join("testbed.toml")).unwrap();
-    let cut = file.find("[[workloads]]").unwrap();
+    let cut = file.find("\n[[workloads]]").unwrap();
     std::fs::write(d.join("testbed.toml"), &file[..cut]).unwrap();
     let plan = text(&testbed(d, &["plan"]));
     for address in [
@@ -156,6 +159,9 @@ fn dry_run_shows_each_object_as_it_is_applied() {
     let workload: Vec<&String> = blocks.iter().filter(|b| b.starts_with("+ workload")).collect();
     assert_eq!(workload.len(), 4, "{dry}");
     let shown: String = workload.into_iter().map(String::as_str).collect();
-    assert!(shown.contains("PATCH /apis/apps/v1/namespaces/default/deployments/nginx?fieldManager=testbed&force=true"), "{shown}");
+    assert!(
+        shown.contains("PATCH /apis/apps/v1/namespaces/default/deployments/nginx?fieldManager=testbed&force=true"),
+        "{shown}"
+    );
     insta::assert_snapshot!(shown);
 }

@@ -64,6 +64,7 @@ fn every_example_validates() {
             "custom-image.toml",
             "failover.toml",
             "four-members.toml",
+            "nginx-demo.toml",
             "pull-mode.toml",
             "testenv-incus.toml",
             "testenv.toml",
@@ -120,6 +121,21 @@ fn four_members_adds_member4() {
     let root = load("testbed.toml");
     assert_eq!(c.file.members[..3], root.file.members[..]);
     assert_eq!(c.file.karmada, root.file.karmada);
+}
+
+/// Seed 001's nginx demo as a workload: a Deployment and its Service from a directory of manifests, on every
+/// member, each running all the replicas.
+#[test]
+fn nginx_demo_runs_a_deployment_and_its_service_on_every_member() {
+    let c = load("examples/nginx-demo.toml");
+    assert_eq!(c.workloads.len(), 1);
+    let w = &c.file.workloads[0];
+    assert_eq!(
+        (w.name.as_str(), w.members.as_ref(), w.replicas),
+        ("nginx", None, Some(testbed_config::ReplicaMode::Duplicated))
+    );
+    let keys: Vec<String> = c.workloads[0].objects.iter().map(|o| o.key()).collect();
+    assert_eq!(keys, ["deployment/default/nginx", "service/default/nginx"]);
 }
 
 #[test]

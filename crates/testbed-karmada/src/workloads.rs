@@ -64,7 +64,8 @@ fn placement_of(kind: &str, namespace: Option<&str>, name: &str, bindings: &[Bin
         return Some(Placed { members: vec![], unplaced: Some("no ResourceBinding yet: no policy selects it".into()) });
     };
     if let Some(s) = b.scheduled.as_ref().filter(|s| !s.is_true()) {
-        let why: Vec<&str> = [s.reason.as_deref(), s.message.as_deref()].into_iter().flatten().filter(|t| !t.is_empty()).collect();
+        let why: Vec<&str> =
+            [s.reason.as_deref(), s.message.as_deref()].into_iter().flatten().filter(|t| !t.is_empty()).collect();
         return Some(Placed { members: vec![], unplaced: Some(format!("not scheduled: {}", why.join(": "))) });
     }
     if b.clusters.is_empty() {
@@ -80,7 +81,7 @@ fn placement_of(kind: &str, namespace: Option<&str>, name: &str, bindings: &[Bin
                 Some(a) if !a.applied => {
                     Err(format!("not applied{}", a.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()))
                 }
-                Some(a) if runs_pods(kind) && a.health != "Healthy" => Err(format!("{}", a.health.to_lowercase())),
+                Some(a) if runs_pods(kind) && a.health != "Healthy" => Err(a.health.to_lowercase()),
                 Some(_) => Ok(()),
             };
             (t.name.clone(), done)
@@ -137,9 +138,10 @@ impl KarmadaProvider {
         let mut out: BTreeMap<Address, Observed> = BTreeMap::new();
         let selector = format!("{OWNER_LABEL}={}", self.testbed);
         for kind in kinds() {
-            let live = testbed_kube::list_objects(karmada, kind.group(), kind.version(), kind.kind, kind.plural, &selector)
-                .await
-                .map_err(unreadable)?;
+            let live =
+                testbed_kube::list_objects(karmada, kind.group(), kind.version(), kind.kind, kind.plural, &selector)
+                    .await
+                    .map_err(unreadable)?;
             for object in live {
                 let l = labels(&object);
                 let Some(workload) = l.get(WORKLOAD_LABEL) else { continue };
@@ -197,10 +199,8 @@ impl KarmadaProvider {
         let mut result: Vec<Observed> = Vec::new();
         for w in &workloads {
             let prefix = format!("{}.{w}.", Kind::WorkloadObject.prefix());
-            let owned: Vec<&Observed> = out
-                .values()
-                .filter(|o| o.owner == Owner::Testbed && o.address.as_str().starts_with(&prefix))
-                .collect();
+            let owned: Vec<&Observed> =
+                out.values().filter(|o| o.owner == Owner::Testbed && o.address.as_str().starts_with(&prefix)).collect();
             if owned.is_empty() {
                 continue;
             }
@@ -240,7 +240,12 @@ impl KarmadaProvider {
     }
 
     /// Server-side apply of one workload object, as the catalogue's context holds it.
-    pub(crate) async fn apply_object(&self, action: &Action, address: &str, log: &ActionLog) -> Result<(), ProviderError> {
+    pub(crate) async fn apply_object(
+        &self,
+        action: &Action,
+        address: &str,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
         let a = &action.address;
         let Some(o) = self.cx.workload_objects.get(address) else {
             return Err(ProviderError::failed(format!("{a}: the file holds no such object (an internal error)")));
@@ -280,9 +285,9 @@ impl KarmadaProvider {
             return Err(ProviderError::failed(format!("{a}: {path} is not an object testbed applies")));
         };
         let r = object_ref(&kind, namespace.as_deref(), &name);
-        let live = testbed_kube::get_object(&karmada, &r)
-            .await
-            .map_err(|e| failed(format!("{a}: cannot read {r}"), "apply again once the Karmada API answers").caused_by(e))?;
+        let live = testbed_kube::get_object(&karmada, &r).await.map_err(|e| {
+            failed(format!("{a}: cannot read {r}"), "apply again once the Karmada API answers").caused_by(e)
+        })?;
         match live {
             None => Ok(false),
             Some(live) if labels(&live).get(OWNER_LABEL) == Some(&self.testbed) => Ok(true),
@@ -301,15 +306,20 @@ impl KarmadaProvider {
             return Err(ProviderError::failed(format!("{a}: not an object testbed applies")));
         };
         let r = object_ref(&kind, namespace.as_deref(), &name);
-        let existed = testbed_kube::delete_object(&karmada, &r)
-            .await
-            .map_err(|e| failed(format!("{a}: cannot delete {r}"), "apply again once the Karmada API answers").caused_by(e))?;
+        let existed = testbed_kube::delete_object(&karmada, &r).await.map_err(|e| {
+            failed(format!("{a}: cannot delete {r}"), "apply again once the Karmada API answers").caused_by(e)
+        })?;
         log.note(if existed { format!("deleted {r}") } else { format!("{r} was gone already") });
         Ok(())
     }
 
     /// Waits until every object of `workload` is placed and done on its members.
-    pub(crate) async fn wait_workload(&self, action: &Action, workload: &str, log: &ActionLog) -> Result<(), ProviderError> {
+    pub(crate) async fn wait_workload(
+        &self,
+        action: &Action,
+        workload: &str,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
         let a = &action.address;
         let karmada = self.karmada_client(a)?;
         let wanted: Vec<Resource> = self
@@ -391,8 +401,20 @@ mod tests {
             scheduled: None,
             fully_applied: None,
             aggregated: vec![
-                ClusterHealth { cluster: "member1".into(), applied: true, health: "Healthy".into(), message: None, status: None },
-                ClusterHealth { cluster: "member2".into(), applied: true, health: health.into(), message: None, status: None },
+                ClusterHealth {
+                    cluster: "member1".into(),
+                    applied: true,
+                    health: "Healthy".into(),
+                    message: None,
+                    status: None,
+                },
+                ClusterHealth {
+                    cluster: "member2".into(),
+                    applied: true,
+                    health: health.into(),
+                    message: None,
+                    status: None,
+                },
             ],
         };
         let placed = |b: &Binding| placement_of("Deployment", Some("default"), "nginx", std::slice::from_ref(b));
@@ -402,7 +424,10 @@ mod tests {
         let (health, on) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Unhealthy")))]);
         assert_eq!(health, Health::NeedsRepair("deployment/default/nginx on member2: unhealthy".into()));
         assert_eq!(on, "member1 (healthy), member2 (not healthy)");
-        let (health, _) = workload_health(&[("deployment/default/nginx".into(), placement_of("Deployment", Some("default"), "nginx", &[]))]);
+        let (health, _) = workload_health(&[(
+            "deployment/default/nginx".into(),
+            placement_of("Deployment", Some("default"), "nginx", &[]),
+        )]);
         assert!(matches!(health, Health::NeedsRepair(ref why) if why.contains("no ResourceBinding")), "{health:?}");
     }
 }

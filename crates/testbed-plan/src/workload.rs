@@ -271,10 +271,8 @@ fn canonical(v: &Value) -> String {
     match v {
         Value::Object(m) => {
             let sorted: BTreeMap<&String, &Value> = m.iter().collect();
-            let inner: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical(v)))
-                .collect();
+            let inner: Vec<String> =
+                sorted.into_iter().map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical(v))).collect();
             format!("{{{}}}", inner.join(","))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
@@ -339,7 +337,10 @@ fn walk(path: &str, v: &Value, out: &mut Spec, secret: bool) {
         }
         Value::String(s) if secret => {
             let hash = Sha256::digest(s.as_bytes());
-            out.insert(path.to_owned(), format!("sha256:{}", hash.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()));
+            out.insert(
+                path.to_owned(),
+                format!("sha256:{}", hash.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()),
+            );
         }
         Value::String(s) => {
             out.insert(path.to_owned(), s.clone());
@@ -384,9 +385,16 @@ mod tests {
         assert_eq!(flat["spec.template.spec.containers[count]"], "1");
         assert_eq!(flat["metadata.labels[\"app.kubernetes.io/name\"]"], "nginx");
         assert_eq!(flat[APPLIED_KEY], "abc");
-        assert!(!flat.keys().any(|k| k.contains("uid") || k.contains("status") || k.contains("args") || k.contains("testbed/applied")), "{flat:?}");
+        assert!(
+            !flat.keys().any(|k| k.contains("uid")
+                || k.contains("status")
+                || k.contains("args")
+                || k.contains("testbed/applied")),
+            "{flat:?}"
+        );
 
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "cGFzcw=="}});
+        let secret =
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "cGFzcw=="}});
         let flat = flatten("Secret", &secret);
         assert!(flat["data.password"].starts_with("sha256:"), "{flat:?}");
         assert!(!flat.values().any(|v| v.contains("cGFzcw")), "{flat:?}");

@@ -216,7 +216,11 @@ pub(crate) fn bindings(objects: &BTreeMap<String, Value>, clusters: &[ClusterSta
         let message = if scheduled {
             "Binding has been scheduled successfully.".to_owned()
         } else {
-            format!("0/{} clusters are available: {} cluster(s) not ready or not selected.", clusters.len(), clusters.len() - ready.min(clusters.len()))
+            format!(
+                "0/{} clusters are available: {} cluster(s) not ready or not selected.",
+                clusters.len(),
+                clusters.len() - ready.min(clusters.len())
+            )
         };
         let name = format!("{}-{}", t.name, t.kind.to_ascii_lowercase());
         out.push(json!({
@@ -279,7 +283,9 @@ mod tests {
     #[test]
     fn duplicated_gives_every_ready_named_member_all_replicas() {
         let b = bindings(
-            &objects(json!({"clusterAffinity": {"clusterNames": ["member1", "member2"]}, "replicaScheduling": {"replicaSchedulingType": "Duplicated"}})),
+            &objects(
+                json!({"clusterAffinity": {"clusterNames": ["member1", "member2"]}, "replicaScheduling": {"replicaSchedulingType": "Duplicated"}}),
+            ),
             &clusters(&[("member1", true), ("member2", true), ("member3", true)]),
         );
         assert_eq!(placed(&b), [("member1".into(), 4), ("member2".into(), 4)]);

@@ -438,7 +438,8 @@ impl Context {
             workload_objects: testbed_plan::workload::applied_objects(config)
                 .into_iter()
                 .map(|o| {
-                    let address = testbed_plan::Address::new(testbed_plan::Kind::WorkloadObject, &[&o.workload, &o.key()]);
+                    let address =
+                        testbed_plan::Address::new(testbed_plan::Kind::WorkloadObject, &[&o.workload, &o.key()]);
                     (address.to_string(), o)
                 })
                 .collect(),
