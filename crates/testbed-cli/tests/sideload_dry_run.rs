@@ -9,6 +9,8 @@
 
 mod testenv;
 
+use std::path::Path;
+
 const LAYERS: &str = "host,microk8s,karmada";
 
 /// The lines of the dry run's `sideload.*` action blocks: the action line and its indented steps.
@@ -35,6 +37,10 @@ fn dry_run_of_side_loaded_images_with_lxd_and_the_registry_layer_real() {
     // The archive (images/flask-demo-2.0.tar) need not exist for a dry run.
     let file = format!("name = \"sldry\"\n{example}").replace("\"member", "\"sl-member");
     std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+    // The workload's manifest, which the example names relative to itself.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workloads/flask-demo/flask-demo.yaml");
+    std::fs::create_dir_all(dir.path().join("workloads/flask-demo")).unwrap();
+    std::fs::copy(manifest, dir.path().join("workloads/flask-demo/flask-demo.yaml")).unwrap();
 
     let out = testenv::testbed(dir.path(), LAYERS, &["apply", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -138,6 +138,36 @@ fn the_nginx_demo_converges_is_repaired_after_an_edit_and_leaves_what_testbed_di
     assert_eq!(left, ["/api/v1/namespaces/default/configmaps/notes"]);
 }
 
+/// seed 004's database password (a Secret's `stringData`) reaches no output of testbed's and no file it leaves:
+/// not the plan, its JSON, `status --json`, the dry run or the run logs (only the simulated Karmada holds it,
+/// as a real API server would).
+#[test]
+fn a_secrets_values_reach_no_output_and_no_log() {
+    let dir = lab("three-tier.toml");
+    let d = dir.path();
+    let mut said = String::new();
+    for args in
+        [&["plan"][..], &["plan", "--json"], &["apply", "--dry-run"], &["apply", "--yes"], &["status", "--json"]]
+    {
+        let out = testbed(d, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        said.push_str(&text(&out));
+    }
+    for entry in std::fs::read_dir(d.join(".testbed/logs")).unwrap() {
+        said.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    assert!(said.contains("secret/mcapp/postgres-secret"), "the Secret was applied: {said}");
+    for value in ["change-me", "Y2hhbmdlLW1l"] {
+        assert!(!said.contains(value), "{value} was shown");
+    }
+    let mut w = world(d);
+    let stored = &karmada_objects(&mut w)["/api/v1/namespaces/mcapp/secrets/postgres-secret"];
+    assert_eq!(
+        stored["data"]["POSTGRES_PASSWORD"], "Y2hhbmdlLW1l",
+        "the API server has it, base64 as Kubernetes keeps it"
+    );
+}
+
 #[test]
 fn dry_run_shows_each_object_as_it_is_applied() {
     let dir = lab("nginx-demo.toml");
@@ -246,4 +276,99 @@ fn a_purge_mode_the_release_rejects_is_refused_at_validation() {
     let said = text(&refused);
     assert!(said.contains("Graciously") && said.contains("Directly, Gracefully, Never"), "{said}");
     assert!(!d.join(".testbed/sim.json").exists(), "nothing ran");
+}
+
+/// The file without its `[[workloads]]` blocks (each up to the next table or the end).
+fn without_workloads(text: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line.trim() == "[[workloads]]";
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Issue 13's first Must-show, for every example with workloads, on the simulated world: plan, apply, a next
+/// plan with no changes, an edit by hand repaired, and the workloads removed from the file deleting what
+/// testbed applied and nothing else.
+#[test]
+fn every_workload_example_converges_repairs_drift_and_removes_only_its_own_objects() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut names: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .filter(|n| std::fs::read_to_string(examples.join(n)).unwrap().contains("\n[[workloads]]"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["custom-image.toml", "failover.toml", "nginx-demo.toml", "three-tier.toml"]);
+    for name in names {
+        let dir = lab(&name);
+        let d = dir.path();
+        // The side-loaded image's archive, built offline (custom-image.toml).
+        std::fs::create_dir_all(d.join("images")).unwrap();
+        std::fs::write(
+            d.join("images/flask-demo-2.0.tar"),
+            testbed_sim::containerd::docker_archive(&["flask-demo:2.0"]),
+        )
+        .unwrap();
+        apply(d);
+        assert_converged(d);
+        let status = text(&testbed(d, &["status"]));
+        for line in status.lines().filter(|l| l.starts_with("workload.")) {
+            assert!(
+                line.contains(" ok ") && line.contains("(healthy)") && !line.contains("not healthy"),
+                "{name}: {line}"
+            );
+        }
+
+        // Someone scales a workload's first Deployment or StatefulSet by hand.
+        let mut w = world(d);
+        let objects = karmada_objects(&mut w);
+        let (path, scaled) = objects
+            .iter_mut()
+            .find(|(_, o)| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet")))
+            .map(|(p, o)| {
+                let r = o["spec"]["replicas"].as_i64().unwrap();
+                o["spec"]["replicas"] = (r + 3).into();
+                (p.clone(), o.clone())
+            })
+            .expect("a workload that runs pods");
+        let foreign = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "someone-elses", "namespace": "default"}, "data": {"kept": "yes"}});
+        objects.insert("/api/v1/namespaces/default/configmaps/someone-elses".into(), foreign);
+        save(d, &w);
+        let plan = text(&testbed(d, &["plan"]));
+        let workload = scaled["metadata"]["labels"]["testbed/workload"].as_str().unwrap();
+        let key = format!(
+            "{}/{}/{}",
+            scaled["kind"].as_str().unwrap().to_lowercase(),
+            scaled["metadata"]["namespace"].as_str().unwrap(),
+            scaled["metadata"]["name"].as_str().unwrap()
+        );
+        assert!(
+            plan.contains(&format!("~ workload_object.{workload}.{key}")) && plan.contains("spec.replicas"),
+            "{name}: {plan}"
+        );
+        assert!(plan.contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to destroy."), "{name}: {plan}");
+        apply(d);
+        assert_converged(d);
+
+        // The workloads leave the file: testbed's objects go, the other one stays.
+        let file = std::fs::read_to_string(d.join("testbed.toml")).unwrap();
+        std::fs::write(d.join("testbed.toml"), without_workloads(&file)).unwrap();
+        let plan = text(&testbed(d, &["plan"]));
+        assert!(!plan.contains("someone-elses") && !plan.contains("+ ") && !plan.contains("~ "), "{name}: {plan}");
+        apply(d);
+        assert_converged(d);
+        let mut w = world(d);
+        let left: Vec<String> = karmada_objects(&mut w).keys().cloned().collect();
+        assert_eq!(left, ["/api/v1/namespaces/default/configmaps/someone-elses"], "{name} ({path})");
+    }
 }

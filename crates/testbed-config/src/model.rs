@@ -206,15 +206,18 @@ pub struct Karmada {
     /// the workloads whose policies allow it elsewhere. Switches on karmada-controller-manager's `Failover`
     /// feature gate and no-execute taint eviction (through init's `--karmada-controller-manager-extra-args`
     /// from v1.16, by patching the controller-manager's Deployment on v1.15) and keeps a ClusterTaintPolicy
-    /// that adds the NoExecute taint. Off by default, as in Karmada.
-    pub failover: bool,
+    /// that adds the NoExecute taint. `true`: on; `false`: off (switching it off on a built lab is a new
+    /// init). Absent: off, as in Karmada, unless a `[[workloads]]` entry has `failover`, which turns it on;
+    /// once on it stays on while the key is absent (no new init when that workload goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<bool>,
 }
 
 impl Default for Karmada {
     fn default() -> Self {
         Karmada {
             version: crate::karmada_release::DEFAULT_VERSION.into(),
-            failover: false,
+            failover: None,
             join_mode: JoinMode::Push,
             api_port: 32443,
             data_dir: "/etc/karmada".into(),

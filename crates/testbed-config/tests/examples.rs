@@ -68,7 +68,8 @@ fn every_example_validates() {
             "pull-mode.toml",
             "testenv-incus.toml",
             "testenv.toml",
-            "three-members.toml"
+            "three-members.toml",
+            "three-tier.toml"
         ]
     );
     for n in &names {
@@ -121,6 +122,40 @@ fn four_members_adds_member4() {
     let root = load("testbed.toml");
     assert_eq!(c.file.members[..3], root.file.members[..]);
     assert_eq!(c.file.karmada, root.file.karmada);
+}
+
+/// Seed 004's application: web, api and db in namespace mcapp, on one of two members at a time, failing over.
+#[test]
+fn three_tier_is_seed_fours_application_on_one_member_at_a_time() {
+    let c = load("examples/three-tier.toml");
+    let w = &c.file.workloads[0];
+    assert_eq!(w.spread, Some(1));
+    assert_eq!(w.failover.as_ref().map(|f| (f.toleration_seconds, f.purge_mode.as_str())), Some((60, "Gracefully")));
+    let mut keys: Vec<String> = c.workloads[0].objects.iter().map(|o| o.key()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "configmap/mcapp/postgres-init",
+            "deployment/mcapp/api",
+            "deployment/mcapp/web",
+            "namespace/mcapp",
+            "persistentvolumeclaim/mcapp/postgres-pvc",
+            "secret/mcapp/postgres-secret",
+            "service/mcapp/api",
+            "service/mcapp/db",
+            "service/mcapp/web",
+            "statefulset/mcapp/db",
+        ]
+    );
+    let object = |key: &str| &c.workloads[0].objects.iter().find(|o| o.key() == key).unwrap().object;
+    assert_eq!(object("service/mcapp/web")["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(object("deployment/mcapp/api")["spec"]["replicas"], 2);
+    assert_eq!(object("persistentvolumeclaim/mcapp/postgres-pvc")["spec"]["resources"]["requests"]["storage"], "5Gi");
+    assert_eq!(
+        object("statefulset/mcapp/db")["spec"]["template"]["spec"]["containers"][0]["image"],
+        "docker.io/library/postgres:16"
+    );
 }
 
 /// Seed 001's nginx demo as a workload: a Deployment and its Service from a directory of manifests, on every

@@ -329,14 +329,20 @@ fn purge_mode_of_a_version_testbed_does_not_know() {
     );
 }
 
-/// Karmada's application failover does not need the control plane's Failover feature gate (that gate is
-/// cluster failover's): `failover` on a workload is fine with `[karmada] failover = false`.
+/// A workload's `failover` is fine whatever `[karmada] failover` says: absent, the planner turns cluster
+/// failover on for it; `false` keeps it off (application failover still works: Karmada's Failover gate covers
+/// only cluster failover).
 #[test]
-fn application_failover_does_not_need_cluster_failover() {
+fn a_workload_that_fails_over_is_valid_with_or_without_cluster_failover() {
     let lab = Lab::new();
     lab.file("web.yaml", DEPLOYMENT);
     let c = lab.config(&with_workload("failover = { toleration_seconds = 60 }\n"));
-    assert!(!c.file.karmada.failover);
+    assert_eq!(c.file.karmada.failover, None);
+    let c = lab.config(&format!(
+        "[karmada]\nfailover = false\n\n{}",
+        with_workload("failover = { toleration_seconds = 60 }\n")
+    ));
+    assert_eq!(c.file.karmada.failover, Some(false));
 }
 
 #[test]

@@ -153,6 +153,22 @@ pub fn snap_download_name(channel: &str) -> String {
     format!("microk8s-{}", channel.replace('.', "_").replace('/', "-"))
 }
 
+/// Whether the control plane runs with cluster failover: as `[karmada] failover` says; without it, when a
+/// workload fails over (its cluster tolerations evict nothing without the Failover gate), and once on it
+/// stays on (switching it off is a new `karmadactl init`, which deletes everything on the Karmada API).
+fn control_plane_failover(config: &Config, observed: &ObservedState) -> bool {
+    let f = &config.file;
+    f.karmada.failover.unwrap_or_else(|| {
+        let live = observed
+            .get(&Address::new(Kind::KarmadaControlPlane, &["control_plane"]))
+            .filter(|o| o.owner == Owner::Testbed)
+            .is_some_and(|o| o.spec.get("failover").is_some_and(|v| v == "true"));
+        // A release testbed does not know the switch of is left as it is.
+        let known = testbed_config::karmada_release::release(&f.karmada.version).is_some();
+        live || (known && f.workloads.iter().any(|w| w.failover.is_some()))
+    })
+}
+
 /// Builds the desired state of a validated file.
 pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     let f = &config.file;
@@ -296,8 +312,7 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             ("data_dir", f.karmada.data_dir.clone()),
             ("advertise_address", gateway),
             ("image_registry", format!("localhost:{}", f.registry.port)),
-            // A workload that fails over needs it too: its file turns it on.
-            ("failover", (f.karmada.failover || f.workloads.iter().any(|w| w.failover.is_some())).to_string()),
+            ("failover", control_plane_failover(config, observed).to_string()),
         ]),
         cp_deps,
     );

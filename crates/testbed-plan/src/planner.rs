@@ -100,7 +100,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                         notes.push(format!("{} exists and is not testbed's; used as it is, although {why}", r.address));
                     }
                     None
-                } else if let Some(c) = changes.iter().find(|c| r.kind.forces_replacement(&c.key)) {
+                } else if let Some(c) = changes.iter().find(|c| r.forces_replacement(&c.key)) {
                     Some((Op::Replace, format!("{} (forces replacement)", describe(std::slice::from_ref(c))), changes))
                 } else if !changes.is_empty() {
                     Some((Op::Update, describe(&changes), changes))
@@ -142,7 +142,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         if *op != Op::Replace || r.kind != Kind::KarmadaControlPlane {
             continue;
         }
-        let why = changes.iter().filter(|c| r.kind.forces_replacement(&c.key)).cloned().collect::<Vec<_>>();
+        let why = changes.iter().filter(|c| r.forces_replacement(&c.key)).cloned().collect::<Vec<_>>();
         let rejoin: Vec<&str> = desired
             .resources
             .values()

@@ -395,6 +395,31 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether a change of `key` cannot be made in place: the kind's rule, and for a workload object the
+    /// fields the Kubernetes API server refuses to change (a Deployment's selector, a StatefulSet's claim
+    /// templates, a claim's spec but its size, ...): such an object is deleted and applied again.
+    pub fn forces_replacement(&self, key: &str) -> bool {
+        if self.kind != Kind::WorkloadObject {
+            return self.kind.forces_replacement(key);
+        }
+        let kind = self.name.split('/').next().unwrap_or_default();
+        let under = |prefix: &str| {
+            key == prefix || key.starts_with(&format!("{prefix}.")) || key.starts_with(&format!("{prefix}["))
+        };
+        match kind {
+            "deployment" | "daemonset" => under("spec.selector"),
+            "statefulset" => {
+                under("spec.selector")
+                    || under("spec.serviceName")
+                    || under("spec.volumeClaimTemplates")
+                    || under("spec.podManagementPolicy")
+            }
+            "persistentvolumeclaim" => under("spec") && !under("spec.resources.requests.storage"),
+            "service" => under("spec.clusterIP") || under("spec.clusterIPs"),
+            _ => false,
+        }
+    }
+
     /// The container this resource lives in, if any.
     pub fn container(&self) -> Option<Address> {
         if self.kind.lives_in_container() {
@@ -408,6 +433,31 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn immutable_fields_of_a_workload_object_force_its_replacement() {
+        let object = |key: &str| Resource {
+            address: Address::new(Kind::WorkloadObject, &["app", key]),
+            kind: Kind::WorkloadObject,
+            member: None,
+            name: key.to_owned(),
+            spec: Spec::new(),
+            depends_on: vec![],
+        };
+        let deployment = object("deployment/default/web");
+        assert!(deployment.forces_replacement("spec.selector.matchLabels.app"));
+        assert!(!deployment.forces_replacement("spec.replicas"));
+        assert!(!deployment.forces_replacement("spec.selectorx"));
+        let claim = object("persistentvolumeclaim/mcapp/data");
+        assert!(claim.forces_replacement("spec.accessModes[0]"));
+        assert!(!claim.forces_replacement("spec.resources.requests.storage"));
+        // A Service's selector may change; its cluster IP may not.
+        let service = object("service/default/web");
+        assert!(!service.forces_replacement("spec.selector.app"));
+        assert!(service.forces_replacement("spec.clusterIP"));
+        assert!(object("statefulset/mcapp/db")
+            .forces_replacement("spec.volumeClaimTemplates[0].spec.resources.requests.storage"));
+    }
 
     #[test]
     fn addresses_round_trip_to_their_kind() {
