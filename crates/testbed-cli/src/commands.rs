@@ -90,8 +90,9 @@ pub async fn graph(cli: &Cli, targets: &[String]) -> Result<ExitCode, CliError> 
 
 pub fn validate(cli: &Cli) -> Result<ExitCode, CliError> {
     let config = testbed_config::load(&cli.config)?;
+    let objects: usize = config.workloads.iter().map(|w| w.objects.len()).sum();
     println!(
-        "{} is valid: {} member{}, {} image{} listed, {} application prox{}.",
+        "{} is valid: {} member{}, {} image{} listed, {} application prox{}, {} workload{} ({} object{}).",
         cli.config.display(),
         config.file.members.len(),
         if config.file.members.len() == 1 { "" } else { "s" },
@@ -99,6 +100,10 @@ pub fn validate(cli: &Cli) -> Result<ExitCode, CliError> {
         if config.file.images.len() == 1 { "" } else { "s" },
         config.file.proxies.len(),
         if config.file.proxies.len() == 1 { "y" } else { "ies" },
+        config.workloads.len(),
+        if config.workloads.len() == 1 { "" } else { "s" },
+        objects,
+        if objects == 1 { "" } else { "s" },
     );
     Ok(ExitCode::SUCCESS)
 }

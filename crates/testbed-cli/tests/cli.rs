@@ -487,6 +487,7 @@ fn destroy_keeps_a_karmada_control_plane_that_holds_a_cluster_testbed_did_not_jo
         id: "5f1c0e7a-edge7".into(),
         labels: Default::default(),
         appears_at_ms: None,
+        taints: Vec::new(),
     };
     let cluster_on = |edit: &dyn Fn(&mut testbed_sim::world::KarmadaEtcd)| {
         machine_of(&lab).edit(|w| edit(&mut w.host.microk8s.as_mut().unwrap().karmada.as_mut().unwrap().etcd)).unwrap()

@@ -165,3 +165,85 @@ fn dry_run_shows_each_object_as_it_is_applied() {
     );
     insta::assert_snapshot!(shown);
 }
+
+fn now_ms() -> u64 {
+    u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+/// The `status` line of `address`.
+fn status_line(dir: &Path, address: &str) -> String {
+    let out = text(&testbed(dir, &["status"]));
+    out.lines()
+        .find(|l| l.starts_with(&format!("{address} ")))
+        .unwrap_or_else(|| panic!("{address}:\n{out}"))
+        .to_owned()
+}
+
+/// Issue 13's failover Must-show, on the simulated Karmada: seed 003's workload runs on member1 (weight 1,
+/// spread 1); member1 is tainted NoExecute as Karmada's own tests do; within the toleration it stays, after
+/// it the workload runs on the next member, and `status` says so. It does not come back by itself.
+#[test]
+fn seed_threes_workload_moves_to_the_next_member_after_its_toleration() {
+    let dir = lab("failover.toml");
+    let d = dir.path();
+    apply(d);
+    assert_converged(d);
+    let line = status_line(d, "workload.my-app");
+    assert!(line.contains("placed by the simulated Karmada on member1 (healthy)"), "{line}");
+    let mut w = world(d);
+    let policy = &karmada_objects(&mut w)
+        ["/apis/policy.karmada.io/v1alpha1/namespaces/default/propagationpolicies/testbed-my-app"];
+    assert_eq!(policy["spec"]["placement"]["spreadConstraints"][0]["maxGroups"], 1, "{policy}");
+    assert_eq!(policy["spec"]["placement"]["clusterTolerations"][0]["tolerationSeconds"], 60, "{policy}");
+    assert_eq!(policy["spec"]["failover"]["application"]["purgeMode"], "Gracefully", "{policy}");
+
+    let taint = |age_ms: u64| {
+        let mut w = world(d);
+        w["world"]["host"]["microk8s"]["karmada"]["etcd"]["clusters"]["member1"]["taints"] = serde_json::json!([
+            {"key": "cluster.karmada.io/not-ready", "effect": "NoExecute", "added_at_ms": now_ms() - age_ms}
+        ]);
+        save(d, &w);
+    };
+    // Tainted 30 s ago: within the 60 s the policy tolerates, it stays.
+    taint(30_000);
+    let line = status_line(d, "workload.my-app");
+    assert!(line.contains("on member1 (healthy)"), "{line}");
+    // Tainted 61 s ago: evicted, and scheduled on the next member.
+    taint(61_000);
+    let line = status_line(d, "workload.my-app");
+    assert!(line.contains("placed by the simulated Karmada on member2 (healthy)"), "{line}");
+    let w = world(d);
+    let pods = |m: &str| w["world"]["inside"][m]["microk8s"]["pods"].as_object().map_or(0, |p| p.len());
+    assert_eq!((pods("member1"), pods("member2"), pods("member3")), (0, 2, 0));
+    // Failing over is Karmada's doing: the file is still met.
+    assert_converged(d);
+    // The taint goes: the workload stays where it settled.
+    let mut w = world(d);
+    w["world"]["host"]["microk8s"]["karmada"]["etcd"]["clusters"]["member1"]["taints"] = serde_json::json!([]);
+    save(d, &w);
+    let line = status_line(d, "workload.my-app");
+    assert!(line.contains("on member2 (healthy)"), "{line}");
+}
+
+/// A purge mode the file's Karmada release does not accept is refused before anything runs, with the values
+/// that release takes.
+#[test]
+fn a_purge_mode_the_release_rejects_is_refused_at_validation() {
+    let dir = lab("failover.toml");
+    let d = dir.path();
+    let file = std::fs::read_to_string(d.join("testbed.toml")).unwrap();
+    let old = file.replace("purge_mode = \"Gracefully\"", "purge_mode = \"Graciously\"");
+    std::fs::write(
+        d.join("testbed.toml"),
+        format!("[karmada]\nversion = \"v1.15.9\"\n{}", old.replace("[karmada]\n", "")),
+    )
+    .unwrap();
+    let ok = testbed(d, &["validate"]);
+    assert!(ok.status.success(), "v1.15 still takes the deprecated name: {}", text(&ok));
+    std::fs::write(d.join("testbed.toml"), &old).unwrap();
+    let refused = testbed(d, &["plan"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    assert!(said.contains("Graciously") && said.contains("Directly, Gracefully, Never"), "{said}");
+    assert!(!d.join(".testbed/sim.json").exists(), "nothing ran");
+}

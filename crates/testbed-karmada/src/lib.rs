@@ -519,10 +519,12 @@ impl KarmadaProvider {
                 ));
             }
         }
-        // Workloads, once the control plane works: before that their objects cannot be read, and they are
-        // planned as missing (applying an object testbed already applied changes nothing).
-        if control_plane.health == Health::Ok {
-            out.resources.extend(self.observe_workloads(&karmada, wanted).await?);
+        // Workloads, from the Karmada API. While the control plane is not healthy it may not answer: then
+        // their objects are planned as missing (applying an object testbed already applied changes nothing).
+        match self.observe_workloads(&karmada, wanted).await {
+            Ok(found) => out.resources.extend(found),
+            Err(e) if report.is_healthy() => return Err(e),
+            Err(_) => {}
         }
         out.resources.push(control_plane);
         Ok(out)

@@ -326,7 +326,8 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             ("data_dir", f.karmada.data_dir.clone()),
             ("advertise_address", gateway),
             ("image_registry", format!("localhost:{}", f.registry.port)),
-            ("failover", f.karmada.failover.to_string()),
+            // A workload that fails over needs it too: its file turns it on.
+            ("failover", (f.karmada.failover || f.workloads.iter().any(|w| w.failover.is_some())).to_string()),
         ]),
         cp_deps,
     );
@@ -512,6 +513,14 @@ fn add_workloads(d: &mut DesiredState, config: &Config, control_plane: &Address)
             let key = o.key();
             let address = Address::new(Kind::WorkloadObject, &[&w.name, &key]);
             let mut deps = vec![control_plane.clone()];
+            // A policy is applied once the members it places on are joined: Karmada schedules a template
+            // when its policy claims it, over the Clusters Ready then, and does not move it when another
+            // becomes Ready later.
+            if o.kind.kind == crate::workload::PROPAGATION_POLICY.kind {
+                deps.extend(
+                    crate::workload::placement(config, w).iter().map(|m| Address::new(Kind::KarmadaMember, &[m])),
+                );
+            }
             if let Some(ns) = &o.namespace {
                 let ns_key = crate::workload::object_key("Namespace", None, ns);
                 if mine.iter().any(|other| other.key() == ns_key) {

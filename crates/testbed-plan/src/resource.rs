@@ -336,7 +336,7 @@ impl Kind {
                 Kind::LxdNetwork,
             ],
             Kind::KarmadaMember => &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
-            Kind::WorkloadObject => &[Kind::KarmadaControlPlane],
+            Kind::WorkloadObject => &[Kind::KarmadaControlPlane, Kind::KarmadaMember],
             Kind::Workload => &[Kind::WorkloadObject, Kind::KarmadaMember, Kind::Image, Kind::Sideload],
         }
     }

@@ -211,6 +211,13 @@ fn generated_policy(config: &Config, w: &Workload, namespace: &str, selectors: V
     if let Some(n) = w.spread {
         placement["spreadConstraints"] = json!([{"spreadByField": "cluster", "maxGroups": n, "minGroups": 1}]);
     }
+    if let Some(f) = &w.failover {
+        // Cluster failover: a member tainted NoExecute (Karmada's taint keys for a cluster not Ready or not
+        // reachable, which testbed's ClusterTaintPolicy adds) keeps the workload this long, then loses it.
+        let toleration = |key: &str| json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": f.toleration_seconds});
+        placement["clusterTolerations"] =
+            json!([toleration("cluster.karmada.io/not-ready"), toleration("cluster.karmada.io/unreachable")]);
+    }
     let mut spec = json!({"resourceSelectors": selectors, "placement": placement});
     if let Some(f) = &w.failover {
         spec["failover"] = json!({"application": {

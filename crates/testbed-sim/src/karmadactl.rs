@@ -532,6 +532,7 @@ fn init(world: &mut SimWorld, env: &Env<'_>, version: &str, args: &[&str]) -> Ra
             tokens: BTreeSet::new(),
             clusters: BTreeMap::new(),
             taint_policies: BTreeMap::new(),
+            scheduled: BTreeMap::new(),
             objects: BTreeMap::new(),
         },
     };
@@ -688,6 +689,7 @@ fn join(world: &mut SimWorld, env: &Env<'_>, args: &[&str]) -> Ran {
             id,
             labels: BTreeMap::new(),
             appears_at_ms: None,
+            taints: Vec::new(),
         },
     );
     ok(format!("cluster({name}) is joined successfully\n"), 10)
@@ -876,6 +878,7 @@ fn register(world: &mut SimWorld, env: &Env<'_>, args: &[&str]) -> Ran {
             id,
             labels: BTreeMap::new(),
             appears_at_ms: Some(appears),
+            taints: Vec::new(),
         });
     }
     ok(

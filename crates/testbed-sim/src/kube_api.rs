@@ -227,19 +227,8 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
                 .filter(|(_, c)| c.appears_at_ms.is_none_or(|at| at <= now))
                 .map(|(name, c)| served_cluster(world, facts, name, c))
                 .collect();
-            let states: Vec<ClusterState> = clusters
-                .iter()
-                .map(|c: &FakeCluster| ClusterState {
-                    name: c.name.clone(),
-                    ready: c.ready.as_ref().is_some_and(|r| r.0 == ConditionStatus::True),
-                    runs: world
-                        .inside
-                        .get(&c.name)
-                        .and_then(|i| i.microk8s.as_ref())
-                        .is_some_and(|k| k.running && k.cluster_id == c.id),
-                })
-                .collect();
-            let resource_bindings = crate::propagation::bindings(&cp.etcd.objects, &states);
+            let states = cluster_states(world, &clusters);
+            let resource_bindings = crate::propagation::bindings(&cp.etcd, &states);
             return Some(FakeState {
                 git_version: "v1.31.3".into(),
                 serves_karmada: true,
@@ -334,6 +323,67 @@ fn served_cluster(world: &SimWorld, facts: &[ContainerFacts], name: &str, c: &Cl
     out
 }
 
+/// The Clusters as Karmada's scheduler sees them: Ready or not, and whether their member runs.
+fn cluster_states(world: &SimWorld, clusters: &[FakeCluster]) -> Vec<ClusterState> {
+    clusters
+        .iter()
+        .map(|c| ClusterState {
+            name: c.name.clone(),
+            ready: c.ready.as_ref().is_some_and(|r| r.0 == ConditionStatus::True),
+            runs: world
+                .inside
+                .get(&c.name)
+                .and_then(|i| i.microk8s.as_ref())
+                .is_some_and(|k| k.running && k.cluster_id == c.id),
+        })
+        .collect()
+}
+
+/// Runs the simulated Karmada's controllers at `now` (taints, eviction, scheduling: [`crate::propagation`])
+/// and the members' pods for what is scheduled on them, each pod keeping its address while it lives and a
+/// new one getting the member's next address. Returns whether anything changed.
+fn run_controllers(world: &mut SimWorld, facts: &[ContainerFacts], now: u64) -> bool {
+    let Some(cp) = world.control_plane() else { return false };
+    let served: Vec<FakeCluster> = cp
+        .etcd
+        .clusters
+        .iter()
+        .filter(|(_, c)| c.appears_at_ms.is_none_or(|at| at <= now))
+        .map(|(name, c)| served_cluster(world, facts, name, c))
+        .collect();
+    let states = cluster_states(world, &served);
+    let failover_on = testbed_karmada::failover_switched_on(&crate::karmadactl::controller_manager_command(cp));
+    let before = world.clone();
+    let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) else { return false };
+    crate::propagation::reconcile(&mut cp.etcd, &states, failover_on, now);
+    let pods = crate::propagation::pods(&cp.etcd);
+    for (member, inside) in world.inside.iter_mut() {
+        let Some(k) = inside.microk8s.as_mut() else { continue };
+        let wanted = pods.get(member).cloned().unwrap_or_default();
+        k.pods.retain(|key, _| wanted.iter().any(|(ns, name, _)| *key == format!("{ns}/{name}")));
+        // Calico gives each MicroK8s node a block of 10.1.0.0/16; a member's is fixed by its name here.
+        let block = member.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 200 + 20;
+        let mut next =
+            k.pods.values().filter_map(|p| p.ip.as_deref()?.rsplit('.').next()?.parse::<u32>().ok()).max().unwrap_or(1);
+        for (ns, name, labels) in wanted {
+            let key = format!("{ns}/{name}");
+            let running = k.running;
+            let pod = k.pods.entry(key).or_insert_with(|| {
+                next = if next >= 254 { 2 } else { next + 1 };
+                crate::world::SimPod {
+                    namespace: ns,
+                    name,
+                    labels,
+                    ip: Some(format!("10.1.{block}.{next}")),
+                    ready: running,
+                }
+            });
+            pod.ready = running;
+        }
+    }
+    *world != before
+}
+
 /// `host:port` of a server URL.
 fn host_port(server: &str) -> Option<(String, u16)> {
     let rest = server.split_once("://").map(|(_, r)| r).unwrap_or(server);
@@ -425,16 +475,26 @@ impl Apis {
         let served = cluster.clone();
         let source: StateSource = Arc::new(move || {
             let shared = weak.upgrade()?;
-            shared.change_quiet(|w| {
-                // The control plane's pods pull what they can each time they are looked at.
-                if !matches!(served, Reached::Member(_)) {
-                    crate::karmadactl::pull_images(w);
+            let mut w = shared.lock();
+            // The control plane's pods pull what they can each time they are looked at.
+            if !matches!(served, Reached::Member(_)) {
+                crate::karmadactl::pull_images(&mut w);
+            }
+            // Karmada's controllers run each time Karmada or a member is looked at; what they change is kept.
+            let controllers =
+                w.control_plane().is_some_and(|cp| !cp.etcd.objects.is_empty() || !cp.etcd.scheduled.is_empty());
+            if controllers {
+                let all = containers(&shared, &w, None);
+                if run_controllers(&mut w, &all, now_ms()) {
+                    if let Err(e) = shared.save_locked(&w) {
+                        tracing::warn!("the simulated machine could not keep what Karmada's controllers did: {e}");
+                    }
                 }
-                let facts = containers(&shared, w, only.as_deref());
-                let now = reached(w, &facts, &asked_host, asked_port).filter(|c| *c == served)?;
-                let all = if now == Reached::Karmada { containers(&shared, w, None) } else { facts };
-                state_of(w, &all, &now)
-            })
+            }
+            let facts = containers(&shared, &w, only.as_deref());
+            let now = reached(&w, &facts, &asked_host, asked_port).filter(|c| *c == served)?;
+            let all = if now == Reached::Karmada { containers(&shared, &w, None) } else { facts };
+            state_of(&w, &all, &now)
         });
         let writes = Arc::downgrade(shared);
         let written = cluster.clone();

@@ -210,6 +210,7 @@ fn fresh_microk8s(inside: &mut Inside, channel: String, cluster_id: String, from
         karmada_agent: false,
         from_file,
         pki: None,
+        pods: Default::default(),
     });
 }
 

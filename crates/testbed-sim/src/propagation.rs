@@ -13,13 +13,24 @@
 //! without replicas go to every chosen member. A member reports what it runs healthy while its MicroK8s
 //! runs.
 //!
+//! Placement is sticky, as Karmada's: a binding is scheduled again only when its template's replicas or its
+//! policy change, or when a member it is on is evicted. Eviction (cluster failover) follows Karmada's taint
+//! manager: with the controller manager's `Failover` gate and no-execute eviction on, a member tainted
+//! `NoExecute` (by hand, or by a ClusterTaintPolicy while it is not Ready) loses its workloads once the taint
+//! is older than the policy's `clusterTolerations` allow for it (at once without a toleration); they are
+//! scheduled on the other candidates, and nothing moves back when the member recovers. With the gate off a
+//! taint moves nothing, as in Karmada (failover silently does nothing).
+//!
 //! This is a simulation: placement by cluster names, static weights and spread only; no resource
-//! estimator, no dynamic weights, no OverridePolicy, no failover yet. It never reports a real placement.
+//! estimator, no dynamic weights, no OverridePolicy, no application-health failover (pods are healthy while
+//! their member runs). It never reports a real placement.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use testbed_config::manifests::{placeable, runs_pods};
+
+use crate::world::{KarmadaEtcd, Scheduled, SimTaint};
 
 /// What the propagation needs to know of one Cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +109,12 @@ fn claiming<'p>(policies: &[&'p Value], t: &Template<'_>) -> Option<&'p Value> {
 }
 
 /// The members `placement` schedules to, with their replicas (`None` for an object without replicas).
-fn schedule(placement: &Value, replicas: Option<i64>, clusters: &[ClusterState]) -> Vec<(String, Option<i64>)> {
+fn schedule(
+    placement: &Value,
+    replicas: Option<i64>,
+    clusters: &[ClusterState],
+    tainted: &[String],
+) -> Vec<(String, Option<i64>)> {
     let affinity = &placement["clusterAffinity"];
     let named: Option<Vec<&str>> =
         affinity["clusterNames"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect());
@@ -106,7 +122,7 @@ fn schedule(placement: &Value, replicas: Option<i64>, clusters: &[ClusterState])
         affinity["exclude"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let candidates: Vec<&ClusterState> = clusters
         .iter()
-        .filter(|c| c.ready)
+        .filter(|c| c.ready && !tainted.contains(&c.name))
         .filter(|c| named.as_ref().is_none_or(|n| n.contains(&c.name.as_str())))
         .filter(|c| !excluded.contains(&c.name.as_str()))
         .collect();
@@ -178,23 +194,154 @@ fn condition(kind: &str, ok: bool, reason: &str, message: &str) -> Value {
     })
 }
 
-/// The ResourceBindings for `objects` (the Karmada API server's objects, any kind) over `clusters`.
-pub(crate) fn bindings(objects: &BTreeMap<String, Value>, clusters: &[ClusterState]) -> Vec<Value> {
-    let policies: Vec<&Value> = objects
+/// How long `policy` lets a workload stay on a member tainted `key:NoExecute` (`None`: for ever), in
+/// milliseconds: its `placement.clusterTolerations` (Karmada's taint manager evicts at once what does not
+/// tolerate the taint).
+fn toleration_ms(policy: &Value, key: &str) -> Option<u64> {
+    let tolerations = policy["spec"]["placement"]["clusterTolerations"].as_array();
+    let matching = tolerations.into_iter().flatten().find(|t| {
+        let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || e == "NoExecute");
+        let key_ok = match t["operator"].as_str().unwrap_or("Equal") {
+            "Exists" => t["key"].as_str().is_none_or(|k| k.is_empty() || k == key),
+            _ => t["key"].as_str() == Some(key),
+        };
+        effect_ok && key_ok
+    });
+    match matching {
+        None => Some(0),
+        Some(t) => t["tolerationSeconds"].as_u64().map(|s| s * 1000),
+    }
+}
+
+/// What one binding is scheduled from: its policy, the policy's placement and the template's replicas.
+fn inputs(policy: &Value, replicas: Option<i64>) -> String {
+    format!(
+        "{}/{}:{}:{}",
+        policy["metadata"]["namespace"].as_str().unwrap_or_default(),
+        policy["metadata"]["name"].as_str().unwrap_or_default(),
+        policy["spec"]["placement"],
+        replicas.map(|r| r.to_string()).unwrap_or_default()
+    )
+}
+
+fn replicas_of(t: &Template<'_>) -> Option<i64> {
+    match t.kind {
+        "Deployment" | "StatefulSet" => Some(t.object["spec"]["replicas"].as_i64().unwrap_or(1)),
+        _ => None,
+    }
+}
+
+fn binding_key(t: &Template<'_>) -> String {
+    format!("{}/{}-{}", t.namespace, t.name, t.kind.to_ascii_lowercase())
+}
+
+/// Runs Karmada's controllers once over its etcd at `now`: ClusterTaintPolicies taint the Clusters that
+/// are not Ready `NoExecute` (and untaint them once Ready); with `failover_on`, the taint manager evicts
+/// workloads from members tainted `NoExecute` past their toleration; the scheduler places new bindings
+/// and those whose inputs changed or that were evicted from a member.
+pub(crate) fn reconcile(etcd: &mut KarmadaEtcd, clusters: &[ClusterState], failover_on: bool, now: u64) {
+    // The cluster taint controller, from the ClusterTaintPolicies' taints (testbed's adds not-ready:NoExecute).
+    let policy_taints: Vec<(String, String)> = etcd
+        .taint_policies
+        .values()
+        .flat_map(|p| p["spec"]["taints"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| Some((t["key"].as_str()?.to_owned(), t["effect"].as_str()?.to_owned())))
+        .collect();
+    for c in clusters {
+        let Some(record) = etcd.clusters.get_mut(&c.name) else { continue };
+        if c.ready {
+            record.taints.retain(|t| !t.by_policy);
+        } else {
+            for (key, effect) in &policy_taints {
+                if !record.taints.iter().any(|t| t.key == *key && t.effect == *effect) {
+                    record.taints.push(SimTaint {
+                        key: key.clone(),
+                        effect: effect.clone(),
+                        added_at_ms: now,
+                        by_policy: true,
+                    });
+                }
+            }
+        }
+    }
+    let no_execute: BTreeMap<String, Vec<SimTaint>> = etcd
+        .clusters
+        .iter()
+        .map(|(n, c)| (n.clone(), c.taints.iter().filter(|t| t.effect == "NoExecute").cloned().collect::<Vec<_>>()))
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    let tainted: Vec<String> = no_execute.keys().cloned().collect();
+
+    let policies: Vec<&Value> = etcd
+        .objects
+        .values()
+        .filter(|o| o["kind"] == "PropagationPolicy" && o["apiVersion"] == "policy.karmada.io/v1alpha1")
+        .collect();
+    let mut next: BTreeMap<String, Scheduled> = BTreeMap::new();
+    for t in etcd.objects.values().filter_map(template) {
+        let Some(policy) = claiming(&policies, &t) else { continue };
+        let replicas = replicas_of(&t);
+        let key = binding_key(&t);
+        let wanted_inputs = inputs(policy, replicas);
+        let mut record = etcd.scheduled.get(&key).cloned().filter(|r| r.inputs == wanted_inputs);
+        // The taint manager: a member tainted NoExecute for longer than the policy tolerates loses it.
+        let mut evicted_now = false;
+        if let (Some(r), true) = (record.as_mut(), failover_on) {
+            let before = r.clusters.len();
+            let evict: Vec<String> = r
+                .clusters
+                .iter()
+                .filter(|(member, _)| {
+                    no_execute.get(member).into_iter().flatten().any(|taint| {
+                        toleration_ms(policy, &taint.key)
+                            .is_some_and(|tol| now.saturating_sub(taint.added_at_ms) >= tol)
+                    })
+                })
+                .map(|(m, _)| m.clone())
+                .collect();
+            r.clusters.retain(|(m, _)| !evict.contains(m));
+            r.evicted.extend(evict.into_iter().map(|m| (m, now)));
+            evicted_now = r.clusters.len() != before;
+        }
+        // A Duplicated workload goes to a member that joined (or became Ready) since: Karmada's scheduler
+        // looks again at the bindings a new Cluster matches.
+        let duplicated =
+            policy["spec"]["placement"]["replicaScheduling"]["replicaSchedulingType"].as_str() != Some("Divided");
+        let grown = duplicated
+            && record.as_ref().is_some_and(|r| {
+                schedule(&policy["spec"]["placement"], replicas, clusters, &tainted).iter().any(|(m, _)| {
+                    !r.clusters.iter().any(|(have, _)| have == m) && !r.evicted.iter().any(|(e, _)| e == m)
+                })
+            });
+        let record = match record {
+            Some(r) if !evicted_now && !grown && !r.clusters.is_empty() => r,
+            Some(r) => {
+                let clusters = schedule(&policy["spec"]["placement"], replicas, clusters, &tainted);
+                Scheduled { inputs: wanted_inputs, clusters, evicted: r.evicted }
+            }
+            None => {
+                let clusters = schedule(&policy["spec"]["placement"], replicas, clusters, &tainted);
+                Scheduled { inputs: wanted_inputs, clusters, evicted: Vec::new() }
+            }
+        };
+        next.insert(key, record);
+    }
+    etcd.scheduled = next;
+}
+
+/// The ResourceBindings of the templates on the Karmada API server, as `reconcile` last placed them.
+pub(crate) fn bindings(etcd: &KarmadaEtcd, clusters: &[ClusterState]) -> Vec<Value> {
+    let policies: Vec<&Value> = etcd
+        .objects
         .values()
         .filter(|o| o["kind"] == "PropagationPolicy" && o["apiVersion"] == "policy.karmada.io/v1alpha1")
         .collect();
     let mut out = Vec::new();
-    for t in objects.values().filter_map(template) {
+    for t in etcd.objects.values().filter_map(template) {
         let Some(policy) = claiming(&policies, &t) else { continue };
-        let replicas = runs_pods(t.kind).then(|| {
-            if t.kind == "DaemonSet" {
-                1
-            } else {
-                t.object["spec"]["replicas"].as_i64().unwrap_or(1)
-            }
-        });
-        let targets = schedule(&policy["spec"]["placement"], replicas.filter(|_| t.kind != "DaemonSet"), clusters);
+        let replicas = replicas_of(&t);
+        let targets: Vec<(String, Option<i64>)> =
+            etcd.scheduled.get(&binding_key(&t)).map(|s| s.clusters.clone()).unwrap_or_default();
         let scheduled = !targets.is_empty();
         let aggregated: Vec<Value> = targets
             .iter()
@@ -254,24 +401,92 @@ pub(crate) fn bindings(objects: &BTreeMap<String, Value>, clusters: &[ClusterSta
     out
 }
 
+/// A pod a member should run: its namespace, name and labels.
+pub(crate) type PodSpec = (String, String, BTreeMap<String, String>);
+
+/// The pods each member runs for the scheduled templates: `(namespace, name, labels)` by member. A
+/// Deployment's pods are named after a digest of its pod template (a changed template makes new pods), a
+/// StatefulSet's by ordinal, a DaemonSet's one per member. What an eviction with `purgeMode: Never` left on
+/// a member stays there.
+pub(crate) fn pods(etcd: &KarmadaEtcd) -> BTreeMap<String, Vec<PodSpec>> {
+    let policies: Vec<&Value> = etcd
+        .objects
+        .values()
+        .filter(|o| o["kind"] == "PropagationPolicy" && o["apiVersion"] == "policy.karmada.io/v1alpha1")
+        .collect();
+    let mut out: BTreeMap<String, Vec<PodSpec>> = BTreeMap::new();
+    for t in etcd.objects.values().filter_map(template).filter(|t| runs_pods(t.kind)) {
+        let Some(record) = etcd.scheduled.get(&binding_key(&t)) else { continue };
+        let labels: BTreeMap<String, String> = t.object["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default();
+        let hash = {
+            use sha2::Digest as _;
+            let d = sha2::Sha256::digest(t.object["spec"]["template"].to_string().as_bytes());
+            d.iter().take(5).map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let never = claiming(&policies, &t)
+            .is_some_and(|p| p["spec"]["failover"]["application"]["purgeMode"].as_str() == Some("Never"));
+        let mut on: Vec<(String, i64)> = record.clusters.iter().map(|(m, r)| (m.clone(), r.unwrap_or(1))).collect();
+        if never {
+            on.extend(record.evicted.iter().map(|(m, _)| (m.clone(), 1)));
+        }
+        for (member, count) in on {
+            for i in 0..count.max(0) {
+                let name = match t.kind {
+                    "StatefulSet" => format!("{}-{i}", t.name),
+                    "DaemonSet" => format!("{}-{}", t.name, &hash[..5]),
+                    _ => format!("{}-{}-{i}", t.name, &hash[..10]),
+                };
+                out.entry(member.clone()).or_default().push((t.namespace.to_owned(), name, labels.clone()));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::{ClusterPki, ClusterRecord, SyncMode};
 
     fn clusters(states: &[(&str, bool)]) -> Vec<ClusterState> {
         states.iter().map(|(n, ok)| ClusterState { name: (*n).into(), ready: *ok, runs: *ok }).collect()
     }
 
-    fn objects(placement: Value) -> BTreeMap<String, Value> {
+    fn etcd(placement: Value, members: &[&str]) -> KarmadaEtcd {
         let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "app", "namespace": "default"}, "spec": {"replicas": 4}});
+            "metadata": {"name": "app", "namespace": "default"}, "spec": {"replicas": 4,
+            "template": {"metadata": {"labels": {"app": "app"}}}}});
         let policy = json!({"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
             "metadata": {"name": "p", "namespace": "default"},
             "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"}], "placement": placement}});
-        [("d".to_owned(), deployment), ("p".to_owned(), policy)].into()
+        KarmadaEtcd {
+            pki: ClusterPki::generate(),
+            tokens: Default::default(),
+            clusters: members
+                .iter()
+                .map(|m| {
+                    let record = ClusterRecord {
+                        sync_mode: SyncMode::Push,
+                        api_endpoint: None,
+                        id: (*m).into(),
+                        labels: Default::default(),
+                        appears_at_ms: None,
+                        taints: vec![],
+                    };
+                    ((*m).to_owned(), record)
+                })
+                .collect(),
+            taint_policies: Default::default(),
+            scheduled: Default::default(),
+            objects: [("d".to_owned(), deployment), ("p".to_owned(), policy)].into(),
+        }
     }
 
-    fn placed(b: &[Value]) -> Vec<(String, i64)> {
+    fn placed(e: &KarmadaEtcd, c: &[ClusterState]) -> Vec<(String, i64)> {
+        let b = bindings(e, c);
         b[0]["spec"]["clusters"]
             .as_array()
             .unwrap()
@@ -280,32 +495,74 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn duplicated_gives_every_ready_named_member_all_replicas() {
-        let b = bindings(
-            &objects(
-                json!({"clusterAffinity": {"clusterNames": ["member1", "member2"]}, "replicaScheduling": {"replicaSchedulingType": "Duplicated"}}),
-            ),
-            &clusters(&[("member1", true), ("member2", true), ("member3", true)]),
-        );
-        assert_eq!(placed(&b), [("member1".into(), 4), ("member2".into(), 4)]);
-        assert_eq!(b[0]["status"]["aggregatedStatus"][0]["health"], "Healthy");
+    const THREE: &[&str] = &["member1", "member2", "member3"];
+
+    fn seed_three() -> Value {
+        // Seed 003's policy, as Karmada's CRD takes it: a weight of 0 is left out of the list (weights start at 1).
+        json!({
+            "clusterAffinity": {"clusterNames": ["member1", "member2", "member3"]},
+            "replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
+                "weightPreference": {"staticWeightList": [{"targetCluster": {"clusterNames": ["member1"]}, "weight": 1}]}},
+            "spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 1, "minGroups": 1}],
+            "clusterTolerations": [{"key": "cluster.karmada.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]})
     }
 
     #[test]
-    fn static_weights_with_a_spread_of_one_follow_seed_three_and_move_when_the_heaviest_is_not_ready() {
-        let placement = json!({
-            "clusterAffinity": {"clusterNames": ["member1", "member2", "member3"]},
-            "replicaScheduling": {"replicaSchedulingType": "Divided", "replicaDivisionPreference": "Weighted",
-                "weightPreference": {"staticWeightList": [
-                    {"targetCluster": {"clusterNames": ["member1"]}, "weight": 1},
-                    {"targetCluster": {"clusterNames": ["member2"]}, "weight": 0},
-                    {"targetCluster": {"clusterNames": ["member3"]}, "weight": 0}]}},
-            "spreadConstraints": [{"spreadByField": "cluster", "maxGroups": 1, "minGroups": 1}]});
+    fn duplicated_gives_every_ready_named_member_all_replicas() {
+        let mut e = etcd(
+            json!({"clusterAffinity": {"clusterNames": ["member1", "member2"]}, "replicaScheduling": {"replicaSchedulingType": "Duplicated"}}),
+            THREE,
+        );
         let all = clusters(&[("member1", true), ("member2", true), ("member3", true)]);
-        assert_eq!(placed(&bindings(&objects(placement.clone()), &all)), [("member1".into(), 4)]);
-        let member1_down = clusters(&[("member1", false), ("member2", true), ("member3", true)]);
-        assert_eq!(placed(&bindings(&objects(placement), &member1_down)), [("member2".into(), 4)]);
+        reconcile(&mut e, &all, false, 0);
+        assert_eq!(placed(&e, &all), [("member1".into(), 4), ("member2".into(), 4)]);
+        assert_eq!(bindings(&e, &all)[0]["status"]["aggregatedStatus"][0]["health"], "Healthy");
+        assert_eq!(pods(&e)["member1"].len(), 4);
+    }
+
+    #[test]
+    fn a_no_execute_taint_moves_seed_threes_workload_after_its_toleration_only_with_failover_on() {
+        let all = clusters(&[("member1", true), ("member2", true), ("member3", true)]);
+        let mut e = etcd(seed_three(), THREE);
+        reconcile(&mut e, &all, true, 1_000);
+        assert_eq!(placed(&e, &all), [("member1".into(), 4)]);
+        let taint = SimTaint {
+            key: "cluster.karmada.io/not-ready".into(),
+            effect: "NoExecute".into(),
+            added_at_ms: 10_000,
+            by_policy: false,
+        };
+        e.clusters.get_mut("member1").unwrap().taints.push(taint);
+        // Within the toleration, and with the gate off at any time, it stays.
+        reconcile(&mut e, &all, true, 69_999);
+        assert_eq!(placed(&e, &all), [("member1".into(), 4)]);
+        let mut off = e.clone();
+        reconcile(&mut off, &all, false, 500_000);
+        assert_eq!(placed(&off, &all), [("member1".into(), 4)]);
+        // Past it, it moves to the next member (weights of 0 all around count as equal: the first by name).
+        reconcile(&mut e, &all, true, 70_000);
+        assert_eq!(placed(&e, &all), [("member2".into(), 4)]);
+        assert_eq!(e.scheduled.values().next().unwrap().evicted, [("member1".to_owned(), 70_000)]);
+        // The taint goes: nothing moves back by itself.
+        e.clusters.get_mut("member1").unwrap().taints.clear();
+        reconcile(&mut e, &all, true, 80_000);
+        assert_eq!(placed(&e, &all), [("member2".into(), 4)]);
+    }
+
+    #[test]
+    fn a_taint_policy_taints_a_member_that_is_not_ready_and_untaints_it_when_ready() {
+        let mut e = etcd(seed_three(), THREE);
+        e.taint_policies.insert(
+            "testbed-failover".into(),
+            json!({"spec": {"taints": [{"key": "cluster.karmada.io/not-ready", "effect": "NoExecute"}]}}),
+        );
+        let down = clusters(&[("member1", false), ("member2", true), ("member3", true)]);
+        reconcile(&mut e, &down, true, 5_000);
+        assert_eq!(e.clusters["member1"].taints.len(), 1);
+        assert!(e.clusters["member1"].taints[0].by_policy);
+        let up = clusters(&[("member1", true), ("member2", true), ("member3", true)]);
+        reconcile(&mut e, &up, true, 6_000);
+        assert!(e.clusters["member1"].taints.is_empty());
     }
 
     #[test]
@@ -315,14 +572,21 @@ mod tests {
                 "weightPreference": {"staticWeightList": [
                     {"targetCluster": {"clusterNames": ["member1"]}, "weight": 2},
                     {"targetCluster": {"clusterNames": ["member2"]}, "weight": 1}]}}});
-        let b = bindings(&objects(placement), &clusters(&[("member1", true), ("member2", true), ("member3", true)]));
-        assert_eq!(placed(&b), [("member1".into(), 3), ("member2".into(), 1)]);
+        let all = clusters(&[("member1", true), ("member2", true), ("member3", true)]);
+        let mut e = etcd(placement, THREE);
+        reconcile(&mut e, &all, false, 0);
+        assert_eq!(placed(&e, &all), [("member1".into(), 3), ("member2".into(), 1)]);
     }
 
     #[test]
-    fn nothing_ready_is_not_scheduled() {
-        let b = bindings(&objects(json!({})), &clusters(&[("member1", false)]));
-        assert_eq!(b[0]["status"]["conditions"][0]["status"], "False");
-        assert!(placed(&b).is_empty());
+    fn nothing_ready_is_not_scheduled_until_a_member_is() {
+        let mut e = etcd(json!({}), &["member1"]);
+        let down = clusters(&[("member1", false)]);
+        reconcile(&mut e, &down, false, 0);
+        assert_eq!(bindings(&e, &down)[0]["status"]["conditions"][0]["status"], "False");
+        assert!(placed(&e, &down).is_empty());
+        let up = clusters(&[("member1", true)]);
+        reconcile(&mut e, &up, false, 1);
+        assert_eq!(placed(&e, &up), [("member1".into(), 4)]);
     }
 }

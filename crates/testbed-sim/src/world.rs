@@ -272,6 +272,9 @@ pub struct KarmadaEtcd {
     /// ClusterTaintPolicies as applied (`{"labels": {...}, "spec": {...}}`), by name.
     #[serde(default)]
     pub taint_policies: BTreeMap<String, serde_json::Value>,
+    /// Where the scheduler placed each resource template, by its ResourceBinding's `namespace/name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scheduled: BTreeMap<String, Scheduled>,
     /// Every other object on the Karmada API server (resource templates, PropagationPolicies), as served
     /// (with `metadata.managedFields`, where the fields testbed last applied are kept), by its REST path.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -309,6 +312,51 @@ pub struct ClusterRecord {
     /// Pull mode: when the agent creates it (milliseconds since the Unix epoch); it is not there before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appears_at_ms: Option<u64>,
+    /// `spec.taints`: put there by hand (`kubectl taint`, as Karmada's own failover tests do) or by a
+    /// ClusterTaintPolicy while the cluster is not Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<SimTaint>,
+}
+
+/// A taint on a `Cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTaint {
+    pub key: String,
+    /// `NoSchedule` or `NoExecute`.
+    pub effect: String,
+    /// When it was added (`timeAdded`), milliseconds since the Unix epoch.
+    pub added_at_ms: u64,
+    /// Added by a ClusterTaintPolicy (and removed by it once the cluster is Ready again), not by hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_policy: bool,
+}
+
+/// Where Karmada's scheduler placed one resource template (its ResourceBinding's `spec.clusters`), and
+/// what it placed it from: a binding is scheduled again only when its template's replicas or its policy
+/// change, or a cluster it is on is evicted (Karmada does not move a workload back by itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduled {
+    /// The policy (namespace/name) and the digest of its placement, and the template's replicas.
+    pub inputs: String,
+    /// Members with their share of the replicas (none for a kind without replicas).
+    pub clusters: Vec<(String, Option<i64>)>,
+    /// Members it was evicted from (a NoExecute taint past its toleration), as `(member, when)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evicted: Vec<(String, u64)>,
+}
+
+/// A pod a member runs for a workload Karmada propagated there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimPod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `status.podIP`, from the member's pod range.
+    pub ip: Option<String>,
+    pub ready: bool,
 }
 
 /// MicroK8s inside a member's container.
@@ -325,6 +373,9 @@ pub struct MemberMicrok8s {
     /// The images its containerd holds, by containerd name (`docker.io/library/flask-demo:2.0`).
     #[serde(default)]
     pub images: BTreeSet<String>,
+    /// The pods it runs for workloads Karmada propagated to it, by `namespace/name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pods: BTreeMap<String, SimPod>,
     /// Whether a karmada-agent (pull mode) is installed in it.
     pub karmada_agent: bool,
     /// Installed from a file (`snap install ./microk8s_N.snap`): it tracks no channel (`snap list` shows

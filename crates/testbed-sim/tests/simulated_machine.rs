@@ -246,6 +246,7 @@ async fn join_refuses_a_name_someone_else_registered_with_karmadactls_own_messag
                     id: "someone-elses".into(),
                     labels: Default::default(),
                     appears_at_ms: None,
+                    taints: Vec::new(),
                 },
             );
         })
