@@ -680,7 +680,36 @@ impl LxdProvider {
                 Err(e) => tracing::warn!("a pod lookup stopped: {e}"),
             }
         }
+        self.check_pod_proxies(&mut out, &instances).await;
         Ok(out)
+    }
+
+    /// A pod proxy is done only while a request through it gets an answer: each one that points at its pod's
+    /// address now, in a running container, gets one request (all at once); one that gets no answer needs
+    /// repair (apply points it at the pod again and waits for an answer).
+    async fn check_pod_proxies(&self, out: &mut LayerObservation, instances: &[Instance]) {
+        let running: BTreeSet<&str> = instances.iter().filter(|i| i.running()).map(|i| i.name.as_str()).collect();
+        let mut probes = tokio::task::JoinSet::new();
+        for (idx, o) in out.resources.iter().enumerate() {
+            let follows = o.kind == Kind::Proxy
+                && o.owner == Owner::Testbed
+                && o.spec.contains_key(testbed_plan::desired::POD_KEY)
+                && o.member.as_deref().is_some_and(|m| running.contains(m));
+            let at_pod = out.pod_addresses.get(o.address.as_str()).is_some_and(|c| o.spec.get("connect") == Some(c));
+            let port = o.spec.get("listen").and_then(|l| HostPort::parse(l)).filter(|p| !p.udp);
+            let (true, true, Some(port)) = (follows, at_pod, port) else { continue };
+            let probe = Arc::clone(&self.probe);
+            let at = follow::reach(port);
+            probes.spawn(async move { (idx, at, probe(at).await) });
+        }
+        while let Some(joined) = probes.join_next().await {
+            let Ok((idx, at, Err(why))) = joined else { continue };
+            if let Some(o) = out.resources.get_mut(idx) {
+                o.health = Health::NeedsRepair(format!(
+                    "nothing answers through {at} ({why}); will be pointed at its pod again and checked"
+                ));
+            }
+        }
     }
 }
 
