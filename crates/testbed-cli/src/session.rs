@@ -17,7 +17,7 @@ use testbed_host::preflight::Finding;
 use testbed_host::{HostProvider, HostSystem};
 use testbed_karmada::KarmadaProvider;
 use testbed_lxd::{Client, Flavor, LxdProvider};
-use testbed_microk8s::Microk8sProvider;
+use testbed_microk8s::{MemberPods, Microk8sProvider};
 use testbed_provider::ContainerView;
 use testbed_registry::{Addon, RegistryProvider};
 use testbed_sim::{SimMachine, SimOptions};
@@ -122,13 +122,26 @@ impl Session {
             })
         });
         let before = before(&worlds(&simulate, &sim_state, lxd_client.as_ref().map(Client::socket)))?;
-        let lxd = lxd_client.map(|client| (client.clone(), Arc::new(LxdProvider::new(client, name.clone()))));
         let options = SimOptions::from_env()?;
         options.check_names(&fault_names(&config))?;
         let mut machine = SimMachine::open(&sim_state, options)?
             .with_context(cx.clone())
             .for_testbed(name.clone())
             .with_flavor(config.file.lxd.backend == testbed_config::Backend::Incus);
+        // The pods that proxies follow are in the members' clusters: the real ones, or the simulated machine's
+        // when MicroK8s is simulated above real containers.
+        let pods = match simulate.contains(&Layer::Microk8s) {
+            true => machine.member_pods(),
+            false => Some(MemberPods::new(&cx.kubeconfig_dir)),
+        };
+        let lxd = lxd_client.map(|client| {
+            let provider = LxdProvider::new(client.clone(), name.clone());
+            let provider = match pods {
+                Some(pods) => provider.with_pods(Arc::new(pods)),
+                None => provider,
+            };
+            (client, Arc::new(provider))
+        });
         let runner: Arc<dyn CommandRunner> = match &lxd {
             Some((client, _)) => Arc::new(SystemRunner::with_lxd(client.clone())),
             None => Arc::new(SystemRunner::host_only()),

@@ -197,3 +197,182 @@ fn an_apply_killed_while_a_member_is_created_is_finished_by_the_next_one() {
     let destroy = testbed(dir.path(), &["destroy", "--yes"]);
     assert!(destroy.status.success(), "{}", text(&destroy));
 }
+
+/// Issue 13, item 4, against the real daemon: a proxy that follows a pod. LXD (or Incus) is real; MicroK8s
+/// and Karmada are simulated, so the pod is the simulated member's (its address is the simulated world's),
+/// and what answers at that address is a real listener the test starts inside the real container (busybox
+/// httpd on an address added to the container's loopback). Checked for real: the device LXD makes, that
+/// LXD's proxy accepts a connection with nothing behind it (so apply fails until a request is answered), the
+/// repair, the move to another address, and the answers through the host port.
+#[test]
+fn a_pod_proxy_follows_its_pod_through_real_lxd() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    follow_a_pod(Daemon::Lxd);
+}
+
+#[test]
+fn a_pod_proxy_follows_its_pod_through_real_incus() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    follow_a_pod(Daemon::Incus);
+}
+
+fn follow_a_pod(daemon: Daemon) {
+    let (tag, net, api_port, port) = match daemon {
+        Daemon::Lxd => ("podp", 71, 26801, 26802),
+        Daemon::Incus => ("ipodp", 72, 26811, 26812),
+    };
+    let member = format!("{tag}-member1");
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        r#"name = "{tag}"
+
+[lxd]
+backend = "{backend}"
+bridge = "tb{tag}0"
+ipv4_address = "10.199.{net}.1/24"
+storage_pool = "default"
+image = "testbed-busybox"
+profile = "tb{tag}-member"
+
+[lxd.profile_config]
+"linux.kernel_modules" = "overlay,nf_conntrack"
+
+[[members]]
+name = "{member}"
+api_port = {api_port}
+
+[[workloads]]
+name = "prometheus"
+manifests = ["prometheus.yaml"]
+
+[[proxies]]
+name = "prometheus"
+member = "{member}"
+host_port = {port}
+pod = {{ namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus", port = 9090 }}
+"#,
+        backend = match daemon {
+            Daemon::Lxd => "lxd",
+            Daemon::Incus => "incus",
+        }
+    );
+    std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: prometheus\n  namespace: monitoring\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: prometheus\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: prometheus\n    spec:\n      containers:\n      - name: prometheus\n        image: quay.io/prometheus/prometheus:v3.5.0\n",
+    )
+    .unwrap();
+    let testbed = |args: &[&str]| testenv::testbed_on(daemon, dir.path(), LAYERS, args);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // A client per call: a connection kept idle between two calls, while testbed runs, may have been closed
+    // by the daemon (Incus does) without this runtime's noticing.
+    let cl = || daemon.client();
+    let exec = |argv: &[&str]| {
+        let out = rt.block_on(cl().exec(&member, argv, Duration::from_secs(30))).unwrap();
+        assert_eq!(out.code, 0, "{argv:?} in {member}: {out:?}");
+    };
+    let sim = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".testbed/sim.json")).unwrap()).unwrap()
+    };
+    let pod_ip = |world: &serde_json::Value| -> (String, String) {
+        let pods = world["world"]["inside"][&member]["microk8s"]["pods"].as_object().expect("the member's pods");
+        assert_eq!(pods.len(), 1, "{pods:?}");
+        let (key, pod) = pods.iter().next().unwrap();
+        (key.clone(), pod["ip"].as_str().unwrap().to_owned())
+    };
+    // What answers at ADDRESS:9090 in the container: busybox httpd, serving a page that names the address.
+    let listen_at = |ip: &str| {
+        exec(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        exec(&["mkdir", "-p", &format!("/www-{ip}")]);
+        exec(&["sh", "-c", &format!("echo 'the pod at {ip}' > /www-{ip}/index.html")]);
+        exec(&["httpd", "-p", &format!("{ip}:9090"), "-h", &format!("/www-{ip}")]);
+    };
+    let device = || -> serde_json::Value {
+        let inst: serde_json::Value = rt.block_on(cl().get(&format!("/1.0/instances/{member}"))).unwrap();
+        inst["devices"]["prometheus"].clone()
+    };
+    // What an earlier, interrupted run left.
+    let _ = testbed(&["destroy", "--yes"]);
+
+    // The member first. A real MicroK8s node has Calico's blackhole route for its pod block, so that a pod
+    // address with no pod behind it goes nowhere; the busybox container gets one for 10.1.0.0/16 (without
+    // it, a connection to a pod address leaves by the default route, and whatever the host's network has
+    // there may answer).
+    let container = testbed(&["apply", "--yes", "--target", &format!("lxd_instance.{member}")]);
+    assert!(container.status.success(), "{}", text(&container));
+    exec(&["ip", "route", "add", "blackhole", "10.1.0.0/16"]);
+
+    // The apply creates the workload and the proxy at its pod's address; nothing listens there in the
+    // container yet: LXD's proxy accepts and closes, and the apply fails saying so.
+    let first = testbed(&["apply", "--yes"]);
+    let out = text(&first);
+    assert_eq!(first.status.code(), Some(1), "{out}");
+    assert!(out.contains(&format!("nothing answered through 127.0.0.1:{port} within 30 s")), "{out}");
+    // The daemon's proxy accepted the connection, then closed it (LXD 5.0) or reset it (Incus 6.0) when it
+    // could not connect inside the container.
+    assert!(out.contains("the last: accepted, then"), "the daemon's proxy accepted: {out}");
+    assert!(out.contains("port-forward pod/prometheus-"), "{out}");
+    let (key, first_ip) = pod_ip(&sim());
+    assert!(key.starts_with("monitoring/prometheus-"), "{key}");
+    assert_eq!(device()["connect"], format!("tcp:{first_ip}:9090"));
+
+    // The next plan says it does not answer, and what apply will do.
+    let plan = testbed(&["plan", "--detailed-exitcode"]);
+    let shown = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains(&format!("proxy.{member}.prometheus")) && shown.contains("nothing answers through"),
+        "{shown}"
+    );
+
+    // The pod's server starts: apply repairs the proxy, and a request through the host port is answered.
+    listen_at(&first_ip);
+    let apply = testbed(&["apply", "--yes"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    let answer = http_get(port).unwrap_or_else(|| panic!("no answer through 127.0.0.1:{port}"));
+    assert!(answer.contains(&format!("the pod at {first_ip}")), "{answer}");
+    let plan = testbed(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    // The pod is recreated at another address (the simulated world's record of it; in the container the
+    // server moves there).
+    let second_ip = {
+        let (net, last) = first_ip.rsplit_once('.').unwrap();
+        format!("{net}.{}", last.parse::<u8>().unwrap() + 100)
+    };
+    let mut world = sim();
+    world["world"]["inside"][&member]["microk8s"]["pods"][&key]["ip"] = serde_json::json!(second_ip);
+    std::fs::write(dir.path().join(".testbed/sim.json"), world.to_string()).unwrap();
+    exec(&["killall", "httpd"]);
+    exec(&["ip", "addr", "del", &format!("{first_ip}/32"), "dev", "lo"]);
+    listen_at(&second_ip);
+
+    // The plan shows the proxy's update from the old address to the new; apply re-points the real device.
+    let plan = testbed(&["plan", "--detailed-exitcode"]);
+    let shown = text(&plan);
+    assert_eq!(plan.status.code(), Some(2), "{shown}");
+    let update = format!("connect: \"tcp:{first_ip}:9090\" → \"tcp:{second_ip}:9090\"");
+    assert!(shown.contains(&update), "{shown}");
+    assert!(shown.contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to destroy."), "{shown}");
+    let apply = testbed(&["apply", "--yes"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert_eq!(device()["connect"], format!("tcp:{second_ip}:9090"));
+    let answer = http_get(port).unwrap_or_else(|| panic!("no answer through 127.0.0.1:{port}"));
+    assert!(answer.contains(&format!("the pod at {second_ip}")), "{answer}");
+    let plan = testbed(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    let destroy = testbed(&["destroy", "--yes"]);
+    assert!(destroy.status.success(), "{}", text(&destroy));
+}
+
+/// A request through `127.0.0.1:PORT` and its answer, if one comes.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    (!answer.is_empty()).then_some(answer)
+}

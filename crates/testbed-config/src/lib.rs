@@ -105,6 +105,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
 }
 
+/// Whether the value at `offset` is in a proxy's `pod` table: inline on its line (`pod = { ... }`), or under
+/// a `[proxies.pod]` header.
+fn in_pod_table(text: &str, offset: usize) -> bool {
+    let before = &text[..offset.min(text.len())];
+    let line = before.rsplit('\n').next().unwrap_or_default();
+    if line.trim_start().starts_with("pod") && line.contains('{') {
+        return true;
+    }
+    let header = before.lines().rev().map(str::trim).find(|l| l.starts_with('['));
+    header.is_some_and(|h| h.trim_matches(['[', ']']).trim().ends_with(".pod"))
+}
+
 fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let span = e.span().unwrap_or(0..0);
     let (line, col) = source::line_col(text, span.start);
@@ -116,7 +128,9 @@ fn syntax_error(path: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     } else if let Some(rest) = raw.strip_prefix("missing field ") {
         (format!("missing required key {rest}"), "in this table".to_owned(), None)
     } else if raw.contains("expected u16") {
-        let msg = raw.replace("expected u16", "expected a port number (1024-65535)");
+        // Host ports are 1024 and up; a pod's port is any port.
+        let range = if in_pod_table(text, span.start) { "1-65535" } else { "1024-65535" };
+        let msg = raw.replace("expected u16", &format!("expected a port number ({range})"));
         (msg, "not a port".to_owned(), None)
     } else {
         (raw, "here".to_owned(), None)

@@ -296,6 +296,7 @@ pub struct Image {
 /// `[[proxies]]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["target"]}, {"required": ["pod"]}]))]
 pub struct Proxy {
     /// Proxy name, unique within its member (`proxy.MEMBER.NAME`).
     pub name: String,
@@ -304,11 +305,52 @@ pub struct Proxy {
     /// Port on the host.
     #[schemars(range(min = 1024))]
     pub host_port: u16,
-    /// Where connections go, seen from inside the container: `tcp:ADDRESS:PORT`.
-    pub target: String,
+    /// Where connections go, seen from inside the container: `tcp:ADDRESS:PORT` (or `udp:`), a fixed
+    /// address. Exactly one of `target` and `pod` is given.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The pod connections go to, found by its labels in the member's cluster: the proxy connects to the
+    /// first Ready pod (by name) that `selector` matches in `namespace`, at its pod IP and `port`, and follows
+    /// it when the pod is recreated with another address. Exactly one of `target` and `pod` is given.
+    #[serde(default)]
+    pub pod: Option<PodTarget>,
     /// Address the proxy listens on, `127.0.0.1` unless the file asks otherwise.
     #[serde(default = "default_listen")]
     pub listen: String,
+}
+
+/// `pod = { namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus", port = 9090 }`: the
+/// pod an application proxy follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodTarget {
+    /// The pod's namespace (a DNS label: lowercase letters, digits and `-`, at most 63 characters).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// A label selector of equality terms, `KEY=VALUE[,KEY=VALUE]`, as `kubectl get pods -l` takes it; keys
+    /// and values follow Kubernetes' label rules.
+    pub selector: String,
+    /// The port the pod listens on (its container port), 1-65535.
+    #[schemars(range(min = 1))]
+    pub port: u16,
+}
+
+impl PodTarget {
+    /// How plans and the LXD device's record name it: `NAMESPACE/SELECTOR:PORT`.
+    pub fn describe(&self) -> String {
+        format!("{}/{}:{}", self.namespace, self.selector, self.port)
+    }
+
+    /// Reads back what [`PodTarget::describe`] wrote (a namespace has no `/`, a selector no `:`).
+    pub fn parse(described: &str) -> Option<PodTarget> {
+        let (namespace, rest) = described.split_once('/')?;
+        let (selector, port) = rest.rsplit_once(':')?;
+        Some(PodTarget { namespace: namespace.to_owned(), selector: selector.to_owned(), port: port.parse().ok()? })
+    }
+}
+
+fn default_namespace() -> String {
+    "default".into()
 }
 
 /// `[[workloads]]`: manifests applied to the Karmada API server, and where Karmada places them.

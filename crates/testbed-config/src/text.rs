@@ -238,6 +238,132 @@ pub fn data_dir_problem(s: &str) -> Option<String> {
     })
 }
 
+/// A Kubernetes DNS label (RFC 1123, as namespaces are named): 1-63 lowercase letters, digits and `-`,
+/// starting and ending with a letter or digit (apimachinery's `IsDNS1123Label`).
+pub fn dns_label_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        return Some("is empty");
+    }
+    if s.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Some("may contain only lowercase letters, digits and '-'");
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("must start and end with a letter or digit");
+    }
+    None
+}
+
+/// The name part of a label key, or a label value that is not empty: at most 63 ASCII letters, digits, `-`,
+/// `_` and `.`, starting and ending with a letter or digit (apimachinery's `IsQualifiedName` name part and
+/// `IsValidLabelValue`).
+fn label_name_problem(s: &str) -> Option<&'static str> {
+    if s.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Some("may contain only ASCII letters, digits, '-', '_' and '.'");
+    }
+    let edge = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    if !edge(s.as_bytes().first()) || !edge(s.as_bytes().last()) {
+        return Some("must start and end with a letter or digit");
+    }
+    None
+}
+
+/// A label key: `[PREFIX/]NAME`, the prefix a DNS subdomain (lowercase letters, digits, `-` and `.`, at most
+/// 253 characters, each dot-separated part starting and ending with a letter or digit), the name as
+/// [`label_name_problem`] says and not empty (apimachinery's `IsQualifiedName`).
+pub fn label_key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return Some("has an empty prefix before '/'".into());
+        }
+        if prefix.len() > 253 {
+            return Some("has a prefix longer than 253 characters".into());
+        }
+        let part_ok = |p: &str| {
+            let b = p.as_bytes();
+            !b.is_empty()
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        };
+        if !prefix.split('.').all(part_ok) {
+            return Some(format!(
+                "has the prefix {prefix:?}, which is not a DNS subdomain (lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit)"
+            ));
+        }
+    }
+    if name.is_empty() {
+        return Some("has an empty name".into());
+    }
+    if name.contains('/') {
+        return Some("has more than one '/'".into());
+    }
+    let why = label_name_problem(name)?;
+    Some(match prefix {
+        Some(_) => format!("has a name part {name:?} that {why}"),
+        None => why.to_owned(),
+    })
+}
+
+/// A label value: empty, or as [`label_name_problem`] says.
+pub fn label_value_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        return None;
+    }
+    label_name_problem(value)
+}
+
+/// A label selector of equality terms only, `KEY=VALUE[,KEY=VALUE]` (`==` is Kubernetes' other spelling of
+/// `=`), as a proxy follows a pod by: not empty, each key and value as Kubernetes takes them, no key twice
+/// (no label has two values, so no pod would match).
+pub fn label_selector_problem(s: &str) -> Option<String> {
+    if s.trim().is_empty() {
+        return Some("is empty: it would match every pod in the namespace".into());
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    for term in s.split(',') {
+        let term = term.trim();
+        if term.is_empty() {
+            return Some("has an empty term (two commas, or a comma at an end)".into());
+        }
+        if term.contains("!=")
+            || term.starts_with('!')
+            || term.contains(" in ")
+            || term.contains(" notin ")
+            || !term.contains('=')
+        {
+            return Some(format!(
+                "has the term {term:?}; only equality terms KEY=VALUE are taken (a proxy follows the pods whose labels have every value given)"
+            ));
+        }
+        let (key, value) = term.split_once("==").or_else(|| term.split_once('=')).unwrap_or((term, ""));
+        let (key, value) = (key.trim(), value.trim());
+        if let Some(why) = label_key_problem(key) {
+            return Some(format!("has the key {key:?}, which {why}"));
+        }
+        if value.contains('=') {
+            return Some(format!("has the term {term:?} with more than one '='"));
+        }
+        if let Some(why) = label_value_problem(value) {
+            return Some(format!("has the value {value:?} (of key {key:?}), which {why}"));
+        }
+        if keys.contains(&key) {
+            return Some(format!("gives the key {key:?} twice: a label has one value, so no pod would match"));
+        }
+        keys.push(key);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +448,55 @@ mod tests {
             "/etc/./k",
         ] {
             assert!(data_dir_problem(bad).is_some(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["monitoring", "default", "kube-system", "a", "0", &"a".repeat(63)] {
+            assert_eq!(dns_label_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "Monitoring", "-a", "a-", "a.b", "a_b", &"a".repeat(64)] {
+            assert!(dns_label_problem(bad).is_some(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn label_selectors_of_equality_terms() {
+        for ok in [
+            "app=prometheus",
+            "app.kubernetes.io/name=prometheus",
+            "app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=k8s",
+            "app==web",
+            "tier=",
+            "a = b",
+            "x.y/Z_1=A.b-c_9",
+        ] {
+            assert_eq!(label_selector_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "app",
+            "app!=web",
+            "!app",
+            "app in (a,b)",
+            "app=web,",
+            ",app=web",
+            "app=web,,tier=db",
+            "=web",
+            "/name=web",
+            "Example.com/name=web",
+            "a/b/c=web",
+            "-app=web",
+            "app=-web",
+            "app=web/x",
+            "app=a=b",
+            "app=web,app=db",
+            &format!("app={}", "v".repeat(64)),
+            &format!("{}=v", "k".repeat(64)),
+        ] {
+            assert!(label_selector_problem(bad).is_some(), "{bad:?} was accepted");
         }
     }
 }

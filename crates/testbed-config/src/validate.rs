@@ -647,13 +647,30 @@ fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
                 None,
             );
         }
-        if let Err(why) = net::parse_connect(&p.target) {
-            r.report(
-                r.map.value_span(&at("target")),
-                format!("proxy target {:?} {why}", p.target),
-                "not tcp:ADDRESS:PORT",
-                Some("write e.g. \"tcp:10.1.33.11:9090\"".into()),
-            );
+        match (&p.target, &p.pod) {
+            (Some(target), None) => {
+                if let Err(why) = net::parse_connect(target) {
+                    r.report(
+                        r.map.value_span(&at("target")),
+                        format!("proxy target {target:?} {why}"),
+                        "not tcp:ADDRESS:PORT",
+                        Some("write e.g. \"tcp:10.1.33.11:9090\"".into()),
+                    );
+                }
+            }
+            (None, Some(pod)) => check_pod(r, i, &p.name, pod),
+            (None, None) => r.report(
+                r.map.value_span(&[Key("proxies"), Index(i)]),
+                format!("proxy {:?} says neither where to connect (`target`) nor which pod to follow (`pod`)", p.name),
+                "no target and no pod",
+                Some("add `pod = { namespace = \"monitoring\", selector = \"app.kubernetes.io/name=prometheus\", port = 9090 }` to follow a pod, or `target = \"tcp:ADDRESS:PORT\"` for a fixed address".into()),
+            ),
+            (Some(_), Some(_)) => r.report(
+                r.map.key_span(&at("pod")),
+                format!("proxy {:?} has both `target` and `pod`: it connects either to a fixed address or to a pod it follows", p.name),
+                "target and pod",
+                Some("remove `target` to follow the pod wherever it runs, or remove `pod` to keep the fixed address".into()),
+            ),
         }
         if p.listen.parse::<IpAddr>().is_err() {
             r.report(
@@ -672,6 +689,36 @@ fn check_proxies(file: &TestbedFile, r: &mut Reporter<'_>) {
                 None,
             );
         }
+    }
+}
+
+/// A proxy's `pod`: a namespace that is a DNS label, a selector of equality terms with Kubernetes' label
+/// keys and values, a port above 0.
+fn check_pod(r: &mut Reporter<'_>, i: usize, name: &str, pod: &crate::model::PodTarget) {
+    let at = |k: &'static str| [Key("proxies"), Index(i), Key("pod"), Key(k)];
+    if let Some(why) = text::dns_label_problem(&pod.namespace) {
+        r.report(
+            r.map.value_span(&at("namespace")),
+            format!("namespace {:?} of proxy {name:?} is not a Kubernetes namespace name: it {why}", pod.namespace),
+            "not a namespace name",
+            Some("write the namespace as `kubectl get namespaces` lists it, e.g. \"monitoring\"".into()),
+        );
+    }
+    if let Some(why) = text::label_selector_problem(&pod.selector) {
+        r.report(
+            r.map.value_span(&at("selector")),
+            format!("selector {:?} of proxy {name:?} {why}", pod.selector),
+            "not KEY=VALUE[,KEY=VALUE]",
+            Some("write the pod's labels as equality terms, e.g. \"app.kubernetes.io/name=prometheus\" (`kubectl get pods --show-labels` lists them)".into()),
+        );
+    }
+    if pod.port == 0 {
+        r.report(
+            r.map.value_span(&at("port")),
+            format!("pod port 0 of proxy {name:?} is outside 1-65535"),
+            "not a port",
+            Some("write the port the pod's container listens on, e.g. 9090".into()),
+        );
     }
 }
 

@@ -192,8 +192,11 @@ fn custom_image_has_a_registry_image_a_sideload_and_a_proxy() {
     assert_eq!(c.file.proxies.len(), 1);
     let p = &c.file.proxies[0];
     assert_eq!(
-        (p.name.as_str(), p.member.as_str(), p.host_port, p.target.as_str()),
-        ("prometheus", "member1", 9091, "tcp:10.1.33.11:9090")
+        (p.name.as_str(), p.member.as_str(), p.host_port, p.target.as_deref()),
+        ("prometheus", "member1", 9091, None)
     );
+    let pod = p.pod.as_ref().expect("the proxy follows the Prometheus pod");
+    assert_eq!(pod.describe(), "monitoring/app.kubernetes.io/name=prometheus:9090");
+    assert_eq!(testbed_config::PodTarget::parse(&pod.describe()).as_ref(), Some(pod));
     assert_eq!(c.base_dir(), Path::new(&repo()).join("examples"));
 }

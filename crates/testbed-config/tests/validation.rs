@@ -884,6 +884,141 @@ target = "tcp:10.1.33.12:3000"
     assert_at(&lines, text, "\"grafana\"", 1);
 }
 
+/// A proxy that follows a pod by its labels: parsed, with the namespace defaulting to `default`.
+#[test]
+fn proxy_following_a_pod_validates() {
+    let text = format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "prometheus"
+member = "member1"
+host_port = 9091
+pod = {{ namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=k8s", port = 9090 }}
+
+[[proxies]]
+name = "web"
+member = "member1"
+host_port = 9092
+pod = {{ selector = "app=web", port = 80 }}
+"#
+    );
+    let c = testbed_config::parse(Path::new(FILE), &text).expect("valid");
+    let pods: Vec<String> = c.file.proxies.iter().map(|p| p.pod.as_ref().unwrap().describe()).collect();
+    assert_eq!(
+        pods,
+        ["monitoring/app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=k8s:9090", "default/app=web:80"]
+    );
+    assert!(c.file.proxies.iter().all(|p| p.target.is_none()));
+}
+
+#[test]
+fn proxy_with_neither_target_nor_pod() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "prometheus"
+member = "member1"
+host_port = 9091
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("neither where to connect (`target`) nor which pod to follow (`pod`)"), "{}", lines[0]);
+}
+
+#[test]
+fn proxy_with_both_target_and_pod() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "prometheus"
+member = "member1"
+host_port = 9091
+target = "tcp:10.1.33.11:9090"
+pod = {{ namespace = "monitoring", selector = "app=prometheus", port = 9090 }}
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_at(&lines, text, "pod = ", 0);
+}
+
+#[test]
+fn proxy_pod_bad_namespace_selector_and_port() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "a"
+member = "member1"
+host_port = 9091
+pod = {{ namespace = "Monitoring", selector = "app=prometheus", port = 9090 }}
+
+[[proxies]]
+name = "b"
+member = "member1"
+host_port = 9092
+pod = {{ namespace = "monitoring", selector = "", port = 9090 }}
+
+[[proxies]]
+name = "c"
+member = "member1"
+host_port = 9093
+pod = {{ namespace = "monitoring", selector = "app!=prometheus", port = 9090 }}
+
+[[proxies]]
+name = "d"
+member = "member1"
+host_port = 9094
+pod = {{ namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus,-tier=web", port = 9090 }}
+
+[[proxies]]
+name = "e"
+member = "member1"
+host_port = 9095
+pod = {{ namespace = "monitoring", selector = "app=prometheus server", port = 9090 }}
+
+[[proxies]]
+name = "f"
+member = "member1"
+host_port = 9096
+pod = {{ namespace = "monitoring", selector = "app=prometheus", port = 0 }}
+
+[[proxies]]
+name = "g"
+member = "member1"
+host_port = 9097
+pod = {{ namespace = "kube-system-", selector = "app", port = 9090 }}
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    assert_at(&lines, text, "\"Monitoring\"", 0);
+    assert_at(&lines, text, "\"\"", 0);
+    assert_at(&lines, text, "\"app!=prometheus\"", 0);
+    assert_at(&lines, text, "\"app.kubernetes.io/name=prometheus,-tier=web\"", 0);
+    assert_at(&lines, text, "\"app=prometheus server\"", 0);
+    assert_at(&lines, text, "0 }\n\n[[proxies]]\nname = \"g\"", 0);
+    assert_at(&lines, text, "\"kube-system-\"", 0);
+    assert_at(&lines, text, "\"app\"", 0);
+}
+
+/// A pod port is a `u16`: a larger number is the TOML deserializer's type error, at the value.
+#[test]
+fn proxy_pod_port_above_65535() {
+    let text = &format!(
+        r#"{ONE_MEMBER}
+[[proxies]]
+name = "prometheus"
+member = "member1"
+host_port = 9091
+pod = {{ namespace = "monitoring", selector = "app=prometheus", port = 70000 }}
+"#
+    );
+    let lines = check!(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with(&format!("{FILE}:{}: ", pos(text, "70000", 0))), "{}", lines[0]);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Images
 

@@ -2,13 +2,16 @@
 //!
 //! [`FakeKube`] listens on `127.0.0.1:<ephemeral port>`, over plain HTTP ([`FakeKube::start`]) or HTTPS
 //! with a certificate generated at test time ([`FakeKube::start_tls`], [`FakeTls`]), and serves
-//! real-shaped JSON for what testbed reads and writes. From the typed state ([`FakeState`]'s nodes,
+//! real-shaped JSON for what testbed reads and writes. From the typed state ([`FakeState`]'s nodes, pods,
 //! Deployments, namespaces, Services, Clusters, ClusterTaintPolicies):
 //!
 //! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/apps/v1`, and on a Karmada API server
 //!   `/apis/cluster.karmada.io/v1alpha1`, `/apis/policy.karmada.io/v1alpha1` and
 //!   `/apis/work.karmada.io/v1alpha2` (testbed's calls name their resources and do not consult discovery);
 //! - `/api/v1/nodes` and `/api/v1/nodes/<name>`;
+//! - `/api/v1/pods`, `/api/v1/namespaces/<ns>/pods` (by `labelSelector`) and `.../pods/<name>`, from
+//!   [`FakeState::pods`]: a `PodList` whose items have no `apiVersion` and `kind`, each with `status.podIP`,
+//!   `status.podIPs`, its conditions (`Initialized`, `Ready`, `ContainersReady`, `PodScheduled`) and phase;
 //! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
 //!   server is a Karmada API server);
@@ -103,6 +106,10 @@ pub struct FakeState {
     pub serves_karmada: bool,
     /// The Karmada clusters (served only when `serves_karmada`).
     pub clusters: Vec<FakeCluster>,
+    /// The pods (any namespace), served at `/api/v1/pods`, `/api/v1/namespaces/<ns>/pods` (both by
+    /// `labelSelector`) and `.../pods/<name>`. A simulated world fills them for a member's API server from
+    /// its own state.
+    pub pods: Vec<FakePod>,
     /// When set, every request must carry `Authorization: Bearer <token>` (or a client certificate that
     /// the fake's CA signed); others get `401`.
     pub required_token: Option<String>,
@@ -133,6 +140,7 @@ impl Default for FakeState {
             deployments: Vec::new(),
             serves_karmada: false,
             clusters: Vec::new(),
+            pods: Vec::new(),
             required_token: None,
             forbidden_paths: Vec::new(),
             namespaces: Vec::new(),
@@ -231,6 +239,63 @@ impl FakeState {
     /// The Deployment `namespace/name`.
     pub fn deployment_mut(&mut self, namespace: &str, name: &str) -> Option<&mut FakeDeployment> {
         self.deployments.iter_mut().find(|d| d.namespace == namespace && d.name == name)
+    }
+
+    /// Adds or replaces (by namespace and name) a pod.
+    pub fn put_pod(&mut self, pod: FakePod) {
+        self.pods.retain(|p| !(p.namespace == pod.namespace && p.name == pod.name));
+        self.pods.push(pod);
+    }
+
+    /// Removes a pod.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        self.pods.retain(|p| !(p.namespace == namespace && p.name == name));
+    }
+}
+
+/// A pod with one container. Served `Running` with its conditions once it has an IP (`Ready` and
+/// `ContainersReady` as `ready` says), `Pending` before, as a kubelet reports a pod whose sandbox is not up
+/// yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakePod {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `status.podIP` (and `podIPs`); `None` while the pod has none.
+    pub ip: Option<String>,
+    /// Whether its `Ready` condition is `True`.
+    pub ready: bool,
+}
+
+impl FakePod {
+    /// A Running, Ready pod at `ip`.
+    pub fn ready(namespace: &str, name: &str, ip: &str) -> Self {
+        FakePod {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            labels: BTreeMap::new(),
+            ip: Some(ip.to_string()),
+            ready: true,
+        }
+    }
+
+    /// A Running pod at `ip` whose container is not ready (its readiness probe fails).
+    pub fn not_ready(namespace: &str, name: &str, ip: &str) -> Self {
+        FakePod { ready: false, ..FakePod::ready(namespace, name, ip) }
+    }
+
+    /// A Pending pod: scheduled, no sandbox and no IP yet.
+    pub fn pending(namespace: &str, name: &str) -> Self {
+        FakePod { ip: None, ready: false, ..FakePod::ready(namespace, name, "") }
+    }
+
+    /// With this label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
     }
 }
 
@@ -624,6 +689,78 @@ fn deployment_json(d: &FakeDeployment, resource_version: u64) -> Value {
     })
 }
 
+/// The node every fake pod runs on, and its address (`status.hostIP`).
+const POD_NODE: (&str, &str) = ("member", "10.123.45.10");
+
+fn pod_json(p: &FakePod, resource_version: u64) -> Value {
+    let mut meta = metadata("Pod", Some(&p.namespace), &p.name, resource_version);
+    if !p.labels.is_empty() {
+        meta["labels"] = json!(p.labels);
+    }
+    let container =
+        p.labels.get("app.kubernetes.io/name").or(p.labels.get("app")).cloned().unwrap_or_else(|| p.name.clone());
+    let condition = |type_: &str, ok: bool, reason: Option<&str>| {
+        let mut c = json!({
+            "type": type_,
+            "status": if ok { "True" } else { "False" },
+            "lastProbeTime": null,
+            "lastTransitionTime": if ok { CHANGED } else { CREATED },
+        });
+        if let Some(reason) = reason.filter(|_| !ok) {
+            c["reason"] = json!(reason);
+            c["message"] = json!(format!("containers with unready status: [{container}]"));
+        }
+        c
+    };
+    let running = p.ip.is_some();
+    let mut status = json!({
+        "phase": if running { "Running" } else { "Pending" },
+        "conditions": [
+            condition("Initialized", true, None),
+            condition("Ready", p.ready, Some("ContainersNotReady")),
+            condition("ContainersReady", p.ready, Some("ContainersNotReady")),
+            condition("PodScheduled", true, None),
+        ],
+        "hostIP": POD_NODE.1,
+        "hostIPs": [{"ip": POD_NODE.1}],
+        "qosClass": "BestEffort",
+    });
+    if let Some(ip) = &p.ip {
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!([{"ip": ip}]);
+        status["startTime"] = json!(CREATED);
+        status["containerStatuses"] = json!([{
+            "name": container,
+            "state": {"running": {"startedAt": CHANGED}},
+            "lastState": {},
+            "ready": p.ready,
+            "restartCount": 0,
+            "image": "docker.io/library/busybox:1.36",
+            "imageID": "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "containerID": format!("containerd://{}", fake_uid("container", &p.name).replace('-', "")),
+            "started": true,
+        }]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "containers": [{"name": container, "image": "docker.io/library/busybox:1.36", "imagePullPolicy": "IfNotPresent"}],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "nodeName": POD_NODE.0,
+            "schedulerName": "default-scheduler",
+            "enableServiceLinks": true,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "priority": 0,
+        },
+        "status": status,
+    })
+}
+
 fn cluster_json(c: &FakeCluster, resource_version: u64) -> Value {
     let mut meta = metadata("Cluster", None, &c.name, resource_version);
     meta["generation"] = json!(1);
@@ -885,6 +1022,8 @@ fn discovery(path: &str, state: &FakeState) -> Option<Value> {
                 vec![
                     api_resource("nodes", "Node", false, ALL_VERBS, &["no"]),
                     api_resource("nodes/status", "Node", false, &["get", "patch", "update"], &[]),
+                    api_resource("pods", "Pod", true, ALL_VERBS, &["po"]),
+                    api_resource("pods/status", "Pod", true, &["get", "patch", "update"], &[]),
                 ],
                 store_resources("", "v1", state),
             ),
@@ -962,6 +1101,16 @@ fn route(path: &str, query: &str, state: &FakeState, resource_version: u64) -> (
             Some(n) => ok(with_types(node_json(n, resource_version), "v1", "Node")),
             None => not_found("", "nodes", name),
         },
+        ["api", "v1", "pods"] => ok(pod_list(state, None, &selector, resource_version)),
+        ["api", "v1", "namespaces", namespace, "pods"] => {
+            ok(pod_list(state, Some(namespace), &selector, resource_version))
+        }
+        ["api", "v1", "namespaces", namespace, "pods", name] => {
+            match state.pods.iter().find(|p| p.namespace == *namespace && p.name == *name) {
+                Some(p) => ok(pod_json(p, resource_version)),
+                None => not_found("", "pods", name),
+            }
+        }
         ["api", "v1", "namespaces"] => {
             merged_list(state.namespaces.iter().map(|n| namespace_json(n, resource_version)).collect())
         }
@@ -1028,6 +1177,14 @@ fn route(path: &str, query: &str, state: &FakeState, resource_version: u64) -> (
             None => unknown_path(),
         },
     }
+}
+
+/// The pods (of `namespace`, when given) that `selector` matches, as a `PodList`.
+fn pod_list(state: &FakeState, namespace: Option<&str>, selector: &Selector, resource_version: u64) -> Value {
+    let mut pods: Vec<&FakePod> = state.pods.iter().filter(|p| namespace.is_none_or(|ns| p.namespace == ns)).collect();
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let items = pods.into_iter().map(|p| pod_json(p, resource_version)).filter(|p| selector.matches(p)).collect();
+    list_json("v1", "PodList", resource_version, items, false)
 }
 
 /// A ClusterTaintPolicy as the API server sends it, from what was applied (`labels`, `spec`).

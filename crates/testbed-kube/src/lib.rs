@@ -9,7 +9,8 @@
 //! - [`cluster`] and [`clusters`]: Karmada `Cluster` objects (`cluster.karmada.io/v1alpha1`) on the Karmada
 //!   API server;
 //! - [`server_version`]: the API server's `/version`;
-//! - [`namespace_labels`] and [`service_node_ports`]: a namespace's labels, a Service's node ports.
+//! - [`namespace_labels`] and [`service_node_ports`]: a namespace's labels, a Service's node ports;
+//! - [`pods`]: the pods a label selector matches in a namespace, with their pod IP and readiness.
 //!
 //! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
 //! ownership labels testbed puts on what it made) and [`set_cluster_api_endpoint`].
@@ -44,9 +45,9 @@ pub use objects::{
     BindingResource, ClusterHealth, ObjectRef, TargetCluster, RESOURCE_BINDING_API_VERSION,
 };
 pub use observe::{
-    cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, server_version,
+    cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, pods, server_version,
     service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ControlPlaneReport,
-    NodeReport, NodesReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
+    NodeReport, NodesReport, PodReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,

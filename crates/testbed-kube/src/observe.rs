@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::{Api, ListParams};
 use kube::core::{ApiResource, Object};
 use serde::Deserialize;
@@ -643,4 +643,53 @@ pub async fn service_node_ports(
         })),
         Err(e) => Err(client.error(e, &format!("get service {namespace}/{name}"))),
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Pods
+// ---------------------------------------------------------------------------------------------------
+
+/// One pod, as far as a proxy that follows it needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodReport {
+    /// The pod's name.
+    pub name: String,
+    /// `status.podIP`, once the pod has one.
+    pub ip: Option<String>,
+    /// Whether its `Ready` condition is `True`.
+    pub ready: bool,
+    /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`), once set.
+    pub phase: Option<String>,
+}
+
+/// The pods in `namespace` that `label_selector` matches (`GET /api/v1/namespaces/<ns>/pods?labelSelector=`),
+/// sorted by name. An empty selector matches every pod.
+pub async fn pods(
+    client: &KubeClient,
+    namespace: &str,
+    label_selector: &str,
+) -> Result<Vec<PodReport>, KubeObserveError> {
+    let api: Api<Pod> = Api::namespaced(client.kube().clone(), namespace);
+    let params =
+        if label_selector.is_empty() { ListParams::default() } else { ListParams::default().labels(label_selector) };
+    let list = api
+        .list(&params)
+        .await
+        .map_err(|e| client.error(e, &format!("list the pods in {namespace} matching {label_selector:?}")))?;
+    let mut pods: Vec<PodReport> = list
+        .items
+        .into_iter()
+        .map(|pod| {
+            let status = pod.status.unwrap_or_default();
+            let ready = status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            PodReport {
+                name: pod.metadata.name.unwrap_or_default(),
+                ip: status.pod_ip.filter(|ip| !ip.is_empty()),
+                ready,
+                phase: status.phase.filter(|p| !p.is_empty()),
+            }
+        })
+        .collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(pods)
 }

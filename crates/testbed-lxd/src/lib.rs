@@ -3,6 +3,7 @@
 //! (re-exported here). Works with LXD (snap or Debian package) and Incus.
 
 pub mod error;
+pub mod follow;
 pub mod provider;
 
 pub use error::IntoProvider;

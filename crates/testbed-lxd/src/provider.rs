@@ -14,11 +14,14 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
-use testbed_provider::{ActionLog, ContainerFacts, ContainerView, LayerObservation, Provider, ProviderError};
+use testbed_provider::{
+    ActionLog, ContainerFacts, ContainerView, LayerObservation, PodLookup, PodMatch, Provider, ProviderError,
+};
 
 use testbed_lxd_client::{encode, Client, LxdError, Operation, OperationClass};
 
 use crate::error::IntoProvider;
+use crate::follow::{self, NoPod, Probe, Waits};
 
 pub const OWNER_KEY: &str = "user.testbed.owner";
 pub const OWNER: &str = "testbed";
@@ -29,6 +32,9 @@ pub const HASH_KEY: &str = "user.testbed.hash";
 pub const NAME_KEY: &str = "user.testbed.name";
 pub const IMAGE_KEY: &str = "user.testbed.image";
 pub const PROXY_KEY_PREFIX: &str = "user.testbed.proxy.";
+/// The pod a proxy device follows, `NAMESPACE/SELECTOR:PORT`, recorded as `user.testbed.proxy.<device>.pod`
+/// (a device's name has no `.`).
+pub const POD_KEY_SUFFIX: &str = ".pod";
 
 const LONG: Duration = Duration::from_secs(300);
 const SHORT: Duration = Duration::from_secs(60);
@@ -310,6 +316,14 @@ pub struct LxdProvider {
     settle: Duration,
     /// One change at a time per instance: proxies and the instance share its device map.
     locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where the pods that proxies follow are found (the members' clusters); none: such proxies cannot be
+    /// observed or applied.
+    pods: Option<Arc<dyn PodLookup>>,
+    /// A request through a proxy's host port, one attempt: over TCP on this machine, or the simulated
+    /// host's answer.
+    probe: Probe,
+    /// How long applying a pod proxy waits for its pod and for an answer through it.
+    waits: Waits,
 }
 
 impl LxdProvider {
@@ -322,7 +336,31 @@ impl LxdProvider {
             host_ports: Arc::new(host_port_bound),
             settle: SETTLE,
             locks: Default::default(),
+            pods: None,
+            probe: follow::tcp_probe(),
+            waits: Waits::default(),
         }
+    }
+
+    /// Where the pods that proxies follow are found: the members' clusters, through the MicroK8s layer's
+    /// kubeconfigs.
+    pub fn with_pods(mut self, pods: Arc<dyn PodLookup>) -> LxdProvider {
+        self.pods = Some(pods);
+        self
+    }
+
+    /// How requests through a proxy's host port are made, when the host is not this machine (a simulated
+    /// host): one attempt, its bytes back or what happened instead.
+    pub fn with_probe(mut self, probe: Probe) -> LxdProvider {
+        self.probe = probe;
+        self
+    }
+
+    /// How long applying a pod proxy waits for a Ready pod (default 300 s) and then for an answer through
+    /// the proxy (default 30 s), looking every `every` (default 1 s).
+    pub fn with_pod_waits(mut self, pod: Duration, answer: Duration, every: Duration) -> LxdProvider {
+        self.waits = Waits { pod, answer, every };
+        self
     }
 
     /// The kernel LXD's host has, when it is not this machine's (a simulated host).
@@ -451,8 +489,31 @@ impl LxdProvider {
         })
     }
 
+    /// Looks for the pod of each wanted proxy that follows one, in the background: where each is now.
+    fn look_up_pods(&self, wanted: &[Resource]) -> tokio::task::JoinSet<(String, Result<Option<String>, String>)> {
+        let mut lookups = tokio::task::JoinSet::new();
+        for r in wanted.iter().filter(|r| r.kind == Kind::Proxy) {
+            let Some(pod) = testbed_plan::desired::pod_of(&r.spec) else { continue };
+            let address = r.address.to_string();
+            let member = r.member.clone().unwrap_or_default();
+            let pods = self.pods.clone();
+            lookups.spawn(async move {
+                let Some(pods) = pods else {
+                    return (address, Err("this LXD layer has no way to ask the members' clusters".to_owned()));
+                };
+                let found = match pods.pods(&member, &pod.namespace, &pod.selector).await {
+                    Ok(found) => Ok(testbed_provider::first_ready(&found).map(|(_, ip)| pod_connect(&ip, pod.port))),
+                    Err(e) => Err(e.report().to_string()),
+                };
+                (address, found)
+            });
+        }
+        lookups
+    }
+
     async fn observe_layer(&self, wanted: &[Resource]) -> Result<LayerObservation, LxdError> {
         self.settle(wanted).await?;
+        let mut pod_lookups = self.look_up_pods(wanted);
         let wanted: BTreeSet<&Address> = wanted.iter().map(|r| &r.address).collect();
         // Four independent reads, at once: listing networks alone takes LXD ~20 ms (it inspects every
         // host interface).
@@ -577,7 +638,7 @@ impl LxdProvider {
                 if !mine && !wanted.contains(&paddr) {
                     continue;
                 }
-                let spec: Spec = ["listen", "connect", "bind"]
+                let mut spec: Spec = ["listen", "connect", "bind"]
                     .into_iter()
                     .map(|k| {
                         (
@@ -588,6 +649,9 @@ impl LxdProvider {
                         )
                     })
                     .collect();
+                if let Some(pod) = i.config.get(&format!("{PROXY_KEY_PREFIX}{dev}{POD_KEY_SUFFIX}")) {
+                    spec.insert(testbed_plan::desired::POD_KEY.into(), pod.clone());
+                }
                 push(Observed {
                     address: paddr,
                     kind: Kind::Proxy,
@@ -604,7 +668,67 @@ impl LxdProvider {
             }
         }
         out.bridge_addresses = instances.iter().flat_map(Instance::ipv4s).collect();
+        while let Some(joined) = pod_lookups.join_next().await {
+            match joined {
+                Ok((address, Ok(Some(connect)))) => {
+                    out.pod_addresses.insert(address, connect);
+                }
+                Ok((_, Ok(None))) => {}
+                Ok((address, Err(why))) => {
+                    out.pod_lookup_failures.insert(address, why);
+                }
+                Err(e) => tracing::warn!("a pod lookup stopped: {e}"),
+            }
+        }
+        self.check_pod_proxies(&mut out, &instances).await;
         Ok(out)
+    }
+
+    /// A pod proxy is done only while a request through it gets an answer: each one that points at its pod's
+    /// address now, in a running container, gets one request (all at once); one that gets no answer needs
+    /// repair (apply points it at the pod again and waits for an answer).
+    async fn check_pod_proxies(&self, out: &mut LayerObservation, instances: &[Instance]) {
+        let running: BTreeSet<&str> = instances.iter().filter(|i| i.running()).map(|i| i.name.as_str()).collect();
+        let mut probes = tokio::task::JoinSet::new();
+        for (idx, o) in out.resources.iter().enumerate() {
+            let follows = o.kind == Kind::Proxy
+                && o.owner == Owner::Testbed
+                && o.spec.contains_key(testbed_plan::desired::POD_KEY)
+                && o.member.as_deref().is_some_and(|m| running.contains(m));
+            let at_pod = out.pod_addresses.get(o.address.as_str()).is_some_and(|c| o.spec.get("connect") == Some(c));
+            let port = o.spec.get("listen").and_then(|l| HostPort::parse(l)).filter(|p| !p.udp);
+            let (true, true, Some(port)) = (follows, at_pod, port) else { continue };
+            let probe = Arc::clone(&self.probe);
+            let at = follow::reach(port);
+            probes.spawn(async move { (idx, at, probe(at).await) });
+        }
+        while let Some(joined) = probes.join_next().await {
+            let Ok((idx, at, Err(why))) = joined else { continue };
+            if let Some(o) = out.resources.get_mut(idx) {
+                o.health = Health::NeedsRepair(format!(
+                    "nothing answers through {at} ({why}); will be pointed at its pod again and checked"
+                ));
+            }
+        }
+    }
+}
+
+/// An argument as a shell would need it quoted, for hints a person copies.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A proxy's `connect` to a pod at `ip`, `tcp:IP:PORT` (`tcp:[IP]:PORT` for IPv6).
+pub fn pod_connect(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("tcp:[{ip}]:{port}")
+    } else {
+        format!("tcp:{ip}:{port}")
     }
 }
 
@@ -883,6 +1007,140 @@ impl LxdProvider {
 
     async fn proxy(&self, a: &Action, log: &ActionLog) -> Result<(), ProviderError> {
         let member = a.member.clone().unwrap_or_default();
+        let ctx = format!("{} (member {member})", a.address);
+        let wanted = a.desired.as_ref().filter(|_| a.op != Op::Delete);
+        let Some((r, pod)) = wanted.and_then(|r| Some((r, testbed_plan::desired::pod_of(&r.spec)?))) else {
+            return self.put_proxy(a, None, log).await;
+        };
+        // Where the pod is now, found before the container's devices are touched: the wait may be long.
+        let (pod_name, connect) = self.find_pod(&ctx, &member, &pod, r, log).await?;
+        self.put_proxy(a, Some(&connect), log).await?;
+        self.check_answer(&ctx, &member, &pod, &pod_name, &connect, r, log).await
+    }
+
+    /// The pod a proxy follows, waited for until one is Ready: its name, and the proxy's `connect` to it.
+    async fn find_pod(
+        &self,
+        ctx: &str,
+        member: &str,
+        pod: &testbed_plan::PodTarget,
+        r: &Resource,
+        log: &ActionLog,
+    ) -> Result<(String, String), ProviderError> {
+        let Some(pods) = self.pods.as_deref() else {
+            return Err(ProviderError::failed(format!(
+                "{ctx}: cannot find pod {}: this LXD layer has no way to ask the members' clusters",
+                pod.describe()
+            )));
+        };
+        let kubeconfig = pods.kubeconfig(member);
+        log.api("GET", &format!("{member}: /api/v1/namespaces/{}/pods?labelSelector={}", pod.namespace, pod.selector));
+        let waited = follow::wait_for_pod(
+            pods,
+            member,
+            &pod.namespace,
+            &pod.selector,
+            self.waits.pod,
+            self.waits.every,
+            |now| log.note(format!("{member}: pod {}: {now}", pod.describe())),
+        )
+        .await;
+        let list = format!(
+            "kubectl --kubeconfig {kubeconfig} -n {} get pods -l {} -o wide",
+            pod.namespace,
+            shell_quote(&pod.selector)
+        );
+        let (name, ip) = match waited {
+            Ok(found) => found,
+            Err(NoPod::Seen(seen)) => {
+                let what = if seen.is_empty() {
+                    "no pod matches".to_owned()
+                } else {
+                    format!("none of {} is Ready", seen.iter().map(PodMatch::describe).collect::<Vec<_>>().join(", "))
+                };
+                return Err(ProviderError::failed(format!(
+                    "{ctx}: no Ready pod in namespace {} of {member} matches {} after {} s: {what}",
+                    pod.namespace,
+                    pod.selector,
+                    self.waits.pod.as_secs()
+                ))
+                .with_hint(format!(
+                    "see the pods and why they are not Ready: {list}, then kubectl --kubeconfig {kubeconfig} -n {} describe pods -l {}; check the workload that runs them (testbed status) and the proxy's `pod` in the file; then apply again",
+                    pod.namespace,
+                    shell_quote(&pod.selector)
+                )));
+            }
+            Err(NoPod::Failed(e)) => {
+                return Err(ProviderError::failed(format!(
+                    "{ctx}: cannot find pod {} in {member} within {} s",
+                    pod.describe(),
+                    self.waits.pod.as_secs()
+                ))
+                .with_hint(format!("check that {member}'s API answers through {kubeconfig} ({list}); then apply again"))
+                .caused_by(e));
+            }
+        };
+        let connect = pod_connect(&ip, pod.port);
+        log.note(format!("{member}: pod {}/{name} is Ready at {ip}: the proxy connects to {connect}", pod.namespace));
+        let planned = r.spec.get("connect").map(String::as_str).unwrap_or_default();
+        if !testbed_plan::desired::is_pod_placeholder(planned) && planned != connect {
+            log.warn(format!(
+                "{ctx}: the pod moved since the plan ({planned} then, {connect} now): the proxy follows it"
+            ));
+        }
+        Ok((name, connect))
+    }
+
+    /// Waits for a request through the proxy's host port to get an answer: that, not a device in place or an
+    /// accepted connection, is a proxy that works.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_answer(
+        &self,
+        ctx: &str,
+        member: &str,
+        pod: &testbed_plan::PodTarget,
+        pod_name: &str,
+        connect: &str,
+        r: &Resource,
+        log: &ActionLog,
+    ) -> Result<(), ProviderError> {
+        let listen = r.spec.get("listen").map(String::as_str).unwrap_or_default();
+        let Some(port) = HostPort::parse(listen).filter(|p| !p.udp) else {
+            log.note(format!("{ctx}: {listen} is not a TCP address and port: no request is sent through it"));
+            return Ok(());
+        };
+        let at = follow::reach(port);
+        log.api("GET", &format!("http://{at}/ (through the proxy, to {connect})"));
+        match follow::wait_for_answer(&self.probe, at, self.waits.answer, self.waits.every).await {
+            Ok(n) => {
+                log.note(format!(
+                    "{ctx}: a request through {at} got an answer ({n} bytes first) from pod {}/{pod_name}",
+                    pod.namespace
+                ));
+                Ok(())
+            }
+            Err(unanswered) => {
+                let kubeconfig = self.pods.as_deref().map(|p| p.kubeconfig(member)).unwrap_or_default();
+                let ns = &pod.namespace;
+                let cli = self.client.flavor().command();
+                Err(ProviderError::failed(format!(
+                    "{ctx}: nothing answered through {at} within {} s ({} requests, the last: {}); the proxy forwards to {connect}, pod {ns}/{pod_name}, port {}",
+                    self.waits.answer.as_secs(),
+                    unanswered.tries,
+                    unanswered.last,
+                    pod.port
+                ))
+                .with_hint(format!(
+                    "check that the pod is Ready and listens on port {port} (kubectl --kubeconfig {kubeconfig} -n {ns} get pod {pod_name} -o wide); to tell the proxy from the pod, run kubectl --kubeconfig {kubeconfig} -n {ns} port-forward pod/{pod_name} 19090:{port} and send a request to 127.0.0.1:19090: if that answers, look at the proxy ({cli} config device show {member}); then apply again",
+                    port = pod.port
+                )))
+            }
+        }
+    }
+
+    /// Adds, changes or removes a proxy device, its `connect` the pod's address when it follows one.
+    async fn put_proxy(&self, a: &Action, connect: Option<&str>, log: &ActionLog) -> Result<(), ProviderError> {
+        let member = a.member.clone().unwrap_or_default();
         let dev = name_of(a);
         let ctx = format!("{} (member {member})", a.address);
         let lock = self.lock_for(&member);
@@ -900,6 +1158,7 @@ impl LxdProvider {
             )));
         }
         let key = format!("{PROXY_KEY_PREFIX}{dev}");
+        let pod_key = format!("{key}{POD_KEY_SUFFIX}");
         match a.desired.as_ref().filter(|_| a.op != Op::Delete) {
             Some(r) => {
                 let mut d: Map = [("type".to_owned(), "proxy".to_owned())].into_iter().collect();
@@ -908,12 +1167,20 @@ impl LxdProvider {
                         d.insert(k.into(), v.clone());
                     }
                 }
+                if let Some(c) = connect {
+                    d.insert("connect".into(), c.to_owned());
+                }
                 i.devices.insert(dev.clone(), d);
                 i.config.insert(key, a.address.to_string());
+                match r.spec.get(testbed_plan::desired::POD_KEY) {
+                    Some(pod) => i.config.insert(pod_key, pod.clone()),
+                    None => i.config.remove(&pod_key),
+                };
             }
             None => {
                 i.devices.remove(&dev);
                 i.config.remove(&key);
+                i.config.remove(&pod_key);
             }
         }
         let Err(e) = self.put_instance(&i, log).await else { return Ok(()) };

@@ -16,6 +16,8 @@
 mod installs;
 pub mod kubeconfig;
 mod parse;
+mod pods;
 mod provider;
 
+pub use pods::MemberPods;
 pub use provider::{Microk8sProvider, ADDONS_RECORD, HOST_OWNER_MARKER};

@@ -1,7 +1,8 @@
 //! From a validated file to the set of resources it wants, with their settings and dependencies.
 //!
-//! Pure: the only input besides the file is what observation saw of member addresses, so that an address
-//! derived from the subnet stays the one the container already has.
+//! Pure: the only inputs besides the file are what observation saw of member addresses, so that an address
+//! derived from the subnet stays the one the container already has, of the snap store's revisions, and of
+//! the pods that pod proxies follow (where each is now).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -167,6 +168,35 @@ fn control_plane_failover(config: &Config, observed: &ObservedState) -> bool {
         let known = testbed_config::karmada_release::release(&f.karmada.version).is_some();
         live || (known && f.workloads.iter().any(|w| w.failover.is_some()))
     })
+}
+
+/// The spec key of a proxy that follows a pod: `NAMESPACE/SELECTOR:PORT` ([`testbed_config::PodTarget::describe`]).
+pub const POD_KEY: &str = "pod";
+
+/// The words a pod proxy's `connect` starts with until its pod is found: the pod is looked up when the proxy
+/// is applied.
+pub const POD_PLACEHOLDER: &str = "pod ";
+
+/// A pod proxy's `connect`: where observation found its pod (`tcp:POD_IP:PORT`), or, when it found no Ready
+/// pod (or could not look), a placeholder that says so; apply then finds the pod itself.
+fn pod_connect(address: &Address, pod: &testbed_config::PodTarget, observed: &ObservedState) -> String {
+    if let Some(found) = observed.pod_addresses.get(address.as_str()) {
+        return found.clone();
+    }
+    match observed.pod_lookup_failures.get(address.as_str()) {
+        Some(why) => format!("{POD_PLACEHOLDER}{} (not looked up: {why})", pod.describe()),
+        None => format!("{POD_PLACEHOLDER}{} (no Ready pod yet)", pod.describe()),
+    }
+}
+
+/// The pod a proxy follows, from its spec (`None` for a proxy to a fixed address).
+pub fn pod_of(spec: &Spec) -> Option<testbed_config::PodTarget> {
+    spec.get(POD_KEY).and_then(|p| testbed_config::PodTarget::parse(p))
+}
+
+/// Whether a proxy's `connect` is a pod placeholder ([`POD_PLACEHOLDER`]) rather than an address.
+pub fn is_pod_placeholder(connect: &str) -> bool {
+    connect.starts_with(POD_PLACEHOLDER)
 }
 
 /// Builds the desired state of a validated file.
@@ -445,17 +475,26 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     }
 
     for p in &f.proxies {
-        d.add(
-            Kind::Proxy,
-            Some(&p.member),
-            &p.name,
-            spec([
-                ("listen", format!("tcp:{}:{}", p.listen, p.host_port)),
-                ("connect", p.target.clone()),
-                ("bind", "host".into()),
-            ]),
-            vec![Address::new(Kind::LxdInstance, &[&p.member])],
-        );
+        let address = Address::new(Kind::Proxy, &[&p.member, &p.name]);
+        let mut deps = vec![Address::new(Kind::LxdInstance, &[&p.member])];
+        let mut s = spec([("listen", format!("tcp:{}:{}", p.listen, p.host_port)), ("bind", "host".into())]);
+        match (&p.pod, &p.target) {
+            (Some(pod), _) => {
+                let connect = pod_connect(&address, pod, observed);
+                s.insert("connect".into(), connect);
+                s.insert(POD_KEY.into(), pod.describe());
+                // The pods it follows are the workloads': the proxy comes once those placed on its member run.
+                for w in &f.workloads {
+                    if crate::workload::placement(config, w).contains(&p.member) {
+                        deps.push(Address::new(Kind::Workload, &[&w.name]));
+                    }
+                }
+            }
+            (None, target) => {
+                s.insert("connect".into(), target.clone().unwrap_or_default());
+            }
+        }
+        d.add(Kind::Proxy, Some(&p.member), &p.name, s, deps);
     }
 
     for img in f.images.iter().filter(|i| i.sideload) {

@@ -17,3 +17,4 @@ pub use observed::{ForeignUse, Health, Observed, ObservedState, Owner, Unobserva
 pub use plan::{Action, Change, Conflict, Op, Plan, PlanError, Summary};
 pub use planner::plan;
 pub use resource::{Address, Kind, Layer, Lifecycle, Resource, Spec};
+pub use testbed_config::PodTarget;

@@ -121,6 +121,15 @@ pub struct ObservedState {
     /// could not be asked.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snap_revisions: BTreeMap<String, String>,
+    /// Where each wanted pod proxy's pod is now, by the proxy's address: `tcp:POD_IP:PORT` of the first Ready
+    /// pod (by name) its selector matches in its member's cluster. A pod proxy without an entry has no Ready
+    /// pod now (or its lookup failed: [`ObservedState::pod_lookup_failures`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_addresses: BTreeMap<String, String>,
+    /// Why a wanted pod proxy's pod could not be looked up (the member's API did not answer), by the proxy's
+    /// address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_lookup_failures: BTreeMap<String, String>,
     pub unobservable: Vec<Unobservable>,
 }
 

@@ -24,6 +24,11 @@ pub struct LayerObservation {
     pub bridge_addresses: BTreeSet<Ipv4Addr>,
     /// The store's revision of each MicroK8s channel (MicroK8s layer only).
     pub snap_revisions: std::collections::BTreeMap<String, String>,
+    /// Where each wanted pod proxy's pod is now, `tcp:POD_IP:PORT` by the proxy's address (LXD layer only):
+    /// [`ObservedState::pod_addresses`].
+    pub pod_addresses: BTreeMap<String, String>,
+    /// Why a wanted pod proxy's pod could not be looked up, by the proxy's address (LXD layer only).
+    pub pod_lookup_failures: BTreeMap<String, String>,
 }
 
 /// One entry of an action's log: what it ran and what came back. Secrets never go in here.
@@ -184,6 +189,8 @@ async fn observe_layers(observers: Vec<(Layer, Observation)>) -> ObservedState {
                 }
                 state.bridge_addresses.extend(obs.bridge_addresses);
                 state.snap_revisions.extend(obs.snap_revisions);
+                state.pod_addresses.extend(obs.pod_addresses);
+                state.pod_lookup_failures.extend(obs.pod_lookup_failures);
             }
             Ok((layer, Err(e))) => {
                 missing.remove(&layer);
@@ -264,6 +271,58 @@ pub struct RegistryFacts {
 pub trait RegistryView: Send + Sync {
     /// None when no registry answers.
     async fn registry(&self) -> Result<Option<RegistryFacts>, ProviderError>;
+}
+
+/// One pod a label selector matched in a member's cluster, as its API server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMatch {
+    pub name: String,
+    /// `status.podIP`, once the pod has one.
+    pub ip: Option<String>,
+    /// Whether its `Ready` condition is `True`.
+    pub ready: bool,
+    /// `status.phase` (`Pending`, `Running`, ...).
+    pub phase: Option<String>,
+}
+
+impl PodMatch {
+    /// `prometheus-0 (Running, not Ready, 10.1.33.11)`, for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![self.phase.clone().unwrap_or_else(|| "no phase yet".into())];
+        parts.push(if self.ready { "Ready".into() } else { "not Ready".into() });
+        parts.push(self.ip.clone().unwrap_or_else(|| "no pod IP yet".into()));
+        format!("{} ({})", self.name, parts.join(", "))
+    }
+}
+
+/// Finds pods in the members' clusters: how the LXD layer learns where the pod a proxy follows is now. The
+/// MicroK8s layer knows how to reach each member's API (its kubeconfig) and implements it.
+#[async_trait]
+pub trait PodLookup: Send + Sync {
+    /// The pods of member `member`'s cluster in `namespace` whose labels `selector` (equality terms) matches,
+    /// sorted by name. No cluster to ask yet (no kubeconfig for the member) is no pods.
+    async fn pods(&self, member: &str, namespace: &str, selector: &str) -> Result<Vec<PodMatch>, ProviderError>;
+
+    /// Where people look at the member's cluster from the host: its kubeconfig's path, for hints.
+    fn kubeconfig(&self, member: &str) -> String;
+
+    /// The first Ready pod by name that has an address: its name and IP.
+    async fn ready_pod(
+        &self,
+        member: &str,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Option<(String, String)>, ProviderError> {
+        let pods = self.pods(member, namespace, selector).await?;
+        Ok(first_ready(&pods))
+    }
+}
+
+/// The first Ready pod by name that has an address, among `pods`.
+pub fn first_ready(pods: &[PodMatch]) -> Option<(String, String)> {
+    let mut ready: Vec<&PodMatch> = pods.iter().filter(|p| p.ready && p.ip.is_some()).collect();
+    ready.sort_by(|a, b| a.name.cmp(&b.name));
+    ready.first().map(|p| (p.name.clone(), p.ip.clone().unwrap_or_default()))
 }
 
 #[cfg(test)]

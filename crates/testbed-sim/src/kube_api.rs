@@ -5,7 +5,8 @@
 //! loopback port of its own, one per address. Each serves what the world holds at that moment:
 //!
 //! - a member or the host cluster answers while its MicroK8s runs (in a running container), with its node
-//!   Ready (`/version`, `/api/v1/nodes`); the host cluster also serves what `karmadactl init` made there (the
+//!   Ready (`/version`, `/api/v1/nodes`), and a member with the pods it runs for the workloads Karmada
+//!   propagated to it (`/api/v1/namespaces/<ns>/pods`); the host cluster also serves what `karmadactl init` made there (the
 //!   `karmada-system` namespace and its labels, the control plane's Deployments, available once their images
 //!   can be pulled and cluster DNS runs, and the `karmada-apiserver` NodePort Service);
 //! - Karmada answers while its pods run, with its `Cluster`s: a pull-mode one only once its agent has
@@ -27,8 +28,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use testbed_kube::fake::{
-    FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeNamespace, FakeNode, FakeService, FakeState, FakeTls,
-    FakeWrite, FaultHook, StateSink, StateSource,
+    FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeNamespace, FakeNode, FakePod, FakeService, FakeState,
+    FakeTls, FakeWrite, FaultHook, StateSink, StateSource,
 };
 use testbed_kube::{ConditionStatus, Network, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 use testbed_provider::ContainerFacts;
@@ -195,6 +196,35 @@ pub(crate) fn reached(world: &SimWorld, facts: &[ContainerFacts], host: &str, po
     (on_host(world, host) || host == karmada.advertise_address).then_some(Reached::Karmada)
 }
 
+/// What a request through the simulated host's port `addr` gets: an application proxy device listening
+/// there forwards to its `connect` inside its container, where a Ready pod of the member's MicroK8s at that
+/// address answers (ports are not modelled: the pod's address decides). As LXD's proxy does, a device with
+/// nothing answering behind it accepts the connection and closes it without a byte; a port no device listens
+/// on refuses it.
+pub(crate) fn answer(world: &SimWorld, facts: &[ContainerFacts], addr: SocketAddr) -> Result<usize, String> {
+    let host = addr.ip().to_string();
+    let device = facts.iter().filter(|c| c.running).find_map(|c| {
+        c.proxies.values().find_map(|(listen, connect)| {
+            let (lh, lp) = address_of(listen)?;
+            let listens = lp == addr.port() && (lh == host || lh == "0.0.0.0" || (loopback(&lh) && loopback(&host)));
+            listens.then(|| (c, connect.clone()))
+        })
+    });
+    let Some((c, connect)) = device else {
+        return Err("connecting failed: Connection refused (os error 111)".into());
+    };
+    let behind = address_of(&connect).map(|(ip, _)| ip.trim_matches(['[', ']']).to_owned());
+    let inside = world.inside.get(&c.name).filter(|i| i.identity == c.identity);
+    let k = inside.and_then(|i| i.microk8s.as_ref()).filter(|k| k.running);
+    let answered = k.is_some_and(|k| k.pods.values().any(|p| p.ready && p.ip.is_some() && p.ip == behind));
+    if answered {
+        // `HTTP/1.0 200 OK\r\n`, the first bytes of an answer.
+        Ok(17)
+    } else {
+        Err("accepted, then closed without a byte back".into())
+    }
+}
+
 /// The CA the server at `reached` presents a certificate of, when it has one yet.
 pub(crate) fn ca_of(world: &SimWorld, reached: &Reached) -> Option<String> {
     match reached {
@@ -246,6 +276,21 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
     let version = microk8s_snap::release(&channel).map(|(v, _)| v).unwrap_or_else(|| "v1.32.3".into());
     let mut state =
         FakeState { git_version: version, nodes: vec![FakeNode::ready(&node)], required_token, ..FakeState::default() };
+    // A member serves the pods it runs for the workloads Karmada propagated to it.
+    if let Reached::Member(m) = reached {
+        let pods = world.inside.get(m).and_then(|i| i.microk8s.as_ref()).map(|k| &k.pods);
+        state.pods = pods
+            .into_iter()
+            .flatten()
+            .map(|(_, p)| FakePod {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                labels: p.labels.clone(),
+                ip: p.ip.clone(),
+                ready: p.ready,
+            })
+            .collect();
+    }
     if *reached == Reached::Host {
         let host = world.host.microk8s.as_ref()?;
         if let Some(cp) = &host.karmada {

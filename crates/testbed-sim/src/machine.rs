@@ -269,12 +269,40 @@ impl SimMachine {
     pub fn lxd_provider(&self) -> Result<LxdProvider, SimError> {
         let client = self.lxd_client()?;
         let shared = Arc::clone(&self.shared);
-        Ok(LxdProvider::new(client, self.testbed.clone())
+        let options = &self.shared.options;
+        let probe: testbed_lxd::follow::Probe = {
+            let shared = Arc::clone(&shared);
+            Arc::new(move |addr| {
+                let got = shared.read(|w| {
+                    let facts = crate::kube_api::containers(&shared, w, None);
+                    crate::kube_api::answer(w, &facts, addr)
+                });
+                Box::pin(async move { got })
+            })
+        };
+        let provider = LxdProvider::new(client, self.testbed.clone())
             .with_kernel_modules({
                 let shared = Arc::clone(&shared);
                 move |m| shared.read(|w| w.host.kernel_modules.contains(&m.replace('-', "_")))
             })
-            .with_host_ports(move |p| shared.read(|w| w.ports_in_use().iter().any(|(port, _)| *port == p.addr.port()))))
+            .with_host_ports(move |p| shared.read(|w| w.ports_in_use().iter().any(|(port, _)| *port == p.addr.port())))
+            .with_probe(probe)
+            .with_pod_waits(
+                options.scaled(Duration::from_secs(300)).max(Duration::from_secs(1)),
+                options.scaled(Duration::from_secs(30)).max(Duration::from_secs(1)),
+                options.scaled(Duration::from_secs(1)).max(Duration::from_millis(20)),
+            );
+        Ok(match self.member_pods() {
+            Some(pods) => provider.with_pods(Arc::new(pods)),
+            None => provider,
+        })
+    }
+
+    /// The members' pods as the LXD layer finds them for proxies that follow a pod: through the kubeconfigs
+    /// the MicroK8s layer writes (the file's catalogue context says where), over this machine's network.
+    pub fn member_pods(&self) -> Option<testbed_microk8s::MemberPods> {
+        let cx = self.catalogue()?;
+        Some(testbed_microk8s::MemberPods::new(&cx.kubeconfig_dir).with_network(self.network()))
     }
 
     /// A client of the simulated LXD daemon, started if needed (see [`SimMachine::lxd_provider`]).

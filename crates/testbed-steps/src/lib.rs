@@ -23,6 +23,7 @@ mod registry;
 pub use host::{node_ports_rule, raw_prerouting};
 
 pub use karmada::ETCD_DATA;
+pub use lxd::{ANSWER_WAIT_SECS, POD_WAIT_SECS};
 pub use microk8s::{
     registry_host_port, registry_hosts_toml, registry_trust_path, snap_record, ADDONS_RECORD, HOST_OWNER_MARKER,
     MEMBER_SNAP_DIR, REGISTRY_CERTS_DIR, SNAP_RECORD,
@@ -493,7 +494,7 @@ pub(crate) fn member(a: &Action) -> String {
 fn create(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind.layer() {
         Layer::Host => host::create(a, cx),
-        Layer::Lxd => lxd::steps(a, Op::Create),
+        Layer::Lxd => lxd::steps(a, Op::Create, cx),
         Layer::Microk8s => microk8s::create(a, cx),
         Layer::Registry => registry::create(a, cx),
         Layer::Karmada => karmada::create(a, cx),
@@ -503,7 +504,7 @@ fn create(a: &Action, cx: &Context) -> Vec<Step> {
 fn update(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind.layer() {
         Layer::Host => host::update(a, cx),
-        Layer::Lxd => lxd::steps(a, Op::Update),
+        Layer::Lxd => lxd::steps(a, Op::Update, cx),
         Layer::Microk8s => microk8s::update(a, cx),
         Layer::Registry => registry::update(a, cx),
         Layer::Karmada => karmada::update(a, cx),
@@ -513,7 +514,7 @@ fn update(a: &Action, cx: &Context) -> Vec<Step> {
 fn delete(a: &Action, cx: &Context) -> Vec<Step> {
     match a.kind.layer() {
         Layer::Host => host::delete(a, cx),
-        Layer::Lxd => lxd::steps(a, Op::Delete),
+        Layer::Lxd => lxd::steps(a, Op::Delete, cx),
         Layer::Microk8s => microk8s::delete(a, cx),
         Layer::Registry => registry::delete(a, cx),
         Layer::Karmada => karmada::delete(a, cx),

@@ -1,0 +1,141 @@
+//! `pods` against the fake API server: the pods a label selector matches in a namespace, with their pod IP,
+//! readiness and phase, read from real-shaped PodLists.
+
+use testbed_kube::fake::{FakeKube, FakePod, FakeState};
+use testbed_kube::{pods, KubeClient, KubeObserveError, PodReport};
+
+fn prometheus(name: &str, ip: &str) -> FakePod {
+    FakePod::ready("monitoring", name, ip)
+        .label("app.kubernetes.io/name", "prometheus")
+        .label("app.kubernetes.io/instance", "k8s")
+}
+
+fn member_state() -> FakeState {
+    let mut state = FakeState::host_cluster();
+    state.put_pod(prometheus("prometheus-k8s-1", "10.1.33.12"));
+    state.put_pod(prometheus("prometheus-k8s-0", "10.1.33.11"));
+    state.put_pod(
+        FakePod::ready("monitoring", "grafana-5d4c9b7f8-x2x9q", "10.1.33.20")
+            .label("app.kubernetes.io/name", "grafana"),
+    );
+    // The same labels in another namespace: not matched from `monitoring`.
+    state
+        .put_pod(FakePod::ready("default", "prometheus-0", "10.1.33.30").label("app.kubernetes.io/name", "prometheus"));
+    state
+}
+
+#[tokio::test]
+async fn the_selector_picks_the_pods_of_its_namespace_sorted_by_name() {
+    let fake = FakeKube::start(member_state()).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+    let found = pods(&client, "monitoring", "app.kubernetes.io/name=prometheus").await.unwrap();
+    let expect = |name: &str, ip: &str| PodReport {
+        name: name.into(),
+        ip: Some(ip.into()),
+        ready: true,
+        phase: Some("Running".into()),
+    };
+    assert_eq!(found, [expect("prometheus-k8s-0", "10.1.33.11"), expect("prometheus-k8s-1", "10.1.33.12")]);
+    // Both terms must hold; `==` is the same as `=`.
+    let both =
+        pods(&client, "monitoring", "app.kubernetes.io/name==prometheus,app.kubernetes.io/instance=k8s").await.unwrap();
+    assert_eq!(both.len(), 2);
+    let none = pods(&client, "monitoring", "app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=other")
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // The request names the namespace and carries the selector, as kubectl's does.
+    let asked = fake.requests();
+    assert!(
+        asked.iter().any(|r| r.starts_with("GET /api/v1/namespaces/monitoring/pods?")
+            && r.contains("labelSelector=app.kubernetes.io%2Fname%3Dprometheus")),
+        "{asked:?}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_and_addresses_are_read_from_the_status() {
+    let mut state = FakeState::host_cluster();
+    state.put_pod(FakePod::not_ready("monitoring", "prometheus-0", "10.1.33.11").label("app", "prometheus"));
+    state.put_pod(FakePod::pending("monitoring", "prometheus-1").label("app", "prometheus"));
+    let fake = FakeKube::start(state).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+    let found = pods(&client, "monitoring", "app=prometheus").await.unwrap();
+    assert_eq!(
+        found,
+        [
+            PodReport {
+                name: "prometheus-0".into(),
+                ip: Some("10.1.33.11".into()),
+                ready: false,
+                phase: Some("Running".into())
+            },
+            PodReport { name: "prometheus-1".into(), ip: None, ready: false, phase: Some("Pending".into()) },
+        ]
+    );
+
+    // The pod becomes Ready, then is recreated elsewhere: each read sees the state of its moment.
+    fake.update(|s| s.put_pod(FakePod::ready("monitoring", "prometheus-0", "10.1.33.11").label("app", "prometheus")));
+    let ready = pods(&client, "monitoring", "app=prometheus").await.unwrap();
+    assert!(ready[0].ready && ready[0].ip.as_deref() == Some("10.1.33.11"), "{ready:?}");
+    fake.update(|s| {
+        s.remove_pod("monitoring", "prometheus-0");
+        s.put_pod(FakePod::ready("monitoring", "prometheus-0", "10.1.33.12").label("app", "prometheus"));
+    });
+    let moved = pods(&client, "monitoring", "app=prometheus").await.unwrap();
+    assert_eq!(moved[0].ip.as_deref(), Some("10.1.33.12"));
+}
+
+#[tokio::test]
+async fn the_pod_list_is_shaped_as_a_real_server_sends_it() {
+    let fake = FakeKube::start(member_state()).await.unwrap();
+    let body =
+        raw_get(&fake, "/api/v1/namespaces/monitoring/pods?labelSelector=app.kubernetes.io%2Fname%3Dprometheus").await;
+    assert_eq!(body["kind"], "PodList");
+    assert_eq!(body["apiVersion"], "v1");
+    let item = &body["items"][0];
+    assert!(
+        item.get("kind").is_none() && item.get("apiVersion").is_none(),
+        "a built-in list's items carry no type: {item}"
+    );
+    assert_eq!(item["metadata"]["namespace"], "monitoring");
+    assert_eq!(item["status"]["phase"], "Running");
+    assert_eq!(item["status"]["podIP"], "10.1.33.11");
+    assert_eq!(item["status"]["podIPs"], serde_json::json!([{"ip": "10.1.33.11"}]));
+    let types: Vec<&str> =
+        item["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["Initialized", "Ready", "ContainersReady", "PodScheduled"]);
+    // Across namespaces, and one pod by name (with its type, as a GET of one object has it).
+    let all = raw_get(&fake, "/api/v1/pods?labelSelector=app.kubernetes.io%2Fname%3Dprometheus").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 3);
+    let one = raw_get(&fake, "/api/v1/namespaces/monitoring/pods/prometheus-k8s-0").await;
+    assert_eq!((one["kind"].as_str(), one["metadata"]["name"].as_str()), (Some("Pod"), Some("prometheus-k8s-0")));
+    let missing = raw_get(&fake, "/api/v1/namespaces/monitoring/pods/nope").await;
+    assert_eq!((missing["code"].as_i64(), missing["details"]["name"].as_str()), (Some(404), Some("nope")));
+}
+
+#[tokio::test]
+async fn an_unreachable_member_api_is_an_error_not_no_pods() {
+    let nowhere = testbed_kube::fake::unused_url().await.unwrap();
+    let client = KubeClient::new(&testbed_kube::ApiConfig::new(nowhere.url().to_owned())).unwrap();
+    let error = pods(&client, "monitoring", "app=prometheus").await.unwrap_err();
+    assert!(matches!(error, KubeObserveError::Unreachable { .. }), "{error:?}");
+}
+
+/// The body of a GET, as JSON, through a plain HTTP/1.0 exchange.
+async fn raw_get(fake: &FakeKube, path: &str) -> serde_json::Value {
+    let address = fake.url().trim_start_matches("http://").to_owned();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
