@@ -61,9 +61,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// not running): its MicroK8s is reported with the settings the file wants and `NeedsRepair`, so that
 /// starting the container starts MicroK8s too, without rebuilding what depends on it.
 ///
-/// In a member, observation also reads the local registry's trust file (`cat`, one more exec): when it is
-/// missing or not byte for byte what the catalogue writes ([`testbed_steps::registry_hosts_toml`]),
-/// `microk8s.<member>` needs repair, and the repair writes it again.
+/// In a member, observation also reads the files that make it pull from the local registry (`cat`, one exec
+/// each: the trust of `GATEWAY:PORT` and the file for `localhost:PORT`, [`testbed_steps::member_registry_files`]):
+/// when one is missing or not byte for byte what the catalogue writes, `microk8s.<member>` needs repair, and
+/// the repair writes them again.
 ///
 /// For a member whose MicroK8s runs, observation also asks the member's API, through the people
 /// kubeconfig, whether every node is Ready:
@@ -115,8 +116,9 @@ struct Inside {
     status: Result<Status, String>,
     /// The addons testbed recorded as enabled.
     recorded: BTreeSet<String>,
-    /// In a member: the registry trust file's content, or why it could not be read (absent, most likely).
-    trust: Option<Result<String, String>>,
+    /// In a member: each local registry file's path and content, or why it could not be read (absent, most
+    /// likely).
+    registry_files: Vec<(String, Result<String, String>)>,
     /// In a member: testbed's record of the snap it installed from a download (channel, revision).
     snap_record: Option<(String, String)>,
 }
@@ -505,10 +507,10 @@ impl Microk8sProvider {
             if c.running {
                 let runner = Arc::clone(&self.runner);
                 let name = c.name.clone();
-                let trust = self.trust_path();
+                let files = self.registry_paths();
                 looks.spawn(async move {
                     let at = Where::Member(name.clone());
-                    (name, look(runner.as_ref(), &at, Some(&trust)).await)
+                    (name, look(runner.as_ref(), &at, Some(&files)).await)
                 });
                 continue;
             }
@@ -656,23 +658,38 @@ impl Microk8sProvider {
         Ok(out)
     }
 
-    /// The registry trust file every member's MicroK8s gets (the catalogue's path).
-    fn trust_path(&self) -> String {
-        testbed_steps::registry_trust_path(&testbed_steps::registry_host_port(&self.cx))
+    /// The files every member's MicroK8s gets to pull from the local registry (the catalogue's paths).
+    fn registry_paths(&self) -> Vec<String> {
+        testbed_steps::member_registry_files(&self.cx).into_iter().map(|(path, _)| path).collect()
     }
 
-    /// Why a member's registry trust needs writing, if it does: the file is missing, unreadable, or not
+    /// What a member's local registry file at `path` is for: as the plan says it (after "its"), and as a
+    /// failure to write it says it.
+    fn registry_file_role(&self, path: &str) -> (String, String) {
+        let local = testbed_steps::registry_local_name(&self.cx);
+        if path == testbed_steps::registry_trust_path(&local) {
+            let role = format!("route from {local} to the local registry");
+            (role.clone(), format!("the {role}"))
+        } else {
+            ("trust of the local registry".to_owned(), "the local registry's trust".to_owned())
+        }
+    }
+
+    /// Why a member's local registry files need writing, if they do: one is missing, unreadable, or not
     /// exactly what the catalogue writes.
     fn trust_problem(&self, inside: &Inside) -> Option<String> {
-        let path = self.trust_path();
-        let want = testbed_steps::registry_hosts_toml(&testbed_steps::registry_host_port(&self.cx));
-        match inside.trust.as_ref()? {
-            Ok(text) if *text == want => None,
-            Ok(_) => {
-                Some(format!("its trust of the local registry ({path}) is not what testbed writes; will be rewritten"))
-            }
-            Err(why) => Some(format!("its trust of the local registry ({path}) is missing ({why}); will be written")),
-        }
+        let problems: Vec<String> = testbed_steps::member_registry_files(&self.cx)
+            .into_iter()
+            .filter_map(|(path, want)| {
+                let (what, _) = self.registry_file_role(&path);
+                match inside.registry_files.iter().find(|(p, _)| *p == path).map(|(_, r)| r)? {
+                    Ok(text) if *text == want => None,
+                    Ok(_) => Some(format!("its {what} ({path}) is not what testbed writes; will be rewritten")),
+                    Err(why) => Some(format!("its {what} ({path}) is missing ({why}); will be written")),
+                }
+            })
+            .collect();
+        (!problems.is_empty()).then(|| problems.join("; "))
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -887,9 +904,9 @@ impl Microk8sProvider {
         }
     }
 
-    /// Carries out a catalogue file push through the runner. The only file the MicroK8s layer pushes is a
-    /// member's registry trust; its bytes come from the catalogue ([`testbed_steps::registry_hosts_toml`]),
-    /// so that what is written is what `--dry-run` names.
+    /// Carries out a catalogue file push through the runner. The only files the MicroK8s layer pushes this
+    /// way are a member's local registry files; their bytes come from the catalogue
+    /// ([`testbed_steps::member_registry_files`]), so that what is written is what `--dry-run` names.
     async fn push_file(
         &self,
         action: &Action,
@@ -899,14 +916,15 @@ impl Microk8sProvider {
         log: &ActionLog,
     ) -> Result<(), ProviderError> {
         let address = &action.address;
-        if path != self.trust_path() {
+        let Some((_, content)) = testbed_steps::member_registry_files(&self.cx).into_iter().find(|(p, _)| p == path)
+        else {
             return Err(ProviderError::failed(format!(
                 "{address}: the MicroK8s layer cannot write {path} in {member} (an internal error)"
             )));
-        }
-        let content = testbed_steps::registry_hosts_toml(&testbed_steps::registry_host_port(&self.cx));
+        };
+        let (_, what) = self.registry_file_role(path);
         log.api("POST", call);
-        self.runner.push_file(member, path, content.into_bytes(), 0o644).await.map_err(|e| ProviderError::failed(format!("{address}: cannot write the local registry's trust in {member}")).with_hint(format!(
+        self.runner.push_file(member, path, content.into_bytes(), 0o644).await.map_err(|e| ProviderError::failed(format!("{address}: cannot write {what} in {member}")).with_hint(format!(
                 "check that container {member} runs and that MicroK8s is installed in it ({} exec {member} -- ls {}); then run testbed apply again",
                 self.lxc(),
                 testbed_steps::REGISTRY_CERTS_DIR
@@ -1212,8 +1230,13 @@ impl Microk8sProvider {
 }
 
 /// Looks inside the host or a container: the microk8s snap, what `microk8s status` says, testbed's addon
-/// record, and (`trust`, in a member) the registry trust file. `None` when MicroK8s is not installed there.
-async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Result<Option<Inside>, ProviderError> {
+/// record, and (`registry_files`, in a member) the local registry files. `None` when MicroK8s is not
+/// installed there.
+async fn look(
+    runner: &dyn CommandRunner,
+    at: &Where,
+    registry_files: Option<&[String]>,
+) -> Result<Option<Inside>, ProviderError> {
     let where_ = match at {
         Where::Host => "on the host".to_owned(),
         Where::Member(m) => format!("in {m}"),
@@ -1248,23 +1271,24 @@ async fn look(runner: &dyn CommandRunner, at: &Where, trust: Option<&str>) -> Re
         // No record yet (`ls: cannot access ...: No such file or directory`).
         _ => BTreeSet::new(),
     };
-    let trust_text = match trust {
-        None => None,
-        Some(path) => Some(match runner.run(at, &argv(&["cat", path]), OBSERVE_TIMEOUT).await {
+    let mut files = Vec::new();
+    for path in registry_files.unwrap_or_default() {
+        let read = match runner.run(at, &argv(&["cat", path]), OBSERVE_TIMEOUT).await {
             Ok(o) if o.success() => Ok(o.stdout),
             // `cat: ...: No such file or directory`.
             Ok(o) => Err(o.last_line().to_owned()),
             Err(e) => Err(e.to_string()),
-        }),
-    };
-    let snap_record = match trust {
+        };
+        files.push((path.clone(), read));
+    }
+    let snap_record = match registry_files {
         None => None,
         Some(_) => match runner.run(at, &argv(&["cat", testbed_steps::SNAP_RECORD]), OBSERVE_TIMEOUT).await {
             Ok(o) if o.success() => parse::snap_record(&o.stdout),
             _ => None,
         },
     };
-    Ok(Some(Inside { snap, status, recorded, trust: trust_text, snap_record }))
+    Ok(Some(Inside { snap, status, recorded, registry_files: files, snap_record }))
 }
 
 /// The nodes, asked through a kubeconfig's text.

@@ -80,9 +80,10 @@ async fn channels_and_addons_come_from_snap_list_and_microk8s_status() {
         [
             "member1$ snap refresh microk8s --channel=1.35/stable",
             "member1$ microk8s status --wait-ready --timeout 300",
-            // A repaired MicroK8s gets its registry trust again (an unchanged file, rewritten).
-            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000",
+            // A repaired MicroK8s gets its local registry files again (unchanged files, rewritten).
+            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000 /var/snap/microk8s/current/args/certs.d/localhost:32000",
             "member1$ <push /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml (183 bytes)>",
+            "member1$ <push /var/snap/microk8s/current/args/certs.d/localhost:32000/hosts.toml (223 bytes)>",
             "member1$ microk8s enable hostpath-storage",
             "member1$ mkdir -p /var/snap/microk8s/common/testbed-addons",
             "member1$ touch /var/snap/microk8s/common/testbed-addons/hostpath-storage",
@@ -200,8 +201,9 @@ async fn a_stopped_microk8s_needs_repair_and_is_started() {
         [
             "member1$ microk8s start",
             "member1$ microk8s status --wait-ready --timeout 300",
-            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000",
+            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000 /var/snap/microk8s/current/args/certs.d/localhost:32000",
             "member1$ <push /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml (183 bytes)>",
+            "member1$ <push /var/snap/microk8s/current/args/certs.d/localhost:32000/hosts.toml (223 bytes)>",
         ]
     );
 }

@@ -1,5 +1,6 @@
-//! Each member's MicroK8s trusts the host's local registry at the bridge gateway (`certs.d/<host:port>/
-//! hosts.toml`, plain HTTP): written through LXD's file push right after the install, checked by
+//! Each member's MicroK8s pulls from the host's local registry at the bridge gateway, plain HTTP, under the
+//! gateway's address and under `localhost:32000`, the name images have on the host (`certs.d/<host:port>/
+//! hosts.toml`, one file each): written through LXD's file push right after the install, checked by
 //! observation, rewritten by a repair.
 
 mod common;
@@ -22,6 +23,29 @@ server = \"http://10.123.45.1:32000\"\n\
 
 const TRUST: &str = "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml";
 
+/// The file for `localhost:32000`, byte for byte: pulls and resolves go to the gateway's registry, and so
+/// does the fallback (`server`), instead of the member's own `localhost:32000`.
+const LOCAL_TOML: &str = "# Written by testbed: localhost:32000 is the host's local registry, reached at the bridge gateway over plain HTTP.\n\
+server = \"http://10.123.45.1:32000\"\n\
+\n\
+[host.\"http://10.123.45.1:32000\"]\n\
+\x20 capabilities = [\"pull\", \"resolve\"]\n";
+
+const LOCAL: &str = "/var/snap/microk8s/current/args/certs.d/localhost:32000/hosts.toml";
+
+/// What MicroK8s itself ships for `localhost:32000` (`microk8s-resources/default-args/certs.d/
+/// localhost__32000/hosts.toml`): the member's own port, where nothing listens.
+const MICROK8S_LOCAL_TOML: &str =
+    "server = \"http://localhost:32000\"\n\n[host.\"http://localhost:32000\"]\n  capabilities = [\"pull\", \"resolve\"]\n";
+
+/// The pushes of both files into member1, as testbed writes them.
+fn both_pushed() -> Vec<Push> {
+    vec![
+        Push { member: "member1".into(), path: TRUST.into(), content: HOSTS_TOML.as_bytes().to_vec(), mode: 0o644 },
+        Push { member: "member1".into(), path: LOCAL.into(), content: LOCAL_TOML.as_bytes().to_vec(), mode: 0o644 },
+    ]
+}
+
 fn m1() -> Where {
     Where::Member("member1".into())
 }
@@ -32,7 +56,8 @@ fn catalogue_transcript(action: &Action, cx: &Context) -> Vec<String> {
         .into_iter()
         .map(|s| match s {
             Step::Call { purpose: Purpose::PushFile { member, path }, .. } => {
-                format!("{member}$ <push {path} ({} bytes)>", HOSTS_TOML.len())
+                let bytes = if path == LOCAL { LOCAL_TOML.len() } else { HOSTS_TOML.len() };
+                format!("{member}$ <push {path} ({bytes} bytes)>")
             }
             Step::Until { step, .. } => step.to_string(),
             other => other.to_string(),
@@ -86,17 +111,16 @@ async fn installing_a_members_microk8s_writes_the_trust_of_the_local_registry() 
         ran[2..],
         [
             "member1$ microk8s status --wait-ready --timeout 300".to_owned(),
-            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000".to_owned(),
+            "member1$ mkdir -p /var/snap/microk8s/current/args/certs.d/10.123.45.1:32000 /var/snap/microk8s/current/args/certs.d/localhost:32000".to_owned(),
             format!("member1$ <push {TRUST} ({} bytes)>", HOSTS_TOML.len()),
+            format!("member1$ <push {LOCAL} ({} bytes)>", LOCAL_TOML.len()),
         ],
-        "installed, then trusted, and no restart"
+        "installed, then both files written, and no restart"
     );
-    assert_eq!(
-        lab.runner.pushes(),
-        [Push { member: "member1".into(), path: TRUST.into(), content: HOSTS_TOML.as_bytes().to_vec(), mode: 0o644 }]
-    );
+    assert_eq!(lab.runner.pushes(), both_pushed());
     let logged = seen.text();
     assert!(logged.contains(&format!("/1.0/instances/member1/files?path={TRUST}")), "{logged}");
+    assert!(logged.contains(&format!("/1.0/instances/member1/files?path={LOCAL}")), "{logged}");
 }
 
 /// real-tools.md behaviour 2: a freshly started container's snapd is still seeding, and `snap wait` fails
@@ -139,10 +163,7 @@ async fn a_missing_trust_needs_repair_and_the_repair_writes_it() {
     lab.runner.on(&["microk8s"], Reply::ok(""));
     lab.runner.on(&["mkdir"], Reply::ok(""));
     lab.p.apply(update, &ActionLog::discard()).await.unwrap();
-    assert_eq!(
-        lab.runner.pushes(),
-        [Push { member: "member1".into(), path: TRUST.into(), content: HOSTS_TOML.as_bytes().to_vec(), mode: 0o644 }]
-    );
+    assert_eq!(lab.runner.pushes(), both_pushed());
 
     // Once written, the next look finds nothing to do.
     lab.runner.on_at(m1(), &["cat", TRUST], trust_written());
@@ -158,6 +179,55 @@ async fn a_trust_that_differs_is_rewritten() {
     assert_eq!(
         update.reason,
         format!("its trust of the local registry ({TRUST}) is not what testbed writes; will be rewritten")
+    );
+}
+
+/// A fresh MicroK8s has its own file for `localhost:32000` (pointing at the member itself): testbed's
+/// replaces it, and a file someone removed or put back is written again.
+#[tokio::test]
+async fn the_file_for_localhost_is_testbeds_and_is_written_again_when_missing_or_microk8s_own() {
+    let lab = lab(Some("1.35/stable"));
+    lab.runner.on_at(m1(), &["cat", LOCAL], Reply::ok(MICROK8S_LOCAL_TOML));
+    let update = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
+    assert_eq!(update.op, Op::Update);
+    assert_eq!(
+        update.reason,
+        format!(
+            "its route from localhost:32000 to the local registry ({LOCAL}) is not what testbed writes; will be rewritten"
+        )
+    );
+
+    lab.runner.on_at(m1(), &["cat", LOCAL], Reply::exit(1, &format!("cat: {LOCAL}: No such file or directory\n")));
+    let update = planned(&lab).await.into_iter().find(|a| a.kind == Kind::Microk8s).unwrap();
+    assert_eq!(
+        update.reason,
+        format!(
+            "its route from localhost:32000 to the local registry ({LOCAL}) is missing (cat: {LOCAL}: No such file or directory); will be written"
+        )
+    );
+    lab.runner.on(&["microk8s"], Reply::ok(""));
+    lab.runner.on(&["mkdir"], Reply::ok(""));
+    lab.p.apply(&update, &ActionLog::discard()).await.unwrap();
+    assert_eq!(lab.runner.pushes(), both_pushed());
+    assert!(!lab.runner.transcript().iter().any(|l| l.contains("microk8s stop") || l.contains("restart")));
+
+    lab.runner.on_at(m1(), &["cat", LOCAL], Reply::ok(LOCAL_TOML));
+    assert!(planned(&lab).await.iter().all(|a| a.kind != Kind::Microk8s));
+}
+
+/// Both files wrong: one repair, both reasons.
+#[tokio::test]
+async fn both_files_wrong_are_one_repair_with_both_reasons() {
+    let lab = lab(Some("1.35/stable"));
+    lab.runner.on_at(m1(), &["cat", TRUST], trust_missing());
+    lab.runner.on_at(m1(), &["cat", LOCAL], Reply::ok(MICROK8S_LOCAL_TOML));
+    let updates: Vec<Action> = planned(&lab).await.into_iter().filter(|a| a.kind == Kind::Microk8s).collect();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(
+        updates[0].reason,
+        format!(
+            "its trust of the local registry ({TRUST}) is missing (cat: {TRUST}: No such file or directory); will be written; its route from localhost:32000 to the local registry ({LOCAL}) is not what testbed writes; will be rewritten"
+        )
     );
 }
 

@@ -25,8 +25,9 @@ pub use host::{node_ports_rule, raw_prerouting};
 pub use karmada::ETCD_DATA;
 pub use lxd::{ANSWER_WAIT_SECS, POD_WAIT_SECS};
 pub use microk8s::{
-    registry_host_port, registry_hosts_toml, registry_trust_path, snap_record, ADDONS_RECORD, HOST_OWNER_MARKER,
-    MEMBER_SNAP_DIR, REGISTRY_CERTS_DIR, SNAP_RECORD,
+    localhost_hosts_toml, member_registry_files, registry_host_port, registry_hosts_toml, registry_local_name,
+    registry_trust_path, snap_record, ADDONS_RECORD, HOST_OWNER_MARKER, MEMBER_SNAP_DIR, REGISTRY_CERTS_DIR,
+    SNAP_RECORD,
 };
 pub use registry::containerd_name;
 

@@ -11,11 +11,16 @@
 //!   the record, so testbed never disables it;
 //! - both live in the snap's own data directory and go with `snap remove microk8s --purge`.
 //!
-//! Each member's MicroK8s also trusts the host's local registry, which it reaches over plain HTTP at the
-//! bridge gateway (`GATEWAY:PORT`, e.g. `10.123.45.1:32000`: a pull-mode member's karmada-agent image and
-//! user workloads come from there): [`registry_hosts_toml`] written to [`registry_trust_path`]. MicroK8s
-//! trusts only its own `localhost:32000` out of the box, and containerd refuses HTTP from any other registry
-//! ("http: server gave HTTP response to HTTPS client").
+//! Each member's MicroK8s also pulls from the host's local registry, which it reaches over plain HTTP at the
+//! bridge gateway (`GATEWAY:PORT`, e.g. `10.123.45.1:32000`), under two names ([`member_registry_files`]):
+//!
+//! - `GATEWAY:PORT` itself (a pull-mode member's karmada-agent image): [`registry_hosts_toml`] written to
+//!   [`registry_trust_path`]. MicroK8s trusts only its own `localhost:32000` out of the box, and containerd
+//!   refuses HTTP from any other registry ("http: server gave HTTP response to HTTPS client");
+//! - `localhost:PORT`, the name images have on the host (`[[images]]` copies them there as
+//!   `localhost:PORT/NAME:TAG`), so that a workload's manifests name an image as the host does:
+//!   [`localhost_hosts_toml`] replaces the file MicroK8s ships for `localhost:32000` (which sends pulls to the
+//!   member's own `localhost:32000`, where nothing listens) with one that sends them to the gateway.
 
 use testbed_plan::{Action, Kind};
 
@@ -168,8 +173,45 @@ pub fn registry_hosts_toml(host_port: &str) -> String {
     )
 }
 
-/// Makes a member's MicroK8s trust the local registry: the directory (LXD's file API does not create
-/// parents), then the file, pushed through LXD. No restart follows, and none is needed:
+/// The local registry as the host names it, and as pods in the members name it too: `localhost:PORT`
+/// (`[registry] port`).
+pub fn registry_local_name(cx: &Context) -> String {
+    format!("localhost:{}", cx.registry_port)
+}
+
+/// The content of a member's file for `local` (`localhost:PORT`, mode 0644): containerd sends pulls and
+/// resolves of `local/...` images to the host's registry at `host_port` (the bridge gateway) over plain
+/// HTTP, so a manifest names an image as the host does. In containerd's `hosts.toml` (`docs/hosts.md`,
+/// `core/remotes/docker/config/hosts.go`) the `[host]` entries are tried first, in order, and `server` last,
+/// as a fallback; without `server` the fallback is the name itself, here the member's own `localhost:PORT`,
+/// where nothing listens. Both are the gateway: a failure is the gateway's, not a confusing "connection
+/// refused" from the member itself. Requests to a host other than the image's name carry `?ns=local`,
+/// which the registry ignores.
+pub fn localhost_hosts_toml(local: &str, host_port: &str) -> String {
+    format!(
+        "# Written by testbed: {local} is the host's local registry, reached at the bridge gateway over plain HTTP.\n\
+         server = \"http://{host_port}\"\n\
+         \n\
+         [host.\"http://{host_port}\"]\n\
+         \x20 capabilities = [\"pull\", \"resolve\"]\n"
+    )
+}
+
+/// The files testbed owns in every member's MicroK8s so that it pulls from the host's local registry,
+/// as (path, content), each written with mode 0644 and observed byte for byte: the trust of `GATEWAY:PORT`
+/// ([`registry_hosts_toml`]) and the file for `localhost:PORT` ([`localhost_hosts_toml`]).
+pub fn member_registry_files(cx: &Context) -> Vec<(String, String)> {
+    let at = registry_host_port(cx);
+    let local = registry_local_name(cx);
+    vec![
+        (registry_trust_path(&at), registry_hosts_toml(&at)),
+        (registry_trust_path(&local), localhost_hosts_toml(&local, &at)),
+    ]
+}
+
+/// Makes a member's MicroK8s pull from the local registry ([`member_registry_files`]): the directories
+/// (LXD's file API does not create parents), then each file, pushed through LXD. No restart follows, and
+/// none is needed:
 ///
 /// - containerd reads its registry host configuration (`hosts.toml` under the CRI `registry.config_path`,
 ///   containerd 1.5 and later) when it resolves a pull, not at start: containerd's `docs/hosts.md` says
@@ -188,16 +230,28 @@ pub fn registry_hosts_toml(host_port: &str) -> String {
 /// pulled from the registry yet.
 fn trust_registry(m: &str, cx: &Context) -> Vec<Step> {
     let host_port = registry_host_port(cx);
-    vec![
-        run(Where::Member(m.to_owned()), ["mkdir", "-p", &format!("{REGISTRY_CERTS_DIR}/{host_port}")]),
-        Step::Call {
+    let local = registry_local_name(cx);
+    let mut mkdir = vec!["mkdir".to_owned(), "-p".to_owned()];
+    mkdir.extend([&host_port, &local].map(|name| format!("{REGISTRY_CERTS_DIR}/{name}")));
+    let mut s = vec![run(Where::Member(m.to_owned()), mkdir)];
+    for (name, note) in [
+        (&host_port, format!("write hosts.toml: pull from http://{host_port} over plain HTTP, read at each pull")),
+        (
+            &local,
+            format!(
+                "write hosts.toml: pull {local}/... images from http://{host_port} (the host's registry) instead of the member's own {local}"
+            ),
+        ),
+    ] {
+        s.push(Step::Call {
             api: "lxd",
             method: "POST",
-            path: format!("/1.0/instances/{m}/files?path={}", registry_trust_path(&host_port)),
-            note: format!("write hosts.toml: pull from http://{host_port} over plain HTTP, read at each pull"),
-            purpose: Purpose::PushFile { member: m.to_owned(), path: registry_trust_path(&host_port) },
-        },
-    ]
+            path: format!("/1.0/instances/{m}/files?path={}", registry_trust_path(name)),
+            note,
+            purpose: Purpose::PushFile { member: m.to_owned(), path: registry_trust_path(name) },
+        });
+    }
+    s
 }
 
 fn wait_ready(at: Where) -> Step {
@@ -459,20 +513,27 @@ mod tests {
         let s = member_microk8s(Op::Create);
         let m = "member1";
         let dir = "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000";
+        let local = "/var/snap/microk8s/current/args/certs.d/localhost:32000";
         assert!(s[0].starts_with(&format!("{m}$ snap wait system seed.loaded  (until it succeeds")), "{s:?}");
         assert_eq!(
-            s[s.len() - 3..],
+            s[s.len() - 4..],
             [
                 format!("{m}$ microk8s status --wait-ready --timeout 300"),
-                format!("{m}$ mkdir -p {dir}"),
+                format!("{m}$ mkdir -p {dir} {local}"),
                 format!(
                     "lxd: POST /1.0/instances/{m}/files?path={dir}/hosts.toml  (write hosts.toml: pull from http://10.123.45.1:32000 over plain HTTP, read at each pull)"
                 ),
+                format!(
+                    "lxd: POST /1.0/instances/{m}/files?path={local}/hosts.toml  (write hosts.toml: pull localhost:32000/... images from http://10.123.45.1:32000 (the host's registry) instead of the member's own localhost:32000)"
+                ),
             ],
-            "no restart after it"
+            "no restart after them"
         );
-        // A repair rewrites it.
-        assert!(member_microk8s(Op::Update).iter().any(|l| l.contains("POST") && l.contains(dir)));
+        // A repair rewrites both.
+        let repair = member_microk8s(Op::Update);
+        for d in [dir, local] {
+            assert!(repair.iter().any(|l| l.contains("POST") && l.contains(&format!("{d}/hosts.toml"))), "{repair:?}");
+        }
     }
 
     #[test]
@@ -506,5 +567,25 @@ mod tests {
             registry_trust_path("10.123.45.1:32000"),
             "/var/snap/microk8s/current/args/certs.d/10.123.45.1:32000/hosts.toml"
         );
+    }
+
+    /// containerd tries the `[host]` entries first and `server` last (`docs/hosts.md`: "If all `host`(s) are
+    /// tried then `server` will be used as a fallback"): both are the gateway, never the member's own
+    /// `localhost:32000`.
+    #[test]
+    fn the_file_for_localhost_sends_pulls_and_the_fallback_to_the_gateway() {
+        let text = "[[members]]\nname = \"member1\"\napi_port = 16441\n";
+        let c = testbed_config::parse(std::path::Path::new("testbed.toml"), text).unwrap();
+        let files = member_registry_files(&Context::new(&c));
+        assert_eq!(files.len(), 2);
+        let (path, content) = &files[1];
+        assert_eq!(path, "/var/snap/microk8s/current/args/certs.d/localhost:32000/hosts.toml");
+        assert_eq!(
+            content,
+            "# Written by testbed: localhost:32000 is the host's local registry, reached at the bridge gateway over plain HTTP.\n\
+             server = \"http://10.123.45.1:32000\"\n\n\
+             [host.\"http://10.123.45.1:32000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        assert!(!content.contains("http://localhost"), "{content}");
     }
 }

@@ -113,7 +113,18 @@ pub fn trust_missing() -> Reply {
     Reply::exit(1, &format!("cat: {}: No such file or directory\n", trust_path()))
 }
 
-/// Scripts what observation runs at `at` (in a member, with the registry trust as testbed writes it).
+/// Where a member's file for `localhost:32000` is.
+pub fn local_path() -> String {
+    testbed_steps::registry_trust_path("localhost:32000")
+}
+
+/// `cat` of a member's file for `localhost:32000` as testbed writes it (to the gateway's registry).
+pub fn local_written() -> Reply {
+    Reply::ok(&testbed_steps::localhost_hosts_toml("localhost:32000", REGISTRY))
+}
+
+/// Scripts what observation runs at `at` (in a member, with the local registry files as testbed writes
+/// them).
 pub fn inside(r: &ScriptedRunner, at: Where, tracking: Option<&str>, status: Reply, recorded: &[&str]) {
     match tracking {
         Some(t) => r.on_at(at.clone(), &["snap", "list", "microk8s"], snap_list(t)),
@@ -122,6 +133,7 @@ pub fn inside(r: &ScriptedRunner, at: Where, tracking: Option<&str>, status: Rep
     r.on_at(at.clone(), &["microk8s", "status", "--format", "yaml"], status);
     if let Where::Member(_) = at {
         r.on_at(at.clone(), &["cat", &trust_path()], trust_written());
+        r.on_at(at.clone(), &["cat", &local_path()], local_written());
     }
     r.on_at(at, &["ls", "-1", ADDONS_RECORD], record(recorded));
 }
