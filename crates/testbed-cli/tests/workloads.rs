@@ -278,13 +278,14 @@ fn a_purge_mode_the_release_rejects_is_refused_at_validation() {
     assert!(!d.join(".testbed/sim.json").exists(), "nothing ran");
 }
 
-/// The file without its `[[workloads]]` blocks (each up to the next table or the end).
+/// The file without its `[[workloads]]` blocks, and the `[[proxies]]` that follow their pods (each block up
+/// to the next table or the end).
 fn without_workloads(text: &str) -> String {
     let mut out = String::new();
     let mut skipping = false;
     for line in text.lines() {
         if line.starts_with('[') {
-            skipping = line.trim() == "[[workloads]]";
+            skipping = line.trim() == "[[workloads]]" || line.trim() == "[[proxies]]";
         }
         if !skipping {
             out.push_str(line);
@@ -307,7 +308,7 @@ fn every_workload_example_converges_repairs_drift_and_removes_only_its_own_objec
         .filter(|n| std::fs::read_to_string(examples.join(n)).unwrap().contains("\n[[workloads]]"))
         .collect();
     names.sort();
-    assert_eq!(names, ["custom-image.toml", "failover.toml", "nginx-demo.toml", "three-tier.toml"]);
+    assert_eq!(names, ["custom-image.toml", "failover.toml", "monitoring.toml", "nginx-demo.toml", "three-tier.toml"]);
     for name in names {
         let dir = lab(&name);
         let d = dir.path();

@@ -64,6 +64,7 @@ fn every_example_validates() {
             "custom-image.toml",
             "failover.toml",
             "four-members.toml",
+            "monitoring.toml",
             "nginx-demo.toml",
             "pull-mode.toml",
             "testenv-incus.toml",
@@ -193,10 +194,29 @@ fn custom_image_has_a_registry_image_a_sideload_and_a_proxy() {
     let p = &c.file.proxies[0];
     assert_eq!(
         (p.name.as_str(), p.member.as_str(), p.host_port, p.target.as_deref()),
-        ("prometheus", "member1", 9091, None)
+        ("flask-demo", "member1", 9092, None)
     );
-    let pod = p.pod.as_ref().expect("the proxy follows the Prometheus pod");
-    assert_eq!(pod.describe(), "monitoring/app.kubernetes.io/name=prometheus:9090");
+    let pod = p.pod.as_ref().expect("the proxy follows the Flask demo's pod");
+    assert_eq!(pod.describe(), "default/app=flask-demo:5000");
     assert_eq!(testbed_config::PodTarget::parse(&pod.describe()).as_ref(), Some(pod));
     assert_eq!(c.base_dir(), Path::new(&repo()).join("examples"));
+}
+
+/// Seeds 000 and 001's monitoring: Prometheus in `monitoring` on member1, reached on host port 9091 through a
+/// proxy that follows its pod.
+#[test]
+fn monitoring_runs_prometheus_on_member1_behind_a_pod_proxy() {
+    let c = load("examples/monitoring.toml");
+    assert_eq!(c.file.workloads[0].members.as_deref(), Some(&["member1".to_owned()][..]));
+    let keys: Vec<String> = c.workloads[0].objects.iter().map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        ["namespace/monitoring", "configmap/monitoring/prometheus-config", "deployment/monitoring/prometheus"]
+    );
+    let p = &c.file.proxies[0];
+    assert_eq!((p.member.as_str(), p.host_port), ("member1", 9091));
+    assert_eq!(
+        p.pod.as_ref().map(|t| t.describe()).as_deref(),
+        Some("monitoring/app.kubernetes.io/name=prometheus:9090")
+    );
 }
