@@ -2,30 +2,16 @@
 //! Snapshots for the default file and the pull-mode example, reviewed against the seeds' scripts and the
 //! real tools' flags (docs/steps.md says where each comes from).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
-
-/// The examples' workload manifests, copied beside a copied example (which names them relative to itself).
-fn copy_workloads(to: &Path) {
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.path().is_dir() {
-                copy_dir(&e.path(), &to.join(e.file_name()));
-            } else {
-                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
-    }
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workloads"), &to.join("workloads"));
-}
 
 fn dry_run(example: &str, args: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(example);
     std::fs::copy(src, dir.path().join("testbed.toml")).expect("copy");
-    copy_workloads(dir.path());
+    support::copy_example_workloads(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .current_dir(dir.path())
         .args(["-c", "testbed.toml", "--simulate", "all"])
@@ -187,7 +173,7 @@ fn the_failover_example_inits_with_the_gate_and_no_execute_eviction_and_converge
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/failover.toml");
     std::fs::copy(src, dir.path().join("testbed.toml")).unwrap();
-    copy_workloads(dir.path());
+    support::copy_example_workloads(dir.path());
     assert!(testbed(dir.path(), &["apply", "--yes"]).status.success());
     let plan = testbed(dir.path(), &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stdout));

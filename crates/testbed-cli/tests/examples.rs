@@ -1,6 +1,8 @@
 //! Snapshots of `testbed plan`, `plan --json` and `graph` for every file in examples/, planned against an
 //! empty simulated machine. A change in what testbed would do to a fresh host shows up here for review.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -9,7 +11,7 @@ fn testbed(example: &Path, args: &[&str]) -> String {
     let config = dir.path().join("testbed.toml");
     std::fs::copy(example, &config).expect("copy example");
     // The workloads' manifests, which the examples name relative to themselves.
-    copy_dir(&example.with_file_name("workloads"), &dir.path().join("workloads"));
+    support::copy_example_workloads(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .arg("-c")
         .arg(&config)
@@ -21,19 +23,6 @@ fn testbed(example: &Path, args: &[&str]) -> String {
         .expect("run testbed");
     assert!(out.status.success(), "{}: {}", example.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let Ok(entries) = std::fs::read_dir(from) else { return };
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in entries {
-        let e = e.expect("entry");
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-        }
-    }
 }
 
 #[test]

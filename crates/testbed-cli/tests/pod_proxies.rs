@@ -6,8 +6,10 @@
 //! real LXD or a real cluster: crates/testbed-lxd/tests/real_lxd.rs and tests/real_lxd_cli.rs do the real LXD
 //! part.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -60,19 +62,11 @@ spec:
 ";
 
 fn testbed(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .current_dir(dir)
-        .args(["-c", "testbed.toml", "--simulate", "all"])
-        .args(args)
-        .env("TESTBED_SIM_SPEED", "0")
-        .env_remove("TESTBED_SIM_FAIL")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    support::simulated(dir, args)
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    support::said(out)
 }
 
 fn world(dir: &Path) -> Value {

@@ -2,46 +2,28 @@
 //! and a removed workload deleting only what testbed applied. The simulated Karmada propagates what testbed
 //! applies (crates/testbed-sim/src/propagation.rs); nothing here ran against a real Karmada.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// A lab directory holding `example` as its testbed.toml, with the examples' manifests beside it.
 fn lab(example: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     std::fs::copy(examples.join(example), dir.path().join("testbed.toml")).unwrap();
-    copy_dir(&examples.join("workloads"), &dir.path().join("workloads"));
+    support::copy_example_workloads(dir.path());
     dir
 }
 
 fn testbed(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .current_dir(dir)
-        .args(["-c", "testbed.toml", "--simulate", "all"])
-        .args(args)
-        .env("TESTBED_SIM_SPEED", "0")
-        .env_remove("TESTBED_SIM_FAIL")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
+    support::simulated(dir, args)
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    support::said(out)
 }
 
 fn apply(dir: &Path) {

@@ -163,3 +163,39 @@ pub fn failures(r: &Report) -> String {
 pub fn addresses(p: &Plan) -> Vec<String> {
     p.actions().iter().map(|a| a.address.to_string()).collect()
 }
+
+/// The examples' workload manifests (`examples/workloads`), copied to `to/workloads`: an example copied
+/// elsewhere names them relative to itself.
+pub fn copy_example_workloads(to: &Path) {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let e = e.expect("entry");
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+            }
+        }
+    }
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workloads"), &to.join("workloads"));
+}
+
+/// `testbed` on the simulated machine in `dir`, against its `testbed.toml`, at full speed and without
+/// injected faults.
+pub fn simulated(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .current_dir(dir)
+        .args(["-c", "testbed.toml", "--simulate", "all"])
+        .args(args)
+        .env("TESTBED_SIM_SPEED", "0")
+        .env_remove("TESTBED_SIM_FAIL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run testbed")
+}
+
+/// A command's stdout and stderr, as one text.
+pub fn said(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
