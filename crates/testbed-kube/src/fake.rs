@@ -21,7 +21,8 @@
 //! `/apis/<group>/<version>/namespaces/<ns>/<plural>/<name>`, `/apis/<group>/<version>/<plural>/<name>`, and
 //! their lists, in a namespace and across all): Namespaces, ServiceAccounts, ConfigMaps, Secrets,
 //! PersistentVolumeClaims, Services, Deployments, StatefulSets, DaemonSets, and on a Karmada API server
-//! PropagationPolicies, ClusterPropagationPolicies, OverridePolicies and ClusterOverridePolicies. The typed
+//! PropagationPolicies, ClusterPropagationPolicies, OverridePolicies and ClusterOverridePolicies; Pods are
+//! served from the store read only (a writer of the state puts them there with their status). The typed
 //! state answers first; a namespace, Service or Deployment it lacks is looked for in the store, and their
 //! lists hold both. Lists take a `labelSelector` (`a=b,c!=d`, `key`, `!key`, `key in (x,y)`) and are
 //! `<Kind>List`s whose items carry `apiVersion` and `kind` for a custom resource only, as a real server

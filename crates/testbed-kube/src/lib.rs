@@ -19,6 +19,9 @@
 //! [`delete_object`]; and Karmada's `ResourceBinding`s ([`resource_bindings`]), which say where Karmada placed
 //! each object and whether it is healthy there.
 //!
+//! Pods ([`pods`], module `pods`): whether each is Ready and why its containers wait, as the kubelet says,
+//! for a workload Karmada reports unhealthy on a member.
+//!
 //! Failures are [`KubeObserveError`]s that tell an unreachable API, a TLS failure, rejected credentials and
 //! the rest apart, name the server, and never carry a credential.
 //!
@@ -30,6 +33,7 @@ mod config;
 mod error;
 mod objects;
 mod observe;
+mod pods;
 mod taint_policy;
 mod write;
 
@@ -48,6 +52,7 @@ pub use observe::{
     service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ControlPlaneReport,
     NodeReport, NodesReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
+pub use pods::{parse_pod, pods, ContainerWaiting, PodReport};
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
     FIELD_MANAGER,

@@ -1,7 +1,7 @@
 //! The fake's object store: objects of the kinds in [`KINDS`], kept as JSON by their REST path
 //! ([`FakeState::objects`]), created and updated by server-side apply, read, listed by label selector and
-//! deleted; and Karmada's ResourceBindings, served from [`FakeState::resource_bindings`] as the state gives
-//! them.
+//! deleted; Pods, read only, as the state's objects give them; and Karmada's ResourceBindings, served from
+//! [`FakeState::resource_bindings`] as the state gives them.
 //!
 //! Server-side apply follows the real semantics for one field manager at a time, simplified: the fields a
 //! manager applied are recorded in `metadata.managedFields` (as `fieldsV1`, where a real server keeps them);
@@ -106,7 +106,14 @@ pub(super) static KINDS: &[Kind] = &[
         writable: false,
         ..kind("work.karmada.io", "v1alpha2", "ResourceBinding", "resourcebindings", &["rb"], true)
     },
+    // Served as the state's objects give them: the kubelet writes their status, not a client.
+    Kind { writable: false, ..kind("", "v1", "Pod", "pods", &["po"], true) },
 ];
+
+/// Whether `kind` is served from [`FakeState::resource_bindings`] rather than the objects.
+fn from_bindings(kind: &Kind) -> bool {
+    kind.kind == "ResourceBinding"
+}
 
 /// Where a request goes in the store: a kind, and a namespace and name when the path gives them.
 #[derive(Debug, Clone, Copy)]
@@ -310,7 +317,7 @@ fn percent_decode(text: &str) -> String {
 /// The stored objects (or, for ResourceBindings, the state's) of `target`'s kind, in its namespace if it
 /// names one, that `selector` matches, in path order.
 pub(super) fn items(state: &FakeState, target: &Target<'_>, selector: &Selector) -> Vec<Value> {
-    if !target.kind.writable {
+    if from_bindings(target.kind) {
         return state
             .resource_bindings
             .iter()
@@ -338,7 +345,7 @@ pub(super) fn items(state: &FakeState, target: &Target<'_>, selector: &Selector)
 /// The object `target` names, as stored.
 pub(super) fn find(state: &FakeState, target: &Target<'_>) -> Option<Value> {
     let name = target.name?;
-    if !target.kind.writable {
+    if from_bindings(target.kind) {
         return state
             .resource_bindings
             .iter()
