@@ -355,3 +355,124 @@ fn every_workload_example_converges_repairs_drift_and_removes_only_its_own_objec
         assert_eq!(left, ["/api/v1/namespaces/default/configmaps/someone-elses"], "{name} ({path})");
     }
 }
+
+/// Where a member's MicroK8s looks up `localhost:32000` (containerd's `hosts.toml`).
+const LOCAL_HOSTS_TOML: &str = "/var/snap/microk8s/current/args/certs.d/localhost:32000/hosts.toml";
+
+/// The containers of `member`'s pods as the simulated kubelet left them: (image, waiting reason and message).
+fn containers(w: &Value, member: &str) -> Vec<(String, Option<String>)> {
+    let pods = w["world"]["inside"][member]["microk8s"]["pods"].as_object().cloned().unwrap_or_default();
+    pods.values()
+        .flat_map(|p| p["containers"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            let waiting = c
+                .get("waiting")
+                .map(|w| format!("{}: {}", w["reason"].as_str().unwrap(), w["message"].as_str().unwrap()));
+            (c["image"].as_str().unwrap().to_owned(), waiting)
+        })
+        .collect()
+}
+
+/// Issue 13, item 3: the nginx demo's Deployment names `localhost:32000/nginx:1.27`, the copy `[[images]]` puts
+/// in the host's registry. Each member pulls it from there because testbed points the member's
+/// `localhost:32000` at the host's registry on the bridge; without that file a pod that must pull fails as
+/// the kubelet does (the member's own `localhost:32000` refuses), the plan repairs the member's MicroK8s, and
+/// apply rewrites the file and the workload comes back healthy.
+#[test]
+fn the_nginx_demo_pulls_its_image_from_the_local_registry_through_the_members_localhost_file() {
+    let dir = lab("nginx-demo.toml");
+    let d = dir.path();
+    let plan = text(&testbed(d, &["plan"]));
+    assert!(plan.contains("+ image.nginx"), "{plan}");
+    apply(d);
+    assert_converged(d);
+    let status = text(&testbed(d, &["status"]));
+    assert!(status.contains("member1 (healthy), member2 (healthy), member3 (healthy)"), "{status}");
+    let w = world(d);
+    for m in ["member1", "member2", "member3"] {
+        let file = &w["world"]["inside"][m]["files"][LOCAL_HOSTS_TOML]["file"]["content"];
+        let file = file.as_str().unwrap_or_else(|| panic!("{m}'s file for localhost:32000: {file}"));
+        assert!(file.contains("server = \"http://10.123.45.1:32000\""), "{file}");
+        assert!(file.contains("[host.\"http://10.123.45.1:32000\"]"), "{file}");
+        // Pulled from the host's registry into the member's containerd, and running.
+        let images: Vec<&str> = w["world"]["inside"][m]["microk8s"]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(images.contains(&"localhost:32000/nginx:1.27"), "{m}: {images:?}");
+        assert_eq!(containers(&w, m), vec![("localhost:32000/nginx:1.27".to_owned(), None); 2], "{m}");
+    }
+
+    // Someone removes member2's file, and member2's pods are made anew on a containerd without the image:
+    // they must pull it, and the member's own localhost:32000 has nothing.
+    let mut w = world(d);
+    let inside = &mut w["world"]["inside"]["member2"];
+    inside["files"].as_object_mut().unwrap().remove(LOCAL_HOSTS_TOML).expect("the file was there");
+    let k = &mut inside["microk8s"];
+    k["images"] = Value::Array(
+        k["images"].as_array().unwrap().iter().filter(|i| *i != "localhost:32000/nginx:1.27").cloned().collect(),
+    );
+    k["pods"] = serde_json::json!({});
+    save(d, &w);
+    let line = status_line(d, "workload.nginx");
+    assert!(line.contains("member2 (not healthy)"), "{line}");
+    let w = world(d);
+    let failed = containers(&w, "member2");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for (image, waiting) in failed {
+        assert_eq!(image, "localhost:32000/nginx:1.27");
+        assert_eq!(
+            waiting.as_deref(),
+            Some(
+                "ErrImagePull: rpc error: code = Unknown desc = failed to pull and unpack image \"localhost:32000/nginx:1.27\": failed to resolve reference \"localhost:32000/nginx:1.27\": failed to do request: Head \"http://localhost:32000/v2/nginx/manifests/1.27\": dial tcp 127.0.0.1:32000: connect: connection refused"
+            )
+        );
+    }
+    let plan = text(&testbed(d, &["plan"]));
+    assert!(plan.contains("~ microk8s.member2"), "{plan}");
+    assert!(
+        plan.contains(&format!("its route from localhost:32000 to the local registry ({LOCAL_HOSTS_TOML}) is missing")),
+        "{plan}"
+    );
+    apply(d);
+    assert_converged(d);
+    let w = world(d);
+    assert!(w["world"]["inside"]["member2"]["files"][LOCAL_HOSTS_TOML]["file"]["content"]
+        .as_str()
+        .is_some_and(|f| f.contains("http://10.123.45.1:32000")));
+    assert_eq!(containers(&w, "member2"), vec![("localhost:32000/nginx:1.27".to_owned(), None); 2]);
+    let status = text(&testbed(d, &["status"]));
+    assert!(status.contains("member1 (healthy), member2 (healthy), member3 (healthy)"), "{status}");
+}
+
+/// A workload whose image is not in the local registry (not in `[[images]]`) is never healthy: apply waits
+/// for it, then fails with what the members' kubelets say about the pull.
+#[test]
+fn a_workload_whose_image_is_not_in_the_local_registry_fails_with_the_pull_error() {
+    let dir = lab("nginx-demo.toml");
+    let d = dir.path();
+    let manifests = d.join("workloads/nginx-demo/deployment.yaml");
+    let deployment = std::fs::read_to_string(&manifests).unwrap();
+    std::fs::write(&manifests, deployment.replace("localhost:32000/nginx:1.27", "localhost:32000/missing:1.0"))
+        .unwrap();
+    // TESTBED_SIM_SPEED=0 (see `testbed`) shortens the workload's wait to a second.
+    let out = testbed(d, &["apply", "--yes"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("workload.nginx: not scheduled and healthy after"), "{said}");
+    assert!(said.contains("deployment/default/nginx on member1: unhealthy (0/2 ready)"), "{said}");
+    assert!(
+        said.contains(
+            "ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image \"localhost:32000/missing:1.0\": failed to resolve reference \"localhost:32000/missing:1.0\": localhost:32000/missing:1.0: not found"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("member3/nginx-"), "every member's pods are named: {said}");
+    assert!(said.contains("must be in [[images]]"), "{said}");
+    // Everything else converged: only the workload is left to do.
+    let plan = text(&testbed(d, &["plan"]));
+    assert!(plan.contains("~ workload.nginx"), "{plan}");
+    assert!(!plan.contains("microk8s."), "{plan}");
+}

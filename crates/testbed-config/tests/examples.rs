@@ -160,7 +160,7 @@ fn three_tier_is_seed_fours_application_on_one_member_at_a_time() {
 }
 
 /// Seed 001's nginx demo as a workload: a Deployment and its Service from a directory of manifests, on every
-/// member, each running all the replicas.
+/// member, each running all the replicas of the image copied into the local registry.
 #[test]
 fn nginx_demo_runs_a_deployment_and_its_service_on_every_member() {
     let c = load("examples/nginx-demo.toml");
@@ -172,6 +172,11 @@ fn nginx_demo_runs_a_deployment_and_its_service_on_every_member() {
     );
     let keys: Vec<String> = c.workloads[0].objects.iter().map(|o| o.key()).collect();
     assert_eq!(keys, ["deployment/default/nginx", "service/default/nginx"]);
+    // Its image comes from the host's local registry, under the name it has on the host.
+    let images: Vec<String> = c.file.images.iter().map(testbed_config::image_name).collect();
+    assert_eq!(images, ["nginx"]);
+    let deployment = &c.workloads[0].objects[0].object;
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "localhost:32000/nginx:1.27");
 }
 
 #[test]

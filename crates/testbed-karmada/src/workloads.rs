@@ -8,11 +8,12 @@
 //! reports as a conflict and apply never touches.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testbed_config::manifests::{runs_pods, PlaceableKind, PLACEABLE_KINDS};
-use testbed_kube::{Binding, KubeClient, ObjectRef};
+use testbed_kube::{ApiConfig, Binding, KubeClient, ObjectRef};
 use testbed_plan::workload::{flatten, object_key, parse_key, OWNER_LABEL, PROPAGATION_POLICY, WORKLOAD_LABEL};
 use testbed_plan::{Action, Address, Health, Kind, Observed, Owner, Resource, Spec};
 use testbed_provider::{ActionLog, ProviderError};
@@ -81,13 +82,44 @@ fn placement_of(kind: &str, namespace: Option<&str>, name: &str, bindings: &[Bin
                 Some(a) if !a.applied => {
                     Err(format!("not applied{}", a.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()))
                 }
-                Some(a) if runs_pods(kind) && a.health != "Healthy" => Err(a.health.to_lowercase()),
+                Some(a) if runs_pods(kind) && a.health != "Healthy" => {
+                    Err(format!("{}{}", a.health.to_lowercase(), ready_count(a.status.as_ref())))
+                }
                 Some(_) => Ok(()),
             };
             (t.name.clone(), done)
         })
         .collect();
     Some(Placed { members, unplaced: None })
+}
+
+/// " (0/2 ready)": the Ready replicas of the status Karmada reflects from a member (a Deployment's or a
+/// StatefulSet's `readyReplicas` of `replicas`, a DaemonSet's `numberReady` of `desiredNumberScheduled`;
+/// Karmada leaves zeros out); empty without one.
+fn ready_count(status: Option<&Value>) -> String {
+    let Some(s) = status else { return String::new() };
+    let count = |key: &str| s[key].as_i64().unwrap_or(0);
+    let (ready, of) = if s.get("desiredNumberScheduled").is_some() {
+        (count("numberReady"), count("desiredNumberScheduled"))
+    } else if s.get("replicas").is_some() {
+        (count("readyReplicas"), count("replicas"))
+    } else {
+        return String::new();
+    };
+    format!(" ({ready}/{of} ready)")
+}
+
+/// `app=nginx,tier=web`: the `spec.selector.matchLabels` of a Deployment, StatefulSet or DaemonSet.
+fn match_labels(object: &Value) -> String {
+    object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?))).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+/// Whether a kubelet reason is about getting the image.
+fn about_the_image(reason: &str) -> bool {
+    matches!(reason, "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName" | "ErrImageInspect")
 }
 
 /// A workload's health and where it runs, from the placement of its objects.
@@ -361,17 +393,86 @@ impl KarmadaProvider {
                 },
             };
             if start.elapsed() >= self.wait {
-                return Err(failed(
-                    format!("{a}: not scheduled and healthy after {}: {last}", shown(self.wait)),
+                // Karmada says only "unhealthy": the members' kubelets say why.
+                let (reasons, images) = self.pod_reasons(&karmada, workload).await;
+                let why =
+                    if reasons.is_empty() { String::new() } else { format!("; the pods say: {}", reasons.join("; ")) };
+                let dir = &self.cx.kubeconfig_dir;
+                let hint = if images {
                     format!(
-                        "see `kubectl --kubeconfig {} get resourcebindings -A` and, on the member, `kubectl describe` of the pods that are not Ready",
+                        "a member could not pull an image: an image of the local registry is named localhost:{}/NAME:TAG and must be in [[images]] (the plan shows it as image.NAME), and a side-loaded one must be in that member (sideload = true); `kubectl --kubeconfig {dir}/MEMBER.config describe pod POD` shows the kubelet's events",
+                        self.cx.registry_port
+                    )
+                } else {
+                    format!(
+                        "see `kubectl --kubeconfig {} get resourcebindings -A` and, on the member, `kubectl --kubeconfig {dir}/MEMBER.config describe pod` of the pods that are not Ready",
                         self.karmada_kubeconfig.display()
-                    ),
+                    )
+                };
+                return Err(failed(
+                    format!("{a}: not scheduled and healthy after {}: {last}{why}", shown(self.wait)),
+                    hint,
                 ));
             }
             log.progress(last.clone());
             tokio::time::sleep(self.poll).await;
         }
+    }
+}
+
+impl KarmadaProvider {
+    /// A client of `member`'s API through its kubeconfig for people (`KUBECONFIG_DIR/MEMBER.config`, testbed's
+    /// own file, read where it is); `None` when there is none to use.
+    fn member_client(&self, member: &str) -> Option<KubeClient> {
+        let text = std::fs::read_to_string(Path::new(&self.cx.kubeconfig_dir).join(format!("{member}.config"))).ok()?;
+        let config = ApiConfig::from_kubeconfig_yaml(&text, None)
+            .ok()?
+            .with_timeouts(Duration::from_secs(5), Duration::from_secs(10))
+            .with_network(self.network.clone());
+        self.clients.for_kubeconfig(&text, &config).ok()
+    }
+
+    /// Why the pods of `workload`'s objects are not Ready on the members where Karmada does not report them
+    /// healthy, as each member's kubelet says (the pods' `state.waiting`), one entry per reason and message
+    /// naming the pods (`MEMBER/POD`); and whether a reason is about getting an image. A member that cannot
+    /// be asked is passed over: this only adds to what Karmada said.
+    async fn pod_reasons(&self, karmada: &KubeClient, workload: &str) -> (Vec<String>, bool) {
+        let Ok(bindings) = testbed_kube::resource_bindings(karmada).await else { return (Vec::new(), false) };
+        let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut images = false;
+        let objects = self.cx.workload_objects.values().filter(|o| o.workload == workload && runs_pods(o.kind.kind));
+        for o in objects {
+            let (Some(namespace), selector) = (o.namespace.as_deref(), match_labels(&o.object)) else { continue };
+            if selector.is_empty() {
+                continue;
+            }
+            let Some(b) = bindings.iter().find(|b| {
+                b.resource.kind == o.kind.kind
+                    && b.resource.namespace.as_deref() == Some(namespace)
+                    && b.resource.name == o.name
+            }) else {
+                continue;
+            };
+            for t in &b.clusters {
+                if b.health_on(&t.name).is_some_and(|h| h.is_healthy()) {
+                    continue;
+                }
+                let Some(client) = self.member_client(&t.name) else { continue };
+                let Ok(pods) = testbed_kube::pods(&client, namespace, &selector).await else { continue };
+                for p in pods.iter().filter(|p| !p.ready) {
+                    for w in &p.waiting {
+                        images |= about_the_image(&w.reason);
+                        let why = match &w.message {
+                            Some(m) => format!("{}: {m}", w.reason),
+                            None => w.reason.clone(),
+                        };
+                        grouped.entry(why).or_default().push(format!("{}/{}", t.name, p.name));
+                    }
+                }
+            }
+        }
+        let reasons = grouped.into_iter().map(|(why, pods)| format!("{why} (pods {})", pods.join(", "))).collect();
+        (reasons, images)
     }
 }
 
@@ -429,5 +530,17 @@ mod tests {
             placement_of("Deployment", Some("default"), "nginx", &[]),
         )]);
         assert!(matches!(health, Health::NeedsRepair(ref why) if why.contains("no ResourceBinding")), "{health:?}");
+    }
+
+    #[test]
+    fn an_unhealthy_member_says_how_many_replicas_are_ready_as_karmada_reflects_them() {
+        let deployment = serde_json::json!({"replicas": 2, "updatedReplicas": 2, "unavailableReplicas": 2});
+        assert_eq!(ready_count(Some(&deployment)), " (0/2 ready)");
+        let daemon_set = serde_json::json!({"desiredNumberScheduled": 1, "numberReady": 1});
+        assert_eq!(ready_count(Some(&daemon_set)), " (1/1 ready)");
+        assert_eq!(ready_count(Some(&serde_json::json!({}))), "");
+        assert_eq!(ready_count(None), "");
+        let object = serde_json::json!({"spec": {"selector": {"matchLabels": {"app": "nginx", "tier": "web"}}}});
+        assert_eq!(match_labels(&object), "app=nginx,tier=web");
     }
 }

@@ -11,7 +11,8 @@
 //! - `/api/v1/nodes` and `/api/v1/nodes/<name>`;
 //! - `/api/v1/pods`, `/api/v1/namespaces/<ns>/pods` (by `labelSelector`) and `.../pods/<name>`, from
 //!   [`FakeState::pods`]: a `PodList` whose items have no `apiVersion` and `kind`, each with `status.podIP`,
-//!   `status.podIPs`, its conditions (`Initialized`, `Ready`, `ContainersReady`, `PodScheduled`) and phase;
+//!   `status.podIPs`, its conditions (`Initialized`, `Ready`, `ContainersReady`, `PodScheduled`), phase and
+//!   container statuses (a waiting container with the kubelet's reason and message);
 //! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
 //!   server is a Karmada API server);
@@ -253,9 +254,9 @@ impl FakeState {
     }
 }
 
-/// A pod with one container. Served `Running` with its conditions once it has an IP (`Ready` and
-/// `ContainersReady` as `ready` says), `Pending` before, as a kubelet reports a pod whose sandbox is not up
-/// yet.
+/// A pod. Served `Running` once every container runs, `Pending` before (no IP yet: no sandbox; an IP and a
+/// waiting container: the kubelet could not start it), with its conditions (`Ready` and `ContainersReady`
+/// as `ready` says) and a status per container, as a kubelet reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakePod {
     /// Its namespace.
@@ -268,6 +269,20 @@ pub struct FakePod {
     pub ip: Option<String>,
     /// Whether its `Ready` condition is `True`.
     pub ready: bool,
+    /// Its containers (init containers first). Empty: one container, named after the pod's
+    /// `app.kubernetes.io/name` or `app` label, running `docker.io/library/busybox:1.36`.
+    pub containers: Vec<FakeContainer>,
+}
+
+/// A container of a [`FakePod`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeContainer {
+    pub name: String,
+    pub image: String,
+    /// One of the pod's `initContainers` (served `terminated`, `Completed`, unless it waits).
+    pub init: bool,
+    /// `state.waiting`: the kubelet's reason (`ErrImagePull`, ...) and message; `None`: it runs.
+    pub waiting: Option<(String, String)>,
 }
 
 impl FakePod {
@@ -279,6 +294,7 @@ impl FakePod {
             labels: BTreeMap::new(),
             ip: Some(ip.to_string()),
             ready: true,
+            containers: Vec::new(),
         }
     }
 
@@ -295,6 +311,12 @@ impl FakePod {
     /// With this label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// With this container (after those it has).
+    pub fn container(mut self, container: FakeContainer) -> Self {
+        self.containers.push(container);
         self
     }
 }
@@ -697,8 +719,15 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
     if !p.labels.is_empty() {
         meta["labels"] = json!(p.labels);
     }
-    let container =
-        p.labels.get("app.kubernetes.io/name").or(p.labels.get("app")).cloned().unwrap_or_else(|| p.name.clone());
+    let default_container = || FakeContainer {
+        name: p.labels.get("app.kubernetes.io/name").or(p.labels.get("app")).cloned().unwrap_or_else(|| p.name.clone()),
+        image: "docker.io/library/busybox:1.36".into(),
+        init: false,
+        waiting: None,
+    };
+    let containers = if p.containers.is_empty() { vec![default_container()] } else { p.containers.clone() };
+    let unready: Vec<&str> =
+        containers.iter().filter(|c| !c.init && (!p.ready || c.waiting.is_some())).map(|c| c.name.as_str()).collect();
     let condition = |type_: &str, ok: bool, reason: Option<&str>| {
         let mut c = json!({
             "type": type_,
@@ -708,15 +737,16 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
         });
         if let Some(reason) = reason.filter(|_| !ok) {
             c["reason"] = json!(reason);
-            c["message"] = json!(format!("containers with unready status: [{container}]"));
+            c["message"] = json!(format!("containers with unready status: [{}]", unready.join(" ")));
         }
         c
     };
-    let running = p.ip.is_some();
+    let initialized = !containers.iter().any(|c| c.init && c.waiting.is_some());
+    let running = p.ip.is_some() && !containers.iter().any(|c| c.waiting.is_some());
     let mut status = json!({
         "phase": if running { "Running" } else { "Pending" },
         "conditions": [
-            condition("Initialized", true, None),
+            condition("Initialized", initialized, Some("ContainersNotInitialized")),
             condition("Ready", p.ready, Some("ContainersNotReady")),
             condition("ContainersReady", p.ready, Some("ContainersNotReady")),
             condition("PodScheduled", true, None),
@@ -725,38 +755,64 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
         "hostIPs": [{"ip": POD_NODE.1}],
         "qosClass": "BestEffort",
     });
+    let container_status = |c: &FakeContainer| {
+        let started = c.waiting.is_none() && !c.init;
+        let state = match &c.waiting {
+            Some((reason, message)) => json!({"waiting": {"reason": reason, "message": message}}),
+            None if c.init => json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": CREATED,
+                "finishedAt": CHANGED}}),
+            None => json!({"running": {"startedAt": CHANGED}}),
+        };
+        let mut status = json!({
+            "name": c.name,
+            "state": state,
+            "lastState": {},
+            "ready": started && p.ready,
+            "restartCount": 0,
+            "image": c.image,
+            "imageID": "",
+            "started": started,
+        });
+        if c.waiting.is_none() {
+            status["imageID"] =
+                json!(format!("{}@sha256:{}", c.image.split(':').next().unwrap_or_default(), "0".repeat(64)));
+            status["containerID"] = json!(format!(
+                "containerd://{}",
+                fake_uid("container", &format!("{}/{}", p.name, c.name)).replace('-', "")
+            ));
+        }
+        status
+    };
     if let Some(ip) = &p.ip {
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
         status["startTime"] = json!(CREATED);
-        status["containerStatuses"] = json!([{
-            "name": container,
-            "state": {"running": {"startedAt": CHANGED}},
-            "lastState": {},
-            "ready": p.ready,
-            "restartCount": 0,
-            "image": "docker.io/library/busybox:1.36",
-            "imageID": "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000",
-            "containerID": format!("containerd://{}", fake_uid("container", &p.name).replace('-', "")),
-            "started": true,
-        }]);
+        status["containerStatuses"] = containers.iter().filter(|c| !c.init).map(container_status).collect();
+        if containers.iter().any(|c| c.init) {
+            status["initContainerStatuses"] = containers.iter().filter(|c| c.init).map(container_status).collect();
+        }
+    }
+    let spec_of = |c: &FakeContainer| json!({"name": c.name, "image": c.image, "imagePullPolicy": "IfNotPresent"});
+    let mut spec = json!({
+        "containers": containers.iter().filter(|c| !c.init).map(spec_of).collect::<Vec<_>>(),
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 30,
+        "dnsPolicy": "ClusterFirst",
+        "serviceAccountName": "default",
+        "nodeName": POD_NODE.0,
+        "schedulerName": "default-scheduler",
+        "enableServiceLinks": true,
+        "preemptionPolicy": "PreemptLowerPriority",
+        "priority": 0,
+    });
+    if containers.iter().any(|c| c.init) {
+        spec["initContainers"] = containers.iter().filter(|c| c.init).map(spec_of).collect();
     }
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
-        "spec": {
-            "containers": [{"name": container, "image": "docker.io/library/busybox:1.36", "imagePullPolicy": "IfNotPresent"}],
-            "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 30,
-            "dnsPolicy": "ClusterFirst",
-            "serviceAccountName": "default",
-            "nodeName": POD_NODE.0,
-            "schedulerName": "default-scheduler",
-            "enableServiceLinks": true,
-            "preemptionPolicy": "PreemptLowerPriority",
-            "priority": 0,
-        },
+        "spec": spec,
         "status": status,
     })
 }

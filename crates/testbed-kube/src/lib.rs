@@ -20,6 +20,9 @@
 //! [`delete_object`]; and Karmada's `ResourceBinding`s ([`resource_bindings`]), which say where Karmada placed
 //! each object and whether it is healthy there.
 //!
+//! Pods ([`pods`]): where each is, whether it is Ready and why its containers wait, as the kubelet says: what
+//! a proxy that follows a pod needs, and why a workload Karmada reports unhealthy on a member is.
+//!
 //! Failures are [`KubeObserveError`]s that tell an unreachable API, a TLS failure, rejected credentials and
 //! the rest apart, name the server, and never carry a credential.
 //!
@@ -46,8 +49,9 @@ pub use objects::{
 };
 pub use observe::{
     cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, pods, server_version,
-    service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ControlPlaneReport,
-    NodeReport, NodesReport, PodReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
+    service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ContainerWaiting,
+    ControlPlaneReport, NodeReport, NodesReport, PodReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS,
+    KARMADA_NAMESPACE,
 };
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,

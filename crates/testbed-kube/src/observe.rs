@@ -649,7 +649,8 @@ pub async fn service_node_ports(
 // Pods
 // ---------------------------------------------------------------------------------------------------
 
-/// One pod, as far as a proxy that follows it needs to know.
+/// One pod, as its status says: where it is (for a proxy that follows it) and why its containers wait (for a
+/// workload Karmada reports unhealthy: Karmada's `aggregatedStatus` has no reason, the pod's status has).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodReport {
     /// The pod's name.
@@ -660,6 +661,20 @@ pub struct PodReport {
     pub ready: bool,
     /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`), once set.
     pub phase: Option<String>,
+    /// Its containers that wait (init containers first), with why.
+    pub waiting: Vec<ContainerWaiting>,
+}
+
+/// A container that waits: `state.waiting` of its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerWaiting {
+    pub container: String,
+    /// One of the pod's init containers.
+    pub init: bool,
+    /// `ErrImagePull`, `ImagePullBackOff`, `CrashLoopBackOff`, `ContainerCreating`, ...
+    pub reason: String,
+    /// The kubelet's message, when it gave one.
+    pub message: Option<String>,
 }
 
 /// The pods in `namespace` that `label_selector` matches (`GET /api/v1/namespaces/<ns>/pods?labelSelector=`),
@@ -682,11 +697,26 @@ pub async fn pods(
         .map(|pod| {
             let status = pod.status.unwrap_or_default();
             let ready = status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let containers = [(status.init_container_statuses, true), (status.container_statuses, false)];
+            let waiting = containers
+                .into_iter()
+                .flat_map(|(statuses, init)| statuses.unwrap_or_default().into_iter().map(move |c| (c, init)))
+                .filter_map(|(c, init)| {
+                    let w = c.state?.waiting?;
+                    Some(ContainerWaiting {
+                        container: c.name,
+                        init,
+                        reason: w.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "Waiting".into()),
+                        message: w.message.filter(|m| !m.is_empty()),
+                    })
+                })
+                .collect();
             PodReport {
                 name: pod.metadata.name.unwrap_or_default(),
                 ip: status.pod_ip.filter(|ip| !ip.is_empty()),
                 ready,
                 phase: status.phase.filter(|p| !p.is_empty()),
+                waiting,
             }
         })
         .collect();

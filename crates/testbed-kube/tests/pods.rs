@@ -1,8 +1,8 @@
 //! `pods` against the fake API server: the pods a label selector matches in a namespace, with their pod IP,
 //! readiness and phase, read from real-shaped PodLists.
 
-use testbed_kube::fake::{FakeKube, FakePod, FakeState};
-use testbed_kube::{pods, KubeClient, KubeObserveError, PodReport};
+use testbed_kube::fake::{FakeContainer, FakeKube, FakePod, FakeState};
+use testbed_kube::{pods, ContainerWaiting, KubeClient, KubeObserveError, PodReport};
 
 fn prometheus(name: &str, ip: &str) -> FakePod {
     FakePod::ready("monitoring", name, ip)
@@ -34,6 +34,7 @@ async fn the_selector_picks_the_pods_of_its_namespace_sorted_by_name() {
         ip: Some(ip.into()),
         ready: true,
         phase: Some("Running".into()),
+        waiting: Vec::new(),
     };
     assert_eq!(found, [expect("prometheus-k8s-0", "10.1.33.11"), expect("prometheus-k8s-1", "10.1.33.12")]);
     // Both terms must hold; `==` is the same as `=`.
@@ -68,9 +69,16 @@ async fn readiness_and_addresses_are_read_from_the_status() {
                 name: "prometheus-0".into(),
                 ip: Some("10.1.33.11".into()),
                 ready: false,
-                phase: Some("Running".into())
+                phase: Some("Running".into()),
+                waiting: Vec::new(),
             },
-            PodReport { name: "prometheus-1".into(), ip: None, ready: false, phase: Some("Pending".into()) },
+            PodReport {
+                name: "prometheus-1".into(),
+                ip: None,
+                ready: false,
+                phase: Some("Pending".into()),
+                waiting: Vec::new()
+            },
         ]
     );
 
@@ -84,6 +92,50 @@ async fn readiness_and_addresses_are_read_from_the_status() {
     });
     let moved = pods(&client, "monitoring", "app=prometheus").await.unwrap();
     assert_eq!(moved[0].ip.as_deref(), Some("10.1.33.12"));
+}
+
+#[tokio::test]
+async fn a_pod_that_cannot_pull_its_image_says_why_as_the_kubelet_wrote_it() {
+    let pull_error = "failed to pull and unpack image \"localhost:32000/web:1\": failed to resolve reference: \
+                      dial tcp 127.0.0.1:32000: connect: connection refused";
+    let container = |name: &str, init: bool, waiting: Option<(&str, &str)>| FakeContainer {
+        name: name.into(),
+        image: format!("localhost:32000/{name}:1"),
+        init,
+        waiting: waiting.map(|(r, m)| (r.into(), m.into())),
+    };
+    let mut state = FakeState::host_cluster();
+    state.put_pod(
+        FakePod::not_ready("default", "web-0", "10.1.20.4")
+            .label("app", "web")
+            .container(container("migrate", true, Some(("ErrImagePull", pull_error))))
+            .container(container("web", false, Some(("PodInitializing", ""))))
+            .container(container("sidecar", false, None)),
+    );
+    let fake = FakeKube::start(state).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+    let found = pods(&client, "default", "app=web").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].ready);
+    assert_eq!(found[0].phase.as_deref(), Some("Pending"));
+    // Init containers first; an empty message is none; a running container does not wait.
+    assert_eq!(
+        found[0].waiting,
+        [
+            ContainerWaiting {
+                container: "migrate".into(),
+                init: true,
+                reason: "ErrImagePull".into(),
+                message: Some(pull_error.into())
+            },
+            ContainerWaiting { container: "web".into(), init: false, reason: "PodInitializing".into(), message: None },
+        ]
+    );
+    let body = raw_get(&fake, "/api/v1/namespaces/default/pods/web-0").await;
+    let condition = |t: &str| body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).cloned();
+    assert_eq!(condition("Initialized").unwrap()["reason"], "ContainersNotInitialized");
+    assert_eq!(condition("Ready").unwrap()["message"], "containers with unready status: [web sidecar]");
+    assert_eq!(body["spec"]["initContainers"][0]["image"], "localhost:32000/migrate:1");
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@
 //! loopback port of its own, one per address. Each serves what the world holds at that moment:
 //!
 //! - a member or the host cluster answers while its MicroK8s runs (in a running container), with its node
-//!   Ready (`/version`, `/api/v1/nodes`), and a member with the pods it runs for the workloads Karmada
-//!   propagated to it (`/api/v1/namespaces/<ns>/pods`); the host cluster also serves what `karmadactl init` made there (the
+//!   Ready (`/version`, `/api/v1/nodes`); a member also serves the pods it runs for Karmada's workloads
+//!   (`/api/v1/.../pods`), each with its status as the kubelet writes it (a container whose image cannot be
+//!   pulled waits with `ErrImagePull` and containerd's error); the host cluster also serves what `karmadactl init` made there (the
 //!   `karmada-system` namespace and its labels, the control plane's Deployments, available once their images
 //!   can be pulled and cluster DNS runs, and the `karmada-apiserver` NodePort Service);
 //! - Karmada answers while its pods run, with its `Cluster`s: a pull-mode one only once its agent has
@@ -28,18 +29,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use testbed_kube::fake::{
-    FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeNamespace, FakeNode, FakePod, FakeService, FakeState,
-    FakeTls, FakeWrite, FaultHook, StateSink, StateSource,
+    FakeCluster, FakeContainer, FakeDeployment, FakeFailure, FakeKube, FakeNamespace, FakeNode, FakePod, FakeService,
+    FakeState, FakeTls, FakeWrite, FaultHook, StateSink, StateSource,
 };
 use testbed_kube::{ConditionStatus, Network, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 use testbed_provider::ContainerFacts;
 
+use crate::containerd::Pull;
 use crate::lxd_daemon::state::{kind, Devices, Instance, LxdDaemon};
 use crate::machine::Shared;
 use crate::microk8s_snap;
 use crate::programs::HOST_ADDRESS;
 use crate::propagation::ClusterState;
-use crate::world::{ClusterPki, ClusterRecord, SimWorld, SyncMode, HOST_MICROK8S_API_PORT, MEMBER_API_PORT};
+use crate::world::{
+    ClusterPki, ClusterRecord, SimContainer, SimWorld, SyncMode, HOST_MICROK8S_API_PORT, MEMBER_API_PORT,
+};
 
 /// The Karmada API server's port inside the host cluster (the `karmada-apiserver` Service's `port`).
 const APISERVER_PORT: i32 = 5443;
@@ -258,7 +262,7 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
                 .map(|(name, c)| served_cluster(world, facts, name, c))
                 .collect();
             let states = cluster_states(world, &clusters);
-            let resource_bindings = crate::propagation::bindings(&cp.etcd, &states);
+            let resource_bindings = crate::propagation::bindings(&cp.etcd, &states, &pod_counts(world));
             return Some(FakeState {
                 git_version: "v1.31.3".into(),
                 serves_karmada: true,
@@ -278,18 +282,8 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
         FakeState { git_version: version, nodes: vec![FakeNode::ready(&node)], required_token, ..FakeState::default() };
     // A member serves the pods it runs for the workloads Karmada propagated to it.
     if let Reached::Member(m) = reached {
-        let pods = world.inside.get(m).and_then(|i| i.microk8s.as_ref()).map(|k| &k.pods);
-        state.pods = pods
-            .into_iter()
-            .flatten()
-            .map(|(_, p)| FakePod {
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
-                labels: p.labels.clone(),
-                ip: p.ip.clone(),
-                ready: p.ready,
-            })
-            .collect();
+        let pods = world.inside.get(m).and_then(|i| i.microk8s.as_ref()).map(|k| k.pods.values());
+        state.pods = pods.into_iter().flatten().map(served_pod).collect();
     }
     if *reached == Reached::Host {
         let host = world.host.microk8s.as_ref()?;
@@ -384,9 +378,48 @@ fn cluster_states(world: &SimWorld, clusters: &[FakeCluster]) -> Vec<ClusterStat
         .collect()
 }
 
+/// How many of each binding's pods are Ready on each member, of how many.
+fn pod_counts(world: &SimWorld) -> crate::propagation::PodCounts {
+    let mut counts = crate::propagation::PodCounts::new();
+    for (member, inside) in &world.inside {
+        for pod in inside.microk8s.iter().flat_map(|k| k.pods.values()) {
+            let c = counts.entry((member.clone(), pod.owner.clone())).or_default();
+            c.1 += 1;
+            c.0 += i64::from(pod.ready);
+        }
+    }
+    counts
+}
+
+/// A member's pod as its API server serves it: the template's labels, its containers, and its status as
+/// the kubelet writes it (`Running` and Ready, or `Pending` with each waiting container's reason and
+/// message).
+fn served_pod(pod: &crate::world::SimPod) -> FakePod {
+    FakePod {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        labels: pod.labels.clone(),
+        ip: pod.ip.clone(),
+        ready: pod.ready,
+        containers: pod
+            .containers
+            .iter()
+            .map(|c| FakeContainer {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                init: c.init,
+                waiting: c.waiting.as_ref().map(|w| (w.reason.clone(), w.message.clone())),
+            })
+            .collect(),
+    }
+}
+
 /// Runs the simulated Karmada's controllers at `now` (taints, eviction, scheduling: [`crate::propagation`])
 /// and the members' pods for what is scheduled on them, each pod keeping its address while it lives and a
-/// new one getting the member's next address. Returns whether anything changed.
+/// new one getting the member's next address. A pod that does not run yet pulls its containers' images
+/// ([`crate::containerd::pull`], as the kubelet tries again each time): it is Ready once each is had, and
+/// what was pulled stays in the member's containerd; a pod that runs keeps running while MicroK8s does.
+/// Returns whether anything changed.
 fn run_controllers(world: &mut SimWorld, facts: &[ContainerFacts], now: u64) -> bool {
     let Some(cp) = world.control_plane() else { return false };
     let served: Vec<FakeCluster> = cp
@@ -402,28 +435,65 @@ fn run_controllers(world: &mut SimWorld, facts: &[ContainerFacts], now: u64) -> 
     let Some(cp) = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut()) else { return false };
     crate::propagation::reconcile(&mut cp.etcd, &states, failover_on, now);
     let pods = crate::propagation::pods(&cp.etcd);
+    // What each pod that does not run yet gets for its containers, from the world as it is before anything
+    // here changes it: (member, pod) → the containers, and the images pulled.
+    let mut pulls: BTreeMap<(String, String), (Vec<SimContainer>, Vec<String>)> = BTreeMap::new();
+    for (member, inside) in &world.inside {
+        let Some(k) = inside.microk8s.as_ref().filter(|k| k.running) else { continue };
+        for p in pods.get(member).into_iter().flatten() {
+            let key = format!("{}/{}", p.namespace, p.name);
+            if k.pods.get(&key).is_some_and(|have| have.ready) {
+                continue;
+            }
+            let mut containers = Vec::new();
+            let mut pulled = Vec::new();
+            for c in &p.containers {
+                let waiting =
+                    match crate::containerd::pull(world, &inside.files, &k.images, &c.image, c.policy.as_deref()) {
+                        Pull::Present => None,
+                        Pull::Pulled(name) => {
+                            pulled.push(name);
+                            None
+                        }
+                        Pull::Failed(w) => Some(w),
+                    };
+                containers.push(SimContainer { name: c.name.clone(), image: c.image.clone(), init: c.init, waiting });
+            }
+            pulls.insert((member.clone(), key), (containers, pulled));
+        }
+    }
     for (member, inside) in world.inside.iter_mut() {
         let Some(k) = inside.microk8s.as_mut() else { continue };
         let wanted = pods.get(member).cloned().unwrap_or_default();
-        k.pods.retain(|key, _| wanted.iter().any(|(ns, name, _)| *key == format!("{ns}/{name}")));
+        k.pods.retain(|key, _| wanted.iter().any(|p| *key == format!("{}/{}", p.namespace, p.name)));
         // Calico gives each MicroK8s node a block of 10.1.0.0/16; a member's is fixed by its name here.
         let block = member.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 200 + 20;
         let mut next =
             k.pods.values().filter_map(|p| p.ip.as_deref()?.rsplit('.').next()?.parse::<u32>().ok()).max().unwrap_or(1);
-        for (ns, name, labels) in wanted {
-            let key = format!("{ns}/{name}");
-            let running = k.running;
-            let pod = k.pods.entry(key).or_insert_with(|| {
+        for p in wanted {
+            let key = format!("{}/{}", p.namespace, p.name);
+            let pod = k.pods.entry(key.clone()).or_insert_with(|| {
                 next = if next >= 254 { 2 } else { next + 1 };
                 crate::world::SimPod {
-                    namespace: ns,
-                    name,
-                    labels,
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    labels: p.labels.clone(),
                     ip: Some(format!("10.1.{block}.{next}")),
-                    ready: running,
+                    ready: false,
+                    owner: p.owner.clone(),
+                    containers: Vec::new(),
                 }
             });
-            pod.ready = running;
+            pod.owner = p.owner.clone();
+            if !k.running {
+                pod.ready = false;
+                continue;
+            }
+            if let Some((containers, pulled)) = pulls.remove(&(member.clone(), key)) {
+                pod.ready = containers.iter().all(|c| c.waiting.is_none());
+                pod.containers = containers;
+                k.images.extend(pulled);
+            }
         }
     }
     *world != before

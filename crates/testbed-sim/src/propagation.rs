@@ -10,8 +10,11 @@
 //! that are not Ready (Karmada taints them NoSchedule); `Duplicated` gives each candidate the template's
 //! replicas, `Divided` + `Weighted` divides them by `staticWeightList` (weights of 0 all around count as 1
 //! each); `spreadConstraints` by cluster keep at most `maxGroups` members, the heaviest first. Objects
-//! without replicas go to every chosen member. A member reports what it runs healthy while its MicroK8s
-//! runs.
+//! without replicas go to every chosen member. A member reports what it runs applied while its MicroK8s
+//! runs, and, for what runs pods, `Healthy` once as many of its pods are Ready as it has replicas there
+//! (`Unhealthy` before: a pod whose image cannot be pulled is not Ready), with the status Karmada's
+//! interpreter reflects (a Deployment's `replicas`, `readyReplicas`, ...). Karmada's `aggregatedStatus`
+//! carries no reason for the health; the pods' own status on the member does.
 //!
 //! Placement is sticky, as Karmada's: a binding is scheduled again only when its template's replicas or its
 //! policy change, or when a member it is on is evicted. Eviction (cluster failover) follows Karmada's taint
@@ -22,8 +25,8 @@
 //! taint moves nothing, as in Karmada (failover silently does nothing).
 //!
 //! This is a simulation: placement by cluster names, static weights and spread only; no resource
-//! estimator, no dynamic weights, no OverridePolicy, no application-health failover (pods are healthy while
-//! their member runs). It never reports a real placement.
+//! estimator, no dynamic weights, no OverridePolicy, no application-health failover (an unhealthy workload
+//! stays where it is). It never reports a real placement.
 
 use std::collections::BTreeMap;
 
@@ -329,8 +332,44 @@ pub(crate) fn reconcile(etcd: &mut KarmadaEtcd, clusters: &[ClusterState], failo
     etcd.scheduled = next;
 }
 
-/// The ResourceBindings of the templates on the Karmada API server, as `reconcile` last placed them.
-pub(crate) fn bindings(etcd: &KarmadaEtcd, clusters: &[ClusterState]) -> Vec<Value> {
+/// How many of each binding's pods are Ready on each member, of how many: by (member, binding key).
+pub(crate) type PodCounts = BTreeMap<(String, String), (i64, i64)>;
+
+/// A workload's status on one member as Karmada's resource interpreter reflects it into `aggregatedStatus`
+/// (karmada `pkg/resourceinterpreter/default/native/reflectstatus.go`: the replica counts of the kind's
+/// status, zeros left out as the API's `omitempty` does).
+fn reflected_status(kind: &str, ready: i64, total: i64) -> Option<Value> {
+    let fields: Vec<(&str, i64)> = match kind {
+        "Deployment" => vec![
+            ("replicas", total),
+            ("updatedReplicas", total),
+            ("readyReplicas", ready),
+            ("availableReplicas", ready),
+            ("unavailableReplicas", total - ready),
+        ],
+        "StatefulSet" => vec![
+            ("replicas", total),
+            ("readyReplicas", ready),
+            ("currentReplicas", total),
+            ("updatedReplicas", total),
+            ("availableReplicas", ready),
+        ],
+        "DaemonSet" => vec![
+            ("currentNumberScheduled", total),
+            ("desiredNumberScheduled", total),
+            ("numberReady", ready),
+            ("numberAvailable", ready),
+            ("numberUnavailable", total - ready),
+            ("updatedNumberScheduled", total),
+        ],
+        _ => return None,
+    };
+    Some(Value::Object(fields.into_iter().filter(|(_, n)| *n != 0).map(|(k, n)| (k.to_owned(), json!(n))).collect()))
+}
+
+/// The ResourceBindings of the templates on the Karmada API server, as `reconcile` last placed them; `pods`
+/// says how the members' pods of each fare.
+pub(crate) fn bindings(etcd: &KarmadaEtcd, clusters: &[ClusterState], pods: &PodCounts) -> Vec<Value> {
     let policies: Vec<&Value> = etcd
         .objects
         .values()
@@ -343,17 +382,26 @@ pub(crate) fn bindings(etcd: &KarmadaEtcd, clusters: &[ClusterState]) -> Vec<Val
         let targets: Vec<(String, Option<i64>)> =
             etcd.scheduled.get(&binding_key(&t)).map(|s| s.clusters.clone()).unwrap_or_default();
         let scheduled = !targets.is_empty();
+        let key = binding_key(&t);
         let aggregated: Vec<Value> = targets
             .iter()
-            .map(|(name, _)| {
+            .map(|(name, share)| {
                 let runs = clusters.iter().any(|c| c.name == *name && c.runs);
-                let mut status = json!({
-                    "clusterName": name,
-                    "applied": runs,
-                    "health": if runs { "Healthy" } else { "Unknown" },
-                });
+                let (ready, total) = pods.get(&(name.clone(), key.clone())).copied().unwrap_or((0, 0));
+                // As many Ready as it has replicas there (a DaemonSet: one).
+                let healthy = !runs_pods(t.kind) || ready >= share.unwrap_or(1);
+                let health = match (runs, healthy) {
+                    (false, _) => "Unknown",
+                    (true, true) => "Healthy",
+                    (true, false) => "Unhealthy",
+                };
+                let mut status = json!({"clusterName": name, "applied": runs, "health": health});
                 if !runs {
                     status["appliedMessage"] = json!(format!("cluster {name} does not answer"));
+                } else if let Some(reflected) =
+                    runs_pods(t.kind).then(|| reflected_status(t.kind, ready, total)).flatten()
+                {
+                    status["status"] = reflected;
                 }
                 status
             })
@@ -401,10 +449,43 @@ pub(crate) fn bindings(etcd: &KarmadaEtcd, clusters: &[ClusterState]) -> Vec<Val
     out
 }
 
-/// A pod a member should run: its namespace, name and labels.
-pub(crate) type PodSpec = (String, String, BTreeMap<String, String>);
+/// A pod a member should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PodSpec {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Its ResourceBinding's key (`namespace/name-kind`).
+    pub owner: String,
+    /// Its containers, init containers first.
+    pub containers: Vec<ContainerSpec>,
+}
 
-/// The pods each member runs for the scheduled templates: `(namespace, name, labels)` by member. A
+/// A container of a pod template: `name`, `image` and `imagePullPolicy` (absent: the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub policy: Option<String>,
+    pub init: bool,
+}
+
+/// The containers of a pod template's spec, init containers first.
+fn containers(spec: &Value) -> Vec<ContainerSpec> {
+    [("initContainers", true), ("containers", false)]
+        .into_iter()
+        .flat_map(|(field, init)| {
+            spec[field].as_array().into_iter().flatten().map(move |c| ContainerSpec {
+                name: c["name"].as_str().unwrap_or_default().to_owned(),
+                image: c["image"].as_str().unwrap_or_default().to_owned(),
+                policy: c["imagePullPolicy"].as_str().map(str::to_owned),
+                init,
+            })
+        })
+        .collect()
+}
+
+/// The pods each member runs for the scheduled templates, by member. A
 /// Deployment's pods are named after a digest of its pod template (a changed template makes new pods), a
 /// StatefulSet's by ordinal, a DaemonSet's one per member. What an eviction with `purgeMode: Never` left on
 /// a member stays there.
@@ -421,6 +502,8 @@ pub(crate) fn pods(etcd: &KarmadaEtcd) -> BTreeMap<String, Vec<PodSpec>> {
             .as_object()
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
             .unwrap_or_default();
+        let pod_containers = containers(&t.object["spec"]["template"]["spec"]);
+        let owner = binding_key(&t);
         let hash = {
             use sha2::Digest as _;
             let d = sha2::Sha256::digest(t.object["spec"]["template"].to_string().as_bytes());
@@ -439,7 +522,13 @@ pub(crate) fn pods(etcd: &KarmadaEtcd) -> BTreeMap<String, Vec<PodSpec>> {
                     "DaemonSet" => format!("{}-{}", t.name, &hash[..5]),
                     _ => format!("{}-{}-{i}", t.name, &hash[..10]),
                 };
-                out.entry(member.clone()).or_default().push((t.namespace.to_owned(), name, labels.clone()));
+                out.entry(member.clone()).or_default().push(PodSpec {
+                    namespace: t.namespace.to_owned(),
+                    name,
+                    labels: labels.clone(),
+                    owner: owner.clone(),
+                    containers: pod_containers.clone(),
+                });
             }
         }
     }
@@ -486,7 +575,7 @@ mod tests {
     }
 
     fn placed(e: &KarmadaEtcd, c: &[ClusterState]) -> Vec<(String, i64)> {
-        let b = bindings(e, c);
+        let b = bindings(e, c, &PodCounts::new());
         b[0]["spec"]["clusters"]
             .as_array()
             .unwrap()
@@ -516,8 +605,41 @@ mod tests {
         let all = clusters(&[("member1", true), ("member2", true), ("member3", true)]);
         reconcile(&mut e, &all, false, 0);
         assert_eq!(placed(&e, &all), [("member1".into(), 4), ("member2".into(), 4)]);
-        assert_eq!(bindings(&e, &all)[0]["status"]["aggregatedStatus"][0]["health"], "Healthy");
+        assert_eq!(bindings(&e, &all, &ready(&e, 4))[0]["status"]["aggregatedStatus"][0]["health"], "Healthy");
         assert_eq!(pods(&e)["member1"].len(), 4);
+    }
+
+    /// Every member's pods of every binding counted, `ready` of them Ready.
+    fn ready(e: &KarmadaEtcd, ready: i64) -> PodCounts {
+        let mut counts = PodCounts::new();
+        for (member, specs) in pods(e) {
+            for p in specs {
+                let c = counts.entry((member.clone(), p.owner)).or_default();
+                c.1 += 1;
+                c.0 = (c.0 + 1).min(ready);
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn a_member_whose_pods_are_not_all_ready_reports_the_workload_unhealthy_with_its_replica_counts() {
+        let mut e = etcd(json!({"clusterAffinity": {"clusterNames": ["member1"]}}), THREE);
+        let all = clusters(&[("member1", true), ("member2", true), ("member3", true)]);
+        reconcile(&mut e, &all, false, 0);
+        let specs = &pods(&e)["member1"];
+        assert_eq!(specs[0].owner, "default/app-deployment");
+        let status = |counts: &PodCounts| bindings(&e, &all, counts)[0]["status"]["aggregatedStatus"][0].clone();
+        let none = status(&ready(&e, 0));
+        assert_eq!(none["health"], "Unhealthy");
+        assert_eq!(none["applied"], true);
+        // Zeros are left out, as the API's omitempty does.
+        assert_eq!(none["status"], json!({"replicas": 4, "updatedReplicas": 4, "unavailableReplicas": 4}), "{none}");
+        assert!(none.get("appliedMessage").is_none(), "Karmada carries no reason for the health: {none}");
+        assert_eq!(status(&ready(&e, 3))["health"], "Unhealthy");
+        let all_ready = status(&ready(&e, 4));
+        assert_eq!(all_ready["health"], "Healthy");
+        assert_eq!(all_ready["status"]["readyReplicas"], 4);
     }
 
     #[test]
@@ -583,7 +705,7 @@ mod tests {
         let mut e = etcd(json!({}), &["member1"]);
         let down = clusters(&[("member1", false)]);
         reconcile(&mut e, &down, false, 0);
-        assert_eq!(bindings(&e, &down)[0]["status"]["conditions"][0]["status"], "False");
+        assert_eq!(bindings(&e, &down, &PodCounts::new())[0]["status"]["conditions"][0]["status"], "False");
         assert!(placed(&e, &down).is_empty());
         let up = clusters(&[("member1", true)]);
         reconcile(&mut e, &up, false, 1);

@@ -356,7 +356,38 @@ pub struct SimPod {
     pub labels: BTreeMap<String, String>,
     /// `status.podIP`, from the member's pod range.
     pub ip: Option<String>,
+    /// Ready: the member's MicroK8s runs and every container's image was had (in its containerd, or
+    /// pulled).
     pub ready: bool,
+    /// The ResourceBinding it runs for (`namespace/name-kind`): what Karmada counts it towards.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// Its containers (init containers first), as the kubelet last started them or failed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<SimContainer>,
+}
+
+/// A container of a [`SimPod`]: its image, and why it waits when it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimContainer {
+    pub name: String,
+    pub image: String,
+    /// One of the pod's `initContainers`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    /// `state.waiting`: the kubelet's reason (`ErrImagePull`, `ErrImageNeverPull`, `InvalidImageName`) and
+    /// message; `None` once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// Why a container waits, as the kubelet reports it in the pod's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: String,
 }
 
 /// MicroK8s inside a member's container.
@@ -370,7 +401,8 @@ pub struct MemberMicrok8s {
     pub cluster_id: String,
     pub addons: BTreeSet<String>,
     pub addons_owner: Option<String>,
-    /// The images its containerd holds, by containerd name (`docker.io/library/flask-demo:2.0`).
+    /// The images its containerd holds, by containerd name (`docker.io/library/flask-demo:2.0`): imported
+    /// (side-loaded) or pulled for a pod.
     #[serde(default)]
     pub images: BTreeSet<String>,
     /// The pods it runs for workloads Karmada propagated to it, by `namespace/name`.
