@@ -3,7 +3,7 @@
 //! LXD, an Incus or a registry the machine already has.
 //!
 //! `up` installs Debian's LXD, Incus (container-only `incus-base`, from bookworm-backports on Debian 12),
-//! docker-registry and skopeo if missing, starts both daemons, initialises in each a storage pool and a
+//! docker-registry, skopeo and kubectl (kubernetes-client) if missing, starts both daemons, initialises in each a storage pool and a
 //! default profile, and imports into each a busybox image built offline; then it starts the two registries
 //! (crate::registries) and seeds the upstream one with test images built offline (crate::testimages). `down`
 //! stops them all and removes everything `up` made (the installed packages and the backports source stay).
@@ -112,6 +112,12 @@ fn install() -> Result<(), String> {
     }
     if !(have(INCUS.client) && Path::new(INCUS.server).exists()) {
         install_incus()?;
+    }
+    // The kubectl that reads what `testbed kubeconfig` writes: Debian's, unless the machine has one.
+    if !have("kubectl") {
+        say("installing Debian's kubernetes-client (kubectl)");
+        run("apt-get", &["update", "-q"])?;
+        apt_install(&["kubernetes-client"], None)?;
     }
     Ok(())
 }

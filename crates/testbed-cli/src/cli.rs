@@ -71,11 +71,29 @@ pub enum Command {
     Apply(#[command(flatten)] RunArgs),
     /// Delete every resource testbed owns, in reverse dependency order.
     Destroy(#[command(flatten)] RunArgs),
-    /// Show the observed state of each resource.
+    /// Show the lab: a row per member, the shared parts, the workloads, and what is not as the file wants.
+    /// Exits 0 when everything is as the file wants, 2 when something is not, 1 on error.
     Status {
-        /// Print the state as one JSON object, with a "format_version".
+        /// Print the state as one JSON object, with a "format_version" (docs/reference.md).
         #[arg(long)]
         json: bool,
+    },
+    /// Print the lab's kubeconfig: a context for Karmada and one for each member, named `<name>-karmada`,
+    /// `<name>-member1`, ... (`<name>` is the file's `name`), credentials included.
+    Kubeconfig {
+        /// Only this member's context.
+        #[arg(value_name = "MEMBER")]
+        member: Option<String>,
+        /// Write it to FILE (mode 0600) instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE", conflicts_with_all = ["merge", "unmerge"])]
+        output: Option<std::path::PathBuf>,
+        /// Merge the contexts into your kubeconfig (the first file of $KUBECONFIG, or ~/.kube/config): a
+        /// backup first, only testbed's entries of this lab replaced, the rest kept byte for byte.
+        #[arg(long, conflicts_with = "unmerge")]
+        merge: bool,
+        /// Remove this lab's contexts from your kubeconfig, leaving everything else as it is.
+        #[arg(long, conflicts_with = "member")]
+        unmerge: bool,
     },
     /// Print the plan's dependency graph as Graphviz DOT.
     Graph {

@@ -5,9 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use serde::Serialize;
 use testbed_exec::{execute, ExecOptions, Interrupt};
-use testbed_plan::{render, Health, Owner, Plan};
+use testbed_plan::{render, Plan};
 
 use crate::cli::{Cli, RunArgs};
 use crate::error::CliError;
@@ -177,6 +176,7 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
     print!("{}", plan_text(&plan, goal));
     print_kept(&plan, &kept);
     if plan.is_empty() {
+        print_next(&session, goal, targets);
         return Ok(unfinished(goal, &plan).unwrap_or(ExitCode::SUCCESS));
     }
     if blocking > 0 {
@@ -243,7 +243,29 @@ pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliE
         return Ok(ExitCode::FAILURE);
     }
     println!("Log: {}", log.path().display());
+    print_next(&session, goal, targets);
     Ok(unfinished(goal, &plan).unwrap_or(ExitCode::SUCCESS))
+}
+
+/// After an apply of the whole file that left nothing to do: how to reach the clusters and the app proxies.
+fn print_next(session: &Session, goal: Goal, targets: &[String]) {
+    if goal != Goal::Converge || !targets.is_empty() {
+        return;
+    }
+    let steps = crate::kubeconfig::next_steps(session);
+    let width = steps.iter().map(|(s, _)| s.chars().count()).max().unwrap_or(0);
+    println!("\nNext:");
+    for (step, what) in &steps {
+        match what {
+            Some(w) => println!("  {step:<width$}  # {w}"),
+            None => println!("  {step}"),
+        }
+    }
+    if session.simulated.contains(&testbed_plan::Layer::Microk8s)
+        || session.simulated.contains(&testbed_plan::Layer::Karmada)
+    {
+        println!("  (Simulated: these contexts and proxies are the simulated machine's; they reach no real cluster.)");
+    }
 }
 
 /// A destroy that kept something testbed owns, because something it does not own uses it, has not
@@ -326,106 +348,4 @@ fn confirm(yes: bool, goal: Goal) -> Result<(), CliError> {
     } else {
         Err(CliError::Declined { what })
     }
-}
-
-/// The version of `status --json`'s format: a change that removes or renames a field bumps the major number.
-const STATUS_FORMAT_VERSION: &str = "1.0";
-
-#[derive(Serialize)]
-struct StatusEntry<'a> {
-    address: &'a str,
-    kind: testbed_plan::Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    member: Option<&'a str>,
-    wanted: bool,
-    state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-}
-
-#[derive(Serialize)]
-struct StatusDoc<'a> {
-    format_version: &'static str,
-    simulated: Vec<&'static str>,
-    resources: Vec<StatusEntry<'a>>,
-    unobservable: &'a [testbed_plan::Unobservable],
-}
-
-pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
-    let session = Session::open(cli)?;
-    let (desired, observed) = session.observe().await;
-
-    let mut entries = Vec::new();
-    let mut addresses: Vec<_> = desired.resources.keys().chain(observed.resources.keys()).collect();
-    addresses.sort();
-    addresses.dedup();
-    let unknown = |w: &testbed_plan::Resource| {
-        observed.unobservable.iter().find(|u| u.held && u.layer == w.kind.layer()).map(|u| u.layer.name())
-    };
-    for a in addresses {
-        let want = desired.resources.get(a);
-        let have = observed.get(a);
-        let (state, detail) = match (want, have) {
-            (Some(w), None) => match unknown(w) {
-                Some(layer) => ("unknown".to_owned(), Some(format!("{layer} could not be observed"))),
-                None => ("missing".to_owned(), None),
-            },
-            (_, Some(testbed_plan::Observed { owner: Owner::Other(d), .. })) => {
-                ("not testbed's".to_owned(), Some(d.clone()))
-            }
-            (None, Some(_)) => ("owned, not in the file".to_owned(), None),
-            (Some(w), Some(o)) => {
-                let changes = testbed_plan::planner::diff(w.kind, &w.spec, &o.spec);
-                match (&o.health, changes.is_empty()) {
-                    (Health::NeedsRepair(why), _) => ("needs repair".to_owned(), Some(why.clone())),
-                    (Health::Ok, true) => ("ok".to_owned(), None),
-                    (Health::Ok, false) => ("differs".to_owned(), Some(testbed_plan::planner::describe(&changes))),
-                }
-            }
-            (None, None) => continue,
-        };
-        let kind = want.map(|w| w.kind).or(have.map(|h| h.kind)).unwrap_or(testbed_plan::Kind::HostPackages);
-        // Where a workload runs, per member, and whether a simulated Karmada placed it there.
-        let detail = match (kind, have.and_then(|h| h.spec.get("placed_on"))) {
-            (testbed_plan::Kind::Workload, Some(on)) => {
-                let simulated = if session.simulated.contains(&testbed_plan::Layer::Karmada) {
-                    " by the simulated Karmada"
-                } else {
-                    ""
-                };
-                let placed = format!("placed{simulated} on {on}");
-                Some(match detail {
-                    Some(d) => format!("{placed}; {d}"),
-                    None => placed,
-                })
-            }
-            _ => detail,
-        };
-        let member = want.and_then(|w| w.member.as_deref()).or(have.and_then(|h| h.member.as_deref()));
-        entries.push(StatusEntry { address: a.as_str(), kind, member, wanted: want.is_some(), state, detail });
-    }
-
-    if json {
-        let doc = StatusDoc {
-            format_version: STATUS_FORMAT_VERSION,
-            simulated: session.simulated.iter().map(|l| l.name()).collect(),
-            resources: entries,
-            unobservable: &observed.unobservable,
-        };
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| CliError::usage(e.to_string(), None))?;
-        println!("{text}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    banner(&session);
-    for u in &observed.unobservable {
-        println!("Note: {} could not be observed: {}", u.layer.name(), u.reason);
-    }
-    let width = entries.iter().map(|e| e.address.len()).max().unwrap_or(0);
-    for e in &entries {
-        let detail = e.detail.as_ref().map(|d| format!("  ({d})")).unwrap_or_default();
-        println!("{:<width$}  {}{detail}", e.address, e.state, width = width);
-    }
-    let ok = entries.iter().filter(|e| e.state == "ok").count();
-    println!("\n{ok} of {} wanted resources are in place.", entries.iter().filter(|e| e.wanted).count());
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,16 @@
 //! `testbed`: the command-line entry point. Parses arguments, sets up tracing and diagnostics, and runs one
 //! subcommand. Exit codes: 0 success, 1 error or failed actions (a usage error too), 2 changes pending
-//! (`plan --detailed-exitcode`), 130 and 143 an apply or destroy stopped by Ctrl-C or SIGTERM.
+//! (`plan --detailed-exitcode`) or a lab not as the file wants (`status`), 130 and 143 an apply or destroy stopped by Ctrl-C or SIGTERM.
 
 mod cli;
 mod commands;
 mod error;
+mod kubeconfig;
 mod lock;
 mod progress;
 mod runlog;
 mod session;
+mod status;
 mod style;
 
 use std::io::IsTerminal;
@@ -84,8 +86,17 @@ fn main() -> ExitCode {
                     commands::run(&cli, goal, run).await
                 }
             }
-            Command::Status { json } => commands::status(&cli, *json).await,
+            Command::Status { json } => status::status(&cli, *json).await,
             Command::Graph { target } => commands::graph(&cli, target).await,
+            Command::Kubeconfig { member, output, merge, unmerge } => {
+                let mode = match (output, merge, unmerge) {
+                    (Some(path), _, _) => kubeconfig::Mode::Write(path),
+                    (None, true, _) => kubeconfig::Mode::Merge,
+                    (None, _, true) => kubeconfig::Mode::Unmerge,
+                    (None, false, false) => kubeconfig::Mode::Print,
+                };
+                kubeconfig::kubeconfig(&cli, member.as_deref(), mode).await
+            }
             Command::Validate => commands::validate(&cli),
             Command::Schema => commands::schema(),
             Command::Completions { .. } => Ok(ExitCode::SUCCESS),

@@ -704,7 +704,9 @@ fn status_json_has_a_format_version_and_runs_say_when_all_layers_are_real() {
     let lab = Lab::new(THREE);
     let out = lab.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
-    assert_eq!(v["format_version"], "1.0", "{v}");
+    assert_eq!(v["format_version"], "1.1", "{v}");
+    // Nothing is built: not as the file wants, which is not an error.
+    assert_eq!(out.status.code(), Some(2), "{v}");
     // Without --simulate every layer is real, and the run says so (a plan only reads the host; no LXD
     // daemon and no host cluster answer here).
     let real = Command::new(env!("CARGO_BIN_EXE_testbed"))

@@ -86,6 +86,7 @@ fn rehearse(daemon: Daemon) {
     assert!(text(&plan).contains("No changes."));
 
     let status = testbed(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(0), "a converged lab is as the file wants: {}", text(&status));
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
     assert_eq!(v["simulated"], serde_json::json!(["host", "microk8s", "registry", "karmada"]));
     let inst = v["resources"].as_array().unwrap().iter().find(|r| r["address"] == "lxd_instance.cli-member2").unwrap();

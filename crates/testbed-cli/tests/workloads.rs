@@ -182,13 +182,34 @@ fn now_ms() -> u64 {
     u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
-/// The `status` line of `address`.
+/// What `status --json` says of each workload: `ADDRESS STATE (DETAIL)`, the detail saying where it is placed.
+fn workload_lines(dir: &Path) -> Vec<String> {
+    let out = testbed(dir, &["status", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    doc["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "workload")
+        .map(|r| {
+            format!(
+                "{} {} ({})",
+                r["address"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+                r["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// What `status --json` says of the workload at `address`.
 fn status_line(dir: &Path, address: &str) -> String {
-    let out = text(&testbed(dir, &["status"]));
-    out.lines()
+    let lines = workload_lines(dir);
+    lines
+        .iter()
         .find(|l| l.starts_with(&format!("{address} ")))
-        .unwrap_or_else(|| panic!("{address}:\n{out}"))
-        .to_owned()
+        .unwrap_or_else(|| panic!("{address}: {lines:?}"))
+        .clone()
 }
 
 /// Issue 13's failover Must-show, on the simulated Karmada: seed 003's workload runs on member1 (weight 1,
@@ -303,10 +324,11 @@ fn every_workload_example_converges_repairs_drift_and_removes_only_its_own_objec
         .unwrap();
         apply(d);
         assert_converged(d);
-        let status = text(&testbed(d, &["status"]));
-        for line in status.lines().filter(|l| l.starts_with("workload.")) {
+        let lines = workload_lines(d);
+        assert!(!lines.is_empty(), "{name}");
+        for line in lines {
             assert!(
-                line.contains(" ok ") && line.contains("(healthy)") && !line.contains("not healthy"),
+                line.contains(" ok (") && line.contains("(healthy)") && !line.contains("not healthy"),
                 "{name}: {line}"
             );
         }

@@ -45,6 +45,8 @@
 mod token;
 mod workloads;
 
+pub use workloads::{HEALTHY, NOT_HEALTHY, PLACED_ON_MEMBER};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

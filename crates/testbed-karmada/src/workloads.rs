@@ -123,7 +123,13 @@ fn about_the_image(reason: &str) -> bool {
 }
 
 /// A workload's health and where it runs, from the placement of its objects.
-fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, String) {
+/// The observed spec key of a workload, followed by a member's name, that says whether the workload runs
+/// there healthy ([`HEALTHY`]) or not ([`NOT_HEALTHY`]).
+pub const PLACED_ON_MEMBER: &str = "on.";
+pub const HEALTHY: &str = "healthy";
+pub const NOT_HEALTHY: &str = "not healthy";
+
+fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, String, BTreeMap<String, bool>) {
     let mut problems = Vec::new();
     let mut running: BTreeMap<String, bool> = BTreeMap::new();
     for (key, placed) in objects {
@@ -149,7 +155,7 @@ fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, String) {
             .join(", ")
     };
     let health = if problems.is_empty() { Health::Ok } else { Health::NeedsRepair(problems.join("; ")) };
-    (health, placed_on)
+    (health, placed_on, running)
 }
 
 impl KarmadaProvider {
@@ -259,10 +265,14 @@ impl KarmadaProvider {
                     Some((key.clone(), placement_of(kind.kind, namespace.as_deref(), &name, &bindings)))
                 })
                 .collect();
-            let (health, placed_on) = workload_health(&placed);
+            let (health, placed_on, members) = workload_health(&placed);
             let address = Address::new(Kind::Workload, &[w]);
             let mut spec = Spec::new();
             spec.insert("placed_on".into(), placed_on);
+            for (member, healthy) in members {
+                let word = if healthy { HEALTHY } else { NOT_HEALTHY };
+                spec.insert(format!("{PLACED_ON_MEMBER}{member}"), word.into());
+            }
             let mut o = Observed::new(address, Kind::Workload, None, Owner::Testbed, spec);
             o.health = health;
             result.push(o);
@@ -519,13 +529,17 @@ mod tests {
             ],
         };
         let placed = |b: &Binding| placement_of("Deployment", Some("default"), "nginx", std::slice::from_ref(b));
-        let (health, on) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Healthy")))]);
+        let (health, on, members) =
+            workload_health(&[("deployment/default/nginx".into(), placed(&binding("Healthy")))]);
         assert_eq!(health, Health::Ok);
         assert_eq!(on, "member1 (healthy), member2 (healthy)");
-        let (health, on) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Unhealthy")))]);
+        assert_eq!(members, BTreeMap::from([("member1".into(), true), ("member2".into(), true)]));
+        let (health, on, members) =
+            workload_health(&[("deployment/default/nginx".into(), placed(&binding("Unhealthy")))]);
         assert_eq!(health, Health::NeedsRepair("deployment/default/nginx on member2: unhealthy".into()));
         assert_eq!(on, "member1 (healthy), member2 (not healthy)");
-        let (health, _) = workload_health(&[(
+        assert_eq!(members, BTreeMap::from([("member1".into(), true), ("member2".into(), false)]));
+        let (health, _, _) = workload_health(&[(
             "deployment/default/nginx".into(),
             placement_of("Deployment", Some("default"), "nginx", &[]),
         )]);

@@ -31,6 +31,7 @@
 
 mod clients;
 mod config;
+pub mod contexts;
 mod error;
 mod objects;
 mod observe;

@@ -7,5 +7,5 @@ pub mod follow;
 pub mod provider;
 
 pub use error::IntoProvider;
-pub use provider::LxdProvider;
+pub use provider::{LxdProvider, INSTANCE_STATUS};
 pub use testbed_lxd_client::{encode, Client, ExecResult, Flavor, LxdError};

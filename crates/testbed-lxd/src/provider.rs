@@ -23,6 +23,8 @@ use testbed_lxd_client::{encode, Client, LxdError, Operation, OperationClass};
 use crate::error::IntoProvider;
 use crate::follow::{self, NoPod, Probe, Waits};
 
+/// The observed spec key of a member's container that holds LXD's status of it (`Running`, `Stopped`).
+pub const INSTANCE_STATUS: &str = "status";
 pub const OWNER_KEY: &str = "user.testbed.owner";
 pub const OWNER: &str = "testbed";
 pub const ADDRESS_KEY: &str = "user.testbed.address";
@@ -614,6 +616,8 @@ impl LxdProvider {
                     spec.insert(k.into(), v.clone());
                 }
             }
+            // Not compared with the file (it wants no status): what `status` shows of the container.
+            spec.insert(INSTANCE_STATUS.into(), i.status.clone());
             let health = if i.running() {
                 Health::Ok
             } else {

@@ -184,15 +184,22 @@ pub fn copy_example_workloads(to: &Path) {
 /// `testbed` on the simulated machine in `dir`, against its `testbed.toml`, at full speed and without
 /// injected faults.
 pub fn simulated(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+    simulated_with(dir, args, &[])
+}
+
+/// [`simulated`] with these variables set (`TESTBED_SIM_FAIL`, `KUBECONFIG`).
+pub fn simulated_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"));
+    command
         .current_dir(dir)
         .args(["-c", "testbed.toml", "--simulate", "all"])
         .args(args)
         .env("TESTBED_SIM_SPEED", "0")
-        .env_remove("TESTBED_SIM_FAIL")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run testbed")
+        .env_remove("TESTBED_SIM_FAIL");
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.stdin(std::process::Stdio::null()).output().expect("run testbed")
 }
 
 /// A command's stdout and stderr, as one text.
