@@ -26,6 +26,9 @@ struct ResourceEntry {
     state: State,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    /// Apply would change it (or cannot tell: its layer could not be observed, or the plan is refused).
+    #[serde(skip)]
+    in_plan: bool,
 }
 
 /// A resource's state, compared with the file.
@@ -196,6 +199,7 @@ fn resources(session: &Session, desired: &DesiredState, observed: &ObservedState
             wanted: want.is_some(),
             state,
             detail,
+            in_plan: false,
         });
     }
     entries
@@ -380,8 +384,19 @@ fn table(rows: &[Vec<String>]) -> String {
 pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
     let session = Session::open(cli)?;
     let (desired, observed) = session.observe().await;
-    let entries = resources(&session, &desired, &observed);
-    let healthy = observed.unobservable.is_empty() && entries.iter().all(ResourceEntry::ok);
+    let mut entries = resources(&session, &desired, &observed);
+    // As the file wants: what plan would say, "No changes." (A resource that is not testbed's but is used as
+    // it is, such as someone's storage pool, is fine; one the plan must change, or cannot, is not.)
+    let plan = testbed_plan::plan(&desired, &observed);
+    let pending: Option<std::collections::BTreeSet<String>> =
+        plan.as_ref().ok().map(|p| p.actions().iter().map(|a| a.address.as_str().to_owned()).collect());
+    let healthy = observed.unobservable.is_empty() && pending.as_ref().is_some_and(|p| p.is_empty());
+    for e in &mut entries {
+        e.in_plan = match &pending {
+            Some(p) => p.contains(&e.address) || e.state == State::Unknown,
+            None => !e.ok(),
+        };
+    }
     let code = if healthy { ExitCode::SUCCESS } else { ExitCode::from(2) };
     let workloads = workload_rows(&session, &desired, &observed, &entries);
     let members = rows(&session, &desired, &observed, &entries, &workloads);
@@ -455,13 +470,13 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
         print!("{}", table(&grid));
     }
     let wanted = entries.iter().filter(|e| e.wanted).count();
-    let ok = entries.iter().filter(|e| e.wanted && e.ok()).count();
+    let ok = entries.iter().filter(|e| e.wanted && !e.in_plan).count();
     if healthy {
         println!("\nAll {wanted} resources are as the file wants.");
         return Ok(code);
     }
     println!("\nNot as the file wants: {ok} of {wanted} resources are in place.");
-    let off: Vec<&ResourceEntry> = entries.iter().filter(|e| !e.ok() && e.state != State::Missing).collect();
+    let off: Vec<&ResourceEntry> = entries.iter().filter(|e| e.in_plan && e.state != State::Missing).collect();
     let width = off.iter().map(|e| e.address.len()).max().unwrap_or(0);
     for e in off {
         let detail = e.detail.as_ref().map(|d| format!("  ({d})")).unwrap_or_default();
@@ -472,6 +487,9 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
         0 => {}
         1..=MISSING_NAMED => println!("  missing: {}", missing.join(", ")),
         n => println!("  {n} missing (`testbed plan` lists them)"),
+    }
+    if let Err(e) = &plan {
+        println!("  the plan is refused: {e}");
     }
     println!("Run `testbed plan` to see what apply would do.");
     Ok(code)
