@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod doctor;
 mod error;
 mod lock;
 mod progress;
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Status { json } => commands::status(&cli, *json).await,
+            Command::Doctor { json, members } => doctor::doctor(&cli, *json, members).await,
             Command::Graph { target } => commands::graph(&cli, target).await,
             Command::Validate => commands::validate(&cli),
             Command::Schema => commands::schema(),
