@@ -95,6 +95,17 @@ pub enum Command {
         #[arg(long, conflicts_with = "member")]
         unmerge: bool,
     },
+    /// Diagnose the lab from the outside in, changing nothing: the host, then each member's container, API
+    /// proxy, host port, API, nodes, Karmada cluster, pods and application proxies. Exit 0 when every check
+    /// passes, 1 when one fails.
+    Doctor {
+        /// Print the findings as one JSON object, with a "format_version".
+        #[arg(long)]
+        json: bool,
+        /// Only these members (the host is always checked).
+        #[arg(value_name = "MEMBER")]
+        members: Vec<String>,
+    },
     /// Print the plan's dependency graph as Graphviz DOT.
     Graph {
         /// Limit the graph to an address, an address prefix or a member, plus what it needs.

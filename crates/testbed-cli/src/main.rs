@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod doctor;
 mod error;
 mod kubeconfig;
 mod lock;
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Status { json } => status::status(&cli, *json).await,
+            Command::Doctor { json, members } => doctor::doctor(&cli, *json, members).await,
             Command::Graph { target } => commands::graph(&cli, target).await,
             Command::Kubeconfig { member, output, merge, unmerge } => {
                 let mode = match (output, merge, unmerge) {

@@ -49,6 +49,22 @@ pub struct Session {
     pub sim_state: Option<PathBuf>,
     /// The simulated machine, when its layers above a real LXD see the real containers.
     above_real_lxd: Option<SimMachine>,
+    /// The simulated machine (whichever layers it runs) and the real LXD provider, if LXD is real: what
+    /// [`Session::seams`] are made from.
+    machine: SimMachine,
+    real_lxd: Option<Arc<LxdProvider>>,
+}
+
+/// What `doctor` looks through beyond the observation: the same worlds the providers act on.
+pub struct Seams {
+    /// The LXD provider (real, or over the simulated daemon): who holds a host port, a request through one.
+    pub lxd: Option<Arc<LxdProvider>>,
+    /// How the members' API servers are reached (straight, or the simulated machine's network).
+    pub network: testbed_kube::Network,
+    /// The members' APIs through their kubeconfigs.
+    pub pods: Option<MemberPods>,
+    /// The host's files and processes, when the host layer is real.
+    pub host: Option<HostSystem>,
 }
 
 /// Parses `--simulate`: `all` or a comma-separated list of layers.
@@ -183,6 +199,7 @@ impl Session {
             }
         };
         let above_real_lxd = lxd.is_some().then(|| machine.clone());
+        let real_lxd = lxd.as_ref().map(|(_, p)| p.clone());
 
         if let Some(r) = registry {
             providers = providers.with(r);
@@ -215,6 +232,8 @@ impl Session {
                 state_dir,
                 sim_state: Some(sim_state),
                 above_real_lxd,
+                machine,
+                real_lxd,
             },
             before,
         ))
@@ -238,6 +257,29 @@ impl Session {
             format!("real: {} (these change this host)", real.join(", "))
         };
         format!("Simulated: {which} run on the simulated machine{state}; {effect}.")
+    }
+
+    /// The seams `doctor` reads through, from the worlds this session's providers act on.
+    pub fn seams(&self) -> Seams {
+        let simulated = |l: Layer| self.simulated.contains(&l);
+        let lxd = match &self.real_lxd {
+            Some(p) => Some(p.clone()),
+            None => match self.machine.lxd_provider() {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            },
+        };
+        let (network, pods) = if simulated(Layer::Microk8s) {
+            (self.machine.network(), self.machine.member_pods())
+        } else {
+            let cx = testbed_steps::Context::new(&self.config);
+            (testbed_kube::Network::Direct, Some(MemberPods::new(&cx.kubeconfig_dir)))
+        };
+        let host = (!simulated(Layer::Host)).then(HostSystem::real);
+        Seams { lxd, network, pods, host }
     }
 
     /// Observes the machine: what the file wants (with addresses resolved against what is there) and what is

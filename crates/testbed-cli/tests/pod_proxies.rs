@@ -13,53 +13,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-const FILE: &str = r#"
-[[members]]
-name = "member1"
-api_port = 16441
-
-[[members]]
-name = "member2"
-api_port = 16442
-
-[[workloads]]
-name = "prometheus"
-manifests = ["prometheus.yaml"]
-members = ["member1"]
-
-[[proxies]]
-name = "prometheus"
-member = "member1"
-host_port = 9091
-pod = { namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus", port = 9090 }
-"#;
-
-const MANIFEST: &str = "apiVersion: v1
-kind: Namespace
-metadata:
-  name: monitoring
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: prometheus
-  namespace: monitoring
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: prometheus
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: prometheus
-    spec:
-      containers:
-      - name: prometheus
-        image: quay.io/prometheus/prometheus:v3.5.0
-        ports:
-        - containerPort: 9090
-";
+use support::{PROMETHEUS_FILE as FILE, PROMETHEUS_MANIFEST as MANIFEST};
 
 fn testbed(dir: &Path, args: &[&str]) -> Output {
     support::simulated(dir, args)

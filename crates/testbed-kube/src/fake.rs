@@ -13,6 +13,7 @@
 //!   [`FakeState::pods`]: a `PodList` whose items have no `apiVersion` and `kind`, each with `status.podIP`,
 //!   `status.podIPs`, its conditions (`Initialized`, `Ready`, `ContainersReady`, `PodScheduled`), phase and
 //!   container statuses (a waiting container with the kubelet's reason and message);
+//! - `/api/v1/events` and `/api/v1/namespaces/<ns>/events`, from [`FakeState::events`];
 //! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
 //!   server is a Karmada API server);
@@ -131,6 +132,26 @@ pub struct FakeState {
     /// Karmada ResourceBindings (`work.karmada.io/v1alpha2`), as served (served only when `serves_karmada`).
     /// The fake does not compute them: whoever builds the state (a test, a simulated world) does.
     pub resource_bindings: Vec<Value>,
+    /// Events about pods (core `v1` `Event`s), served at `/api/v1/events` and
+    /// `/api/v1/namespaces/<ns>/events`, oldest first. Whoever builds the state says what happened (a simulated
+    /// kubelet's image pulls).
+    pub events: Vec<FakeEvent>,
+}
+
+/// An event about a pod, as a kubelet records it (`kubectl describe pod` lists them under `Events:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeEvent {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    /// `Pulling`, `Failed`, `BackOff`, ...
+    pub reason: String,
+    pub message: String,
+    /// How many times it happened.
+    pub count: i32,
 }
 
 impl Default for FakeState {
@@ -149,6 +170,7 @@ impl Default for FakeState {
             taint_policies: BTreeMap::new(),
             objects: BTreeMap::new(),
             resource_bindings: Vec::new(),
+            events: Vec::new(),
         }
     }
 }
@@ -1158,6 +1180,8 @@ fn route(path: &str, query: &str, state: &FakeState, resource_version: u64) -> (
             None => not_found("", "nodes", name),
         },
         ["api", "v1", "pods"] => ok(pod_list(state, None, &selector, resource_version)),
+        ["api", "v1", "events"] => ok(event_list(state, None, resource_version)),
+        ["api", "v1", "namespaces", namespace, "events"] => ok(event_list(state, Some(namespace), resource_version)),
         ["api", "v1", "namespaces", namespace, "pods"] => {
             ok(pod_list(state, Some(namespace), &selector, resource_version))
         }
@@ -1241,6 +1265,40 @@ fn pod_list(state: &FakeState, namespace: Option<&str>, selector: &Selector, res
     pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let items = pods.into_iter().map(|p| pod_json(p, resource_version)).filter(|p| selector.matches(p)).collect();
     list_json("v1", "PodList", resource_version, items, false)
+}
+
+fn event_list(state: &FakeState, namespace: Option<&str>, resource_version: u64) -> Value {
+    let items = state
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| namespace.is_none_or(|ns| e.namespace == ns))
+        .map(|(i, e)| {
+            // Named as the recorder names them: the object's name and a unique suffix.
+            let name = format!("{}.{:016x}", e.pod, i + 1);
+            json!({
+                "metadata": metadata("Event", Some(&e.namespace), &name, resource_version),
+                "involvedObject": {
+                    "kind": "Pod",
+                    "namespace": e.namespace,
+                    "name": e.pod,
+                    "uid": fake_uid("Pod", &format!("{}/{}", e.namespace, e.pod)),
+                    "apiVersion": "v1",
+                },
+                "reason": e.reason,
+                "message": e.message,
+                "source": {"component": "kubelet", "host": POD_NODE.0},
+                "firstTimestamp": CREATED,
+                "lastTimestamp": CHANGED,
+                "count": e.count,
+                "type": e.type_,
+                "eventTime": null,
+                "reportingComponent": "kubelet",
+                "reportingInstance": POD_NODE.0,
+            })
+        })
+        .collect();
+    list_json("v1", "EventList", resource_version, items, false)
 }
 
 /// A ClusterTaintPolicy as the API server sends it, from what was applied (`labels`, `spec`).

@@ -10,7 +10,9 @@
 //!   API server;
 //! - [`server_version`]: the API server's `/version`;
 //! - [`namespace_labels`] and [`service_node_ports`]: a namespace's labels, a Service's node ports;
-//! - [`pods`]: the pods a label selector matches in a namespace, with their pod IP and readiness.
+//! - [`pods`]: the pods a label selector matches in a namespace, with their pod IP and readiness;
+//!   [`pods_everywhere`]: every pod of the cluster; [`pod_events`]: the events about one pod;
+//! - [`tls_handshake`]: whether a TLS server answers at an address at all (before any credential is sent).
 //!
 //! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
 //! ownership labels testbed puts on what it made) and [`set_cluster_api_endpoint`].
@@ -33,6 +35,7 @@ mod clients;
 mod config;
 pub mod contexts;
 mod error;
+mod handshake;
 mod objects;
 mod observe;
 mod taint_policy;
@@ -44,15 +47,16 @@ pub mod fake;
 pub use clients::Clients;
 pub use config::{ApiConfig, Credentials, KubeClient, Network};
 pub use error::KubeObserveError;
+pub use handshake::{tls_handshake, Handshake, HandshakeFailure};
 pub use objects::{
     apply_object, binding_of, delete_object, get_object, list_objects, parse_binding, resource_bindings, Binding,
     BindingResource, ClusterHealth, ObjectRef, TargetCluster, RESOURCE_BINDING_API_VERSION,
 };
 pub use observe::{
-    cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, pods, server_version,
-    service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition, ConditionStatus, ContainerWaiting,
-    ControlPlaneReport, NodeReport, NodesReport, PodReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS,
-    KARMADA_NAMESPACE,
+    cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, pod_events, pods,
+    pods_everywhere, server_version, service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition,
+    ConditionStatus, ContainerWaiting, ControlPlaneReport, EventReport, NodeReport, NodesReport, PodReport, SyncMode,
+    CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,

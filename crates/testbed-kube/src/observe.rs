@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, Service};
 use kube::api::{Api, ListParams};
 use kube::core::{ApiResource, Object};
 use serde::Deserialize;
@@ -691,35 +691,93 @@ pub async fn pods(
         .list(&params)
         .await
         .map_err(|e| client.error(e, &format!("list the pods in {namespace} matching {label_selector:?}")))?;
-    let mut pods: Vec<PodReport> = list
-        .items
-        .into_iter()
-        .map(|pod| {
-            let status = pod.status.unwrap_or_default();
-            let ready = status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            let containers = [(status.init_container_statuses, true), (status.container_statuses, false)];
-            let waiting = containers
-                .into_iter()
-                .flat_map(|(statuses, init)| statuses.unwrap_or_default().into_iter().map(move |c| (c, init)))
-                .filter_map(|(c, init)| {
-                    let w = c.state?.waiting?;
-                    Some(ContainerWaiting {
-                        container: c.name,
-                        init,
-                        reason: w.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "Waiting".into()),
-                        message: w.message.filter(|m| !m.is_empty()),
-                    })
-                })
-                .collect();
-            PodReport {
-                name: pod.metadata.name.unwrap_or_default(),
-                ip: status.pod_ip.filter(|ip| !ip.is_empty()),
-                ready,
-                phase: status.phase.filter(|p| !p.is_empty()),
-                waiting,
-            }
-        })
-        .collect();
+    let mut pods: Vec<PodReport> = list.items.into_iter().map(pod_report).collect();
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(pods)
+}
+
+/// A pod as [`PodReport`] says it.
+fn pod_report(pod: Pod) -> PodReport {
+    let status = pod.status.unwrap_or_default();
+    let ready = status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let containers = [(status.init_container_statuses, true), (status.container_statuses, false)];
+    let waiting = containers
+        .into_iter()
+        .flat_map(|(statuses, init)| statuses.unwrap_or_default().into_iter().map(move |c| (c, init)))
+        .filter_map(|(c, init)| {
+            let w = c.state?.waiting?;
+            Some(ContainerWaiting {
+                container: c.name,
+                init,
+                reason: w.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| "Waiting".into()),
+                message: w.message.filter(|m| !m.is_empty()),
+            })
+        })
+        .collect();
+    PodReport {
+        name: pod.metadata.name.unwrap_or_default(),
+        ip: status.pod_ip.filter(|ip| !ip.is_empty()),
+        ready,
+        phase: status.phase.filter(|p| !p.is_empty()),
+        waiting,
+    }
+}
+
+/// Every pod of the cluster (`GET /api/v1/pods`), with its namespace, sorted by namespace and name: what
+/// `kubectl get pods -A` lists.
+pub async fn pods_everywhere(client: &KubeClient) -> Result<Vec<(String, PodReport)>, KubeObserveError> {
+    let api: Api<Pod> = Api::all(client.kube().clone());
+    let list =
+        api.list(&ListParams::default()).await.map_err(|e| client.error(e, "list the pods of every namespace"))?;
+    let mut pods: Vec<(String, PodReport)> = list
+        .items
+        .into_iter()
+        .map(|pod| (pod.metadata.namespace.clone().unwrap_or_default(), pod_report(pod)))
+        .collect();
+    pods.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
+    Ok(pods)
+}
+
+/// One event about an object, as `kubectl describe` lists it under `Events:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventReport {
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    /// The reporter's reason (`Pulling`, `Failed`, `BackOff`, `FailedScheduling`, ...).
+    pub reason: String,
+    /// What happened, in the reporter's words.
+    pub message: String,
+    /// How many times it happened (`count`, at least 1).
+    pub count: i32,
+}
+
+/// The events about pod `name` in `namespace` (`GET /api/v1/namespaces/<ns>/events`, those whose
+/// `involvedObject` is that pod), oldest first.
+pub async fn pod_events(
+    client: &KubeClient,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<EventReport>, KubeObserveError> {
+    let api: Api<Event> = Api::namespaced(client.kube().clone(), namespace);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| client.error(e, &format!("list the events in {namespace}")))?;
+    let mut events: Vec<(Option<String>, EventReport)> = list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod") && e.involved_object.name.as_deref() == Some(name))
+        .map(|e| {
+            let when = e.last_timestamp.as_ref().or(e.first_timestamp.as_ref()).map(|t| t.0.to_string());
+            let report = EventReport {
+                type_: e.type_.unwrap_or_else(|| "Normal".into()),
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+                count: e.count.unwrap_or(1).max(1),
+            };
+            (when, report)
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(events.into_iter().map(|(_, e)| e).collect())
 }

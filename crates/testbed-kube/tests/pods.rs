@@ -191,3 +191,51 @@ async fn raw_get(fake: &FakeKube, path: &str) -> serde_json::Value {
     let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
+
+/// What `kubectl get pods -A` and `kubectl describe pod` show: every namespace's pods, and the events about
+/// one pod, oldest first, without the events of other pods.
+#[tokio::test]
+async fn every_namespaces_pods_and_one_pods_events_are_read() {
+    use testbed_kube::fake::FakeEvent;
+    use testbed_kube::{pod_events, pods_everywhere, EventReport};
+    let mut state = member_state();
+    let event = |pod: &str, type_: &str, reason: &str, message: &str| FakeEvent {
+        namespace: "monitoring".into(),
+        pod: pod.into(),
+        type_: type_.into(),
+        reason: reason.into(),
+        message: message.into(),
+        count: 1,
+    };
+    state.events = vec![
+        event("prometheus-k8s-0", "Normal", "Pulling", "Pulling image \"quay.io/prometheus/prometheus:v3.5.0\""),
+        event("grafana-5d4c9b7f8-x2x9q", "Normal", "Started", "Started container grafana"),
+        event("prometheus-k8s-0", "Warning", "Failed", "Error: ErrImagePull"),
+    ];
+    let fake = FakeKube::start(state).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+    let all = pods_everywhere(&client).await.unwrap();
+    let names: Vec<(&str, &str)> = all.iter().map(|(ns, p)| (ns.as_str(), p.name.as_str())).collect();
+    assert_eq!(
+        names,
+        [
+            ("default", "prometheus-0"),
+            ("monitoring", "grafana-5d4c9b7f8-x2x9q"),
+            ("monitoring", "prometheus-k8s-0"),
+            ("monitoring", "prometheus-k8s-1")
+        ]
+    );
+    let events = pod_events(&client, "monitoring", "prometheus-k8s-0").await.unwrap();
+    let reasons: Vec<(&str, &str)> = events.iter().map(|e| (e.type_.as_str(), e.reason.as_str())).collect();
+    assert_eq!(reasons, [("Normal", "Pulling"), ("Warning", "Failed")]);
+    assert_eq!(
+        events[1],
+        EventReport {
+            type_: "Warning".into(),
+            reason: "Failed".into(),
+            message: "Error: ErrImagePull".into(),
+            count: 1
+        }
+    );
+    assert!(pod_events(&client, "default", "prometheus-0").await.unwrap().is_empty());
+}

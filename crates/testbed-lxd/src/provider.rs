@@ -387,6 +387,12 @@ impl LxdProvider {
         &self.client
     }
 
+    /// One request through a host port ([`LxdProvider::with_probe`]): over TCP on this machine, or the
+    /// simulated host's answer.
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
     fn lock_for(&self, instance: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(instance.to_owned()).or_default())
@@ -1211,8 +1217,8 @@ impl LxdProvider {
     }
 
     /// What holds a host port: a proxy device of a running container (forkproxy listens for it), another
-    /// program, or nothing.
-    async fn port_holder(&self, port: HostPort) -> Option<PortHolder> {
+    /// program, or nothing. Read-only.
+    pub async fn port_holder(&self, port: HostPort) -> Option<PortHolder> {
         let instances = self.instances().await.ok()?;
         let device = instances.iter().filter(|i| i.running()).find_map(|i| {
             i.expanded_devices.iter().find_map(|(name, d)| {
@@ -1248,7 +1254,8 @@ impl LxdProvider {
 }
 
 /// What holds a host port.
-enum PortHolder {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortHolder {
     /// A proxy device of a running container.
     Device { container: String, device: String },
     /// Something that is not an LXD proxy device.

@@ -19,5 +19,5 @@ mod parse;
 mod pods;
 mod provider;
 
-pub use pods::MemberPods;
+pub use pods::{MemberApiError, MemberPods, PodTrouble};
 pub use provider::{Microk8sProvider, ADDONS_RECORD, HOST_OWNER_MARKER};

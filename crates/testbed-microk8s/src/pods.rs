@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use testbed_kube::{pods, ApiConfig, Clients, Network};
+use testbed_kube::{
+    nodes_ready, pod_events, pods, pods_everywhere, ApiConfig, Clients, EventReport, KubeClient, KubeObserveError,
+    Network, NodesReport, PodReport,
+};
 use testbed_provider::{PodLookup, PodMatch, ProviderError};
 
 /// The members' pods, through their kubeconfigs. Cheap to clone; clones share their API clients.
@@ -47,27 +50,87 @@ impl MemberPods {
     }
 }
 
+/// Why a member's API could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberApiError {
+    /// testbed has written no kubeconfig for the member (yet).
+    #[error("there is no kubeconfig for {member} at {}", path.display())]
+    NoKubeconfig { member: String, path: PathBuf },
+    /// The kubeconfig is there but cannot be read.
+    #[error("cannot read {}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API answered badly, or not at all (the variants tell unreachable, TLS, credentials apart).
+    #[error(transparent)]
+    Api(#[from] KubeObserveError),
+}
+
+/// A pod that is not Ready, with what the kubelet said about it: `kubectl describe pod`'s status and events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodTrouble {
+    pub namespace: String,
+    pub pod: PodReport,
+    /// The events about it, oldest first (empty when they could not be read).
+    pub events: Vec<EventReport>,
+}
+
+impl MemberPods {
+    /// The client of `member`'s API through its kubeconfig.
+    fn client(&self, member: &str) -> Result<KubeClient, MemberApiError> {
+        let path = self.path(member);
+        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                MemberApiError::NoKubeconfig { member: member.to_owned(), path: path.clone() }
+            }
+            _ => MemberApiError::Unreadable { path: path.clone(), source },
+        })?;
+        let config = ApiConfig::from_kubeconfig_yaml(&text, None)?
+            .with_timeouts(self.timeout, self.timeout)
+            .with_network(self.network.clone());
+        Ok(self.clients.for_kubeconfig(&text, &config)?)
+    }
+
+    /// `member`'s nodes and whether each is Ready, asked through its kubeconfig (`kubectl get nodes`).
+    pub async fn nodes(&self, member: &str) -> Result<NodesReport, MemberApiError> {
+        Ok(nodes_ready(&self.client(member)?).await?)
+    }
+
+    /// `member`'s pods that are not Ready (and have not completed), in every namespace, each with the events
+    /// about it.
+    pub async fn troubled(&self, member: &str) -> Result<Vec<PodTrouble>, MemberApiError> {
+        let client = self.client(member)?;
+        let mut out = Vec::new();
+        for (namespace, pod) in pods_everywhere(&client).await? {
+            if pod.ready || pod.phase.as_deref() == Some("Succeeded") {
+                continue;
+            }
+            let events = pod_events(&client, &namespace, &pod.name).await.unwrap_or_default();
+            out.push(PodTrouble { namespace, pod, events });
+        }
+        Ok(out)
+    }
+
+    /// Where the member's kubeconfig is.
+    pub fn kubeconfig_path(&self, member: &str) -> PathBuf {
+        self.path(member)
+    }
+}
+
 #[async_trait]
 impl PodLookup for MemberPods {
     async fn pods(&self, member: &str, namespace: &str, selector: &str) -> Result<Vec<PodMatch>, ProviderError> {
         let path = self.path(member);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            // No kubeconfig: the member has no cluster testbed can ask yet, so no pods.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(ProviderError::failed(format!("cannot read {}", path.display())).caused_by(e));
-            }
-        };
         let asking = format!("{member}'s pods in {namespace} matching {selector:?}, through {}", path.display());
-        let config = ApiConfig::from_kubeconfig_yaml(&text, None)
-            .map_err(|e| ProviderError::failed(format!("cannot ask for {asking}")).caused_by(e))?
-            .with_timeouts(self.timeout, self.timeout)
-            .with_network(self.network.clone());
-        let client = self
-            .clients
-            .for_kubeconfig(&text, &config)
-            .map_err(|e| ProviderError::failed(format!("cannot ask for {asking}")).caused_by(e))?;
+        let client = match self.client(member) {
+            Ok(client) => client,
+            // No kubeconfig: the member has no cluster testbed can ask yet, so no pods.
+            Err(MemberApiError::NoKubeconfig { .. }) => return Ok(Vec::new()),
+            Err(e @ MemberApiError::Unreadable { .. }) => return Err(ProviderError::failed(e.to_string()).caused_by(e)),
+            Err(e) => return Err(ProviderError::failed(format!("cannot ask for {asking}")).caused_by(e)),
+        };
         let found = pods(&client, namespace, selector)
             .await
             .map_err(|e| ProviderError::unavailable(format!("cannot list {asking}")).caused_by(e))?;

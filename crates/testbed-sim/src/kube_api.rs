@@ -283,7 +283,9 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
     // A member serves the pods it runs for the workloads Karmada propagated to it.
     if let Reached::Member(m) = reached {
         let pods = world.inside.get(m).and_then(|i| i.microk8s.as_ref()).map(|k| k.pods.values());
-        state.pods = pods.into_iter().flatten().map(served_pod).collect();
+        let pods: Vec<&crate::world::SimPod> = pods.into_iter().flatten().collect();
+        state.pods = pods.iter().copied().map(served_pod).collect();
+        state.events = pods.iter().copied().flat_map(kubelet_events).collect();
     }
     if *reached == Reached::Host {
         let host = world.host.microk8s.as_ref()?;
@@ -412,6 +414,35 @@ fn served_pod(pod: &crate::world::SimPod) -> FakePod {
             })
             .collect(),
     }
+}
+
+/// The events the kubelet records about a pod whose containers wait, as `kubectl describe pod` lists them
+/// (pkg/kubelet/images/image_manager.go and kuberuntime_container.go: the pull, its failure with the runtime's
+/// error, then `Error: REASON`). A pod whose containers all run has none the simulation keeps.
+fn kubelet_events(pod: &crate::world::SimPod) -> Vec<testbed_kube::fake::FakeEvent> {
+    let event = |type_: &str, reason: &str, message: String| testbed_kube::fake::FakeEvent {
+        namespace: pod.namespace.clone(),
+        pod: pod.name.clone(),
+        type_: type_.into(),
+        reason: reason.into(),
+        message,
+        count: 1,
+    };
+    let mut out = Vec::new();
+    for c in &pod.containers {
+        let Some(w) = &c.waiting else { continue };
+        match w.reason.as_str() {
+            "ErrImagePull" => {
+                out.push(event("Normal", "Pulling", format!("Pulling image {:?}", c.image)));
+                out.push(event("Warning", "Failed", format!("Failed to pull image {:?}: {}", c.image, w.message)));
+            }
+            "ErrImageNeverPull" => out.push(event("Warning", "ErrImageNeverPull", w.message.clone())),
+            "InvalidImageName" => out.push(event("Warning", "InspectFailed", w.message.clone())),
+            _ => {}
+        }
+        out.push(event("Warning", "Failed", format!("Error: {}", w.reason)));
+    }
+    out
 }
 
 /// Runs the simulated Karmada's controllers at `now` (taints, eviction, scheduling: [`crate::propagation`])

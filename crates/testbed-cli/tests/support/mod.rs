@@ -27,6 +27,56 @@ name = "member3"
 api_port = 16444
 "#;
 
+/// Two members; Prometheus runs on member1, and a proxy on host port 9091 follows its pod.
+pub const PROMETHEUS_FILE: &str = r#"
+[[members]]
+name = "member1"
+api_port = 16441
+
+[[members]]
+name = "member2"
+api_port = 16442
+
+[[workloads]]
+name = "prometheus"
+manifests = ["prometheus.yaml"]
+members = ["member1"]
+
+[[proxies]]
+name = "prometheus"
+member = "member1"
+host_port = 9091
+pod = { namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus", port = 9090 }
+"#;
+
+/// The manifest [`PROMETHEUS_FILE`] names: a namespace and a Deployment of one Prometheus pod.
+pub const PROMETHEUS_MANIFEST: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: monitoring
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: prometheus
+  namespace: monitoring
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: prometheus
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: prometheus
+    spec:
+      containers:
+      - name: prometheus
+        image: quay.io/prometheus/prometheus:v3.5.0
+        ports:
+        - containerPort: 9090
+";
+
 /// A temporary directory with a `testbed.toml`, for running the command in.
 pub struct Lab {
     dir: tempfile::TempDir,
