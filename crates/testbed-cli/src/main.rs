@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod drill;
 mod error;
 mod lock;
 mod progress;
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
             }
             Command::Status { json } => commands::status(&cli, *json).await,
             Command::Graph { target } => commands::graph(&cli, target).await,
+            Command::Drill { drill: cli::DrillCommand::Failover(args) } => drill::failover(&cli, args).await,
             Command::Validate => commands::validate(&cli),
             Command::Schema => commands::schema(),
             Command::Completions { .. } => Ok(ExitCode::SUCCESS),

@@ -18,7 +18,7 @@ use testbed_host::{HostProvider, HostSystem};
 use testbed_karmada::KarmadaProvider;
 use testbed_lxd::{Client, Flavor, LxdProvider};
 use testbed_microk8s::{MemberPods, Microk8sProvider};
-use testbed_provider::ContainerView;
+use testbed_provider::{Clock, ContainerView, SystemClock};
 use testbed_registry::{Addon, RegistryProvider};
 use testbed_sim::{SimMachine, SimOptions};
 
@@ -49,6 +49,14 @@ pub struct Session {
     pub sim_state: Option<PathBuf>,
     /// The simulated machine, when its layers above a real LXD see the real containers.
     above_real_lxd: Option<SimMachine>,
+    /// The Karmada layer's provider (the same one `providers` holds), for what acts on Karmada outside a
+    /// plan (`testbed drill`); `None` when the simulated machine could not make one.
+    pub karmada: Option<Arc<KarmadaProvider>>,
+    /// The LXD layer's provider, for what acts on the containers outside a plan (`testbed drill --stop`).
+    pub lxd: Option<Arc<LxdProvider>>,
+    /// The clock of the world Karmada runs in: the simulated machine's when the Karmada layer is simulated,
+    /// this host's otherwise.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Parses `--simulate`: `all` or a comma-separated list of layers.
@@ -194,18 +202,28 @@ impl Session {
             providers =
                 providers.with(Arc::new(Microk8sProvider::new(runner.clone(), containers, cx.clone(), name.clone())));
         }
-        if !simulate.contains(&Layer::Karmada) {
+        let (karmada, clock): (Option<Arc<KarmadaProvider>>, Arc<dyn Clock>) = if simulate.contains(&Layer::Karmada) {
+            (machine.karmada_provider().map(Arc::new), machine.clock())
+        } else {
             let host_kubeconfig = std::env::var_os(HOST_KUBECONFIG_ENV)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(&cx.host_kubeconfig));
-            providers = providers.with(Arc::new(KarmadaProvider::new(
+            let real = KarmadaProvider::new(
                 runner.clone(),
                 cx.clone(),
                 name.clone(),
                 host_kubeconfig,
                 PathBuf::from(&cx.karmada_kubeconfig),
-            )));
+            );
+            (Some(Arc::new(real)), Arc::new(SystemClock::new()))
+        };
+        if let Some(k) = &karmada {
+            providers = providers.with(k.clone());
         }
+        let lxd = match &lxd {
+            Some((_, p)) => Some(p.clone()),
+            None => machine.lxd_provider().ok().map(Arc::new),
+        };
         Ok((
             Session {
                 config,
@@ -215,6 +233,9 @@ impl Session {
                 state_dir,
                 sim_state: Some(sim_state),
                 above_real_lxd,
+                karmada,
+                lxd,
+                clock,
             },
             before,
         ))
