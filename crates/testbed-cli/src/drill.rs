@@ -479,14 +479,19 @@ impl Drill<'_> {
         let since = self.clock.now();
         let failed = |t: &ClusterTaint| t.key == self.taint.key && t.effect == self.taint.effect;
         loop {
-            let cluster = self.karmada.member_cluster(self.member).await?;
-            if cluster.as_ref().is_some_and(|c| c.is_ready() && !c.taints.iter().any(failed)) {
+            // A read that fails (the API busy for a moment) is tried again, up to the limit.
+            let cluster = self.karmada.member_cluster(self.member).await;
+            if cluster.as_ref().is_ok_and(|c| c.as_ref().is_some_and(|c| c.is_ready() && !c.taints.iter().any(failed)))
+            {
                 self.push(What::MemberReady { member: self.member.to_owned() });
                 return Ok(());
             }
             if self.clock.now().saturating_sub(since) >= RESTORE_LIMIT {
-                let why = cluster.map(|c| c.to_string()).unwrap_or_else(|| "not registered".into());
-                return Err(DrillError::NotReady { member: self.member.to_owned(), why });
+                return Err(match cluster {
+                    Ok(Some(c)) => DrillError::NotReady { member: self.member.to_owned(), why: c.to_string() },
+                    Ok(None) => DrillError::NotJoined { member: self.member.to_owned() },
+                    Err(e) => e.into(),
+                });
             }
             self.clock.sleep(POLL).await;
         }
@@ -768,6 +773,23 @@ mod tests {
             doc["events"][1],
             serde_json::json!({"at_ms": 61_000, "event": "evicted", "workload": "my-app", "member": "member1"})
         );
+    }
+
+    #[test]
+    fn a_drill_that_could_not_restore_says_how_to_by_hand() {
+        let mut t = seed_three_timeline(false);
+        t.events.truncate(4);
+        t.after.clear();
+        t.outcome = Outcome::NotRestored {
+            why: "the drill was stopped before it was".into(),
+            by_hand: "run `karmadactl taint clusters member1 cluster.karmada.io/not-ready:NoExecute-`".into(),
+        };
+        let text = t.text();
+        assert!(
+            text.ends_with("Failover drill could not restore member1: the drill was stopped before it was.\n  next: run `karmadactl taint clusters member1 cluster.karmada.io/not-ready:NoExecute-`\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Settled"), "{text}");
     }
 
     #[test]

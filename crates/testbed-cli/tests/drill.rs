@@ -204,6 +204,14 @@ fn ctrl_c_restores_the_member_before_the_drill_stops() {
         said.push_str(&line);
     }
     assert_eq!(taints(d, "member1")[0]["value"], "testbed-drill", "{said}");
+    // The drill holds the run lock, as apply does: an apply meanwhile is refused, naming it.
+    let apply = testbed(d, &["apply", "--yes"]);
+    let refused = text(&apply);
+    assert_eq!(apply.status.code(), Some(1), "{refused}");
+    assert!(
+        refused.contains("is locked by another testbed run") && refused.contains("testbed drill failover"),
+        "{refused}"
+    );
     let pid = i32::try_from(child.id()).unwrap();
     // SAFETY: kill(2) with the pid of our own child and a valid signal.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
