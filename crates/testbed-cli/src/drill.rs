@@ -417,16 +417,18 @@ impl Drill<'_> {
         let mut seen: BTreeMap<String, Seen> = workloads.iter().map(|w| (w.clone(), Seen::default())).collect();
         let mut moved_at: Option<u64> = None;
         let mut cluster_seen = (false, false);
+        // The workloads that do not run healthy elsewhere yet, as last seen.
+        let mut still: Vec<String> = workloads.to_vec();
         let stopped = matches!(self.failure, Failure::Stop(_));
         loop {
             let at_ms = self.at_ms();
             match self.karmada.placements(&self.taint).await {
                 Ok(now) => {
                     observe_step(self.member, at_ms, &now, &mut seen, &mut self.events);
-                    let all_moved = workloads
-                        .iter()
-                        .all(|w| now.iter().find(|p| &p.workload == w).is_some_and(|p| moved(p, self.member)));
-                    if all_moved && moved_at.is_none() {
+                    let moved_now =
+                        |w: &String| now.iter().find(|p| &p.workload == w).is_some_and(|p| moved(p, self.member));
+                    still = workloads.iter().filter(|w| !moved_now(w)).cloned().collect();
+                    if still.is_empty() && moved_at.is_none() {
                         moved_at = Some(at_ms);
                     }
                 }
@@ -455,7 +457,6 @@ impl Drill<'_> {
                     return Ok(Outcome::Passed { moved_after_ms: m });
                 }
             } else if elapsed >= limit {
-                let still = workloads.to_vec();
                 return Ok(Outcome::NotMoved { limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), still });
             }
             self.clock.sleep(POLL).await;

@@ -262,3 +262,28 @@ fn stop_fails_the_member_by_its_container_and_starts_it_again() {
     let plan = testbed(d, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }
+
+/// When there is nowhere to move to (the workload's only other member is down), the drill fails after the
+/// toleration and the margin, says which workload did not move, and restores the member all the same.
+#[test]
+fn a_workload_with_nowhere_to_go_fails_the_drill_and_the_member_is_restored() {
+    let dir = converged(|f| {
+        f.replace(r#"members = ["member1", "member2", "member3"]"#, r#"members = ["member1", "member2"]"#)
+            .replace("weights = { member1 = 1, member2 = 0, member3 = 0 }", "weights = { member1 = 1, member2 = 0 }")
+    });
+    let d = dir.path();
+    let mut w = world(d);
+    w["world"]["lxd_daemon"]["instances"]["member2"]["status"] = Value::from("Stopped");
+    std::fs::write(d.join(".testbed/sim.json"), serde_json::to_string(&w).unwrap()).unwrap();
+    let out = testbed(d, &["drill", "failover", "member1", "--margin", "30s"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("my-app evicted from member1"), "{said}");
+    assert!(!said.contains("my-app scheduled on"), "{said}");
+    assert!(
+        said.contains("Failover drill failed: my-app did not run healthy elsewhere within 90 s (tolerated for 60 s); member1 is restored."),
+        "{said}"
+    );
+    assert!(said.contains("member1 Ready again"), "{said}");
+    assert_eq!(taints(d, "member1"), Value::Null, "{said}");
+}
