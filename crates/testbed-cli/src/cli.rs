@@ -106,6 +106,11 @@ pub enum Command {
         #[arg(value_name = "MEMBER")]
         members: Vec<String>,
     },
+    /// Rehearse a failure of the lab and watch Karmada handle it.
+    Drill {
+        #[command(subcommand)]
+        drill: DrillCommand,
+    },
     /// Print the plan's dependency graph as Graphviz DOT.
     Graph {
         /// Limit the graph to an address, an address prefix or a member, plus what it needs.
@@ -140,6 +145,46 @@ pub struct RunArgs {
     /// destroy: the deletes of what depends on it).
     #[arg(long, value_name = "ADDRESS_OR_MEMBER")]
     pub target: Vec<String>,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+/// The drills.
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Seed 003's failover test: fail MEMBER, watch its workloads move to the next member, restore it.
+    ///
+    /// Records where every workload runs, taints MEMBER's Cluster `cluster.karmada.io/not-ready:NoExecute`
+    /// (what Karmada puts on a cluster that fails; with --stop, stops its container instead), watches the
+    /// ResourceBindings and the members' pods until the workloads run elsewhere (at most their policies'
+    /// toleration plus --margin), restores MEMBER, waits until it is Ready and says where the workloads
+    /// settled. Refuses when cluster failover is off in Karmada or no workload has `failover`.
+    Failover(FailoverArgs),
+}
+
+/// `testbed drill failover`.
+#[derive(Debug, clap::Args)]
+pub struct FailoverArgs {
+    /// The member to fail.
+    #[arg(value_name = "MEMBER")]
+    pub member: String,
+    /// Stop MEMBER's container instead of tainting its Cluster (Karmada then sees it not Ready and testbed's
+    /// ClusterTaintPolicy taints it); restored by starting it.
+    #[arg(long)]
+    pub stop: bool,
+    /// Print the timeline as one JSON object, with a "format_version".
+    #[arg(long)]
+    pub json: bool,
+    /// How long past the longest toleration to wait for the workloads to run elsewhere (`2m`, `90s`).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub margin: std::time::Duration,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+/// What every command that takes the run lock shares.
+#[derive(Debug, clap::Args)]
+pub struct LockWait {
     /// How long to wait for another run on the same machine to finish (`30s`, `10m`) before giving up.
     #[arg(
         long = "lock-timeout",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use testbed_exec::{execute, ExecOptions, Interrupt};
 use testbed_plan::{render, Plan};
 
-use crate::cli::{Cli, RunArgs};
+use crate::cli::{Cli, LockWait, RunArgs};
 use crate::error::CliError;
 use crate::progress::{self, Progress};
 use crate::runlog::RunLog;
@@ -157,7 +157,7 @@ pub async fn dry_run(cli: &Cli, goal: Goal, targets: &[String]) -> Result<ExitCo
 
 /// Applies the plan towards `goal`: converge (apply) or destroy.
 pub async fn run(cli: &Cli, goal: Goal, args: &RunArgs) -> Result<ExitCode, CliError> {
-    let RunArgs { yes, parallelism, target: targets, lock_timeout, .. } = args;
+    let RunArgs { yes, parallelism, target: targets, lock: LockWait { lock_timeout }, .. } = args;
     let what = match goal {
         Goal::Converge => "apply",
         Goal::Destroy => "destroy",

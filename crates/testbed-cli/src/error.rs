@@ -11,6 +11,10 @@ pub enum CliError {
     #[diagnostic(transparent)]
     Config(#[from] testbed_config::ConfigError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Drill(#[from] crate::drill::DrillError),
+
     #[error("{0}")]
     #[diagnostic(code(testbed::plan::conflict), help("testbed only changes what it created; nothing was changed"))]
     Plan(#[from] testbed_plan::PlanError),

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod doctor;
+mod drill;
 mod error;
 mod kubeconfig;
 mod lock;
@@ -99,6 +100,7 @@ fn main() -> ExitCode {
                 };
                 kubeconfig::kubeconfig(&cli, member.as_deref(), mode).await
             }
+            Command::Drill { drill: cli::DrillCommand::Failover(args) } => drill::failover(&cli, args).await,
             Command::Validate => commands::validate(&cli),
             Command::Schema => commands::schema(),
             Command::Completions { .. } => Ok(ExitCode::SUCCESS),

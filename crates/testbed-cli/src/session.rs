@@ -18,7 +18,7 @@ use testbed_host::{HostProvider, HostSystem};
 use testbed_karmada::KarmadaProvider;
 use testbed_lxd::{Client, Flavor, LxdProvider};
 use testbed_microk8s::{MemberPods, Microk8sProvider};
-use testbed_provider::ContainerView;
+use testbed_provider::{Clock, ContainerView, SystemClock};
 use testbed_registry::{Addon, RegistryProvider};
 use testbed_sim::{SimMachine, SimOptions};
 
@@ -49,10 +49,17 @@ pub struct Session {
     pub sim_state: Option<PathBuf>,
     /// The simulated machine, when its layers above a real LXD see the real containers.
     above_real_lxd: Option<SimMachine>,
-    /// The simulated machine (whichever layers it runs) and the real LXD provider, if LXD is real: what
-    /// [`Session::seams`] are made from.
+    /// The simulated machine (whichever layers it runs): what [`Session::seams`] are made from, with `lxd`.
     machine: SimMachine,
-    real_lxd: Option<Arc<LxdProvider>>,
+    /// The Karmada layer's provider (the same one `providers` holds), for what acts on Karmada outside a
+    /// plan (`testbed drill`); `None` when the simulated machine could not make one.
+    pub karmada: Option<Arc<KarmadaProvider>>,
+    /// The LXD layer's provider (real, or over the simulated daemon), for what acts on or looks at the
+    /// containers outside a plan (`testbed drill --stop`, `testbed doctor`).
+    pub lxd: Option<Arc<LxdProvider>>,
+    /// The clock of the world Karmada runs in: the simulated machine's when the Karmada layer is simulated,
+    /// this host's otherwise.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What `doctor` looks through beyond the observation: the same worlds the providers act on.
@@ -199,7 +206,6 @@ impl Session {
             }
         };
         let above_real_lxd = lxd.is_some().then(|| machine.clone());
-        let real_lxd = lxd.as_ref().map(|(_, p)| p.clone());
 
         if let Some(r) = registry {
             providers = providers.with(r);
@@ -211,18 +217,34 @@ impl Session {
             providers =
                 providers.with(Arc::new(Microk8sProvider::new(runner.clone(), containers, cx.clone(), name.clone())));
         }
-        if !simulate.contains(&Layer::Karmada) {
+        let (karmada, clock): (Option<Arc<KarmadaProvider>>, Arc<dyn Clock>) = if simulate.contains(&Layer::Karmada) {
+            (machine.karmada_provider().map(Arc::new), machine.clock())
+        } else {
             let host_kubeconfig = std::env::var_os(HOST_KUBECONFIG_ENV)
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(&cx.host_kubeconfig));
-            providers = providers.with(Arc::new(KarmadaProvider::new(
+            let real = KarmadaProvider::new(
                 runner.clone(),
                 cx.clone(),
                 name.clone(),
                 host_kubeconfig,
                 PathBuf::from(&cx.karmada_kubeconfig),
-            )));
+            );
+            (Some(Arc::new(real)), Arc::new(SystemClock::new()))
+        };
+        if let Some(k) = &karmada {
+            providers = providers.with(k.clone());
         }
+        let lxd = match &lxd {
+            Some((_, p)) => Some(p.clone()),
+            None => match machine.lxd_provider() {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            },
+        };
         Ok((
             Session {
                 config,
@@ -233,7 +255,9 @@ impl Session {
                 sim_state: Some(sim_state),
                 above_real_lxd,
                 machine,
-                real_lxd,
+                karmada,
+                lxd,
+                clock,
             },
             before,
         ))
@@ -262,16 +286,7 @@ impl Session {
     /// The seams `doctor` reads through, from the worlds this session's providers act on.
     pub fn seams(&self) -> Seams {
         let simulated = |l: Layer| self.simulated.contains(&l);
-        let lxd = match &self.real_lxd {
-            Some(p) => Some(p.clone()),
-            None => match self.machine.lxd_provider() {
-                Ok(p) => Some(Arc::new(p)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            },
-        };
+        let lxd = self.lxd.clone();
         let (network, pods) = if simulated(Layer::Microk8s) {
             (self.machine.network(), self.machine.member_pods())
         } else {

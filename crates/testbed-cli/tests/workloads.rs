@@ -11,11 +11,7 @@ use serde_json::Value;
 
 /// A lab directory holding `example` as its testbed.toml, with the examples' manifests beside it.
 fn lab(example: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    std::fs::copy(examples.join(example), dir.path().join("testbed.toml")).unwrap();
-    support::copy_example_workloads(dir.path());
-    dir
+    support::example_lab(example)
 }
 
 fn testbed(dir: &Path, args: &[&str]) -> Output {

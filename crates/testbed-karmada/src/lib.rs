@@ -42,6 +42,7 @@
 //! conflict and never changes it; deinit, unjoin, unregister and the endpoint patch check the label again
 //! before they act.
 
+pub mod drill;
 mod token;
 mod workloads;
 

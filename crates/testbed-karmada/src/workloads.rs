@@ -110,7 +110,7 @@ fn ready_count(status: Option<&Value>) -> String {
 }
 
 /// `app=nginx,tier=web`: the `spec.selector.matchLabels` of a Deployment, StatefulSet or DaemonSet.
-fn match_labels(object: &Value) -> String {
+pub(crate) fn match_labels(object: &Value) -> String {
     object["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| m.iter().filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?))).collect::<Vec<_>>().join(","))
@@ -433,7 +433,7 @@ impl KarmadaProvider {
 impl KarmadaProvider {
     /// A client of `member`'s API through its kubeconfig for people (`KUBECONFIG_DIR/MEMBER.config`, testbed's
     /// own file, read where it is); `None` when there is none to use.
-    fn member_client(&self, member: &str) -> Option<KubeClient> {
+    pub(crate) fn member_client(&self, member: &str) -> Option<KubeClient> {
         let text = std::fs::read_to_string(Path::new(&self.cx.kubeconfig_dir).join(format!("{member}.config"))).ok()?;
         let config = ApiConfig::from_kubeconfig_yaml(&text, None)
             .ok()?

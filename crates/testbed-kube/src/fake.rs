@@ -36,7 +36,7 @@
 //! `.../resourcebindings/<name>`.
 //!
 //! Writes: `PATCH` with a JSON merge patch (`Content-Type: application/merge-patch+json`) on a namespace
-//! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`), and on any object of the
+//! (`metadata.labels`) and on a Cluster (`metadata.labels`, `spec.apiEndpoint`, `spec.taints`), and on any object of the
 //! store; the answer is the patched object, as a real API server sends it. Other fields of a patch on a
 //! typed object are accepted and forgotten (the fake keeps only what it models). Server-side apply (`PATCH`
 //! with `application/apply-patch+yaml`; without a `fieldManager` it is a `422`, as kube-apiserver answers)
@@ -503,8 +503,8 @@ pub struct FakeCluster {
     pub id: String,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
-    /// `spec.taints[]`: key, value, effect.
-    pub taints: Vec<(String, Option<String>, String)>,
+    /// `spec.taints[]`.
+    pub taints: Vec<FakeTaint>,
     /// The `Ready` condition: status, reason, message. `None`: Karmada has not posted status yet.
     pub ready: Option<(ConditionStatus, String, String)>,
     /// `status.kubernetesVersion`.
@@ -541,7 +541,7 @@ impl FakeCluster {
                 "ClusterNotReachable".to_string(),
                 "cluster is not reachable".to_string(),
             )),
-            taints: vec![("cluster.karmada.io/unreachable".to_string(), None, "NoSchedule".to_string())],
+            taints: vec![FakeTaint::new("cluster.karmada.io/unreachable", "NoSchedule")],
             ..FakeCluster::ready(name)
         }
     }
@@ -554,7 +554,7 @@ impl FakeCluster {
                 "ClusterNotReady".to_string(),
                 "cluster is reachable but health endpoint responded without ok".to_string(),
             )),
-            taints: vec![("cluster.karmada.io/not-ready".to_string(), None, "NoSchedule".to_string())],
+            taints: vec![FakeTaint::new("cluster.karmada.io/not-ready", "NoSchedule")],
             ..FakeCluster::ready(name)
         }
     }
@@ -570,6 +570,50 @@ impl FakeCluster {
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.to_string(), value.to_string());
         self
+    }
+}
+
+/// A taint on a Karmada `Cluster` (`spec.taints[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeTaint {
+    pub key: String,
+    pub value: Option<String>,
+    /// `NoSchedule`, `NoExecute`.
+    pub effect: String,
+    /// `timeAdded` (RFC 3339) as the server keeps it; `None` is served as the fake's fixed time.
+    pub time_added: Option<String>,
+}
+
+impl FakeTaint {
+    /// A taint without a value, added at the fake's fixed time.
+    pub fn new(key: &str, effect: &str) -> FakeTaint {
+        FakeTaint { key: key.to_owned(), value: None, effect: effect.to_owned(), time_added: None }
+    }
+
+    fn json(&self) -> Value {
+        let mut t =
+            json!({"key": self.key, "effect": self.effect, "timeAdded": self.time_added.as_deref().unwrap_or(CHANGED)});
+        if let Some(value) = &self.value {
+            t["value"] = json!(value);
+        }
+        t
+    }
+
+    /// The taints of a Cluster's `spec` as a client wrote them (`timeAdded` kept when given).
+    fn from_spec(spec: &Value) -> Vec<FakeTaint> {
+        spec["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                Some(FakeTaint {
+                    key: t["key"].as_str()?.to_owned(),
+                    value: t["value"].as_str().filter(|v| !v.is_empty()).map(str::to_owned),
+                    effect: t["effect"].as_str()?.to_owned(),
+                    time_added: t["timeAdded"].as_str().map(str::to_owned),
+                })
+            })
+            .collect()
     }
 }
 
@@ -857,17 +901,7 @@ fn cluster_json(c: &FakeCluster, resource_version: u64) -> Value {
         spec["secretRef"] = json!({"namespace": "karmada-cluster", "name": c.name});
     }
     if !c.taints.is_empty() {
-        spec["taints"] = c
-            .taints
-            .iter()
-            .map(|(key, value, effect)| {
-                let mut t = json!({"key": key, "effect": effect, "timeAdded": CHANGED});
-                if let Some(value) = value {
-                    t["value"] = json!(value);
-                }
-                t
-            })
-            .collect();
+        spec["taints"] = c.taints.iter().map(FakeTaint::json).collect();
     }
     let mut status = json!({});
     if let Some(ready) = &c.ready {
@@ -1451,8 +1485,9 @@ pub type StateSink = Arc<dyn Fn(&FakeWrite) + Send + Sync>;
 pub enum FakeWrite {
     /// A namespace's labels, as they are now.
     Namespace { name: String, labels: BTreeMap<String, String> },
-    /// A Cluster's labels and `spec.apiEndpoint`, as they are now.
-    Cluster { name: String, labels: BTreeMap<String, String>, api_endpoint: String },
+    /// A Cluster's labels, `spec.apiEndpoint` and `spec.taints`, as they are now (taints as the client wrote
+    /// them: a new NoExecute taint without `timeAdded` is stamped by the server, which is the world's).
+    Cluster { name: String, labels: BTreeMap<String, String>, api_endpoint: String, taints: Vec<FakeTaint> },
     /// A ClusterTaintPolicy as applied: `{"labels": {...}, "spec": {...}}`.
     TaintPolicy { name: String, object: Value },
     /// A Deployment's container command, as it is now.
@@ -1942,10 +1977,12 @@ fn patch_object(
             merge_patch(&mut object, &patch_doc);
             cluster.labels = string_map(object["metadata"].get("labels"));
             cluster.api_endpoint = object["spec"].get("apiEndpoint").and_then(Value::as_str).unwrap_or("").to_string();
+            cluster.taints = FakeTaint::from_spec(&object["spec"]);
             let write = FakeWrite::Cluster {
                 name: (*name).to_owned(),
                 labels: cluster.labels.clone(),
                 api_endpoint: cluster.api_endpoint.clone(),
+                taints: cluster.taints.clone(),
             };
             Ok((cluster_json(cluster, resource_version), vec![write]))
         }

@@ -15,7 +15,8 @@
 //! - [`tls_handshake`]: whether a TLS server answers at an address at all (before any credential is sent).
 //!
 //! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
-//! ownership labels testbed puts on what it made) and [`set_cluster_api_endpoint`].
+//! ownership labels testbed puts on what it made), [`set_cluster_api_endpoint`], and [`add_cluster_taint`]
+//! and [`remove_cluster_taint`] (a drill's taint on a Cluster).
 //!
 //! Objects of any kind (module `objects`), by their [`ObjectRef`]: [`apply_object`] (server-side apply, field
 //! manager `testbed`), [`get_object`], [`list_objects`] (by label selector, every namespace) and
@@ -62,4 +63,7 @@ pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
     FIELD_MANAGER,
 };
-pub use write::{set_cluster_api_endpoint, set_cluster_label, set_container_command, set_namespace_label};
+pub use write::{
+    add_cluster_taint, remove_cluster_taint, set_cluster_api_endpoint, set_cluster_label, set_container_command,
+    set_namespace_label,
+};

@@ -406,6 +406,35 @@ pub struct ClusterTaint {
     pub value: Option<String>,
     /// `NoSchedule`, `NoExecute`, ...
     pub effect: String,
+    /// `timeAdded` (RFC 3339), which Karmada's API server stamps on a NoExecute taint written without one
+    /// and its taint manager counts a toleration from.
+    pub time_added: Option<String>,
+}
+
+impl ClusterTaint {
+    /// A taint to write: the server stamps its `timeAdded`.
+    pub fn new(key: &str, value: Option<&str>, effect: &str) -> ClusterTaint {
+        ClusterTaint {
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+            effect: effect.to_owned(),
+            time_added: None,
+        }
+    }
+
+    /// Whether `other` is the same taint: the same key, value and effect (whenever it was added).
+    pub fn same(&self, other: &ClusterTaint) -> bool {
+        self.key == other.key && self.value == other.value && self.effect == other.effect
+    }
+}
+
+impl fmt::Display for ClusterTaint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}:{}", self.key, self.effect),
+            None => write!(f, "{}:{}", self.key, self.effect),
+        }
+    }
 }
 
 /// A Karmada `Cluster` as observed.
@@ -457,10 +486,7 @@ impl fmt::Display for ClusterStatus {
             write!(f, ", Kubernetes {version}")?;
         }
         for taint in &self.taints {
-            match &taint.value {
-                Some(value) => write!(f, ", taint {}={value}:{}", taint.key, taint.effect)?,
-                None => write!(f, ", taint {}:{}", taint.key, taint.effect)?,
-            }
+            write!(f, ", taint {taint}")?;
         }
         Ok(())
     }
@@ -484,15 +510,30 @@ pub(crate) struct ClusterSpecWire {
     #[serde(default)]
     api_endpoint: Option<String>,
     #[serde(default)]
-    taints: Vec<TaintWire>,
+    pub(crate) taints: Vec<TaintWire>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct TaintWire {
-    key: String,
-    #[serde(default)]
-    value: Option<String>,
-    effect: String,
+/// A taint as the API carries it (`timeAdded` kept, so that a taint written back keeps its time).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TaintWire {
+    pub(crate) key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) value: Option<String>,
+    pub(crate) effect: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time_added: Option<String>,
+}
+
+impl TaintWire {
+    pub(crate) fn taint(&self) -> ClusterTaint {
+        ClusterTaint {
+            key: self.key.clone(),
+            value: self.value.clone().filter(|v| !v.is_empty()),
+            effect: self.effect.clone(),
+            time_added: self.time_added.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -547,12 +588,7 @@ pub(crate) fn cluster_status(object: ClusterObject) -> ClusterStatus {
         api_endpoint: object.spec.api_endpoint.filter(|e| !e.is_empty()),
         id: object.spec.id.filter(|id| !id.is_empty()),
         labels: object.metadata.labels.unwrap_or_default(),
-        taints: object
-            .spec
-            .taints
-            .into_iter()
-            .map(|t| ClusterTaint { key: t.key, value: t.value.filter(|v| !v.is_empty()), effect: t.effect })
-            .collect(),
+        taints: object.spec.taints.iter().map(TaintWire::taint).collect(),
         ready: status.conditions.into_iter().find(|c| c.type_ == "Ready").map(|c| Condition {
             status: ConditionStatus::parse(&c.status),
             reason: c.reason,

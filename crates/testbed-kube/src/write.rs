@@ -1,4 +1,5 @@
-//! The few writes testbed makes through the API: labels that record ownership, and a Cluster's endpoint.
+//! The few writes testbed makes through the API: labels that record ownership, a Cluster's endpoint, and the
+//! taint `testbed drill failover` puts on a Cluster and takes off again.
 //!
 //! Each is one JSON merge patch (`PATCH` with `Content-Type: application/merge-patch+json`), which changes
 //! only the fields it names and leaves every other label and field as it is; a container's command is a
@@ -13,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::config::KubeClient;
 use crate::error::KubeObserveError;
-use crate::observe::{cluster_resource, cluster_status, ClusterObject, ClusterStatus};
+use crate::observe::{cluster_resource, cluster_status, ClusterObject, ClusterStatus, ClusterTaint, TaintWire};
+use crate::taint_policy::FIELD_MANAGER;
 
 /// `{"metadata":{"labels":{key: value}}}`; `None` removes the label.
 fn label_patch(key: &str, value: Option<&str>) -> Value {
@@ -87,4 +89,78 @@ pub async fn set_container_command(
         .await
         .map_err(|e| client.error(e, &format!("set the command of {namespace}/{name}")))?;
     Ok(())
+}
+
+/// How many times a taint write reads the Cluster again after a `409 Conflict` (someone else, such as
+/// Karmada's cluster controller, wrote it in between) before it gives up.
+const TAINT_WRITE_ATTEMPTS: usize = 5;
+
+/// Adds `taint` to `spec.taints` of the Karmada `Cluster` `name`, as Karmada's own e2e tests do
+/// (`test/e2e/framework/cluster.go`, `AddClusterTaint`): the Cluster is read, the taint appended to what is
+/// there, and the list written back with a JSON merge patch that carries the `resourceVersion` read, so that
+/// the write is refused (`409 Conflict`, read again) rather than undo a taint someone else wrote meanwhile.
+/// Field manager `testbed`. Karmada's API server stamps `timeAdded` on a NoExecute taint written without one
+/// (`pkg/apis/cluster/mutation`, `mutateClusterTaints`). Nothing is written when the same taint (key, value,
+/// effect) is there already. Returns the cluster as it is afterwards.
+pub async fn add_cluster_taint(
+    client: &KubeClient,
+    name: &str,
+    taint: &ClusterTaint,
+) -> Result<ClusterStatus, KubeObserveError> {
+    change_cluster_taints(client, name, &format!("taint Karmada cluster {name} {taint}"), |have| {
+        if have.iter().any(|t| t.taint().same(taint)) {
+            return None;
+        }
+        let mut out = have.to_vec();
+        out.push(TaintWire {
+            key: taint.key.clone(),
+            value: taint.value.clone(),
+            effect: taint.effect.clone(),
+            time_added: taint.time_added.clone(),
+        });
+        Some(out)
+    })
+    .await
+}
+
+/// Removes every taint with `taint`'s key, value and effect from the Karmada `Cluster` `name` (the others
+/// stay, with their times), written as [`add_cluster_taint`] writes. Nothing is written when there is none.
+/// Returns the cluster as it is afterwards.
+pub async fn remove_cluster_taint(
+    client: &KubeClient,
+    name: &str,
+    taint: &ClusterTaint,
+) -> Result<ClusterStatus, KubeObserveError> {
+    change_cluster_taints(client, name, &format!("remove taint {taint} from Karmada cluster {name}"), |have| {
+        have.iter()
+            .any(|t| t.taint().same(taint))
+            .then(|| have.iter().filter(|t| !t.taint().same(taint)).cloned().collect())
+    })
+    .await
+}
+
+/// Reads the Cluster, asks `change` for its new taints (`None`: as they are), and writes them.
+async fn change_cluster_taints(
+    client: &KubeClient,
+    name: &str,
+    what: &str,
+    change: impl Fn(&[TaintWire]) -> Option<Vec<TaintWire>>,
+) -> Result<ClusterStatus, KubeObserveError> {
+    let api = cluster_api(client);
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let object = api.get(name).await.map_err(|e| client.error(e, what))?;
+        let Some(taints) = change(&object.spec.taints) else { return Ok(cluster_status(object)) };
+        let patch = json!({
+            "metadata": {"resourceVersion": object.metadata.resource_version},
+            "spec": {"taints": taints},
+        });
+        match api.patch(name, &params, &Patch::Merge(patch)).await {
+            Ok(patched) => return Ok(cluster_status(patched)),
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < TAINT_WRITE_ATTEMPTS => continue,
+            Err(e) => return Err(client.error(e, what)),
+        }
+    }
 }

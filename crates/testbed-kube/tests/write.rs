@@ -2,8 +2,8 @@
 
 use testbed_kube::fake::{FakeCluster, FakeDeployment, FakeFailure, FakeKube, FakeState};
 use testbed_kube::{
-    cluster, control_plane, namespace_labels, service_node_ports, set_cluster_api_endpoint, set_cluster_label,
-    set_namespace_label, KubeClient, KARMADA_NAMESPACE,
+    add_cluster_taint, cluster, control_plane, namespace_labels, remove_cluster_taint, service_node_ports,
+    set_cluster_api_endpoint, set_cluster_label, set_namespace_label, ClusterTaint, KubeClient, KARMADA_NAMESPACE,
 };
 
 #[tokio::test]
@@ -101,4 +101,54 @@ async fn deployment_images_and_service_node_ports_are_read() {
 
     assert_eq!(service_node_ports(&client, KARMADA_NAMESPACE, "karmada-apiserver").await.unwrap(), Some(vec![32443]));
     assert_eq!(service_node_ports(&client, KARMADA_NAMESPACE, "nope").await.unwrap(), None);
+}
+
+/// A drill's taint goes on beside the taints already there (which keep their times), once however often it
+/// is added, and comes off alone: a taint with the same key and effect but no value (a ClusterTaintPolicy's)
+/// stays.
+#[tokio::test]
+async fn a_cluster_taint_is_added_once_and_removed_alone() {
+    let mut state = FakeState::karmada_apiserver();
+    let mut member1 = FakeCluster::not_reachable("member1");
+    member1.taints.push(testbed_kube::fake::FakeTaint {
+        time_added: Some("2026-01-05T09:00:00Z".into()),
+        ..testbed_kube::fake::FakeTaint::new("cluster.karmada.io/not-ready", "NoExecute")
+    });
+    state.put_cluster(member1);
+    let fake = FakeKube::start(state).await.unwrap();
+    let client = KubeClient::new(&fake.config()).unwrap();
+    let drill = ClusterTaint::new("cluster.karmada.io/not-ready", Some("testbed-drill"), "NoExecute");
+
+    let tainted = add_cluster_taint(&client, "member1", &drill).await.unwrap();
+    let shown: Vec<String> = tainted.taints.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "cluster.karmada.io/unreachable:NoSchedule",
+            "cluster.karmada.io/not-ready:NoExecute",
+            "cluster.karmada.io/not-ready=testbed-drill:NoExecute"
+        ]
+    );
+    assert_eq!(tainted.taints[1].time_added.as_deref(), Some("2026-01-05T09:00:00Z"), "kept its time");
+    let again = add_cluster_taint(&client, "member1", &drill).await.unwrap();
+    assert_eq!(again.taints, tainted.taints, "added once");
+    assert_eq!(cluster(&client, "member1").await.unwrap().unwrap().taints, tainted.taints, "what a read sees");
+
+    let untainted = remove_cluster_taint(&client, "member1", &drill).await.unwrap();
+    let shown: Vec<String> = untainted.taints.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["cluster.karmada.io/unreachable:NoSchedule", "cluster.karmada.io/not-ready:NoExecute"]);
+    let patches = fake
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH /apis/cluster.karmada.io/v1alpha1/clusters/member1"))
+        .count();
+    assert_eq!(patches, 2, "nothing written when the taint is already there: {:?}", fake.requests());
+    assert!(
+        fake.requests().iter().any(|r| r.contains("fieldManager=testbed")),
+        "written as testbed's: {:?}",
+        fake.requests()
+    );
+
+    let missing = add_cluster_taint(&client, "member9", &drill).await.unwrap_err();
+    assert!(missing.to_string().contains("404"), "{missing}");
 }

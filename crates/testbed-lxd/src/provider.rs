@@ -1362,6 +1362,38 @@ impl ContainerView for LxdProvider {
     }
 }
 
+impl LxdProvider {
+    /// Stops (`running == false`) or starts testbed's container `name`, as `testbed drill failover --stop`
+    /// fails and restores a member (`PUT /1.0/instances/NAME/state`, a stop forced as apply's). Nothing is
+    /// done when it is so already; a container testbed does not own is refused, and a missing one.
+    pub async fn set_running(&self, name: &str, running: bool) -> Result<(), ProviderError> {
+        let ctx = format!("lxd_instance.{name}");
+        let found: Option<Instance> = self
+            .client
+            .get_opt(&format!("/1.0/instances/{}", encode(name)))
+            .await
+            .map_err(|e| e.into_provider(&ctx))?;
+        let Some(instance) = found else {
+            return Err(ProviderError::precondition(format!("{ctx}: there is no container {name}"))
+                .with_hint("run `testbed apply` to create it"));
+        };
+        if !instance.owned_by(&self.testbed) {
+            return Err(ProviderError::precondition(format!(
+                "refusing to {} {ctx}: it is not testbed's",
+                if running { "start" } else { "stop" }
+            ))
+            .with_hint("testbed starts and stops only the containers it created"));
+        }
+        if instance.running() == running {
+            return Ok(());
+        }
+        let lock = self.lock_for(name);
+        let _held = lock.lock().await;
+        let action = if running { "start" } else { "stop" };
+        self.set_state(name, action, &ActionLog::discard()).await.map_err(|e| e.into_provider(&ctx))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use testbed_plan::{Action, Layer, Observed, ObservedState, Resource, Unobservable};
 
+mod clock;
 mod error;
+pub use clock::{Clock, SystemClock};
 pub use error::{ErrorKind, ProviderError, Report, ResultExt};
 
 /// What one layer saw.

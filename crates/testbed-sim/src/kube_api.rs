@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use testbed_kube::fake::{
     FakeCluster, FakeContainer, FakeDeployment, FakeFailure, FakeKube, FakeNamespace, FakeNode, FakePod, FakeService,
-    FakeState, FakeTls, FakeWrite, FaultHook, StateSink, StateSource,
+    FakeState, FakeTaint, FakeTls, FakeWrite, FaultHook, StateSink, StateSource,
 };
 use testbed_kube::{ConditionStatus, Network, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 use testbed_provider::ContainerFacts;
@@ -42,7 +42,7 @@ use crate::microk8s_snap;
 use crate::programs::HOST_ADDRESS;
 use crate::propagation::ClusterState;
 use crate::world::{
-    ClusterPki, ClusterRecord, SimContainer, SimWorld, SyncMode, HOST_MICROK8S_API_PORT, MEMBER_API_PORT,
+    ClusterPki, ClusterRecord, SimContainer, SimTaint, SimWorld, SyncMode, HOST_MICROK8S_API_PORT, MEMBER_API_PORT,
 };
 
 /// The Karmada API server's port inside the host cluster (the `karmada-apiserver` Service's `port`).
@@ -238,14 +238,6 @@ pub(crate) fn ca_of(world: &SimWorld, reached: &Reached) -> Option<String> {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
-}
-
 /// What the server at `reached` serves now.
 fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Option<FakeState> {
     // Anonymous requests are refused; the admin certificate the cluster's CA signed is let in.
@@ -253,7 +245,7 @@ fn state_of(world: &SimWorld, facts: &[ContainerFacts], reached: &Reached) -> Op
     let (node, channel) = match reached {
         Reached::Karmada => {
             let cp = world.control_plane()?;
-            let now = now_ms();
+            let now = world.now_ms();
             let clusters: Vec<FakeCluster> = cp
                 .etcd
                 .clusters
@@ -359,6 +351,14 @@ fn served_cluster(world: &SimWorld, facts: &[ContainerFacts], name: &str, c: &Cl
     };
     // Pull mode: the agent's --cluster-api-endpoint, from register's --kubeconfig.
     out.api_endpoint = c.api_endpoint.clone().unwrap_or_default();
+    // The cluster controller's NoSchedule taint for its readiness (above), then those written by hand or by
+    // a ClusterTaintPolicy.
+    out.taints.extend(c.taints.iter().map(|t| FakeTaint {
+        key: t.key.clone(),
+        value: t.value.clone(),
+        effect: t.effect.clone(),
+        time_added: Some(rfc3339(t.added_at_ms)),
+    }));
     out.id = c.id.clone();
     out.labels = c.labels.clone();
     out
@@ -530,6 +530,38 @@ fn run_controllers(world: &mut SimWorld, facts: &[ContainerFacts], now: u64) -> 
     *world != before
 }
 
+/// A Cluster's taints after a write: those written, less the cluster controller's NoSchedule taints for its
+/// readiness (`cluster.karmada.io/not-ready`, `.../unreachable`, which the simulation derives from the
+/// Cluster's Ready condition each time it serves it); each that was there already keeps its time and who
+/// added it, and a new one is stamped now, as Karmada's API server stamps `timeAdded` (a time the client
+/// gave is not kept: the simulation's clock is the server's).
+fn written_taints(had: &[SimTaint], written: &[FakeTaint], now: u64) -> Vec<SimTaint> {
+    let readiness = |t: &FakeTaint| {
+        t.effect == "NoSchedule"
+            && t.value.is_none()
+            && matches!(t.key.as_str(), "cluster.karmada.io/not-ready" | "cluster.karmada.io/unreachable")
+    };
+    written
+        .iter()
+        .filter(|t| !readiness(t))
+        .map(|t| {
+            let same = had.iter().find(|h| h.key == t.key && h.value == t.value && h.effect == t.effect);
+            SimTaint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+                added_at_ms: same.map_or(now, |h| h.added_at_ms),
+                by_policy: same.is_some_and(|h| h.by_policy),
+            }
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 (`timeAdded`), to the second as the API writes it.
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
 /// `host:port` of a server URL.
 fn host_port(server: &str) -> Option<(String, u16)> {
     let rest = server.split_once("://").map(|(_, r)| r).unwrap_or(server);
@@ -560,11 +592,13 @@ fn keep_write(world: &mut SimWorld, reached: &Reached, write: &FakeWrite) {
                 (None, None) => {}
             }
         }
-        (Reached::Karmada, FakeWrite::Cluster { name, labels, api_endpoint }) => {
+        (Reached::Karmada, FakeWrite::Cluster { name, labels, api_endpoint, taints }) => {
+            let now = world.now_ms();
             let cp = world.host.microk8s.as_mut().and_then(|m| m.karmada.as_mut());
             if let Some(c) = cp.and_then(|cp| cp.etcd.clusters.get_mut(name)) {
                 c.labels = labels.clone();
                 c.api_endpoint = Some(api_endpoint.clone()).filter(|e| !e.is_empty());
+                c.taints = written_taints(&c.taints, taints, now);
             }
         }
         (Reached::Host, FakeWrite::DeploymentCommand { namespace, name, command })
@@ -631,7 +665,8 @@ impl Apis {
                 w.control_plane().is_some_and(|cp| !cp.etcd.objects.is_empty() || !cp.etcd.scheduled.is_empty());
             if controllers {
                 let all = containers(&shared, &w, None);
-                if run_controllers(&mut w, &all, now_ms()) {
+                let now = w.now_ms();
+                if run_controllers(&mut w, &all, now) {
                     if let Err(e) = shared.save_locked(&w) {
                         tracing::warn!("the simulated machine could not keep what Karmada's controllers did: {e}");
                     }

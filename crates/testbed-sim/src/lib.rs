@@ -19,6 +19,7 @@
 //! ([`SimMachine::with_real_containers`]): they then see the real containers (a simulated MicroK8s installs
 //! only into a real container that is running) and keep only what they put inside them.
 
+mod clock;
 pub mod containerd;
 mod coreutils;
 mod error;

@@ -343,6 +343,12 @@ impl SimMachine {
         crate::SimPrograms::new(Arc::clone(&self.shared), members)
     }
 
+    /// The machine's clock: this host's, run ahead by what commands waited on it (`crate::clock`). Karmada's
+    /// simulated controllers read it; a command that waits on the simulated Karmada measures with it.
+    pub fn clock(&self) -> Arc<dyn testbed_provider::Clock> {
+        Arc::new(crate::clock::SimClock { shared: Arc::clone(&self.shared) })
+    }
+
     /// The simulated machine's network, as API clients reach its Kubernetes API servers.
     pub fn network(&self) -> testbed_kube::Network {
         crate::kube_api::network(&self.shared)

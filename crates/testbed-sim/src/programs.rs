@@ -143,7 +143,7 @@ impl CommandRunner for SimPrograms {
                     containers: crate::kube_api::containers(&self.shared, &world, None),
                     agent_delay: self.shared.options.scaled(Duration::from_secs(5)),
                     options: &self.shared.options,
-                    now_ms: crate::kube_api::now_ms(),
+                    now_ms: world.now_ms(),
                 };
                 let a: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
                 crate::karmadactl::run(&mut world, &env, &a)

@@ -259,6 +259,7 @@ pub(crate) fn reconcile(etcd: &mut KarmadaEtcd, clusters: &[ClusterState], failo
                 if !record.taints.iter().any(|t| t.key == *key && t.effect == *effect) {
                     record.taints.push(SimTaint {
                         key: key.clone(),
+                        value: None,
                         effect: effect.clone(),
                         added_at_ms: now,
                         by_policy: true,
@@ -650,6 +651,7 @@ mod tests {
         assert_eq!(placed(&e, &all), [("member1".into(), 4)]);
         let taint = SimTaint {
             key: "cluster.karmada.io/not-ready".into(),
+            value: None,
             effect: "NoExecute".into(),
             added_at_ms: 10_000,
             by_policy: false,

@@ -61,6 +61,27 @@ pub struct SimWorld {
     /// [`crate::SimMachine::with_real_containers`]) before every step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inside: BTreeMap<String, Inside>,
+    /// How far the machine's clock runs ahead of this host's, in milliseconds: the time that passed on it
+    /// while testbed waited on its clock ([`crate::SimMachine::clock`]) beyond the real time the wait took.
+    /// It only grows, so the machine's time never goes back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clock_ahead_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl SimWorld {
+    /// The machine's time: milliseconds since the Unix epoch on its clock (this host's, plus
+    /// [`SimWorld::clock_ahead_ms`]).
+    pub fn now_ms(&self) -> u64 {
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        host.saturating_add(self.clock_ahead_ms)
+    }
 }
 
 /// The modules a stock Ubuntu or Debian kernel has (loaded or loadable), among those the MicroK8s profile
@@ -323,6 +344,9 @@ pub struct ClusterRecord {
 #[serde(deny_unknown_fields)]
 pub struct SimTaint {
     pub key: String,
+    /// `value`, when the taint has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     /// `NoSchedule` or `NoExecute`.
     pub effect: String,
     /// When it was added (`timeAdded`), milliseconds since the Unix epoch.
@@ -468,6 +492,7 @@ impl SimWorld {
             consumed_failures: BTreeSet::new(),
             next_cluster_id: 1,
             inside: BTreeMap::new(),
+            clock_ahead_ms: 0,
         }
     }
 

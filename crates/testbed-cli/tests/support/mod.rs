@@ -231,6 +231,16 @@ pub fn copy_example_workloads(to: &Path) {
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workloads"), &to.join("workloads"));
 }
 
+/// A lab directory holding the example `example` (`failover.toml`) as its testbed.toml, with the examples'
+/// manifests beside it.
+pub fn example_lab(example: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::copy(examples.join(example), dir.path().join("testbed.toml")).expect("copy the example");
+    copy_example_workloads(dir.path());
+    dir
+}
+
 /// `testbed` on the simulated machine in `dir`, against its `testbed.toml`, at full speed and without
 /// injected faults.
 pub fn simulated(dir: &Path, args: &[&str]) -> std::process::Output {
