@@ -872,6 +872,12 @@ fn pod_seen(t: &PodTrouble) -> String {
         let listed: Vec<String> = events.iter().map(|(r, m)| format!("{r}: {m}")).collect();
         parts.push(format!("events: {}", listed.join("; ")));
     }
+    for (container, text) in &t.last_lines {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if !lines.is_empty() {
+            parts.push(format!("the last lines {container} wrote before it exited: {}", lines.join(" | ")));
+        }
+    }
     parts.join("; ")
 }
 
@@ -886,7 +892,9 @@ fn pod_next(t: &PodTrouble, kubeconfig: &str) -> String {
             "the member cannot get the image: check its name and tag, and list it in [[images]] so that testbed copies it into the local registry, where members pull from; then `testbed apply` ({describe} shows the pulls)"
         )
     } else if any(&["CrashLoopBackOff", "RunContainerError"]) {
-        format!("the container exits: `kubectl --kubeconfig {kubeconfig} logs -n {ns} {pod} --previous --tail 20` shows why")
+        format!(
+            "the container exits (its last lines, above, usually say why): fix its command, configuration or what it connects to; `kubectl --kubeconfig {kubeconfig} logs -n {ns} {pod} --previous` shows all it wrote"
+        )
     } else if t.events.iter().any(|e| e.reason == "FailedScheduling") {
         format!("no node takes it (a PersistentVolumeClaim with no StorageClass: enable the hostpath-storage addon; or too little CPU or memory): {describe}")
     } else {

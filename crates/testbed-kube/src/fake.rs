@@ -305,6 +305,9 @@ pub struct FakeContainer {
     pub init: bool,
     /// `state.waiting`: the kubelet's reason (`ErrImagePull`, ...) and message; `None`: it runs.
     pub waiting: Option<(String, String)>,
+    /// What its previous run wrote before it exited with code 1 (`lastState.terminated`, served at
+    /// `.../pods/<name>/log?previous=true`); `None`: it has not run before.
+    pub previous_log: Option<String>,
 }
 
 impl FakePod {
@@ -790,6 +793,7 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
         image: "docker.io/library/busybox:1.36".into(),
         init: false,
         waiting: None,
+        previous_log: None,
     };
     let containers = if p.containers.is_empty() { vec![default_container()] } else { p.containers.clone() };
     let unready: Vec<&str> =
@@ -829,12 +833,18 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
                 "finishedAt": CHANGED}}),
             None => json!({"running": {"startedAt": CHANGED}}),
         };
+        let last_state = match &c.previous_log {
+            Some(_) => {
+                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": CREATED, "finishedAt": CHANGED}})
+            }
+            None => json!({}),
+        };
         let mut status = json!({
             "name": c.name,
             "state": state,
-            "lastState": {},
+            "lastState": last_state,
             "ready": started && p.ready,
-            "restartCount": 0,
+            "restartCount": if c.previous_log.is_some() { 5 } else { 0 },
             "image": c.image,
             "imageID": "",
             "started": started,
@@ -881,6 +891,48 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
         "spec": spec,
         "status": status,
     })
+}
+
+/// `.../pods/<name>/log`: a container's output as text (served as a JSON string, which the response writes
+/// as `text/plain`), the last `tailLines` lines; with `previous=true` its previous run's, or the API
+/// server's 400 when it has none.
+fn pod_log(p: &FakePod, query: &str) -> (StatusCode, Value) {
+    let param = |key: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| store::percent_decode(v))
+    };
+    let containers: Vec<&FakeContainer> = p.containers.iter().filter(|c| !c.init).collect();
+    let name = param("container").or_else(|| (containers.len() == 1).then(|| containers[0].name.clone()));
+    let Some(c) = name.as_deref().and_then(|n| p.containers.iter().find(|c| c.name == n)) else {
+        let message = match name {
+            Some(n) => format!("container {n} is not valid for pod {}", p.name),
+            None => format!("a container name must be specified for pod {}", p.name),
+        };
+        return (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", &message, None));
+    };
+    let previous = param("previous").as_deref() == Some("true");
+    let text = match (&c.previous_log, previous) {
+        (Some(log), true) => log.clone(),
+        (None, true) => {
+            let message = format!("previous terminated container \"{}\" in pod \"{}\" not found", c.name, p.name);
+            return (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", &message, None));
+        }
+        (_, false) => String::new(),
+    };
+    let tail = param("tailLines").and_then(|n| n.parse::<usize>().ok());
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = match tail {
+        Some(n) if n < lines.len() => &lines[lines.len() - n..],
+        _ => &lines[..],
+    };
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    (StatusCode::OK, Value::String(out))
 }
 
 fn cluster_json(c: &FakeCluster, resource_version: u64) -> Value {
@@ -1222,6 +1274,12 @@ fn route(path: &str, query: &str, state: &FakeState, resource_version: u64) -> (
         ["api", "v1", "namespaces", namespace, "pods", name] => {
             match state.pods.iter().find(|p| p.namespace == *namespace && p.name == *name) {
                 Some(p) => ok(pod_json(p, resource_version)),
+                None => not_found("", "pods", name),
+            }
+        }
+        ["api", "v1", "namespaces", namespace, "pods", name, "log"] => {
+            match state.pods.iter().find(|p| p.namespace == *namespace && p.name == *name) {
+                Some(p) => pod_log(p, query),
                 None => not_found("", "pods", name),
             }
         }
@@ -1784,12 +1842,17 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
             )
         }
     };
+    // A log is text; everything else the fake answers is JSON.
+    let (content_type, body) = match body {
+        Value::String(text) if status == StatusCode::OK => ("text/plain", text),
+        other => ("application/json", other.to_string()),
+    };
     Response::builder()
         .status(status)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, content_type)
         .header("Audit-Id", fake_uid("audit", &format!("{path}{resource_version}")))
         .header("Cache-Control", "no-cache, private")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(body)))
         .expect("a valid response")
 }
 

@@ -12,6 +12,7 @@
 //! - [`namespace_labels`] and [`service_node_ports`]: a namespace's labels, a Service's node ports;
 //! - [`pods`]: the pods a label selector matches in a namespace, with their pod IP and readiness;
 //!   [`pods_everywhere`]: every pod of the cluster; [`pod_events`]: the events about one pod;
+//!   [`previous_log`]: the last lines a crashed container wrote;
 //! - [`tls_handshake`]: whether a TLS server answers at an address at all (before any credential is sent).
 //!
 //! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
@@ -55,9 +56,9 @@ pub use objects::{
 };
 pub use observe::{
     cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, pod_events, pods,
-    pods_everywhere, server_version, service_node_ports, ClusterStatus, ClusterTaint, ComponentReport, Condition,
-    ConditionStatus, ContainerWaiting, ControlPlaneReport, EventReport, NodeReport, NodesReport, PodReport, SyncMode,
-    CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
+    pods_everywhere, previous_log, server_version, service_node_ports, ClusterStatus, ClusterTaint, ComponentReport,
+    Condition, ConditionStatus, ContainerWaiting, ControlPlaneReport, EventReport, NodeReport, NodesReport, PodReport,
+    SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,

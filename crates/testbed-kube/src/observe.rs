@@ -774,6 +774,27 @@ pub async fn pods_everywhere(client: &KubeClient) -> Result<Vec<(String, PodRepo
     Ok(pods)
 }
 
+/// The last `lines` lines the previous run of `container` in pod `name` wrote (`kubectl logs --previous
+/// --tail N`): why a container in a crash loop exits.
+pub async fn previous_log(
+    client: &KubeClient,
+    namespace: &str,
+    name: &str,
+    container: &str,
+    lines: i64,
+) -> Result<String, KubeObserveError> {
+    let api: Api<Pod> = Api::namespaced(client.kube().clone(), namespace);
+    let params = kube::api::LogParams {
+        container: Some(container.to_owned()),
+        previous: true,
+        tail_lines: Some(lines),
+        ..Default::default()
+    };
+    api.logs(name, &params)
+        .await
+        .map_err(|e| client.error(e, &format!("read the previous log of {container} in {namespace}/{name}")))
+}
+
 /// One event about an object, as `kubectl describe` lists it under `Events:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventReport {

@@ -103,6 +103,7 @@ async fn a_pod_that_cannot_pull_its_image_says_why_as_the_kubelet_wrote_it() {
         image: format!("localhost:32000/{name}:1"),
         init,
         waiting: waiting.map(|(r, m)| (r.into(), m.into())),
+        previous_log: None,
     };
     let mut state = FakeState::host_cluster();
     state.put_pod(
@@ -136,6 +137,9 @@ async fn a_pod_that_cannot_pull_its_image_says_why_as_the_kubelet_wrote_it() {
     assert_eq!(condition("Initialized").unwrap()["reason"], "ContainersNotInitialized");
     assert_eq!(condition("Ready").unwrap()["message"], "containers with unready status: [web sidecar]");
     assert_eq!(body["spec"]["initContainers"][0]["image"], "localhost:32000/migrate:1");
+    // A container that has not run before has no previous log: the API server's 400, as kubectl shows it.
+    let error = testbed_kube::previous_log(&client, "default", "web-0", "web", 20).await.unwrap_err();
+    assert!(error.to_string().contains("previous terminated container \"web\" in pod \"web-0\" not found"), "{error}");
 }
 
 #[tokio::test]

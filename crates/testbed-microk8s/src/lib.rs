@@ -19,5 +19,5 @@ mod parse;
 mod pods;
 mod provider;
 
-pub use pods::{MemberApiError, MemberPods, PodTrouble};
+pub use pods::{MemberApiError, MemberPods, PodTrouble, LAST_LINES};
 pub use provider::{Microk8sProvider, ADDONS_RECORD, HOST_OWNER_MARKER};

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use testbed_kube::{
-    nodes_ready, pod_events, pods, pods_everywhere, ApiConfig, Clients, EventReport, KubeClient, KubeObserveError,
-    Network, NodesReport, PodReport,
+    nodes_ready, pod_events, pods, pods_everywhere, previous_log, ApiConfig, Clients, EventReport, KubeClient,
+    KubeObserveError, Network, NodesReport, PodReport,
 };
 use testbed_provider::{PodLookup, PodMatch, ProviderError};
 
@@ -75,7 +75,16 @@ pub struct PodTrouble {
     pub pod: PodReport,
     /// The events about it, oldest first (empty when they could not be read).
     pub events: Vec<EventReport>,
+    /// For each container that crashes (waits in `CrashLoopBackOff`), the last lines its previous run wrote
+    /// (`kubectl logs --previous --tail 20`); left out when they could not be read.
+    pub last_lines: Vec<(String, String)>,
 }
+
+/// How many lines of a crashed container's previous run a diagnosis shows.
+pub const LAST_LINES: i64 = 20;
+
+/// The kubelet's reason for a container that keeps exiting and is started again after a back-off.
+const CRASH_LOOP: &str = "CrashLoopBackOff";
 
 impl MemberPods {
     /// The client of `member`'s API through its kubeconfig.
@@ -108,7 +117,13 @@ impl MemberPods {
                 continue;
             }
             let events = pod_events(&client, &namespace, &pod.name).await.unwrap_or_default();
-            out.push(PodTrouble { namespace, pod, events });
+            let mut last_lines = Vec::new();
+            for w in pod.waiting.iter().filter(|w| w.reason == CRASH_LOOP) {
+                if let Ok(text) = previous_log(&client, &namespace, &pod.name, &w.container, LAST_LINES).await {
+                    last_lines.push((w.container.clone(), text));
+                }
+            }
+            out.push(PodTrouble { namespace, pod, events, last_lines });
         }
         Ok(out)
     }

@@ -69,3 +69,47 @@ async fn a_member_without_a_kubeconfig_has_no_pods_and_an_unreachable_one_is_an_
     assert!(shown.contains("member2's pods in monitoring") && shown.contains("member2.config"), "{shown}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
 }
+
+/// A container in a crash loop: the diagnosis reads the last lines its previous run wrote (`kubectl logs
+/// --previous --tail 20`), and the pods that are Ready are not reported.
+#[tokio::test]
+async fn a_crashing_container_is_reported_with_the_last_lines_it_wrote() {
+    use testbed_kube::fake::FakeContainer;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = FakeTls::generate("10.152.183.1");
+    let mut state = FakeState::host_cluster();
+    state.required_token = Some("nobody-has-this".into());
+    state.put_pod(FakePod::ready("mcapp", "web-0", "10.1.33.20"));
+    let log: String = (1..=30).map(|i| format!("line {i}\n")).collect::<String>()
+        + "FATAL: password authentication failed for user \"mcapp\"\n";
+    state.put_pod(FakePod::not_ready("mcapp", "api-7d9f", "10.1.33.21").container(FakeContainer {
+        name: "api".into(),
+        image: "localhost:32000/mcapp-api:1.0".into(),
+        init: false,
+        waiting: Some(("CrashLoopBackOff".into(), "back-off 5m0s restarting failed container=api".into())),
+        previous_log: Some(log),
+    }));
+    let fake = FakeKube::start_tls(state, &tls).await.unwrap();
+    let kubeconfig = admin_kubeconfig(&tls.ca_pem, fake.url(), &cert_user(&tls.client_cert_pem, &tls.client_key_pem));
+    std::fs::write(dir.path().join("member1.config"), kubeconfig).unwrap();
+    let troubled = MemberPods::new(dir.path()).troubled("member1").await.unwrap();
+    assert_eq!(troubled.len(), 1, "{troubled:?}");
+    let t = &troubled[0];
+    assert_eq!((t.namespace.as_str(), t.pod.name.as_str()), ("mcapp", "api-7d9f"));
+    assert_eq!(t.pod.waiting[0].reason, "CrashLoopBackOff");
+    let (container, text) = &t.last_lines[0];
+    assert_eq!(container, "api");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), testbed_microk8s::LAST_LINES as usize, "{text}");
+    assert_eq!(lines.last(), Some(&"FATAL: password authentication failed for user \"mcapp\""));
+    assert_eq!(lines[0], "line 12");
+    // The request was the one kubectl makes.
+    assert!(
+        fake.requests().iter().any(|r| r.starts_with("GET /api/v1/namespaces/mcapp/pods/api-7d9f/log?")
+            && r.contains("previous=true")
+            && r.contains("tailLines=20")
+            && r.contains("container=api")),
+        "{:?}",
+        fake.requests()
+    );
+}

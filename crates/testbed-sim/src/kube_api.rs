@@ -411,6 +411,8 @@ fn served_pod(pod: &crate::world::SimPod) -> FakePod {
                 image: c.image.clone(),
                 init: c.init,
                 waiting: c.waiting.as_ref().map(|w| (w.reason.clone(), w.message.clone())),
+                // The simulated containers never crash.
+                previous_log: None,
             })
             .collect(),
     }

@@ -280,7 +280,7 @@ fn requirement(term: &str) -> Result<Requirement, String> {
 }
 
 /// `%2F` → `/`, `+` → ` ` (a query's form encoding).
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
