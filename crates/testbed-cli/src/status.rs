@@ -122,9 +122,15 @@ struct MemberRow {
 struct Shared {
     host_microk8s: Part,
     registry: Part,
-    /// Images in the local registry, of those the file lists.
-    images: (usize, usize),
+    /// The file's images, and how many of them are in the local registry.
+    images: Images,
     control_plane: Part,
+}
+
+#[derive(Serialize)]
+struct Images {
+    listed: usize,
+    in_registry: usize,
 }
 
 #[derive(Serialize)]
@@ -328,7 +334,7 @@ fn shared(desired: &DesiredState, observed: &ObservedState, entries: &[ResourceE
     });
     let images: Vec<&ResourceEntry> = entries.iter().filter(|e| e.kind == Kind::Image && e.wanted).collect();
     let present = images.iter().filter(|e| e.ok()).count();
-    Shared { host_microk8s, registry, images: (present, images.len()), control_plane }
+    Shared { host_microk8s, registry, images: Images { listed: images.len(), in_registry: present }, control_plane }
 }
 
 /// A cell's text: what the part is, and its condition in words.
@@ -441,7 +447,7 @@ pub async fn status(cli: &Cli, json: bool) -> Result<ExitCode, CliError> {
     }
     print!("{}", table(&grid));
     println!();
-    let images = format!("{} of {} images", shared.images.0, shared.images.1);
+    let images = format!("{} of {} images", shared.images.in_registry, shared.images.listed);
     let registry = match shared.registry.condition {
         Condition::Ready => format!("{}, {images}", cell(&shared.registry, "", "")),
         _ => cell(&shared.registry, "", "not ready"),

@@ -45,6 +45,7 @@ fn a_converged_lab_is_one_row_per_member_and_exits_0() {
     assert_eq!(doc["healthy"], true);
     assert_eq!(doc["members"][0]["workloads"][0], serde_json::json!({"workload": "my-app", "healthy": true}));
     assert_eq!(doc["shared"]["control_plane"]["condition"], "ready");
+    assert_eq!(doc["shared"]["images"], serde_json::json!({"listed": 7, "in_registry": 7}));
 }
 
 #[test]
