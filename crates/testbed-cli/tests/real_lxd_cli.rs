@@ -74,6 +74,10 @@ fn rehearse(daemon: Daemon) {
         })
     };
     remove_bystander();
+    // What an earlier rehearsal left when it stopped half-way (a failed assertion skips its destroy) goes
+    // first, as a user would clear it: testbed's destroy, which removes only what a testbed named "cli" made.
+    let leftover = testbed(&["destroy", "--yes"]);
+    assert!(leftover.status.success(), "{}", text(&leftover));
 
     let apply = testbed(&["apply", "--yes"]);
     assert!(apply.status.success(), "{}", text(&apply));
