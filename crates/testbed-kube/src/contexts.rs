@@ -182,7 +182,7 @@ impl LabEntries {
         doc.insert("current-context".into(), json!(self.contexts.first().cloned().unwrap_or_default()));
         doc.insert("kind".into(), json!("Config"));
         doc.insert("preferences".into(), json!({}));
-        emit_map(&doc, 0, &mut out);
+        out.push_str(&crate::yaml::to_yaml(&Value::Object(doc)));
         out
     }
 }
@@ -363,9 +363,7 @@ fn dedent(text: &str, by: usize) -> String {
 
 /// `item` as a list item in block style, its dash at `dash` columns.
 fn item_text(item: &Value, dash: usize) -> String {
-    let mut out = String::new();
-    emit_seq(std::slice::from_ref(item), dash, &mut out);
-    out
+    crate::yaml::list_items(std::slice::from_ref(item), dash)
 }
 
 /// The contexts in `text` (a kubeconfig) that testbed wrote for `lab`; none when it cannot be read.
@@ -558,79 +556,6 @@ fn rewrite(
     out
 }
 
-// ---------------------------------------------------------------------------------------------------
-// YAML, as kubectl writes a kubeconfig
-// ---------------------------------------------------------------------------------------------------
-
-/// A scalar as YAML: plain when it reads back as the same string, double-quoted (JSON's escapes, which YAML
-/// shares) otherwise.
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) if plain(s) => s.clone(),
-        Value::Null => "null".into(),
-        other => other.to_string(),
-    }
-}
-
-/// Whether `s` reads back from YAML as itself, unquoted.
-fn plain(s: &str) -> bool {
-    const WORDS: &[&str] = &["true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"];
-    let Some(first) = s.chars().next() else { return false };
-    first.is_ascii_alphabetic()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./@+=".contains(c) || c == ':')
-        && !s.ends_with(':')
-        && !s.contains(": ")
-        && !WORDS.contains(&s.to_ascii_lowercase().as_str())
-}
-
-fn emit_map(map: &Map<String, Value>, indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    for (k, v) in map {
-        let key = scalar(&Value::String(k.clone()));
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                out.push_str(&format!("{pad}{key}:\n"));
-                emit_map(m, indent + 2, out);
-            }
-            Value::Array(a) if !a.is_empty() => {
-                out.push_str(&format!("{pad}{key}:\n"));
-                emit_seq(a, indent, out);
-            }
-            Value::Object(_) => out.push_str(&format!("{pad}{key}: {{}}\n")),
-            Value::Array(_) => out.push_str(&format!("{pad}{key}: []\n")),
-            scalar_value => out.push_str(&format!("{pad}{key}: {}\n", scalar(scalar_value))),
-        }
-    }
-}
-
-/// A block list whose dashes are at `indent` columns (kubectl's style: at the key's own indentation).
-fn emit_seq(items: &[Value], indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    for item in items {
-        match item {
-            Value::Object(m) if !m.is_empty() => {
-                let mut body = String::new();
-                emit_map(m, indent + 2, &mut body);
-                out.push_str(&pad);
-                out.push_str("- ");
-                out.push_str(&body[indent + 2..]);
-            }
-            Value::Array(a) if !a.is_empty() => {
-                out.push_str(&format!("{pad}-\n"));
-                emit_seq(a, indent + 2, out);
-            }
-            other => {
-                let text = match other {
-                    Value::Object(_) => "{}".to_owned(),
-                    Value::Array(_) => "[]".to_owned(),
-                    s => scalar(s),
-                };
-                out.push_str(&format!("{pad}- {text}\n"));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,13 +690,5 @@ mod tests {
         assert_eq!(parsed.current_context.as_deref(), Some("lab-karmada"));
         assert!(!merged.text.contains('#'));
         assert_eq!(parsed.list(List::Clusters)[0]["cluster"]["extensions"][0]["extension"]["simulated"], true);
-    }
-
-    #[test]
-    fn scalars_that_yaml_would_read_otherwise_are_quoted() {
-        for (s, yaml) in [("v1", "v1"), ("yes", "\"yes\""), ("1.20", "\"1.20\""), ("a: b", "\"a: b\""), ("", "\"\"")] {
-            assert_eq!(scalar(&json!(s)), yaml);
-        }
-        assert_eq!(scalar(&json!("https://127.0.0.1:16441")), "https://127.0.0.1:16441");
     }
 }

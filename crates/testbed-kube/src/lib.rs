@@ -42,6 +42,7 @@ mod objects;
 mod observe;
 mod taint_policy;
 mod write;
+pub mod yaml;
 
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The first line of every kubeconfig testbed writes starts with this; the rest of the line is
 /// `name=<testbed> address=kubeconfig.<member> use=people|karmada`.
@@ -165,7 +165,7 @@ pub fn rewrite(
                 Use::Karmada => "the Karmada control plane (the member's bridge address)",
             }
         ));
-        yaml(&doc, 0, &mut text);
+        text.push_str(&testbed_kube::yaml::to_yaml(&doc));
         text
     };
     Ok(Rewritten { people: file(people_server, Use::People), karmada: file(karmada_server, Use::Karmada) })
@@ -181,94 +181,6 @@ pub fn server_of(text: &str) -> Option<String> {
     };
     let ctx = k.contexts.iter().find(|c| c.name == context_name)?.context.clone()?;
     k.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.clone()?.server
-}
-
-// A small YAML writer for JSON values, in kubectl's block style: enough for a kubeconfig, which is maps,
-// lists and scalars. Strings that YAML would read as something else are double-quoted (JSON escapes are
-// valid YAML escapes).
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => string(s),
-        Value::Array(_) | Value::Object(_) => unreachable!("not a scalar"),
-    }
-}
-
-fn string(s: &str) -> String {
-    const SPECIAL: [&str; 11] = ["true", "false", "null", "yes", "no", "on", "off", "y", "n", "~", ""];
-    let plain = !SPECIAL.contains(&s.to_ascii_lowercase().as_str())
-        && s.parse::<f64>().is_err()
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@".contains(&b))
-        && !s.contains(": ")
-        && !s.ends_with(':');
-    if plain {
-        s.to_owned()
-    } else {
-        serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-    }
-}
-
-fn empty_collection(v: &Value) -> Option<&'static str> {
-    match v {
-        Value::Object(m) if m.is_empty() => Some("{}"),
-        Value::Array(a) if a.is_empty() => Some("[]"),
-        _ => None,
-    }
-}
-
-fn yaml(v: &Value, indent: usize, out: &mut String) {
-    match v {
-        Value::Object(m) => yaml_map(m, indent, out),
-        Value::Array(items) => {
-            let pad = " ".repeat(indent);
-            for item in items {
-                match item {
-                    Value::Object(m) if !m.is_empty() => {
-                        let mut inner = String::new();
-                        yaml_map(m, indent + 2, &mut inner);
-                        // The first key goes on the dash's line.
-                        out.push_str(&pad);
-                        out.push_str("- ");
-                        out.push_str(&inner[indent + 2..]);
-                    }
-                    Value::Array(a) if !a.is_empty() => {
-                        out.push_str(&format!("{pad}-\n"));
-                        yaml(item, indent + 2, out);
-                    }
-                    other => {
-                        let text = empty_collection(other).map(str::to_owned).unwrap_or_else(|| scalar(other));
-                        out.push_str(&format!("{pad}- {text}\n"));
-                    }
-                }
-            }
-        }
-        other => out.push_str(&format!("{}{}\n", " ".repeat(indent), scalar(other))),
-    }
-}
-
-fn yaml_map(m: &Map<String, Value>, indent: usize, out: &mut String) {
-    let pad = " ".repeat(indent);
-    for (k, v) in m {
-        let key = string(k);
-        match v {
-            Value::Object(inner) if !inner.is_empty() => {
-                out.push_str(&format!("{pad}{key}:\n"));
-                yaml(v, indent + 2, out);
-            }
-            Value::Array(items) if !items.is_empty() => {
-                out.push_str(&format!("{pad}{key}:\n"));
-                yaml(v, indent, out);
-            }
-            other => {
-                let text = empty_collection(other).map(str::to_owned).unwrap_or_else(|| scalar(other));
-                out.push_str(&format!("{pad}{key}: {text}\n"));
-            }
-        }
-    }
 }
 
 /// What is on disk at a kubeconfig path.
@@ -373,15 +285,6 @@ mod tests {
         let e = rewrite("token: abcdef-secret\n  : [", "lab", "m", "s", "k").unwrap_err();
         assert!(!e.to_string().contains("abcdef"), "{e}");
         assert!(e.to_string().contains("not a kubeconfig"), "{e}");
-    }
-
-    #[test]
-    fn yaml_quotes_what_would_change_meaning() {
-        let v =
-            serde_json::json!({"a": "true", "b": "1.5", "c": "x: y", "d": "https://h:1/p", "e": "", "f": [], "g": {}});
-        let mut out = String::new();
-        yaml(&v, 0, &mut out);
-        assert_eq!(out, "a: \"true\"\nb: \"1.5\"\nc: \"x: y\"\nd: https://h:1/p\ne: \"\"\nf: []\ng: {}\n");
     }
 
     #[test]
