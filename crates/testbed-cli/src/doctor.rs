@@ -5,15 +5,16 @@
 //! Karmada control plane), then for each member: its container, the API proxy device, the host port (who holds
 //! it) and a TLS handshake through it, the member's API through its kubeconfig and its nodes, its `Cluster` in
 //! Karmada, its pods that are not Ready with the events that say why, and each application proxy (and, when
-//! one does not answer, whether its pod is at fault or the proxy).
+//! one does not answer, whether its pod is at fault or the proxy: when the pod is Ready where the proxy
+//! forwards, the port-forward test asks the pod directly through the member's API).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
-use testbed_config::{Member, Proxy};
-use testbed_kube::{HandshakeFailure, KubeObserveError};
+use testbed_config::{Member, PodTarget, Proxy};
+use testbed_kube::{HandshakeFailure, KubeObserveError, PortForwardFailure};
 use testbed_lxd::follow::reach;
 use testbed_lxd::provider::{pod_connect, HostPort, PortHolder};
 use testbed_microk8s::{MemberApiError, PodTrouble};
@@ -775,13 +776,69 @@ impl Context<'_> {
                 format!("{said}; it forwards to {connect}, but its pod {pod} is at {ip} now"),
                 Some("`testbed apply` points it at the pod again".into()),
             ),
-            Some(PodState::Ready(pod, ip)) => f(
-                Status::Fail,
-                format!("{said}; its pod {pod} is Ready at {ip}, where the proxy forwards: the proxy, or the application's port {port}, is at fault"),
-                Some(format!(
-                    "test the pod directly: `kubectl --kubeconfig {kc} port-forward -n {ns} pod/{pod} 8888:{port}` and `curl http://localhost:8888/`; if that answers, re-create the proxy (`{lxc} config device remove {name} {}`, then `testbed apply`); if not, the application does not listen on {port}",
+            Some(PodState::Ready(pod, ip)) => {
+                let (seen, next) = self.direct(p, target, &said, (&pod, &ip), kc).await;
+                f(Status::Fail, seen, Some(next))
+            }
+        }
+    }
+
+    /// The port-forward test, for a proxy that gets no answer although its pod is Ready where it forwards:
+    /// does the pod answer when asked directly, through the member API's port-forward (which connects to the
+    /// pod's loopback, past the proxy and the pod's address)? What was seen and what to do next.
+    async fn direct(
+        &self,
+        p: &Proxy,
+        target: &PodTarget,
+        said: &str,
+        (pod, ip): (&str, &str),
+        kc: &str,
+    ) -> (String, String) {
+        let name = p.member.as_str();
+        let lxc = self.lxc();
+        let (ns, port) = (target.namespace.as_str(), target.port);
+        let by_hand = format!(
+            "`kubectl --kubeconfig {kc} port-forward -n {ns} pod/{pod} 8888:{port}` and `curl http://localhost:8888/`"
+        );
+        let asked = match &self.seams.pods {
+            Some(pods) => pods.answers_directly(name, ns, pod, port).await,
+            None => {
+                return (
+                    format!("{said}; its pod {pod} is Ready at {ip}, where the proxy forwards: the proxy, or the application's port {port}, is at fault"),
+                    format!("test the pod directly: {by_hand}"),
+                )
+            }
+        };
+        match asked {
+            Ok(n) => (
+                format!(
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and answers directly (a request through a port-forward to its port {port} got {n} bytes back): the way from the proxy to {ip}:{port} is at fault, not the pod"
+                ),
+                format!(
+                    "an application that listens on 127.0.0.1 only answers a port-forward and not at the pod's address: make it listen on 0.0.0.0 (`kubectl --kubeconfig {kc} exec -n {ns} {pod} -- netstat -ltn` shows where it listens); if it does, re-create the proxy (`{lxc} config device remove {name} {}`, then `testbed apply`)",
                     p.name
-                )),
+                ),
+            ),
+            Err(MemberApiError::PortForward(PortForwardFailure::Refused(words))) => (
+                format!(
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either: a port-forward to its port {port} was refused inside the pod ({}): the application is at fault, not the proxy",
+                    words.trim_end()
+                ),
+                format!(
+                    "nothing listens on port {port} in the pod: see which port the application listens on (its log: `kubectl --kubeconfig {kc} logs -n {ns} {pod}`) and set the proxy's `pod.port` in the file to it, or make the application listen on {port}"
+                ),
+            ),
+            Err(MemberApiError::PortForward(e @ (PortForwardFailure::Closed | PortForwardFailure::Silent(_)))) => (
+                format!(
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either (through a port-forward to its port {port}: {e}): the application is at fault, not the proxy"
+                ),
+                format!("the application accepts connections on {port} and does not answer a request: its log, `kubectl --kubeconfig {kc} logs -n {ns} {pod}`"),
+            ),
+            Err(e) => (
+                format!(
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards; the port-forward test could not run ({e})"
+                ),
+                format!("test the pod directly: {by_hand}; if that answers, re-create the proxy (`{lxc} config device remove {name} {}`, then `testbed apply`); if not, the application does not listen on {port}", p.name),
             ),
         }
     }
@@ -844,7 +901,9 @@ fn api_next(e: &MemberApiError, name: &str, lxc: &str) -> String {
         MemberApiError::Api(KubeObserveError::Unreachable { .. }) => {
             "see the proxy, host port and TLS checks above: the API is reached through them".into()
         }
-        MemberApiError::Api(_) => format!("`{lxc} exec {name} -- microk8s status --wait-ready --timeout 60`"),
+        MemberApiError::Api(_) | MemberApiError::PortForward(_) => {
+            format!("`{lxc} exec {name} -- microk8s status --wait-ready --timeout 60`")
+        }
     }
 }
 

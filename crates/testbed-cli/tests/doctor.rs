@@ -135,6 +135,64 @@ fn an_app_proxy_whose_pod_moved_is_told_apart_from_a_pod_that_is_not_ready() {
     assert_eq!(doctor.status.code(), Some(0), "{}", text(&doctor));
 }
 
+/// Where member1's Prometheus container listens, changed in the simulated world as if its application were
+/// configured so: the proxy forwards to the pod's address and port 9090 as before.
+fn listen_at(dir: &Path, was: &str, at: &str) {
+    let state = dir.join(".testbed/sim.json");
+    let mut world: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let pods = world["world"]["inside"]["member1"]["microk8s"]["pods"].as_object_mut().unwrap();
+    let pod = pods.values_mut().next().unwrap();
+    assert_eq!(pod["containers"][0]["listens"], serde_json::json!([was]), "{pod:#}");
+    pod["containers"][0]["listens"] = serde_json::json!([at]);
+    std::fs::write(&state, world.to_string()).unwrap();
+}
+
+/// The port-forward test: a proxy that gets no answer while its pod is Ready where it forwards. When the pod
+/// answers a port-forward (its application listens on the pod's loopback only), the way to the pod is at
+/// fault; when a port-forward is refused inside the pod too (it listens on another port), the application is,
+/// in containerd's words. The pod itself is Ready both times: the pods check passes.
+#[test]
+fn an_app_proxy_without_an_answer_is_told_apart_from_its_pod_by_a_port_forward() {
+    let dir = converged();
+    let d = dir.path();
+    let proxy_of = |doc: &Value| -> Value {
+        let proxy = findings(doc, "app_proxy", "member1");
+        assert_eq!(proxy.len(), 1, "{doc:#}");
+        assert_eq!((proxy[0]["status"].as_str(), proxy[0]["subject"].as_str()), (Some("fail"), Some("prometheus")));
+        let pods = findings(doc, "pods", "member1");
+        assert_eq!(pods.iter().map(|f| f["status"].as_str().unwrap()).collect::<Vec<_>>(), ["pass"], "{doc:#}");
+        proxy[0].clone()
+    };
+
+    // The application listens on 127.0.0.1 only: a port-forward reaches it, the proxy does not.
+    listen_at(d, "0.0.0.0:9090", "127.0.0.1:9090");
+    let doctor = testbed(d, &["doctor", "--json", "member1"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", text(&doctor));
+    let p = proxy_of(&json(&doctor));
+    let seen = p["seen"].as_str().unwrap();
+    assert!(seen.starts_with("no answer through 127.0.0.1:9091 (accepted, then closed without a byte back)"), "{seen}");
+    assert!(seen.contains("and answers directly (a request through a port-forward to its port 9090 got"), "{seen}");
+    assert!(seen.ends_with(":9090 is at fault, not the pod"), "{seen}");
+    let next = p["next"].as_str().unwrap();
+    assert!(next.contains("listens on 127.0.0.1 only") && next.contains("make it listen on 0.0.0.0"), "{next}");
+
+    // It listens on another port: a port-forward to 9090 is refused inside the pod, and that is what is said.
+    listen_at(d, "127.0.0.1:9090", "0.0.0.0:9095");
+    let doctor = testbed(d, &["doctor", "--json", "member1"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", text(&doctor));
+    let p = proxy_of(&json(&doctor));
+    let seen = p["seen"].as_str().unwrap();
+    assert!(seen.contains("does not answer directly either: a port-forward to its port 9090 was refused inside the pod (error forwarding port 9090 to pod "), "{seen}");
+    assert!(
+        seen.contains("failed to connect to localhost:9090 inside namespace")
+            && seen.ends_with("connect: connection refused): the application is at fault, not the proxy"),
+        "{seen}"
+    );
+    let next = p["next"].as_str().unwrap();
+    assert!(next.starts_with("nothing listens on port 9090 in the pod") && next.contains("`pod.port`"), "{next}");
+    assert_eq!(p["simulated"], true);
+}
+
 #[test]
 fn an_unknown_member_is_a_usage_error_that_lists_the_members() {
     let dir = tempfile::tempdir().unwrap();

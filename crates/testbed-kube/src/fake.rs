@@ -13,6 +13,9 @@
 //!   [`FakeState::pods`]: a `PodList` whose items have no `apiVersion` and `kind`, each with `status.podIP`,
 //!   `status.podIPs`, its conditions (`Initialized`, `Ready`, `ContainersReady`, `PodScheduled`), phase and
 //!   container statuses (a waiting container with the kubelet's reason and message);
+//! - `.../pods/<name>/portforward?ports=P`, upgraded to a WebSocket (`v4.channel.k8s.io`) as the kubelet
+//!   serves it: the pod's containers answer on the addresses they listen on ([`FakeContainer::listens`]),
+//!   and nothing listening is containerd's refusal on the error channel (see the `port_forward` module);
 //! - `/api/v1/events` and `/api/v1/namespaces/<ns>/events`, from [`FakeState::events`];
 //! - `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/<ns>/deployments` and `.../deployments/<name>`;
 //! - `/apis/cluster.karmada.io/v1alpha1/clusters` and `.../clusters/<name>` (only when the state says the
@@ -80,7 +83,10 @@ use tokio::task::JoinHandle;
 use crate::config::{ApiConfig, Credentials};
 use crate::observe::{ConditionStatus, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE};
 
+mod port_forward;
 mod store;
+
+pub use port_forward::ANSWER as PORT_FORWARD_ANSWER;
 
 use store::Selector;
 
@@ -308,6 +314,10 @@ pub struct FakeContainer {
     /// What its previous run wrote before it exited with code 1 (`lastState.terminated`, served at
     /// `.../pods/<name>/log?previous=true`); `None`: it has not run before.
     pub previous_log: Option<String>,
+    /// Where its application accepts connections (`0.0.0.0:80`, `127.0.0.1:5000`): what a port-forward to
+    /// the pod reaches (`.../pods/<name>/portforward`, which connects to the pod's loopback), and what a
+    /// connection to the pod's address reaches in a world that routes to pods. Empty: nothing listens.
+    pub listens: Vec<SocketAddr>,
 }
 
 impl FakePod {
@@ -794,6 +804,7 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
         init: false,
         waiting: None,
         previous_log: None,
+        listens: Vec::new(),
     };
     let containers = if p.containers.is_empty() { vec![default_container()] } else { p.containers.clone() };
     let unready: Vec<&str> =
@@ -1776,11 +1787,12 @@ where
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(answer(request, &shared, client_cert).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
 }
 
-async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) -> Response<Full<Bytes>> {
+async fn answer(mut request: Request<Incoming>, shared: &Shared, client_cert: bool) -> Response<Full<Bytes>> {
     use http_body_util::BodyExt as _;
+    let upgrade = upgrade_to_websocket(&mut request);
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     lock(&shared.requests).push(format!("{} {}", parts.method, parts.uri));
@@ -1821,6 +1833,11 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
             (StatusCode::UNAUTHORIZED, status_json(401, "Unauthorized", "Unauthorized", None))
         } else if let Some(failure) = hook.and_then(|fails| fails(parts.method.as_str(), &path)) {
             failure.answer()
+        } else if let Some((namespace, name)) = port_forward_path(&path).filter(|_| parts.method == Method::GET) {
+            match port_forward(&state, namespace, name, parts.uri.query().unwrap_or(""), upgrade) {
+                Ok(switching) => return switching,
+                Err(refused) => refused,
+            }
         } else if parts.method == Method::GET {
             route(&path, parts.uri.query().unwrap_or(""), &state, resource_version)
         } else if parts.method == Method::PATCH || parts.method == Method::DELETE {
@@ -1854,6 +1871,73 @@ async fn answer(request: Request<Incoming>, shared: &Shared, client_cert: bool) 
         .header("Cache-Control", "no-cache, private")
         .body(Full::new(Bytes::from(body)))
         .expect("a valid response")
+}
+
+/// A WebSocket upgrade the request asks for: its key, the subprotocols it offers, and the upgraded
+/// connection to come.
+struct WebSocketUpgrade {
+    key: String,
+    protocols: String,
+    on: hyper::upgrade::OnUpgrade,
+}
+
+fn upgrade_to_websocket(request: &mut Request<Incoming>) -> Option<WebSocketUpgrade> {
+    let header = |name: hyper::header::HeaderName| {
+        request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).unwrap_or_default()
+    };
+    if !header(hyper::header::UPGRADE).eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    let key = header(hyper::header::SEC_WEBSOCKET_KEY);
+    let protocols = header(hyper::header::SEC_WEBSOCKET_PROTOCOL);
+    Some(WebSocketUpgrade { key, protocols, on: hyper::upgrade::on(request) })
+}
+
+/// `/api/v1/namespaces/<ns>/pods/<name>/portforward`: the pod's namespace and name.
+fn port_forward_path(path: &str) -> Option<(&str, &str)> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", "v1", "namespaces", namespace, "pods", name, "portforward"] => Some((namespace, name)),
+        _ => None,
+    }
+}
+
+/// A port-forward to a pod: `101 Switching Protocols` and the forwarding served on the upgraded connection
+/// ([`port_forward::serve`]), or the API server's refusal.
+fn port_forward(
+    state: &FakeState,
+    namespace: &str,
+    name: &str,
+    query: &str,
+    upgrade: Option<WebSocketUpgrade>,
+) -> Result<Response<Full<Bytes>>, (StatusCode, Value)> {
+    let bad = |message: &str| (StatusCode::BAD_REQUEST, status_json(400, "BadRequest", message, None));
+    let Some(pod) = state.pods.iter().find(|p| p.namespace == namespace && p.name == name) else {
+        return Err(not_found("", "pods", name));
+    };
+    let Some(port) = port_forward::port_of(query) else {
+        return Err(bad("at least one port must be specified"));
+    };
+    let Some(upgrade) = upgrade else {
+        return Err(bad("Upgrade request required"));
+    };
+    if !upgrade.protocols.split(',').any(|p| p.trim() == port_forward::PROTOCOL) {
+        return Err(bad(&format!("unable to upgrade: the client offers none of [{}]", port_forward::PROTOCOL)));
+    }
+    if pod.ip.is_none() {
+        return Err(bad(&format!("pod {name} does not have a host assigned")));
+    }
+    let reached = port_forward::reaches(pod, port);
+    tokio::spawn(port_forward::serve(upgrade.on, port, reached));
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(upgrade.key.as_bytes());
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(hyper::header::CONNECTION, "Upgrade")
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, port_forward::PROTOCOL)
+        .body(Full::new(Bytes::new()))
+        .expect("a valid response"))
 }
 
 /// RFC 7386: a JSON merge patch applied to `target`.

@@ -13,7 +13,9 @@
 //! - [`pods`]: the pods a label selector matches in a namespace, with their pod IP and readiness;
 //!   [`pods_everywhere`]: every pod of the cluster; [`pod_events`]: the events about one pod;
 //!   [`previous_log`]: the last lines a crashed container wrote;
-//! - [`tls_handshake`]: whether a TLS server answers at an address at all (before any credential is sent).
+//! - [`tls_handshake`]: whether a TLS server answers at an address at all (before any credential is sent);
+//! - [`pod_answers`]: whether a pod answers a request on a port through the API's port-forward
+//!   (`kubectl port-forward`), past everything between the host and the pod's address.
 //!
 //! Writes (module `write`), each one JSON merge patch: [`set_namespace_label`], [`set_cluster_label`] (the
 //! ownership labels testbed puts on what it made), [`set_cluster_api_endpoint`], and [`add_cluster_taint`]
@@ -40,6 +42,7 @@ mod error;
 mod handshake;
 mod objects;
 mod observe;
+mod port_forward;
 mod taint_policy;
 mod write;
 pub mod yaml;
@@ -61,6 +64,7 @@ pub use observe::{
     Condition, ConditionStatus, ContainerWaiting, ControlPlaneReport, EventReport, NodeReport, NodesReport, PodReport,
     SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
+pub use port_forward::{pod_answers, PortForwardFailure};
 pub use taint_policy::{
     apply_taint_policy, failover_policy_spec, taint_policy, TaintPolicy, TaintPolicySpec, FAILOVER_POLICY,
     FIELD_MANAGER,

@@ -104,6 +104,7 @@ async fn a_pod_that_cannot_pull_its_image_says_why_as_the_kubelet_wrote_it() {
         init,
         waiting: waiting.map(|(r, m)| (r.into(), m.into())),
         previous_log: None,
+        listens: Vec::new(),
     };
     let mut state = FakeState::host_cluster();
     state.put_pod(
@@ -242,4 +243,17 @@ async fn every_namespaces_pods_and_one_pods_events_are_read() {
         }
     );
     assert!(pod_events(&client, "default", "prometheus-0").await.unwrap().is_empty());
+}
+
+/// A port-forward is a WebSocket upgrade or nothing: a plain GET is the API server's 400, as is a request
+/// without a port; an unknown pod is a 404.
+#[tokio::test]
+async fn a_port_forward_without_an_upgrade_or_a_port_is_refused() {
+    let fake = FakeKube::start(member_state()).await.unwrap();
+    let plain = raw_get(&fake, "/api/v1/namespaces/monitoring/pods/prometheus-k8s-0/portforward?ports=9090").await;
+    assert_eq!((plain["code"].as_i64(), plain["message"].as_str()), (Some(400), Some("Upgrade request required")));
+    let no_port = raw_get(&fake, "/api/v1/namespaces/monitoring/pods/prometheus-k8s-0/portforward").await;
+    assert_eq!(no_port["message"], "at least one port must be specified");
+    let gone = raw_get(&fake, "/api/v1/namespaces/monitoring/pods/nobody/portforward?ports=9090").await;
+    assert_eq!((gone["code"].as_i64(), gone["details"]["name"].as_str()), (Some(404), Some("nobody")));
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use testbed_kube::{
-    nodes_ready, pod_events, pods, pods_everywhere, previous_log, ApiConfig, Clients, EventReport, KubeClient,
-    KubeObserveError, Network, NodesReport, PodReport,
+    nodes_ready, pod_answers, pod_events, pods, pods_everywhere, previous_log, ApiConfig, Clients, EventReport,
+    KubeClient, KubeObserveError, Network, NodesReport, PodReport, PortForwardFailure,
 };
 use testbed_provider::{PodLookup, PodMatch, ProviderError};
 
@@ -66,6 +66,9 @@ pub enum MemberApiError {
     /// The API answered badly, or not at all (the variants tell unreachable, TLS, credentials apart).
     #[error(transparent)]
     Api(#[from] KubeObserveError),
+    /// A request through a port-forward to a pod got no answer ([`MemberPods::answers_directly`]).
+    #[error(transparent)]
+    PortForward(#[from] PortForwardFailure),
 }
 
 /// A pod that is not Ready, with what the kubelet said about it: `kubectl describe pod`'s status and events.
@@ -126,6 +129,21 @@ impl MemberPods {
             out.push(PodTrouble { namespace, pod, events, last_lines });
         }
         Ok(out)
+    }
+
+    /// Whether pod `pod` of `member` answers a request on `port` when asked directly, through the API's
+    /// port-forward (`kubectl port-forward`): how many bytes came back. A proxy to the pod that gets no
+    /// answer while this does is at fault, or its way to the pod's address is (an application that listens
+    /// on the pod's loopback only answers here and not there).
+    pub async fn answers_directly(
+        &self,
+        member: &str,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<usize, MemberApiError> {
+        let client = self.client(member)?;
+        Ok(pod_answers(&client, namespace, pod, port, self.timeout).await?)
     }
 
     /// Where the member's kubeconfig is.

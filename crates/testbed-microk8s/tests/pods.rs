@@ -88,6 +88,7 @@ async fn a_crashing_container_is_reported_with_the_last_lines_it_wrote() {
         init: false,
         waiting: Some(("CrashLoopBackOff".into(), "back-off 5m0s restarting failed container=api".into())),
         previous_log: Some(log),
+        listens: Vec::new(),
     }));
     let fake = FakeKube::start_tls(state, &tls).await.unwrap();
     let kubeconfig = admin_kubeconfig(&tls.ca_pem, fake.url(), &cert_user(&tls.client_cert_pem, &tls.client_key_pem));
@@ -111,5 +112,68 @@ async fn a_crashing_container_is_reported_with_the_last_lines_it_wrote() {
             && r.contains("container=api")),
         "{:?}",
         fake.requests()
+    );
+}
+
+/// The port-forward test: a pod asked directly, through the member API's port-forward (a WebSocket upgraded
+/// over TLS, as `kubectl port-forward` opens it), answers when its application listens on the port on any
+/// address the pod's loopback reaches; when nothing listens there, the kubelet's words say so.
+#[tokio::test]
+async fn a_pod_is_asked_directly_through_a_port_forward() {
+    use testbed_kube::fake::{FakeContainer, PORT_FORWARD_ANSWER};
+    use testbed_kube::PortForwardFailure;
+    use testbed_microk8s::MemberApiError;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = FakeTls::generate("10.152.183.1");
+    let mut state = FakeState::host_cluster();
+    state.required_token = Some("nobody-has-this".into());
+    let listening = |name: &str, at: &str| FakeContainer {
+        name: name.into(),
+        image: format!("localhost:32000/{name}:1"),
+        init: false,
+        waiting: None,
+        previous_log: None,
+        listens: vec![at.parse().unwrap()],
+    };
+    state.put_pod(
+        FakePod::ready("monitoring", "prometheus-0", "10.1.33.11").container(listening("prometheus", "0.0.0.0:9090")),
+    );
+    // The Flask development server's default: the pod's loopback only.
+    state.put_pod(
+        FakePod::ready("default", "flask-demo-0", "10.1.33.12").container(listening("flask", "127.0.0.1:5000")),
+    );
+    let fake = FakeKube::start_tls(state, &tls).await.unwrap();
+    let kubeconfig = admin_kubeconfig(&tls.ca_pem, fake.url(), &cert_user(&tls.client_cert_pem, &tls.client_key_pem));
+    std::fs::write(dir.path().join("member1.config"), kubeconfig).unwrap();
+    let pods = MemberPods::new(dir.path());
+
+    let n = pods.answers_directly("member1", "monitoring", "prometheus-0", 9090).await.unwrap();
+    assert_eq!(n, PORT_FORWARD_ANSWER.len());
+    let n = pods.answers_directly("member1", "default", "flask-demo-0", 5000).await.unwrap();
+    assert_eq!(n, PORT_FORWARD_ANSWER.len());
+    let asked = fake.requests();
+    assert!(
+        asked.iter().any(|r| r.starts_with("GET /api/v1/namespaces/monitoring/pods/prometheus-0/portforward?")
+            && r.ends_with("ports=9090")),
+        "{asked:?}"
+    );
+
+    // Nothing listens on 8080: containerd's words, through the kubelet's error channel.
+    let refused = pods.answers_directly("member1", "monitoring", "prometheus-0", 8080).await.unwrap_err();
+    let MemberApiError::PortForward(PortForwardFailure::Refused(words)) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(words.starts_with("error forwarding port 8080 to pod "), "{words}");
+    assert!(
+        words.contains("failed to connect to localhost:8080 inside namespace")
+            && words.contains("IPv4: dial tcp4 127.0.0.1:8080: connect: connection refused"),
+        "{words}"
+    );
+
+    // A pod that is not there: the API's 404, not a refusal inside a pod.
+    let gone = pods.answers_directly("member1", "monitoring", "prometheus-9", 9090).await.unwrap_err();
+    assert!(
+        matches!(&gone, MemberApiError::PortForward(PortForwardFailure::Api(e)) if e.to_string().contains("prometheus-9")),
+        "{gone:?}"
     );
 }

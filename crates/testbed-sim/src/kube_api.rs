@@ -202,7 +202,8 @@ pub(crate) fn reached(world: &SimWorld, facts: &[ContainerFacts], host: &str, po
 
 /// What a request through the simulated host's port `addr` gets: an application proxy device listening
 /// there forwards to its `connect` inside its container, where a Ready pod of the member's MicroK8s at that
-/// address answers (ports are not modelled: the pod's address decides). As LXD's proxy does, a device with
+/// address answers when one of its containers listens on that port, on every address or on the pod's (an
+/// application on `127.0.0.1` only answers a port-forward, not a proxy). As LXD's proxy does, a device with
 /// nothing answering behind it accepts the connection and closes it without a byte; a port no device listens
 /// on refuses it.
 pub(crate) fn answer(world: &SimWorld, facts: &[ContainerFacts], addr: SocketAddr) -> Result<usize, String> {
@@ -217,10 +218,22 @@ pub(crate) fn answer(world: &SimWorld, facts: &[ContainerFacts], addr: SocketAdd
     let Some((c, connect)) = device else {
         return Err("connecting failed: Connection refused (os error 111)".into());
     };
-    let behind = address_of(&connect).map(|(ip, _)| ip.trim_matches(['[', ']']).to_owned());
+    let Some((behind, port)) = address_of(&connect).map(|(ip, port)| (ip.trim_matches(['[', ']']).to_owned(), port))
+    else {
+        return Err("accepted, then closed without a byte back".into());
+    };
     let inside = world.inside.get(&c.name).filter(|i| i.identity == c.identity);
     let k = inside.and_then(|i| i.microk8s.as_ref()).filter(|k| k.running);
-    let answered = k.is_some_and(|k| k.pods.values().any(|p| p.ready && p.ip.is_some() && p.ip == behind));
+    // A Ready pod at that address whose application listens on that port there (on every address, or on
+    // the pod's own).
+    let answered = k.is_some_and(|k| {
+        k.pods.values().filter(|p| p.ready && p.ip.as_deref() == Some(behind.as_str())).any(|p| {
+            p.containers
+                .iter()
+                .flat_map(|c| &c.listens)
+                .any(|at| at.port() == port && (at.ip().is_unspecified() || at.ip().to_string() == behind))
+        })
+    });
     if answered {
         // `HTTP/1.0 200 OK\r\n`, the first bytes of an answer.
         Ok(17)
@@ -413,6 +426,7 @@ fn served_pod(pod: &crate::world::SimPod) -> FakePod {
                 waiting: c.waiting.as_ref().map(|w| (w.reason.clone(), w.message.clone())),
                 // The simulated containers never crash.
                 previous_log: None,
+                listens: c.listens.clone(),
             })
             .collect(),
     }
@@ -490,7 +504,18 @@ fn run_controllers(world: &mut SimWorld, facts: &[ContainerFacts], now: u64) -> 
                         }
                         Pull::Failed(w) => Some(w),
                     };
-                containers.push(SimContainer { name: c.name.clone(), image: c.image.clone(), init: c.init, waiting });
+                // A container that runs listens on the ports its template declares, on every address.
+                let listens = match waiting {
+                    Some(_) => Vec::new(),
+                    None => c.ports.iter().map(|p| std::net::SocketAddr::from(([0, 0, 0, 0], *p))).collect(),
+                };
+                containers.push(SimContainer {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    init: c.init,
+                    waiting,
+                    listens,
+                });
             }
             pulls.insert((member.clone(), key), (containers, pulled));
         }

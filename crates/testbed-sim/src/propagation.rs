@@ -462,13 +462,15 @@ pub(crate) struct PodSpec {
     pub containers: Vec<ContainerSpec>,
 }
 
-/// A container of a pod template: `name`, `image` and `imagePullPolicy` (absent: the default).
+/// A container of a pod template: `name`, `image`, `imagePullPolicy` (absent: the default) and the TCP
+/// `containerPort`s it declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub policy: Option<String>,
     pub init: bool,
+    pub ports: Vec<u16>,
 }
 
 /// The containers of a pod template's spec, init containers first.
@@ -481,6 +483,13 @@ fn containers(spec: &Value) -> Vec<ContainerSpec> {
                 image: c["image"].as_str().unwrap_or_default().to_owned(),
                 policy: c["imagePullPolicy"].as_str().map(str::to_owned),
                 init,
+                ports: c["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["protocol"].as_str().is_none_or(|proto| proto == "TCP"))
+                    .filter_map(|p| u16::try_from(p["containerPort"].as_u64()?).ok())
+                    .collect(),
             })
         })
         .collect()

@@ -404,6 +404,11 @@ pub struct SimContainer {
     /// message; `None` once it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// Where its application accepts connections once it runs: each TCP `containerPort` the template
+    /// declares, on every address (`0.0.0.0:80`). An application that listens on `127.0.0.1` only is
+    /// reached by a port-forward (which connects to the pod's loopback) and not at the pod's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listens: Vec<std::net::SocketAddr>,
 }
 
 /// Why a container waits, as the kubelet reports it in the pod's status.
