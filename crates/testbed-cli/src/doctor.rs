@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use testbed_config::{Member, PodTarget, Proxy};
-use testbed_kube::{HandshakeFailure, KubeObserveError, PortForwardFailure};
+use testbed_kube::{HandshakeFailure, KubeObserveError};
 use testbed_lxd::follow::reach;
 use testbed_lxd::provider::{pod_connect, HostPort, PortHolder};
 use testbed_microk8s::{MemberApiError, PodTrouble};
 use testbed_plan::{Address, DesiredState, Health, Kind, Layer, ObservedState, Owner};
-use testbed_provider::{ContainerFacts, ContainerView as _, PodLookup as _};
+use testbed_provider::{ContainerFacts, ContainerView as _, DirectAnswer, PodLookup as _};
 
 use crate::cli::Cli;
 use crate::error::CliError;
@@ -801,7 +801,7 @@ impl Context<'_> {
             "`kubectl --kubeconfig {kc} port-forward -n {ns} pod/{pod} 8888:{port}` and `curl http://localhost:8888/`"
         );
         let asked = match &self.seams.pods {
-            Some(pods) => pods.answers_directly(name, ns, pod, port).await,
+            Some(pods) => pods.ask_directly(name, ns, pod, port).await,
             None => {
                 return (
                     format!("{said}; its pod {pod} is Ready at {ip}, where the proxy forwards: the proxy, or the application's port {port}, is at fault"),
@@ -810,7 +810,7 @@ impl Context<'_> {
             }
         };
         match asked {
-            Ok(n) => (
+            DirectAnswer::Answered(n) => (
                 format!(
                     "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and answers directly (a request through a port-forward to its port {port} got {n} bytes back): the way from the proxy to {ip}:{port} is at fault, not the pod"
                 ),
@@ -819,24 +819,23 @@ impl Context<'_> {
                     p.name
                 ),
             ),
-            Err(MemberApiError::PortForward(PortForwardFailure::Refused(words))) => (
+            DirectAnswer::Refused(words) => (
                 format!(
-                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either: a port-forward to its port {port} was refused inside the pod ({}): the application is at fault, not the proxy",
-                    words.trim_end()
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either: a port-forward to its port {port} was refused inside the pod ({words}): the application is at fault, not the proxy"
                 ),
                 format!(
                     "nothing listens on port {port} in the pod: see which port the application listens on (its log: `kubectl --kubeconfig {kc} logs -n {ns} {pod}`) and set the proxy's `pod.port` in the file to it, or make the application listen on {port}"
                 ),
             ),
-            Err(MemberApiError::PortForward(e @ (PortForwardFailure::Closed | PortForwardFailure::Silent(_)))) => (
+            DirectAnswer::Silent(why) => (
                 format!(
-                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either (through a port-forward to its port {port}: {e}): the application is at fault, not the proxy"
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either (through a port-forward to its port {port}: {why}): the application is at fault, not the proxy"
                 ),
                 format!("the application accepts connections on {port} and does not answer a request: its log, `kubectl --kubeconfig {kc} logs -n {ns} {pod}`"),
             ),
-            Err(e) => (
+            DirectAnswer::NotAsked(why) => (
                 format!(
-                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards; the port-forward test could not run ({e})"
+                    "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards; the port-forward test could not run ({why})"
                 ),
                 format!("test the pod directly: {by_hand}; if that answers, re-create the proxy (`{lxc} config device remove {name} {}`, then `testbed apply`); if not, the application does not listen on {port}", p.name),
             ),

@@ -130,3 +130,32 @@ fn a_pod_proxy_without_a_matching_pod_fails_saying_where_to_look() {
     let devices = &w["world"]["lxd_daemon"]["instances"]["member1"]["devices"];
     assert!(devices.get("prometheus").is_none(), "no device without a pod to point it at: {devices}");
 }
+
+/// A proxy whose `pod.port` is not where the application listens: apply waits for an answer through the
+/// proxy, then asks the pod directly through a port-forward, and says that nothing listens on that port
+/// inside the pod, in the kubelet's words, and that the file's port is what to change. With the port fixed,
+/// apply converges.
+#[test]
+fn a_pod_proxy_to_a_port_nothing_listens_on_fails_with_what_the_pod_said_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wrong = FILE.replace("port = 9090 }", "port = 9095 }");
+    assert_ne!(wrong, FILE);
+    std::fs::write(d.join("testbed.toml"), &wrong).unwrap();
+    std::fs::write(d.join("prometheus.yaml"), MANIFEST).unwrap();
+    let apply = testbed(d, &["apply", "--yes"]);
+    let out = text(&apply);
+    assert_eq!(apply.status.code(), Some(1), "{out}");
+    assert!(out.contains("nothing answered through 127.0.0.1:9091 within"), "{out}");
+    assert!(
+        out.contains("asked directly through a port-forward, nothing listens on port 9095 inside the pod (error forwarding port 9095 to pod "),
+        "{out}"
+    );
+    assert!(out.contains("failed to connect to localhost:9095 inside namespace"), "{out}");
+    assert!(out.contains("set the proxy's `pod.port` in the file to the port it listens on"), "{out}");
+
+    std::fs::write(d.join("testbed.toml"), FILE).unwrap();
+    let apply = testbed(d, &["apply", "--yes"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert!(connect(&world(d)).ends_with(":9090"), "{}", connect(&world(d)));
+}

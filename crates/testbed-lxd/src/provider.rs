@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, Op, Owner, Resource, Spec};
 use testbed_provider::{
-    ActionLog, ContainerFacts, ContainerView, LayerObservation, PodLookup, PodMatch, Provider, ProviderError,
+    ActionLog, ContainerFacts, ContainerView, DirectAnswer, LayerObservation, PodLookup, PodMatch, Provider,
+    ProviderError,
 };
 
 use testbed_lxd_client::{encode, Client, LxdError, Operation, OperationClass};
@@ -1132,18 +1133,47 @@ impl LxdProvider {
             Err(unanswered) => {
                 let kubeconfig = self.pods.as_deref().map(|p| p.kubeconfig(member)).unwrap_or_default();
                 let ns = &pod.namespace;
+                let port = pod.port;
                 let cli = self.client.flavor().command();
-                Err(ProviderError::failed(format!(
-                    "{ctx}: nothing answered through {at} within {} s ({} requests, the last: {}); the proxy forwards to {connect}, pod {ns}/{pod_name}, port {}",
+                let said = format!(
+                    "{ctx}: nothing answered through {at} within {} s ({} requests, the last: {}); the proxy forwards to {connect}, pod {ns}/{pod_name}, port {port}",
                     self.waits.answer.as_secs(),
                     unanswered.tries,
                     unanswered.last,
-                    pod.port
-                ))
-                .with_hint(format!(
-                    "check that the pod is Ready and listens on port {port} (kubectl --kubeconfig {kubeconfig} -n {ns} get pod {pod_name} -o wide); to tell the proxy from the pod, run kubectl --kubeconfig {kubeconfig} -n {ns} port-forward pod/{pod_name} 19090:{port} and send a request to 127.0.0.1:19090: if that answers, look at the proxy ({cli} config device show {member}); then apply again",
-                    port = pod.port
-                )))
+                );
+                // The port-forward test tells the pod from the way to it.
+                let direct = match self.pods.as_deref() {
+                    Some(pods) => {
+                        log.api(
+                            "GET",
+                            &format!("{ns}/{pod_name}:{port} directly, through the member API's port-forward"),
+                        );
+                        pods.ask_directly(member, ns, pod_name, port).await
+                    }
+                    None => DirectAnswer::NotAsked("no member API to ask".into()),
+                };
+                let by_hand = format!(
+                    "to tell the proxy from the pod, run kubectl --kubeconfig {kubeconfig} -n {ns} port-forward pod/{pod_name} 19090:{port} and send a request to 127.0.0.1:19090: if that answers, look at the proxy ({cli} config device show {member})"
+                );
+                let (found, hint) = match direct {
+                    DirectAnswer::Answered(n) => (
+                        format!("; asked directly through a port-forward, the pod answered ({n} bytes): the way from the proxy to {connect} is at fault, not the pod"),
+                        format!("an application that listens on 127.0.0.1 only answers a port-forward and not at the pod's address: make it listen on 0.0.0.0; if it does, look at the proxy ({cli} config device show {member}); then apply again"),
+                    ),
+                    DirectAnswer::Refused(words) => (
+                        format!("; asked directly through a port-forward, nothing listens on port {port} inside the pod ({words})"),
+                        format!("the application does not listen on port {port}: set the proxy's `pod.port` in the file to the port it listens on (its log: kubectl --kubeconfig {kubeconfig} -n {ns} logs {pod_name}), or make it listen on {port}; then apply again"),
+                    ),
+                    DirectAnswer::Silent(why) => (
+                        format!("; asked directly through a port-forward, the pod did not answer either ({why})"),
+                        format!("the application accepts connections on port {port} and does not answer a request: its log, kubectl --kubeconfig {kubeconfig} -n {ns} logs {pod_name}; then apply again"),
+                    ),
+                    DirectAnswer::NotAsked(why) => (
+                        format!("; the pod could not be asked directly ({why})"),
+                        format!("check that the pod is Ready and listens on port {port} (kubectl --kubeconfig {kubeconfig} -n {ns} get pod {pod_name} -o wide); {by_hand}; then apply again"),
+                    ),
+                };
+                Err(ProviderError::failed(format!("{said}{found}")).with_hint(hint))
             }
         }
     }

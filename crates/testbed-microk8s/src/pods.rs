@@ -10,7 +10,7 @@ use testbed_kube::{
     nodes_ready, pod_answers, pod_events, pods, pods_everywhere, previous_log, ApiConfig, Clients, EventReport,
     KubeClient, KubeObserveError, Network, NodesReport, PodReport, PortForwardFailure,
 };
-use testbed_provider::{PodLookup, PodMatch, ProviderError};
+use testbed_provider::{DirectAnswer, PodLookup, PodMatch, ProviderError};
 
 /// The members' pods, through their kubeconfigs. Cheap to clone; clones share their API clients.
 #[derive(Debug, Clone)]
@@ -168,6 +168,19 @@ impl PodLookup for MemberPods {
             .await
             .map_err(|e| ProviderError::unavailable(format!("cannot list {asking}")).caused_by(e))?;
         Ok(found.into_iter().map(|p| PodMatch { name: p.name, ip: p.ip, ready: p.ready, phase: p.phase }).collect())
+    }
+
+    async fn ask_directly(&self, member: &str, namespace: &str, pod: &str, port: u16) -> DirectAnswer {
+        match self.answers_directly(member, namespace, pod, port).await {
+            Ok(n) => DirectAnswer::Answered(n),
+            Err(MemberApiError::PortForward(PortForwardFailure::Refused(words))) => {
+                DirectAnswer::Refused(words.trim_end().to_owned())
+            }
+            Err(MemberApiError::PortForward(e @ (PortForwardFailure::Closed | PortForwardFailure::Silent(_)))) => {
+                DirectAnswer::Silent(e.to_string())
+            }
+            Err(e) => DirectAnswer::NotAsked(e.to_string()),
+        }
     }
 
     fn kubeconfig(&self, member: &str) -> String {

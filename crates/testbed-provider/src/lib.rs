@@ -297,10 +297,29 @@ impl PodMatch {
     }
 }
 
+/// What a request sent to a pod directly got: through its cluster's port-forward (`kubectl port-forward`),
+/// which reaches the pod's loopback past everything between the host and the pod's address. When a proxy to
+/// the pod gets no answer, this tells the pod from the way to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectAnswer {
+    /// An answer: how many bytes came back first.
+    Answered(usize),
+    /// Nothing listens on the port inside the pod: the kubelet's words.
+    Refused(String),
+    /// Something inside the pod accepted the connection and sent nothing back (in time): what happened.
+    Silent(String),
+    /// The port-forward could not be opened: why.
+    NotAsked(String),
+}
+
 /// Finds pods in the members' clusters: how the LXD layer learns where the pod a proxy follows is now. The
 /// MicroK8s layer knows how to reach each member's API (its kubeconfig) and implements it.
 #[async_trait]
 pub trait PodLookup: Send + Sync {
+    /// Sends a request (`GET / HTTP/1.0`) to port `port` of pod `pod` in `namespace` of member `member`
+    /// directly, through the member API's port-forward, and says what came back.
+    async fn ask_directly(&self, member: &str, namespace: &str, pod: &str, port: u16) -> DirectAnswer;
+
     /// The pods of member `member`'s cluster in `namespace` whose labels `selector` (equality terms) matches,
     /// sorted by name. No cluster to ask yet (no kubeconfig for the member) is no pods.
     async fn pods(&self, member: &str, namespace: &str, selector: &str) -> Result<Vec<PodMatch>, ProviderError>;
