@@ -264,7 +264,7 @@ pod = {{ namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus
     std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
     std::fs::write(
         dir.path().join("prometheus.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: prometheus\n  namespace: monitoring\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: prometheus\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: prometheus\n    spec:\n      containers:\n      - name: prometheus\n        image: quay.io/prometheus/prometheus:v3.5.0\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: prometheus\n  namespace: monitoring\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: prometheus\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: prometheus\n    spec:\n      containers:\n      - name: prometheus\n        image: quay.io/prometheus/prometheus:v3.5.0\n        ports:\n        - containerPort: 9090\n",
     )
     .unwrap();
     let testbed = |args: &[&str]| testenv::testbed_on(daemon, dir.path(), LAYERS, args);
