@@ -175,6 +175,10 @@ fn an_app_proxy_without_an_answer_is_told_apart_from_its_pod_by_a_port_forward()
     assert!(seen.ends_with(":9090 is at fault, not the pod"), "{seen}");
     let next = p["next"].as_str().unwrap();
     assert!(next.contains("listens on 127.0.0.1 only") && next.contains("make it listen on 0.0.0.0"), "{next}");
+    // As a person reads it.
+    let doctor = testbed(d, &["doctor", "member1"]);
+    assert_eq!(doctor.status.code(), Some(1), "{}", text(&doctor));
+    insta::assert_snapshot!("proxy_answered_only_through_a_port_forward", stdout(&doctor));
 
     // It listens on another port: a port-forward to 9090 is refused inside the pod, and that is what is said.
     listen_at(d, "127.0.0.1:9090", "0.0.0.0:9095");

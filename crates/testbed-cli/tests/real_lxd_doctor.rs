@@ -1,5 +1,5 @@
-//! Issue 14, item 3, against the real daemon: `testbed doctor` with LXD real (the project's test daemon,
-//! `cargo xtask testenv up`) and the layers above it simulated. What is real here: the containers, their
+//! Issue 14, item 3, against the real daemons: `testbed doctor` with LXD real, and again with Incus real (the
+//! project's test daemons, `cargo xtask testenv up`), and the layers above them simulated. What is real here: the containers, their
 //! state, the proxy devices, who holds each host port (a real bind, and the holder's process found in /proc),
 //! and the request through an application proxy. The member APIs, their TLS servers, nodes, pods and Karmada
 //! are the simulated machine's, served where the real containers and proxies say they are.
@@ -22,39 +22,51 @@ const LAYERS: &str = "host,microk8s,registry,karmada";
 /// a bridge's creation when a veth it lists, of another test's container, vanishes meanwhile).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-const FILE: &str = r#"name = "doc"
+/// The lab of one daemon: its name (each member is `NAME-memberN`), and its first API port (the members' are
+/// this one and the next two).
+fn lab(daemon: Daemon) -> (&'static str, u16) {
+    match daemon {
+        Daemon::Lxd => ("doc", 26861),
+        Daemon::Incus => ("idoc", 26871),
+    }
+}
+
+/// Three members on their own bridge, their API ports from [`lab`].
+fn file(daemon: Daemon) -> String {
+    let (tag, port) = lab(daemon);
+    let (backend, net) = match daemon {
+        Daemon::Lxd => ("lxd", 63),
+        Daemon::Incus => ("incus", 64),
+    };
+    let mut text = format!(
+        r#"name = "{tag}"
 
 [lxd]
-bridge = "tbdoc0"
-ipv4_address = "10.199.63.1/24"
+backend = "{backend}"
+bridge = "tb{tag}0"
+ipv4_address = "10.199.{net}.1/24"
 storage_pool = "default"
 image = "testbed-busybox"
-profile = "tbdoc-member"
+profile = "tb{tag}-member"
 
 [lxd.profile_config]
 "linux.kernel_modules" = "overlay,nf_conntrack"
+"#
+    );
+    for i in 0..3u16 {
+        text.push_str(&format!("\n[[members]]\nname = \"{tag}-member{}\"\napi_port = {}\n", i + 1, port + i));
+    }
+    text
+}
 
-[[members]]
-name = "doc-member1"
-api_port = 26861
-
-[[members]]
-name = "doc-member2"
-api_port = 26862
-
-[[members]]
-name = "doc-member3"
-api_port = 26863
-"#;
-
-fn testbed(dir: &Path, args: &[&str]) -> Output {
-    testenv::testbed(dir, LAYERS, args)
+fn testbed(daemon: Daemon, dir: &Path, args: &[&str]) -> Output {
+    testenv::testbed_on(daemon, dir, LAYERS, args)
 }
 
 /// `doctor --json`, its exit code, its findings, and how long it took.
-fn doctor(dir: &Path) -> (Option<i32>, Value, Duration) {
+fn doctor(daemon: Daemon, dir: &Path) -> (Option<i32>, Value, Duration) {
     let started = Instant::now();
-    let out = testbed(dir, &["doctor", "--json"]);
+    let out = testbed(daemon, dir, &["doctor", "--json"]);
     let took = started.elapsed();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     (out.status.code(), doc, took)
@@ -86,12 +98,31 @@ fn said(f: &Value, key: &str) -> String {
 #[test]
 fn doctor_on_real_lxd_finds_a_stopped_container_a_removed_proxy_and_a_port_taken_by_another_program() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    finds_a_stopped_container_a_removed_proxy_and_a_port_taken(Daemon::Lxd);
+}
+
+#[test]
+fn doctor_on_real_incus_finds_a_stopped_container_a_removed_proxy_and_a_port_taken_by_another_program() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    finds_a_stopped_container_a_removed_proxy_and_a_port_taken(Daemon::Incus);
+}
+
+fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
+    let (tag, first_port) = lab(daemon);
+    let [m1, m2, m3] = [1, 2, 3].map(|i| format!("{tag}-member{i}"));
+    let [p1, p2, p3] = [0, 1, 2].map(|i| first_port + i);
+    let lxc = match daemon {
+        Daemon::Lxd => "lxc",
+        Daemon::Incus => "incus",
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("testbed.toml"), FILE).unwrap();
+    std::fs::write(d.join("testbed.toml"), file(daemon)).unwrap();
+    let testbed = |d: &Path, args: &[&str]| testbed(daemon, d, args);
+    let doctor = |d: &Path| doctor(daemon, d);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // A client per call: an idle connection kept between calls may have been closed by the daemon.
-    let cl = || Daemon::Lxd.client();
+    let cl = || daemon.client();
     let wait = Duration::from_secs(60);
     let state = |name: &str, action: &str| {
         let body = serde_json::json!({"action": action, "timeout": 30, "force": true});
@@ -122,58 +153,58 @@ fn doctor_on_real_lxd_finds_a_stopped_container_a_removed_proxy_and_a_port_taken
 
     // Converged: everything passes, exit 0; the answers of the simulated layers are marked so.
     let (code, doc, took) = doctor(d);
-    eprintln!("doctor on a converged lab of 3 members (real LXD): {took:?}");
+    eprintln!("doctor on a converged lab of 3 members (real {lxc} daemon): {took:?}");
     assert_eq!(code, Some(0), "{doc:#}");
     assert_eq!(failed(&doc), Vec::<(String, String)>::new());
     assert_eq!(doc["format_version"], "1.0");
     assert_eq!(doc["simulated"], serde_json::json!(["host", "microk8s", "registry", "karmada"]));
-    for m in ["doc-member1", "doc-member2", "doc-member3"] {
+    for m in [&m1, &m2, &m3] {
         for check in ["container", "api_proxy", "host_port", "tls", "api", "nodes", "cluster", "pods"] {
             assert_eq!(finding(&doc, check, m)["status"], "pass", "{check} on {m}: {doc:#}");
         }
     }
-    let port = finding(&doc, "host_port", "doc-member2");
+    let port = finding(&doc, "host_port", &m2);
     assert_eq!(port["simulated"], false, "LXD's answers are real");
-    assert_eq!(said(port, "seen"), "127.0.0.1:26862 is held by doc-member2's proxy device `api`");
-    assert_eq!(finding(&doc, "tls", "doc-member2")["simulated"], true, "MicroK8s' API server is simulated");
+    assert_eq!(said(port, "seen"), format!("127.0.0.1:{p2} is held by {m2}'s proxy device `api`"));
+    assert_eq!(finding(&doc, "tls", &m2)["simulated"], true, "MicroK8s' API server is simulated");
     // The text report says the same, with the banner first.
     let out = testbed(d, &["doctor"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("real: lxd"), "{}", text(&out));
 
     // 1. A stopped member container: reported on that member, with the command that starts it.
-    state("doc-member1", "stop");
+    state(&m1, "stop");
     let (code, doc, took) = doctor(d);
     eprintln!("doctor with a stopped container: {took:?}");
     assert_eq!(code, Some(1), "{doc:#}");
-    let container = finding(&doc, "container", "doc-member1");
+    let container = finding(&doc, "container", &m1);
     assert_eq!(container["status"], "fail");
-    assert!(said(container, "seen").contains("container doc-member1 is not running"), "{container:#}");
-    assert!(said(container, "next").starts_with("`lxc start doc-member1`"), "{container:#}");
+    assert!(said(container, "seen").contains(&format!("container {m1} is not running")), "{container:#}");
+    assert!(said(container, "next").starts_with(&format!("`{lxc} start {m1}`")), "{container:#}");
     // LXD's proxies do not listen while their container is stopped: the port is free, and said why.
-    let port = finding(&doc, "host_port", "doc-member1");
+    let port = finding(&doc, "host_port", &m1);
     assert_eq!(port["status"], "fail");
-    assert!(said(port, "seen").contains("nothing listens on 127.0.0.1:26861"), "{port:#}");
-    assert_eq!(finding(&doc, "api", "doc-member1")["status"], "skipped");
-    assert!(failed(&doc).iter().all(|(m, _)| m == "doc-member1"), "only doc-member1 fails: {doc:#}");
-    state("doc-member1", "start");
+    assert!(said(port, "seen").contains(&format!("nothing listens on 127.0.0.1:{p1}")), "{port:#}");
+    assert_eq!(finding(&doc, "api", &m1)["status"], "skipped");
+    assert!(failed(&doc).iter().all(|(m, _)| m == &m1), "only {m1} fails: {doc:#}");
+    state(&m1, "start");
     let (code, doc, _) = doctor(d);
     assert_eq!(code, Some(0), "started again, the member passes: {doc:#}");
 
     // 2. A proxy device removed by hand: reported on that member; `testbed apply` puts it back.
-    remove_api_device("doc-member2");
+    remove_api_device(&m2);
     let (code, doc, _) = doctor(d);
     assert_eq!(code, Some(1), "{doc:#}");
-    let proxy = finding(&doc, "api_proxy", "doc-member2");
+    let proxy = finding(&doc, "api_proxy", &m2);
     assert_eq!(proxy["status"], "fail");
-    assert!(said(proxy, "seen").contains("container doc-member2 has no proxy device `api`"), "{proxy:#}");
+    assert!(said(proxy, "seen").contains(&format!("container {m2} has no proxy device `api`")), "{proxy:#}");
     assert!(said(proxy, "next").contains("`testbed apply` adds it again"), "{proxy:#}");
-    let port = finding(&doc, "host_port", "doc-member2");
-    assert_eq!(said(port, "seen"), "nothing listens on 127.0.0.1:26862", "{port:#}");
-    let api = finding(&doc, "api", "doc-member2");
+    let port = finding(&doc, "host_port", &m2);
+    assert_eq!(said(port, "seen"), format!("nothing listens on 127.0.0.1:{p2}"), "{port:#}");
+    let api = finding(&doc, "api", &m2);
     assert_eq!(api["status"], "fail");
     assert!(said(api, "seen").contains("unreachable"), "the API behind the missing proxy: {api:#}");
-    assert!(failed(&doc).iter().all(|(m, _)| m == "doc-member2"), "only doc-member2 fails: {doc:#}");
+    assert!(failed(&doc).iter().all(|(m, _)| m == &m2), "only {m2} fails: {doc:#}");
     let apply = testbed(d, &["apply", "--yes"]);
     assert!(apply.status.success(), "{}", text(&apply));
     let (code, doc, _) = doctor(d);
@@ -181,20 +212,20 @@ fn doctor_on_real_lxd_finds_a_stopped_container_a_removed_proxy_and_a_port_taken
 
     // 3. A host port taken by another program: the member's proxy is gone and this test's own listener holds
     // its port. Reported on that member, naming the program (this test, found in /proc).
-    remove_api_device("doc-member3");
-    let listener = std::net::TcpListener::bind("127.0.0.1:26863").expect("the port is free once the proxy is gone");
+    remove_api_device(&m3);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", p3)).expect("the port is free once the proxy is gone");
     let (code, doc, took) = doctor(d);
     eprintln!("doctor with a port taken by another program: {took:?}");
     assert_eq!(code, Some(1), "{doc:#}");
-    let port = finding(&doc, "host_port", "doc-member3");
+    let port = finding(&doc, "host_port", &m3);
     assert_eq!(port["status"], "fail");
     let seen = said(port, "seen");
-    assert!(seen.starts_with("127.0.0.1:26863 is held by another program: "), "{port:#}");
+    assert!(seen.starts_with(&format!("127.0.0.1:{p3} is held by another program: ")), "{port:#}");
     assert!(seen.contains(&format!("(pid {})", std::process::id())), "the program is named: {port:#}");
-    assert!(said(port, "next").contains("ss -ltnp 'sport = :26863'"), "{port:#}");
-    assert!(said(port, "next").contains("change doc-member3's `api_port`"), "{port:#}");
-    assert_eq!(finding(&doc, "tls", "doc-member3")["status"], "skipped", "nothing of the member's listens there");
-    assert!(failed(&doc).iter().all(|(m, _)| m == "doc-member3"), "only doc-member3 fails: {doc:#}");
+    assert!(said(port, "next").contains(&format!("ss -ltnp 'sport = :{p3}'")), "{port:#}");
+    assert!(said(port, "next").contains(&format!("change {m3}'s `api_port`")), "{port:#}");
+    assert_eq!(finding(&doc, "tls", &m3)["status"], "skipped", "nothing of the member's listens there");
+    assert!(failed(&doc).iter().all(|(m, _)| m == &m3), "only {m3} fails: {doc:#}");
     // Apply cannot put the proxy back while the port is taken, and says so; once it is free, it can.
     let apply = testbed(d, &["apply", "--yes"]);
     assert!(!apply.status.success(), "{}", text(&apply));
