@@ -111,9 +111,9 @@ fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
     let (tag, first_port) = lab(daemon);
     let [m1, m2, m3] = [1, 2, 3].map(|i| format!("{tag}-member{i}"));
     let [p1, p2, p3] = [0, 1, 2].map(|i| first_port + i);
-    let lxc = match daemon {
-        Daemon::Lxd => "lxc",
-        Daemon::Incus => "incus",
+    let (lxc, named) = match daemon {
+        Daemon::Lxd => ("lxc", "LXD"),
+        Daemon::Incus => ("incus", "Incus"),
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -153,7 +153,7 @@ fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
 
     // Converged: everything passes, exit 0; the answers of the simulated layers are marked so.
     let (code, doc, took) = doctor(d);
-    eprintln!("doctor on a converged lab of 3 members (real {lxc} daemon): {took:?}");
+    eprintln!("doctor on a converged lab of 3 members (real {named}): {took:?}");
     assert_eq!(code, Some(0), "{doc:#}");
     assert_eq!(failed(&doc), Vec::<(String, String)>::new());
     assert_eq!(doc["format_version"], "1.0");
@@ -164,7 +164,7 @@ fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
         }
     }
     let port = finding(&doc, "host_port", &m2);
-    assert_eq!(port["simulated"], false, "LXD's answers are real");
+    assert_eq!(port["simulated"], false, "{named}'s answers are real");
     assert_eq!(said(port, "seen"), format!("127.0.0.1:{p2} is held by {m2}'s proxy device `api`"));
     assert_eq!(finding(&doc, "tls", &m2)["simulated"], true, "MicroK8s' API server is simulated");
     // The text report says the same, with the banner first.
@@ -175,7 +175,7 @@ fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
     // 1. A stopped member container: reported on that member, with the command that starts it.
     state(&m1, "stop");
     let (code, doc, took) = doctor(d);
-    eprintln!("doctor with a stopped container: {took:?}");
+    eprintln!("doctor with a stopped container (real {named}): {took:?}");
     assert_eq!(code, Some(1), "{doc:#}");
     let container = finding(&doc, "container", &m1);
     assert_eq!(container["status"], "fail");
@@ -215,7 +215,7 @@ fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
     remove_api_device(&m3);
     let listener = std::net::TcpListener::bind(("127.0.0.1", p3)).expect("the port is free once the proxy is gone");
     let (code, doc, took) = doctor(d);
-    eprintln!("doctor with a port taken by another program: {took:?}");
+    eprintln!("doctor with a port taken by another program (real {named}): {took:?}");
     assert_eq!(code, Some(1), "{doc:#}");
     let port = finding(&doc, "host_port", &m3);
     assert_eq!(port["status"], "fail");
