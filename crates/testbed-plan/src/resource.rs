@@ -40,19 +40,8 @@ impl Address {
     pub fn kind(&self) -> Option<Kind> {
         let first = self.0.split('.').next()?;
         let rest = self.0.split_once('.').map(|(_, r)| r).unwrap_or("");
-        Kind::ALL.iter().copied().find(|k| {
-            k.prefix() == first
-                && match k {
-                    // `host.*` resources share the first segment; the second tells them apart.
-                    Kind::HostPackages => rest == "packages",
-                    Kind::HostSysctl => rest == "sysctl",
-                    Kind::HostFirewall => rest == "firewall",
-                    Kind::HostNodeports => rest == "nodeports",
-                    Kind::HostMicrok8s => rest == "microk8s",
-                    Kind::HostAddons => rest == "addons",
-                    _ => true,
-                }
-        })
+        // `host.*` resources share the first segment; the second tells them apart.
+        Kind::ALL.iter().copied().find(|k| k.prefix() == first && k.host_name().is_none_or(|name| rest == name))
     }
 
     /// Parses an address as written by a user or another tool.
@@ -161,99 +150,224 @@ pub enum Lifecycle {
     Retained,
 }
 
+/// Everything the planner knows about a kind, in one row of [`KINDS`]: a new kind is one row.
+struct KindInfo {
+    kind: Kind,
+    /// The first address segment.
+    prefix: &'static str,
+    /// For the `host.*` kinds, which share their prefix: the second segment.
+    host_name: Option<&'static str>,
+    layer: Layer,
+    lifecycle: Lifecycle,
+    /// Settings whose change cannot be made in place.
+    replaced_on: &'static [&'static str],
+    /// Rebuilt when a resource it depends on is created or replaced.
+    follows_replacement: bool,
+    /// One someone else made is used as it is.
+    uses_foreign: bool,
+    /// Deleted with its member's container.
+    lives_in_container: bool,
+    /// Belongs to one member.
+    member_scoped: bool,
+    /// The kinds it directly needs.
+    needs: &'static [Kind],
+}
+
+/// A row with the common defaults: owned, replaced on no setting, and none of the flags.
+const fn row(kind: Kind, prefix: &'static str, layer: Layer, needs: &'static [Kind]) -> KindInfo {
+    KindInfo {
+        kind,
+        prefix,
+        host_name: None,
+        layer,
+        lifecycle: Lifecycle::Owned,
+        replaced_on: &[],
+        follows_replacement: false,
+        uses_foreign: false,
+        lives_in_container: false,
+        member_scoped: false,
+        needs,
+    }
+}
+
+/// One row per kind, in [`Kind::ALL`]'s order.
+const KINDS: [KindInfo; 22] = [
+    KindInfo {
+        host_name: Some("packages"),
+        lifecycle: Lifecycle::Retained,
+        uses_foreign: true,
+        ..row(Kind::HostPackages, "host", Layer::Host, &[])
+    },
+    KindInfo {
+        host_name: Some("sysctl"),
+        lifecycle: Lifecycle::Retained,
+        uses_foreign: true,
+        ..row(Kind::HostSysctl, "host", Layer::Host, &[Kind::HostPackages])
+    },
+    KindInfo {
+        host_name: Some("firewall"),
+        uses_foreign: true,
+        ..row(Kind::HostFirewall, "host", Layer::Host, &[Kind::LxdNetwork])
+    },
+    KindInfo { host_name: Some("nodeports"), ..row(Kind::HostNodeports, "host", Layer::Host, &[]) },
+    KindInfo {
+        host_name: Some("microk8s"),
+        uses_foreign: true,
+        ..row(Kind::HostMicrok8s, "host", Layer::Microk8s, &[Kind::HostPackages])
+    },
+    KindInfo {
+        host_name: Some("addons"),
+        uses_foreign: true,
+        ..row(Kind::HostAddons, "host", Layer::Microk8s, &[Kind::HostMicrok8s])
+    },
+    // The download cache is kept: the next lab installs from it without the store.
+    KindInfo {
+        lifecycle: Lifecycle::Retained,
+        ..row(Kind::SnapDownload, "snap_download", Layer::Microk8s, &[Kind::HostPackages])
+    },
+    KindInfo {
+        replaced_on: &["type"],
+        uses_foreign: true,
+        ..row(Kind::LxdNetwork, "lxd_network", Layer::Lxd, &[Kind::HostPackages])
+    },
+    KindInfo {
+        replaced_on: &["driver"],
+        uses_foreign: true,
+        ..row(Kind::LxdStoragePool, "lxd_storage_pool", Layer::Lxd, &[Kind::HostPackages])
+    },
+    row(Kind::LxdProfile, "lxd_profile", Layer::Lxd, &[Kind::HostPackages]),
+    KindInfo {
+        replaced_on: &["image"],
+        member_scoped: true,
+        ..row(
+            Kind::LxdInstance,
+            "lxd_instance",
+            Layer::Lxd,
+            &[Kind::LxdNetwork, Kind::LxdStoragePool, Kind::LxdProfile, Kind::HostSysctl],
+        )
+    },
+    KindInfo {
+        follows_replacement: true,
+        lives_in_container: true,
+        member_scoped: true,
+        ..row(Kind::Proxy, "proxy", Layer::Lxd, &[Kind::LxdInstance])
+    },
+    KindInfo {
+        follows_replacement: true,
+        lives_in_container: true,
+        member_scoped: true,
+        ..row(Kind::Microk8s, "microk8s", Layer::Microk8s, &[Kind::LxdInstance, Kind::HostFirewall, Kind::SnapDownload])
+    },
+    KindInfo {
+        follows_replacement: true,
+        lives_in_container: true,
+        member_scoped: true,
+        ..row(Kind::Microk8sAddons, "microk8s_addons", Layer::Microk8s, &[Kind::Microk8s])
+    },
+    // A kubeconfig carries the cluster's credentials.
+    KindInfo {
+        follows_replacement: true,
+        member_scoped: true,
+        ..row(Kind::Kubeconfig, "kubeconfig", Layer::Microk8s, &[Kind::Microk8s, Kind::Proxy])
+    },
+    // The registry never answers on the network before the NodePort rule is in force.
+    KindInfo {
+        replaced_on: &["port"],
+        uses_foreign: true,
+        ..row(Kind::Registry, "registry", Layer::Registry, &[Kind::HostMicrok8s, Kind::HostNodeports])
+    },
+    KindInfo {
+        replaced_on: &["target"],
+        uses_foreign: true,
+        ..row(Kind::Image, "image", Layer::Registry, &[Kind::Registry])
+    },
+    KindInfo {
+        follows_replacement: true,
+        lives_in_container: true,
+        member_scoped: true,
+        ..row(Kind::Sideload, "sideload", Layer::Registry, &[Kind::Microk8s])
+    },
+    // Only `karmadactl init` sets these settings: a change is a deinit and a new init. The control plane
+    // never answers on the network before the NodePort rule is in force.
+    KindInfo {
+        replaced_on: &["version", "api_port", "data_dir", "advertise_address", "image_registry", "failover"],
+        ..row(
+            Kind::KarmadaControlPlane,
+            "karmada",
+            Layer::Karmada,
+            &[Kind::HostPackages, Kind::HostAddons, Kind::HostNodeports, Kind::Registry, Kind::Image, Kind::LxdNetwork],
+        )
+    },
+    // A membership carries the cluster's identity.
+    KindInfo {
+        replaced_on: &["mode"],
+        follows_replacement: true,
+        member_scoped: true,
+        ..row(
+            Kind::KarmadaMember,
+            "karmada_member",
+            Layer::Karmada,
+            &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
+        )
+    },
+    // What was applied to a Karmada API server goes with it.
+    KindInfo {
+        follows_replacement: true,
+        ..row(
+            Kind::WorkloadObject,
+            "workload_object",
+            Layer::Karmada,
+            &[Kind::KarmadaControlPlane, Kind::KarmadaMember],
+        )
+    },
+    KindInfo {
+        follows_replacement: true,
+        ..row(
+            Kind::Workload,
+            "workload",
+            Layer::Karmada,
+            &[Kind::WorkloadObject, Kind::KarmadaMember, Kind::Image, Kind::Sideload],
+        )
+    },
+];
+
 impl Kind {
-    pub const ALL: [Kind; 22] = [
-        Kind::HostPackages,
-        Kind::HostSysctl,
-        Kind::HostFirewall,
-        Kind::HostNodeports,
-        Kind::HostMicrok8s,
-        Kind::HostAddons,
-        Kind::SnapDownload,
-        Kind::LxdNetwork,
-        Kind::LxdStoragePool,
-        Kind::LxdProfile,
-        Kind::LxdInstance,
-        Kind::Proxy,
-        Kind::Microk8s,
-        Kind::Microk8sAddons,
-        Kind::Kubeconfig,
-        Kind::Registry,
-        Kind::Image,
-        Kind::Sideload,
-        Kind::KarmadaControlPlane,
-        Kind::KarmadaMember,
-        Kind::WorkloadObject,
-        Kind::Workload,
-    ];
+    pub const ALL: [Kind; 22] = {
+        let mut all = [Kind::HostPackages; 22];
+        let mut i = 0;
+        while i < KINDS.len() {
+            all[i] = KINDS[i].kind;
+            i += 1;
+        }
+        all
+    };
+
+    fn info(self) -> &'static KindInfo {
+        // KINDS is in declaration order (a test checks it), so the discriminant is the row.
+        &KINDS[self as usize]
+    }
 
     /// The first address segment.
     pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::HostPackages
-            | Kind::HostSysctl
-            | Kind::HostFirewall
-            | Kind::HostNodeports
-            | Kind::HostMicrok8s
-            | Kind::HostAddons => "host",
-            Kind::SnapDownload => "snap_download",
-            Kind::LxdNetwork => "lxd_network",
-            Kind::LxdStoragePool => "lxd_storage_pool",
-            Kind::LxdProfile => "lxd_profile",
-            Kind::LxdInstance => "lxd_instance",
-            Kind::Proxy => "proxy",
-            Kind::Microk8s => "microk8s",
-            Kind::Microk8sAddons => "microk8s_addons",
-            Kind::Kubeconfig => "kubeconfig",
-            Kind::Registry => "registry",
-            Kind::Image => "image",
-            Kind::Sideload => "sideload",
-            Kind::KarmadaControlPlane => "karmada",
-            Kind::KarmadaMember => "karmada_member",
-            Kind::WorkloadObject => "workload_object",
-            Kind::Workload => "workload",
-        }
+        self.info().prefix
+    }
+
+    /// For the `host.*` kinds, which share the prefix `host`: the second address segment.
+    fn host_name(self) -> Option<&'static str> {
+        self.info().host_name
     }
 
     pub fn layer(self) -> Layer {
-        match self {
-            Kind::HostPackages | Kind::HostSysctl | Kind::HostFirewall | Kind::HostNodeports => Layer::Host,
-            Kind::LxdNetwork | Kind::LxdStoragePool | Kind::LxdProfile | Kind::LxdInstance | Kind::Proxy => Layer::Lxd,
-            Kind::HostMicrok8s
-            | Kind::HostAddons
-            | Kind::SnapDownload
-            | Kind::Microk8s
-            | Kind::Microk8sAddons
-            | Kind::Kubeconfig => Layer::Microk8s,
-            Kind::Registry | Kind::Image | Kind::Sideload => Layer::Registry,
-            Kind::KarmadaControlPlane | Kind::KarmadaMember | Kind::WorkloadObject | Kind::Workload => Layer::Karmada,
-        }
+        self.info().layer
     }
 
     pub fn lifecycle(self) -> Lifecycle {
-        match self {
-            // The download cache is kept too: the next lab installs from it without the store.
-            Kind::HostPackages | Kind::HostSysctl | Kind::SnapDownload => Lifecycle::Retained,
-            _ => Lifecycle::Owned,
-        }
+        self.info().lifecycle
     }
 
     /// Settings whose change cannot be made in place: the resource is replaced.
     pub fn forces_replacement(self, key: &str) -> bool {
-        matches!(
-            (self, key),
-            (Kind::LxdInstance, "image")
-                | (Kind::LxdStoragePool, "driver")
-                | (Kind::LxdNetwork, "type")
-                | (Kind::Registry, "port")
-                | (Kind::Image, "target")
-                // Only `karmadactl init` sets these: a change is a deinit and a new init.
-                | (
-                    Kind::KarmadaControlPlane,
-                    "version" | "api_port" | "data_dir" | "advertise_address" | "image_registry" | "failover"
-                )
-                | (Kind::KarmadaMember, "mode")
-        )
+        self.info().replaced_on.contains(&key)
     }
 
     /// Whether the machine's value `have` satisfies the wanted value. Equality, except for kernel limits,
@@ -270,75 +384,23 @@ impl Kind {
     }
 
     /// Whether this kind must be rebuilt when a resource it depends on is created or replaced: what lives
-    /// inside a container dies with it, a kubeconfig carries the cluster's credentials, and a membership
-    /// carries the cluster's identity.
+    /// inside a container dies with it, a kubeconfig carries the cluster's credentials, a membership carries
+    /// the cluster's identity, and what was applied to a Karmada API server goes with it.
     pub fn follows_replacement(self) -> bool {
-        matches!(
-            self,
-            Kind::Proxy
-                | Kind::Microk8s
-                | Kind::Microk8sAddons
-                | Kind::Sideload
-                | Kind::Kubeconfig
-                | Kind::KarmadaMember
-                // What was applied to a Karmada API server goes with it.
-                | Kind::WorkloadObject
-                | Kind::Workload
-        )
+        self.info().follows_replacement
     }
 
     /// Whether a resource of this kind that someone else made is used as it is (a bridge, a storage pool,
     /// the host's own MicroK8s): no action, no conflict. Other kinds found under a wanted name are a
     /// conflict the user must resolve.
     pub fn uses_foreign(self) -> bool {
-        matches!(
-            self,
-            Kind::HostPackages
-                | Kind::HostSysctl
-                | Kind::HostFirewall
-                | Kind::LxdNetwork
-                | Kind::LxdStoragePool
-                | Kind::HostMicrok8s
-                | Kind::HostAddons
-                | Kind::Registry
-                | Kind::Image
-        )
+        self.info().uses_foreign
     }
 
     /// Kinds a resource of this kind directly needs (the kind-level shape of the graph; it orders deletes,
     /// including of resources the file no longer describes).
     pub fn needs(self) -> &'static [Kind] {
-        match self {
-            Kind::HostPackages => &[],
-            Kind::HostSysctl
-            | Kind::LxdNetwork
-            | Kind::LxdStoragePool
-            | Kind::LxdProfile
-            | Kind::HostMicrok8s
-            | Kind::SnapDownload => &[Kind::HostPackages],
-            Kind::HostFirewall => &[Kind::LxdNetwork],
-            Kind::HostNodeports => &[],
-            Kind::LxdInstance => &[Kind::LxdNetwork, Kind::LxdStoragePool, Kind::LxdProfile, Kind::HostSysctl],
-            Kind::Proxy => &[Kind::LxdInstance],
-            Kind::Microk8s => &[Kind::LxdInstance, Kind::HostFirewall, Kind::SnapDownload],
-            Kind::Microk8sAddons | Kind::Sideload => &[Kind::Microk8s],
-            Kind::Kubeconfig => &[Kind::Microk8s, Kind::Proxy],
-            Kind::HostAddons => &[Kind::HostMicrok8s],
-            // The registry and the control plane never answer on the network before the rule is in force.
-            Kind::Registry => &[Kind::HostMicrok8s, Kind::HostNodeports],
-            Kind::Image => &[Kind::Registry],
-            Kind::KarmadaControlPlane => &[
-                Kind::HostPackages,
-                Kind::HostAddons,
-                Kind::HostNodeports,
-                Kind::Registry,
-                Kind::Image,
-                Kind::LxdNetwork,
-            ],
-            Kind::KarmadaMember => &[Kind::KarmadaControlPlane, Kind::Kubeconfig, Kind::Microk8sAddons, Kind::Image],
-            Kind::WorkloadObject => &[Kind::KarmadaControlPlane, Kind::KarmadaMember],
-            Kind::Workload => &[Kind::WorkloadObject, Kind::KarmadaMember, Kind::Image, Kind::Sideload],
-        }
+        self.info().needs
     }
 
     /// Whether this kind needs `other`, directly or through other kinds.
@@ -358,21 +420,12 @@ impl Kind {
 
     /// Whether this kind lives inside its member's container, so that deleting the container deletes it.
     pub fn lives_in_container(self) -> bool {
-        matches!(self, Kind::Proxy | Kind::Microk8s | Kind::Microk8sAddons | Kind::Sideload)
+        self.info().lives_in_container
     }
 
     /// Whether resources of this kind belong to one member.
     pub fn is_member_scoped(self) -> bool {
-        matches!(
-            self,
-            Kind::LxdInstance
-                | Kind::Proxy
-                | Kind::Microk8s
-                | Kind::Microk8sAddons
-                | Kind::Kubeconfig
-                | Kind::Sideload
-                | Kind::KarmadaMember
-        )
+        self.info().member_scoped
     }
 }
 
@@ -457,6 +510,18 @@ mod tests {
         assert!(service.forces_replacement("spec.clusterIP"));
         assert!(object("statefulset/mcapp/db")
             .forces_replacement("spec.volumeClaimTemplates[0].spec.resources.requests.storage"));
+    }
+
+    #[test]
+    fn the_kinds_table_has_one_row_per_kind_in_declaration_order() {
+        for (i, row) in KINDS.iter().enumerate() {
+            assert_eq!(row.kind as usize, i, "{:?} is row {i}", row.kind);
+            assert_eq!(Kind::ALL[i], row.kind);
+        }
+        // Each kind's needs are kinds before it in no cycle: the kind graph is a DAG.
+        for k in Kind::ALL {
+            assert!(!k.needs_transitively(k), "{k:?} needs itself");
+        }
     }
 
     #[test]
