@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
-use testbed_config::{Member, PodTarget, Proxy};
+use testbed_config::{Member, PodTarget, Proxy, MEMBER_API_PORT};
 use testbed_kube::{HandshakeFailure, KubeObserveError};
 use testbed_lxd::follow::reach;
 use testbed_lxd::provider::{pod_connect, HostPort, PortHolder};
@@ -662,7 +662,7 @@ impl Context<'_> {
             ),
             Err(HandshakeFailure::Closed) => f(
                 Status::Fail,
-                format!("{at} accepted the connection and closed it: nothing answers behind the proxy, on 127.0.0.1:16443 in {name}"),
+                format!("{at} accepted the connection and closed it: nothing answers behind the proxy, on 127.0.0.1:{MEMBER_API_PORT} in {name}"),
                 Some(format!(
                     "MicroK8s' API server in {name} is not running: `{lxc} exec {name} -- microk8s status --wait-ready --timeout 60`, and `{lxc} exec {name} -- microk8s start` if it is stopped"
                 )),
