@@ -9,13 +9,46 @@ use crate::observed::{ForeignUse, Health, Observed, ObservedState, Owner};
 use crate::plan::{Action, Change, Conflict, Op, Plan, PlanError};
 use crate::resource::{Address, Kind, Layer, Lifecycle, Resource, Spec};
 
-/// Plans what it takes to turn `observed` into `desired`.
+/// What phase 2 decided for each wanted resource that needs an action: the operation, why, and the changes.
+type Decisions<'a> = BTreeMap<&'a Address, (Op, String, Vec<Change>)>;
+
+/// Plans what it takes to turn `observed` into `desired`, in named phases, each a function below: hold the
+/// layers that could not be observed, refuse conflicts, decide each wanted resource's operation (and say
+/// what a control-plane replace costs), find the orphans (keeping what something else still uses), make the
+/// nodes, then the edges.
 pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, PlanError> {
     // A member without an address would be a container without one, and a Karmada endpoint `https://:16443`.
     if !desired.unaddressed.is_empty() {
         return Err(PlanError::Unaddressed(desired.unaddressed.clone()));
     }
-    let mut notes: Vec<String> = observed
+    let mut notes = unobservable_notes(observed);
+    let held = hold_unobservable(desired, observed, &mut notes);
+    let (desired, observed) = match &held {
+        Some((d, o)) => (d, o),
+        None => (desired, observed),
+    };
+
+    // 1. Wanted addresses held by someone else.
+    refuse_conflicts(desired, observed)?;
+    // 2. What each wanted resource needs, in dependency order so that rebuilds propagate.
+    let mut ops = decide(desired, observed, &mut notes)?;
+    note_replacement_costs(desired, &ops, &mut notes);
+    // 3. Owned resources the file no longer wants.
+    let (orphans, kept) = orphans(desired, observed, &mut notes);
+    // 4. Nodes. A replace is two: its delete, ordered as a destroy orders deletes (after everything that
+    // needs the old resource is gone: a membership is unjoined before its container goes), then its create.
+    let Nodes { mut graph, forward, deleting } = nodes(desired, observed, &mut ops, &orphans);
+    // 5. Edges.
+    add_edges(&mut graph, &forward, &deleting, desired, &mut notes);
+    if let Err(cycle) = petgraph::algo::toposort(&graph, None) {
+        return Err(PlanError::Cycle(graph[cycle.node_id()].address.clone()));
+    }
+    Ok(Plan { graph, notes, kept })
+}
+
+/// What the plan says first: each layer that could not be observed, and what that does to the plan.
+fn unobservable_notes(observed: &ObservedState) -> Vec<String> {
+    observed
         .unobservable
         .iter()
         .map(|u| {
@@ -29,14 +62,22 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                 format!("{} could not be observed ({}); its resources are shown as missing", u.layer.name(), u.reason)
             }
         })
-        .collect();
+        .collect()
+}
 
-    // A layer whose state is unknown is neither created nor deleted: guessing would redo or undo real work.
+/// Phase 0: a layer whose state is unknown is neither created nor deleted: guessing would redo or undo real
+/// work. The desired and observed states without the held layers' resources (and without the deletes they
+/// may still need), or `None` when every layer was observed.
+fn hold_unobservable(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    notes: &mut Vec<String>,
+) -> Option<(DesiredState, ObservedState)> {
     let held: BTreeSet<Layer> = observed.unobservable.iter().filter(|u| u.held).map(|u| u.layer).collect();
-    let (kept_desired, kept_observed);
-    let (desired, observed) = if held.is_empty() {
-        (desired, observed)
-    } else {
+    if held.is_empty() {
+        return None;
+    }
+    {
         let mut d = desired.clone();
         d.resources.retain(|_, r| !held.contains(&r.kind.layer()));
         let mut o = observed.clone();
@@ -60,12 +101,12 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
                 if postponed.len() == 1 { "it" } else { "them" },
             ));
         }
-        kept_desired = d;
-        kept_observed = o;
-        (&kept_desired, &kept_observed)
-    };
+        Some((d, o))
+    }
+}
 
-    // 1. Wanted addresses held by someone else.
+/// Phase 1: wanted addresses held by someone else, for kinds that are not used as they are.
+fn refuse_conflicts(desired: &DesiredState, observed: &ObservedState) -> Result<(), PlanError> {
     let conflicts: Vec<Conflict> = desired
         .resources
         .values()
@@ -76,12 +117,21 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
             _ => None,
         })
         .collect();
-    if !conflicts.is_empty() {
-        return Err(PlanError::Conflicts(conflicts));
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanError::Conflicts(conflicts))
     }
+}
 
-    // 2. What each wanted resource needs, in dependency order so that rebuilds propagate.
-    let mut ops: BTreeMap<&Address, (Op, String, Vec<Change>)> = BTreeMap::new();
+/// Phase 2: the operation each wanted resource needs (none, create, update, replace), in dependency order so
+/// that a rebuild propagates to what lives in or carries what is rebuilt.
+fn decide<'a>(
+    desired: &'a DesiredState,
+    observed: &ObservedState,
+    notes: &mut Vec<String>,
+) -> Result<Decisions<'a>, PlanError> {
+    let mut ops: Decisions<'a> = BTreeMap::new();
     for r in desired_order(desired)? {
         let o = observed.get(&r.address);
         let decided = match o {
@@ -134,10 +184,13 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
             ops.insert(&r.address, d);
         }
     }
+    Ok(ops)
+}
 
-    // What a replace costs beyond its own lines, said once: replacing the control plane takes every
-    // membership and everything applied to the Karmada API with it.
-    for (address, (op, _, changes)) in &ops {
+/// What a replace costs beyond its own lines, said once: replacing the control plane takes every membership
+/// and everything applied to the Karmada API with it.
+fn note_replacement_costs(desired: &DesiredState, ops: &Decisions<'_>, notes: &mut Vec<String>) {
+    for (address, (op, _, changes)) in ops {
         let Some(r) = desired.resources.get(*address) else { continue };
         if *op != Op::Replace || r.kind != Kind::KarmadaControlPlane {
             continue;
@@ -159,8 +212,15 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
             describe(&why)
         ));
     }
+}
 
-    // 3. Owned resources the file no longer wants.
+/// Phase 3: owned resources the file no longer wants, sorted by address, without those kept because
+/// something testbed does not own uses them (and what those need); and the kept addresses.
+fn orphans<'a>(
+    desired: &DesiredState,
+    observed: &'a ObservedState,
+    notes: &mut Vec<String>,
+) -> (Vec<&'a Observed>, Vec<Address>) {
     let mut orphans: Vec<&Observed> = observed
         .resources
         .values()
@@ -203,9 +263,20 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         kept.extend(needed.into_iter().cloned());
     }
     orphans.retain(|o| !kept.contains(&o.address));
+    (orphans, kept)
+}
 
-    // 4. Nodes. A replace is two: its delete, ordered as a destroy orders deletes (after everything that
-    // needs the old resource is gone: a membership is unjoined before its container goes), then its create.
+/// The plan's nodes: the node that creates or changes each address, and the node that deletes it (a replace
+/// has both).
+struct Nodes {
+    graph: DiGraph<Action, ()>,
+    forward: BTreeMap<Address, NodeIndex>,
+    deleting: BTreeMap<Address, NodeIndex>,
+}
+
+/// Phase 4: a node per decided operation (two for a replace) and one per orphan's delete; what lives in a
+/// container that goes is marked as going with it.
+fn nodes(desired: &DesiredState, observed: &ObservedState, ops: &mut Decisions<'_>, orphans: &[&Observed]) -> Nodes {
     let mut graph: DiGraph<Action, ()> = DiGraph::new();
     // The node that creates or changes each address, and the node that deletes it (a replace has both).
     let mut forward: BTreeMap<Address, NodeIndex> = BTreeMap::new();
@@ -259,7 +330,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         });
         forward.insert(r.address.clone(), n);
     }
-    for o in &orphans {
+    for o in orphans {
         let container = cascade_of(o.kind, o.member.as_deref());
         let reason = match &container {
             Some(c) => format!("no longer in the file; goes with {c}"),
@@ -279,9 +350,18 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
         });
         deleting.insert(o.address.clone(), n);
     }
+    Nodes { graph, forward, deleting }
+}
 
-    // 5. Edges. Every lookup goes through a map keyed by address, kind or claim, never over every node
-    // for each node: a plan of thousands of leftovers stays near-linear.
+/// Phase 5: the edges. Every lookup goes through a map keyed by address, kind or claim, never over every node
+/// for each node: a plan of thousands of leftovers stays near-linear.
+fn add_edges(
+    graph: &mut DiGraph<Action, ()>,
+    forward: &BTreeMap<Address, NodeIndex>,
+    deleting: &BTreeMap<Address, NodeIndex>,
+    desired: &DesiredState,
+    notes: &mut Vec<String>,
+) {
     let nodes: Vec<NodeIndex> = graph.node_indices().collect();
     let mut edges: BTreeSet<(NodeIndex, NodeIndex)> = BTreeSet::new();
     // What each delete frees (a host port, an address), for the creates that claim it.
@@ -394,7 +474,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
     // A MicroK8s refresh (a changed channel, or the channel's new revision) runs in one member at a time,
     // in the file's member order: each waits for the one before it, which ends with that member Ready, so a
     // failed refresh stops the rest (the executor skips what depends on a failed action).
-    let rolling = rolling_refreshes(&graph, desired);
+    let rolling = rolling_refreshes(graph, desired);
     for pair in rolling.windows(2) {
         edges.insert((pair[0], pair[1]));
     }
@@ -407,11 +487,6 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState) -> Result<Plan, Pl
     for (a, b) in edges {
         graph.add_edge(a, b, ());
     }
-
-    if let Err(cycle) = petgraph::algo::toposort(&graph, None) {
-        return Err(PlanError::Cycle(graph[cycle.node_id()].address.clone()));
-    }
-    Ok(Plan { graph, notes, kept })
 }
 
 /// Whether an action refreshes a member's MicroK8s in place: an update whose channel or revision changes.
