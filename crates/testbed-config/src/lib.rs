@@ -42,6 +42,21 @@ impl Config {
         }
     }
 
+    /// `path` as the file means it: relative paths are relative to the file's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = std::path::Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir().join(p)
+        }
+    }
+
+    /// Where the members' kubeconfigs are written: `[host] kubeconfig_dir`, resolved.
+    pub fn kubeconfig_dir(&self) -> PathBuf {
+        self.resolve(&self.file.host.kubeconfig_dir)
+    }
+
     /// A member's join mode, after defaults.
     pub fn join_mode(&self, member: &Member) -> JoinMode {
         member.join_mode.unwrap_or(self.file.karmada.join_mode)

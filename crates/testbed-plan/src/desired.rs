@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use testbed_config::image_ref::ImageRef;
 use testbed_config::net::Subnet;
-use testbed_config::{Config, JoinMode, MEMBER_API_PORT};
+use testbed_config::{Config, JoinMode, TestbedFile, MEMBER_API_PORT};
 
 use crate::observed::{ObservedState, Owner};
 use crate::resource::{Address, Kind, Resource, Spec};
@@ -203,8 +203,39 @@ pub fn is_pod_placeholder(connect: &str) -> bool {
 pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     let f = &config.file;
     let mut d = DesiredState { member_order: f.members.iter().map(|m| m.name.clone()).collect(), ..Default::default() };
+    let host = add_host(&mut d, f);
+    let lxd = add_lxd(&mut d, config, &host);
+    let shared = add_shared(&mut d, config, observed, &host, &lxd);
+    let downloads = add_snap_downloads(&mut d, f, observed, &host);
+    add_members(&mut d, config, observed, (&host, &lxd, &shared), &downloads);
+    add_app_proxies(&mut d, config, observed);
+    add_sideloads(&mut d, f);
+    add_workloads(&mut d, config, &shared.control_plane);
+    d
+}
 
-    // Host.
+/// What the host part gives the rest to depend on.
+struct Host {
+    packages: Address,
+    sysctl: Address,
+}
+
+/// What the LXD part gives the members.
+struct Lxd {
+    network: Address,
+    firewall: Address,
+    pool: Address,
+    profile: Address,
+}
+
+/// What the shared part gives the members: the control plane they join, and the image a pull-mode agent runs.
+struct Shared {
+    control_plane: Address,
+    agent_image: Option<Address>,
+}
+
+/// The host's packages and kernel limits.
+fn add_host(d: &mut DesiredState, f: &TestbedFile) -> Host {
     let lxd_pkg = match f.lxd.backend {
         testbed_config::Backend::Lxd => "lxd",
         testbed_config::Backend::Incus => "incus",
@@ -230,7 +261,13 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         vec![],
     );
 
-    // LXD.
+    Host { packages, sysctl }
+}
+
+/// The bridge and its firewall rules, the storage pool and the member profile.
+fn add_lxd(d: &mut DesiredState, config: &Config, host: &Host) -> Lxd {
+    let f = &config.file;
+    let packages = &host.packages;
     let network = d.add(
         Kind::LxdNetwork,
         None,
@@ -253,7 +290,14 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     );
     let profile = d.add(Kind::LxdProfile, None, &f.lxd.profile, member_profile(config), vec![packages.clone()]);
 
-    // Host MicroK8s, registry, images, Karmada.
+    Lxd { network, firewall, pool, profile }
+}
+
+/// The host's MicroK8s and addons, the NodePort rule, the local registry, the images it holds and the Karmada
+/// control plane.
+fn add_shared(d: &mut DesiredState, config: &Config, observed: &ObservedState, host: &Host, lxd: &Lxd) -> Shared {
+    let f = &config.file;
+    let (packages, network) = (&host.packages, &lxd.network);
     let host_mk8s = d.add(
         Kind::HostMicrok8s,
         None,
@@ -284,8 +328,36 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
     registry_deps.extend(nodeports.clone());
     let registry = d.add(Kind::Registry, None, "local", spec([("port", f.registry.port.to_string())]), registry_deps);
 
-    // The control plane's images (and the pull-mode agent): the release table's, or the file's own list for
-    // a version without one. The steps point `karmadactl init` at exactly these copies.
+    let (control_plane_images, agent_image) = add_images(d, f, &registry);
+    let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
+    // init advertises the host's address on the bridge, which exists once the bridge does (real-tools.md,
+    // issue 10's case 13).
+    let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone(), network.clone()];
+    cp_deps.extend(nodeports);
+    cp_deps.extend(control_plane_images);
+    let control_plane = d.add(
+        Kind::KarmadaControlPlane,
+        None,
+        "control_plane",
+        spec([
+            ("version", f.karmada.version.clone()),
+            ("api_port", f.karmada.api_port.to_string()),
+            ("data_dir", f.karmada.data_dir.clone()),
+            ("advertise_address", gateway),
+            ("image_registry", format!("localhost:{}", f.registry.port)),
+            ("failover", control_plane_failover(config, observed).to_string()),
+        ]),
+        cp_deps,
+    );
+
+    Shared { control_plane, agent_image }
+}
+
+/// The control plane's images (and the pull-mode agent's), then the file's `[[images]]` that are not
+/// side-loaded: each copied into the local registry. The control plane's, and the agent's.
+fn add_images(d: &mut DesiredState, f: &TestbedFile, registry: &Address) -> (Vec<Address>, Option<Address>) {
+    // The release table's, or the file's own list for a version without one. The steps point `karmadactl
+    // init` at exactly these copies.
     let release = testbed_config::control_plane_images(f);
     let local = format!("localhost:{}", f.registry.port);
     let mut control_plane_images = Vec::new();
@@ -326,30 +398,19 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         );
     }
 
-    let gateway = Subnet::parse(&f.lxd.ipv4_address).map(|s| s.gateway.to_string()).unwrap_or_default();
-    // init advertises the host's address on the bridge, which exists once the bridge does (real-tools.md,
-    // issue 10's case 13).
-    let mut cp_deps = vec![packages.clone(), host_addons.clone(), registry.clone(), network.clone()];
-    cp_deps.extend(nodeports);
-    cp_deps.extend(control_plane_images);
-    let control_plane = d.add(
-        Kind::KarmadaControlPlane,
-        None,
-        "control_plane",
-        spec([
-            ("version", f.karmada.version.clone()),
-            ("api_port", f.karmada.api_port.to_string()),
-            ("data_dir", f.karmada.data_dir.clone()),
-            ("advertise_address", gateway),
-            ("image_registry", format!("localhost:{}", f.registry.port)),
-            ("failover", control_plane_failover(config, observed).to_string()),
-        ]),
-        cp_deps,
-    );
+    (control_plane_images, agent_image)
+}
 
-    // The members' MicroK8s snap: downloaded once per channel on the host, then pushed into each member.
-    // The revision is the store's now (observation asked it), so that a channel that moved on is fetched
-    // again and its members refreshed; unknown when the store could not be asked.
+/// The members' MicroK8s snap: downloaded once per channel on the host, then pushed into each member. The
+/// revision is the store's now (observation asked it), so that a channel that moved on is fetched again and
+/// its members refreshed; unknown when the store could not be asked. The downloads by full channel.
+fn add_snap_downloads(
+    d: &mut DesiredState,
+    f: &TestbedFile,
+    observed: &ObservedState,
+    host: &Host,
+) -> BTreeMap<String, Address> {
+    let packages = &host.packages;
     let mut downloads: BTreeMap<String, Address> = BTreeMap::new();
     if f.host.microk8s_download_once {
         for m in &f.members {
@@ -368,16 +429,25 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         }
     }
 
-    // Members.
+    downloads
+}
+
+/// Each member: its container at its address, the API proxy, MicroK8s (from the download when there is
+/// one), addons, the kubeconfigs and the membership in Karmada. A member without an address is recorded in
+/// `unaddressed`, which the planner refuses.
+fn add_members(
+    d: &mut DesiredState,
+    config: &Config,
+    observed: &ObservedState,
+    (host, lxd, shared): (&Host, &Lxd, &Shared),
+    downloads: &BTreeMap<String, Address>,
+) {
+    let f = &config.file;
+    let (sysctl, network, firewall, pool, profile) =
+        (&host.sysctl, &lxd.network, &lxd.firewall, &lxd.pool, &lxd.profile);
+    let (control_plane, agent_image) = (&shared.control_plane, &shared.agent_image);
     let addresses = member_addresses(config, observed);
-    let kubeconfig_dir = {
-        let p = std::path::Path::new(&f.host.kubeconfig_dir);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            config.base_dir().join(p)
-        }
-    };
+    let kubeconfig_dir = config.kubeconfig_dir();
     for m in &f.members {
         let name = m.name.as_str();
         let ip = match addresses.get(name) {
@@ -473,7 +543,12 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         }
         d.add(Kind::KarmadaMember, Some(name), name, member_spec, member_deps);
     }
+}
 
+/// The application proxies: to a fixed address in the container, or following a pod (after the workloads
+/// placed on its member).
+fn add_app_proxies(d: &mut DesiredState, config: &Config, observed: &ObservedState) {
+    let f = &config.file;
     for p in &f.proxies {
         let address = Address::new(Kind::Proxy, &[&p.member, &p.name]);
         let mut deps = vec![Address::new(Kind::LxdInstance, &[&p.member])];
@@ -496,7 +571,10 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
         }
         d.add(Kind::Proxy, Some(&p.member), &p.name, s, deps);
     }
+}
 
+/// Each side-loaded image, on each member it goes to.
+fn add_sideloads(d: &mut DesiredState, f: &TestbedFile) {
     for img in f.images.iter().filter(|i| i.sideload) {
         let img_name = testbed_config::image_name(img);
         for m in &f.members {
@@ -510,9 +588,6 @@ pub fn build(config: &Config, observed: &ObservedState) -> DesiredState {
             d.add(Kind::Sideload, Some(&m.name), &img_name, s, vec![Address::new(Kind::Microk8s, &[&m.name])]);
         }
     }
-
-    add_workloads(&mut d, config, &control_plane);
-    d
 }
 
 /// Each workload's objects (`workload_object.WORKLOAD.KEY`, applied to the Karmada API server once the

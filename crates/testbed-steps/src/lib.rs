@@ -412,16 +412,7 @@ impl Context {
             karmada_version: f.karmada.version.clone(),
             karmada_api_port: f.karmada.api_port,
             downloads: "/var/lib/testbed/downloads".to_owned(),
-            kubeconfig_dir: {
-                let p = std::path::Path::new(&f.host.kubeconfig_dir);
-                if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    config.base_dir().join(p)
-                }
-            }
-            .display()
-            .to_string(),
+            kubeconfig_dir: config.kubeconfig_dir().display().to_string(),
             init_images: karmada::init_images(&images, &format!("localhost:{}", f.registry.port)),
             agent_image: images
                 .iter()
