@@ -66,9 +66,9 @@ use testbed_plan::{Action, Address, ForeignUse, Health, Kind, Layer, Observed, O
 use testbed_provider::{ActionLog, ErrorKind, LayerObservation, LogEntry, Provider, ProviderError};
 use testbed_steps::{Arg, Context, KarmadactlVerb, Purpose, Role, Step};
 
-/// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value
-/// is the testbed's name.
-pub const OWNER_LABEL: &str = "testbed/owner";
+/// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered, as on every
+/// object it applies; its value is the testbed's name.
+pub use testbed_plan::workload::OWNER_LABEL;
 
 /// How long a wait (control-plane Deployments available, a Cluster Ready) lasts by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(180);

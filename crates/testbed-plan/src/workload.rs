@@ -16,7 +16,7 @@ use testbed_config::{Config, ReplicaMode, Workload};
 use crate::resource::Spec;
 
 /// The label naming the testbed that applied an object (the file's `name`), as on everything testbed
-/// registers with Kubernetes.
+/// registers with Kubernetes (the `karmada-system` namespace, each `Cluster`): the one copy.
 pub const OWNER_LABEL: &str = "testbed/owner";
 /// The label naming the workload an object belongs to.
 pub const WORKLOAD_LABEL: &str = "testbed/workload";

@@ -13,7 +13,7 @@ use crate::*;
 
 /// The label testbed puts on the `karmada-system` namespace and on each `Cluster` it registered; its value is
 /// the testbed's name (the file's `name`).
-pub(crate) const OWNER_LABEL: &str = "testbed/owner";
+use testbed_plan::workload::OWNER_LABEL;
 
 /// Where `karmadactl init` keeps etcd's data on the host (its `--etcd-data` default, hostPath storage).
 pub const ETCD_DATA: &str = "/var/lib/karmada-etcd";
