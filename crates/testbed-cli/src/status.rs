@@ -187,7 +187,7 @@ fn resources(session: &Session, desired: &DesiredState, observed: &ObservedState
         };
         let kind = want.map(|w| w.kind).or(have.map(|h| h.kind)).unwrap_or(Kind::HostPackages);
         // Where a workload runs, per member, and whether a simulated Karmada placed it there.
-        let detail = match (kind, have.and_then(|h| h.spec.get("placed_on"))) {
+        let detail = match (kind, have.map(|h| testbed_karmada::placed_on(&h.spec))) {
             (Kind::Workload, Some(on)) => {
                 let placed = format!("placed{} on {on}", simulated_placement(session));
                 Some(match detail {

@@ -46,7 +46,7 @@ pub mod drill;
 mod token;
 mod workloads;
 
-pub use workloads::{HEALTHY, NOT_HEALTHY, PLACED_ON_MEMBER};
+pub use workloads::{placed_on, HEALTHY, NOT_HEALTHY, PLACED_ON_MEMBER};
 
 use std::collections::BTreeMap;
 use std::fmt;

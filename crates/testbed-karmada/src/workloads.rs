@@ -129,7 +129,7 @@ pub const PLACED_ON_MEMBER: &str = "on.";
 pub const HEALTHY: &str = "healthy";
 pub const NOT_HEALTHY: &str = "not healthy";
 
-fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, String, BTreeMap<String, bool>) {
+fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, BTreeMap<String, bool>) {
     let mut problems = Vec::new();
     let mut running: BTreeMap<String, bool> = BTreeMap::new();
     for (key, placed) in objects {
@@ -145,17 +145,22 @@ fn workload_health(objects: &[(String, Option<Placed>)]) -> (Health, String, BTr
             }
         }
     }
-    let placed_on = if running.is_empty() {
+    let health = if problems.is_empty() { Health::Ok } else { Health::NeedsRepair(problems.join("; ")) };
+    (health, running)
+}
+
+/// Where a workload runs, from its observed spec's `on.MEMBER` keys, for people: `member1 (healthy),
+/// member2 (not healthy)`, or `nowhere yet`.
+pub fn placed_on(spec: &Spec) -> String {
+    let on: Vec<String> = spec
+        .iter()
+        .filter_map(|(key, word)| Some(format!("{} ({word})", key.strip_prefix(PLACED_ON_MEMBER)?)))
+        .collect();
+    if on.is_empty() {
         "nowhere yet".to_owned()
     } else {
-        running
-            .iter()
-            .map(|(m, ok)| format!("{m} ({})", if *ok { "healthy" } else { "not healthy" }))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let health = if problems.is_empty() { Health::Ok } else { Health::NeedsRepair(problems.join("; ")) };
-    (health, placed_on, running)
+        on.join(", ")
+    }
 }
 
 impl KarmadaProvider {
@@ -265,10 +270,9 @@ impl KarmadaProvider {
                     Some((key.clone(), placement_of(kind.kind, namespace.as_deref(), &name, &bindings)))
                 })
                 .collect();
-            let (health, placed_on, members) = workload_health(&placed);
+            let (health, members) = workload_health(&placed);
             let address = Address::new(Kind::Workload, &[w]);
             let mut spec = Spec::new();
-            spec.insert("placed_on".into(), placed_on);
             for (member, healthy) in members {
                 let word = if healthy { HEALTHY } else { NOT_HEALTHY };
                 spec.insert(format!("{PLACED_ON_MEMBER}{member}"), word.into());
@@ -392,7 +396,7 @@ impl KarmadaProvider {
             let this = seen.as_ref().ok().and_then(|s| s.iter().find(|o| o.address == *a).cloned());
             let last = match this.as_ref().map(|o| &o.health) {
                 Some(Health::Ok) => {
-                    let placed = this.as_ref().and_then(|o| o.spec.get("placed_on")).cloned().unwrap_or_default();
+                    let placed = this.as_ref().map(|o| placed_on(&o.spec)).unwrap_or_default();
                     log.note(format!("{workload} runs on {placed} after {}", shown(start.elapsed())));
                     return Ok(());
                 }
@@ -529,21 +533,28 @@ mod tests {
             ],
         };
         let placed = |b: &Binding| placement_of("Deployment", Some("default"), "nginx", std::slice::from_ref(b));
-        let (health, on, members) =
-            workload_health(&[("deployment/default/nginx".into(), placed(&binding("Healthy")))]);
+        // The observed spec's `on.MEMBER` keys, and the sentence made of them.
+        let on = |members: &BTreeMap<String, bool>| {
+            let spec: Spec = members
+                .iter()
+                .map(|(m, ok)| (format!("{PLACED_ON_MEMBER}{m}"), if *ok { HEALTHY } else { NOT_HEALTHY }.to_owned()))
+                .collect();
+            placed_on(&spec)
+        };
+        let (health, members) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Healthy")))]);
         assert_eq!(health, Health::Ok);
-        assert_eq!(on, "member1 (healthy), member2 (healthy)");
+        assert_eq!(on(&members), "member1 (healthy), member2 (healthy)");
         assert_eq!(members, BTreeMap::from([("member1".into(), true), ("member2".into(), true)]));
-        let (health, on, members) =
-            workload_health(&[("deployment/default/nginx".into(), placed(&binding("Unhealthy")))]);
+        let (health, members) = workload_health(&[("deployment/default/nginx".into(), placed(&binding("Unhealthy")))]);
         assert_eq!(health, Health::NeedsRepair("deployment/default/nginx on member2: unhealthy".into()));
-        assert_eq!(on, "member1 (healthy), member2 (not healthy)");
+        assert_eq!(on(&members), "member1 (healthy), member2 (not healthy)");
         assert_eq!(members, BTreeMap::from([("member1".into(), true), ("member2".into(), false)]));
-        let (health, _, _) = workload_health(&[(
+        let (health, _) = workload_health(&[(
             "deployment/default/nginx".into(),
             placement_of("Deployment", Some("default"), "nginx", &[]),
         )]);
         assert!(matches!(health, Health::NeedsRepair(ref why) if why.contains("no ResourceBinding")), "{health:?}");
+        assert_eq!(on(&BTreeMap::new()), "nowhere yet");
     }
 
     #[test]
