@@ -405,59 +405,8 @@ impl Context<'_> {
     async fn member(&self, m: &Member, facts: &Result<Vec<ContainerFacts>, String>) -> Vec<Finding> {
         let name = m.name.as_str();
         let mut out = Vec::new();
-        let f = |check, status, seen: String, next: Option<String>| finding(check, Some(name), status, seen, next);
-        let lxc = self.lxc();
-        let container = match facts {
-            Err(_) => {
-                out.push(f(
-                    Check::Container,
-                    Status::Skipped,
-                    "LXD does not answer (see the host's findings)".into(),
-                    None,
-                ));
-                None
-            }
-            Ok(all) => {
-                match all.iter().find(|c| c.name == name) {
-                    None => {
-                        out.push(f(
-                            Check::Container,
-                            Status::Fail,
-                            format!("there is no container {name}"),
-                            Some("`testbed apply` creates it".into()),
-                        ));
-                        None
-                    }
-                    Some(c) if !c.owned => {
-                        out.push(f(
-                        Check::Container,
-                        Status::Fail,
-                        format!("container {name} is not testbed's (it has no user.testbed.owner key of this file's name)"),
-                        Some("rename the member in the file, or move that container away".into()),
-                    ));
-                        None
-                    }
-                    Some(c) => {
-                        out.push(if c.running {
-                        f(
-                            Check::Container,
-                            Status::Pass,
-                            format!("running, at {}", c.ipv4.as_deref().unwrap_or("an address from DHCP")),
-                            None,
-                        )
-                    } else {
-                        f(
-                            Check::Container,
-                            Status::Fail,
-                            format!("container {name} is not running: nothing in it answers, and its proxies do not listen"),
-                            Some(format!("`{lxc} start {name}` (or `testbed apply`, which starts it); `{lxc} info {name} --show-log` says why it stopped")),
-                        )
-                    });
-                        Some(c)
-                    }
-                }
-            }
-        };
+        let (found, container) = self.container(name, facts);
+        out.push(found);
         let running = container.is_some_and(|c| c.running);
 
         // The API proxy device, and the host port it should hold.
@@ -467,40 +416,114 @@ impl Context<'_> {
             (get("listen"), get("connect"))
         });
         let listen = wanted.as_ref().map(|w| w.0.clone()).unwrap_or_else(|| format!("tcp:{}:{}", m.listen, m.api_port));
-        let port = HostPort::parse(&listen);
-        let device_ok = match (container, &wanted) {
-            (None, _) => {
-                out.push(f(Check::ApiProxy, Status::Skipped, "no container of testbed's to look at".into(), None));
-                false
-            }
-            (Some(c), Some((wl, wc))) => match c.proxies.get("api") {
-                None => {
-                    out.push(f(
-                        Check::ApiProxy,
-                        Status::Fail,
-                        format!("container {name} has no proxy device `api` (it forwards {wl} to {wc} inside)"),
-                        Some(format!("`testbed apply` adds it again (`{lxc} config device show {name}` lists the container's devices)")),
-                    ));
-                    false
-                }
-                Some((l, c)) if l != wl || c != wc => {
-                    out.push(f(
-                        Check::ApiProxy,
-                        Status::Fail,
-                        format!("proxy device `api` forwards {l} to {c}; the file wants {wl} to {wc}"),
-                        Some("`testbed apply` sets it as the file wants".into()),
-                    ));
-                    false
-                }
-                Some((l, c)) => {
-                    out.push(f(Check::ApiProxy, Status::Pass, format!("proxy device `api` forwards {l} to {c}"), None));
-                    true
-                }
-            },
-            (Some(_), None) => false,
-        };
+        let (device, device_ok) = self.api_device(name, container, wanted.as_ref());
+        out.extend(device);
+        out.extend(self.host_port(name, &listen, running, device_ok, facts).await);
 
-        // Who holds the host port, and whether TLS is spoken through it.
+        let kubeconfig = self.seams.pods.as_ref().map(|p| p.kubeconfig_path(name).display().to_string());
+        let (api, api_ok) = self.api_and_nodes(name, running, kubeconfig.as_deref()).await;
+        out.extend(api);
+        // Its Cluster in Karmada.
+        out.push(self.cluster(name, kubeconfig.as_deref()));
+        out.extend(self.pods(name, api_ok, kubeconfig.as_deref()).await);
+
+        // Its application proxies.
+        for p in self.session.config.file.proxies.iter().filter(|p| p.member == name) {
+            out.push(about(self.app_proxy(p, container, kubeconfig.as_deref()).await, p.name.clone()));
+        }
+        out
+    }
+
+    /// The member's container: there, testbed's, running. The finding, and the container when it is
+    /// testbed's.
+    fn container<'a>(
+        &self,
+        name: &str,
+        facts: &'a Result<Vec<ContainerFacts>, String>,
+    ) -> (Finding, Option<&'a ContainerFacts>) {
+        let f = |status, seen: String, next: Option<String>| finding(Check::Container, Some(name), status, seen, next);
+        let lxc = self.lxc();
+        let all = match facts {
+            Err(_) => return (f(Status::Skipped, "LXD does not answer (see the host's findings)".into(), None), None),
+            Ok(all) => all,
+        };
+        match all.iter().find(|c| c.name == name) {
+            None => {
+                (f(Status::Fail, format!("there is no container {name}"), Some("`testbed apply` creates it".into())), None)
+            }
+            Some(c) if !c.owned => (
+                f(
+                    Status::Fail,
+                    format!("container {name} is not testbed's (it has no user.testbed.owner key of this file's name)"),
+                    Some("rename the member in the file, or move that container away".into()),
+                ),
+                None,
+            ),
+            Some(c) if c.running => (
+                f(Status::Pass, format!("running, at {}", c.ipv4.as_deref().unwrap_or("an address from DHCP")), None),
+                Some(c),
+            ),
+            Some(c) => (
+                f(
+                    Status::Fail,
+                    format!("container {name} is not running: nothing in it answers, and its proxies do not listen"),
+                    Some(format!("`{lxc} start {name}` (or `testbed apply`, which starts it); `{lxc} info {name} --show-log` says why it stopped")),
+                ),
+                Some(c),
+            ),
+        }
+    }
+
+    /// The `api` proxy device: there and as the file wants (`wanted`: its `listen` and `connect`). The
+    /// finding (none when the file wants no such device), and whether the device is as wanted.
+    fn api_device(
+        &self,
+        name: &str,
+        container: Option<&ContainerFacts>,
+        wanted: Option<&(String, String)>,
+    ) -> (Option<Finding>, bool) {
+        let f = |status, seen: String, next: Option<String>| finding(Check::ApiProxy, Some(name), status, seen, next);
+        let lxc = self.lxc();
+        let (Some(c), Some((wl, wc))) = (container, wanted) else {
+            return match container {
+                None => (Some(f(Status::Skipped, "no container of testbed's to look at".into(), None)), false),
+                Some(_) => (None, false),
+            };
+        };
+        match c.proxies.get("api") {
+            None => (
+                Some(f(
+                    Status::Fail,
+                    format!("container {name} has no proxy device `api` (it forwards {wl} to {wc} inside)"),
+                    Some(format!("`testbed apply` adds it again (`{lxc} config device show {name}` lists the container's devices)")),
+                )),
+                false,
+            ),
+            Some((l, c)) if l != wl || c != wc => (
+                Some(f(
+                    Status::Fail,
+                    format!("proxy device `api` forwards {l} to {c}; the file wants {wl} to {wc}"),
+                    Some("`testbed apply` sets it as the file wants".into()),
+                )),
+                false,
+            ),
+            Some((l, c)) => (Some(f(Status::Pass, format!("proxy device `api` forwards {l} to {c}"), None)), true),
+        }
+    }
+
+    /// Who holds the API's host port, and whether TLS is spoken through it.
+    async fn host_port(
+        &self,
+        name: &str,
+        listen: &str,
+        running: bool,
+        device_ok: bool,
+        facts: &Result<Vec<ContainerFacts>, String>,
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let f = |check, status, seen: String, next: Option<String>| finding(check, Some(name), status, seen, next);
+        let lxc = self.lxc();
+        let port = HostPort::parse(listen);
         let mut port_ok = false;
         let lxd = self.seams.lxd.as_ref().filter(|_| facts.is_ok());
         match (port, lxd) {
@@ -508,42 +531,42 @@ impl Context<'_> {
                 let at = reach(port);
                 let holder = lxd.port_holder(port).await;
                 let (status, seen, next) = match &holder {
-                    Some(PortHolder::Device { container, device }) if container == name && device == "api" => {
-                        port_ok = true;
-                        (Status::Pass, format!("{at} is held by {name}'s proxy device `api`"), None)
-                    }
-                    Some(PortHolder::Device { container, device }) => (
+                Some(PortHolder::Device { container, device }) if container == name && device == "api" => {
+                    port_ok = true;
+                    (Status::Pass, format!("{at} is held by {name}'s proxy device `api`"), None)
+                }
+                Some(PortHolder::Device { container, device }) => (
+                    Status::Fail,
+                    format!("{at} is held by proxy device `{device}` of container {container}, not by {name}'s API proxy"),
+                    Some(format!("change {name}'s `api_port` in the file, or remove that device; then `testbed apply`")),
+                ),
+                Some(PortHolder::Program) => {
+                    let who = self.port_holders(port.addr.port());
+                    let by = if who.is_empty() { "another program".to_owned() } else { format!("another program: {}", who.join(", ")) };
+                    (
                         Status::Fail,
-                        format!("{at} is held by proxy device `{device}` of container {container}, not by {name}'s API proxy"),
-                        Some(format!("change {name}'s `api_port` in the file, or remove that device; then `testbed apply`")),
-                    ),
-                    Some(PortHolder::Program) => {
-                        let who = self.port_holders(port.addr.port());
-                        let by = if who.is_empty() { "another program".to_owned() } else { format!("another program: {}", who.join(", ")) };
-                        (
-                            Status::Fail,
-                            format!("{at} is held by {by}, not by {name}'s API proxy"),
-                            Some(format!(
-                                "stop it (`ss -ltnp 'sport = :{p}'` shows it), or change {name}'s `api_port` in the file; then `testbed apply` adds the proxy again",
-                                p = port.addr.port()
-                            )),
-                        )
-                    }
-                    None if !running => (
-                        Status::Fail,
-                        format!("nothing listens on {at}: LXD's proxies listen only while their container runs"),
-                        Some(format!("start the container (`{lxc} start {name}`)")),
-                    ),
-                    None => (
-                        Status::Fail,
-                        format!("nothing listens on {at}"),
-                        Some(if device_ok {
-                            format!("the device is there but does not listen: `{lxc} restart {name}` starts its proxies again")
-                        } else {
-                            "`testbed apply` adds the proxy device again".to_owned()
-                        }),
-                    ),
-                };
+                        format!("{at} is held by {by}, not by {name}'s API proxy"),
+                        Some(format!(
+                            "stop it (`ss -ltnp 'sport = :{p}'` shows it), or change {name}'s `api_port` in the file; then `testbed apply` adds the proxy again",
+                            p = port.addr.port()
+                        )),
+                    )
+                }
+                None if !running => (
+                    Status::Fail,
+                    format!("nothing listens on {at}: LXD's proxies listen only while their container runs"),
+                    Some(format!("start the container (`{lxc} start {name}`)")),
+                ),
+                None => (
+                    Status::Fail,
+                    format!("nothing listens on {at}"),
+                    Some(if device_ok {
+                        format!("the device is there but does not listen: `{lxc} restart {name}` starts its proxies again")
+                    } else {
+                        "`testbed apply` adds the proxy device again".to_owned()
+                    }),
+                ),
+            };
                 out.push(f(Check::HostPort, status, seen, next));
                 if port_ok {
                     out.push(self.handshake(name, at).await);
@@ -570,28 +593,33 @@ impl Context<'_> {
                 out.push(f(Check::Tls, Status::Skipped, "LXD does not answer".into(), None));
             }
         }
+        out
+    }
 
-        // The member's API through its kubeconfig, and its nodes.
-        let kubeconfig = self.seams.pods.as_ref().map(|p| p.kubeconfig_path(name).display().to_string());
+    /// The member's API through its kubeconfig, and its nodes. The findings, and whether the API answered.
+    async fn api_and_nodes(&self, name: &str, running: bool, kubeconfig: Option<&str>) -> (Vec<Finding>, bool) {
+        let mut out = Vec::new();
+        let f = |check, status, seen: String, next: Option<String>| finding(check, Some(name), status, seen, next);
+        let lxc = self.lxc();
         let api_ok = match (&self.seams.pods, running) {
             (Some(pods), true) => match pods.nodes(name).await {
                 Ok(report) => {
-                    let kc = kubeconfig.clone().unwrap_or_default();
+                    let kc = kubeconfig.unwrap_or_default();
                     out.push(f(Check::Api, Status::Pass, format!("answers through {kc}"), None));
                     let not_ready = report.not_ready();
                     out.push(if report.nodes.is_empty() {
-                        f(Check::Nodes, Status::Fail, "the cluster has no node".into(), Some(format!("`{lxc} exec {name} -- microk8s inspect`")))
-                    } else if not_ready.is_empty() {
-                        let names: Vec<&str> = report.nodes.iter().map(|n| n.name.as_str()).collect();
-                        f(Check::Nodes, Status::Pass, format!("Ready: {}", names.join(", ")), None)
-                    } else {
-                        f(
-                            Check::Nodes,
-                            Status::Fail,
-                            format!("not Ready: {}", not_ready.join(", ")),
-                            Some(format!("`kubectl --kubeconfig {kc} describe node {}` shows why; `{lxc} exec {name} -- microk8s inspect`", not_ready[0])),
-                        )
-                    });
+                    f(Check::Nodes, Status::Fail, "the cluster has no node".into(), Some(format!("`{lxc} exec {name} -- microk8s inspect`")))
+                } else if not_ready.is_empty() {
+                    let names: Vec<&str> = report.nodes.iter().map(|n| n.name.as_str()).collect();
+                    f(Check::Nodes, Status::Pass, format!("Ready: {}", names.join(", ")), None)
+                } else {
+                    f(
+                        Check::Nodes,
+                        Status::Fail,
+                        format!("not Ready: {}", not_ready.join(", ")),
+                        Some(format!("`kubectl --kubeconfig {kc} describe node {}` shows why; `{lxc} exec {name} -- microk8s inspect`", not_ready[0])),
+                    )
+                });
                     true
                 }
                 Err(e) => {
@@ -611,21 +639,24 @@ impl Context<'_> {
                 false
             }
         };
+        (out, api_ok)
+    }
 
-        // Its Cluster in Karmada.
-        out.push(self.cluster(name, kubeconfig.as_deref()));
-
-        // Pods not Ready, with the events that say why.
+    /// The member's pods that are not Ready, with the events that say why.
+    async fn pods(&self, name: &str, api_ok: bool, kubeconfig: Option<&str>) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let f = |check, status, seen: String, next: Option<String>| finding(check, Some(name), status, seen, next);
+        let lxc = self.lxc();
         match (&self.seams.pods, api_ok) {
             (Some(pods), true) => match pods.troubled(name).await {
                 Ok(troubled) if troubled.is_empty() => {
                     out.push(f(Check::Pods, Status::Pass, "every pod is Ready (or has completed)".into(), None))
                 }
                 Ok(troubled) => {
-                    let kc = kubeconfig.clone().unwrap_or_default();
+                    let kc = kubeconfig.unwrap_or_default();
                     out.extend(troubled.iter().map(|t| {
                         about(
-                            f(Check::Pods, Status::Fail, pod_seen(t), Some(pod_next(t, &kc))),
+                            f(Check::Pods, Status::Fail, pod_seen(t), Some(pod_next(t, kc))),
                             format!("{}/{}", t.namespace, t.pod.name),
                         )
                     }));
@@ -633,11 +664,6 @@ impl Context<'_> {
                 Err(e) => out.push(f(Check::Pods, Status::Fail, e.to_string(), Some(api_next(&e, name, lxc)))),
             },
             _ => out.push(f(Check::Pods, Status::Skipped, "the member's API does not answer".into(), None)),
-        }
-
-        // Its application proxies.
-        for p in self.session.config.file.proxies.iter().filter(|p| p.member == name) {
-            out.push(about(self.app_proxy(p, container, kubeconfig.as_deref()).await, p.name.clone()));
         }
         out
     }
