@@ -845,13 +845,18 @@ impl Context<'_> {
                     p.name
                 ),
             ),
-            DirectAnswer::Refused(words) => (
+            DirectAnswer::Refused { ref words, .. } => (
                 format!(
                     "{said}; its pod {pod} is Ready at {ip}, where the proxy forwards, and does not answer directly either: a port-forward to its port {port} was refused inside the pod ({words}): the application is at fault, not the proxy"
                 ),
-                format!(
-                    "nothing listens on port {port} in the pod: see which port the application listens on (its log: `kubectl --kubeconfig {kc} logs -n {ns} {pod}`) and set the proxy's `pod.port` in the file to it, or make the application listen on {port}"
-                ),
+                match asked.declared(port) {
+                    Some(declared) => format!(
+                        "nothing listens on port {port} in the pod, and {declared}: set the proxy's `pod.port` in the file to the port the application listens on (its log: `kubectl --kubeconfig {kc} logs -n {ns} {pod}`), or make it listen on {port}"
+                    ),
+                    None => format!(
+                        "nothing listens on port {port} in the pod: see which port the application listens on (its log: `kubectl --kubeconfig {kc} logs -n {ns} {pod}`) and set the proxy's `pod.port` in the file to it, or make the application listen on {port}"
+                    ),
+                },
             ),
             DirectAnswer::Silent(why) => (
                 format!(

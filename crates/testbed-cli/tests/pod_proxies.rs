@@ -153,6 +153,11 @@ fn a_pod_proxy_to_a_port_nothing_listens_on_fails_with_what_the_pod_said_directl
     );
     assert!(out.contains("failed to connect to localhost:9095 inside namespace"), "{out}");
     assert!(out.contains("set the proxy's `pod.port` in the file to the port it listens on"), "{out}");
+    // What the pod's author meant it to listen on, read from its spec.
+    assert!(
+        out.contains("the application does not listen on port 9095, and the pod declares containerPort 9090"),
+        "{out}"
+    );
 
     std::fs::write(d.join("testbed.toml"), FILE).unwrap();
     let apply = testbed(d, &["apply", "--yes"]);

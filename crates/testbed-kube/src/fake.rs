@@ -318,6 +318,9 @@ pub struct FakeContainer {
     /// the pod reaches (`.../pods/<name>/portforward`, which connects to the pod's loopback), and what a
     /// connection to the pod's address reaches in a world that routes to pods. Empty: nothing listens.
     pub listens: Vec<SocketAddr>,
+    /// The TCP `containerPort`s its spec declares (`spec.containers[].ports`), which say nothing of where it
+    /// listens.
+    pub ports: Vec<u16>,
 }
 
 impl FakePod {
@@ -805,6 +808,7 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
         waiting: None,
         previous_log: None,
         listens: Vec::new(),
+        ports: Vec::new(),
     };
     let containers = if p.containers.is_empty() { vec![default_container()] } else { p.containers.clone() };
     let unready: Vec<&str> =
@@ -879,7 +883,13 @@ fn pod_json(p: &FakePod, resource_version: u64) -> Value {
             status["initContainerStatuses"] = containers.iter().filter(|c| c.init).map(container_status).collect();
         }
     }
-    let spec_of = |c: &FakeContainer| json!({"name": c.name, "image": c.image, "imagePullPolicy": "IfNotPresent"});
+    let spec_of = |c: &FakeContainer| {
+        let mut spec = json!({"name": c.name, "image": c.image, "imagePullPolicy": "IfNotPresent"});
+        if !c.ports.is_empty() {
+            spec["ports"] = c.ports.iter().map(|p| json!({"containerPort": p, "protocol": "TCP"})).collect();
+        }
+        spec
+    };
     let mut spec = json!({
         "containers": containers.iter().filter(|c| !c.init).map(spec_of).collect::<Vec<_>>(),
         "restartPolicy": "Always",

@@ -59,10 +59,10 @@ pub use objects::{
     BindingResource, ClusterHealth, ObjectRef, TargetCluster, RESOURCE_BINDING_API_VERSION,
 };
 pub use observe::{
-    cluster, clusters, control_plane, describe_cluster, namespace_labels, nodes_ready, pod_events, pods,
-    pods_everywhere, previous_log, server_version, service_node_ports, ClusterStatus, ClusterTaint, ComponentReport,
-    Condition, ConditionStatus, ContainerWaiting, ControlPlaneReport, EventReport, NodeReport, NodesReport, PodReport,
-    SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
+    cluster, clusters, control_plane, declared_ports, describe_cluster, namespace_labels, nodes_ready, pod_events,
+    pods, pods_everywhere, previous_log, server_version, service_node_ports, ClusterStatus, ClusterTaint,
+    ComponentReport, Condition, ConditionStatus, ContainerWaiting, ControlPlaneReport, EventReport, NodeReport,
+    NodesReport, PodReport, SyncMode, CLUSTER_API_VERSION, CONTROL_PLANE_DEPLOYMENTS, KARMADA_NAMESPACE,
 };
 pub use port_forward::{pod_answers, PortForwardFailure};
 pub use taint_policy::{

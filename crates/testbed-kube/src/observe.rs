@@ -795,6 +795,25 @@ pub async fn previous_log(
         .map_err(|e| client.error(e, &format!("read the previous log of {container} in {namespace}/{name}")))
 }
 
+/// The TCP ports pod `name`'s containers declare (`spec.containers[].ports[].containerPort`, protocol TCP
+/// or unset), sorted and each once. A declaration says nothing of where the application listens; it is what
+/// the pod's author meant it to.
+pub async fn declared_ports(client: &KubeClient, namespace: &str, name: &str) -> Result<Vec<u16>, KubeObserveError> {
+    let api: Api<Pod> = Api::namespaced(client.kube().clone(), namespace);
+    let pod = api.get(name).await.map_err(|e| client.error(e, &format!("read pod {namespace}/{name}")))?;
+    let mut ports: Vec<u16> = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}
+
 /// One event about an object, as `kubectl describe` lists it under `Events:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventReport {

@@ -105,6 +105,7 @@ async fn a_pod_that_cannot_pull_its_image_says_why_as_the_kubelet_wrote_it() {
         waiting: waiting.map(|(r, m)| (r.into(), m.into())),
         previous_log: None,
         listens: Vec::new(),
+        ports: Vec::new(),
     };
     let mut state = FakeState::host_cluster();
     state.put_pod(

@@ -1160,9 +1160,12 @@ impl LxdProvider {
                         format!("; asked directly through a port-forward, the pod answered ({n} bytes): the way from the proxy to {connect} is at fault, not the pod"),
                         format!("an application that listens on 127.0.0.1 only answers a port-forward and not at the pod's address: make it listen on 0.0.0.0; if it does, look at the proxy ({cli} config device show {member}); then apply again"),
                     ),
-                    DirectAnswer::Refused(words) => (
+                    DirectAnswer::Refused { ref words, .. } => (
                         format!("; asked directly through a port-forward, nothing listens on port {port} inside the pod ({words})"),
-                        format!("the application does not listen on port {port}: set the proxy's `pod.port` in the file to the port it listens on (its log: kubectl --kubeconfig {kubeconfig} -n {ns} logs {pod_name}), or make it listen on {port}; then apply again"),
+                        format!(
+                            "the application does not listen on port {port}{}: set the proxy's `pod.port` in the file to the port it listens on (its log: kubectl --kubeconfig {kubeconfig} -n {ns} logs {pod_name}), or make it listen on {port}; then apply again",
+                            direct.declared(port).map(|d| format!(", and {d}")).unwrap_or_default()
+                        ),
                     ),
                     DirectAnswer::Silent(why) => (
                         format!("; asked directly through a port-forward, the pod did not answer either ({why})"),

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use testbed_kube::{
-    nodes_ready, pod_answers, pod_events, pods, pods_everywhere, previous_log, ApiConfig, Clients, EventReport,
-    KubeClient, KubeObserveError, Network, NodesReport, PodReport, PortForwardFailure,
+    declared_ports, nodes_ready, pod_answers, pod_events, pods, pods_everywhere, previous_log, ApiConfig, Clients,
+    EventReport, KubeClient, KubeObserveError, Network, NodesReport, PodReport, PortForwardFailure,
 };
 use testbed_provider::{DirectAnswer, PodLookup, PodMatch, ProviderError};
 
@@ -174,7 +174,12 @@ impl PodLookup for MemberPods {
         match self.answers_directly(member, namespace, pod, port).await {
             Ok(n) => DirectAnswer::Answered(n),
             Err(MemberApiError::PortForward(PortForwardFailure::Refused(words))) => {
-                DirectAnswer::Refused(words.trim_end().to_owned())
+                // What the pod's author meant it to listen on, for the hint.
+                let declared = match self.client(member) {
+                    Ok(client) => declared_ports(&client, namespace, pod).await.ok(),
+                    Err(_) => None,
+                };
+                DirectAnswer::Refused { words: words.trim_end().to_owned(), declared }
             }
             Err(MemberApiError::PortForward(e @ (PortForwardFailure::Closed | PortForwardFailure::Silent(_)))) => {
                 DirectAnswer::Silent(e.to_string())

@@ -89,6 +89,7 @@ async fn a_crashing_container_is_reported_with_the_last_lines_it_wrote() {
         waiting: Some(("CrashLoopBackOff".into(), "back-off 5m0s restarting failed container=api".into())),
         previous_log: Some(log),
         listens: Vec::new(),
+        ports: Vec::new(),
     }));
     let fake = FakeKube::start_tls(state, &tls).await.unwrap();
     let kubeconfig = admin_kubeconfig(&tls.ca_pem, fake.url(), &cert_user(&tls.client_cert_pem, &tls.client_key_pem));
@@ -134,6 +135,7 @@ async fn a_pod_is_asked_directly_through_a_port_forward() {
         waiting: None,
         previous_log: None,
         listens: vec![at.parse().unwrap()],
+        ports: Vec::new(),
     };
     state.put_pod(
         FakePod::ready("monitoring", "prometheus-0", "10.1.33.11").container(listening("prometheus", "0.0.0.0:9090")),
@@ -168,6 +170,25 @@ async fn a_pod_is_asked_directly_through_a_port_forward() {
         words.contains("failed to connect to localhost:8080 inside namespace")
             && words.contains("IPv4: dial tcp4 127.0.0.1:8080: connect: connection refused"),
         "{words}"
+    );
+
+    // Through the seam the LXD layer and doctor use: the refusal, with what the pod declares (nothing here;
+    // Prometheus' 9090 once its spec says so).
+    use testbed_provider::DirectAnswer;
+    let asked = pods.ask_directly("member1", "monitoring", "prometheus-0", 8080).await;
+    assert!(matches!(&asked, DirectAnswer::Refused { declared: Some(d), .. } if d.is_empty()), "{asked:?}");
+    assert_eq!(asked.declared(8080).as_deref(), Some("the pod declares no containerPort"));
+    fake.update(|s| {
+        s.remove_pod("monitoring", "prometheus-0");
+        let mut c = listening("prometheus", "0.0.0.0:9090");
+        c.ports = vec![9090];
+        s.put_pod(FakePod::ready("monitoring", "prometheus-0", "10.1.33.11").container(c));
+    });
+    let asked = pods.ask_directly("member1", "monitoring", "prometheus-0", 8080).await;
+    assert_eq!(asked.declared(8080).as_deref(), Some("the pod declares containerPort 9090"));
+    assert_eq!(
+        pods.ask_directly("member1", "monitoring", "prometheus-0", 9090).await,
+        DirectAnswer::Answered(PORT_FORWARD_ANSWER.len())
     );
 
     // A pod that is not there: the API's 404, not a refusal inside a pod.

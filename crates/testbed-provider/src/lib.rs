@@ -304,12 +304,30 @@ impl PodMatch {
 pub enum DirectAnswer {
     /// An answer: how many bytes came back first.
     Answered(usize),
-    /// Nothing listens on the port inside the pod: the kubelet's words.
-    Refused(String),
+    /// Nothing listens on the port inside the pod: the kubelet's words, and the TCP `containerPort`s the pod
+    /// declares (`None`: they could not be read).
+    Refused { words: String, declared: Option<Vec<u16>> },
     /// Something inside the pod accepted the connection and sent nothing back (in time): what happened.
     Silent(String),
     /// The port-forward could not be opened: why.
     NotAsked(String),
+}
+
+impl DirectAnswer {
+    /// For a refusal, what the pod declares, for a hint: `the pod declares containerPort 9090`, `... no
+    /// containerPort`; `None` when it was not read or declares the port that was refused.
+    pub fn declared(&self, port: u16) -> Option<String> {
+        let DirectAnswer::Refused { declared: Some(ports), .. } = self else { return None };
+        match ports.as_slice() {
+            [] => Some("the pod declares no containerPort".into()),
+            ports if ports.contains(&port) => None,
+            [one] => Some(format!("the pod declares containerPort {one}")),
+            many => Some(format!(
+                "the pod declares containerPorts {}",
+                many.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
 }
 
 /// Finds pods in the members' clusters: how the LXD layer learns where the pod a proxy follows is now. The

@@ -427,6 +427,7 @@ fn served_pod(pod: &crate::world::SimPod) -> FakePod {
                 // The simulated containers never crash.
                 previous_log: None,
                 listens: c.listens.clone(),
+                ports: c.ports.clone(),
             })
             .collect(),
     }
@@ -515,6 +516,7 @@ fn run_controllers(world: &mut SimWorld, facts: &[ContainerFacts], now: u64) -> 
                     init: c.init,
                     waiting,
                     listens,
+                    ports: c.ports.clone(),
                 });
             }
             pulls.insert((member.clone(), key), (containers, pulled));

@@ -409,6 +409,9 @@ pub struct SimContainer {
     /// reached by a port-forward (which connects to the pod's loopback) and not at the pod's address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listens: Vec<std::net::SocketAddr>,
+    /// The TCP `containerPort`s its template declares.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
 }
 
 /// Why a container waits, as the kubelet reports it in the pod's status.
