@@ -88,6 +88,7 @@ fn bench() -> bool {
     run("cargo", &["bench", "-p", "testbed-lxd", "--bench", "members"], &[])
         && run("cargo", &["bench", "-p", "testbed-cli", "--bench", "makespan"], &[])
         && run("cargo", &["bench", "-p", "testbed-cli", "--bench", "plan", "--", "--noplot"], &[])
+        && run("cargo", &["bench", "-p", "testbed-cli", "--bench", "kubeconfig", "--", "--noplot"], &[])
         && run("cargo", &["bench", "-p", "testbed-plan", "--bench", "leftovers", "--", "--noplot"], &[])
         && run("cargo", &["bench", "-p", "testbed-registry", "--bench", "copy"], &[])
 }
