@@ -7,7 +7,8 @@
 //! Karmada kubeconfig), builds the prefixed contexts, keeps the person's lines byte for byte, backs the file
 //! up and writes it 0600; kubectl's flatten is given the lab's contexts ready-made (written once beforehand by
 //! `testbed kubeconfig -o`) and rewrites the whole file in its own layout. kubectl is the test environment's
-//! (`cargo xtask testenv up` installs Debian's when the machine has none); without it, only testbed's runs.
+//! (`cargo xtask testenv up` installs Debian's when the machine has none), or `$KUBECTL`; without one, only
+//! testbed's runs.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -38,7 +39,11 @@ users:
     token: not-a-real-token
 ";
 
+/// `$KUBECTL`, or the `kubectl` on the PATH.
 fn kubectl() -> Option<String> {
+    if let Ok(k) = std::env::var("KUBECTL") {
+        return Some(k);
+    }
     let found = Command::new("sh").args(["-c", "command -v kubectl"]).output().ok()?;
     found.status.success().then(|| String::from_utf8_lossy(&found.stdout).trim().to_owned())
 }
