@@ -256,10 +256,7 @@ member = "{member}"
 host_port = {port}
 pod = {{ namespace = "monitoring", selector = "app.kubernetes.io/name=prometheus", port = 9090 }}
 "#,
-        backend = match daemon {
-            Daemon::Lxd => "lxd",
-            Daemon::Incus => "incus",
-        }
+        backend = daemon.backend()
     );
     std::fs::write(dir.path().join("testbed.toml"), file).unwrap();
     std::fs::write(

@@ -34,9 +34,10 @@ fn lab(daemon: Daemon) -> (&'static str, u16) {
 /// Three members on their own bridge, their API ports from [`lab`].
 fn file(daemon: Daemon) -> String {
     let (tag, port) = lab(daemon);
-    let (backend, net) = match daemon {
-        Daemon::Lxd => ("lxd", 63),
-        Daemon::Incus => ("incus", 64),
+    let backend = daemon.backend();
+    let net = match daemon {
+        Daemon::Lxd => 63,
+        Daemon::Incus => 64,
     };
     let mut text = format!(
         r#"name = "{tag}"
@@ -111,10 +112,7 @@ fn finds_a_stopped_container_a_removed_proxy_and_a_port_taken(daemon: Daemon) {
     let (tag, first_port) = lab(daemon);
     let [m1, m2, m3] = [1, 2, 3].map(|i| format!("{tag}-member{i}"));
     let [p1, p2, p3] = [0, 1, 2].map(|i| first_port + i);
-    let (lxc, named) = match daemon {
-        Daemon::Lxd => ("lxc", "LXD"),
-        Daemon::Incus => ("incus", "Incus"),
-    };
+    let (lxc, named) = (daemon.flavor().command(), daemon.flavor().name());
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("testbed.toml"), file(daemon)).unwrap();

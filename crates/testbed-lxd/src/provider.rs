@@ -1152,9 +1152,6 @@ impl LxdProvider {
                     }
                     None => DirectAnswer::NotAsked("no member API to ask".into()),
                 };
-                let by_hand = format!(
-                    "to tell the proxy from the pod, run kubectl --kubeconfig {kubeconfig} -n {ns} port-forward pod/{pod_name} 19090:{port} and send a request to 127.0.0.1:19090: if that answers, look at the proxy ({cli} config device show {member})"
-                );
                 let (found, hint) = match direct {
                     DirectAnswer::Answered(n) => (
                         format!("; asked directly through a port-forward, the pod answered ({n} bytes): the way from the proxy to {connect} is at fault, not the pod"),
@@ -1173,7 +1170,7 @@ impl LxdProvider {
                     ),
                     DirectAnswer::NotAsked(why) => (
                         format!("; the pod could not be asked directly ({why})"),
-                        format!("check that the pod is Ready and listens on port {port} (kubectl --kubeconfig {kubeconfig} -n {ns} get pod {pod_name} -o wide); {by_hand}; then apply again"),
+                        format!("check that the pod is Ready and listens on port {port} (kubectl --kubeconfig {kubeconfig} -n {ns} get pod {pod_name} -o wide); to tell the proxy from the pod, run kubectl --kubeconfig {kubeconfig} -n {ns} port-forward pod/{pod_name} 19090:{port} and send a request to 127.0.0.1:19090: if that answers, look at the proxy ({cli} config device show {member}); then apply again"),
                     ),
                 };
                 Err(ProviderError::failed(format!("{said}{found}")).with_hint(hint))

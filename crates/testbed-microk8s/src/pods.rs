@@ -171,17 +171,18 @@ impl PodLookup for MemberPods {
     }
 
     async fn ask_directly(&self, member: &str, namespace: &str, pod: &str, port: u16) -> DirectAnswer {
-        match self.answers_directly(member, namespace, pod, port).await {
+        let client = match self.client(member) {
+            Ok(client) => client,
+            Err(e) => return DirectAnswer::NotAsked(e.to_string()),
+        };
+        match pod_answers(&client, namespace, pod, port, self.timeout).await {
             Ok(n) => DirectAnswer::Answered(n),
-            Err(MemberApiError::PortForward(PortForwardFailure::Refused(words))) => {
+            Err(PortForwardFailure::Refused(words)) => {
                 // What the pod's author meant it to listen on, for the hint.
-                let declared = match self.client(member) {
-                    Ok(client) => declared_ports(&client, namespace, pod).await.ok(),
-                    Err(_) => None,
-                };
+                let declared = declared_ports(&client, namespace, pod).await.ok();
                 DirectAnswer::Refused { words: words.trim_end().to_owned(), declared }
             }
-            Err(MemberApiError::PortForward(e @ (PortForwardFailure::Closed | PortForwardFailure::Silent(_)))) => {
+            Err(e @ (PortForwardFailure::Closed | PortForwardFailure::Silent(_))) => {
                 DirectAnswer::Silent(e.to_string())
             }
             Err(e) => DirectAnswer::NotAsked(e.to_string()),

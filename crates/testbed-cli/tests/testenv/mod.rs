@@ -38,13 +38,25 @@ impl Daemon {
         dir
     }
 
-    /// A client of its socket, for what a test does to the daemon behind testbed's back.
-    pub fn client(self) -> testbed_lxd::Client {
-        let flavor = match self {
+    /// Which of the two it is, as the LXD layer names it (`name()`: `LXD`; `command()`: `lxc`).
+    pub fn flavor(self) -> testbed_lxd::Flavor {
+        match self {
             Daemon::Lxd => testbed_lxd::Flavor::Lxd,
             Daemon::Incus => testbed_lxd::Flavor::Incus,
-        };
-        testbed_lxd::Client::at(Path::new(&self.dir()).join("unix.socket"), flavor)
+        }
+    }
+
+    /// The file's `[lxd] backend` for it.
+    pub fn backend(self) -> &'static str {
+        match self {
+            Daemon::Lxd => "lxd",
+            Daemon::Incus => "incus",
+        }
+    }
+
+    /// A client of its socket, for what a test does to the daemon behind testbed's back.
+    pub fn client(self) -> testbed_lxd::Client {
+        testbed_lxd::Client::at(Path::new(&self.dir()).join("unix.socket"), self.flavor())
     }
 }
 
